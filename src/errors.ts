@@ -1,0 +1,32 @@
+/**
+ * Errors that tidewire raises on purpose. Each carries a stable `code` so callers
+ * (and the CLI, which maps them to exit statuses) can tell a usage error from a
+ * runtime failure without parsing messages.
+ */
+export class TidewireError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = "TidewireError";
+  }
+}
+
+/** A caller passed an argument that can never work; nothing was written. */
+export class InvalidArgumentError extends TidewireError {
+  constructor(
+    readonly argument: string,
+    message: string,
+  ) {
+    super(`${argument}: ${message}`, "ERR_INVALID_ARGUMENT");
+    this.name = "InvalidArgumentError";
+  }
+}
+
+export class StoreError extends TidewireError {
+  constructor(message: string, code = "ERR_STORE") {
+    super(message, code);
+    this.name = "StoreError";
+  }
+}

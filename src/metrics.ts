@@ -1,0 +1,61 @@
+/**
+ * Metrics: one prom-client registry for everything tidewire measures in this
+ * process. It is separate from prom-client's global registry so an application
+ * that embeds tidewire keeps control of its own; `tidewire serve` exposes it on
+ * GET /metrics. Counters live here, not beside their callers, so the names and
+ * labels are reviewed in one place.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+export const registry = new Registry();
+
+export const sqliteBusyRetries = new Counter({
+  name: "tidewire_sqlite_busy_retries_total",
+  help: "SQLITE_BUSY or SQLITE_LOCKED errors that escaped the busy timeout and were retried",
+  registers: [registry],
+});
+
+export const jobsAdded = new Counter({
+  name: "tidewire_jobs_added_total",
+  help: "Jobs added by this process, by type",
+  labelNames: ["type"] as const,
+  registers: [registry],
+});
+
+export const jobsCompleted = new Counter({
+  name: "tidewire_jobs_completed_total",
+  help: "Jobs completed by this process's workers, by type",
+  labelNames: ["type"] as const,
+  registers: [registry],
+});
+
+export const jobsFailed = new Counter({
+  name: "tidewire_jobs_failed_total",
+  help: "Job attempts that failed in this process's workers, by type (retried or final)",
+  labelNames: ["type"] as const,
+  registers: [registry],
+});
+
+export const jobDuration = new Histogram({
+  name: "tidewire_job_duration_seconds",
+  help: "Handler run time of a job attempt, by type",
+  labelNames: ["type"] as const,
+  buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+  registers: [registry],
+});
+
+/** Set on scrape by whoever owns a queue (see `watchQueueDepth`). */
+export const queueDepth = new Gauge({
+  name: "tidewire_queue_depth",
+  help: "Jobs in the queue by state",
+  labelNames: ["queue", "state"] as const,
+  registers: [registry],
+});
+
+let defaultsCollected = false;
+/** Process metrics (CPU, memory, event loop lag); only the daemon wants them. */
+export function collectProcessMetrics(): void {
+  if (defaultsCollected) return;
+  defaultsCollected = true;
+  collectDefaultMetrics({ register: registry, prefix: "tidewire_" });
+}

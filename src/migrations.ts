@@ -1,0 +1,103 @@
+/**
+ * Versioned schema migrations, recorded in `PRAGMA user_version`.
+ *
+ * Append only: a released migration is never edited, a change is a new entry.
+ * All tidewire tables are prefixed `tw_` so they never collide with the
+ * application's. Migrations run in one IMMEDIATE transaction that re-reads the
+ * version, so processes opening the same new file at once apply each step once.
+ */
+import type Database from "better-sqlite3";
+
+interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "queue",
+    sql: `
+      CREATE TABLE tw_jobs (
+        id INTEGER PRIMARY KEY,
+        queue TEXT NOT NULL,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending','running','completed','failed','cancelled')),
+        priority INTEGER NOT NULL DEFAULT 0,
+        run_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        backoff TEXT,
+        key TEXT,
+        lease_owner TEXT,
+        lease_expires_at INTEGER,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER
+      );
+      -- The claim walks this index in order and stops after LIMIT rows: no sort.
+      CREATE INDEX tw_jobs_claim ON tw_jobs(queue, priority DESC, run_at, id) WHERE state = 'pending';
+      CREATE UNIQUE INDEX tw_jobs_key ON tw_jobs(queue, key)
+        WHERE key IS NOT NULL AND state IN ('pending', 'running');
+      CREATE INDEX tw_jobs_lease ON tw_jobs(lease_expires_at) WHERE state = 'running';
+      CREATE INDEX tw_jobs_state ON tw_jobs(queue, state, finished_at);
+
+      CREATE TABLE tw_periodic (
+        queue TEXT NOT NULL,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        every_ms INTEGER,
+        cron TEXT,
+        timezone TEXT,
+        priority INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER,
+        next_run_at INTEGER NOT NULL,
+        last_run_at INTEGER,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (queue, name),
+        CHECK ((every_ms IS NULL) <> (cron IS NULL))
+      );
+    `,
+  },
+  {
+    version: 2,
+    name: "outbox",
+    sql: `
+      CREATE TABLE tw_outbox (
+        id INTEGER PRIMARY KEY,
+        spool TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('incoming','active','delivered','deferred','bounced')),
+        headers TEXT NOT NULL,
+        body BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        next_attempt_at INTEGER,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE INDEX tw_outbox_state ON tw_outbox(spool, state, priority DESC, id);
+    `,
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+export function migrate(db: Database.Database): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current >= SCHEMA_VERSION) return;
+  db.transaction(() => {
+    const version = db.pragma("user_version", { simple: true }) as number;
+    for (const m of MIGRATIONS) {
+      if (m.version <= version) continue;
+      db.exec(m.sql);
+      db.pragma(`user_version = ${m.version}`);
+    }
+  }).immediate();
+}

@@ -1,0 +1,425 @@
+/**
+ * MemoryQueue: the Queue's interface and semantics with nothing persisted, for
+ * tests and for work that may be lost with the process. Leases, retries,
+ * backoff, dedup keys and periodic jobs behave as in the SQLite Queue.
+ */
+import { EventEmitter } from "node:events";
+import { InvalidArgumentError } from "../errors.js";
+import { jobsAdded } from "../metrics.js";
+import { backoffDelay, resolveBackoff, validateBackoff } from "./backoff.js";
+import { nextCronRun, nextIntervalRun, parseCron } from "./periodic.js";
+import {
+  type AddManyItem,
+  type AddOptions,
+  type BackoffOptions,
+  type CleanupOptions,
+  FINISHED_STATES,
+  JOB_STATES,
+  type Job,
+  type JobQueue,
+  type JobState,
+  type ListOptions,
+  type PeriodicJob,
+  type PeriodicOptions,
+  type QueueStats,
+  type Settlement,
+  type SettleResult,
+} from "./types.js";
+import {
+  checkDuration,
+  checkFrom,
+  checkId,
+  checkInteger,
+  checkName,
+  checkState,
+  type NormalizedAdd,
+  normalizeAdd,
+  normalizeList,
+  serializePayload,
+} from "./validate.js";
+
+interface Periodic extends PeriodicJob {
+  timezone: string | null;
+  priority: number;
+  maxAttempts: number | null;
+  payloadText: string;
+}
+
+const byClaimOrder = (a: Job, b: Job) => b.priority - a.priority || a.runAt - b.runAt || a.id - b.id;
+
+export class MemoryQueue implements JobQueue {
+  readonly name: string;
+  private readonly jobs = new Map<number, Job>();
+  private readonly periodic = new Map<string, Periodic>();
+  private readonly backoff: Required<BackoffOptions>;
+  private readonly clock: () => number;
+  private readonly events = new EventEmitter();
+  private nextId = 1;
+
+  constructor(name = "default", options: { backoff?: BackoffOptions; clock?: () => number } = {}) {
+    this.name = checkName("name", name);
+    validateBackoff("backoff", options.backoff);
+    this.backoff = resolveBackoff(options.backoff);
+    this.clock = options.clock ?? Date.now;
+    this.events.setMaxListeners(0);
+  }
+
+  now(): number {
+    return this.clock();
+  }
+
+  add<P>(type: string, payload?: P, options?: AddOptions): Job<P> {
+    const job = this.insert(normalizeAdd(type, payload, options, this.now()));
+    this.events.emit("added");
+    return copy(job) as Job<P>;
+  }
+
+  addMany(items: AddManyItem[]): Job[] {
+    if (!Array.isArray(items)) throw new InvalidArgumentError("items", "must be an array");
+    const now = this.now();
+    const rows = items.map((item, i) => {
+      if (item === null || typeof item !== "object")
+        throw new InvalidArgumentError(`items[${i}]`, "must be an object");
+      return normalizeAdd(item.type, item.payload, item.options, now, `items[${i}].`);
+    });
+    const jobs = rows.map((r) => copy(this.insert(r)));
+    if (jobs.length > 0) this.events.emit("added");
+    return jobs;
+  }
+
+  private insert(r: NormalizedAdd): Job {
+    if (r.key !== null) {
+      for (const j of this.jobs.values()) {
+        if (j.key === r.key && (j.state === "pending" || j.state === "running")) return j;
+      }
+    }
+    const now = this.now();
+    const job: Job = {
+      id: this.nextId++,
+      queue: this.name,
+      type: r.type,
+      payload: JSON.parse(r.payload),
+      state: "pending",
+      priority: r.priority,
+      runAt: r.runAt,
+      attempts: 0,
+      maxAttempts: r.maxAttempts,
+      backoff: r.backoff === null ? null : JSON.parse(r.backoff),
+      key: r.key,
+      leaseOwner: null,
+      leaseExpiresAt: null,
+      lastError: null,
+      createdAt: now,
+      startedAt: null,
+      finishedAt: null,
+    };
+    this.jobs.set(job.id, job);
+    jobsAdded.labels(job.type).inc();
+    return job;
+  }
+
+  get(id: number): Job | undefined {
+    const job = this.jobs.get(checkId(id));
+    return job && copy(job);
+  }
+
+  list(options?: ListOptions): Job[] {
+    const o = normalizeList(options);
+    const key = o.sortBy === "created" ? "id" : o.sortBy;
+    const dir = o.order === "desc" ? -1 : 1;
+    return [...this.jobs.values()]
+      .filter((j) => (o.state === null || j.state === o.state) && (o.type === null || j.type === o.type))
+      .sort((a, b) => dir * (a[key] - b[key] || a.id - b.id))
+      .slice(o.offset, o.offset + o.limit)
+      .map(copy);
+  }
+
+  moveToState(id: number, to: JobState, options: { from?: JobState | JobState[] } = {}): boolean {
+    checkId(id);
+    checkState("to", to);
+    if (to === "running") throw new InvalidArgumentError("to", "a job enters running only through a claim");
+    const from = checkFrom(options.from);
+    const job = this.jobs.get(id);
+    if (!job || job.state === to || (from && !from.includes(job.state))) return false;
+    const now = this.now();
+    job.state = to;
+    if (to === "pending") job.runAt = Math.max(job.runAt, now);
+    job.finishedAt = FINISHED_STATES.includes(to) ? now : null;
+    job.leaseOwner = null;
+    job.leaseExpiresAt = null;
+    if (to === "pending") this.events.emit("added");
+    return true;
+  }
+
+  retry(id: number): boolean {
+    const job = this.jobs.get(checkId(id));
+    if (!job || (job.state !== "failed" && job.state !== "cancelled")) return false;
+    Object.assign(job, { state: "pending", attempts: 0, runAt: this.now(), finishedAt: null });
+    this.events.emit("added");
+    return true;
+  }
+
+  cancel(id: number): boolean {
+    return this.moveToState(id, "cancelled", { from: ["pending", "running"] });
+  }
+
+  stats(): QueueStats {
+    const now = this.now();
+    const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+    let attempts = 0;
+    let oldest: number | null = null;
+    for (const j of this.jobs.values()) {
+      counts[j.state]++;
+      attempts += j.attempts;
+      if (j.state === "pending" && j.runAt <= now && (oldest === null || j.runAt < oldest)) oldest = j.runAt;
+    }
+    const total = this.jobs.size;
+    return {
+      ...counts,
+      total,
+      averageAttempts: total === 0 ? 0 : attempts / total,
+      oldestPendingAgeMs: oldest === null ? 0 : now - oldest,
+    };
+  }
+
+  stuck(options: { pendingForMs?: number } = {}): Job[] {
+    const wait =
+      options.pendingForMs === undefined ? 300_000 : checkDuration("pendingForMs", options.pendingForMs);
+    const now = this.now();
+    return [...this.jobs.values()]
+      .filter(
+        (j) =>
+          (j.state === "running" && (j.leaseExpiresAt ?? 0) < now) ||
+          (j.state === "pending" && j.runAt < now - wait),
+      )
+      .map(copy);
+  }
+
+  cleanup(options: CleanupOptions = {}): number {
+    const olderThan =
+      options.olderThanMs === undefined ? 7 * 86_400_000 : checkDuration("olderThanMs", options.olderThanMs);
+    const states = (options.states ?? FINISHED_STATES).map((s) => checkState("states", s));
+    if (states.includes("pending") || states.includes("running")) {
+      throw new InvalidArgumentError(
+        "states",
+        "cleanup removes finished jobs only (completed, failed, cancelled)",
+      );
+    }
+    const cutoff = this.now() - olderThan;
+    let n = 0;
+    for (const [id, j] of this.jobs) {
+      if (states.includes(j.state) && j.finishedAt !== null && j.finishedAt < cutoff) {
+        this.jobs.delete(id);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  every(name: string, everyMs: number, type: string, payload?: unknown, options: PeriodicOptions = {}): void {
+    checkInteger("everyMs", everyMs, 1);
+    this.upsertPeriodic(name, type, payload, options, everyMs, null, this.now() + everyMs);
+  }
+
+  cron(
+    name: string,
+    expression: string,
+    type: string,
+    payload?: unknown,
+    options: PeriodicOptions = {},
+  ): void {
+    checkName("expression", expression);
+    parseCron(expression, options.timezone);
+    this.upsertPeriodic(
+      name,
+      type,
+      payload,
+      options,
+      null,
+      expression,
+      nextCronRun(expression, options.timezone ?? null, this.now()),
+    );
+  }
+
+  private upsertPeriodic(
+    name: string,
+    type: string,
+    payload: unknown,
+    options: PeriodicOptions,
+    everyMs: number | null,
+    cron: string | null,
+    nextRunAt: number,
+  ): void {
+    checkName("name", name);
+    checkName("type", type);
+    const payloadText = serializePayload("payload", payload);
+    const priority =
+      options.priority === undefined ? 0 : checkInteger("priority", options.priority, -(2 ** 31));
+    const maxAttempts =
+      options.maxAttempts === undefined ? null : checkInteger("maxAttempts", options.maxAttempts, 1);
+    const old = this.periodic.get(name);
+    const sameSchedule = old && old.everyMs === everyMs && old.cron === cron;
+    this.periodic.set(name, {
+      name,
+      type,
+      payload: JSON.parse(payloadText),
+      payloadText,
+      everyMs,
+      cron,
+      timezone: options.timezone ?? null,
+      priority,
+      maxAttempts,
+      nextRunAt: sameSchedule ? old.nextRunAt : nextRunAt,
+      lastRunAt: old?.lastRunAt ?? null,
+    });
+  }
+
+  removePeriodic(name: string): boolean {
+    return this.periodic.delete(checkName("name", name));
+  }
+
+  listPeriodic(): PeriodicJob[] {
+    return [...this.periodic.values()]
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map(({ name, type, payload, everyMs, cron, nextRunAt, lastRunAt }) => ({
+        name,
+        type,
+        payload,
+        everyMs,
+        cron,
+        nextRunAt,
+        lastRunAt,
+      }));
+  }
+
+  firePeriodic(): number {
+    const now = this.now();
+    let fired = 0;
+    for (const p of this.periodic.values()) {
+      if (p.nextRunAt > now) continue;
+      this.insert({
+        type: p.type,
+        payload: p.payloadText,
+        priority: p.priority,
+        runAt: now,
+        maxAttempts: p.maxAttempts ?? 3,
+        backoff: null,
+        key: null,
+      });
+      p.nextRunAt =
+        p.everyMs !== null
+          ? nextIntervalRun(p.nextRunAt, p.everyMs, now)
+          : nextCronRun(p.cron!, p.timezone, now);
+      p.lastRunAt = now;
+      fired++;
+    }
+    if (fired > 0) this.events.emit("added");
+    return fired;
+  }
+
+  claim(owner: string, limit: number, leaseMs: number): Job[] {
+    const now = this.now();
+    const due = [...this.jobs.values()]
+      .filter((j) => j.state === "pending" && j.runAt <= now)
+      .sort(byClaimOrder)
+      .slice(0, limit);
+    for (const j of due) {
+      j.state = "running";
+      j.attempts++;
+      j.leaseOwner = owner;
+      j.leaseExpiresAt = now + leaseMs;
+      j.startedAt = now;
+    }
+    return due.map(copy);
+  }
+
+  settle(owner: string, settlements: Settlement[]): SettleResult {
+    const now = this.now();
+    const result: SettleResult = { applied: [], stale: [] };
+    for (const s of settlements) {
+      const j = this.jobs.get(s.job.id);
+      if (!j || j.state !== "running" || j.leaseOwner !== owner || j.attempts !== s.job.attempts) {
+        result.stale.push(s);
+        continue;
+      }
+      j.leaseOwner = null;
+      j.leaseExpiresAt = null;
+      if (s.ok) {
+        Object.assign(j, { state: "completed", finishedAt: now });
+        result.applied.push({ ...s, final: true });
+      } else if (s.retry && j.attempts < j.maxAttempts) {
+        const backoff = j.backoff ? resolveBackoff(this.backoff, j.backoff) : this.backoff;
+        Object.assign(j, {
+          state: "pending",
+          runAt: now + backoffDelay(j.attempts, backoff),
+          lastError: s.error,
+        });
+        result.applied.push({ ...s, final: false });
+      } else {
+        Object.assign(j, { state: "failed", finishedAt: now, lastError: s.error });
+        result.applied.push({ ...s, final: true });
+      }
+    }
+    return result;
+  }
+
+  extendLeases(owner: string, leaseMs: number): number {
+    const until = this.now() + leaseMs;
+    let n = 0;
+    for (const j of this.jobs.values()) {
+      if (j.state === "running" && j.leaseOwner === owner) {
+        j.leaseExpiresAt = until;
+        n++;
+      }
+    }
+    return n;
+  }
+
+  release(owner: string, jobs: Job[]): number {
+    let n = 0;
+    for (const held of jobs) {
+      const j = this.jobs.get(held.id);
+      if (j && j.state === "running" && j.leaseOwner === owner && j.attempts === held.attempts) {
+        Object.assign(j, {
+          state: "pending",
+          attempts: j.attempts - 1,
+          leaseOwner: null,
+          leaseExpiresAt: null,
+          startedAt: null,
+        });
+        n++;
+      }
+    }
+    if (n > 0) this.events.emit("added");
+    return n;
+  }
+
+  reapExpired(): number {
+    const now = this.now();
+    let n = 0;
+    for (const j of this.jobs.values()) {
+      if (j.state !== "running" || (j.leaseExpiresAt ?? 0) >= now) continue;
+      const final = j.attempts >= j.maxAttempts;
+      j.lastError = `lease expired: worker ${j.leaseOwner ?? "?"} stopped renewing it`;
+      Object.assign(j, {
+        state: final ? "failed" : "pending",
+        finishedAt: final ? now : null,
+        runAt: now,
+        leaseOwner: null,
+        leaseExpiresAt: null,
+      });
+      n++;
+    }
+    if (n > 0) this.events.emit("added");
+    return n;
+  }
+
+  onAdded(listener: () => void): () => void {
+    this.events.on("added", listener);
+    return () => this.events.off("added", listener);
+  }
+}
+
+function copy(job: Job): Job {
+  return { ...job };
+}

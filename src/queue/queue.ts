@@ -1,0 +1,556 @@
+/**
+ * Queue: a durable job queue in the Store's SQLite file.
+ *
+ * Contract: a job is claimed by one owner at a time; the claim takes a lease
+ * that the owner extends while it works, and a job whose lease expired goes
+ * back to pending as a spent attempt, so a crashed process's jobs are taken by
+ * whoever claims next. Claims, completions and failures are batched: each batch
+ * is one IMMEDIATE transaction. A settlement only lands while its lease holds
+ * (same owner, same attempt), so a worker that lost a lease cannot overwrite
+ * the job's newer state. Many processes may share one file.
+ */
+import { EventEmitter } from "node:events";
+import type Database from "better-sqlite3";
+import { InvalidArgumentError } from "../errors.js";
+import { jobsAdded } from "../metrics.js";
+import type { Store } from "../store.js";
+import { backoffDelay, resolveBackoff, validateBackoff } from "./backoff.js";
+import { nextCronRun, nextIntervalRun, parseCron } from "./periodic.js";
+import {
+  type AddManyItem,
+  type AddOptions,
+  type BackoffOptions,
+  type CleanupOptions,
+  FINISHED_STATES,
+  JOB_STATES,
+  type Job,
+  type JobQueue,
+  type JobState,
+  type ListOptions,
+  type PeriodicJob,
+  type PeriodicOptions,
+  type QueueStats,
+  type Settlement,
+  type SettleResult,
+  type SortBy,
+} from "./types.js";
+import {
+  checkDuration,
+  checkFrom,
+  checkId,
+  checkInteger,
+  checkName,
+  checkState,
+  type NormalizedAdd,
+  normalizeAdd,
+  normalizeList,
+  serializePayload,
+} from "./validate.js";
+
+export interface QueueOptions {
+  /** Default retry backoff for this queue's jobs (a job's own backoff wins). */
+  backoff?: BackoffOptions;
+  /** Clock in epoch ms; tests replace it to expire leases at will. */
+  clock?: () => number;
+}
+
+interface JobRow {
+  id: number;
+  queue: string;
+  type: string;
+  payload: string;
+  state: JobState;
+  priority: number;
+  run_at: number;
+  attempts: number;
+  max_attempts: number;
+  backoff: string | null;
+  key: string | null;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  last_error: string | null;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+const DAY_MS = 86_400_000;
+const ORDER_COLUMN: Record<SortBy, string> = { created: "id", priority: "priority", runAt: "run_at" };
+
+export class Queue implements JobQueue {
+  readonly name: string;
+  private readonly db: Database.Database;
+  private readonly backoff: Required<BackoffOptions>;
+  private readonly clock: () => number;
+  private readonly events = new EventEmitter();
+  private readonly sql;
+  private readonly listSql = new Map<string, Database.Statement>();
+
+  constructor(
+    readonly store: Store,
+    name = "default",
+    options: QueueOptions = {},
+  ) {
+    this.name = checkName("name", name);
+    validateBackoff("backoff", options.backoff);
+    this.backoff = resolveBackoff(options.backoff);
+    this.clock = options.clock ?? Date.now;
+    this.db = store.db;
+    this.events.setMaxListeners(0);
+    const db = this.db;
+    this.sql = {
+      insert: db.prepare<
+        [string, string, string, number, number, number, string | null, string | null, number]
+      >(
+        `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, created_at)
+         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)
+         ON CONFLICT DO NOTHING RETURNING *`,
+      ),
+      byKey: db.prepare<[string, string]>(
+        `SELECT * FROM tw_jobs WHERE queue = ? AND key = ? AND state IN ('pending', 'running')`,
+      ),
+      get: db.prepare<[number, string]>(`SELECT * FROM tw_jobs WHERE id = ? AND queue = ?`),
+      claim: db.prepare<[string, number, number, string, number, number]>(
+        `UPDATE tw_jobs
+            SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, started_at = ?
+          WHERE id IN (SELECT id FROM tw_jobs
+                        WHERE queue = ? AND state = 'pending' AND run_at <= ?
+                        ORDER BY priority DESC, run_at, id LIMIT ?)
+            AND state = 'pending'
+        RETURNING *`,
+      ),
+      complete: db.prepare<[number, number, string, number]>(
+        `UPDATE tw_jobs SET state = 'completed', finished_at = ?, lease_owner = NULL, lease_expires_at = NULL
+          WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?`,
+      ),
+      retryLater: db.prepare<[number, string, number, string, number]>(
+        `UPDATE tw_jobs SET state = 'pending', run_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL
+          WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?`,
+      ),
+      failFinal: db.prepare<[number, string, number, string, number]>(
+        `UPDATE tw_jobs SET state = 'failed', finished_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL
+          WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?`,
+      ),
+      release: db.prepare<[number, string, number]>(
+        `UPDATE tw_jobs SET state = 'pending', attempts = attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
+                started_at = NULL
+          WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?`,
+      ),
+      extend: db.prepare<[number, string, string]>(
+        `UPDATE tw_jobs SET lease_expires_at = ? WHERE lease_owner = ? AND state = 'running' AND queue = ?`,
+      ),
+      reap: db.prepare<[number, number, string, number]>(
+        `UPDATE tw_jobs
+            SET state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
+                finished_at = CASE WHEN attempts >= max_attempts THEN ?1 END,
+                run_at = ?2,
+                last_error = 'lease expired: worker ' || coalesce(lease_owner, '?') || ' stopped renewing it',
+                lease_owner = NULL, lease_expires_at = NULL
+          WHERE state = 'running' AND lease_expires_at < ?4 AND queue = ?3`,
+      ),
+      move: db.prepare<[JobState, number, number, string, string | null]>(
+        `UPDATE tw_jobs
+            SET state = ?1,
+                run_at = CASE WHEN ?1 = 'pending' THEN max(run_at, ?2) ELSE run_at END,
+                finished_at = CASE WHEN ?1 IN ('completed', 'failed', 'cancelled') THEN ?2 END,
+                lease_owner = NULL, lease_expires_at = NULL
+          WHERE id = ?3 AND queue = ?4
+            AND (?5 IS NULL OR state IN (SELECT value FROM json_each(?5)))
+            AND state <> ?1`,
+      ),
+      retry: db.prepare<[number, number, string]>(
+        `UPDATE tw_jobs SET state = 'pending', attempts = 0, run_at = ?1, finished_at = NULL,
+                lease_owner = NULL, lease_expires_at = NULL
+          WHERE id = ?2 AND queue = ?3 AND state IN ('failed', 'cancelled')`,
+      ),
+      stats: db.prepare<[string]>(
+        `SELECT state, count(*) AS n, sum(attempts) AS attempts FROM tw_jobs WHERE queue = ? GROUP BY state`,
+      ),
+      oldestPending: db.prepare<[string, number]>(
+        `SELECT min(run_at) AS t FROM tw_jobs WHERE queue = ? AND state = 'pending' AND run_at <= ?`,
+      ),
+      stuck: db.prepare<[string, number, number]>(
+        `SELECT * FROM tw_jobs WHERE queue = ?1 AND state = 'running' AND lease_expires_at < ?2
+         UNION ALL
+         SELECT * FROM tw_jobs WHERE queue = ?1 AND state = 'pending' AND run_at < ?3
+         ORDER BY id`,
+      ),
+      cleanup: db.prepare<[string, string, number]>(
+        `DELETE FROM tw_jobs
+          WHERE queue = ? AND state IN (SELECT value FROM json_each(?)) AND finished_at < ?`,
+      ),
+      upsertPeriodic: db.prepare(
+        `INSERT INTO tw_periodic (queue, name, type, payload, every_ms, cron, timezone, priority, max_attempts,
+                                  next_run_at, created_at)
+         VALUES (@queue, @name, @type, @payload, @everyMs, @cron, @timezone, @priority, @maxAttempts,
+                 @nextRunAt, @now)
+         ON CONFLICT (queue, name) DO UPDATE SET
+           type = excluded.type, payload = excluded.payload, priority = excluded.priority,
+           max_attempts = excluded.max_attempts, timezone = excluded.timezone,
+           next_run_at = CASE WHEN every_ms IS excluded.every_ms AND cron IS excluded.cron
+                              THEN next_run_at ELSE excluded.next_run_at END,
+           every_ms = excluded.every_ms, cron = excluded.cron`,
+      ),
+      removePeriodic: db.prepare<[string, string]>(`DELETE FROM tw_periodic WHERE queue = ? AND name = ?`),
+      listPeriodic: db.prepare<[string]>(`SELECT * FROM tw_periodic WHERE queue = ? ORDER BY name`),
+      duePeriodic: db.prepare<[string, number]>(
+        `SELECT * FROM tw_periodic WHERE queue = ? AND next_run_at <= ? ORDER BY next_run_at`,
+      ),
+      advancePeriodic: db.prepare<[number, number, string, string]>(
+        `UPDATE tw_periodic SET next_run_at = ?, last_run_at = ? WHERE queue = ? AND name = ?`,
+      ),
+    };
+  }
+
+  now(): number {
+    return this.clock();
+  }
+
+  add<P>(type: string, payload?: P, options?: AddOptions): Job<P> {
+    const row = normalizeAdd(type, payload, options, this.now());
+    const job = this.store.write(() => this.insert(row, this.now()));
+    jobsAdded.labels(row.type).inc();
+    this.events.emit("added");
+    return job as Job<P>;
+  }
+
+  addMany(items: AddManyItem[]): Job[] {
+    if (!Array.isArray(items)) throw new InvalidArgumentError("items", "must be an array");
+    const now = this.now();
+    const rows = items.map((item, i) => {
+      if (item === null || typeof item !== "object")
+        throw new InvalidArgumentError(`items[${i}]`, "must be an object");
+      return normalizeAdd(item.type, item.payload, item.options, now, `items[${i}].`);
+    });
+    const jobs = this.store.write(() => rows.map((row) => this.insert(row, now)));
+    const counts = new Map<string, number>();
+    for (const row of rows) counts.set(row.type, (counts.get(row.type) ?? 0) + 1);
+    for (const [type, n] of counts) jobsAdded.labels(type).inc(n);
+    if (jobs.length > 0) this.events.emit("added");
+    return jobs;
+  }
+
+  /** Inside a write transaction. A taken dedup key yields the existing job. */
+  private insert(r: NormalizedAdd, now: number): Job {
+    const row = this.sql.insert.get(
+      this.name,
+      r.type,
+      r.payload,
+      r.priority,
+      r.runAt,
+      r.maxAttempts,
+      r.backoff,
+      r.key,
+      now,
+    ) as JobRow | undefined;
+    if (row) return toJob(row);
+    return toJob(this.sql.byKey.get(this.name, r.key as string) as JobRow);
+  }
+
+  get(id: number): Job | undefined {
+    const row = this.sql.get.get(checkId(id), this.name) as JobRow | undefined;
+    return row && toJob(row);
+  }
+
+  list(options?: ListOptions): Job[] {
+    const o = normalizeList(options);
+    const variant = `${o.sortBy}:${o.order}`;
+    let stmt = this.listSql.get(variant);
+    if (!stmt) {
+      // Six fixed variants, each prepared once; ORDER BY cannot be a parameter.
+      const col = ORDER_COLUMN[o.sortBy];
+      const dir = o.order === "desc" ? "DESC" : "ASC";
+      stmt = this.db.prepare(
+        `SELECT * FROM tw_jobs
+          WHERE queue = @queue AND (@state IS NULL OR state = @state) AND (@type IS NULL OR type = @type)
+          ORDER BY ${col} ${dir}, id ${dir} LIMIT @limit OFFSET @offset`,
+      );
+      this.listSql.set(variant, stmt);
+    }
+    const rows = stmt.all({
+      queue: this.name,
+      state: o.state,
+      type: o.type,
+      limit: o.limit,
+      offset: o.offset,
+    });
+    return (rows as JobRow[]).map(toJob);
+  }
+
+  moveToState(id: number, to: JobState, options: { from?: JobState | JobState[] } = {}): boolean {
+    checkId(id);
+    checkState("to", to);
+    if (to === "running") throw new InvalidArgumentError("to", "a job enters running only through a claim");
+    const from = checkFrom(options.from);
+    const changed = this.store.write(
+      () => this.sql.move.run(to, this.now(), id, this.name, from && JSON.stringify(from)).changes,
+    );
+    if (changed > 0 && to === "pending") this.events.emit("added");
+    return changed > 0;
+  }
+
+  /** A failed or cancelled job runs again with a fresh set of attempts. */
+  retry(id: number): boolean {
+    checkId(id);
+    const changed = this.store.write(() => this.sql.retry.run(this.now(), id, this.name).changes);
+    if (changed > 0) this.events.emit("added");
+    return changed > 0;
+  }
+
+  cancel(id: number): boolean {
+    return this.moveToState(id, "cancelled", { from: ["pending", "running"] });
+  }
+
+  stats(): QueueStats {
+    const now = this.now();
+    const out = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+    let total = 0;
+    let attempts = 0;
+    for (const r of this.sql.stats.all(this.name) as Array<{
+      state: JobState;
+      n: number;
+      attempts: number;
+    }>) {
+      out[r.state] = r.n;
+      total += r.n;
+      attempts += r.attempts;
+    }
+    const oldest = (this.sql.oldestPending.get(this.name, now) as { t: number | null }).t;
+    return {
+      ...out,
+      total,
+      averageAttempts: total === 0 ? 0 : attempts / total,
+      oldestPendingAgeMs: oldest === null ? 0 : Math.max(0, now - oldest),
+    };
+  }
+
+  /** Running jobs whose lease has expired, and due jobs that have waited longer than `pendingForMs`. */
+  stuck(options: { pendingForMs?: number } = {}): Job[] {
+    const wait =
+      options.pendingForMs === undefined ? 300_000 : checkDuration("pendingForMs", options.pendingForMs);
+    const now = this.now();
+    return (this.sql.stuck.all(this.name, now, now - wait) as JobRow[]).map(toJob);
+  }
+
+  cleanup(options: CleanupOptions = {}): number {
+    const olderThan =
+      options.olderThanMs === undefined ? 7 * DAY_MS : checkDuration("olderThanMs", options.olderThanMs);
+    const states = (options.states ?? FINISHED_STATES).map((s) => checkState("states", s));
+    if (states.includes("pending") || states.includes("running")) {
+      throw new InvalidArgumentError(
+        "states",
+        "cleanup removes finished jobs only (completed, failed, cancelled)",
+      );
+    }
+    return this.store.write(
+      () => this.sql.cleanup.run(this.name, JSON.stringify(states), this.now() - olderThan).changes,
+    );
+  }
+
+  every(name: string, everyMs: number, type: string, payload?: unknown, options: PeriodicOptions = {}): void {
+    checkInteger("everyMs", everyMs, 1);
+    this.upsertPeriodic(name, type, payload, options, everyMs, null, this.now() + everyMs);
+  }
+
+  cron(
+    name: string,
+    expression: string,
+    type: string,
+    payload?: unknown,
+    options: PeriodicOptions = {},
+  ): void {
+    checkName("expression", expression);
+    parseCron(expression, options.timezone);
+    const next = nextCronRun(expression, options.timezone ?? null, this.now());
+    this.upsertPeriodic(name, type, payload, options, null, expression, next);
+  }
+
+  private upsertPeriodic(
+    name: string,
+    type: string,
+    payload: unknown,
+    options: PeriodicOptions,
+    everyMs: number | null,
+    cron: string | null,
+    nextRunAt: number,
+  ): void {
+    checkName("name", name);
+    checkName("type", type);
+    const text = serializePayload("payload", payload);
+    const priority =
+      options.priority === undefined ? 0 : checkInteger("priority", options.priority, -(2 ** 31));
+    const maxAttempts =
+      options.maxAttempts === undefined ? null : checkInteger("maxAttempts", options.maxAttempts, 1);
+    this.store.write(() =>
+      this.sql.upsertPeriodic.run({
+        queue: this.name,
+        name,
+        type,
+        payload: text,
+        everyMs,
+        cron,
+        timezone: options.timezone ?? null,
+        priority,
+        maxAttempts,
+        nextRunAt,
+        now: this.now(),
+      }),
+    );
+  }
+
+  removePeriodic(name: string): boolean {
+    checkName("name", name);
+    return this.store.write(() => this.sql.removePeriodic.run(this.name, name).changes > 0);
+  }
+
+  listPeriodic(): PeriodicJob[] {
+    return (this.sql.listPeriodic.all(this.name) as PeriodicRow[]).map(toPeriodic);
+  }
+
+  firePeriodic(): number {
+    const fired = this.store.write(() => {
+      const now = this.now();
+      const due = this.sql.duePeriodic.all(this.name, now) as PeriodicRow[];
+      for (const p of due) {
+        this.insert(
+          {
+            type: p.type,
+            payload: p.payload,
+            priority: p.priority,
+            runAt: now,
+            maxAttempts: p.max_attempts ?? 3,
+            backoff: null,
+            key: null,
+          },
+          now,
+        );
+        const next =
+          p.every_ms !== null
+            ? nextIntervalRun(p.next_run_at, p.every_ms, now)
+            : nextCronRun(p.cron as string, p.timezone, now);
+        this.sql.advancePeriodic.run(next, now, this.name, p.name);
+      }
+      return due;
+    });
+    for (const p of fired) jobsAdded.labels(p.type).inc();
+    if (fired.length > 0) this.events.emit("added");
+    return fired.length;
+  }
+
+  claim(owner: string, limit: number, leaseMs: number): Job[] {
+    const rows = this.store.write(() => {
+      const now = this.now();
+      return this.sql.claim.all(owner, now + leaseMs, now, this.name, now, limit) as JobRow[];
+    });
+    // RETURNING gives no order; hand jobs out in claim order.
+    rows.sort((a, b) => b.priority - a.priority || a.run_at - b.run_at || a.id - b.id);
+    return rows.map(toJob);
+  }
+
+  settle(owner: string, settlements: Settlement[]): SettleResult {
+    const result: SettleResult = { applied: [], stale: [] };
+    if (settlements.length === 0) return result;
+    this.store.write(() => {
+      const now = this.now();
+      result.applied.length = 0;
+      result.stale.length = 0;
+      for (const s of settlements) {
+        const { job } = s;
+        let final = true;
+        let changes: number;
+        if (s.ok) {
+          changes = this.sql.complete.run(now, job.id, owner, job.attempts).changes;
+        } else if (s.retry && job.attempts < job.maxAttempts) {
+          final = false;
+          const delay = backoffDelay(
+            job.attempts,
+            job.backoff ? resolveBackoff(this.backoff, job.backoff) : this.backoff,
+          );
+          changes = this.sql.retryLater.run(now + delay, s.error, job.id, owner, job.attempts).changes;
+        } else {
+          changes = this.sql.failFinal.run(now, s.error, job.id, owner, job.attempts).changes;
+        }
+        if (changes > 0) result.applied.push({ ...s, final });
+        else result.stale.push(s);
+      }
+    });
+    return result;
+  }
+
+  extendLeases(owner: string, leaseMs: number): number {
+    return this.store.write(() => this.sql.extend.run(this.now() + leaseMs, owner, this.name).changes);
+  }
+
+  release(owner: string, jobs: Job[]): number {
+    if (jobs.length === 0) return 0;
+    const n = this.store.write(() => {
+      let changed = 0;
+      for (const job of jobs) changed += this.sql.release.run(job.id, owner, job.attempts).changes;
+      return changed;
+    });
+    if (n > 0) this.events.emit("added");
+    return n;
+  }
+
+  reapExpired(): number {
+    const n = this.store.write(() => {
+      const now = this.now();
+      return this.sql.reap.run(now, now, this.name, now).changes;
+    });
+    if (n > 0) this.events.emit("added");
+    return n;
+  }
+
+  onAdded(listener: () => void): () => void {
+    this.events.on("added", listener);
+    return () => this.events.off("added", listener);
+  }
+}
+
+interface PeriodicRow {
+  queue: string;
+  name: string;
+  type: string;
+  payload: string;
+  every_ms: number | null;
+  cron: string | null;
+  timezone: string | null;
+  priority: number;
+  max_attempts: number | null;
+  next_run_at: number;
+  last_run_at: number | null;
+}
+
+function toPeriodic(p: PeriodicRow): PeriodicJob {
+  return {
+    name: p.name,
+    type: p.type,
+    payload: JSON.parse(p.payload),
+    everyMs: p.every_ms,
+    cron: p.cron,
+    nextRunAt: p.next_run_at,
+    lastRunAt: p.last_run_at,
+  };
+}
+
+function toJob(r: JobRow): Job {
+  return {
+    id: r.id,
+    queue: r.queue,
+    type: r.type,
+    payload: JSON.parse(r.payload),
+    state: r.state,
+    priority: r.priority,
+    runAt: r.run_at,
+    attempts: r.attempts,
+    maxAttempts: r.max_attempts,
+    backoff: r.backoff === null ? null : JSON.parse(r.backoff),
+    key: r.key,
+    leaseOwner: r.lease_owner,
+    leaseExpiresAt: r.lease_expires_at,
+    lastError: r.last_error,
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+  };
+}

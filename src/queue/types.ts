@@ -1,0 +1,139 @@
+/**
+ * The job queue's public shapes, shared by the SQLite `Queue`, the in-process
+ * `MemoryQueue` and the `Worker` that drives either of them.
+ */
+export const JOB_STATES = ["pending", "running", "completed", "failed", "cancelled"] as const;
+export type JobState = (typeof JOB_STATES)[number];
+export const FINISHED_STATES: readonly JobState[] = ["completed", "failed", "cancelled"];
+
+export interface BackoffOptions {
+  /** Delay before the first retry. */
+  baseMs?: number;
+  /** Cap on any one delay. */
+  maxMs?: number;
+  /** Growth per attempt. */
+  factor?: number;
+  /** Fraction of the delay drawn at random, 0..1 (0.2 = ±20%). */
+  jitter?: number;
+}
+
+export interface Job<P = unknown> {
+  id: number;
+  queue: string;
+  type: string;
+  payload: P;
+  state: JobState;
+  priority: number;
+  runAt: number;
+  attempts: number;
+  maxAttempts: number;
+  backoff: BackoffOptions | null;
+  key: string | null;
+  leaseOwner: string | null;
+  leaseExpiresAt: number | null;
+  lastError: string | null;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+}
+
+export interface AddOptions {
+  /** Higher runs first. Integer. */
+  priority?: number;
+  /** When the job becomes due (epoch ms or Date). Exclusive with delayMs. */
+  runAt?: number | Date;
+  delayMs?: number;
+  maxAttempts?: number;
+  backoff?: BackoffOptions;
+  /** Unique among the queue's unfinished jobs: adding a taken key returns the existing job. */
+  key?: string;
+}
+
+export interface AddManyItem<P = unknown> {
+  type: string;
+  payload?: P;
+  options?: AddOptions;
+}
+
+export type SortBy = "created" | "priority" | "runAt";
+export interface ListOptions {
+  state?: JobState;
+  type?: string;
+  limit?: number;
+  offset?: number;
+  sortBy?: SortBy;
+  order?: "asc" | "desc";
+}
+
+export interface QueueStats extends Record<JobState, number> {
+  total: number;
+  /** Mean attempts over all jobs in the queue (0 when empty). */
+  averageAttempts: number;
+  /** How long the oldest due pending job has waited, ms (0 when none). */
+  oldestPendingAgeMs: number;
+}
+
+export interface CleanupOptions {
+  olderThanMs?: number;
+  states?: JobState[];
+}
+
+export interface PeriodicOptions {
+  priority?: number;
+  maxAttempts?: number;
+  /** IANA zone for cron expressions (default: the process's). */
+  timezone?: string;
+}
+
+export interface PeriodicJob {
+  name: string;
+  type: string;
+  payload: unknown;
+  everyMs: number | null;
+  cron: string | null;
+  nextRunAt: number;
+  lastRunAt: number | null;
+}
+
+/** The outcome of one attempt, written back in batches by the worker. */
+export type Settlement = { job: Job; ok: true } | { job: Job; ok: false; error: string; retry: boolean };
+
+export interface SettleResult {
+  /** Settlements that matched a job still leased to the owner. */
+  applied: Array<Settlement & { final: boolean }>;
+  /** Settlements whose lease had been lost (expired and taken or moved); dropped. */
+  stale: Settlement[];
+}
+
+/** What a Worker needs from a queue; both Queue and MemoryQueue provide it. */
+export interface JobQueue {
+  readonly name: string;
+  add<P>(type: string, payload?: P, options?: AddOptions): Job<P>;
+  addMany(items: AddManyItem[]): Job[];
+  get(id: number): Job | undefined;
+  list(options?: ListOptions): Job[];
+  moveToState(id: number, to: JobState, options?: { from?: JobState | JobState[] }): boolean;
+  retry(id: number): boolean;
+  cancel(id: number): boolean;
+  stats(): QueueStats;
+  stuck(options?: { pendingForMs?: number }): Job[];
+  cleanup(options?: CleanupOptions): number;
+  every(name: string, everyMs: number, type: string, payload?: unknown, options?: PeriodicOptions): void;
+  cron(name: string, expression: string, type: string, payload?: unknown, options?: PeriodicOptions): void;
+  removePeriodic(name: string): boolean;
+  listPeriodic(): PeriodicJob[];
+  /** Enqueues every periodic job whose time has come; returns how many fired. */
+  firePeriodic(): number;
+
+  /** Takes up to `limit` due jobs and leases them to `owner`. */
+  claim(owner: string, limit: number, leaseMs: number): Job[];
+  settle(owner: string, settlements: Settlement[]): SettleResult;
+  extendLeases(owner: string, leaseMs: number): number;
+  /** Returns claimed but unstarted jobs to pending without spending an attempt. */
+  release(owner: string, jobs: Job[]): number;
+  /** Returns jobs whose lease expired to pending (or failed, if out of attempts). */
+  reapExpired(): number;
+  /** Called when a job is added in this process, so an idle worker need not wait for its poll. */
+  onAdded(listener: () => void): () => void;
+  now(): number;
+}

@@ -1,0 +1,171 @@
+/**
+ * Argument checks shared by Queue and MemoryQueue. Every public call validates
+ * all of its input before it writes anything, and names the bad argument.
+ */
+import { InvalidArgumentError } from "../errors.js";
+import { validateBackoff } from "./backoff.js";
+import { type AddOptions, JOB_STATES, type JobState, type ListOptions, type SortBy } from "./types.js";
+
+export const DEFAULT_MAX_ATTEMPTS = 3;
+const SORTS: readonly SortBy[] = ["created", "priority", "runAt"];
+
+export interface NormalizedAdd {
+  type: string;
+  payload: string;
+  priority: number;
+  runAt: number;
+  maxAttempts: number;
+  backoff: string | null;
+  key: string | null;
+}
+
+export function checkName(argument: string, value: unknown): string {
+  if (typeof value !== "string" || value.trim().length === 0) {
+    throw new InvalidArgumentError(argument, "must be a non-empty string");
+  }
+  if (value.length > 200) throw new InvalidArgumentError(argument, "must be at most 200 characters");
+  return value;
+}
+
+/**
+ * JSON.stringify silently turns NaN into null and drops undefined members;
+ * a queue that did that would run a job with different input than was given.
+ */
+function strictReplacer(this: unknown, key: string, value: unknown): unknown {
+  switch (typeof value) {
+    case "number":
+      if (!Number.isFinite(value)) throw new Error(`${describeKey(key)} is ${value}`);
+      return value;
+    case "bigint":
+      throw new Error(`${describeKey(key)} is a BigInt`);
+    case "function":
+    case "symbol":
+      throw new Error(`${describeKey(key)} is a ${typeof value}`);
+    case "undefined":
+      if (Array.isArray(this)) throw new Error(`${describeKey(key)} is undefined`);
+      return value;
+    default:
+      return value;
+  }
+}
+
+function describeKey(key: string): string {
+  return key === "" ? "the value" : `member "${key}"`;
+}
+
+export function serializePayload(argument: string, payload: unknown): string {
+  if (payload === undefined) return "null";
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(payload, strictReplacer);
+  } catch (err) {
+    throw new InvalidArgumentError(argument, `is not JSON-serialisable: ${(err as Error).message}`);
+  }
+  if (text === undefined) throw new InvalidArgumentError(argument, "is not JSON-serialisable");
+  return text;
+}
+
+export function checkInteger(argument: string, value: unknown, min: number): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
+    throw new InvalidArgumentError(argument, `must be an integer >= ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+export function checkDuration(argument: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+    throw new InvalidArgumentError(argument, `must be a finite number of ms >= 0, got ${String(value)}`);
+  }
+  return value;
+}
+
+export function checkState(argument: string, value: unknown): JobState {
+  if (!JOB_STATES.includes(value as JobState)) {
+    throw new InvalidArgumentError(
+      argument,
+      `unknown state ${JSON.stringify(value)}; one of ${JOB_STATES.join(", ")}`,
+    );
+  }
+  return value as JobState;
+}
+
+export function checkId(value: unknown): number {
+  return checkInteger("id", value, 1);
+}
+
+export function normalizeAdd(
+  type: unknown,
+  payload: unknown,
+  options: AddOptions | undefined,
+  now: number,
+  argPrefix = "",
+): NormalizedAdd {
+  const o = options ?? {};
+  if (typeof o !== "object") throw new InvalidArgumentError(`${argPrefix}options`, "must be an object");
+  const name = checkName(`${argPrefix}type`, type);
+  const text = serializePayload(`${argPrefix}payload`, payload);
+  const priority =
+    o.priority === undefined ? 0 : checkInteger(`${argPrefix}priority`, o.priority, -(2 ** 31));
+  if (o.runAt !== undefined && o.delayMs !== undefined) {
+    throw new InvalidArgumentError(`${argPrefix}runAt`, "give runAt or delayMs, not both");
+  }
+  let runAt = now;
+  if (o.delayMs !== undefined) runAt = now + checkDuration(`${argPrefix}delayMs`, o.delayMs);
+  if (o.runAt !== undefined) {
+    const t = o.runAt instanceof Date ? o.runAt.getTime() : o.runAt;
+    if (typeof t !== "number" || !Number.isFinite(t) || t < 0) {
+      throw new InvalidArgumentError(
+        `${argPrefix}runAt`,
+        `must be a Date or epoch ms, got ${String(o.runAt)}`,
+      );
+    }
+    runAt = Math.round(t);
+  }
+  const maxAttempts =
+    o.maxAttempts === undefined
+      ? DEFAULT_MAX_ATTEMPTS
+      : checkInteger(`${argPrefix}maxAttempts`, o.maxAttempts, 1);
+  validateBackoff(`${argPrefix}backoff`, o.backoff);
+  const key = o.key === undefined || o.key === null ? null : checkName(`${argPrefix}key`, o.key);
+  return {
+    type: name,
+    payload: text,
+    priority,
+    runAt: Math.round(runAt),
+    maxAttempts,
+    backoff: o.backoff ? JSON.stringify(o.backoff) : null,
+    key,
+  };
+}
+
+export function normalizeList(options: ListOptions | undefined) {
+  const o = options ?? {};
+  return {
+    state: o.state === undefined ? null : checkState("state", o.state),
+    type: o.type === undefined ? null : checkName("type", o.type),
+    limit: o.limit === undefined ? 100 : checkInteger("limit", o.limit, 1),
+    offset: o.offset === undefined ? 0 : checkInteger("offset", o.offset, 0),
+    sortBy: checkSort(o.sortBy ?? "created"),
+    order: checkOrder(o.order ?? "asc"),
+  };
+}
+
+function checkSort(v: unknown): SortBy {
+  if (!SORTS.includes(v as SortBy)) {
+    throw new InvalidArgumentError("sortBy", `must be one of ${SORTS.join(", ")}, got ${JSON.stringify(v)}`);
+  }
+  return v as SortBy;
+}
+
+function checkOrder(v: unknown): "asc" | "desc" {
+  if (v !== "asc" && v !== "desc")
+    throw new InvalidArgumentError("order", `must be asc or desc, got ${String(v)}`);
+  return v;
+}
+
+export function checkFrom(from: JobState | JobState[] | undefined): JobState[] | null {
+  if (from === undefined) return null;
+  const list = Array.isArray(from) ? from : [from];
+  if (list.length === 0) throw new InvalidArgumentError("from", "must name at least one state");
+  return list.map((s) => checkState("from", s));
+}

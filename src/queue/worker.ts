@@ -1,0 +1,255 @@
+/**
+ * Worker: runs handlers for the jobs of one queue.
+ *
+ * Contract: at most `concurrency` handlers run at once. Jobs are claimed in
+ * batches into a small local buffer and settled (completed, retried, failed)
+ * in batches, one transaction per batch, on the next turn of the event loop.
+ * Leases of every held job are renewed on a timer. `stop()` stops claiming,
+ * returns buffered jobs that never started, waits for handlers in flight and
+ * writes their outcomes. Events: "completed" (job), "failed" (job, error,
+ * final), "stale" (job: its lease was lost before the outcome was written),
+ * "error" (err: the queue itself failed; the worker keeps polling).
+ */
+
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { hostname } from "node:os";
+import { InvalidArgumentError } from "../errors.js";
+import { jobDuration, jobsCompleted, jobsFailed } from "../metrics.js";
+import type { Job, JobQueue, Settlement } from "./types.js";
+
+export type Handler<P = unknown> = (job: Job<P>) => unknown | Promise<unknown>;
+// biome-ignore lint/suspicious/noExplicitAny: a handler declares its own payload type; any lets Handler<Foo> fit
+export type Handlers = Record<string, Handler<any>>;
+
+export interface WorkerOptions {
+  /** Handlers running at once. */
+  concurrency?: number;
+  /** Wait between claims when the queue had nothing due. */
+  pollIntervalMs?: number;
+  /** Lease taken on each claimed job, renewed every leaseMs / 3 while held. */
+  leaseMs?: number;
+  /** Jobs claimed per transaction (the local buffer's size); default max(concurrency, 100). */
+  batchSize?: number;
+  /** How often expired leases are returned to pending. */
+  reapIntervalMs?: number;
+  id?: string;
+}
+
+/** Throw this from a handler to fail the job at once, with no retry. */
+export class UnrecoverableError extends Error {
+  override name = "UnrecoverableError";
+}
+
+export class Worker extends EventEmitter {
+  readonly id: string;
+  private readonly concurrency: number;
+  private readonly pollIntervalMs: number;
+  private readonly leaseMs: number;
+  private readonly batchSize: number;
+  private readonly reapIntervalMs: number;
+  private readonly buffer: Job[] = [];
+  private readonly outcomes: Settlement[] = [];
+  private readonly durations = new Map<number, number>();
+  private inFlight = 0;
+  private running = false;
+  private flushScheduled = false;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private leaseTimer: NodeJS.Timeout | null = null;
+  private lastReap = 0;
+  /** The last claim got less than it asked for: wait for a wake-up or the poll before claiming again. */
+  private drained = false;
+  private unsubscribe: (() => void) | null = null;
+  private idleWaiters: Array<() => void> = [];
+  private stopping: Promise<void> | null = null;
+
+  constructor(
+    readonly queue: JobQueue,
+    private readonly handlers: Handlers,
+    options: WorkerOptions = {},
+  ) {
+    super();
+    if (handlers === null || typeof handlers !== "object") {
+      throw new InvalidArgumentError("handlers", "must be an object mapping job types to functions");
+    }
+    for (const [type, fn] of Object.entries(handlers)) {
+      if (typeof fn !== "function") throw new InvalidArgumentError(`handlers.${type}`, "must be a function");
+    }
+    this.concurrency = positiveInt("concurrency", options.concurrency ?? 10);
+    this.pollIntervalMs = positiveInt("pollIntervalMs", options.pollIntervalMs ?? 500);
+    this.leaseMs = positiveInt("leaseMs", options.leaseMs ?? 30_000);
+    this.batchSize = positiveInt("batchSize", options.batchSize ?? Math.max(this.concurrency, 100));
+    this.reapIntervalMs = positiveInt(
+      "reapIntervalMs",
+      options.reapIntervalMs ?? Math.min(5_000, this.leaseMs),
+    );
+    this.id = options.id ?? `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+  }
+
+  get isRunning(): boolean {
+    return this.running;
+  }
+
+  /** Jobs claimed by this worker and not yet settled. */
+  get held(): number {
+    return this.buffer.length + this.inFlight;
+  }
+
+  start(): this {
+    if (this.running) return this;
+    this.running = true;
+    this.stopping = null;
+    this.unsubscribe = this.queue.onAdded(() => this.wake());
+    this.leaseTimer = setInterval(() => this.renewLeases(), Math.max(10, Math.floor(this.leaseMs / 3)));
+    this.leaseTimer.unref();
+    this.wake();
+    return this;
+  }
+
+  /** Stops claiming, releases unstarted jobs, waits for running handlers, writes their outcomes. */
+  stop(): Promise<void> {
+    if (this.stopping) return this.stopping;
+    this.running = false;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.pollTimer = null;
+    this.stopping = (async () => {
+      const unstarted = this.buffer.splice(0);
+      if (unstarted.length > 0) this.guard(() => this.queue.release(this.id, unstarted));
+      while (this.inFlight > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
+      this.flush();
+      if (this.leaseTimer) clearInterval(this.leaseTimer);
+      this.leaseTimer = null;
+    })();
+    return this.stopping;
+  }
+
+  private wake(): void {
+    if (!this.running) return;
+    if (this.pollTimer) {
+      clearTimeout(this.pollTimer);
+      this.pollTimer = null;
+    }
+    this.drained = false;
+    this.fill();
+    this.dispatch();
+  }
+
+  /** Tops up the local buffer; if the queue had nothing, polls again later. */
+  private fill(): void {
+    if (!this.running || this.buffer.length >= this.concurrency) return;
+    const now = this.queue.now();
+    if (now - this.lastReap >= this.reapIntervalMs) {
+      this.lastReap = now;
+      this.guard(() => this.queue.reapExpired());
+    }
+    const room = this.batchSize - this.buffer.length - this.inFlight;
+    if (room <= 0) return;
+    const claimed = this.guard(() => this.queue.claim(this.id, room, this.leaseMs)) ?? [];
+    for (const job of claimed) this.buffer.push(job);
+    this.drained = claimed.length < room;
+    if (claimed.length === 0 && this.inFlight === 0 && this.buffer.length === 0) this.schedulePoll();
+  }
+
+  private schedulePoll(): void {
+    if (!this.running || this.pollTimer) return;
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = null;
+      this.wake();
+    }, this.pollIntervalMs);
+  }
+
+  private dispatch(): void {
+    while (this.inFlight < this.concurrency && this.buffer.length > 0) {
+      const job = this.buffer.shift()!;
+      this.inFlight++;
+      void this.run(job);
+    }
+  }
+
+  private async run(job: Job): Promise<void> {
+    const started = performance.now();
+    let outcome: Settlement;
+    const handler = this.handlers[job.type];
+    try {
+      if (!handler)
+        throw new UnrecoverableError(`no handler for job type "${job.type}" in worker ${this.id}`);
+      await handler(job);
+      outcome = { job, ok: true };
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err));
+      outcome = { job, ok: false, error: e.message || e.name, retry: !(e instanceof UnrecoverableError) };
+    }
+    this.durations.set(job.id, (performance.now() - started) / 1000);
+    this.outcomes.push(outcome);
+    this.inFlight--;
+    this.scheduleFlush();
+    if (this.running) {
+      if (this.buffer.length < this.concurrency && !this.drained) this.fill();
+      this.dispatch();
+    }
+    if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Writes every outcome gathered since the last flush in one transaction. */
+  private flush(): void {
+    if (this.outcomes.length === 0) return;
+    const batch = this.outcomes.splice(0);
+    const result = this.guard(() => this.queue.settle(this.id, batch));
+    if (!result) {
+      // The write failed (and was already retried): keep the outcomes for the next flush.
+      this.outcomes.unshift(...batch);
+      setTimeout(() => this.scheduleFlush(), this.pollIntervalMs).unref();
+      return;
+    }
+    for (const s of result.applied) {
+      const seconds = this.durations.get(s.job.id) ?? 0;
+      this.durations.delete(s.job.id);
+      jobDuration.labels(s.job.type).observe(seconds);
+      if (s.ok) {
+        jobsCompleted.labels(s.job.type).inc();
+        if (this.listenerCount("completed") > 0) this.emit("completed", s.job);
+      } else {
+        jobsFailed.labels(s.job.type).inc();
+        if (this.listenerCount("failed") > 0) this.emit("failed", s.job, new Error(s.error), s.final);
+      }
+    }
+    for (const s of result.stale) {
+      this.durations.delete(s.job.id);
+      if (this.listenerCount("stale") > 0) this.emit("stale", s.job);
+    }
+    if (this.running && this.buffer.length === 0 && this.inFlight === 0) this.wake();
+    else if (this.running && this.drained) this.schedulePoll();
+  }
+
+  private renewLeases(): void {
+    if (this.held === 0) return;
+    this.guard(() => this.queue.extendLeases(this.id, this.leaseMs));
+  }
+
+  private guard<T>(fn: () => T): T | undefined {
+    try {
+      return fn();
+    } catch (err) {
+      if (this.listenerCount("error") > 0) this.emit("error", err);
+      return undefined;
+    }
+  }
+}
+
+function positiveInt(argument: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+    throw new InvalidArgumentError(argument, `must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}

@@ -1,0 +1,203 @@
+/**
+ * Store: one SQLite file opened with tidewire's pragmas and migrations.
+ *
+ * Contract: `openStore` creates the parent folder, refuses (and leaves alone) a
+ * file that is not a SQLite database, applies the pragmas, and brings the
+ * schema to the latest version recorded in `PRAGMA user_version`. Writes go
+ * through `store.write`, an IMMEDIATE transaction that is retried with
+ * exponential backoff when SQLITE_BUSY/SQLITE_LOCKED escapes the busy timeout.
+ * `close` checkpoints the WAL so the file is whole on its own.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import Database from "better-sqlite3";
+import { InvalidArgumentError, StoreError } from "./errors.js";
+import { sqliteBusyRetries } from "./metrics.js";
+import { migrate } from "./migrations.js";
+
+export type JournalMode = "WAL" | "DELETE" | "TRUNCATE" | "PERSIST" | "MEMORY" | "OFF";
+export type Synchronous = "OFF" | "NORMAL" | "FULL" | "EXTRA";
+export type AutoVacuum = "NONE" | "FULL" | "INCREMENTAL";
+
+export interface RetryOptions {
+  /** Attempts after the first failure. */
+  attempts: number;
+  baseMs: number;
+  maxMs: number;
+}
+
+export interface StoreOptions {
+  journalMode?: JournalMode;
+  busyTimeoutMs?: number;
+  /** Page cache in KiB (SQLite's negative cache_size). */
+  cacheSizeKiB?: number;
+  synchronous?: Synchronous;
+  /** Only takes effect on a new, empty database. */
+  autoVacuum?: AutoVacuum;
+  foreignKeys?: boolean;
+  readonly?: boolean;
+  retry?: Partial<RetryOptions>;
+}
+
+const DEFAULTS = {
+  journalMode: "WAL",
+  busyTimeoutMs: 30_000,
+  cacheSizeKiB: 64 * 1024,
+  synchronous: "NORMAL",
+  autoVacuum: "INCREMENTAL",
+  foreignKeys: true,
+  readonly: false,
+} as const;
+
+export const DEFAULT_RETRY: RetryOptions = { attempts: 5, baseMs: 10, maxMs: 500 };
+
+const SQLITE_HEADER = Buffer.from("SQLite format 3\0", "latin1");
+const JOURNAL_MODES = new Set(["WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY", "OFF"]);
+const SYNCHRONOUS = new Set(["OFF", "NORMAL", "FULL", "EXTRA"]);
+const AUTO_VACUUM = new Set(["NONE", "FULL", "INCREMENTAL"]);
+
+export class Store {
+  readonly db: Database.Database;
+  readonly path: string;
+  readonly readonly: boolean;
+  readonly retry: RetryOptions;
+  /** Busy errors retried by this store since it opened. */
+  busyRetries = 0;
+  private closed = false;
+  private readonly closeHooks: Array<() => void> = [];
+
+  constructor(path: string, options: StoreOptions = {}) {
+    const opts = { ...DEFAULTS, ...options };
+    validateOptions(opts);
+    this.path = path === ":memory:" ? path : resolve(path);
+    this.readonly = opts.readonly;
+    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    if (this.path !== ":memory:") {
+      checkIsSqliteFile(this.path);
+      if (!opts.readonly) mkdirSync(dirname(this.path), { recursive: true });
+    }
+    try {
+      this.db = new Database(this.path, { readonly: opts.readonly, fileMustExist: opts.readonly });
+    } catch (err) {
+      throw new StoreError(`cannot open ${this.path}: ${(err as Error).message}`);
+    }
+    try {
+      this.db.pragma(`busy_timeout = ${opts.busyTimeoutMs}`);
+      this.db.pragma(`cache_size = ${-opts.cacheSizeKiB}`);
+      this.db.pragma(`foreign_keys = ${opts.foreignKeys ? "ON" : "OFF"}`);
+      if (!opts.readonly) {
+        // auto_vacuum only sticks before the first table exists.
+        if (this.db.pragma("page_count", { simple: true }) === 0) {
+          this.db.pragma(`auto_vacuum = ${opts.autoVacuum}`);
+        }
+        this.retrying(() => this.db.pragma(`journal_mode = ${opts.journalMode}`));
+        this.db.pragma(`synchronous = ${opts.synchronous}`);
+        this.retrying(() => migrate(this.db));
+      }
+    } catch (err) {
+      this.db.close();
+      if ((err as { code?: string }).code === "SQLITE_NOTADB") {
+        throw new StoreError(`${this.path} is not a SQLite database`, "ERR_NOT_A_DATABASE");
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Runs `fn` in an IMMEDIATE transaction (the write lock is taken up front, so
+   * a reader never has to upgrade and deadlock), retrying busy errors. `fn` must
+   * be synchronous: better-sqlite3 transactions cannot span an await.
+   */
+  write<T>(fn: () => T): T {
+    const tx = this.db.transaction(fn);
+    return this.retrying(() => tx.immediate());
+  }
+
+  /** Runs `fn`, retrying SQLITE_BUSY/SQLITE_LOCKED with capped exponential backoff. */
+  retrying<T>(fn: () => T): T {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return fn();
+      } catch (err) {
+        if (!isBusy(err) || attempt >= this.retry.attempts) throw err;
+        this.busyRetries++;
+        sqliteBusyRetries.inc();
+        sleepSync(Math.min(this.retry.maxMs, this.retry.baseMs * 2 ** attempt));
+      }
+    }
+  }
+
+  /** Moves the WAL's content into the database file and truncates the WAL. */
+  checkpoint(): void {
+    if (this.readonly) return;
+    this.retrying(() => this.db.pragma("wal_checkpoint(TRUNCATE)"));
+  }
+
+  /** Called on close, before the checkpoint; components flush their state here. */
+  onClose(hook: () => void): void {
+    this.closeHooks.push(hook);
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const hook of this.closeHooks.splice(0)) hook();
+    try {
+      if (this.db.pragma("journal_mode", { simple: true }) === "wal") this.checkpoint();
+    } finally {
+      this.db.close();
+    }
+  }
+}
+
+export function openStore(path: string, options?: StoreOptions): Store {
+  if (typeof path !== "string" || path.length === 0) {
+    throw new InvalidArgumentError("path", "must be a non-empty string");
+  }
+  return new Store(path, options);
+}
+
+export function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED"));
+}
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+/** Blocks the thread; only used between retries of a synchronous SQLite call. */
+export function sleepSync(ms: number): void {
+  Atomics.wait(sleepCell, 0, 0, ms);
+}
+
+function checkIsSqliteFile(path: string): void {
+  if (!existsSync(path)) return;
+  const st = statSync(path);
+  if (!st.isFile()) throw new StoreError(`${path} is not a file`, "ERR_NOT_A_DATABASE");
+  if (st.size === 0) return;
+  const fd = openSync(path, "r");
+  try {
+    const head = Buffer.alloc(SQLITE_HEADER.length);
+    const n = readSync(fd, head, 0, head.length, 0);
+    if (n < head.length || !head.equals(SQLITE_HEADER)) {
+      throw new StoreError(`${path} is not a SQLite database; it was left untouched`, "ERR_NOT_A_DATABASE");
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function validateOptions(o: Required<Omit<StoreOptions, "retry">>): void {
+  if (!JOURNAL_MODES.has(o.journalMode))
+    throw new InvalidArgumentError("journalMode", `unknown mode ${String(o.journalMode)}`);
+  if (!SYNCHRONOUS.has(o.synchronous))
+    throw new InvalidArgumentError("synchronous", `unknown level ${String(o.synchronous)}`);
+  if (!AUTO_VACUUM.has(o.autoVacuum))
+    throw new InvalidArgumentError("autoVacuum", `unknown mode ${String(o.autoVacuum)}`);
+  if (!Number.isInteger(o.busyTimeoutMs) || o.busyTimeoutMs < 0)
+    throw new InvalidArgumentError("busyTimeoutMs", "must be a non-negative integer");
+  if (!Number.isInteger(o.cacheSizeKiB) || o.cacheSizeKiB <= 0)
+    throw new InvalidArgumentError("cacheSizeKiB", "must be a positive integer");
+}
