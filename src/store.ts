@@ -113,6 +113,15 @@ export class Store {
     return this.retrying(() => tx.immediate());
   }
 
+  /**
+   * `write` for a hot path: wraps `fn` once and returns a function that runs it
+   * in an IMMEDIATE transaction with busy retry, sparing the per-call wrapping.
+   */
+  writer<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+    const tx = this.db.transaction(fn);
+    return (...args: A) => this.retrying(() => tx.immediate(...args));
+  }
+
   /** Runs `fn`, retrying SQLITE_BUSY/SQLITE_LOCKED with capped exponential backoff. */
   retrying<T>(fn: () => T): T {
     for (let attempt = 0; ; attempt++) {

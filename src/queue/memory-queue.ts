@@ -300,6 +300,7 @@ export class MemoryQueue implements JobQueue {
       this.insert({
         type: p.type,
         payload: p.payloadText,
+        value: p.payload,
         priority: p.priority,
         runAt: now,
         maxAttempts: p.maxAttempts ?? 3,

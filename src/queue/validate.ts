@@ -11,7 +11,10 @@ const SORTS: readonly SortBy[] = ["created", "priority", "runAt"];
 
 export interface NormalizedAdd {
   type: string;
+  /** The payload's JSON text, as stored. */
   payload: string;
+  /** The payload as given (what the returned Job carries, sparing a parse). */
+  value: unknown;
   priority: number;
   runAt: number;
   maxAttempts: number;
@@ -55,6 +58,15 @@ function describeKey(key: string): string {
 
 export function serializePayload(argument: string, payload: unknown): string {
   if (payload === undefined) return "null";
+  // Fast path: a plain walk proves the value is clean, then V8's native stringify runs
+  // without a replacer (which would take it off its fast path, ~2x slower).
+  if (isPlainJson(payload, 0)) {
+    try {
+      return JSON.stringify(payload);
+    } catch (err) {
+      throw new InvalidArgumentError(argument, `is not JSON-serialisable: ${(err as Error).message}`);
+    }
+  }
   let text: string | undefined;
   try {
     text = JSON.stringify(payload, strictReplacer);
@@ -63,6 +75,33 @@ export function serializePayload(argument: string, payload: unknown): string {
   }
   if (text === undefined) throw new InvalidArgumentError(argument, "is not JSON-serialisable");
   return text;
+}
+
+/** True when JSON.stringify would keep every value as given; false means "look closer". */
+function isPlainJson(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case "number":
+      return Number.isFinite(value);
+    case "string":
+    case "boolean":
+      return true;
+    case "object": {
+      if (value === null) return true;
+      if (depth > 64) return false;
+      if (Array.isArray(value)) {
+        for (const item of value) if (item === undefined || !isPlainJson(item, depth + 1)) return false;
+        return true;
+      }
+      if (typeof (value as { toJSON?: unknown }).toJSON === "function") return false;
+      for (const key in value) {
+        const item = (value as Record<string, unknown>)[key];
+        if (item !== undefined && !isPlainJson(item, depth + 1)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
 }
 
 export function checkInteger(argument: string, value: unknown, min: number): number {
@@ -130,6 +169,7 @@ export function normalizeAdd(
   return {
     type: name,
     payload: text,
+    value: payload === undefined ? null : payload,
     priority,
     runAt: Math.round(runAt),
     maxAttempts,
