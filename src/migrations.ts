@@ -43,7 +43,9 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE UNIQUE INDEX tw_jobs_key ON tw_jobs(queue, key)
         WHERE key IS NOT NULL AND state IN ('pending', 'running');
       CREATE INDEX tw_jobs_lease ON tw_jobs(lease_expires_at) WHERE state = 'running';
-      CREATE INDEX tw_jobs_state ON tw_jobs(queue, state, finished_at);
+      -- Only finished rows: inserts and claims never touch it; cleanup walks it by age.
+      CREATE INDEX tw_jobs_finished ON tw_jobs(queue, finished_at)
+        WHERE state IN ('completed', 'failed', 'cancelled');
 
       CREATE TABLE tw_periodic (
         queue TEXT NOT NULL,

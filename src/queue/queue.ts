@@ -75,6 +75,8 @@ interface JobRow {
 }
 
 const DAY_MS = 86_400_000;
+/** Rows per bulk INSERT: 100 rows x 8 values stays far below SQLite's 32,766 bound parameters. */
+const BULK_ROWS = 100;
 const ORDER_COLUMN: Record<SortBy, string> = { created: "id", priority: "priority", runAt: "run_at" };
 
 export class Queue implements JobQueue {
@@ -106,10 +108,9 @@ export class Queue implements JobQueue {
          VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)
          ON CONFLICT DO NOTHING`,
       ),
-      insertMany: db.prepare<{ queue: string; now: number; rows: string }>(
+      insertBulk: db.prepare<unknown[]>(
         `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, created_at)
-         SELECT @queue, value ->> 0, value ->> 1, 'pending', value ->> 2, value ->> 3, value ->> 4, value ->> 5, NULL, @now
-           FROM json_each(@rows)
+         VALUES ${Array.from({ length: BULK_ROWS }, () => "(?, ?, ?, 'pending', ?, ?, ?, ?, NULL, ?)").join(", ")}
          RETURNING id`,
       ),
       byKey: db.prepare<[string, string]>(
@@ -183,7 +184,8 @@ export class Queue implements JobQueue {
       ),
       cleanup: db.prepare<[string, string, number]>(
         `DELETE FROM tw_jobs
-          WHERE queue = ? AND state IN (SELECT value FROM json_each(?)) AND finished_at < ?`,
+          WHERE queue = ? AND state IN ('completed', 'failed', 'cancelled')
+            AND state IN (SELECT value FROM json_each(?)) AND finished_at < ?`,
       ),
       upsertPeriodic: db.prepare(
         `INSERT INTO tw_periodic (queue, name, type, payload, every_ms, cron, timezone, priority, max_attempts,
@@ -225,8 +227,7 @@ export class Queue implements JobQueue {
 
   /**
    * All items or none: every item is validated before anything is written, and
-   * the rows go in one transaction. Keyless rows are inserted by one statement
-   * over a JSON array (one VM run instead of one per row: ~3x faster).
+   * the rows go in one transaction. Keyless rows are inserted 100 per statement.
    */
   addMany(items: AddManyItem[]): Job[] {
     if (!Array.isArray(items)) throw new InvalidArgumentError("items", "must be an array");
@@ -255,21 +256,24 @@ export class Queue implements JobQueue {
       if (r.key === null) keyless.push(i);
       else jobs[i] = this.insert(r, now);
     });
-    if (keyless.length > 0) {
-      const text = `[${keyless
-        .map((i) => {
-          const r = rows[i]!;
-          return `[${JSON.stringify(r.type)},${JSON.stringify(r.payload)},${r.priority},${r.runAt},${r.maxAttempts},${r.backoff === null ? "null" : JSON.stringify(r.backoff)}]`;
-        })
-        .join(",")}]`;
-      // One statement inserts in array order, so ascending rowids match the items' order.
-      const ids = (this.sql.insertMany.all({ queue: this.name, now, rows: text }) as Array<{ id: number }>)
+    // Keyless rows go in INSERT statements of BULK_ROWS rows each (~3x the rate of
+    // one statement per row); RETURNING ids ascend in the order of the VALUES.
+    let k = 0;
+    for (; k + BULK_ROWS <= keyless.length; k += BULK_ROWS) {
+      const chunk = keyless.slice(k, k + BULK_ROWS);
+      const args: unknown[] = [];
+      for (const i of chunk) {
+        const r = rows[i]!;
+        args.push(this.name, r.type, r.payload, r.priority, r.runAt, r.maxAttempts, r.backoff, now);
+      }
+      const ids = (this.sql.insertBulk.all(args) as Array<{ id: number }>)
         .map((r) => r.id)
         .sort((a, b) => a - b);
-      keyless.forEach((i, k) => {
-        jobs[i] = this.newJob(ids[k]!, rows[i]!, now);
+      chunk.forEach((i, n) => {
+        jobs[i] = this.newJob(ids[n]!, rows[i]!, now);
       });
     }
+    for (; k < keyless.length; k++) jobs[keyless[k]!] = this.insert(rows[keyless[k]!]!, now);
     return jobs;
   }
 
