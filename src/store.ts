@@ -67,11 +67,13 @@ export class Store {
   private readonly closeHooks: Array<() => void> = [];
 
   constructor(path: string, options: StoreOptions = {}) {
-    const opts = { ...DEFAULTS, ...options };
+    // An option given as undefined means "not given", as it does everywhere else.
+    const opts = { ...DEFAULTS, ...definedOnly(options) };
     validateOptions(opts);
+    this.retry = { ...DEFAULT_RETRY, ...definedOnly(options.retry) };
+    validateRetry(this.retry);
     this.path = path === ":memory:" ? path : resolve(path);
     this.readonly = opts.readonly;
-    this.retry = { ...DEFAULT_RETRY, ...options.retry };
     if (this.path !== ":memory:") {
       checkIsSqliteFile(this.path);
       if (!opts.readonly) mkdirSync(dirname(this.path), { recursive: true });
@@ -196,6 +198,24 @@ function checkIsSqliteFile(path: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+function definedOnly<T extends object>(o: T | undefined): Partial<T> {
+  if (o === undefined || o === null) return {};
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** A NaN attempt count would retry a busy error for ever. */
+function validateRetry(r: RetryOptions): void {
+  if (!Number.isInteger(r.attempts) || r.attempts < 0)
+    throw new InvalidArgumentError(
+      "retry.attempts",
+      `must be a non-negative integer, got ${String(r.attempts)}`,
+    );
+  if (!Number.isFinite(r.baseMs) || r.baseMs < 0)
+    throw new InvalidArgumentError("retry.baseMs", `must be a finite number >= 0, got ${String(r.baseMs)}`);
+  if (!Number.isFinite(r.maxMs) || r.maxMs < 0)
+    throw new InvalidArgumentError("retry.maxMs", `must be a finite number >= 0, got ${String(r.maxMs)}`);
 }
 
 function validateOptions(o: Required<Omit<StoreOptions, "retry">>): void {
