@@ -126,9 +126,13 @@ export class Queue implements JobQueue {
             AND state = 'pending'
         RETURNING *`,
       ),
-      complete: db.prepare<[number, number, string, number]>(
-        `UPDATE tw_jobs SET state = 'completed', finished_at = ?, lease_owner = NULL, lease_expires_at = NULL
-          WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?`,
+      // One statement completes a whole batch; a pair whose lease was lost matches nothing.
+      completeMany: db.prepare<{ now: number; owner: string; held: string }>(
+        `UPDATE tw_jobs SET state = 'completed', finished_at = @now, lease_owner = NULL, lease_expires_at = NULL
+           FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempts FROM json_each(@held)) AS held
+          WHERE tw_jobs.id = held.id AND tw_jobs.attempts = held.attempts
+            AND tw_jobs.state = 'running' AND tw_jobs.lease_owner = @owner
+        RETURNING tw_jobs.id`,
       ),
       retryLater: db.prepare<[number, string, number, string, number]>(
         `UPDATE tw_jobs SET state = 'pending', run_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL
@@ -210,6 +214,13 @@ export class Queue implements JobQueue {
     };
     this.addOne = store.writer((r: NormalizedAdd, now: number) => this.insert(r, now));
     this.addBatch = store.writer((rows: NormalizedAdd[], now: number) => this.insertBatch(rows, now));
+    this.settleTx = store.writer((owner: string, settlements: Settlement[], result: SettleResult) =>
+      this.writeSettlements(owner, settlements, result),
+    );
+    this.claimTx = store.writer((owner: string, limit: number, leaseMs: number) => {
+      const now = this.now();
+      return this.sql.claim.all(owner, now + leaseMs, now, this.name, now, limit) as JobRow[];
+    });
   }
 
   now(): number {
@@ -248,6 +259,8 @@ export class Queue implements JobQueue {
 
   private readonly addOne: (r: NormalizedAdd, now: number) => Job;
   private readonly addBatch: (rows: NormalizedAdd[], now: number) => Job[];
+  private readonly settleTx: (owner: string, settlements: Settlement[], result: SettleResult) => void;
+  private readonly claimTx: (owner: string, limit: number, leaseMs: number) => JobRow[];
 
   private insertBatch(rows: NormalizedAdd[], now: number): Job[] {
     const jobs = new Array<Job>(rows.length);
@@ -512,10 +525,7 @@ export class Queue implements JobQueue {
   }
 
   claim(owner: string, limit: number, leaseMs: number): Job[] {
-    const rows = this.store.write(() => {
-      const now = this.now();
-      return this.sql.claim.all(owner, now + leaseMs, now, this.name, now, limit) as JobRow[];
-    });
+    const rows = this.claimTx(owner, limit, leaseMs);
     // RETURNING gives no order; hand jobs out in claim order.
     rows.sort((a, b) => b.priority - a.priority || a.run_at - b.run_at || a.id - b.id);
     return rows.map(toJob);
@@ -524,31 +534,46 @@ export class Queue implements JobQueue {
   settle(owner: string, settlements: Settlement[]): SettleResult {
     const result: SettleResult = { applied: [], stale: [] };
     if (settlements.length === 0) return result;
-    this.store.write(() => {
-      const now = this.now();
-      result.applied.length = 0;
-      result.stale.length = 0;
-      for (const s of settlements) {
-        const { job } = s;
-        let final = true;
-        let changes: number;
-        if (s.ok) {
-          changes = this.sql.complete.run(now, job.id, owner, job.attempts).changes;
-        } else if (s.retry && job.attempts < job.maxAttempts) {
-          final = false;
-          const delay = backoffDelay(
-            job.attempts,
-            job.backoff ? resolveBackoff(this.backoff, job.backoff) : this.backoff,
-          );
-          changes = this.sql.retryLater.run(now + delay, s.error, job.id, owner, job.attempts).changes;
-        } else {
-          changes = this.sql.failFinal.run(now, s.error, job.id, owner, job.attempts).changes;
-        }
-        if (changes > 0) result.applied.push({ ...s, final });
+    this.settleTx(owner, settlements, result);
+    return result;
+  }
+
+  private writeSettlements(owner: string, settlements: Settlement[], result: SettleResult): void {
+    const now = this.now();
+    result.applied.length = 0;
+    result.stale.length = 0;
+    const completions = settlements.filter((s) => s.ok);
+    if (completions.length > 0) {
+      const held = JSON.stringify(completions.map((s) => [s.job.id, s.job.attempts]));
+      const done = new Set(
+        (this.sql.completeMany.all({ now, owner, held }) as Array<{ id: number }>).map((r) => r.id),
+      );
+      for (const s of completions) {
+        if (done.has(s.job.id)) result.applied.push({ ...s, final: true });
         else result.stale.push(s);
       }
-    });
-    return result;
+    }
+    for (const s of settlements) {
+      if (s.ok) continue;
+      const { job } = s;
+      let final = true;
+      let changes: number;
+      if (s.retry && job.attempts < job.maxAttempts) {
+        final = false;
+        const backoff = job.backoff ? resolveBackoff(this.backoff, job.backoff) : this.backoff;
+        changes = this.sql.retryLater.run(
+          now + backoffDelay(job.attempts, backoff),
+          s.error,
+          job.id,
+          owner,
+          job.attempts,
+        ).changes;
+      } else {
+        changes = this.sql.failFinal.run(now, s.error, job.id, owner, job.attempts).changes;
+      }
+      if (changes > 0) result.applied.push({ ...s, final });
+      else result.stale.push(s);
+    }
   }
 
   extendLeases(owner: string, leaseMs: number): number {

@@ -29,7 +29,7 @@ export interface WorkerOptions {
   pollIntervalMs?: number;
   /** Lease taken on each claimed job, renewed every leaseMs / 3 while held. */
   leaseMs?: number;
-  /** Jobs claimed per transaction (the local buffer's size); default max(concurrency, 100). */
+  /** Jobs claimed per transaction, and outcomes written per transaction at most; default max(concurrency, 100). */
   batchSize?: number;
   /** How often expired leases are returned to pending. */
   reapIntervalMs?: number;
@@ -144,8 +144,8 @@ export class Worker extends EventEmitter {
       this.lastReap = now;
       this.guard(() => this.queue.reapExpired());
     }
-    const room = this.batchSize - this.buffer.length - this.inFlight;
-    if (room <= 0) return;
+    // Whole batches: one claim transaction per batchSize jobs, taken when the buffer runs low.
+    const room = this.batchSize;
     const claimed = this.guard(() => this.queue.claim(this.id, room, this.leaseMs)) ?? [];
     for (const job of claimed) this.buffer.push(job);
     this.drained = claimed.length < room;
@@ -184,7 +184,9 @@ export class Worker extends EventEmitter {
     this.durations.set(job.id, (performance.now() - started) / 1000);
     this.outcomes.push(outcome);
     this.inFlight--;
-    this.scheduleFlush();
+    // Handlers that never yield to the event loop would starve setImmediate: flush full batches now.
+    if (this.outcomes.length >= this.batchSize) this.flush();
+    else this.scheduleFlush();
     if (this.running) {
       if (this.buffer.length < this.concurrency && !this.drained) this.fill();
       this.dispatch();
