@@ -57,12 +57,21 @@ function describeKey(key: string): string {
 }
 
 export function serializePayload(argument: string, payload: unknown): string {
-  if (payload === undefined) return "null";
+  return encodePayload(argument, payload)[0];
+}
+
+/**
+ * The payload's JSON text, and the value a returned Job carries: the payload
+ * itself when JSON keeps it as it is, else the text parsed back (a Date becomes
+ * its ISO string, as every later read of the job will see it).
+ */
+export function encodePayload(argument: string, payload: unknown): [text: string, value: unknown] {
+  if (payload === undefined) return ["null", null];
   // Fast path: a plain walk proves the value is clean, then V8's native stringify runs
   // without a replacer (which would take it off its fast path, ~2x slower).
   if (isPlainJson(payload, 0)) {
     try {
-      return JSON.stringify(payload);
+      return [JSON.stringify(payload), payload];
     } catch (err) {
       throw new InvalidArgumentError(argument, `is not JSON-serialisable: ${(err as Error).message}`);
     }
@@ -74,7 +83,7 @@ export function serializePayload(argument: string, payload: unknown): string {
     throw new InvalidArgumentError(argument, `is not JSON-serialisable: ${(err as Error).message}`);
   }
   if (text === undefined) throw new InvalidArgumentError(argument, "is not JSON-serialisable");
-  return text;
+  return [text, JSON.parse(text)];
 }
 
 /** True when JSON.stringify would keep every value as given; false means "look closer". */
@@ -93,6 +102,9 @@ function isPlainJson(value: unknown, depth: number): boolean {
         return true;
       }
       if (typeof (value as { toJSON?: unknown }).toJSON === "function") return false;
+      // A Map, Set or class instance does not come back from JSON as it went in.
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return false;
       for (const key in value) {
         const item = (value as Record<string, unknown>)[key];
         if (item !== undefined && !isPlainJson(item, depth + 1)) return false;
@@ -142,7 +154,7 @@ export function normalizeAdd(
   const o = options ?? {};
   if (typeof o !== "object") throw new InvalidArgumentError(`${argPrefix}options`, "must be an object");
   const name = checkName(`${argPrefix}type`, type);
-  const text = serializePayload(`${argPrefix}payload`, payload);
+  const [text, value] = encodePayload(`${argPrefix}payload`, payload);
   const priority =
     o.priority === undefined ? 0 : checkInteger(`${argPrefix}priority`, o.priority, -(2 ** 31));
   if (o.runAt !== undefined && o.delayMs !== undefined) {
@@ -169,7 +181,7 @@ export function normalizeAdd(
   return {
     type: name,
     payload: text,
-    value: payload === undefined ? null : payload,
+    value,
     priority,
     runAt: Math.round(runAt),
     maxAttempts,
