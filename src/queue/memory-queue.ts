@@ -421,6 +421,11 @@ export class MemoryQueue implements JobQueue {
   }
 }
 
+/** Callers get their own copy, payload included, as they would from a row read back from SQLite. */
 function copy(job: Job): Job {
-  return { ...job };
+  return {
+    ...job,
+    payload: structuredClone(job.payload),
+    backoff: job.backoff && { ...job.backoff },
+  };
 }
