@@ -141,6 +141,7 @@ export class MemoryQueue implements JobQueue {
     const from = checkFrom(options.from);
     const job = this.jobs.get(id);
     if (!job || job.state === to || (from && !from.includes(job.state))) return false;
+    if (to === "pending" && this.keyTaken(job)) return false;
     const now = this.now();
     job.state = to;
     if (to === "pending") job.runAt = Math.max(job.runAt, now);
@@ -153,7 +154,7 @@ export class MemoryQueue implements JobQueue {
 
   retry(id: number): boolean {
     const job = this.jobs.get(checkId(id));
-    if (!job || (job.state !== "failed" && job.state !== "cancelled")) return false;
+    if (!job || (job.state !== "failed" && job.state !== "cancelled") || this.keyTaken(job)) return false;
     Object.assign(job, { state: "pending", attempts: 0, runAt: this.now(), finishedAt: null });
     this.events.emit("added");
     return true;
@@ -161,6 +162,15 @@ export class MemoryQueue implements JobQueue {
 
   cancel(id: number): boolean {
     return this.moveToState(id, "cancelled", { from: ["pending", "running"] });
+  }
+
+  /** Another unfinished job holds this job's dedup key. */
+  private keyTaken(job: Job): boolean {
+    if (job.key === null) return false;
+    for (const j of this.jobs.values()) {
+      if (j !== job && j.key === job.key && (j.state === "pending" || j.state === "running")) return true;
+    }
+    return false;
   }
 
   stats(): QueueStats {

@@ -75,6 +75,11 @@ interface JobRow {
 }
 
 const DAY_MS = 86_400_000;
+/** A job may become pending again only while no other unfinished job holds its dedup key. */
+const KEY_FREE = `(key IS NULL OR NOT EXISTS (
+  SELECT 1 FROM tw_jobs AS other
+   WHERE other.queue = tw_jobs.queue AND other.key = tw_jobs.key
+     AND other.state IN ('pending', 'running') AND other.id <> tw_jobs.id))`;
 /** Rows per bulk INSERT: 100 rows x 8 values stays far below SQLite's 32,766 bound parameters. */
 const BULK_ROWS = 100;
 const ORDER_COLUMN: Record<SortBy, string> = { created: "id", priority: "priority", runAt: "run_at" };
@@ -167,12 +172,13 @@ export class Queue implements JobQueue {
                 lease_owner = NULL, lease_expires_at = NULL
           WHERE id = @id AND queue = @queue
             AND (@from IS NULL OR state IN (SELECT value FROM json_each(@from)))
-            AND state <> @to`,
+            AND state <> @to
+            AND (@to <> 'pending' OR ${KEY_FREE})`,
       ),
       retry: db.prepare<{ now: number; id: number; queue: string }>(
         `UPDATE tw_jobs SET state = 'pending', attempts = 0, run_at = @now, finished_at = NULL,
                 lease_owner = NULL, lease_expires_at = NULL
-          WHERE id = @id AND queue = @queue AND state IN ('failed', 'cancelled')`,
+          WHERE id = @id AND queue = @queue AND state IN ('failed', 'cancelled') AND ${KEY_FREE}`,
       ),
       stats: db.prepare<[string]>(
         `SELECT state, count(*) AS n, sum(attempts) AS attempts FROM tw_jobs WHERE queue = ? GROUP BY state`,
