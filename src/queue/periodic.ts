@@ -14,6 +14,14 @@ export function nextIntervalRun(scheduledAt: number, everyMs: number, now: numbe
 }
 
 export function parseCron(expression: string, timezone?: string): Cron {
+  if (timezone !== undefined) {
+    // croner only finds out at the first nextRun, with a TypeError that names no argument.
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone: timezone });
+    } catch {
+      throw new InvalidArgumentError("timezone", `unknown IANA time zone ${JSON.stringify(timezone)}`);
+    }
+  }
   try {
     return new Cron(expression, { timezone, paused: true });
   } catch (err) {
