@@ -2,6 +2,7 @@
 export { InvalidArgumentError, StoreError, TidewireError } from "./errors.js";
 export { registry as metricsRegistry } from "./metrics.js";
 export { SCHEMA_VERSION } from "./migrations.js";
+export * from "./outbox.js";
 export { MemoryQueue } from "./queue/memory-queue.js";
 export { Queue, type QueueOptions } from "./queue/queue.js";
 export { Scheduler } from "./queue/scheduler.js";

@@ -74,7 +74,8 @@ export const MIGRATIONS: readonly Migration[] = [
         spool TEXT NOT NULL,
         state TEXT NOT NULL CHECK (state IN ('incoming','active','delivered','deferred','bounced')),
         headers TEXT NOT NULL,
-        body BLOB NOT NULL,
+        -- Whether the body was given as a string, so it comes back as one.
+        body_kind TEXT NOT NULL CHECK (body_kind IN ('text','binary')),
         size INTEGER NOT NULL,
         priority INTEGER NOT NULL DEFAULT 0,
         attempts INTEGER NOT NULL DEFAULT 0,
@@ -82,9 +83,15 @@ export const MIGRATIONS: readonly Migration[] = [
         next_attempt_at INTEGER,
         last_error TEXT,
         created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL
+        updated_at INTEGER NOT NULL,
+        -- Last: reading a column stored after a large blob walks its overflow pages.
+        body BLOB NOT NULL,
+        CHECK (attempts <= max_attempts),
+        CHECK (state <> 'deferred' OR next_attempt_at IS NOT NULL)
       );
       CREATE INDEX tw_outbox_state ON tw_outbox(spool, state, priority DESC, id);
+      -- The claim walks this index in order and stops after LIMIT rows: no sort.
+      CREATE INDEX tw_outbox_due ON tw_outbox(spool, priority DESC, id) WHERE state IN ('incoming', 'deferred');
     `,
   },
 ];

@@ -1,0 +1,553 @@
+/**
+ * Outbox: a message spool in the Store's SQLite file.
+ *
+ * Contract: a message moves incoming -> active -> delivered, or from active
+ * to deferred (with a next attempt time from exponential backoff with jitter)
+ * and back to active once that time has come, or to bounced; delivered and
+ * bounced are final. `defer` bounces a message whose attempts are spent. No
+ * other move exists, and `moveToState` refuses any other. Each move is one
+ * IMMEDIATE transaction that re-reads the state it moves from, so two
+ * processes can never both move a message out of the same state.
+ *
+ * An attempt counts when a message enters active (by `claim` or
+ * `moveToState`), before anyone tries to deliver it: a deliverer that dies
+ * mid-attempt has still spent it, and `attempts` never exceeds `maxAttempts`.
+ * There is no lease: a message left active by a deliverer that died stays
+ * active until someone defers or bounces it (`list({ state: "active",
+ * sortBy: "updated" })` finds the oldest).
+ *
+ * Bodies are stored as bytes; a string body comes back as the same string,
+ * bytes come back as a Buffer.
+ */
+import type Database from "better-sqlite3";
+import { InvalidArgumentError, TidewireError } from "./errors.js";
+import { backoffDelay, resolveBackoff, validateBackoff } from "./queue/backoff.js";
+import type { BackoffOptions } from "./queue/types.js";
+import { checkDuration, checkId, checkInteger, checkName, serializePayload } from "./queue/validate.js";
+import type { Store } from "./store.js";
+
+export const OUTBOX_STATES = ["incoming", "active", "delivered", "deferred", "bounced"] as const;
+export type OutboxState = (typeof OUTBOX_STATES)[number];
+
+/** Every legal move, by the state it leaves. */
+export const OUTBOX_TRANSITIONS: Readonly<Record<OutboxState, readonly OutboxState[]>> = {
+  incoming: ["active"],
+  active: ["delivered", "deferred", "bounced"],
+  deferred: ["active"],
+  delivered: [],
+  bounced: [],
+};
+
+const FINAL_STATES: readonly OutboxState[] = ["delivered", "bounced"];
+const DEFAULT_MAX_ATTEMPTS = 5;
+const DAY_MS = 86_400_000;
+
+export type OutboxSortBy = "created" | "priority" | "size" | "updated";
+const SORTS: readonly OutboxSortBy[] = ["created", "priority", "size", "updated"];
+const ORDERS = ["asc", "desc"] as const;
+
+/** A string is stored as UTF-8; a Buffer or Uint8Array as its bytes. */
+export type MessageBody = string | Uint8Array;
+
+export interface StoreMeta {
+  id: number;
+  /** The outbox's name. */
+  outbox: string;
+  state: OutboxState;
+  headers: Record<string, unknown>;
+  /** "text" when the body was given as a string. */
+  bodyKind: "text" | "binary";
+  /** Body length in bytes. */
+  size: number;
+  priority: number;
+  /** Attempts started so far; one is counted each time the message enters active. */
+  attempts: number;
+  maxAttempts: number;
+  /** When a deferred message becomes due; null in every other state. */
+  nextAttemptAt: number | null;
+  lastError: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface OutboxMessage extends StoreMeta {
+  body: string | Buffer;
+}
+
+export interface OutboxOptions {
+  /** Attempts before a message bounces, unless `store` gives its own (default 5). */
+  maxAttempts?: number;
+  backoff?: BackoffOptions;
+  /** Clock in epoch ms; tests replace it to make deferred messages due at will. */
+  clock?: () => number;
+}
+
+export interface StoreMessageOptions {
+  /** A plain object of JSON values. */
+  headers?: Record<string, unknown>;
+  /** Higher is claimed first. Integer. */
+  priority?: number;
+  maxAttempts?: number;
+}
+
+export interface OutboxListOptions {
+  state?: OutboxState;
+  /**
+   * created (default), priority, size or updated. Ties go by id in the same
+   * order, except priority: "desc" lists in claim order (ties oldest first).
+   */
+  sortBy?: OutboxSortBy;
+  order?: "asc" | "desc";
+  /** Default 100. */
+  limit?: number;
+  offset?: number;
+}
+
+export interface PurgeOptions {
+  /** Remove messages whose last move is older than this (default 7 days). */
+  olderThanMs?: number;
+  /** Final states only (default both). */
+  states?: OutboxState[];
+}
+
+export type OutboxCounts = Record<OutboxState, number> & { total: number };
+
+/** A move that the message's current state does not allow; nothing was written. */
+export class IllegalTransitionError extends TidewireError {
+  constructor(
+    readonly id: number,
+    readonly from: OutboxState,
+    readonly to: OutboxState,
+    reason = describeMoves(from),
+  ) {
+    super(`message ${id} is ${from} and cannot move to ${to}: ${reason}`, "ERR_ILLEGAL_TRANSITION");
+    this.name = "IllegalTransitionError";
+  }
+}
+
+interface MetaRow {
+  id: number;
+  spool: string;
+  state: OutboxState;
+  headers: string;
+  body_kind: "text" | "binary";
+  size: number;
+  priority: number;
+  attempts: number;
+  max_attempts: number;
+  next_attempt_at: number | null;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+interface MessageRow extends MetaRow {
+  body: Buffer;
+}
+
+interface CurrentRow {
+  state: OutboxState;
+  attempts: number;
+  max_attempts: number;
+}
+
+interface MoveParams {
+  to: OutboxState;
+  next: number | null;
+  error: string | null;
+  now: number;
+  id: number;
+  spool: string;
+  from: OutboxState;
+}
+
+// Everything but the body, which can be large and is only read by get and claim.
+const META_COLUMNS = `id, spool, state, headers, body_kind, size, priority, attempts, max_attempts,
+  next_attempt_at, last_error, created_at, updated_at`;
+
+export class Outbox {
+  readonly name: string;
+  readonly maxAttempts: number;
+  private readonly backoff: Required<BackoffOptions>;
+  private readonly clock: () => number;
+  private readonly sql;
+  private readonly listSql = new Map<string, Database.Statement>();
+
+  constructor(
+    /** The Store this outbox lives in (`store` is the spool's verb here). */
+    readonly database: Store,
+    name = "default",
+    options: OutboxOptions = {},
+  ) {
+    this.name = checkName("name", name);
+    const o = options ?? {};
+    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    this.maxAttempts =
+      o.maxAttempts === undefined ? DEFAULT_MAX_ATTEMPTS : checkInteger("maxAttempts", o.maxAttempts, 1);
+    validateBackoff("backoff", o.backoff);
+    this.backoff = resolveBackoff(o.backoff);
+    if (o.clock !== undefined && typeof o.clock !== "function") {
+      throw new InvalidArgumentError("clock", "must be a function returning epoch ms");
+    }
+    this.clock = o.clock ?? Date.now;
+    const db = database.db;
+    this.sql = {
+      insert: db.prepare<[string, string, string, number, number, number, number, number, Buffer]>(
+        `INSERT INTO tw_outbox (spool, state, headers, body_kind, size, priority, max_attempts,
+                                created_at, updated_at, body)
+         VALUES (?, 'incoming', ?, ?, ?, ?, ?, ?, ?, ?)
+         RETURNING ${META_COLUMNS}`,
+      ),
+      get: db.prepare<[number, string]>(`SELECT * FROM tw_outbox WHERE id = ? AND spool = ?`),
+      getMeta: db.prepare<[number, string]>(
+        `SELECT ${META_COLUMNS} FROM tw_outbox WHERE id = ? AND spool = ?`,
+      ),
+      current: db.prepare<[number, string]>(
+        `SELECT state, attempts, max_attempts FROM tw_outbox WHERE id = ? AND spool = ?`,
+      ),
+      // Every move but the claim; the WHERE re-checks the state the caller read.
+      move: db.prepare<[MoveParams]>(
+        `UPDATE tw_outbox
+            SET state = @to,
+                attempts = CASE WHEN @to = 'active' THEN attempts + 1 ELSE attempts END,
+                next_attempt_at = @next,
+                last_error = coalesce(@error, last_error),
+                updated_at = @now
+          WHERE id = @id AND spool = @spool AND state = @from
+        RETURNING ${META_COLUMNS}`,
+      ),
+      claim: db.prepare<[{ now: number; spool: string; limit: number }]>(
+        `UPDATE tw_outbox
+            SET state = 'active', attempts = attempts + 1, next_attempt_at = NULL, updated_at = @now
+          WHERE id IN (SELECT id FROM tw_outbox
+                        WHERE spool = @spool AND state IN ('incoming', 'deferred')
+                          AND (state = 'incoming' OR next_attempt_at <= @now)
+                        ORDER BY priority DESC, id LIMIT @limit)
+        RETURNING *`,
+      ),
+      counts: db.prepare<[string]>(
+        `SELECT state, count(*) AS n FROM tw_outbox WHERE spool = ? GROUP BY state`,
+      ),
+      // Two fixed slots instead of json_each, so the state index narrows the delete.
+      purge: db.prepare<[string, OutboxState, OutboxState, number]>(
+        `DELETE FROM tw_outbox WHERE spool = ? AND state IN (?, ?) AND updated_at < ?`,
+      ),
+    };
+    // ORDER BY cannot be a parameter: one fixed statement per filter, column and
+    // direction, so nothing the caller passes ever reaches the SQL text.
+    for (const filtered of [false, true]) {
+      for (const sortBy of SORTS) {
+        for (const order of ORDERS) {
+          this.listSql.set(
+            listKey(filtered, sortBy, order),
+            db.prepare(
+              `SELECT ${META_COLUMNS} FROM tw_outbox
+                WHERE spool = @spool${filtered ? " AND state = @state" : ""}
+                ORDER BY ${orderBy(sortBy, order)} LIMIT @limit OFFSET @offset`,
+            ),
+          );
+        }
+      }
+    }
+  }
+
+  now(): number {
+    return this.clock();
+  }
+
+  /** Spools a new message in state incoming. */
+  store(body: MessageBody, options?: StoreMessageOptions): StoreMeta {
+    const { bytes, kind } = encodeBody(body);
+    const o = options ?? {};
+    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    const headers = serializeHeaders(o.headers);
+    const priority = o.priority === undefined ? 0 : checkInteger("priority", o.priority, -(2 ** 31));
+    const maxAttempts =
+      o.maxAttempts === undefined ? this.maxAttempts : checkInteger("maxAttempts", o.maxAttempts, 1);
+    const row = this.database.write(() => {
+      const now = this.now();
+      return this.sql.insert.get(
+        this.name,
+        headers,
+        kind,
+        bytes.length,
+        priority,
+        maxAttempts,
+        now,
+        now,
+        bytes,
+      ) as MetaRow;
+    });
+    return toMeta(row);
+  }
+
+  get(id: number): OutboxMessage | undefined {
+    const row = this.sql.get.get(checkId(id), this.name) as MessageRow | undefined;
+    return row && toMessage(row);
+  }
+
+  getMeta(id: number): StoreMeta | undefined {
+    const row = this.sql.getMeta.get(checkId(id), this.name) as MetaRow | undefined;
+    return row && toMeta(row);
+  }
+
+  list(options?: OutboxListOptions): StoreMeta[] {
+    const o = options ?? {};
+    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    const state = o.state === undefined ? null : checkState("state", o.state);
+    const sortBy = checkOneOf("sortBy", o.sortBy ?? "created", SORTS);
+    const order = checkOneOf("order", o.order ?? "asc", ORDERS);
+    const limit = o.limit === undefined ? 100 : checkInteger("limit", o.limit, 1);
+    const offset = o.offset === undefined ? 0 : checkInteger("offset", o.offset, 0);
+    const stmt = this.listSql.get(listKey(state !== null, sortBy, order))!;
+    const params: Record<string, unknown> = { spool: this.name, limit, offset };
+    if (state !== null) params.state = state;
+    return (stmt.all(params) as MetaRow[]).map(toMeta);
+  }
+
+  /**
+   * Moves a message to `to` if it is in one of `from` (any state when omitted);
+   * false when it is not there or does not exist. A move the graph does not
+   * allow is refused: an InvalidArgumentError when `from`/`to` name one, an
+   * IllegalTransitionError when it is the message's current state.
+   */
+  moveToState(id: number, to: OutboxState, options?: { from?: OutboxState | OutboxState[] }): boolean {
+    checkId(id);
+    checkState("to", to);
+    if (to === "incoming") {
+      throw new InvalidArgumentError(
+        "to",
+        "no message moves back to incoming; store() creates incoming messages",
+      );
+    }
+    const o = options ?? {};
+    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    const from = checkFrom(o.from, to);
+    return this.database.write(() => {
+      const cur = this.sql.current.get(id, this.name) as CurrentRow | undefined;
+      if (!cur || (from !== null && !from.includes(cur.state))) return false;
+      if (!OUTBOX_TRANSITIONS[cur.state].includes(to)) throw new IllegalTransitionError(id, cur.state, to);
+      const now = this.now();
+      let next: number | null = null;
+      if (to === "deferred") {
+        if (cur.attempts >= cur.max_attempts) {
+          throw new IllegalTransitionError(
+            id,
+            cur.state,
+            to,
+            `it has spent all ${cur.max_attempts} attempts, so it can only be bounced`,
+          );
+        }
+        next = now + backoffDelay(cur.attempts, this.backoff);
+      }
+      const params = { to, next, error: null, now, id, spool: this.name, from: cur.state };
+      return this.sql.move.get(params) !== undefined;
+    });
+  }
+
+  /** Moves due incoming and deferred messages to active, highest priority then oldest first. */
+  claim(limit: number): OutboxMessage[] {
+    checkInteger("limit", limit, 1);
+    const rows = this.database.write(
+      () => this.sql.claim.all({ now: this.now(), spool: this.name, limit }) as MessageRow[],
+    );
+    // RETURNING gives no order; hand messages out in claim order.
+    rows.sort((a, b) => b.priority - a.priority || a.id - b.id);
+    return rows.map(toMessage);
+  }
+
+  /** Active -> delivered; false when the message is not active. */
+  delivered(id: number): boolean {
+    checkId(id);
+    return this.database.write(() => {
+      const params: MoveParams = {
+        to: "delivered",
+        next: null,
+        error: null,
+        now: this.now(),
+        id,
+        spool: this.name,
+        from: "active",
+      };
+      return this.sql.move.get(params) !== undefined;
+    });
+  }
+
+  /**
+   * Active -> deferred, due after the backoff for the attempts spent, or ->
+   * bounced when none are left; keeps `error` as lastError. Returns the moved
+   * message, or undefined when it is not active.
+   */
+  defer(id: number, error: string | Error): StoreMeta | undefined {
+    checkId(id);
+    const text = checkError(error);
+    return this.database.write(() => {
+      const cur = this.sql.current.get(id, this.name) as CurrentRow | undefined;
+      if (cur?.state !== "active") return undefined;
+      const now = this.now();
+      const bounce = cur.attempts >= cur.max_attempts;
+      const row = this.sql.move.get({
+        to: bounce ? "bounced" : "deferred",
+        next: bounce ? null : now + backoffDelay(cur.attempts, this.backoff),
+        error: text,
+        now,
+        id,
+        spool: this.name,
+        from: "active",
+      }) as MetaRow;
+      return toMeta(row);
+    });
+  }
+
+  counts(): OutboxCounts {
+    const out = Object.fromEntries(OUTBOX_STATES.map((s) => [s, 0])) as OutboxCounts;
+    out.total = 0;
+    for (const r of this.sql.counts.all(this.name) as Array<{ state: OutboxState; n: number }>) {
+      out[r.state] = r.n;
+      out.total += r.n;
+    }
+    return out;
+  }
+
+  /** Deletes final messages whose last move is older than `olderThanMs`; returns how many. */
+  purge(options?: PurgeOptions): number {
+    const o = options ?? {};
+    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    const olderThan = o.olderThanMs === undefined ? 7 * DAY_MS : checkDuration("olderThanMs", o.olderThanMs);
+    const states = o.states ?? FINAL_STATES;
+    if (!Array.isArray(states) || states.length === 0) {
+      throw new InvalidArgumentError("states", "must be a non-empty array of states");
+    }
+    for (const s of states) {
+      if (!FINAL_STATES.includes(checkState("states", s))) {
+        throw new InvalidArgumentError(
+          "states",
+          `purge removes final messages only (delivered, bounced), not ${s}`,
+        );
+      }
+    }
+    const [a, b = a] = states as [OutboxState, OutboxState?];
+    return this.database.write(() => this.sql.purge.run(this.name, a, b, this.now() - olderThan).changes);
+  }
+}
+
+function listKey(filtered: boolean, sortBy: OutboxSortBy, order: "asc" | "desc"): string {
+  return `${filtered ? "state" : "all"}:${sortBy}:${order}`;
+}
+
+function orderBy(sortBy: OutboxSortBy, order: "asc" | "desc"): string {
+  const dir = order === "desc" ? "DESC" : "ASC";
+  switch (sortBy) {
+    case "created":
+      return `id ${dir}`;
+    case "priority":
+      // desc is the claim order and asc its exact reverse, so the state index serves both without a sort.
+      return order === "desc" ? "priority DESC, id ASC" : "priority ASC, id DESC";
+    case "size":
+      return `size ${dir}, id ${dir}`;
+    case "updated":
+      return `updated_at ${dir}, id ${dir}`;
+  }
+}
+
+function encodeBody(body: unknown): { bytes: Buffer; kind: "text" | "binary" } {
+  if (typeof body === "string") {
+    // UTF-8 cannot carry a lone surrogate: it would come back as U+FFFD, not as given.
+    if (/\p{Cs}/u.test(body)) {
+      throw new InvalidArgumentError("body", "contains a lone UTF-16 surrogate; pass it as bytes instead");
+    }
+    return { bytes: Buffer.from(body, "utf8"), kind: "text" };
+  }
+  if (body instanceof Uint8Array) {
+    // A view, not a copy; better-sqlite3 copies on bind.
+    return { bytes: Buffer.from(body.buffer, body.byteOffset, body.byteLength), kind: "binary" };
+  }
+  throw new InvalidArgumentError("body", `must be a string, Buffer or Uint8Array, got ${describe(body)}`);
+}
+
+function serializeHeaders(headers: unknown): string {
+  if (headers === undefined) return "{}";
+  if (headers === null || typeof headers !== "object" || !isPlainObject(headers)) {
+    throw new InvalidArgumentError(
+      "headers",
+      `must be a plain object of JSON values, got ${describe(headers)}`,
+    );
+  }
+  return serializePayload("headers", headers);
+}
+
+function isPlainObject(v: object): boolean {
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  if (typeof v === "object") return `a ${v.constructor?.name ?? "object"}`;
+  return typeof v;
+}
+
+function checkOneOf<T extends string>(argument: string, value: unknown, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) {
+    throw new InvalidArgumentError(
+      argument,
+      `must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`,
+    );
+  }
+  return value as T;
+}
+
+function checkState(argument: string, value: unknown): OutboxState {
+  return checkOneOf(argument, value, OUTBOX_STATES);
+}
+
+/** Every state in `from` must be able to move to `to`; a caller asking otherwise has a bug. */
+function checkFrom(from: unknown, to: OutboxState): OutboxState[] | null {
+  if (from === undefined) return null;
+  const list: unknown[] = Array.isArray(from) ? from : [from];
+  if (list.length === 0) throw new InvalidArgumentError("from", "must name at least one state");
+  return list.map((s) => {
+    const state = checkState("from", s);
+    if (!OUTBOX_TRANSITIONS[state].includes(to)) {
+      throw new InvalidArgumentError(
+        "from",
+        `a message never moves from ${state} to ${to}: ${describeMoves(state)}`,
+      );
+    }
+    return state;
+  });
+}
+
+function describeMoves(state: OutboxState): string {
+  const next = OUTBOX_TRANSITIONS[state];
+  return next.length === 0 ? `${state} is final` : `${state} moves only to ${next.join(" or ")}`;
+}
+
+function checkError(error: unknown): string {
+  if (typeof error === "string") return error;
+  if (error instanceof Error) return error.message;
+  throw new InvalidArgumentError("error", `must be a string or an Error, got ${describe(error)}`);
+}
+
+function toMeta(r: MetaRow): StoreMeta {
+  return {
+    id: r.id,
+    outbox: r.spool,
+    state: r.state,
+    headers: JSON.parse(r.headers),
+    bodyKind: r.body_kind,
+    size: r.size,
+    priority: r.priority,
+    attempts: r.attempts,
+    maxAttempts: r.max_attempts,
+    nextAttemptAt: r.next_attempt_at,
+    lastError: r.last_error,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+function toMessage(r: MessageRow): OutboxMessage {
+  return { ...toMeta(r), body: r.body_kind === "text" ? r.body.toString("utf8") : r.body };
+}
