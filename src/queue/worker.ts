@@ -161,11 +161,20 @@ export class Worker extends EventEmitter {
   }
 
   private dispatch(): void {
+    const lapsed: Job[] = [];
+    const now = this.buffer.length > 0 ? this.queue.now() : 0;
     while (this.inFlight < this.concurrency && this.buffer.length > 0) {
       const job = this.buffer.shift()!;
+      // A buffered job whose lease may have lapsed may have been reaped and claimed by another
+      // worker: starting it would run it twice. Hand it back (a no-op if it is no longer ours).
+      if (job.leaseExpiresAt !== null && job.leaseExpiresAt < now) {
+        lapsed.push(job);
+        continue;
+      }
       this.inFlight++;
       void this.run(job);
     }
+    if (lapsed.length > 0) this.guard(() => this.queue.release(this.id, lapsed));
   }
 
   private async run(job: Job): Promise<void> {
@@ -236,7 +245,15 @@ export class Worker extends EventEmitter {
 
   private renewLeases(): void {
     if (this.held === 0) return;
-    this.guard(() => this.queue.extendLeases(this.id, this.leaseMs));
+    const from = this.queue.now();
+    if (this.guard(() => this.queue.extendLeases(this.id, this.leaseMs)) === undefined) return;
+    // A buffered job whose lease was still valid when the renewal ran cannot have been reaped, so the
+    // renewal extended it; any other may be gone, and keeps its old expiry so dispatch drops it.
+    const after = this.queue.now();
+    for (const job of this.buffer) {
+      if (job.leaseExpiresAt !== null && job.leaseExpiresAt >= after)
+        job.leaseExpiresAt = from + this.leaseMs;
+    }
   }
 
   private guard<T>(fn: () => T): T | undefined {
