@@ -180,7 +180,8 @@ export class Worker extends EventEmitter {
   private async run(job: Job): Promise<void> {
     const started = performance.now();
     let outcome: Settlement;
-    const handler = this.handlers[job.type];
+    // Own properties only: a job of type "toString" or "__proto__" must not find Object.prototype's.
+    const handler = Object.hasOwn(this.handlers, job.type) ? this.handlers[job.type] : undefined;
     try {
       if (!handler)
         throw new UnrecoverableError(`no handler for job type "${job.type}" in worker ${this.id}`);
