@@ -1,0 +1,183 @@
+/**
+ * Daemon: the lifecycle of `tidewire serve`.
+ *
+ * Contract: `startDaemon` opens the store, registers the built-in maintenance
+ * jobs as periodic jobs, listens, then starts a Worker and a Scheduler on the
+ * default queue; if a step fails, whatever was started is undone and the
+ * error propagates. `stop` is idempotent and goes in this order: stop
+ * accepting requests, stop firing periodic jobs, wait for the jobs in flight,
+ * close the store (which checkpoints the WAL). `stopOnSignals` wires SIGINT and
+ * SIGTERM to `stop`; a second signal exits at once, and the jobs it abandons
+ * come back when their leases expire.
+ */
+import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { createLogger, type Logger, type LogLevel } from "../log.js";
+import { collectProcessMetrics } from "../metrics.js";
+import { Queue } from "../queue/queue.js";
+import { Scheduler } from "../queue/scheduler.js";
+import { checkInteger } from "../queue/validate.js";
+import { type Handlers, Worker } from "../queue/worker.js";
+import { openStore, type Store } from "../store.js";
+import type { buildServer } from "./server.js";
+
+export const DEFAULT_DB_PATH = "./data/tidewire.db";
+export const DEFAULT_HOST = "127.0.0.1";
+export const DEFAULT_PORT = 7420;
+
+/** Built-in maintenance: each is both the job type and the periodic job's name, with its period in ms. */
+export const MAINTENANCE_JOBS = {
+  "tidewire.cleanup": 86_400_000,
+  "tidewire.checkpoint": 5 * 60_000,
+} as const;
+
+export interface DaemonOptions {
+  dbPath?: string;
+  host?: string;
+  /** 0 picks a free port; `Daemon.url` tells which. */
+  port?: number;
+  /** Jobs run at once by the daemon's worker (the Worker's default when absent). */
+  concurrency?: number;
+  logLevel?: LogLevel;
+  /** Used instead of a new logger on stdout; `logLevel` is then ignored. */
+  logger?: Logger;
+  /** Handlers for the application's own job types, run beside the built-in ones. */
+  handlers?: Handlers;
+}
+
+export interface Daemon {
+  readonly url: string;
+  readonly port: number;
+  readonly store: Store;
+  readonly queue: Queue;
+  readonly worker: Worker;
+  readonly scheduler: Scheduler;
+  readonly logger: Logger;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> {
+  const host = options.host ?? DEFAULT_HOST;
+  const port = checkInteger("port", options.port ?? DEFAULT_PORT, 0);
+  if (port > 65_535) throw new InvalidArgumentError("port", `must be at most 65535, got ${port}`);
+  for (const type of Object.keys(options.handlers ?? {})) {
+    if (type in MAINTENANCE_JOBS) {
+      throw new InvalidArgumentError(
+        `handlers.${type}`,
+        "this job type is reserved for tidewire's maintenance",
+      );
+    }
+  }
+  const logger = options.logger ?? createLogger({ level: options.logLevel });
+  const startedAt = Date.now();
+  const store = openStore(options.dbPath ?? DEFAULT_DB_PATH);
+  let app: ReturnType<typeof buildServer> | undefined;
+  try {
+    const queue = new Queue(store);
+    const worker = new Worker(
+      queue,
+      { ...options.handlers, ...maintenanceHandlers(store, queue, logger) },
+      {
+        concurrency: options.concurrency,
+      },
+    );
+    const scheduler = new Scheduler(queue);
+    for (const [type, everyMs] of Object.entries(MAINTENANCE_JOBS)) queue.every(type, everyMs, type);
+    logEvents(worker, scheduler, logger);
+    collectProcessMetrics();
+
+    // Loaded here, not on import: importing the library should not load fastify.
+    const server = await import("./server.js");
+    app = server.buildServer({ store, queue, logger, startedAt });
+    let url: string;
+    try {
+      url = await app.listen({
+        host,
+        port,
+        listenTextResolver: (address) => `tidewire listening on ${address}, db ${store.path}`,
+      });
+    } catch (err) {
+      throw new TidewireError(`cannot listen on ${host}:${port}: ${(err as Error).message}`, "ERR_LISTEN");
+    }
+    worker.start();
+    scheduler.start();
+
+    let stopping: Promise<void> | null = null;
+    const stop = () => {
+      stopping ??= (async () => {
+        logger.info({ jobsInFlight: worker.held }, "stopping");
+        try {
+          await app?.close();
+          scheduler.stop();
+          await worker.stop();
+        } finally {
+          store.close();
+        }
+        logger.info("stopped");
+      })();
+      return stopping;
+    };
+    const bound = app.server.address();
+    const boundPort = typeof bound === "object" && bound ? bound.port : port;
+    return { url, port: boundPort, store, queue, worker, scheduler, logger, stop };
+  } catch (err) {
+    await app?.close().catch(() => {});
+    store.close();
+    throw err;
+  }
+}
+
+const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+
+/** Stops the daemon on SIGINT or SIGTERM and then exits; returns a function that unhooks the signals. */
+export function stopOnSignals(daemon: Daemon, exit: (code: number) => void = (code) => process.exit(code)) {
+  let received: string | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (received) {
+      daemon.logger.warn(
+        { signal, jobsInFlight: daemon.worker.held },
+        `${signal} again: exiting now; unfinished jobs return to the queue when their leases expire`,
+      );
+      exit(1);
+      return;
+    }
+    received = signal;
+    daemon.logger.info({ signal }, `${signal} received: stopping (send it again to exit at once)`);
+    daemon.stop().then(
+      () => exit(0),
+      (err: unknown) => {
+        daemon.logger.error({ err }, "the daemon did not stop cleanly");
+        exit(1);
+      },
+    );
+  };
+  for (const signal of SIGNALS) process.on(signal, onSignal);
+  return () => {
+    for (const signal of SIGNALS) process.off(signal, onSignal);
+  };
+}
+
+function maintenanceHandlers(store: Store, queue: Queue, logger: Logger): Handlers {
+  return {
+    "tidewire.cleanup": () => {
+      const removed = queue.cleanup();
+      logger.info({ removed }, `cleanup removed ${removed} finished jobs past their retention`);
+    },
+    "tidewire.checkpoint": () => store.checkpoint(),
+  };
+}
+
+function logEvents(worker: Worker, scheduler: Scheduler, logger: Logger): void {
+  worker.on("completed", (job) => logger.debug({ jobId: job.id, type: job.type }, "job completed"));
+  worker.on("failed", (job, err: Error, final: boolean) =>
+    logger.warn(
+      { jobId: job.id, type: job.type, attempt: job.attempts, final, error: err.message },
+      final ? "job failed for good" : "job attempt failed; it will be retried",
+    ),
+  );
+  worker.on("stale", (job) =>
+    logger.warn({ jobId: job.id, type: job.type }, "job outcome dropped: its lease was lost first"),
+  );
+  worker.on("error", (err) => logger.error({ err }, "the worker could not reach the queue"));
+  scheduler.on("fired", (n: number) => logger.debug({ fired: n }, "periodic jobs enqueued"));
+  scheduler.on("error", (err) => logger.error({ err }, "periodic jobs could not be fired"));
+}

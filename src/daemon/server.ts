@@ -1,0 +1,86 @@
+/**
+ * The daemon's HTTP face: GET /healthz and GET /metrics.
+ *
+ * Contract: `buildServer` returns a fastify app that is not yet listening, so
+ * the daemon and tests alike decide where it listens. /healthz reads the queue
+ * and answers 503 when the database cannot be read. /metrics is the registry
+ * in metrics.ts, with the queue depth gauge refreshed at each scrape (depth
+ * is a property of the file, which other processes write too, so it cannot
+ * be kept up to date by counting). Every request carries an id, taken from a
+ * well-formed X-Request-Id or made up, echoed back and logged on one line.
+ */
+import { randomUUID } from "node:crypto";
+import Fastify, { type FastifyReply, type FastifyRequest, LogController } from "fastify";
+import type { Logger } from "../log.js";
+import { queueDepth, registry } from "../metrics.js";
+import { JOB_STATES, type JobQueue } from "../queue/types.js";
+import type { Store } from "../store.js";
+
+export interface ServerOptions {
+  store: Store;
+  queue: JobQueue;
+  logger: Logger;
+  /** Epoch ms the daemon started; /healthz reports uptime from it. */
+  startedAt?: number;
+}
+
+/** An id a caller sent is reused only if it cannot garble a log line. */
+const CALLER_REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/** Fastify logs two lines per request by default; one, written at completion, tells the whole story. */
+class OneLinePerRequest extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply) {
+    const line = {
+      method: request.method,
+      url: request.url,
+      statusCode: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 10) / 10,
+    };
+    if (error) reply.log.error({ ...line, err: error }, "request failed");
+    else reply.log.info(line, "request");
+  }
+}
+
+export function buildServer(options: ServerOptions) {
+  const { store, queue, logger } = options;
+  const startedAt = options.startedAt ?? Date.now();
+  const app = Fastify({
+    loggerInstance: logger,
+    logController: new OneLinePerRequest(),
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const sent = req.headers["x-request-id"];
+      return typeof sent === "string" && CALLER_REQUEST_ID.test(sent) ? sent : randomUUID();
+    },
+  });
+
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+  });
+
+  app.get("/healthz", async (_request, reply) => {
+    const about = { db: store.path, queue: queue.name, uptimeSeconds: (Date.now() - startedAt) / 1000 };
+    try {
+      return { ok: true, ...about, stats: queue.stats() };
+    } catch (err) {
+      reply.code(503);
+      return { ok: false, ...about, error: `cannot read the database: ${(err as Error).message}` };
+    }
+  });
+
+  app.get("/metrics", async (request, reply) => {
+    try {
+      const stats = queue.stats();
+      for (const state of JOB_STATES) queueDepth.labels(queue.name, state).set(stats[state]);
+    } catch (err) {
+      // The other metrics are still worth serving; /healthz reports the database.
+      request.log.warn({ err }, "queue depth not refreshed: cannot read the database");
+    }
+    reply.type(registry.contentType);
+    return registry.metrics();
+  });
+
+  return app;
+}
