@@ -1,0 +1,63 @@
+/**
+ * The CLI's terminal input and output: parsers for option values (a bad value
+ * is a usage error, exit 2, reported by commander) and the two ways a command
+ * prints a result: one JSON document for --json, or text for people.
+ */
+import { InvalidArgumentError as UsageError } from "commander";
+import ms from "ms";
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
+    throw new UsageError("Expected a positive integer.");
+  }
+  return n;
+}
+
+export function nonNegativeInt(value: string): number {
+  return value === "0" ? 0 : positiveInt(value);
+}
+
+export function portNumber(value: string): number {
+  const n = nonNegativeInt(value);
+  if (n > 65_535) throw new UsageError("Expected a port number from 0 to 65535.");
+  return n;
+}
+
+/** "7d", "12h", "30m", "90s", or a bare number of milliseconds. */
+export function duration(value: string): number {
+  let n: number | undefined;
+  try {
+    n = ms(value as ms.StringValue);
+  } catch {
+    n = undefined;
+  }
+  if (typeof n !== "number" || !Number.isFinite(n) || n < 0) {
+    throw new UsageError("Expected a duration such as 7d, 12h, 30m or 90s.");
+  }
+  return n;
+}
+
+export function nonEmpty(value: string): string {
+  if (value.trim() === "") throw new UsageError("Expected a non-empty name.");
+  return value;
+}
+
+export function printJson(doc: unknown): void {
+  process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+}
+
+export function printText(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+/** Left-aligned columns two spaces apart; the last column is not padded. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join("\n");
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+/**
+ * The `tidewire` command (the package's bin).
+ *
+ * Contract (DESIGN.md): exit 0 on success, 1 on a failure at run time, 2 on a
+ * usage error: commander's own (unknown option, bad value, missing argument)
+ * and the library's InvalidArgumentError alike. With --json, stdout carries
+ * exactly one JSON document, `{ ok: false, error }` when the command failed.
+ * Errors go to stderr as one line, `tidewire: <message>`; the stack trace only
+ * with --verbose.
+ */
+import { readFileSync } from "node:fs";
+import { Command, CommanderError } from "commander";
+import { InvalidArgumentError } from "../errors.js";
+import { printJson } from "./io.js";
+import { jobsArgv, registerJobs } from "./jobs.js";
+import { registerServe } from "./serve.js";
+
+const USAGE = 2;
+const FAILURE = 1;
+
+export function buildProgram(): Command {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
+  const program = new Command("tidewire")
+    .description("Keep SQLite databases in sync, and run that work on a durable job queue in SQLite")
+    .version(pkg.version, "-V, --version", "print the version")
+    .helpOption("-h, --help", "show help for the command")
+    .helpCommand(false)
+    .configureHelp({ subcommandTerm: (cmd) => `${cmd.name()} ${cmd.usage()}` })
+    .option("--verbose", "print stack traces with errors, and debug logs from serve")
+    // Set before any subcommand exists: subcommands copy these settings when created.
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(`tidewire: ${text.replace(/^error: /, "")}`) });
+  registerJobs(program);
+  registerServe(program);
+  return program;
+}
+
+export async function main(args: string[]): Promise<number> {
+  // Read from raw argv: a parse that fails part-way has not recorded its options.
+  const json = args.includes("--json");
+  const verbose = args.includes("--verbose");
+  const program = buildProgram();
+  try {
+    await program.parseAsync(jobsArgv(program, args), { from: "user" });
+    return 0;
+  } catch (err) {
+    return report(err, json, verbose);
+  }
+}
+
+function report(err: unknown, json: boolean, verbose: boolean): number {
+  if (err instanceof CommanderError) {
+    // Commander has already printed the help, the version or the error.
+    if (err.exitCode === 0) return 0;
+    if (json) printJson({ ok: false, error: { code: "ERR_USAGE", message: commanderMessage(err) } });
+    return USAGE;
+  }
+  const e = err instanceof Error ? err : new Error(String(err));
+  const status = e instanceof InvalidArgumentError ? USAGE : FAILURE;
+  process.stderr.write(`tidewire: ${verbose && e.stack ? e.stack : e.message}\n`);
+  if (json) {
+    const code = (e as { code?: unknown }).code;
+    printJson({
+      ok: false,
+      error: { code: typeof code === "string" ? code : "ERR_FAILED", message: e.message },
+    });
+  }
+  return status;
+}
+
+function commanderMessage(err: CommanderError): string {
+  if (err.code === "commander.help") return "a command is required; see tidewire --help";
+  return err.message.replace(/^error: /, "").split("\n")[0] ?? err.message;
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,49 @@
+/**
+ * `tidewire serve`: runs the daemon in the foreground until SIGINT or SIGTERM.
+ * Logs are JSON lines on stdout; a failure to start is reported like any other
+ * CLI error (exit 1), a bad option like any usage error (exit 2).
+ */
+import { type Command, Option } from "commander";
+import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT, startDaemon, stopOnSignals } from "../daemon/daemon.js";
+import { LOG_LEVELS, type LogLevel } from "../log.js";
+import { portNumber, positiveInt } from "./io.js";
+
+interface ServeFlags {
+  db: string;
+  host: string;
+  port: number;
+  concurrency?: number;
+  logLevel: LogLevel;
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command("serve")
+    .description("run the daemon: the job worker, periodic jobs, GET /healthz and GET /metrics")
+    .option("--db <path>", "database file, created if missing", DEFAULT_DB_PATH)
+    .option("--host <host>", "address to listen on", DEFAULT_HOST)
+    .addOption(
+      new Option("--port <port>", "port to listen on (0 picks a free one)")
+        .argParser(portNumber)
+        .default(DEFAULT_PORT),
+    )
+    .addOption(new Option("--concurrency <n>", "jobs run at once (default 10)").argParser(positiveInt))
+    .addOption(
+      new Option("--log-level <level>", "least severe level logged (debug with --verbose)")
+        .choices(LOG_LEVELS)
+        .default("info"),
+    )
+    .action(async (flags: ServeFlags, cmd: Command) => {
+      const verbose = cmd.optsWithGlobals().verbose === true;
+      const logLevel =
+        verbose && cmd.getOptionValueSource("logLevel") === "default" ? "debug" : flags.logLevel;
+      const daemon = await startDaemon({
+        dbPath: flags.db,
+        host: flags.host,
+        port: flags.port,
+        concurrency: flags.concurrency,
+        logLevel,
+      });
+      stopOnSignals(daemon);
+    });
+}
