@@ -1,0 +1,342 @@
+/**
+ * `tidewire jobs`, run as the installed bin runs: `node dist/cli/main.js` in a
+ * child process, on real database files. Checks the output in both forms and
+ * the CLI contract: exit 0/1/2, one JSON document with --json, one error line
+ * on stderr without a stack trace unless --verbose.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { Queue } from "../src/queue/queue.js";
+import { openStore } from "../src/store.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const CLI = join(ROOT, "dist/cli/main.js");
+const DAY_MS = 86_400_000;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function tidewire(args: string[], cwd: string): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding("utf8").on("data", (d) => {
+      stderr += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** A failed run: exactly one line on stderr, in the CLI's voice, with no stack trace. */
+function expectOneErrorLine(run: Run, pattern: RegExp): void {
+  const lines = run.stderr.trimEnd().split("\n");
+  expect(lines[0]).toMatch(/^tidewire: /);
+  expect(run.stderr).toMatch(pattern);
+  expect(run.stderr).not.toMatch(/^\s+at /m);
+}
+
+beforeAll(() => {
+  // `npm test` builds first; a lone `vitest run` of this file may not have.
+  if (!existsSync(CLI)) execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
+});
+
+let dir: string;
+let db: string;
+/** Ids of the seeded jobs. */
+let ids: { email: number; report: number; failed: number; old: number };
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "tidewire-cli-"));
+  db = join(dir, "app.db");
+  const store = openStore(db);
+  const queue = new Queue(store);
+  const email = queue.add("email", { to: "a@example.com" }, { priority: 5 });
+  const report = queue.add("report", null, { delayMs: 3_600_000 });
+  const failed = queue.add("sync", { bucket: "b" });
+  queue.moveToState(failed.id, "failed");
+  const old = queue.add("old", {});
+  queue.moveToState(old.id, "completed");
+  store.db.prepare("UPDATE tw_jobs SET finished_at = ? WHERE id = ?").run(Date.now() - 8 * DAY_MS, old.id);
+  new Queue(store, "other").add("elsewhere", {});
+  store.close();
+  ids = { email: email.id, report: report.id, failed: failed.id, old: old.id };
+});
+
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function readJobs(queueName = "default") {
+  const store = openStore(db);
+  try {
+    return new Queue(store, queueName).list({ limit: 1000 });
+  } finally {
+    store.close();
+  }
+}
+
+describe("help and version", () => {
+  it("prints the version and help on every command, exit 0", async () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
+    const version = await tidewire(["--version"], dir);
+    expect(version).toMatchObject({ code: 0, stderr: "" });
+    expect(version.stdout.trim()).toBe(pkg.version);
+
+    const top = await tidewire(["--help"], dir);
+    expect(top.code).toBe(0);
+    expect(top.stdout).toMatch(/Usage: tidewire/);
+    expect(top.stdout).toMatch(/jobs <db> <command>/);
+    expect(top.stdout).toMatch(/serve/);
+    expect(top.stdout).toMatch(/--verbose/);
+
+    const jobs = await tidewire(["jobs", "--help"], dir);
+    expect(jobs.code).toBe(0);
+    expect(jobs.stdout).toMatch(/Usage: tidewire jobs <db> <command>/);
+    for (const action of ["list", "stats", "retry", "cancel", "cleanup"]) {
+      const run = await tidewire(["jobs", db, action, "--help"], dir);
+      expect(run.code, action).toBe(0);
+      expect(run.stdout).toContain(`Usage: tidewire jobs <db> ${action}`);
+      expect(run.stdout).toContain("--json");
+      expect(run.stdout).toContain("--queue");
+    }
+    const serve = await tidewire(["serve", "--help"], dir);
+    expect(serve.code).toBe(0);
+    expect(serve.stdout).toMatch(/--port/);
+  });
+
+  it("no command at all is a usage error", async () => {
+    const run = await tidewire([], dir);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe("");
+  });
+});
+
+describe("jobs list", () => {
+  it("prints a table", async () => {
+    const run = await tidewire(["jobs", db, "list"], dir);
+    expect(run).toMatchObject({ code: 0, stderr: "" });
+    const lines = run.stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^ID\s+STATE\s+TYPE\s+PRIORITY\s+ATTEMPTS\s+RUN AT\s+CREATED\s+LAST ERROR$/);
+    expect(lines).toHaveLength(5);
+    expect(lines[1]).toMatch(new RegExp(`^${ids.email}\\s+pending\\s+email\\s+5\\s+0/3\\s`));
+    expect(run.stdout).not.toContain("elsewhere");
+  });
+
+  it("prints one JSON document, filtered, sorted and paged", async () => {
+    const all = await tidewire(["jobs", db, "list", "--json"], dir);
+    expect(all.code).toBe(0);
+    const doc = JSON.parse(all.stdout);
+    expect(doc).toMatchObject({ ok: true, queue: "default" });
+    expect(doc.jobs.map((j: { id: number }) => j.id)).toEqual([ids.email, ids.report, ids.failed, ids.old]);
+    expect(doc.jobs[0]).toMatchObject({ type: "email", payload: { to: "a@example.com" }, state: "pending" });
+
+    const failed = JSON.parse(
+      (await tidewire(["jobs", db, "list", "--state", "failed", "--json"], dir)).stdout,
+    );
+    expect(failed.jobs.map((j: { id: number }) => j.id)).toEqual([ids.failed]);
+
+    const byType = JSON.parse(
+      (await tidewire(["jobs", db, "list", "--type", "report", "--json"], dir)).stdout,
+    );
+    expect(byType.jobs.map((j: { id: number }) => j.id)).toEqual([ids.report]);
+
+    const args = ["--sort", "priority", "--order", "desc", "--limit", "2", "--offset", "0", "--json"];
+    const top = JSON.parse((await tidewire(["jobs", db, "list", ...args], dir)).stdout);
+    expect(top.jobs).toHaveLength(2);
+    expect(top.jobs[0].id).toBe(ids.email);
+
+    const page = JSON.parse((await tidewire(["jobs", db, "list", "--offset", "3", "--json"], dir)).stdout);
+    expect(page.jobs.map((j: { id: number }) => j.id)).toEqual([ids.old]);
+  });
+
+  it("reads another queue with --queue, wherever the options stand", async () => {
+    const run = await tidewire(["jobs", "--queue", "other", db, "list", "--json"], dir);
+    expect(run.code).toBe(0);
+    const doc = JSON.parse(run.stdout);
+    expect(doc.queue).toBe("other");
+    expect(doc.jobs.map((j: { type: string }) => j.type)).toEqual(["elsewhere"]);
+
+    const empty = await tidewire(["jobs", db, "list", "--queue", "nobody"], dir);
+    expect(empty.code).toBe(0);
+    expect(empty.stdout).toMatch(/no jobs in queue nobody/);
+  });
+});
+
+describe("jobs stats", () => {
+  it("counts jobs per state, as text and as JSON", async () => {
+    const text = await tidewire(["jobs", db, "stats"], dir);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^queue\s+default$/m);
+    expect(text.stdout).toMatch(/^pending\s+2$/m);
+    expect(text.stdout).toMatch(/^failed\s+1$/m);
+    expect(text.stdout).toMatch(/^total\s+4$/m);
+
+    const json = await tidewire(["jobs", db, "stats", "--json"], dir);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      ok: true,
+      queue: "default",
+      pending: 2,
+      running: 0,
+      completed: 1,
+      failed: 1,
+      cancelled: 0,
+      total: 4,
+    });
+  });
+});
+
+describe("jobs retry and cancel", () => {
+  it("retries a failed job; a pending one cannot be retried (exit 1)", async () => {
+    const run = await tidewire(["jobs", db, "retry", String(ids.failed)], dir);
+    expect(run).toMatchObject({ code: 0, stderr: "" });
+    expect(run.stdout).toMatch(new RegExp(`job ${ids.failed} \\(sync\\) is pending again`));
+    expect(readJobs().find((j) => j.id === ids.failed)?.state).toBe("pending");
+
+    const again = await tidewire(["jobs", db, "retry", String(ids.failed)], dir);
+    expect(again.code).toBe(1);
+    expect(again.stdout).toBe("");
+    expectOneErrorLine(again, /job \d+ is pending; only failed or cancelled jobs can be retried/);
+  });
+
+  it("retries with --json", async () => {
+    const run = await tidewire(["jobs", db, "retry", String(ids.failed), "--json"], dir);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ ok: true, job: { id: ids.failed, state: "pending" } });
+  });
+
+  it("cancels a pending job once; the second time and an unknown id fail (exit 1)", async () => {
+    const run = await tidewire(["jobs", db, "cancel", String(ids.email)], dir);
+    expect(run).toMatchObject({ code: 0, stderr: "" });
+    expect(run.stdout.trim()).toBe(`job ${ids.email} cancelled`);
+    expect(readJobs().find((j) => j.id === ids.email)?.state).toBe("cancelled");
+
+    const again = await tidewire(["jobs", db, "cancel", String(ids.email), "--json"], dir);
+    expect(again.code).toBe(1);
+    expect(JSON.parse(again.stdout)).toMatchObject({ ok: false, error: { code: "ERR_JOB_STATE" } });
+    expectOneErrorLine(again, /is cancelled; only pending or running jobs can be cancelled/);
+
+    const missing = await tidewire(["jobs", db, "cancel", "9999"], dir);
+    expect(missing.code).toBe(1);
+    expectOneErrorLine(missing, /no job 9999 in queue default/);
+  });
+
+  it("cancels with --json and reports the state it left", async () => {
+    const run = await tidewire(["jobs", db, "cancel", String(ids.report), "--json"], dir);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      ok: true,
+      previousState: "pending",
+      job: { id: ids.report, state: "cancelled" },
+    });
+  });
+});
+
+describe("jobs cleanup", () => {
+  it("removes finished jobs older than 7 days by default", async () => {
+    const run = await tidewire(["jobs", db, "cleanup"], dir);
+    expect(run).toMatchObject({ code: 0, stderr: "" });
+    expect(run.stdout.trim()).toBe("removed 1 finished job older than 7d from queue default");
+    expect(readJobs().map((j) => j.id)).toEqual([ids.email, ids.report, ids.failed]);
+  });
+
+  it("takes --older-than and prints JSON", async () => {
+    const run = await tidewire(["jobs", db, "cleanup", "--older-than", "10d", "--json"], dir);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({
+      ok: true,
+      queue: "default",
+      removed: 0,
+      olderThanMs: 10 * DAY_MS,
+    });
+
+    await new Promise((r) => setTimeout(r, 5));
+    const all = await tidewire(["jobs", db, "cleanup", "--older-than", "0s", "--json"], dir);
+    expect(JSON.parse(all.stdout)).toMatchObject({ removed: 2, olderThanMs: 0 });
+    expect(readJobs().map((j) => j.state)).toEqual(["pending", "pending"]);
+  });
+});
+
+describe("usage errors exit 2", () => {
+  const cases: Array<[string, (db: string) => string[], RegExp]> = [
+    ["an unknown state", (db) => ["jobs", db, "list", "--state", "bogus"], /Allowed choices are pending/],
+    ["a non-numeric id", (db) => ["jobs", db, "retry", "abc"], /argument 'id'.*positive integer/],
+    ["a zero id", (db) => ["jobs", db, "cancel", "0"], /positive integer/],
+    ["a missing id", (db) => ["jobs", db, "cancel"], /missing required argument 'id'/],
+    ["a negative limit", (db) => ["jobs", db, "list", "--limit", "-1"], /--limit/],
+    ["a bad sort key", (db) => ["jobs", db, "list", "--sort", "size"], /Allowed choices are created/],
+    ["a bad duration", (db) => ["jobs", db, "cleanup", "--older-than", "soon"], /duration such as 7d/],
+    ["an unknown option", (db) => ["jobs", db, "stats", "--frob"], /unknown option '--frob'/],
+    ["an unknown jobs command", (db) => ["jobs", db, "frobnicate"], /unknown command 'frobnicate'/],
+    ["a missing jobs command", (db) => ["jobs", db], /missing command/],
+    ["jobs alone", () => ["jobs"], /needs a database file and a command/],
+    ["an unknown command", () => ["frobnicate"], /unknown command 'frobnicate'/],
+    ["an empty queue name", (db) => ["jobs", db, "stats", "--queue", " "], /non-empty/],
+  ];
+  it.each(cases)("%s", async (_name, args, pattern) => {
+    const run = await tidewire(args(db), dir);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe("");
+    expect(run.stderr).toMatch(/^tidewire: /);
+    expect(run.stderr).toMatch(pattern);
+    expect(run.stderr).not.toMatch(/^\s+at /m);
+  });
+
+  it("with --json, stdout still carries one JSON document", async () => {
+    const run = await tidewire(["jobs", db, "retry", "abc", "--json"], dir);
+    expect(run.code).toBe(2);
+    expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, error: { code: "ERR_USAGE" } });
+    expect(run.stderr).toMatch(/^tidewire: /);
+  });
+});
+
+describe("database files", () => {
+  it("a missing database is an error and is not created", async () => {
+    const missing = join(dir, "nope.db");
+    const run = await tidewire(["jobs", missing, "stats"], dir);
+    expect(run.code).toBe(1);
+    expectOneErrorLine(run, /no database at .*nope\.db/);
+    expect(existsSync(missing)).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.startsWith("nope"))).toEqual([]);
+  });
+
+  it("a file that is not a SQLite database is refused and left byte-identical", async () => {
+    const other = mkdtempSync(join(tmpdir(), "tidewire-notdb-"));
+    try {
+      const file = join(other, "notes.db");
+      const bytes = Buffer.from("these are my notes, not a database\n".repeat(200));
+      writeFileSync(file, bytes);
+      for (const args of [
+        ["jobs", file, "list"],
+        ["jobs", file, "cleanup", "--json"],
+      ]) {
+        const run = await tidewire(args, other);
+        expect(run.code).toBe(1);
+        expectOneErrorLine(run, /is not a SQLite database/);
+      }
+      expect(readFileSync(file).equals(bytes)).toBe(true);
+      expect(readdirSync(other)).toEqual(["notes.db"]);
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
+
+  it("--verbose adds the stack trace", async () => {
+    const run = await tidewire(["--verbose", "jobs", join(dir, "nope.db"), "stats"], dir);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^tidewire: StoreError: no database at/);
+    expect(run.stderr).toMatch(/^\s+at /m);
+  });
+});
