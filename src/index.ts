@@ -1,4 +1,5 @@
 /** Tidewire's library entry point: everything here is public API. */
+export { type Daemon, type DaemonOptions, startDaemon, stopOnSignals } from "./daemon/daemon.js";
 export { InvalidArgumentError, StoreError, TidewireError } from "./errors.js";
 export { registry as metricsRegistry } from "./metrics.js";
 export { SCHEMA_VERSION } from "./migrations.js";
