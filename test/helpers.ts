@@ -1,0 +1,64 @@
+/** Small helpers shared by the test files: temp folders, waiting, manual clocks. */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach } from "vitest";
+
+/**
+ * Registers an afterEach that removes every folder handed out during the test.
+ * Call at the top of a describe block (or file); the returned function makes a new folder.
+ */
+export function useTempDirs(prefix = "tidewire-test-"): () => string {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+  return () => {
+    const d = mkdtempSync(join(tmpdir(), prefix));
+    dirs.push(d);
+    return d;
+  };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `predicate` until it holds; fails with `what` after `timeoutMs`. */
+export async function waitFor(
+  predicate: () => boolean,
+  what: string,
+  { timeoutMs = 5_000, intervalMs = 2 } = {},
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (err: unknown) => void;
+}
+
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** A clock the test moves by hand; pass `clock.now` as a queue's `clock` option. */
+export class ManualClock {
+  constructor(public t = Date.UTC(2025, 0, 1, 12, 0, 0)) {}
+  readonly now = (): number => this.t;
+  advance(ms: number): number {
+    this.t += ms;
+    return this.t;
+  }
+}

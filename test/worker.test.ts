@@ -1,0 +1,459 @@
+/**
+ * Worker behaviour within one process, on both queue implementations: outcomes
+ * and events, retries along the backoff, unknown types, concurrency, argument
+ * checks, graceful stop and the in-process wake-up. Leases across processes are
+ * tested elsewhere.
+ */
+import { join } from "node:path";
+import fc from "fast-check";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  type BackoffOptions,
+  InvalidArgumentError,
+  type Job,
+  type JobQueue,
+  MemoryQueue,
+  Queue,
+  UnrecoverableError,
+  Worker,
+  type WorkerOptions,
+} from "../src/index.js";
+import type { Handlers } from "../src/queue/worker.js";
+import { openStore, type Store } from "../src/store.js";
+import { deferred, ManualClock, sleep, useTempDirs, waitFor } from "./helpers.js";
+
+interface MakeOptions {
+  backoff?: BackoffOptions;
+  clock?: () => number;
+}
+interface Impl {
+  name: string;
+  make(options?: MakeOptions): JobQueue;
+}
+
+const DAY_MS = 86_400_000;
+const tempDir = useTempDirs();
+const stores: Store[] = [];
+const workers: Worker[] = [];
+afterEach(async () => {
+  for (const w of workers.splice(0)) await w.stop();
+  for (const s of stores.splice(0)) s.close();
+});
+
+const IMPLS: Impl[] = [
+  {
+    name: "Queue (SQLite file)",
+    make(options) {
+      const store = openStore(join(tempDir(), "worker.db"));
+      stores.push(store);
+      return new Queue(store, "default", options);
+    },
+  },
+  { name: "MemoryQueue", make: (options) => new MemoryQueue("default", options) },
+];
+
+function worker(queue: JobQueue, handlers: Handlers, options: WorkerOptions = {}): Worker {
+  const w = new Worker(queue, handlers, { pollIntervalMs: 5, ...options });
+  workers.push(w);
+  return w;
+}
+
+type FailedArgs = [job: Job, error: Error, final: boolean];
+
+/** Resolves with the arguments of the worker's next `event`. */
+function next<A extends unknown[]>(w: Worker, event: string, timeoutMs = 5_000): Promise<A> {
+  return new Promise<A>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`no "${event}" event within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    w.once(event, (...args: unknown[]) => {
+      clearTimeout(timer);
+      resolve(args as A);
+    });
+  });
+}
+
+function invalidArgument(fn: () => unknown): InvalidArgumentError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    return err as InvalidArgumentError;
+  }
+  throw new Error("expected an InvalidArgumentError, nothing was thrown");
+}
+
+describe.each(IMPLS)("Worker on $name", (impl) => {
+  it("runs a job's handler, writes the completion, then emits completed", async () => {
+    const q = impl.make();
+    const job = q.add("greet", { name: "ada" });
+    const seen: Job[] = [];
+    const w = worker(q, {
+      greet: async (j: Job<{ name: string }>) => {
+        seen.push(j);
+      },
+    });
+    let stateAtEvent: string | undefined;
+    const done = next<[Job]>(w, "completed");
+    w.on("completed", (j: Job) => {
+      stateAtEvent = q.get(j.id)?.state;
+    });
+    w.start();
+    const [completed] = await done;
+    expect(completed.id).toBe(job.id);
+    expect(stateAtEvent).toBe("completed");
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ id: job.id, payload: { name: "ada" }, state: "running", attempts: 1 });
+    expect(q.get(job.id)).toMatchObject({
+      state: "completed",
+      attempts: 1,
+      lastError: null,
+      leaseOwner: null,
+    });
+    expect(q.get(job.id)!.finishedAt).not.toBeNull();
+  });
+
+  it("retries a failing job along the backoff and stops at maxAttempts with the last error kept", async () => {
+    const clock = new ManualClock();
+    const base = 1000;
+    const factor = 3;
+    const q = impl.make({ clock: clock.now, backoff: { baseMs: base, factor, jitter: 0, maxMs: 60_000 } });
+    const job = q.add("flaky", null, { maxAttempts: 3 });
+    let calls = 0;
+    const w = worker(
+      q,
+      {
+        flaky: (j: Job) => {
+          calls++;
+          throw new Error(`boom on attempt ${j.attempts}`);
+        },
+      },
+      { leaseMs: 600_000 },
+    );
+
+    let failed = next<FailedArgs>(w, "failed");
+    w.start();
+    const t1 = clock.t;
+    let [failedJob, error, final] = await failed;
+    expect(failedJob.id).toBe(job.id);
+    expect(error.message).toBe("boom on attempt 1");
+    expect(final).toBe(false);
+    expect(q.get(job.id)).toMatchObject({
+      state: "pending",
+      attempts: 1,
+      lastError: "boom on attempt 1",
+      runAt: t1 + base, // first retry: base
+    });
+
+    // Not due yet: many polls go by without a second attempt.
+    await sleep(40);
+    expect(calls).toBe(1);
+
+    failed = next<FailedArgs>(w, "failed");
+    const t2 = clock.advance(base);
+    [, error, final] = await failed;
+    expect(final).toBe(false);
+    expect(q.get(job.id)).toMatchObject({
+      state: "pending",
+      attempts: 2,
+      lastError: "boom on attempt 2",
+      runAt: t2 + base * factor, // second retry: base * factor
+    });
+
+    clock.advance(base * factor - 1);
+    await sleep(40);
+    expect(calls).toBe(2);
+
+    failed = next<FailedArgs>(w, "failed");
+    const t3 = clock.advance(1);
+    [, error, final] = await failed;
+    expect(final).toBe(true);
+    expect(error.message).toBe("boom on attempt 3");
+    expect(q.get(job.id)).toMatchObject({
+      state: "failed",
+      attempts: 3,
+      lastError: "boom on attempt 3",
+      finishedAt: t3,
+    });
+    clock.advance(DAY_MS);
+    await sleep(30);
+    expect(calls).toBe(3);
+  });
+
+  it("fails a job at once on UnrecoverableError", async () => {
+    const q = impl.make();
+    const job = q.add("doomed", null, { maxAttempts: 5 });
+    let calls = 0;
+    const w = worker(q, {
+      doomed: () => {
+        calls++;
+        throw new UnrecoverableError("bad payload, retrying will not help");
+      },
+    });
+    const failed = next<FailedArgs>(w, "failed");
+    w.start();
+    const [, error, final] = await failed;
+    expect(final).toBe(true);
+    expect(error.message).toBe("bad payload, retrying will not help");
+    expect(q.get(job.id)).toMatchObject({
+      state: "failed",
+      attempts: 1,
+      lastError: "bad payload, retrying will not help",
+    });
+    await sleep(30);
+    expect(calls).toBe(1);
+  });
+
+  it("keeps the text of a thrown non-Error", async () => {
+    const q = impl.make();
+    const job = q.add("odd", null, { maxAttempts: 1 });
+    const w = worker(q, {
+      odd: () => {
+        throw "plain string failure";
+      },
+    });
+    const failed = next<FailedArgs>(w, "failed");
+    w.start();
+    await failed;
+    expect(q.get(job.id)).toMatchObject({ state: "failed", lastError: "plain string failure" });
+  });
+
+  it.each(["mystery", "toString", "constructor", "hasOwnProperty", "__proto__"])(
+    "fails a job of unknown type %s at once with an error naming the type",
+    async (type) => {
+      const q = impl.make();
+      const job = q.add(type, null, { maxAttempts: 3 });
+      const w = worker(q, { known: () => {} });
+      const failed = next<FailedArgs>(w, "failed");
+      w.start();
+      const [, error, final] = await failed;
+      expect(final).toBe(true);
+      expect(error.message).toContain(`no handler for job type "${type}"`);
+      expect(q.get(job.id)).toMatchObject({ state: "failed", attempts: 1 });
+      expect(q.get(job.id)!.lastError).toContain(`"${type}"`);
+    },
+  );
+
+  it("never runs more handlers at once than its concurrency", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 4 }),
+        fc.array(fc.integer({ min: 0, max: 4 }), { minLength: 1, maxLength: 12 }),
+        async (concurrency, delays) => {
+          const q = impl.make();
+          const ids = q.addMany(delays.map((d) => ({ type: "work", payload: d }))).map((j) => j.id);
+          let running = 0;
+          let peak = 0;
+          const ran: number[] = [];
+          const w = worker(
+            q,
+            {
+              work: async (j: Job<number>) => {
+                running++;
+                peak = Math.max(peak, running);
+                ran.push(j.id);
+                try {
+                  await sleep(j.payload);
+                } finally {
+                  running--;
+                }
+              },
+            },
+            { concurrency },
+          );
+          let completed = 0;
+          w.on("completed", () => completed++);
+          w.start();
+          await waitFor(() => completed === ids.length, "every job to complete");
+          await w.stop();
+          expect(peak).toBeLessThanOrEqual(concurrency);
+          // All jobs were due at once, so the worker did fill its slots.
+          expect(peak).toBe(Math.min(concurrency, ids.length));
+          expect([...ran].sort((a, b) => a - b)).toEqual(ids);
+          expect(q.stats().completed).toBe(ids.length);
+        },
+      ),
+      { numRuns: 8 },
+    );
+  });
+
+  it("completes each of many jobs exactly once", async () => {
+    const q = impl.make();
+    const ids = q
+      .addMany(Array.from({ length: 300 }, (_, i) => ({ type: "n", payload: i })))
+      .map((j) => j.id);
+    const runs = new Map<number, number>();
+    const w = worker(
+      q,
+      { n: (j: Job) => void runs.set(j.id, (runs.get(j.id) ?? 0) + 1) },
+      { concurrency: 7 },
+    );
+    let completed = 0;
+    w.on("completed", () => completed++);
+    w.start();
+    await waitFor(() => completed === ids.length, "300 completions");
+    await w.stop();
+    expect([...runs.keys()].sort((a, b) => a - b)).toEqual(ids);
+    expect([...runs.values()].every((n) => n === 1)).toBe(true);
+    expect(q.stats()).toMatchObject({ completed: 300, pending: 0, running: 0, averageAttempts: 1 });
+  });
+
+  it("stop() waits for jobs in flight, writes their outcomes and hands back unstarted jobs unspent", async () => {
+    const q = impl.make();
+    const [first, second, third] = q.addMany([
+      { type: "slow", payload: 1, options: { priority: 2 } },
+      { type: "slow", payload: 2, options: { priority: 1 } },
+      { type: "slow", payload: 3 },
+    ]);
+    const gate = deferred();
+    const started = deferred<Job>();
+    const calls: number[] = [];
+    const w = worker(
+      q,
+      {
+        slow: async (j: Job) => {
+          calls.push(j.id);
+          started.resolve(j);
+          await gate.promise;
+        },
+      },
+      { concurrency: 1 },
+    );
+    const completed: number[] = [];
+    w.on("completed", (j: Job) => completed.push(j.id));
+    w.start();
+    expect((await started.promise).id).toBe(first!.id);
+    // The worker claimed all three: one runs, two wait in its buffer.
+    expect(q.get(second!.id)!.state).toBe("running");
+    expect(q.get(third!.id)!.state).toBe("running");
+
+    let stopped = false;
+    const stopping = w.stop().then(() => {
+      stopped = true;
+    });
+    for (const j of [second!, third!]) {
+      expect(q.get(j.id)).toMatchObject({ state: "pending", attempts: 0, leaseOwner: null, startedAt: null });
+    }
+    await sleep(30);
+    expect(stopped).toBe(false);
+    expect(q.get(first!.id)!.state).toBe("running");
+
+    gate.resolve();
+    await stopping;
+    expect(q.get(first!.id)).toMatchObject({ state: "completed", attempts: 1 });
+    expect(completed).toEqual([first!.id]);
+    expect(calls).toEqual([first!.id]);
+    expect(w.isRunning).toBe(false);
+    expect(w.held).toBe(0);
+    // Nothing more is claimed after stop.
+    await sleep(20);
+    expect(q.stats()).toMatchObject({ pending: 2, running: 0, completed: 1 });
+  });
+
+  it("stop() writes a failure that happens after it was called", async () => {
+    const q = impl.make();
+    const job = q.add("late-fail");
+    const gate = deferred();
+    const started = deferred();
+    const w = worker(q, {
+      "late-fail": async () => {
+        started.resolve();
+        await gate.promise;
+        throw new Error("failed while stopping");
+      },
+    });
+    w.start();
+    await started.promise;
+    const stopping = w.stop();
+    gate.resolve();
+    await stopping;
+    expect(q.get(job.id)).toMatchObject({
+      state: "pending",
+      attempts: 1,
+      lastError: "failed while stopping",
+    });
+  });
+
+  it("picks up a job added in-process at once, without waiting for its poll", async () => {
+    const q = impl.make();
+    let failOnce = true;
+    const w = worker(
+      q,
+      {
+        ping: () => {},
+        once: () => {
+          if (failOnce) {
+            failOnce = false;
+            throw new UnrecoverableError("first run fails");
+          }
+        },
+      },
+      { pollIntervalMs: 60_000 },
+    );
+    w.start();
+    await sleep(30); // the first claim found nothing; the next poll is a minute away
+    const done = next<[Job]>(w, "completed", 2_000);
+    const added = Date.now();
+    const job = q.add("ping");
+    const [completed] = await done;
+    expect(completed.id).toBe(job.id);
+    expect(Date.now() - added).toBeLessThan(1_000);
+
+    // A job brought back by retry wakes it as well.
+    const failed = next<FailedArgs>(w, "failed", 2_000);
+    const once = q.add("once");
+    await failed;
+    expect(q.get(once.id)!.state).toBe("failed");
+    await sleep(20);
+    const again = next<[Job]>(w, "completed", 2_000);
+    expect(q.retry(once.id)).toBe(true);
+    expect((await again)[0].id).toBe(once.id);
+  });
+
+  it("drops the outcome of a job cancelled while it ran", async () => {
+    const q = impl.make();
+    const job = q.add("long");
+    const gate = deferred();
+    const started = deferred();
+    const w = worker(q, {
+      long: async () => {
+        started.resolve();
+        await gate.promise;
+      },
+    });
+    const completed: Job[] = [];
+    w.on("completed", (j: Job) => completed.push(j));
+    const stale = next<[Job]>(w, "stale");
+    w.start();
+    await started.promise;
+    expect(q.cancel(job.id)).toBe(true);
+    gate.resolve();
+    const [dropped] = await stale;
+    expect(dropped.id).toBe(job.id);
+    expect(completed).toEqual([]);
+    expect(q.get(job.id)!.state).toBe("cancelled");
+  });
+});
+
+describe("Worker arguments", () => {
+  const q = () => new MemoryQueue();
+  const cases: Array<[string, () => unknown]> = [
+    ["concurrency", () => new Worker(q(), {}, { concurrency: 0 })],
+    ["concurrency", () => new Worker(q(), {}, { concurrency: -2 })],
+    ["concurrency", () => new Worker(q(), {}, { concurrency: 1.5 })],
+    ["concurrency", () => new Worker(q(), {}, { concurrency: Number.NaN })],
+    ["concurrency", () => new Worker(q(), {}, { concurrency: "4" as unknown as number })],
+    ["pollIntervalMs", () => new Worker(q(), {}, { pollIntervalMs: 0 })],
+    ["leaseMs", () => new Worker(q(), {}, { leaseMs: -1 })],
+    ["batchSize", () => new Worker(q(), {}, { batchSize: 0 })],
+    ["handlers", () => new Worker(q(), null as unknown as Handlers)],
+    ["handlers.send", () => new Worker(q(), { send: "not a function" as unknown as () => void })],
+    ["handlers.other", () => new Worker(q(), { ok: () => {}, other: undefined as unknown as () => void })],
+  ];
+  it.each(cases)("refuses a bad %s, naming it", (argument, make) => {
+    const err = invalidArgument(make);
+    expect(err.argument).toBe(argument);
+    expect(err.message).toContain(argument);
+  });
+});
