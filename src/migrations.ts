@@ -19,8 +19,10 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 1,
     name: "queue",
     sql: `
+      -- AUTOINCREMENT: an id is never handed out twice, even after cleanup deleted the newest
+      -- jobs, so a job id named in a log or a CLI command always means the same job.
       CREATE TABLE tw_jobs (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         queue TEXT NOT NULL,
         type TEXT NOT NULL,
         payload TEXT NOT NULL,

@@ -361,12 +361,7 @@ describe.each(IMPLS)("$name", (impl) => {
   });
 
   describe("ids", () => {
-    // Known bug in the SQLite Queue: tw_jobs.id is a plain INTEGER PRIMARY KEY, so after cleanup
-    // deletes the newest row SQLite hands its id out again. A reused id can meet a stale settlement
-    // or a CLI user's reference to the old job. The fix needs AUTOINCREMENT, i.e. a table rebuild in
-    // a new migration. Remove `.fails` once that lands.
-    const itIds = impl === sqlite ? it.fails : it;
-    itIds("are never reused, even after cleanup removed the newest job", () => {
+    it("are never reused, even after cleanup removed the newest job", () => {
       const { q, clock } = setup();
       q.add("a");
       const newest = q.add("b");
@@ -1008,9 +1003,7 @@ describe("Queue and MemoryQueue agree", () => {
     w(2, fc.record({ op: fc.constant("retry" as const), pick })),
     w(1, fc.record({ op: fc.constant("cancel" as const), pick })),
     w(1, fc.record({ op: fc.constant("reap" as const) })),
-    // Not in the mix until the SQLite Queue stops reusing the ids that cleanup frees (see "ids" above):
-    // a cleanup of the newest job followed by an add would fail this test at random.
-    // w(1, fc.record({ op: fc.constant("cleanup" as const), olderThanMs: fc.constantFrom(0, 100, 5000) })),
+    w(1, fc.record({ op: fc.constant("cleanup" as const), olderThanMs: fc.constantFrom(0, 100, 5000) })),
     w(
       1,
       fc.record({

@@ -110,8 +110,7 @@ export class Queue implements JobQueue {
         [string, string, string, number, number, number, string | null, string | null, number]
       >(
         `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, created_at)
-         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)
-         ON CONFLICT DO NOTHING`,
+         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)`,
       ),
       insertBulk: db.prepare<unknown[]>(
         `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, created_at)
@@ -137,7 +136,7 @@ export class Queue implements JobQueue {
            FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempts FROM json_each(@held)) AS held
           WHERE tw_jobs.id = held.id AND tw_jobs.attempts = held.attempts
             AND tw_jobs.state = 'running' AND tw_jobs.lease_owner = @owner
-        RETURNING tw_jobs.id`,
+        RETURNING tw_jobs.id, tw_jobs.attempts`,
       ),
       retryLater: db.prepare<[number, string, number, string, number]>(
         `UPDATE tw_jobs SET state = 'pending', run_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL
@@ -298,6 +297,11 @@ export class Queue implements JobQueue {
 
   /** Inside a write transaction. A taken dedup key yields the existing job. */
   private insert(r: NormalizedAdd, now: number): Job {
+    // Look the key up first: an INSERT that loses on the unique key still spends an AUTOINCREMENT id.
+    if (r.key !== null) {
+      const existing = this.sql.byKey.get(this.name, r.key) as JobRow | undefined;
+      if (existing) return toJob(existing);
+    }
     const info = this.sql.insert.run(
       this.name,
       r.type,
@@ -309,8 +313,7 @@ export class Queue implements JobQueue {
       r.key,
       now,
     );
-    if (info.changes > 0) return this.newJob(Number(info.lastInsertRowid), r, now);
-    return toJob(this.sql.byKey.get(this.name, r.key as string) as JobRow);
+    return this.newJob(Number(info.lastInsertRowid), r, now);
   }
 
   private newJob(id: number, r: NormalizedAdd, now: number): Job {
@@ -551,11 +554,14 @@ export class Queue implements JobQueue {
     const completions = settlements.filter((s) => s.ok);
     if (completions.length > 0) {
       const held = JSON.stringify(completions.map((s) => [s.job.id, s.job.attempts]));
-      const done = new Set(
-        (this.sql.completeMany.all({ now, owner, held }) as Array<{ id: number }>).map((r) => r.id),
+      // Job id -> the attempt that completed: one batch may hold a stale and a current attempt of a job.
+      const done = new Map(
+        (this.sql.completeMany.all({ now, owner, held }) as Array<{ id: number; attempts: number }>).map(
+          (r) => [r.id, r.attempts],
+        ),
       );
       for (const s of completions) {
-        if (done.has(s.job.id)) result.applied.push({ ...s, final: true });
+        if (done.get(s.job.id) === s.job.attempts) result.applied.push({ ...s, final: true });
         else result.stale.push(s);
       }
     }
