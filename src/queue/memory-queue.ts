@@ -7,7 +7,7 @@ import { EventEmitter } from "node:events";
 import { InvalidArgumentError } from "../errors.js";
 import { jobsAdded } from "../metrics.js";
 import { backoffDelay, resolveBackoff, validateBackoff } from "./backoff.js";
-import { nextCronRun, nextIntervalRun, parseCron } from "./periodic.js";
+import { cronSpec, everySpec, nextPeriodicRun, type PeriodicSpec, periodicJob } from "./periodic.js";
 import {
   type AddManyItem,
   type AddOptions,
@@ -26,23 +26,20 @@ import {
   type SettleResult,
 } from "./types.js";
 import {
-  checkDuration,
   checkFrom,
   checkId,
-  checkInteger,
   checkName,
   checkState,
   type NormalizedAdd,
   normalizeAdd,
+  normalizeCleanup,
   normalizeList,
-  serializePayload,
+  normalizeStuckWait,
 } from "./validate.js";
 
-interface Periodic extends PeriodicJob {
-  timezone: string | null;
-  priority: number;
-  maxAttempts: number | null;
-  payloadText: string;
+/** A stored schedule: its spec (payload as JSON text) plus when it fires next and fired last. */
+interface Periodic extends PeriodicSpec {
+  lastRunAt: number | null;
 }
 
 const byClaimOrder = (a: Job, b: Job) => b.priority - a.priority || a.runAt - b.runAt || a.id - b.id;
@@ -192,9 +189,8 @@ export class MemoryQueue implements JobQueue {
     };
   }
 
-  stuck(options: { pendingForMs?: number } = {}): Job[] {
-    const wait =
-      options.pendingForMs === undefined ? 300_000 : checkDuration("pendingForMs", options.pendingForMs);
+  stuck(options?: { pendingForMs?: number }): Job[] {
+    const wait = normalizeStuckWait(options);
     const now = this.now();
     return [...this.jobs.values()]
       .filter(
@@ -205,17 +201,9 @@ export class MemoryQueue implements JobQueue {
       .map(copy);
   }
 
-  cleanup(options: CleanupOptions = {}): number {
-    const olderThan =
-      options.olderThanMs === undefined ? 7 * 86_400_000 : checkDuration("olderThanMs", options.olderThanMs);
-    const states = (options.states ?? FINISHED_STATES).map((s) => checkState("states", s));
-    if (states.includes("pending") || states.includes("running")) {
-      throw new InvalidArgumentError(
-        "states",
-        "cleanup removes finished jobs only (completed, failed, cancelled)",
-      );
-    }
-    const cutoff = this.now() - olderThan;
+  cleanup(options?: CleanupOptions): number {
+    const { olderThanMs, states } = normalizeCleanup(options);
+    const cutoff = this.now() - olderThanMs;
     let n = 0;
     for (const [id, j] of this.jobs) {
       if (states.includes(j.state) && j.finishedAt !== null && j.finishedAt < cutoff) {
@@ -227,8 +215,7 @@ export class MemoryQueue implements JobQueue {
   }
 
   every(name: string, everyMs: number, type: string, payload?: unknown, options: PeriodicOptions = {}): void {
-    checkInteger("everyMs", everyMs, 1);
-    this.upsertPeriodic(name, type, payload, options, everyMs, null, this.now() + everyMs);
+    this.upsertPeriodic(everySpec(name, everyMs, type, payload, options, this.now()));
   }
 
   cron(
@@ -238,48 +225,15 @@ export class MemoryQueue implements JobQueue {
     payload?: unknown,
     options: PeriodicOptions = {},
   ): void {
-    checkName("expression", expression);
-    parseCron(expression, options.timezone);
-    this.upsertPeriodic(
-      name,
-      type,
-      payload,
-      options,
-      null,
-      expression,
-      nextCronRun(expression, options.timezone ?? null, this.now()),
-    );
+    this.upsertPeriodic(cronSpec(name, expression, type, payload, options, this.now()));
   }
 
-  private upsertPeriodic(
-    name: string,
-    type: string,
-    payload: unknown,
-    options: PeriodicOptions,
-    everyMs: number | null,
-    cron: string | null,
-    nextRunAt: number,
-  ): void {
-    checkName("name", name);
-    checkName("type", type);
-    const payloadText = serializePayload("payload", payload);
-    const priority =
-      options.priority === undefined ? 0 : checkInteger("priority", options.priority, -(2 ** 31));
-    const maxAttempts =
-      options.maxAttempts === undefined ? null : checkInteger("maxAttempts", options.maxAttempts, 1);
-    const old = this.periodic.get(name);
-    const sameSchedule = old && old.everyMs === everyMs && old.cron === cron;
-    this.periodic.set(name, {
-      name,
-      type,
-      payload: JSON.parse(payloadText),
-      payloadText,
-      everyMs,
-      cron,
-      timezone: options.timezone ?? null,
-      priority,
-      maxAttempts,
-      nextRunAt: sameSchedule ? old.nextRunAt : nextRunAt,
+  private upsertPeriodic(spec: PeriodicSpec): void {
+    const old = this.periodic.get(spec.name);
+    const sameSchedule = old && old.everyMs === spec.everyMs && old.cron === spec.cron;
+    this.periodic.set(spec.name, {
+      ...spec,
+      nextRunAt: sameSchedule ? old.nextRunAt : spec.nextRunAt,
       lastRunAt: old?.lastRunAt ?? null,
     });
   }
@@ -294,7 +248,7 @@ export class MemoryQueue implements JobQueue {
       .map(({ name, type, payload, everyMs, cron, nextRunAt, lastRunAt }) => ({
         name,
         type,
-        payload,
+        payload: JSON.parse(payload),
         everyMs,
         cron,
         nextRunAt,
@@ -307,20 +261,8 @@ export class MemoryQueue implements JobQueue {
     let fired = 0;
     for (const p of this.periodic.values()) {
       if (p.nextRunAt > now) continue;
-      this.insert({
-        type: p.type,
-        payload: p.payloadText,
-        value: p.payload,
-        priority: p.priority,
-        runAt: now,
-        maxAttempts: p.maxAttempts ?? 3,
-        backoff: null,
-        key: null,
-      });
-      p.nextRunAt =
-        p.everyMs !== null
-          ? nextIntervalRun(p.nextRunAt, p.everyMs, now)
-          : nextCronRun(p.cron!, p.timezone, now);
+      this.insert(periodicJob(p, now));
+      p.nextRunAt = nextPeriodicRun(p, p.nextRunAt, now);
       p.lastRunAt = now;
       fired++;
     }
@@ -349,7 +291,7 @@ export class MemoryQueue implements JobQueue {
     const result: SettleResult = { applied: [], stale: [] };
     for (const s of settlements) {
       const j = this.jobs.get(s.job.id);
-      if (!j || j.state !== "running" || j.leaseOwner !== owner || j.attempts !== s.job.attempts) {
+      if (j?.state !== "running" || j.leaseOwner !== owner || j.attempts !== s.job.attempts) {
         result.stale.push(s);
         continue;
       }

@@ -15,13 +15,12 @@ import { InvalidArgumentError } from "../errors.js";
 import { jobsAdded } from "../metrics.js";
 import type { Store } from "../store.js";
 import { backoffDelay, resolveBackoff, validateBackoff } from "./backoff.js";
-import { nextCronRun, nextIntervalRun, parseCron } from "./periodic.js";
+import { cronSpec, everySpec, nextPeriodicRun, type PeriodicSpec, periodicJob } from "./periodic.js";
 import {
   type AddManyItem,
   type AddOptions,
   type BackoffOptions,
   type CleanupOptions,
-  FINISHED_STATES,
   JOB_STATES,
   type Job,
   type JobQueue,
@@ -35,16 +34,15 @@ import {
   type SortBy,
 } from "./types.js";
 import {
-  checkDuration,
   checkFrom,
   checkId,
-  checkInteger,
   checkName,
   checkState,
   type NormalizedAdd,
   normalizeAdd,
+  normalizeCleanup,
   normalizeList,
-  serializePayload,
+  normalizeStuckWait,
 } from "./validate.js";
 
 export interface QueueOptions {
@@ -74,7 +72,7 @@ interface JobRow {
   finished_at: number | null;
 }
 
-const DAY_MS = 86_400_000;
+const _DAY_MS = 86_400_000;
 /** A job may become pending again only while no other unfinished job holds its dedup key. */
 const KEY_FREE = `(key IS NULL OR NOT EXISTS (
   SELECT 1 FROM tw_jobs AS other
@@ -420,31 +418,21 @@ export class Queue implements JobQueue {
   }
 
   /** Running jobs whose lease has expired, and due jobs that have waited longer than `pendingForMs`. */
-  stuck(options: { pendingForMs?: number } = {}): Job[] {
-    const wait =
-      options.pendingForMs === undefined ? 300_000 : checkDuration("pendingForMs", options.pendingForMs);
+  stuck(options?: { pendingForMs?: number }): Job[] {
+    const wait = normalizeStuckWait(options);
     const now = this.now();
     return (this.sql.stuck.all({ queue: this.name, now, pendingBefore: now - wait }) as JobRow[]).map(toJob);
   }
 
-  cleanup(options: CleanupOptions = {}): number {
-    const olderThan =
-      options.olderThanMs === undefined ? 7 * DAY_MS : checkDuration("olderThanMs", options.olderThanMs);
-    const states = (options.states ?? FINISHED_STATES).map((s) => checkState("states", s));
-    if (states.includes("pending") || states.includes("running")) {
-      throw new InvalidArgumentError(
-        "states",
-        "cleanup removes finished jobs only (completed, failed, cancelled)",
-      );
-    }
+  cleanup(options?: CleanupOptions): number {
+    const { olderThanMs, states } = normalizeCleanup(options);
     return this.store.write(
-      () => this.sql.cleanup.run(this.name, JSON.stringify(states), this.now() - olderThan).changes,
+      () => this.sql.cleanup.run(this.name, JSON.stringify(states), this.now() - olderThanMs).changes,
     );
   }
 
   every(name: string, everyMs: number, type: string, payload?: unknown, options: PeriodicOptions = {}): void {
-    checkInteger("everyMs", everyMs, 1);
-    this.upsertPeriodic(name, type, payload, options, everyMs, null, this.now() + everyMs);
+    this.upsertPeriodic(everySpec(name, everyMs, type, payload, options, this.now()));
   }
 
   cron(
@@ -454,43 +442,11 @@ export class Queue implements JobQueue {
     payload?: unknown,
     options: PeriodicOptions = {},
   ): void {
-    checkName("expression", expression);
-    parseCron(expression, options.timezone);
-    const next = nextCronRun(expression, options.timezone ?? null, this.now());
-    this.upsertPeriodic(name, type, payload, options, null, expression, next);
+    this.upsertPeriodic(cronSpec(name, expression, type, payload, options, this.now()));
   }
 
-  private upsertPeriodic(
-    name: string,
-    type: string,
-    payload: unknown,
-    options: PeriodicOptions,
-    everyMs: number | null,
-    cron: string | null,
-    nextRunAt: number,
-  ): void {
-    checkName("name", name);
-    checkName("type", type);
-    const text = serializePayload("payload", payload);
-    const priority =
-      options.priority === undefined ? 0 : checkInteger("priority", options.priority, -(2 ** 31));
-    const maxAttempts =
-      options.maxAttempts === undefined ? null : checkInteger("maxAttempts", options.maxAttempts, 1);
-    this.store.write(() =>
-      this.sql.upsertPeriodic.run({
-        queue: this.name,
-        name,
-        type,
-        payload: text,
-        everyMs,
-        cron,
-        timezone: options.timezone ?? null,
-        priority,
-        maxAttempts,
-        nextRunAt,
-        now: this.now(),
-      }),
-    );
+  private upsertPeriodic(spec: PeriodicSpec): void {
+    this.store.write(() => this.sql.upsertPeriodic.run({ ...spec, queue: this.name, now: this.now() }));
   }
 
   removePeriodic(name: string): boolean {
@@ -507,23 +463,12 @@ export class Queue implements JobQueue {
       const now = this.now();
       const due = this.sql.duePeriodic.all(this.name, now) as PeriodicRow[];
       for (const p of due) {
-        this.insert(
-          {
-            type: p.type,
-            payload: p.payload,
-            value: JSON.parse(p.payload),
-            priority: p.priority,
-            runAt: now,
-            maxAttempts: p.max_attempts ?? 3,
-            backoff: null,
-            key: null,
-          },
+        this.insert(periodicJob({ ...p, maxAttempts: p.max_attempts }, now), now);
+        const next = nextPeriodicRun(
+          { everyMs: p.every_ms, cron: p.cron, timezone: p.timezone },
+          p.next_run_at,
           now,
         );
-        const next =
-          p.every_ms !== null
-            ? nextIntervalRun(p.next_run_at, p.every_ms, now)
-            : nextCronRun(p.cron as string, p.timezone, now);
         this.sql.advancePeriodic.run(next, now, this.name, p.name);
       }
       return due;

@@ -4,7 +4,15 @@
  */
 import { InvalidArgumentError } from "../errors.js";
 import { validateBackoff } from "./backoff.js";
-import { type AddOptions, JOB_STATES, type JobState, type ListOptions, type SortBy } from "./types.js";
+import {
+  type AddOptions,
+  type CleanupOptions,
+  FINISHED_STATES,
+  JOB_STATES,
+  type JobState,
+  type ListOptions,
+  type SortBy,
+} from "./types.js";
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
 const SORTS: readonly SortBy[] = ["created", "priority", "runAt"];
@@ -220,4 +228,31 @@ export function checkFrom(from: JobState | JobState[] | undefined): JobState[] |
   const list = Array.isArray(from) ? from : [from];
   if (list.length === 0) throw new InvalidArgumentError("from", "must name at least one state");
   return list.map((s) => checkState("from", s));
+}
+
+const DAY_MS = 86_400_000;
+
+/** cleanup's options: finished states only, 7 days by default. */
+export function normalizeCleanup(options: CleanupOptions | undefined): {
+  olderThanMs: number;
+  states: JobState[];
+} {
+  const o = options ?? {};
+  const olderThanMs = o.olderThanMs === undefined ? 7 * DAY_MS : checkDuration("olderThanMs", o.olderThanMs);
+  if (o.states !== undefined && !Array.isArray(o.states))
+    throw new InvalidArgumentError("states", "must be an array");
+  const states = (o.states ?? FINISHED_STATES).map((s) => checkState("states", s));
+  if (states.includes("pending") || states.includes("running")) {
+    throw new InvalidArgumentError(
+      "states",
+      "cleanup removes finished jobs only (completed, failed, cancelled)",
+    );
+  }
+  return { olderThanMs, states };
+}
+
+/** stuck's threshold: how long a due job may wait before it counts as stuck (5 minutes by default). */
+export function normalizeStuckWait(options: { pendingForMs?: number } | undefined): number {
+  const wait = options?.pendingForMs;
+  return wait === undefined ? 300_000 : checkDuration("pendingForMs", wait);
 }
