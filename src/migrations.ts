@@ -96,6 +96,53 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX tw_outbox_due ON tw_outbox(spool, priority DESC, id) WHERE state IN ('incoming', 'deferred');
     `,
   },
+  {
+    version: 3,
+    name: "replica",
+    sql: `
+      -- One row: the node id, the hybrid logical clock, the local sequence
+      -- counter, and the flag that turns capture off inside the applier's own
+      -- transaction (triggers cannot read TEMP objects, so it lives here).
+      CREATE TABLE tw_clock (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        node TEXT NOT NULL,
+        hlc INTEGER NOT NULL DEFAULT 0,
+        seq INTEGER NOT NULL DEFAULT 0,
+        suppress INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE TABLE tw_tracked (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        bucket TEXT NOT NULL,
+        -- JSON arrays of column names: the key in key order, then the other captured columns.
+        pk TEXT NOT NULL,
+        cols TEXT NOT NULL,
+        tracked_at INTEGER NOT NULL
+      );
+      -- The compacted change log: the latest entry per (table, key, column); column ''
+      -- is the row entry (val 1: inserted, 0: tombstone). pk and val have no type, so
+      -- every value keeps its storage class.
+      CREATE TABLE tw_log (
+        tbl INTEGER NOT NULL,
+        pk NOT NULL,
+        col TEXT NOT NULL,
+        val,
+        hlc INTEGER NOT NULL,
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (tbl, pk, col)
+      ) WITHOUT ROWID;
+      CREATE INDEX tw_log_seq ON tw_log(seq);
+      CREATE TABLE tw_cursors (
+        peer TEXT NOT NULL,
+        bucket TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (peer, bucket, direction)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
