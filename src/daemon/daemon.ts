@@ -18,7 +18,7 @@ import { Scheduler } from "../queue/scheduler.js";
 import { checkInteger } from "../queue/validate.js";
 import { type Handlers, Worker } from "../queue/worker.js";
 import { openStore, type Store } from "../store.js";
-import type { buildServer } from "./server.js";
+import type * as Server from "./server.js";
 
 export const DEFAULT_DB_PATH = "./data/tidewire.db";
 export const DEFAULT_HOST = "127.0.0.1";
@@ -70,27 +70,23 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const logger = options.logger ?? createLogger({ level: options.logLevel });
   const startedAt = Date.now();
   const store = openStore(options.dbPath ?? DEFAULT_DB_PATH);
-  let app: ReturnType<typeof buildServer> | undefined;
+  let app: ReturnType<typeof Server.buildServer> | undefined;
   try {
     const queue = new Queue(store);
-    const worker = new Worker(
-      queue,
-      { ...options.handlers, ...maintenanceHandlers(store, queue, logger) },
-      {
-        concurrency: options.concurrency,
-      },
-    );
+    const handlers = { ...options.handlers, ...maintenanceHandlers(store, queue, logger) };
+    const worker = new Worker(queue, handlers, { concurrency: options.concurrency });
     const scheduler = new Scheduler(queue);
     for (const [type, everyMs] of Object.entries(MAINTENANCE_JOBS)) queue.every(type, everyMs, type);
     logEvents(worker, scheduler, logger);
     collectProcessMetrics();
 
     // Loaded here, not on import: importing the library should not load fastify.
-    const server = await import("./server.js");
-    app = server.buildServer({ store, queue, logger, startedAt });
+    const { buildServer } = await import("./server.js");
+    const http = buildServer({ store, queue, logger, startedAt });
+    app = http;
     let url: string;
     try {
-      url = await app.listen({
+      url = await http.listen({
         host,
         port,
         listenTextResolver: (address) => `tidewire listening on ${address}, db ${store.path}`,
@@ -105,9 +101,12 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const stop = () => {
       stopping ??= (async () => {
         logger.info({ jobsInFlight: worker.held }, "stopping");
+        // A server that fails to close must not keep the jobs in flight from being written.
+        await http
+          .close()
+          .catch((err: unknown) => logger.error({ err }, "the HTTP server did not close cleanly"));
+        scheduler.stop();
         try {
-          await app?.close();
-          scheduler.stop();
           await worker.stop();
         } finally {
           store.close();
@@ -116,7 +115,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
       })();
       return stopping;
     };
-    const bound = app.server.address();
+    const bound = http.server.address();
     const boundPort = typeof bound === "object" && bound ? bound.port : port;
     return { url, port: boundPort, store, queue, worker, scheduler, logger, stop };
   } catch (err) {
