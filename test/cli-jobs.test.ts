@@ -284,6 +284,8 @@ describe("usage errors exit 2", () => {
     ["jobs alone", () => ["jobs"], /needs a database file and a command/],
     ["an unknown command", () => ["frobnicate"], /unknown command 'frobnicate'/],
     ["an empty queue name", (db) => ["jobs", db, "stats", "--queue", " "], /non-empty/],
+    // Refused by the library (InvalidArgumentError), not by the CLI's own parsing.
+    ["a queue name too long", (db) => ["jobs", db, "stats", "--queue", "q".repeat(201)], /at most 200/],
   ];
   it.each(cases)("%s", async (_name, args, pattern) => {
     const run = await tidewire(args(db), dir);
