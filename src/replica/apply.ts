@@ -1,0 +1,343 @@
+/**
+ * Applier: merges a batch of changes from other replicas into this one.
+ *
+ * Contract: the whole batch is checked before anything is written; one bad
+ * change (unknown table, wrong key arity, malformed value, clock more than
+ * maxDriftMs ahead) refuses it whole with an error naming the change. A batch
+ * is one IMMEDIATE transaction with capture suppressed, so the apply is not
+ * captured again as a local write. The merge is a pure function of the set
+ * of entries seen, so replicas converge whatever the order, duplication or
+ * batching of delivery:
+ *
+ * - each (table, key, column) keeps its greatest entry by (HLC, origin, value);
+ * - the row entry (insert or tombstone) keeps its greatest likewise; a key's
+ *   row exists iff that entry is an insert;
+ * - a column entry older than the row entry is dead: a delete hides every
+ *   older write, and a later insert (which writes every column it knows)
+ *   resurrects the row with its own values. Dead entries are dropped;
+ * - an existing row shows, for each column, its live entry, else the
+ *   column's default.
+ *
+ * Winning entries go to the local log with their original HLC and origin (so
+ * they relay onward) and a new local sequence number; losing ones change
+ * nothing, so applying a batch twice changes nothing. Entries for columns this
+ * table does not capture (yet) are kept in the log and written to the table
+ * by a later `track`, once the column exists.
+ */
+import type Database from "better-sqlite3";
+import { InvalidArgumentError, TidewireError } from "../errors.js";
+import type { Store } from "../store.js";
+import type { Catalog, TrackedTable } from "./catalog.js";
+import type { Clock } from "./hlc.js";
+import { compareClocks, isNodeId, parseHlc } from "./hlc.js";
+import type { ChangeLog, Entry } from "./log.js";
+import { evalDefault, quoteIdent } from "./schema.js";
+import { ALIVE, DELETED, ROW } from "./triggers.js";
+import {
+  compareValues,
+  compositeKeyProblem,
+  describeValue,
+  encodeKey,
+  fromWire,
+  keyString,
+  type SqlValue,
+} from "./values.js";
+
+/** A change in a batch cannot be applied; the batch was refused whole and nothing was written. */
+export class InvalidChangeError extends TidewireError {
+  constructor(
+    readonly index: number,
+    readonly reason: string,
+    what: string,
+    code = "ERR_INVALID_CHANGE",
+  ) {
+    super(
+      `changes[${index}]${what ? ` (${what})` : ""} ${reason}; the batch was refused and nothing applied`,
+      code,
+    );
+    this.name = "InvalidChangeError";
+  }
+}
+
+/** A change's clock is further ahead of local time than maxDriftMs allows. */
+export class ClockDriftError extends InvalidChangeError {
+  constructor(index: number, reason: string, what: string) {
+    super(index, reason, what, "ERR_CLOCK_DRIFT");
+    this.name = "ClockDriftError";
+  }
+}
+
+export interface ApplyResult {
+  /** Changes in the batch. */
+  received: number;
+  /** Changes that won at least one entry (the rest were old news or duplicates). */
+  applied: number;
+}
+
+interface Incoming {
+  t: TrackedTable;
+  key: SqlValue;
+  parts: SqlValue[];
+  op: "insert" | "update" | "delete";
+  cols: Array<[string, SqlValue]>;
+  hlc: bigint;
+  origin: string;
+}
+
+interface RowState {
+  t: TrackedTable;
+  key: SqlValue;
+  parts: SqlValue[];
+  row: Entry | null;
+  cols: Map<string, Entry>;
+  wasAlive: boolean;
+  rowChanged: boolean;
+  changedCols: Set<string>;
+}
+
+export class Applier {
+  private readonly statements = new WeakMap<TrackedTable, TableStatements>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly catalog: Catalog,
+    private readonly log: ChangeLog,
+  ) {}
+
+  apply(changes: unknown): ApplyResult {
+    if (!Array.isArray(changes)) throw new InvalidArgumentError("changes", "must be an array of changes");
+    return this.store.write(() => {
+      // Inside the transaction: the catalog cannot move between check and write.
+      const now = Date.now();
+      const batch = changes.map((c, i) => this.check(c, i, now));
+      return this.merge(batch);
+    });
+  }
+
+  private check(c: unknown, index: number, now: number): Incoming {
+    const o = (c ?? {}) as Record<string, unknown>;
+    const what = typeof c === "object" && c !== null ? describeChange(o) : "";
+    const fail = (reason: string): never => {
+      throw new InvalidChangeError(index, reason, what);
+    };
+    if (typeof c !== "object" || c === null || Array.isArray(c)) fail("is not an object");
+    if (typeof o.table !== "string") fail("has no table name");
+    const t = this.catalog.get(o.table as string);
+    if (!t) fail(`names table "${String(o.table)}", which is not tracked here`);
+    const table = t as TrackedTable;
+    if (o.op !== "insert" && o.op !== "update" && o.op !== "delete") fail(`has op ${describeValue(o.op)}`);
+    if (!Array.isArray(o.pk) || o.pk.length !== table.pk.length) {
+      fail(
+        `has a key of ${Array.isArray(o.pk) ? o.pk.length : "no"} parts; ${table.name} has ${table.pk.length}`,
+      );
+    }
+    const parts = (o.pk as unknown[]).map((w, i) => {
+      let v: SqlValue;
+      try {
+        v = fromWire(w);
+      } catch (err) {
+        return fail(`has a malformed key part ${i}: ${(err as Error).message}`);
+      }
+      const problem = table.pk.length > 1 ? compositeKeyProblem(v) : v === null ? "a NULL key" : null;
+      if (problem) fail(`has ${problem}`);
+      return v;
+    });
+    const cols: Array<[string, SqlValue]> = [];
+    const given = o.columns ?? {};
+    if (typeof given !== "object" || given === null || Array.isArray(given))
+      fail("has columns that are not an object");
+    for (const [name, w] of Object.entries(given as object)) {
+      if (name === ROW) fail('has a column named ""');
+      if (table.pkSet.has(name)) fail(`sets key column "${name}" as a column`);
+      try {
+        cols.push([name, fromWire(w)]);
+      } catch (err) {
+        fail(`has a malformed value for column "${name}": ${(err as Error).message}`);
+      }
+    }
+    if (o.op === "delete" && cols.length > 0) fail("is a delete that carries columns");
+    let hlc = 0n;
+    try {
+      hlc = parseHlc(o.hlc);
+    } catch (err) {
+      fail(`has ${(err as Error).message}`);
+    }
+    if (!isNodeId(o.origin)) fail(`has origin ${describeValue(o.origin)}, which is not a node id`);
+    try {
+      this.clock.checkDrift(hlc, now);
+    } catch (err) {
+      throw new ClockDriftError(index, `is refused: ${(err as Error).message}`, what);
+    }
+    return {
+      t: table,
+      key: encodeKey(parts),
+      parts,
+      op: o.op as Incoming["op"],
+      cols,
+      hlc,
+      origin: o.origin as string,
+    };
+  }
+
+  private merge(batch: Incoming[]): ApplyResult {
+    this.clock.suppress(true);
+    let { hlc: maxHlc, seq } = this.clock.read();
+    const rows = new Map<string, RowState>();
+    let applied = 0;
+    for (const inc of batch) {
+      if (inc.hlc > maxHlc) maxHlc = inc.hlc;
+      const id = `${inc.t.id}:${keyString(inc.key)}`;
+      let state = rows.get(id);
+      if (!state) {
+        state = this.loadRow(inc);
+        rows.set(id, state);
+      }
+      if (this.mergeOne(state, inc, seq + 1n)) {
+        seq++;
+        applied++;
+      }
+    }
+    for (const state of rows.values()) this.materialize(state);
+    this.clock.observe(maxHlc, seq);
+    this.clock.suppress(false);
+    return { received: batch.length, applied };
+  }
+
+  private loadRow(inc: Incoming): RowState {
+    const entries = this.log.load(inc.t.id, inc.key);
+    const cols = new Map<string, Entry>();
+    let row: Entry | null = null;
+    for (const e of entries) {
+      if (e.col === ROW) row = e;
+      else cols.set(e.col, e);
+    }
+    return {
+      t: inc.t,
+      key: inc.key,
+      parts: inc.parts,
+      row,
+      cols,
+      wasAlive: row?.val === BigInt(ALIVE),
+      rowChanged: false,
+      changedCols: new Set(),
+    };
+  }
+
+  /** Merges one change into the row's state and the log; true when any entry won. */
+  private mergeOne(s: RowState, inc: Incoming, seq: bigint): boolean {
+    const beats = (e: Entry, val: SqlValue) =>
+      (compareClocks(inc.hlc, inc.origin, e.hlc, e.origin) || compareValues(val, e.val)) > 0;
+    let won = false;
+    if (inc.op !== "update") {
+      const val = BigInt(inc.op === "insert" ? ALIVE : DELETED);
+      if (!s.row || beats(s.row, val)) {
+        s.row = { col: ROW, val, hlc: inc.hlc, origin: inc.origin, seq };
+        this.log.put(s.t.id, s.key, s.row);
+        s.rowChanged = true;
+        won = true;
+        for (const [c, e] of s.cols) {
+          if (compareClocks(e.hlc, e.origin, inc.hlc, inc.origin) < 0) s.cols.delete(c);
+        }
+        this.log.prune(s.t.id, s.key, inc.hlc, inc.origin);
+      }
+    }
+    // Entries older than the row entry are dead on arrival.
+    if (s.row && compareClocks(inc.hlc, inc.origin, s.row.hlc, s.row.origin) < 0) return won;
+    for (const [col, val] of inc.cols) {
+      const cur = s.cols.get(col);
+      if (cur && !beats(cur, val)) continue;
+      const e: Entry = { col, val, hlc: inc.hlc, origin: inc.origin, seq };
+      s.cols.set(col, e);
+      this.log.put(s.t.id, s.key, e);
+      s.changedCols.add(col);
+      won = true;
+    }
+    return won;
+  }
+
+  /** Writes the row as the merged log says it is. */
+  private materialize(s: RowState): void {
+    const alive = s.row?.val === BigInt(ALIVE);
+    const st = this.statementsFor(s.t);
+    if (!alive) {
+      if (s.rowChanged && s.wasAlive) st.delete.run(...s.parts);
+      return;
+    }
+    let names: string[];
+    if (s.rowChanged) {
+      // A newer insert: every column is its live entry or, having none, its default.
+      names = s.t.columns;
+    } else {
+      names = s.t.columns.filter((c) => s.changedCols.has(c));
+      if (names.length === 0) return;
+    }
+    const values = names.map((c) => {
+      const e = s.cols.get(c);
+      return e ? e.val : st.defaultOf(c);
+    });
+    st.upsert(names).run(...s.parts, ...values);
+  }
+
+  private statementsFor(t: TrackedTable): TableStatements {
+    let st = this.statements.get(t);
+    if (!st) {
+      st = new TableStatements(this.store.db, t);
+      this.statements.set(t, st);
+    }
+    return st;
+  }
+}
+
+/** The statements that write one tracked table, prepared once each. */
+class TableStatements {
+  readonly delete: Database.Statement;
+  private readonly upserts = new Map<string, Database.Statement>();
+  private readonly defaults = new Map<string, SqlValue>();
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly t: TrackedTable,
+  ) {
+    const where = t.pk.map((c) => `${quoteIdent(c)} = ?`).join(" AND ");
+    this.delete = db.prepare(`DELETE FROM ${quoteIdent(t.name)} WHERE ${where}`);
+  }
+
+  /** INSERT of the key and `names`, or UPDATE of `names` when the key exists. */
+  upsert(names: string[]): Database.Statement {
+    const id = names.join("\u0000");
+    let st = this.upserts.get(id);
+    if (!st) {
+      const cols = [...this.t.pk, ...names].map(quoteIdent);
+      const action = names.length
+        ? `DO UPDATE SET ${names.map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`).join(", ")}`
+        : "DO NOTHING";
+      st = this.db.prepare(
+        `INSERT INTO ${quoteIdent(this.t.name)} (${cols.join(", ")}) VALUES (${cols.map(() => "?").join(", ")})
+         ON CONFLICT (${this.t.pk.map(quoteIdent).join(", ")}) ${action}`,
+      );
+      if (this.upserts.size > 256) this.upserts.clear();
+      this.upserts.set(id, st);
+    }
+    return st;
+  }
+
+  /** The column's declared default, evaluated once. */
+  defaultOf(col: string): SqlValue {
+    if (!this.defaults.has(col)) {
+      const row = this.db
+        .prepare("SELECT dflt_value FROM pragma_table_xinfo(?) WHERE name = ?")
+        .get(this.t.name, col) as { dflt_value: string | null } | undefined;
+      this.defaults.set(col, evalDefault(this.db, row?.dflt_value ?? null) as SqlValue);
+    }
+    return this.defaults.get(col) as SqlValue;
+  }
+}
+
+function describeChange(o: Record<string, unknown>): string {
+  const op = typeof o.op === "string" ? o.op : "change";
+  const table = typeof o.table === "string" ? o.table : "?";
+  const at = typeof o.hlc === "string" ? ` at ${o.hlc}` : "";
+  const from = typeof o.origin === "string" ? ` from ${o.origin}` : "";
+  return `${op} of ${table} ${describeValue(o.pk)}${at}${from}`.slice(0, 200);
+}

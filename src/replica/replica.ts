@@ -1,0 +1,117 @@
+/**
+ * Replica: a Store with a node id, a hybrid logical clock and tracked tables.
+ *
+ * Contract: `Replica.open(path, { nodeId })` opens (or creates) the database
+ * and gives it a node id the first time, kept for good. `track` captures a
+ * table's writes from any SQLite client; `changesSince` pages the compacted
+ * log out; `apply` merges a batch from other replicas, all or nothing. A
+ * replica opened with `open` owns its store and closes it; one made with
+ * `Replica.attach(store)` leaves the store to its owner.
+ */
+import { InvalidArgumentError } from "../errors.js";
+import { openStore, type Store, type StoreOptions } from "../store.js";
+import { Applier, type ApplyResult } from "./apply.js";
+import { Catalog } from "./catalog.js";
+import { Clock, checkNodeId, DEFAULT_MAX_DRIFT_MS, formatHlc } from "./hlc.js";
+import { ChangeLog, type ChangeSet, type ChangesSinceOptions, type LogStats } from "./log.js";
+import { describeTracked, type TrackedTableInfo, Tracker, type TrackOptions } from "./track.js";
+
+export interface ReplicaOptions {
+  /** This database's node id, the first time it is opened as a replica (default: random). */
+  nodeId?: string;
+  /** Refuse changes whose clock is further ahead of local time than this (default 60 000). */
+  maxDriftMs?: number;
+  /** Options for the Store that `open` creates. */
+  store?: StoreOptions;
+}
+
+export class Replica {
+  readonly store: Store;
+  readonly nodeId: string;
+  private readonly clock: Clock;
+  private readonly catalog: Catalog;
+  private readonly log: ChangeLog;
+  private readonly tracker: Tracker;
+  private readonly applier: Applier;
+  private closed = false;
+
+  private constructor(
+    store: Store,
+    options: ReplicaOptions,
+    private readonly ownsStore: boolean,
+  ) {
+    this.store = store;
+    const maxDriftMs = options.maxDriftMs ?? DEFAULT_MAX_DRIFT_MS;
+    this.clock = store.write(() => new Clock(store.db, options.nodeId, maxDriftMs));
+    this.nodeId = this.clock.nodeId;
+    this.catalog = new Catalog(store.db);
+    this.log = new ChangeLog(store.db, this.catalog);
+    this.tracker = new Tracker(store, this.clock, this.catalog, this.log);
+    this.applier = new Applier(store, this.clock, this.catalog, this.log);
+  }
+
+  static open(path: string, options: ReplicaOptions = {}): Replica {
+    checkOptions(options);
+    const store = openStore(path, options.store);
+    try {
+      return new Replica(store, options, true);
+    } catch (err) {
+      store.close();
+      throw err;
+    }
+  }
+
+  /** A replica over a store that is already open; `close` leaves the store open. */
+  static attach(store: Store, options: ReplicaOptions = {}): Replica {
+    checkOptions(options);
+    if (store.readonly) throw new InvalidArgumentError("store", "is read-only; a replica writes its clock");
+    return new Replica(store, options, false);
+  }
+
+  track(table: string, options?: TrackOptions): TrackedTableInfo {
+    return this.tracker.track(table, options);
+  }
+
+  /** Stops capturing `table` and forgets its log entries; false when it was not tracked. */
+  untrack(table: string): boolean {
+    return this.tracker.untrack(table);
+  }
+
+  /** The tracked tables, by name. */
+  tables(): TrackedTableInfo[] {
+    return this.catalog.list().map(describeTracked);
+  }
+
+  changesSince(cursor: string | number | bigint, options?: ChangesSinceOptions): ChangeSet {
+    return this.log.since(cursor, options);
+  }
+
+  apply(changes: unknown): ApplyResult {
+    return this.applier.apply(changes);
+  }
+
+  /** The clock as it stands: 16 hex digits. */
+  now(): string {
+    return formatHlc(this.clock.read().hlc);
+  }
+
+  stats(): LogStats {
+    return this.log.stats();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ownsStore) this.store.close();
+  }
+}
+
+function checkOptions(options: ReplicaOptions): void {
+  if (options === null || typeof options !== "object")
+    throw new InvalidArgumentError("options", "must be an object");
+  if (options.nodeId !== undefined) checkNodeId("nodeId", options.nodeId);
+  const d = options.maxDriftMs;
+  if (d !== undefined && (typeof d !== "number" || !Number.isFinite(d) || d < 0)) {
+    throw new InvalidArgumentError("maxDriftMs", `must be a finite number of ms >= 0, got ${String(d)}`);
+  }
+}
