@@ -138,10 +138,29 @@ export class Store {
     }
   }
 
-  /** Moves the WAL's content into the database file and truncates the WAL. */
-  checkpoint(): void {
-    if (this.readonly) return;
-    this.retrying(() => this.db.pragma("wal_checkpoint(TRUNCATE)"));
+  /**
+   * Copies the WAL's content into the database file. PASSIVE (the default) never
+   * waits: it copies what no reader still needs, so a periodic checkpoint cannot
+   * stall the event loop. TRUNCATE also empties the WAL file, waiting for readers
+   * at most `waitMs` (not the 30 s busy timeout) before it gives up for this time.
+   */
+  checkpoint(
+    mode: "PASSIVE" | "TRUNCATE" = "PASSIVE",
+    waitMs = 1_000,
+  ): { busy: boolean; walFrames: number; checkpointed: number } {
+    if (this.readonly) return { busy: false, walFrames: 0, checkpointed: 0 };
+    const timeout = this.db.pragma("busy_timeout", { simple: true }) as number;
+    if (mode === "TRUNCATE") this.db.pragma(`busy_timeout = ${Math.min(timeout, waitMs)}`);
+    try {
+      const [r] = this.retrying(() => this.db.pragma(`wal_checkpoint(${mode})`)) as Array<{
+        busy: number;
+        log: number;
+        checkpointed: number;
+      }>;
+      return { busy: r?.busy === 1, walFrames: r?.log ?? 0, checkpointed: r?.checkpointed ?? 0 };
+    } finally {
+      if (mode === "TRUNCATE") this.db.pragma(`busy_timeout = ${timeout}`);
+    }
   }
 
   /** Called on close, before the checkpoint; components flush their state here. */
@@ -158,7 +177,7 @@ export class Store {
     this.closed = true;
     for (const hook of this.closeHooks.splice(0)) hook();
     try {
-      if (this.db.pragma("journal_mode", { simple: true }) === "wal") this.checkpoint();
+      if (this.db.pragma("journal_mode", { simple: true }) === "wal") this.checkpoint("TRUNCATE");
     } finally {
       this.db.close();
     }

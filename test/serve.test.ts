@@ -127,11 +127,14 @@ describe("tidewire serve", () => {
 
       const jobs = [1, 2, 3].map(() => queue.add("tidewire.checkpoint"));
       queue.add("later", null, { delayMs: 3_600_000 });
+      // An application's job on the same queue: the daemon has no handler for it and must leave it be.
+      const foreign = queue.add("app.email", { to: "a@example.com" });
       await until(
         () => jobs.every((j) => queue.get(j.id)?.state === "completed"),
         10_000,
         "the daemon to complete the checkpoint jobs",
       );
+      expect(queue.get(foreign.id)).toMatchObject({ state: "pending", attempts: 0, lastError: null });
 
       const metrics = await fetch(`${url}/metrics`);
       expect(metrics.status).toBe(200);
@@ -148,7 +151,7 @@ describe("tidewire serve", () => {
       ]) {
         expect(text).toContain(`# TYPE ${name} `);
       }
-      expect(text).toContain('tidewire_queue_depth{queue="default",state="pending"} 1');
+      expect(text).toContain('tidewire_queue_depth{queue="default",state="pending"} 2');
       expect(text).toContain('tidewire_queue_depth{queue="default",state="completed"} 3');
       expect(text).toContain('tidewire_jobs_completed_total{type="tidewire.checkpoint"} 3');
       expect(text).toContain('tidewire_job_duration_seconds_count{type="tidewire.checkpoint"} 3');
@@ -161,7 +164,7 @@ describe("tidewire serve", () => {
         ok: true,
         db,
         queue: "default",
-        stats: { pending: 1, completed: 3, running: 0, failed: 0, total: 4 },
+        stats: { pending: 2, completed: 3, running: 0, failed: 0, total: 5 },
       });
       expect(body.uptimeSeconds).toBeGreaterThan(0);
       // Logged once the response is sent, so it may trail the response a little.

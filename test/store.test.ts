@@ -306,6 +306,46 @@ describe("close", () => {
   });
 });
 
+describe("checkpoint", () => {
+  /** A store with WAL content and a second connection pinning a read snapshot mid-transaction. */
+  function pinnedReader() {
+    const path = dbPath();
+    const store = track(openStore(path));
+    const queue = new Queue(store);
+    queue.addMany(Array.from({ length: 200 }, (_, i) => ({ type: "t", payload: { i } })));
+    const reader = track(new Database(path));
+    reader.exec("BEGIN");
+    reader.prepare("SELECT count(*) FROM tw_jobs").get();
+    queue.addMany(Array.from({ length: 200 }, (_, i) => ({ type: "t", payload: { i } })));
+    return { store, reader };
+  }
+
+  it("PASSIVE (the default) never waits for a reader, whatever the busy timeout", () => {
+    const { store, reader } = pinnedReader();
+    const started = Date.now();
+    const result = store.checkpoint();
+    // The busy timeout is 30 s: a checkpoint that waited for the reader would take that long.
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(result.walFrames).toBeGreaterThan(0);
+    expect(result.checkpointed).toBeLessThan(result.walFrames); // the reader still needs the rest
+    reader.exec("COMMIT");
+    const after = store.checkpoint();
+    expect(after.checkpointed).toBe(after.walFrames);
+  });
+
+  it("TRUNCATE waits for a reader at most waitMs, then reports busy and leaves the WAL", () => {
+    const { store, reader } = pinnedReader();
+    const started = Date.now();
+    const result = store.checkpoint("TRUNCATE", 200);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(result.busy).toBe(true);
+    expect(pragma(store, "busy_timeout")).toBe(30_000); // restored afterwards
+    reader.exec("COMMIT");
+    expect(store.checkpoint("TRUNCATE").busy).toBe(false);
+    expect(statSync(`${store.path}-wal`).size).toBe(0);
+  });
+});
+
 describe("busy retry", () => {
   const fastRetry = { attempts: 3, baseMs: 1, maxMs: 4 };
 

@@ -235,6 +235,20 @@ describe.each(IMPLS)("Worker on $name", (impl) => {
     },
   );
 
+  it("with handledTypesOnly, claims only its own types and leaves the others pending", async () => {
+    const q = impl.make();
+    const theirs = q.add("someone-elses", { x: 1 }, { priority: 10 });
+    const mine = q.add("known", { y: 2 });
+    const w = worker(q, { known: () => {} }, { handledTypesOnly: true });
+    const completed = next<[Job]>(w, "completed");
+    w.start();
+    const [job] = await completed;
+    expect(job.id).toBe(mine.id);
+    await sleep(30); // several polls: the other type must still be untouched
+    expect(q.get(theirs.id)).toMatchObject({ state: "pending", attempts: 0, lastError: null });
+    expect(q.get(mine.id)!.state).toBe("completed");
+  });
+
   it("never runs more handlers at once than its concurrency", async () => {
     await fc.assert(
       fc.asyncProperty(

@@ -74,7 +74,9 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   try {
     const queue = new Queue(store);
     const handlers = { ...options.handlers, ...maintenanceHandlers(store, queue, logger) };
-    const worker = new Worker(queue, handlers, { concurrency: options.concurrency });
+    // The daemon shares the default queue with applications on the same file: it claims only
+    // the types it handles, so it never fails another program's jobs as "no handler".
+    const worker = new Worker(queue, handlers, { concurrency: options.concurrency, handledTypesOnly: true });
     const scheduler = new Scheduler(queue);
     for (const [type, everyMs] of Object.entries(MAINTENANCE_JOBS)) queue.every(type, everyMs, type);
     logEvents(worker, scheduler, logger);

@@ -270,10 +270,10 @@ export class MemoryQueue implements JobQueue {
     return fired;
   }
 
-  claim(owner: string, limit: number, leaseMs: number): Job[] {
+  claim(owner: string, limit: number, leaseMs: number, types?: readonly string[]): Job[] {
     const now = this.now();
     const due = [...this.jobs.values()]
-      .filter((j) => j.state === "pending" && j.runAt <= now)
+      .filter((j) => j.state === "pending" && j.runAt <= now && (!types || types.includes(j.type)))
       .sort(byClaimOrder)
       .slice(0, limit);
     for (const j of due) {

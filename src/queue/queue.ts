@@ -128,6 +128,18 @@ export class Queue implements JobQueue {
             AND state = 'pending'
         RETURNING *`,
       ),
+      // The same claim for a worker that takes only the types it has handlers for. The index
+      // still yields claim order; rows of other types are read and skipped.
+      claimTypes: db.prepare<[string, number, number, string, number, string, number]>(
+        `UPDATE tw_jobs
+            SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, started_at = ?
+          WHERE id IN (SELECT id FROM tw_jobs
+                        WHERE queue = ? AND state = 'pending' AND run_at <= ?
+                          AND type IN (SELECT value FROM json_each(?))
+                        ORDER BY priority DESC, run_at, id LIMIT ?)
+            AND state = 'pending'
+        RETURNING *`,
+      ),
       // One statement completes a whole batch; a pair whose lease was lost matches nothing.
       completeMany: db.prepare<{ now: number; owner: string; held: string }>(
         `UPDATE tw_jobs SET state = 'completed', finished_at = @now, lease_owner = NULL, lease_expires_at = NULL
@@ -220,9 +232,13 @@ export class Queue implements JobQueue {
     this.settleTx = store.writer((owner: string, settlements: Settlement[], result: SettleResult) =>
       this.writeSettlements(owner, settlements, result),
     );
-    this.claimTx = store.writer((owner: string, limit: number, leaseMs: number) => {
+    this.claimTx = store.writer((owner: string, limit: number, leaseMs: number, types: string | null) => {
       const now = this.now();
-      return this.sql.claim.all(owner, now + leaseMs, now, this.name, now, limit) as JobRow[];
+      return (
+        types === null
+          ? this.sql.claim.all(owner, now + leaseMs, now, this.name, now, limit)
+          : this.sql.claimTypes.all(owner, now + leaseMs, now, this.name, now, types, limit)
+      ) as JobRow[];
     });
   }
 
@@ -263,7 +279,7 @@ export class Queue implements JobQueue {
   private readonly addOne: (r: NormalizedAdd, now: number) => Job;
   private readonly addBatch: (rows: NormalizedAdd[], now: number) => Job[];
   private readonly settleTx: (owner: string, settlements: Settlement[], result: SettleResult) => void;
-  private readonly claimTx: (owner: string, limit: number, leaseMs: number) => JobRow[];
+  private readonly claimTx: (owner: string, limit: number, leaseMs: number, types: string | null) => JobRow[];
 
   private insertBatch(rows: NormalizedAdd[], now: number): Job[] {
     const jobs = new Array<Job>(rows.length);
@@ -478,8 +494,8 @@ export class Queue implements JobQueue {
     return fired.length;
   }
 
-  claim(owner: string, limit: number, leaseMs: number): Job[] {
-    const rows = this.claimTx(owner, limit, leaseMs);
+  claim(owner: string, limit: number, leaseMs: number, types?: readonly string[]): Job[] {
+    const rows = this.claimTx(owner, limit, leaseMs, types ? JSON.stringify(types) : null);
     // RETURNING gives no order; hand jobs out in claim order.
     rows.sort((a, b) => b.priority - a.priority || a.run_at - b.run_at || a.id - b.id);
     return rows.map(toJob);

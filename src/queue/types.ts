@@ -125,8 +125,8 @@ export interface JobQueue {
   /** Enqueues every periodic job whose time has come; returns how many fired. */
   firePeriodic(): number;
 
-  /** Takes up to `limit` due jobs and leases them to `owner`. */
-  claim(owner: string, limit: number, leaseMs: number): Job[];
+  /** Takes up to `limit` due jobs (of `types` only, when given) and leases them to `owner`. */
+  claim(owner: string, limit: number, leaseMs: number, types?: readonly string[]): Job[];
   settle(owner: string, settlements: Settlement[]): SettleResult;
   extendLeases(owner: string, leaseMs: number): number;
   /** Returns claimed but unstarted jobs to pending without spending an attempt. */

@@ -34,6 +34,11 @@ export interface WorkerOptions {
   /** How often expired leases are returned to pending. */
   reapIntervalMs?: number;
   id?: string;
+  /**
+   * Claim only jobs whose type has a handler here, leaving the rest to other workers
+   * (default false: every job is claimed, and one with no handler fails at once).
+   */
+  handledTypesOnly?: boolean;
 }
 
 /** Throw this from a handler to fail the job at once, with no retry. */
@@ -48,6 +53,7 @@ export class Worker extends EventEmitter {
   private readonly leaseMs: number;
   private readonly batchSize: number;
   private readonly reapIntervalMs: number;
+  private readonly types: readonly string[] | undefined;
   private readonly buffer: Job[] = [];
   private readonly outcomes: Settlement[] = [];
   private readonly durations = new Map<number, number>();
@@ -83,6 +89,7 @@ export class Worker extends EventEmitter {
       "reapIntervalMs",
       options.reapIntervalMs ?? Math.min(5_000, this.leaseMs),
     );
+    this.types = options.handledTypesOnly ? Object.keys(handlers) : undefined;
     this.id = options.id ?? `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
   }
 
@@ -146,7 +153,7 @@ export class Worker extends EventEmitter {
     }
     // Whole batches: one claim transaction per batchSize jobs, taken when the buffer runs low.
     const room = this.batchSize;
-    const claimed = this.guard(() => this.queue.claim(this.id, room, this.leaseMs)) ?? [];
+    const claimed = this.guard(() => this.queue.claim(this.id, room, this.leaseMs, this.types)) ?? [];
     for (const job of claimed) this.buffer.push(job);
     this.drained = claimed.length < room;
     if (claimed.length === 0 && this.inFlight === 0 && this.buffer.length === 0) this.schedulePoll();
