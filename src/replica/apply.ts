@@ -272,9 +272,12 @@ export class Applier {
       names = s.t.columns.filter((c) => s.changedCols.has(c));
       if (names.length === 0) return;
     }
+    const row = s.row as Entry;
     const values = names.map((c) => {
       const e = s.cols.get(c);
-      return e ? e.val : st.defaultOf(c);
+      // Only an entry as new as the row entry is live (see the contract above).
+      const live = e && compareClocks(e.hlc, e.origin, row.hlc, row.origin) >= 0;
+      return live ? e.val : st.defaultOf(c);
     });
     st.upsert(names).run(...s.parts, ...values);
   }
