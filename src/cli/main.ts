@@ -12,9 +12,11 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { InvalidArgumentError } from "../errors.js";
+import { registerInit } from "./init.js";
 import { printJson } from "./io.js";
 import { jobsArgv, registerJobs } from "./jobs.js";
 import { registerServe } from "./serve.js";
+import { registerStatus } from "./status.js";
 
 const USAGE = 2;
 const FAILURE = 1;
@@ -31,8 +33,10 @@ export function buildProgram(): Command {
     // Set before any subcommand exists: subcommands copy these settings when created.
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(`tidewire: ${text.replace(/^error: /, "")}`) });
+  registerInit(program);
   registerJobs(program);
   registerServe(program);
+  registerStatus(program);
   return program;
 }
 

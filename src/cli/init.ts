@@ -1,0 +1,71 @@
+/**
+ * `tidewire init <db> --table <table>[=<bucket>] ...`: track tables for sync.
+ *
+ * Contract: the database must exist (it holds the tables to track). Every
+ * table is tracked in one transaction: one that cannot be (no such table, no
+ * explicit PRIMARY KEY) fails the command (exit 1) and leaves every table as
+ * it was. Running it again is harmless, and is how a column added with
+ * ALTER TABLE joins the capture.
+ */
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { type Command, InvalidArgumentError as UsageError } from "commander";
+import { StoreError } from "../errors.js";
+import { Replica } from "../replica/replica.js";
+import { DEFAULT_BUCKET, type TrackedTableInfo } from "../replica/track.js";
+import { printJson, printText } from "./io.js";
+
+interface TableSpec {
+  table: string;
+  bucket: string;
+}
+
+interface InitFlags {
+  table: TableSpec[];
+  json?: boolean;
+}
+
+/** `items` or `items=catalog`: the table, and its bucket (default "default"). */
+export function tableSpec(value: string, previous: TableSpec[] | undefined): TableSpec[] {
+  const at = value.indexOf("=");
+  const table = at < 0 ? value : value.slice(0, at);
+  const bucket = at < 0 ? DEFAULT_BUCKET : value.slice(at + 1);
+  if (table.trim() === "") throw new UsageError("Expected a table name, as table or table=bucket.");
+  if (bucket.trim() === "") throw new UsageError(`Expected a bucket name after "${table}=".`);
+  return [...(previous ?? []), { table, bucket }];
+}
+
+export function registerInit(program: Command): void {
+  program
+    .command("init")
+    .description("track tables: capture every write to them, from any SQLite client, for sync")
+    .argument("<db>", "the database file (it must exist)")
+    .requiredOption(
+      "--table <table[=bucket]>",
+      "a table to track, in a bucket (default: default); repeatable",
+      tableSpec,
+    )
+    .option("--json", "print one JSON document on stdout")
+    .action((db: string, flags: InitFlags) => {
+      const path = resolve(db);
+      if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
+      const replica = Replica.open(path);
+      let tracked: TrackedTableInfo[];
+      try {
+        tracked = replica.store.write(() =>
+          flags.table.map((s) => replica.track(s.table, { bucket: s.bucket })),
+        );
+      } finally {
+        replica.close();
+      }
+      if (flags.json) {
+        printJson({ ok: true, nodeId: replica.nodeId, tables: tracked });
+        return;
+      }
+      const lines = tracked.map(
+        (t) =>
+          `tracking ${t.table} in bucket ${t.bucket}: key (${t.key.join(", ")}), ${t.columns.length} other column${t.columns.length === 1 ? "" : "s"}`,
+      );
+      printText([`node ${replica.nodeId}`, ...lines].join("\n"));
+    });
+}

@@ -1,0 +1,151 @@
+/**
+ * `tidewire status <db> [--json]`: what a database holds as a replica and a
+ * queue: node id, clock, tracked tables by bucket, the change log's size,
+ * cursors, and job counts per queue.
+ *
+ * Contract: reads only. The database is opened read-only and never migrated,
+ * so a file that is not (yet) a replica is reported as such, not changed.
+ */
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import { type Cursor, CursorStore } from "../cursor-store.js";
+import { StoreError } from "../errors.js";
+import { Queue } from "../queue/queue.js";
+import type { QueueStats } from "../queue/types.js";
+import { Catalog } from "../replica/catalog.js";
+import { formatHlc, hlcMillis } from "../replica/hlc.js";
+import { ChangeLog, type LogStats } from "../replica/log.js";
+import { describeTracked, type TrackedTableInfo } from "../replica/track.js";
+import { openStore, type Store } from "../store.js";
+import { printJson, printText, table } from "./io.js";
+
+export interface Status {
+  nodeId: string | null;
+  clock: { hlc: string; time: string } | null;
+  buckets: Record<string, string[]>;
+  tables: TrackedTableInfo[];
+  log: LogStats | null;
+  cursors: Cursor[];
+  queues: Record<string, QueueStats>;
+}
+
+export function registerStatus(program: Command): void {
+  program
+    .command("status")
+    .description("show a database's node id, tracked tables, change log, cursors and queues")
+    .argument("<db>", "the database file (it must exist)")
+    .option("--json", "print one JSON document on stdout")
+    .action((db: string, flags: { json?: boolean }) => {
+      const path = resolve(db);
+      if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
+      const store = openStore(path, { readonly: true });
+      let status: Status;
+      try {
+        status = readStatus(store);
+      } finally {
+        store.close();
+      }
+      if (flags.json) printJson({ ok: true, ...status });
+      else printText(render(status));
+    });
+}
+
+function hasTable(store: Store, name: string): boolean {
+  return (
+    store.db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name) !== undefined
+  );
+}
+
+export function readStatus(store: Store): Status {
+  const status: Status = {
+    nodeId: null,
+    clock: null,
+    buckets: {},
+    tables: [],
+    log: null,
+    cursors: [],
+    queues: {},
+  };
+  if (hasTable(store, "tw_clock") && hasTable(store, "tw_log")) {
+    const row = store.db.prepare("SELECT node, hlc FROM tw_clock WHERE id = 0").safeIntegers(true).get() as
+      | { node: string; hlc: bigint }
+      | undefined;
+    if (row) {
+      status.nodeId = row.node;
+      status.clock = { hlc: formatHlc(row.hlc), time: new Date(hlcMillis(row.hlc)).toISOString() };
+    }
+    const catalog = new Catalog(store.db);
+    status.tables = catalog.list().map(describeTracked);
+    for (const t of status.tables) {
+      const list = status.buckets[t.bucket] ?? [];
+      list.push(t.table);
+      status.buckets[t.bucket] = list;
+    }
+    status.log = new ChangeLog(store.db, catalog).stats();
+  }
+  if (hasTable(store, "tw_cursors")) status.cursors = new CursorStore(store, { flushIntervalMs: 0 }).getAll();
+  if (hasTable(store, "tw_jobs")) {
+    const names = store.db
+      .prepare("SELECT DISTINCT queue FROM tw_jobs ORDER BY queue")
+      .pluck()
+      .all() as string[];
+    for (const name of names) status.queues[name] = new Queue(store, name).stats();
+  }
+  return status;
+}
+
+function render(s: Status): string {
+  const out: string[] = [];
+  if (s.nodeId === null) {
+    out.push("node     none: not a replica yet (tidewire init <db> --table <table> makes it one)");
+  } else {
+    out.push(`node     ${s.nodeId}`);
+    if (s.clock) out.push(`clock    ${s.clock.hlc} (${s.clock.time})`);
+  }
+  const buckets = Object.entries(s.buckets);
+  out.push(buckets.length ? "tables" : "tables   none tracked");
+  for (const [bucket, tables] of buckets) out.push(`  ${bucket}: ${tables.join(", ")}`);
+  if (s.log) {
+    const l = s.log;
+    out.push(
+      `log      ${l.entries} entries: ${l.rows} rows, ${l.tombstones} tombstones, ${l.pending} pending; last sequence ${l.lastSeq}`,
+    );
+  }
+  if (s.cursors.length === 0) out.push("cursors  none");
+  else {
+    out.push("cursors");
+    out.push(
+      indent(
+        table(
+          ["PEER", "BUCKET", "DIRECTION", "VALUE", "UPDATED"],
+          s.cursors.map((c) => [c.peer, c.bucket, c.direction, c.value, new Date(c.updatedAt).toISOString()]),
+        ),
+      ),
+    );
+  }
+  const queues = Object.entries(s.queues);
+  if (queues.length === 0) out.push("queues   none");
+  else {
+    out.push("queues");
+    out.push(
+      indent(
+        table(
+          ["QUEUE", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"],
+          queues.map(([name, q]) => [
+            name,
+            ...[q.pending, q.running, q.completed, q.failed, q.cancelled].map(String),
+          ]),
+        ),
+      ),
+    );
+  }
+  return out.join("\n");
+}
+
+function indent(text: string): string {
+  return text
+    .split("\n")
+    .map((l) => `  ${l}`)
+    .join("\n");
+}
