@@ -1,4 +1,11 @@
 /** Tidewire's library entry point: everything here is public API. */
+export {
+  type Cursor,
+  type CursorKey,
+  CursorStore,
+  type CursorStoreOptions,
+  type Direction,
+} from "./cursor-store.js";
 export { type Daemon, type DaemonOptions, startDaemon, stopOnSignals } from "./daemon/daemon.js";
 export { InvalidArgumentError, StoreError, TidewireError } from "./errors.js";
 export { registry as metricsRegistry } from "./metrics.js";
@@ -15,4 +22,11 @@ export {
   Worker,
   type WorkerOptions,
 } from "./queue/worker.js";
+export { type ApplyResult, ClockDriftError, InvalidChangeError } from "./replica/apply.js";
+export { formatHlc, parseHlc } from "./replica/hlc.js";
+export type { Change, ChangeSet, ChangesSinceOptions, LogStats } from "./replica/log.js";
+export { Replica, type ReplicaOptions } from "./replica/replica.js";
+export { NotTrackableError } from "./replica/schema.js";
+export type { TrackedTableInfo, TrackOptions } from "./replica/track.js";
+export type { SqlValue, WireValue } from "./replica/values.js";
 export { openStore, Store, type StoreOptions } from "./store.js";
