@@ -51,13 +51,16 @@ function sync(from: Replica, to: Replica): void {
 }
 
 describe("last writer wins, per column", () => {
-  it("merges concurrent updates of different columns, and keeps the later write of the same column", () => {
+  it("merges concurrent updates of different columns, and keeps the later write of the same column", async () => {
     const [a, b] = [open("a"), open("b")];
     run(a, "INSERT INTO items VALUES (1, 'pen', 1)");
     sync(a, b);
     run(a, "UPDATE items SET name = 'red pen' WHERE id = 1");
     run(b, "UPDATE items SET qty = 5 WHERE id = 1");
-    run(a, "UPDATE items SET qty = 7 WHERE id = 1"); // later than b's qty = 5
+    // Unrelated writes on two nodes within one millisecond are concurrent; a
+    // gap makes a's the later one.
+    await sleep(3);
+    run(a, "UPDATE items SET qty = 7 WHERE id = 1");
     sync(a, b);
     sync(b, a);
     expect(rows(a)).toEqual([{ id: 1, name: "red pen", qty: 7 }]);
@@ -80,11 +83,12 @@ describe("last writer wins, per column", () => {
 });
 
 describe("deletes", () => {
-  it("a delete hides the row and older writes; a later insert resurrects it", () => {
+  it("a delete hides the row and older writes; a later insert resurrects it", async () => {
     const [a, b] = [open("a"), open("b")];
     run(a, "INSERT INTO items VALUES (1, 'pen', 1)");
     sync(a, b);
-    run(b, "UPDATE items SET qty = 2 WHERE id = 1"); // older than a's delete
+    run(b, "UPDATE items SET qty = 2 WHERE id = 1");
+    await sleep(3); // so a's delete has the later clock
     run(a, "DELETE FROM items WHERE id = 1");
     sync(a, b);
     sync(b, a);
