@@ -76,7 +76,13 @@ export class CursorStore {
         dirty: false,
       });
     }
-    store.onClose(() => this.close());
+    // The store calls this before it checkpoints and closes the database (isOpen is already false).
+    store.onClose(() => {
+      if (this.closed) return;
+      this.stopTimer();
+      this.closed = true;
+      this.flushDirty();
+    });
   }
 
   get(key: CursorKey): string | undefined {
@@ -151,15 +157,17 @@ export class CursorStore {
   /** Flushes, then checkpoints. Idempotent; runs by itself when the store closes. */
   close(): void {
     if (this.closed) return;
+    this.stopTimer();
+    if (this.store.isOpen) {
+      this.flushDirty();
+      this.checkpoint();
+    }
+    this.closed = true;
+  }
+
+  private stopTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    if (!this.store.isOpen) {
-      this.closed = true;
-      return;
-    }
-    this.flushDirty();
-    this.checkpoint();
-    this.closed = true;
   }
 
   private schedule(): void {
