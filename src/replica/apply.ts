@@ -24,14 +24,13 @@
  * table does not capture (yet) are kept in the log and written to the table
  * by a later `track`, once the column exists.
  */
-import type Database from "better-sqlite3";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
 import type { Store } from "../store.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
 import type { Clock } from "./hlc.js";
 import { compareClocks, isNodeId, parseHlc } from "./hlc.js";
 import type { ChangeLog, Entry } from "./log.js";
-import { evalDefault, quoteIdent } from "./schema.js";
+import { type RowWrite, RowWriter } from "./rows.js";
 import { ALIVE, DELETED, ROW } from "./triggers.js";
 import {
   compareValues,
@@ -92,11 +91,14 @@ interface RowState {
   cols: Map<string, Entry>;
   wasAlive: boolean;
   rowChanged: boolean;
-  changedCols: Set<string>;
+  /** Entries that won, to write to the log (column "" is the row entry). */
+  won: Map<string, Entry>;
+  /** A stored column entry died: the log must drop it. */
+  dropped: boolean;
 }
 
 export class Applier {
-  private readonly statements = new WeakMap<TrackedTable, TableStatements>();
+  private readonly writers = new WeakMap<TrackedTable, RowWriter>();
 
   constructor(
     private readonly store: Store,
@@ -110,6 +112,7 @@ export class Applier {
     return this.store.write(() => {
       // Inside the transaction: the catalog cannot move between check and write.
       const now = Date.now();
+      this.catalog.refresh();
       const batch = changes.map((c, i) => this.check(c, i, now));
       return this.merge(batch);
     });
@@ -117,13 +120,13 @@ export class Applier {
 
   private check(c: unknown, index: number, now: number): Incoming {
     const o = (c ?? {}) as Record<string, unknown>;
-    const what = typeof c === "object" && c !== null ? describeChange(o) : "";
+    const what = () => (typeof c === "object" && c !== null ? describeChange(o) : "");
     const fail = (reason: string): never => {
-      throw new InvalidChangeError(index, reason, what);
+      throw new InvalidChangeError(index, reason, what());
     };
     if (typeof c !== "object" || c === null || Array.isArray(c)) fail("is not an object");
     if (typeof o.table !== "string") fail("has no table name");
-    const t = this.catalog.get(o.table as string);
+    const t = this.catalog.peek(o.table as string);
     if (!t) fail(`names table "${String(o.table)}", which is not tracked here`);
     const table = t as TrackedTable;
     if (o.op !== "insert" && o.op !== "update" && o.op !== "delete") fail(`has op ${describeValue(o.op)}`);
@@ -167,7 +170,7 @@ export class Applier {
     try {
       this.clock.checkDrift(hlc, now);
     } catch (err) {
-      throw new ClockDriftError(index, `is refused: ${(err as Error).message}`, what);
+      throw new ClockDriftError(index, `is refused: ${(err as Error).message}`, what());
     }
     return {
       t: table,
@@ -183,48 +186,59 @@ export class Applier {
   private merge(batch: Incoming[]): ApplyResult {
     this.clock.suppress(true);
     let { hlc: maxHlc, seq } = this.clock.read();
-    const rows = new Map<string, RowState>();
+    const rows = this.load(batch);
     let applied = 0;
     for (const inc of batch) {
       if (inc.hlc > maxHlc) maxHlc = inc.hlc;
-      const id = `${inc.t.id}:${keyString(inc.key)}`;
-      let state = rows.get(id);
-      if (!state) {
-        state = this.loadRow(inc);
-        rows.set(id, state);
-      }
-      if (this.mergeOne(state, inc, seq + 1n)) {
+      if (this.mergeOne(rows.get(rowId(inc.t, inc.key))!, inc, seq + 1n)) {
         seq++;
         applied++;
       }
     }
-    for (const state of rows.values()) this.materialize(state);
+    this.writeLog(rows);
+    this.materialize(rows);
     this.clock.observe(maxHlc, seq);
     this.clock.suppress(false);
     return { received: batch.length, applied };
   }
 
-  private loadRow(inc: Incoming): RowState {
-    const entries = this.log.load(inc.t.id, inc.key);
-    const cols = new Map<string, Entry>();
-    let row: Entry | null = null;
-    for (const e of entries) {
-      if (e.col === ROW) row = e;
-      else cols.set(e.col, e);
+  /** The current entries of every key the batch touches: one query per table per 256 keys. */
+  private load(batch: Incoming[]): Map<string, RowState> {
+    const rows = new Map<string, RowState>();
+    const byTable = new Map<TrackedTable, SqlValue[]>();
+    for (const inc of batch) {
+      const id = rowId(inc.t, inc.key);
+      if (rows.has(id)) continue;
+      rows.set(id, {
+        t: inc.t,
+        key: inc.key,
+        parts: inc.parts,
+        row: null,
+        cols: new Map(),
+        wasAlive: false,
+        rowChanged: false,
+        won: new Map(),
+        dropped: false,
+      });
+      const keys = byTable.get(inc.t) ?? [];
+      keys.push(inc.key);
+      byTable.set(inc.t, keys);
     }
-    return {
-      t: inc.t,
-      key: inc.key,
-      parts: inc.parts,
-      row,
-      cols,
-      wasAlive: row?.val === BigInt(ALIVE),
-      rowChanged: false,
-      changedCols: new Set(),
-    };
+    for (const [t, keys] of byTable) {
+      for (const e of this.log.loadMany(t.id, keys)) {
+        const s = rows.get(rowId(t, e.pk));
+        if (!s) continue;
+        const { pk: _, ...entry } = e;
+        if (e.col === ROW) {
+          s.row = entry;
+          s.wasAlive = e.val === BigInt(ALIVE);
+        } else s.cols.set(e.col, entry);
+      }
+    }
+    return rows;
   }
 
-  /** Merges one change into the row's state and the log; true when any entry won. */
+  /** Merges one change into its row's state; true when any entry won. */
   private mergeOne(s: RowState, inc: Incoming, seq: bigint): boolean {
     const beats = (e: Entry, val: SqlValue) =>
       (compareClocks(inc.hlc, inc.origin, e.hlc, e.origin) || compareValues(val, e.val)) > 0;
@@ -233,13 +247,16 @@ export class Applier {
       const val = BigInt(inc.op === "insert" ? ALIVE : DELETED);
       if (!s.row || beats(s.row, val)) {
         s.row = { col: ROW, val, hlc: inc.hlc, origin: inc.origin, seq };
-        this.log.put(s.t.id, s.key, s.row);
+        s.won.set(ROW, s.row);
         s.rowChanged = true;
         won = true;
+        // Column entries older than the row entry are dead: drop them.
         for (const [c, e] of s.cols) {
-          if (compareClocks(e.hlc, e.origin, inc.hlc, inc.origin) < 0) s.cols.delete(c);
+          if (compareClocks(e.hlc, e.origin, inc.hlc, inc.origin) < 0) {
+            s.cols.delete(c);
+            if (!s.won.delete(c)) s.dropped = true;
+          }
         }
-        this.log.prune(s.t.id, s.key, inc.hlc, inc.origin);
       }
     }
     // Entries older than the row entry are dead on arrival.
@@ -249,92 +266,62 @@ export class Applier {
       if (cur && !beats(cur, val)) continue;
       const e: Entry = { col, val, hlc: inc.hlc, origin: inc.origin, seq };
       s.cols.set(col, e);
-      this.log.put(s.t.id, s.key, e);
-      s.changedCols.add(col);
+      s.won.set(col, e);
       won = true;
     }
     return won;
   }
 
-  /** Writes the row as the merged log says it is. */
-  private materialize(s: RowState): void {
-    const alive = s.row?.val === BigInt(ALIVE);
-    const st = this.statementsFor(s.t);
-    if (!alive) {
-      if (s.rowChanged && s.wasAlive) st.delete.run(...s.parts);
-      return;
+  /** Drops what the new row entries made dead, then writes the winners. */
+  private writeLog(rows: Map<string, RowState>): void {
+    const puts: Array<{ tbl: number; pk: SqlValue; e: Entry }> = [];
+    for (const s of rows.values()) {
+      if (s.dropped && s.row) this.log.prune(s.t.id, s.key, s.row.hlc, s.row.origin);
+      for (const e of s.won.values()) puts.push({ tbl: s.t.id, pk: s.key, e });
     }
-    let names: string[];
-    if (s.rowChanged) {
-      // A newer insert: every column is its live entry or, having none, its default.
-      names = s.t.columns;
-    } else {
-      names = s.t.columns.filter((c) => s.changedCols.has(c));
-      if (names.length === 0) return;
-    }
-    const row = s.row as Entry;
-    const values = names.map((c) => {
-      const e = s.cols.get(c);
-      // Only an entry as new as the row entry is live (see the contract above).
-      const live = e && compareClocks(e.hlc, e.origin, row.hlc, row.origin) >= 0;
-      return live ? e.val : st.defaultOf(c);
-    });
-    st.upsert(names).run(...s.parts, ...values);
+    this.log.putMany(puts);
   }
 
-  private statementsFor(t: TrackedTable): TableStatements {
-    let st = this.statements.get(t);
-    if (!st) {
-      st = new TableStatements(this.store.db, t);
-      this.statements.set(t, st);
+  /** Writes each touched row as the merged log says it is, many rows per statement. */
+  private materialize(rows: Map<string, RowState>): void {
+    const groups = new Map<string, { w: RowWriter; names: string[]; rows: RowWrite[] }>();
+    for (const s of rows.values()) {
+      const w = this.writerFor(s.t);
+      const alive = s.row?.val === BigInt(ALIVE);
+      if (!alive) {
+        if (s.rowChanged && s.wasAlive) w.remove(s.parts);
+        continue;
+      }
+      // A newer insert rewrites every column: its live entry or, having none, its default.
+      const names = s.rowChanged ? s.t.columns : s.t.columns.filter((c) => s.won.has(c));
+      if (names.length === 0 && !s.rowChanged) continue;
+      const row = s.row as Entry;
+      const values = names.map((c) => {
+        const e = s.cols.get(c);
+        // Only an entry as new as the row entry is live (see the contract above).
+        const live = e && compareClocks(e.hlc, e.origin, row.hlc, row.origin) >= 0;
+        return live ? e.val : w.defaultOf(c);
+      });
+      const id = `${s.t.id}\u0000${names.join("\u0000")}`;
+      const g = groups.get(id) ?? { w, names, rows: [] };
+      g.rows.push({ parts: s.parts, values });
+      groups.set(id, g);
     }
-    return st;
+    for (const g of groups.values()) g.w.upsert(g.names, g.rows);
+  }
+
+  private writerFor(t: TrackedTable): RowWriter {
+    let w = this.writers.get(t);
+    if (!w) {
+      w = new RowWriter(this.store.db, t);
+      this.writers.set(t, w);
+    }
+    return w;
   }
 }
 
-/** The statements that write one tracked table, prepared once each. */
-class TableStatements {
-  readonly delete: Database.Statement;
-  private readonly upserts = new Map<string, Database.Statement>();
-  private readonly defaults = new Map<string, SqlValue>();
-
-  constructor(
-    private readonly db: Database.Database,
-    private readonly t: TrackedTable,
-  ) {
-    const where = t.pk.map((c) => `${quoteIdent(c)} = ?`).join(" AND ");
-    this.delete = db.prepare(`DELETE FROM ${quoteIdent(t.name)} WHERE ${where}`);
-  }
-
-  /** INSERT of the key and `names`, or UPDATE of `names` when the key exists. */
-  upsert(names: string[]): Database.Statement {
-    const id = names.join("\u0000");
-    let st = this.upserts.get(id);
-    if (!st) {
-      const cols = [...this.t.pk, ...names].map(quoteIdent);
-      const action = names.length
-        ? `DO UPDATE SET ${names.map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`).join(", ")}`
-        : "DO NOTHING";
-      st = this.db.prepare(
-        `INSERT INTO ${quoteIdent(this.t.name)} (${cols.join(", ")}) VALUES (${cols.map(() => "?").join(", ")})
-         ON CONFLICT (${this.t.pk.map(quoteIdent).join(", ")}) ${action}`,
-      );
-      if (this.upserts.size > 256) this.upserts.clear();
-      this.upserts.set(id, st);
-    }
-    return st;
-  }
-
-  /** The column's declared default, evaluated once. */
-  defaultOf(col: string): SqlValue {
-    if (!this.defaults.has(col)) {
-      const row = this.db
-        .prepare("SELECT dflt_value FROM pragma_table_xinfo(?) WHERE name = ?")
-        .get(this.t.name, col) as { dflt_value: string | null } | undefined;
-      this.defaults.set(col, evalDefault(this.db, row?.dflt_value ?? null) as SqlValue);
-    }
-    return this.defaults.get(col) as SqlValue;
-  }
+function rowId(t: TrackedTable, key: SqlValue): string {
+  return `${t.id}:${keyString(key)}`;
 }
 
 function describeChange(o: Record<string, unknown>): string {

@@ -70,6 +70,11 @@ export class Catalog {
     return this.byName.get(name);
   }
 
+  /** As `get`, without checking for a schema change: for a loop that refreshed once. */
+  peek(name: string): TrackedTable | undefined {
+    return this.byName.get(name);
+  }
+
   getById(id: number): TrackedTable | undefined {
     this.refresh();
     return this.byId.get(id);

@@ -71,6 +71,8 @@ export interface LogStats {
 }
 
 const DEFAULT_LIMIT = 1000;
+const LOAD_CHUNK = 256;
+const PUT_CHUNK = 64;
 const CURSOR = /^(0|[1-9][0-9]{0,17})$/;
 
 interface LogRow extends Entry {
@@ -91,6 +93,7 @@ export function parseCursor(cursor: unknown): bigint {
 
 export class ChangeLog {
   private readonly sql: ReturnType<typeof prepare>;
+  private readonly puts = new Map<number, Database.Statement>();
 
   constructor(
     private readonly db: Database.Database,
@@ -160,13 +163,44 @@ export class ChangeLog {
     return out;
   }
 
-  /** Every entry of one key. */
-  load(tbl: number, pk: SqlValue): Entry[] {
-    return this.sql.load.all(tbl, pk) as Entry[];
+  /** Every entry of the given keys of one table, read LOAD_CHUNK keys per statement. */
+  loadMany(tbl: number, keys: SqlValue[]): Array<Entry & { pk: SqlValue }> {
+    const out: Array<Entry & { pk: SqlValue }> = [];
+    for (let i = 0; i < keys.length; i += LOAD_CHUNK) {
+      const chunk = keys.slice(i, i + LOAD_CHUNK);
+      // Padding with NULL keeps one prepared statement: NULL matches no key.
+      while (chunk.length < LOAD_CHUNK) chunk.push(null);
+      out.push(...(this.sql.loadMany.all(tbl, ...chunk) as Array<Entry & { pk: SqlValue }>));
+    }
+    return out;
   }
 
   put(tbl: number, pk: SqlValue, e: Entry): void {
     this.sql.put.run(tbl, pk, e.col, e.val, e.hlc, e.origin, e.seq);
+  }
+
+  /** Upserts many entries, PUT_CHUNK per statement. Each (table, key, column) at most once. */
+  putMany(entries: Array<{ tbl: number; pk: SqlValue; e: Entry }>): void {
+    for (let i = 0; i < entries.length; i += PUT_CHUNK) {
+      const chunk = entries.slice(i, i + PUT_CHUNK);
+      const params: unknown[] = [];
+      for (const { tbl, pk, e } of chunk) params.push(tbl, pk, e.col, e.val, e.hlc, e.origin, e.seq);
+      this.putStatement(chunk.length).run(...params);
+    }
+  }
+
+  private putStatement(rows: number): Database.Statement {
+    let st = this.puts.get(rows);
+    if (!st) {
+      st = this.db.prepare(
+        `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq)
+         VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, ?, ?, ?)").join(", ")}
+         ON CONFLICT (tbl, pk, col) DO UPDATE SET
+           val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq`,
+      );
+      this.puts.set(rows, st);
+    }
+    return st;
   }
 
   /** Drops the key's column entries older than the clock (hlc, origin). */
@@ -227,8 +261,11 @@ function prepare(db: Database.Database) {
       )
       .safeIntegers(true),
     counter: db.prepare("SELECT seq FROM tw_clock WHERE id = 0").pluck().safeIntegers(true),
-    load: db
-      .prepare("SELECT col, val, hlc, origin, seq FROM tw_log WHERE tbl = ? AND pk = ?")
+    loadMany: db
+      .prepare(
+        `SELECT pk, col, val, hlc, origin, seq FROM tw_log
+         WHERE tbl = ? AND pk IN (${Array.from({ length: LOAD_CHUNK }, () => "?").join(", ")})`,
+      )
       .safeIntegers(true),
     put: db.prepare(
       `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq) VALUES (?, ?, ?, ?, ?, ?, ?)
