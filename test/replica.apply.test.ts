@@ -233,6 +233,25 @@ describe("bad batches are refused whole", () => {
   });
 });
 
+describe("foreign keys", () => {
+  it("applies a batch whose child rows come before their parents", () => {
+    const [a, b] = [open("a"), open("b")];
+    for (const r of [a, b]) {
+      r.store.db.exec(
+        "CREATE TABLE lines (id INTEGER PRIMARY KEY, item INTEGER NOT NULL REFERENCES items (id))",
+      );
+      r.track("lines");
+    }
+    run(a, "INSERT INTO items VALUES (1, 'pen', 1)");
+    run(a, "INSERT INTO lines VALUES (10, 1)");
+    b.apply(all(a).reverse());
+    expect(b.store.db.prepare("SELECT * FROM lines").all()).toEqual([{ id: 10, item: 1 }]);
+    const orphan = { ...all(a)[1]!, pk: [11], columns: { item: 99 } };
+    expect(() => b.apply([orphan])).toThrow(/FOREIGN KEY/);
+    expect(b.store.db.prepare("SELECT count(*) FROM lines").pluck().get()).toBe(1);
+  });
+});
+
 describe("changesSince", () => {
   it("pages by whole changes, with a cursor to resume and hasMore", () => {
     const a = open("a");

@@ -184,6 +184,8 @@ export class Applier {
   }
 
   private merge(batch: Incoming[]): ApplyResult {
+    // A batch may hold a child row before its parent: check foreign keys at commit.
+    this.store.db.pragma("defer_foreign_keys = ON");
     this.clock.suppress(true);
     let { hlc: maxHlc, seq } = this.clock.read();
     const rows = this.load(batch);
