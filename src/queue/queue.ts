@@ -72,7 +72,26 @@ interface JobRow {
   finished_at: number | null;
 }
 
-const _DAY_MS = 86_400_000;
+/**
+ * What a claim reads back: only the columns the claim did not just set. Returning
+ * every column (RETURNING *) made the claim ~1.5x slower, all of it spent building values.
+ */
+const CLAIMED_COLUMNS =
+  "id, type, payload, priority, run_at, attempts, max_attempts, backoff, key, last_error, created_at";
+type ClaimedRow = Pick<
+  JobRow,
+  | "id"
+  | "type"
+  | "payload"
+  | "priority"
+  | "run_at"
+  | "attempts"
+  | "max_attempts"
+  | "backoff"
+  | "key"
+  | "last_error"
+  | "created_at"
+>;
 /** A job may become pending again only while no other unfinished job holds its dedup key. */
 const KEY_FREE = `(key IS NULL OR NOT EXISTS (
   SELECT 1 FROM tw_jobs AS other
@@ -126,7 +145,7 @@ export class Queue implements JobQueue {
                         WHERE queue = ? AND state = 'pending' AND run_at <= ?
                         ORDER BY priority DESC, run_at, id LIMIT ?)
             AND state = 'pending'
-        RETURNING *`,
+        RETURNING ${CLAIMED_COLUMNS}`,
       ),
       // The same claim for a worker that takes only the types it has handlers for. The index
       // still yields claim order; rows of other types are read and skipped.
@@ -138,7 +157,7 @@ export class Queue implements JobQueue {
                           AND type IN (SELECT value FROM json_each(?))
                         ORDER BY priority DESC, run_at, id LIMIT ?)
             AND state = 'pending'
-        RETURNING *`,
+        RETURNING ${CLAIMED_COLUMNS}`,
       ),
       // One statement completes a whole batch; a pair whose lease was lost matches nothing.
       completeMany: db.prepare<{ now: number; owner: string; held: string }>(
@@ -234,11 +253,12 @@ export class Queue implements JobQueue {
     );
     this.claimTx = store.writer((owner: string, limit: number, leaseMs: number, types: string | null) => {
       const now = this.now();
-      return (
+      const rows = (
         types === null
           ? this.sql.claim.all(owner, now + leaseMs, now, this.name, now, limit)
           : this.sql.claimTypes.all(owner, now + leaseMs, now, this.name, now, types, limit)
-      ) as JobRow[];
+      ) as ClaimedRow[];
+      return { rows, now };
     });
   }
 
@@ -279,7 +299,12 @@ export class Queue implements JobQueue {
   private readonly addOne: (r: NormalizedAdd, now: number) => Job;
   private readonly addBatch: (rows: NormalizedAdd[], now: number) => Job[];
   private readonly settleTx: (owner: string, settlements: Settlement[], result: SettleResult) => void;
-  private readonly claimTx: (owner: string, limit: number, leaseMs: number, types: string | null) => JobRow[];
+  private readonly claimTx: (
+    owner: string,
+    limit: number,
+    leaseMs: number,
+    types: string | null,
+  ) => { rows: ClaimedRow[]; now: number };
 
   private insertBatch(rows: NormalizedAdd[], now: number): Job[] {
     const jobs = new Array<Job>(rows.length);
@@ -495,10 +520,28 @@ export class Queue implements JobQueue {
   }
 
   claim(owner: string, limit: number, leaseMs: number, types?: readonly string[]): Job[] {
-    const rows = this.claimTx(owner, limit, leaseMs, types ? JSON.stringify(types) : null);
+    const { rows, now } = this.claimTx(owner, limit, leaseMs, types ? JSON.stringify(types) : null);
     // RETURNING gives no order; hand jobs out in claim order.
     rows.sort((a, b) => b.priority - a.priority || a.run_at - b.run_at || a.id - b.id);
-    return rows.map(toJob);
+    return rows.map((r) => ({
+      id: r.id,
+      queue: this.name,
+      type: r.type,
+      payload: JSON.parse(r.payload),
+      state: "running",
+      priority: r.priority,
+      runAt: r.run_at,
+      attempts: r.attempts,
+      maxAttempts: r.max_attempts,
+      backoff: r.backoff === null ? null : JSON.parse(r.backoff),
+      key: r.key,
+      leaseOwner: owner,
+      leaseExpiresAt: now + leaseMs,
+      lastError: r.last_error,
+      createdAt: r.created_at,
+      startedAt: now,
+      finishedAt: null,
+    }));
   }
 
   settle(owner: string, settlements: Settlement[]): SettleResult {
