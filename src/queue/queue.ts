@@ -14,8 +14,11 @@ import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { jobsAdded } from "../metrics.js";
 import type { Store } from "../store.js";
-import { backoffDelay, resolveBackoff, validateBackoff } from "./backoff.js";
-import { cronSpec, everySpec, nextPeriodicRun, type PeriodicSpec, periodicJob } from "./periodic.js";
+import { resolveBackoff, validateBackoff } from "./backoff.js";
+import { Leases } from "./leases.js";
+import { cronSpec, everySpec, type PeriodicSpec } from "./periodic.js";
+import { type JobRow, toJob } from "./rows.js";
+import { Schedules } from "./schedules.js";
 import {
   type AddManyItem,
   type AddOptions,
@@ -52,46 +55,6 @@ export interface QueueOptions {
   clock?: () => number;
 }
 
-interface JobRow {
-  id: number;
-  queue: string;
-  type: string;
-  payload: string;
-  state: JobState;
-  priority: number;
-  run_at: number;
-  attempts: number;
-  max_attempts: number;
-  backoff: string | null;
-  key: string | null;
-  lease_owner: string | null;
-  lease_expires_at: number | null;
-  last_error: string | null;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-}
-
-/**
- * What a claim reads back: only the columns the claim did not just set. Returning
- * every column (RETURNING *) made the claim ~1.5x slower, all of it spent building values.
- */
-const CLAIMED_COLUMNS =
-  "id, type, payload, priority, run_at, attempts, max_attempts, backoff, key, last_error, created_at";
-type ClaimedRow = Pick<
-  JobRow,
-  | "id"
-  | "type"
-  | "payload"
-  | "priority"
-  | "run_at"
-  | "attempts"
-  | "max_attempts"
-  | "backoff"
-  | "key"
-  | "last_error"
-  | "created_at"
->;
 /** A job may become pending again only while no other unfinished job holds its dedup key. */
 const KEY_FREE = `(key IS NULL OR NOT EXISTS (
   SELECT 1 FROM tw_jobs AS other
@@ -109,6 +72,8 @@ export class Queue implements JobQueue {
   private readonly events = new EventEmitter();
   private readonly sql;
   private readonly listSql = new Map<string, Database.Statement>();
+  private readonly leases: Leases;
+  private readonly schedules: Schedules;
 
   constructor(
     readonly store: Store,
@@ -138,60 +103,6 @@ export class Queue implements JobQueue {
         `SELECT * FROM tw_jobs WHERE queue = ? AND key = ? AND state IN ('pending', 'running')`,
       ),
       get: db.prepare<[number, string]>(`SELECT * FROM tw_jobs WHERE id = ? AND queue = ?`),
-      claim: db.prepare<[string, number, number, string, number, number]>(
-        `UPDATE tw_jobs
-            SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, started_at = ?
-          WHERE id IN (SELECT id FROM tw_jobs
-                        WHERE queue = ? AND state = 'pending' AND run_at <= ?
-                        ORDER BY priority DESC, run_at, id LIMIT ?)
-            AND state = 'pending'
-        RETURNING ${CLAIMED_COLUMNS}`,
-      ),
-      // The same claim for a worker that takes only the types it has handlers for. The index
-      // still yields claim order; rows of other types are read and skipped.
-      claimTypes: db.prepare<[string, number, number, string, number, string, number]>(
-        `UPDATE tw_jobs
-            SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, started_at = ?
-          WHERE id IN (SELECT id FROM tw_jobs
-                        WHERE queue = ? AND state = 'pending' AND run_at <= ?
-                          AND type IN (SELECT value FROM json_each(?))
-                        ORDER BY priority DESC, run_at, id LIMIT ?)
-            AND state = 'pending'
-        RETURNING ${CLAIMED_COLUMNS}`,
-      ),
-      // One statement completes a whole batch; a pair whose lease was lost matches nothing.
-      completeMany: db.prepare<{ now: number; owner: string; held: string }>(
-        `UPDATE tw_jobs SET state = 'completed', finished_at = @now, lease_owner = NULL, lease_expires_at = NULL
-           FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempts FROM json_each(@held)) AS held
-          WHERE tw_jobs.id = held.id AND tw_jobs.attempts = held.attempts
-            AND tw_jobs.state = 'running' AND tw_jobs.lease_owner = @owner
-        RETURNING tw_jobs.id, tw_jobs.attempts`,
-      ),
-      retryLater: db.prepare<[number, string, number, string, number]>(
-        `UPDATE tw_jobs SET state = 'pending', run_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL
-          WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?`,
-      ),
-      failFinal: db.prepare<[number, string, number, string, number]>(
-        `UPDATE tw_jobs SET state = 'failed', finished_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL
-          WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?`,
-      ),
-      release: db.prepare<[number, string, number]>(
-        `UPDATE tw_jobs SET state = 'pending', attempts = attempts - 1, lease_owner = NULL, lease_expires_at = NULL,
-                started_at = NULL
-          WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?`,
-      ),
-      extend: db.prepare<[number, string, string]>(
-        `UPDATE tw_jobs SET lease_expires_at = ? WHERE lease_owner = ? AND state = 'running' AND queue = ?`,
-      ),
-      reap: db.prepare<{ now: number; queue: string }>(
-        `UPDATE tw_jobs
-            SET state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
-                finished_at = CASE WHEN attempts >= max_attempts THEN @now END,
-                run_at = @now,
-                last_error = 'lease expired: worker ' || coalesce(lease_owner, '?') || ' stopped renewing it',
-                lease_owner = NULL, lease_expires_at = NULL
-          WHERE state = 'running' AND lease_expires_at < @now AND queue = @queue`,
-      ),
       move: db.prepare<{ to: JobState; now: number; id: number; queue: string; from: string | null }>(
         `UPDATE tw_jobs
             SET state = @to,
@@ -225,41 +136,11 @@ export class Queue implements JobQueue {
           WHERE queue = ? AND state IN ('completed', 'failed', 'cancelled')
             AND state IN (SELECT value FROM json_each(?)) AND finished_at < ?`,
       ),
-      upsertPeriodic: db.prepare(
-        `INSERT INTO tw_periodic (queue, name, type, payload, every_ms, cron, timezone, priority, max_attempts,
-                                  next_run_at, created_at)
-         VALUES (@queue, @name, @type, @payload, @everyMs, @cron, @timezone, @priority, @maxAttempts,
-                 @nextRunAt, @now)
-         ON CONFLICT (queue, name) DO UPDATE SET
-           type = excluded.type, payload = excluded.payload, priority = excluded.priority,
-           max_attempts = excluded.max_attempts, timezone = excluded.timezone,
-           next_run_at = CASE WHEN every_ms IS excluded.every_ms AND cron IS excluded.cron
-                              THEN next_run_at ELSE excluded.next_run_at END,
-           every_ms = excluded.every_ms, cron = excluded.cron`,
-      ),
-      removePeriodic: db.prepare<[string, string]>(`DELETE FROM tw_periodic WHERE queue = ? AND name = ?`),
-      listPeriodic: db.prepare<[string]>(`SELECT * FROM tw_periodic WHERE queue = ? ORDER BY name`),
-      duePeriodic: db.prepare<[string, number]>(
-        `SELECT * FROM tw_periodic WHERE queue = ? AND next_run_at <= ? ORDER BY next_run_at`,
-      ),
-      advancePeriodic: db.prepare<[number, number, string, string]>(
-        `UPDATE tw_periodic SET next_run_at = ?, last_run_at = ? WHERE queue = ? AND name = ?`,
-      ),
     };
     this.addOne = store.writer((r: NormalizedAdd, now: number) => this.insert(r, now));
     this.addBatch = store.writer((rows: NormalizedAdd[], now: number) => this.insertBatch(rows, now));
-    this.settleTx = store.writer((owner: string, settlements: Settlement[], result: SettleResult) =>
-      this.writeSettlements(owner, settlements, result),
-    );
-    this.claimTx = store.writer((owner: string, limit: number, leaseMs: number, types: string | null) => {
-      const now = this.now();
-      const rows = (
-        types === null
-          ? this.sql.claim.all(owner, now + leaseMs, now, this.name, now, limit)
-          : this.sql.claimTypes.all(owner, now + leaseMs, now, this.name, now, types, limit)
-      ) as ClaimedRow[];
-      return { rows, now };
-    });
+    this.leases = new Leases(store, this.name, this.backoff, () => this.now());
+    this.schedules = new Schedules(db, this.name);
   }
 
   now(): number {
@@ -298,13 +179,6 @@ export class Queue implements JobQueue {
 
   private readonly addOne: (r: NormalizedAdd, now: number) => Job;
   private readonly addBatch: (rows: NormalizedAdd[], now: number) => Job[];
-  private readonly settleTx: (owner: string, settlements: Settlement[], result: SettleResult) => void;
-  private readonly claimTx: (
-    owner: string,
-    limit: number,
-    leaseMs: number,
-    types: string | null,
-  ) => { rows: ClaimedRow[]; now: number };
 
   private insertBatch(rows: NormalizedAdd[], now: number): Job[] {
     const jobs = new Array<Job>(rows.length);
@@ -487,131 +361,48 @@ export class Queue implements JobQueue {
   }
 
   private upsertPeriodic(spec: PeriodicSpec): void {
-    this.store.write(() => this.sql.upsertPeriodic.run({ ...spec, queue: this.name, now: this.now() }));
+    this.store.write(() => this.schedules.upsert(spec, this.now()));
   }
 
   removePeriodic(name: string): boolean {
     checkName("name", name);
-    return this.store.write(() => this.sql.removePeriodic.run(this.name, name).changes > 0);
+    return this.store.write(() => this.schedules.remove(name));
   }
 
   listPeriodic(): PeriodicJob[] {
-    return (this.sql.listPeriodic.all(this.name) as PeriodicRow[]).map(toPeriodic);
+    return this.schedules.list();
   }
 
   firePeriodic(): number {
-    const fired = this.store.write(() => {
+    const types = this.store.write(() => {
       const now = this.now();
-      const due = this.sql.duePeriodic.all(this.name, now) as PeriodicRow[];
-      for (const p of due) {
-        this.insert(periodicJob({ ...p, maxAttempts: p.max_attempts }, now), now);
-        const next = nextPeriodicRun(
-          { everyMs: p.every_ms, cron: p.cron, timezone: p.timezone },
-          p.next_run_at,
-          now,
-        );
-        this.sql.advancePeriodic.run(next, now, this.name, p.name);
-      }
-      return due;
+      return this.schedules.fireDue(now, (job) => this.insert(job, now));
     });
-    for (const p of fired) jobsAdded.labels(p.type).inc();
-    if (fired.length > 0) this.events.emit("added");
-    return fired.length;
+    for (const type of types) jobsAdded.labels(type).inc();
+    if (types.length > 0) this.events.emit("added");
+    return types.length;
   }
 
   claim(owner: string, limit: number, leaseMs: number, types?: readonly string[]): Job[] {
-    const { rows, now } = this.claimTx(owner, limit, leaseMs, types ? JSON.stringify(types) : null);
-    // RETURNING gives no order; hand jobs out in claim order.
-    rows.sort((a, b) => b.priority - a.priority || a.run_at - b.run_at || a.id - b.id);
-    return rows.map((r) => ({
-      id: r.id,
-      queue: this.name,
-      type: r.type,
-      payload: JSON.parse(r.payload),
-      state: "running",
-      priority: r.priority,
-      runAt: r.run_at,
-      attempts: r.attempts,
-      maxAttempts: r.max_attempts,
-      backoff: r.backoff === null ? null : JSON.parse(r.backoff),
-      key: r.key,
-      leaseOwner: owner,
-      leaseExpiresAt: now + leaseMs,
-      lastError: r.last_error,
-      createdAt: r.created_at,
-      startedAt: now,
-      finishedAt: null,
-    }));
+    return this.leases.claim(owner, limit, leaseMs, types);
   }
 
   settle(owner: string, settlements: Settlement[]): SettleResult {
-    const result: SettleResult = { applied: [], stale: [] };
-    if (settlements.length === 0) return result;
-    this.settleTx(owner, settlements, result);
-    return result;
-  }
-
-  private writeSettlements(owner: string, settlements: Settlement[], result: SettleResult): void {
-    const now = this.now();
-    result.applied.length = 0;
-    result.stale.length = 0;
-    const completions = settlements.filter((s) => s.ok);
-    if (completions.length > 0) {
-      const held = JSON.stringify(completions.map((s) => [s.job.id, s.job.attempts]));
-      // Job id -> the attempt that completed: one batch may hold a stale and a current attempt of a job.
-      const done = new Map(
-        (this.sql.completeMany.all({ now, owner, held }) as Array<{ id: number; attempts: number }>).map(
-          (r) => [r.id, r.attempts],
-        ),
-      );
-      for (const s of completions) {
-        if (done.get(s.job.id) === s.job.attempts) result.applied.push({ ...s, final: true });
-        else result.stale.push(s);
-      }
-    }
-    for (const s of settlements) {
-      if (s.ok) continue;
-      const { job } = s;
-      let final = true;
-      let changes: number;
-      if (s.retry && job.attempts < job.maxAttempts) {
-        final = false;
-        const backoff = job.backoff ? resolveBackoff(this.backoff, job.backoff) : this.backoff;
-        changes = this.sql.retryLater.run(
-          now + backoffDelay(job.attempts, backoff),
-          s.error,
-          job.id,
-          owner,
-          job.attempts,
-        ).changes;
-      } else {
-        changes = this.sql.failFinal.run(now, s.error, job.id, owner, job.attempts).changes;
-      }
-      if (changes > 0) result.applied.push({ ...s, final });
-      else result.stale.push(s);
-    }
+    return this.leases.settle(owner, settlements);
   }
 
   extendLeases(owner: string, leaseMs: number): number {
-    return this.store.write(() => this.sql.extend.run(this.now() + leaseMs, owner, this.name).changes);
+    return this.leases.extendLeases(owner, leaseMs);
   }
 
   release(owner: string, jobs: Job[]): number {
-    if (jobs.length === 0) return 0;
-    const n = this.store.write(() => {
-      let changed = 0;
-      for (const job of jobs) changed += this.sql.release.run(job.id, owner, job.attempts).changes;
-      return changed;
-    });
+    const n = this.leases.release(owner, jobs);
     if (n > 0) this.events.emit("added");
     return n;
   }
 
   reapExpired(): number {
-    const n = this.store.write(() => {
-      const now = this.now();
-      return this.sql.reap.run({ now, queue: this.name }).changes;
-    });
+    const n = this.leases.reapExpired();
     if (n > 0) this.events.emit("added");
     return n;
   }
@@ -620,52 +411,4 @@ export class Queue implements JobQueue {
     this.events.on("added", listener);
     return () => this.events.off("added", listener);
   }
-}
-
-interface PeriodicRow {
-  queue: string;
-  name: string;
-  type: string;
-  payload: string;
-  every_ms: number | null;
-  cron: string | null;
-  timezone: string | null;
-  priority: number;
-  max_attempts: number | null;
-  next_run_at: number;
-  last_run_at: number | null;
-}
-
-function toPeriodic(p: PeriodicRow): PeriodicJob {
-  return {
-    name: p.name,
-    type: p.type,
-    payload: JSON.parse(p.payload),
-    everyMs: p.every_ms,
-    cron: p.cron,
-    nextRunAt: p.next_run_at,
-    lastRunAt: p.last_run_at,
-  };
-}
-
-function toJob(r: JobRow): Job {
-  return {
-    id: r.id,
-    queue: r.queue,
-    type: r.type,
-    payload: JSON.parse(r.payload),
-    state: r.state,
-    priority: r.priority,
-    runAt: r.run_at,
-    attempts: r.attempts,
-    maxAttempts: r.max_attempts,
-    backoff: r.backoff === null ? null : JSON.parse(r.backoff),
-    key: r.key,
-    leaseOwner: r.lease_owner,
-    leaseExpiresAt: r.lease_expires_at,
-    lastError: r.last_error,
-    createdAt: r.created_at,
-    startedAt: r.started_at,
-    finishedAt: r.finished_at,
-  };
 }
