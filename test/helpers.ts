@@ -2,7 +2,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach } from "vitest";
+import { afterEach, expect } from "vitest";
+import { InvalidArgumentError } from "../src/errors.js";
 
 /**
  * Registers an afterEach that removes every folder handed out during the test.
@@ -61,4 +62,15 @@ export class ManualClock {
     this.t += ms;
     return this.t;
   }
+}
+
+/** Runs `fn`, expects it to throw an InvalidArgumentError, and returns that error. */
+export function invalidArgument(fn: () => unknown): InvalidArgumentError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    return err as InvalidArgumentError;
+  }
+  throw new Error("expected an InvalidArgumentError, nothing was thrown");
 }

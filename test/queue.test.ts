@@ -8,7 +8,6 @@ import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   type BackoffOptions,
-  InvalidArgumentError,
   JOB_STATES,
   type Job,
   type JobQueue,
@@ -19,7 +18,7 @@ import {
   type Settlement,
 } from "../src/index.js";
 import { openStore, type Store } from "../src/store.js";
-import { ManualClock, useTempDirs } from "./helpers.js";
+import { invalidArgument, ManualClock, useTempDirs } from "./helpers.js";
 
 interface MakeOptions {
   backoff?: BackoffOptions;
@@ -58,16 +57,6 @@ const OWNER = "test-owner";
 
 /** The order claims must follow: priority high first, then due time, then id. */
 const claimOrder = (a: Job, b: Job) => b.priority - a.priority || a.runAt - b.runAt || a.id - b.id;
-
-function invalidArgument(fn: () => unknown): InvalidArgumentError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    return err as InvalidArgumentError;
-  }
-  throw new Error("expected an InvalidArgumentError, nothing was thrown");
-}
 
 function claimOne(q: JobQueue, leaseMs = 30_000): Job {
   const [job] = q.claim(OWNER, 1, leaseMs);

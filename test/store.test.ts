@@ -10,10 +10,10 @@ import { join } from "node:path";
 import { Worker as Thread } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
-import { InvalidArgumentError, metricsRegistry, Queue, SCHEMA_VERSION, StoreError } from "../src/index.js";
+import { metricsRegistry, Queue, SCHEMA_VERSION, StoreError } from "../src/index.js";
 import { MIGRATIONS } from "../src/migrations.js";
 import { openStore, type Store, type StoreOptions } from "../src/store.js";
-import { useTempDirs } from "./helpers.js";
+import { invalidArgument, useTempDirs } from "./helpers.js";
 
 const tempDir = useTempDirs();
 const open: Array<Store | Database.Database> = [];
@@ -42,16 +42,6 @@ async function busyRetriesMetric(): Promise<number> {
   const metric = metricsRegistry.getSingleMetric("tidewire_sqlite_busy_retries_total");
   if (!metric) throw new Error("metric tidewire_sqlite_busy_retries_total is not registered");
   return (await metric.get()).values[0]?.value ?? 0;
-}
-
-function invalidArgument(fn: () => unknown): InvalidArgumentError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    return err as InvalidArgumentError;
-  }
-  throw new Error("expected an InvalidArgumentError, nothing was thrown");
 }
 
 describe("openStore pragmas", () => {

@@ -9,7 +9,6 @@ import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   type BackoffOptions,
-  InvalidArgumentError,
   type Job,
   type JobQueue,
   MemoryQueue,
@@ -20,7 +19,7 @@ import {
 } from "../src/index.js";
 import type { Handlers } from "../src/queue/worker.js";
 import { openStore, type Store } from "../src/store.js";
-import { deferred, ManualClock, sleep, useTempDirs, waitFor } from "./helpers.js";
+import { deferred, invalidArgument, ManualClock, sleep, useTempDirs, waitFor } from "./helpers.js";
 
 interface MakeOptions {
   backoff?: BackoffOptions;
@@ -72,16 +71,6 @@ function next<A extends unknown[]>(w: Worker, event: string, timeoutMs = 5_000):
       resolve(args as A);
     });
   });
-}
-
-function invalidArgument(fn: () => unknown): InvalidArgumentError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    return err as InvalidArgumentError;
-  }
-  throw new Error("expected an InvalidArgumentError, nothing was thrown");
 }
 
 describe.each(IMPLS)("Worker on $name", (impl) => {
