@@ -1,0 +1,170 @@
+/**
+ * Protocol v1: the messages a SyncManager and a hub exchange, as zod schemas.
+ *
+ * Contract: every message is parsed with these schemas at both edges (the
+ * hub parses requests, the client parses answers), so neither side ever acts
+ * on a message it has not checked; a malformed one is a ProtocolError naming
+ * the field. A client speaking another protocol version is refused at the
+ * handshake with a reason that names both versions, and the client raises it
+ * as a ProtocolError of its own. Batches are bounded in rows and in bytes of
+ * JSON (`BatchLimits`); `fitBatch` cuts a batch at a sequence boundary, so a
+ * cursor taken from the last change kept never skips part of an event.
+ */
+import { z } from "zod";
+import { TidewireError } from "../errors.js";
+import type { Change } from "../replica/log.js";
+
+export const PROTOCOL_VERSION = 1;
+
+/** What this implementation can do beyond the three calls; the hub answers with the subset it shares. */
+export const CAPABILITIES = ["live"] as const;
+
+export interface BatchLimits {
+  /** Changes per pull or push (default 1000). */
+  maxRows: number;
+  /** Bytes of JSON per batch of changes (default 4 MiB). */
+  maxBytes: number;
+}
+
+export const DEFAULT_LIMITS: BatchLimits = { maxRows: 1000, maxBytes: 4 * 1024 * 1024 };
+
+/** A message broke the protocol: malformed, or from another protocol version. */
+export class ProtocolError extends TidewireError {
+  constructor(message: string, code = "ERR_PROTOCOL") {
+    super(message, code);
+    this.name = "ProtocolError";
+  }
+}
+
+const nodeId = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, "must be a node id (1-64 of A-Z a-z 0-9 . _ : -)");
+const bucket = z
+  .string()
+  .min(1)
+  .max(200)
+  .refine((s) => s.trim().length > 0, "must not be blank");
+const buckets = z.array(bucket).min(1).max(256);
+const cursor = z.string().regex(/^(0|[1-9][0-9]{0,17})$/, "must be a sequence number");
+
+const wireValue = z.union([
+  z.null(),
+  z.string(),
+  z.number(),
+  z.strictObject({ int: z.string() }),
+  z.strictObject({ real: z.union([z.number(), z.enum(["Infinity", "-Infinity", "-0"])]) }),
+  z.strictObject({ blob: z.string() }),
+]);
+
+export const changeSchema = z.strictObject({
+  table: z.string().min(1).max(200),
+  pk: z.array(wireValue).min(1).max(64),
+  op: z.enum(["insert", "update", "delete"]),
+  columns: z.record(z.string(), wireValue),
+  hlc: z.string().regex(/^[0-9a-f]{16}$/, "must be 16 hex digits"),
+  origin: nodeId,
+  seq: z.number().int().nonnegative(),
+});
+
+export const handshakeRequest = z.strictObject({
+  nodeId,
+  protocolVersion: z.number().int(),
+  buckets,
+  capabilities: z.array(z.string().max(64)).max(64).default([]),
+});
+
+export const handshakeResponse = z.strictObject({
+  accepted: z.boolean(),
+  reason: z.string().optional(),
+  hubNodeId: nodeId,
+  protocolVersion: z.number().int(),
+  capabilities: z.array(z.string()).default([]),
+  limits: z.strictObject({ maxRows: z.number().int().positive(), maxBytes: z.number().int().positive() }),
+});
+
+export const pullRequest = z.strictObject({
+  nodeId,
+  cursor,
+  buckets,
+  limit: z.number().int().positive(),
+});
+
+export const pullResponse = z.strictObject({
+  changes: z.array(changeSchema),
+  cursor,
+  hasMore: z.boolean(),
+});
+
+export const pushRequest = z.strictObject({
+  nodeId,
+  changes: z.array(changeSchema),
+  /** The sender's cursor once these changes are durable on the hub; echoed back as the acknowledgement. */
+  cursor,
+});
+
+export const pushResponse = z.strictObject({
+  cursor,
+  received: z.number().int().nonnegative(),
+  applied: z.number().int().nonnegative(),
+});
+
+/** The hub's notice on GET /v1/live that buckets have new changes. */
+export const liveMessage = z.strictObject({
+  type: z.literal("changes"),
+  buckets: z.array(bucket),
+});
+
+/** An error answer from the hub. */
+export const errorResponse = z.object({
+  error: z.object({ code: z.string(), message: z.string() }),
+});
+
+export type HandshakeRequest = z.input<typeof handshakeRequest>;
+export type HandshakeResponse = z.output<typeof handshakeResponse>;
+export type PullRequest = z.output<typeof pullRequest>;
+export type PullResponse = z.output<typeof pullResponse>;
+export type PushRequest = z.output<typeof pushRequest>;
+export type PushResponse = z.output<typeof pushResponse>;
+export type LiveMessage = z.output<typeof liveMessage>;
+
+/** Parses `value` with `schema`, or throws a ProtocolError naming `what` and the first bad fields. */
+export function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const problems = r.error.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.length ? i.path.join(".") : "(body)"}: ${i.message}`)
+    .join("; ");
+  throw new ProtocolError(`malformed ${what}: ${problems}`, "ERR_MALFORMED");
+}
+
+/** The hub's refusal of another protocol version; both sides word it the same way. */
+export function versionMismatch(theirs: number): string {
+  return `protocol version ${theirs} is not supported: this hub speaks version ${PROTOCOL_VERSION}`;
+}
+
+export function checkLimits(limits: Partial<BatchLimits> | undefined): BatchLimits {
+  const out = { ...DEFAULT_LIMITS, ...limits };
+  for (const k of ["maxRows", "maxBytes"] as const) {
+    if (!Number.isSafeInteger(out[k]) || out[k] < 1) {
+      throw new ProtocolError(`limits.${k} must be a positive integer, got ${String(out[k])}`, "ERR_LIMITS");
+    }
+  }
+  return out;
+}
+
+/**
+ * The longest prefix of `changes` within `limits`, cut only between changes
+ * of different sequence numbers. `cut` is true when something was left out.
+ * The first sequence group is always kept, so a batch always makes progress.
+ */
+export function fitBatch(changes: Change[], limits: BatchLimits): { changes: Change[]; cut: boolean } {
+  let bytes = 2;
+  let end = 0;
+  for (let i = 0; i < changes.length; i++) {
+    const c = changes[i]!;
+    bytes += Buffer.byteLength(JSON.stringify(c)) + 1;
+    const boundary = i + 1 === changes.length || changes[i + 1]!.seq !== c.seq;
+    if ((bytes > limits.maxBytes || i + 1 > limits.maxRows) && end > 0) break;
+    if (boundary) end = i + 1;
+  }
+  return { changes: end === changes.length ? changes : changes.slice(0, end), cut: end < changes.length };
+}

@@ -1,0 +1,109 @@
+/**
+ * Protocol v1: the schemas refuse malformed messages with a message naming
+ * the field, accept well-formed ones, and fitBatch cuts batches to the row
+ * and byte limits only between sequence numbers.
+ */
+import { describe, expect, it } from "vitest";
+import type { Change } from "../src/replica/log.js";
+import {
+  checkLimits,
+  fitBatch,
+  handshakeRequest,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  parse,
+  pullRequest,
+  pushRequest,
+  versionMismatch,
+} from "../src/sync/protocol.js";
+
+function change(seq: number, extra = ""): Change {
+  return {
+    table: "items",
+    pk: [seq],
+    op: "insert",
+    columns: { name: `item ${seq}${extra}` },
+    hlc: "0000018f00000000",
+    origin: "node-a",
+    seq,
+  };
+}
+
+describe("protocol v1 schemas", () => {
+  it("accepts well-formed messages", () => {
+    expect(
+      parse(
+        handshakeRequest,
+        { nodeId: "a", protocolVersion: PROTOCOL_VERSION, buckets: ["default"], capabilities: ["live"] },
+        "handshake",
+      ),
+    ).toMatchObject({ nodeId: "a", protocolVersion: 1 });
+    expect(parse(pullRequest, { nodeId: "a", cursor: "0", buckets: ["b"], limit: 10 }, "pull").limit).toBe(
+      10,
+    );
+    const values = [null, "t", 3, { int: "9007199254740993" }, { real: 1 }, { real: "-0" }, { blob: "AAE=" }];
+    const changes = values.map((v, i) => ({ ...change(i + 1), columns: { v } }));
+    expect(parse(pushRequest, { nodeId: "a", changes, cursor: "7" }, "push").changes).toHaveLength(7);
+  });
+
+  it.each([
+    ["a missing field", { nodeId: "a", buckets: ["b"], capabilities: [] }, /protocolVersion/],
+    ["a bad node id", { nodeId: "a b", protocolVersion: 1, buckets: ["b"] }, /nodeId: must be a node id/],
+    ["no buckets", { nodeId: "a", protocolVersion: 1, buckets: [] }, /buckets/],
+    ["a blank bucket", { nodeId: "a", protocolVersion: 1, buckets: [" "] }, /buckets\.0/],
+    ["an unknown field", { nodeId: "a", protocolVersion: 1, buckets: ["b"], admin: true }, /admin/],
+    ["not an object", [1, 2], /\(body\)/],
+  ])("refuses a handshake with %s", (_what, body, pattern) => {
+    expect(() => parse(handshakeRequest, body, "handshake")).toThrow(ProtocolError);
+    expect(() => parse(handshakeRequest, body, "handshake")).toThrow(pattern);
+  });
+
+  it("refuses bad cursors, limits and changes", () => {
+    const pull = { nodeId: "a", cursor: "0", buckets: ["b"], limit: 10 };
+    expect(() => parse(pullRequest, { ...pull, cursor: "-1" }, "pull")).toThrow(/cursor: must be a sequence/);
+    expect(() => parse(pullRequest, { ...pull, cursor: 5 }, "pull")).toThrow(/cursor/);
+    expect(() => parse(pullRequest, { ...pull, limit: 0 }, "pull")).toThrow(/limit/);
+    expect(() => parse(pullRequest, { ...pull, limit: "10" }, "pull")).toThrow(/limit/);
+    const push = (c: unknown) => parse(pushRequest, { nodeId: "a", changes: [c], cursor: "1" }, "push");
+    expect(() => push({ ...change(1), op: "upsert" })).toThrow(/changes\.0\.op/);
+    expect(() => push({ ...change(1), hlc: "xyz" })).toThrow(/changes\.0\.hlc: must be 16 hex digits/);
+    expect(() => push({ ...change(1), pk: [] })).toThrow(/changes\.0\.pk/);
+    expect(() => push({ ...change(1), columns: { v: { real: "NaN" } } })).toThrow(/changes\.0\.columns/);
+    expect(() => push({ ...change(1), columns: { v: [1] } })).toThrow(/changes\.0\.columns/);
+    expect(() => push({ ...change(1), seq: 1.5 })).toThrow(/changes\.0\.seq/);
+  });
+
+  it("words a version mismatch with both versions", () => {
+    expect(versionMismatch(2)).toBe("protocol version 2 is not supported: this hub speaks version 1");
+  });
+
+  it("checks configured limits", () => {
+    expect(checkLimits({ maxRows: 5 })).toEqual({ maxRows: 5, maxBytes: 4 * 1024 * 1024 });
+    expect(() => checkLimits({ maxBytes: 0 })).toThrow(/limits\.maxBytes must be a positive integer/);
+    expect(() => checkLimits({ maxRows: 1.5 })).toThrow(/limits\.maxRows/);
+  });
+});
+
+describe("fitBatch", () => {
+  const batch = [1, 2, 3, 4, 5].map((s) => change(s));
+
+  it("keeps a batch within the limits whole", () => {
+    expect(fitBatch(batch, { maxRows: 5, maxBytes: 1e6 })).toEqual({ changes: batch, cut: false });
+  });
+
+  it("cuts by rows and by bytes", () => {
+    expect(fitBatch(batch, { maxRows: 2, maxBytes: 1e6 }).changes.map((c) => c.seq)).toEqual([1, 2]);
+    const one = Buffer.byteLength(JSON.stringify(batch[0]));
+    const cut = fitBatch(batch, { maxRows: 100, maxBytes: 3 * (one + 1) + 2 });
+    expect(cut.changes.map((c) => c.seq)).toEqual([1, 2, 3]);
+    expect(cut.cut).toBe(true);
+  });
+
+  it("never splits one sequence number, and always keeps the first", () => {
+    const shared = [change(1), { ...change(2), pk: [20] }, { ...change(2), pk: [21] }, change(3)];
+    expect(fitBatch(shared, { maxRows: 2, maxBytes: 1e6 }).changes.map((c) => c.seq)).toEqual([1]);
+    const big = [change(1, "x".repeat(1000)), change(2)];
+    expect(fitBatch(big, { maxRows: 10, maxBytes: 10 }).changes.map((c) => c.seq)).toEqual([1]);
+    expect(fitBatch(shared.slice(1), { maxRows: 1, maxBytes: 10 }).changes).toHaveLength(2);
+  });
+});
