@@ -59,3 +59,39 @@ export function collectProcessMetrics(): void {
   defaultsCollected = true;
   collectDefaultMetrics({ register: registry, prefix: "tidewire_" });
 }
+
+export const syncCycles = new Counter({
+  name: "tidewire_sync_cycles_total",
+  help: "Sync cycles run by this process's SyncManagers, by peer, bucket set and result (ok or error)",
+  labelNames: ["peer", "bucket", "result"] as const,
+  registers: [registry],
+});
+
+export const syncChanges = new Counter({
+  name: "tidewire_sync_changes_total",
+  help: "Changes a SyncManager pushed to or pulled from a peer, by peer, bucket set and direction",
+  labelNames: ["peer", "bucket", "direction"] as const,
+  registers: [registry],
+});
+
+export const syncCycleDuration = new Histogram({
+  name: "tidewire_sync_cycle_duration_seconds",
+  help: "Duration of sync cycles (handshake, push, pull), by peer",
+  labelNames: ["peer"] as const,
+  buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+  registers: [registry],
+});
+
+export const syncLastSuccess = new Gauge({
+  name: "tidewire_sync_last_success_timestamp_seconds",
+  help: "Unix time of the last sync cycle that succeeded, by peer",
+  labelNames: ["peer"] as const,
+  registers: [registry],
+});
+
+export const hubChanges = new Counter({
+  name: "tidewire_hub_changes_total",
+  help: "Changes the hub received by push or served by pull, by peer node, bucket and direction",
+  labelNames: ["peer", "bucket", "direction"] as const,
+  registers: [registry],
+});

@@ -1,0 +1,183 @@
+/**
+ * Hub: the protocol's server side over one Replica, with no HTTP in it, so
+ * the daemon's routes and the in-memory transport serve the same logic.
+ *
+ * Contract: `handshake`, `pull` and `push` take the request body as received
+ * (unknown) and the caller's Scope, and either answer or throw a HubError
+ * carrying the HTTP status to send. Nothing is written unless the whole
+ * request is valid: a malformed body, a bucket the hub does not serve or the
+ * scope does not allow, a change for a table the hub does not know, or a
+ * batch over the limits is refused before `apply`, and `apply` itself
+ * refuses a bad batch whole. A push that changed something emits "changes"
+ * with the buckets it touched, which GET /v1/live tells subscribers.
+ */
+import { EventEmitter } from "node:events";
+import { TidewireError } from "../errors.js";
+import { InvalidChangeError } from "../replica/apply.js";
+import type { Replica } from "../replica/replica.js";
+import {
+  type BatchLimits,
+  CAPABILITIES,
+  checkLimits,
+  fitBatch,
+  type HandshakeResponse,
+  handshakeRequest,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type PullResponse,
+  type PushResponse,
+  parse,
+  pullRequest,
+  pushRequest,
+  versionMismatch,
+} from "../sync/protocol.js";
+
+/** What one credential may do: read these buckets ("*": all), and write them if `write`. */
+export interface Scope {
+  /** Names the credential in logs and rate limits, never the secret itself. */
+  id: string;
+  buckets: "*" | ReadonlySet<string>;
+  write: boolean;
+}
+
+export const FULL_SCOPE: Scope = { id: "insecure", buckets: "*", write: true };
+
+/** A request the hub refuses; `status` is the HTTP status that says why. */
+export class HubError extends TidewireError {
+  constructor(
+    readonly status: number,
+    code: string,
+    message: string,
+  ) {
+    super(message, code);
+    this.name = "HubError";
+  }
+}
+
+export interface HubOptions {
+  limits?: Partial<BatchLimits>;
+}
+
+export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
+  readonly limits: BatchLimits;
+
+  constructor(
+    readonly replica: Replica,
+    options: HubOptions = {},
+  ) {
+    super();
+    this.limits = checkLimits(options.limits);
+  }
+
+  get nodeId(): string {
+    return this.replica.nodeId;
+  }
+
+  handshake(body: unknown, scope: Scope): HandshakeResponse {
+    const req = request(() => parse(handshakeRequest, body, "handshake"));
+    const answer = {
+      hubNodeId: this.nodeId,
+      protocolVersion: PROTOCOL_VERSION,
+      limits: this.limits,
+      capabilities: CAPABILITIES.filter((c) => req.capabilities.includes(c)),
+    };
+    if (req.protocolVersion !== PROTOCOL_VERSION) {
+      throw new HubError(400, "ERR_PROTOCOL_VERSION", versionMismatch(req.protocolVersion));
+    }
+    this.checkBuckets(req.buckets, scope, false);
+    return { accepted: true, ...answer };
+  }
+
+  pull(body: unknown, scope: Scope): PullResponse {
+    const req = request(() => parse(pullRequest, body, "pull"));
+    this.checkBuckets(req.buckets, scope, false);
+    const limit = Math.min(req.limit, this.limits.maxRows);
+    const set = this.replica.changesSince(req.cursor, {
+      buckets: req.buckets,
+      limit,
+      excludeOrigin: req.nodeId,
+    });
+    const fit = fitBatch(set.changes, this.limits);
+    if (!fit.cut) return set;
+    return { changes: fit.changes, cursor: String(fit.changes.at(-1)!.seq), hasMore: true };
+  }
+
+  push(body: unknown, scope: Scope): PushResponse {
+    const req = request(() => parse(pushRequest, body, "push"));
+    if (!scope.write) throw new HubError(403, "ERR_READ_ONLY", "this token may only read; push refused");
+    if (req.changes.length > this.limits.maxRows) {
+      throw new HubError(
+        413,
+        "ERR_BATCH_TOO_LARGE",
+        `a push may carry at most ${this.limits.maxRows} changes, got ${req.changes.length}`,
+      );
+    }
+    const tables = this.tablesByName();
+    const touched = new Set<string>();
+    req.changes.forEach((c, i) => {
+      const bucket = tables.get(c.table);
+      if (bucket === undefined) {
+        throw new HubError(
+          422,
+          "ERR_UNKNOWN_TABLE",
+          `changes[${i}]: the hub does not serve table ${JSON.stringify(c.table)}; nothing applied`,
+        );
+      }
+      if (!allows(scope, bucket)) {
+        throw new HubError(
+          403,
+          "ERR_FORBIDDEN_BUCKET",
+          `changes[${i}]: this token may not write bucket ${JSON.stringify(bucket)}; nothing applied`,
+        );
+      }
+      touched.add(bucket);
+    });
+    let result: { received: number; applied: number };
+    try {
+      result = this.replica.apply(req.changes);
+    } catch (err) {
+      if (err instanceof InvalidChangeError) throw new HubError(422, err.code, err.message);
+      throw err;
+    }
+    if (result.applied > 0) this.emit("changes", [...touched]);
+    return { cursor: req.cursor, received: result.received, applied: result.applied };
+  }
+
+  /** The buckets this hub serves. */
+  buckets(): Set<string> {
+    return new Set(this.tablesByName().values());
+  }
+
+  private tablesByName(): Map<string, string> {
+    return new Map(this.replica.tables().map((t) => [t.table, t.bucket]));
+  }
+
+  private checkBuckets(buckets: string[], scope: Scope, write: boolean): void {
+    const served = this.buckets();
+    for (const b of buckets) {
+      if (!served.has(b))
+        throw new HubError(404, "ERR_UNKNOWN_BUCKET", `the hub serves no bucket ${JSON.stringify(b)}`);
+      if (!allows(scope, b) || (write && !scope.write)) {
+        throw new HubError(
+          403,
+          "ERR_FORBIDDEN_BUCKET",
+          `this token may not ${write ? "write" : "read"} bucket ${JSON.stringify(b)}`,
+        );
+      }
+    }
+  }
+}
+
+function allows(scope: Scope, bucket: string): boolean {
+  return scope.buckets === "*" || scope.buckets.has(bucket);
+}
+
+/** A malformed request is the client's fault: 400. */
+function request<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ProtocolError) throw new HubError(400, err.code, err.message);
+    throw err;
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * HttpTransport: protocol v1 over HTTP to a hub (`tidewire serve`), and live
+ * notification over a WebSocket (GET /v1/live).
+ *
+ * Contract: each call is one POST with a JSON body and a bearer token, sent
+ * with Node's fetch, whose pool keeps connections alive between calls. A call
+ * that gets no answer in `timeoutMs` is aborted. A call that fails to connect
+ * or loses its connection (refused, reset, closed early) is retried up to
+ * `retries` times with a doubling pause: every call is safe to repeat, since
+ * applying a batch twice changes nothing. An answer is parsed with the
+ * protocol's schemas; a hub refusal becomes a RemoteError with the hub's
+ * code and message. `subscribe` keeps a WebSocket open, reconnecting with
+ * backoff, and reports a change notice (and every reconnection, since a
+ * notice may have been missed while it was down).
+ */
+import WebSocket from "ws";
+import { InvalidArgumentError, TidewireError } from "../errors.js";
+import {
+  errorResponse,
+  type HandshakeRequest,
+  type HandshakeResponse,
+  handshakeResponse,
+  liveMessage,
+  ProtocolError,
+  type PullRequest,
+  type PullResponse,
+  type PushRequest,
+  type PushResponse,
+  parse,
+  pullResponse,
+  pushResponse,
+} from "./protocol.js";
+import { RemoteError, type Transport } from "./transport.js";
+
+export interface HttpTransportOptions {
+  /** Bearer token for the hub. */
+  token?: string;
+  /** Abort a call that has not been answered after this long, ms (default 30 000). */
+  timeoutMs?: number;
+  /** Retries after a connection error (default 3). */
+  retries?: number;
+  /** Pause before the first retry, ms, doubled each time (default 100). */
+  retryDelayMs?: number;
+}
+
+/** A call could not be carried to the hub and back. */
+export class TransportError extends TidewireError {
+  constructor(message: string, code = "ERR_TRANSPORT") {
+    super(message, code);
+    this.name = "TransportError";
+  }
+}
+
+const CONNECTION_ERRORS = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CLOSED",
+]);
+
+export class HttpTransport implements Transport {
+  readonly peer: string;
+  private readonly base: URL;
+  private readonly token: string | undefined;
+  private readonly timeoutMs: number;
+  private readonly retries: number;
+  private readonly retryDelayMs: number;
+  private readonly sockets = new Set<{ close(): void }>();
+
+  constructor(url: string | URL, options: HttpTransportOptions = {}) {
+    let base: URL;
+    try {
+      base = new URL(url);
+    } catch {
+      throw new InvalidArgumentError("url", `is not a URL: ${JSON.stringify(String(url))}`);
+    }
+    if (base.protocol !== "http:" && base.protocol !== "https:") {
+      throw new InvalidArgumentError("url", `must be http: or https:, got ${base.protocol}`);
+    }
+    if (!base.pathname.endsWith("/")) base.pathname += "/";
+    this.base = base;
+    this.peer = base.origin;
+    if (options.token !== undefined && (typeof options.token !== "string" || options.token === "")) {
+      throw new InvalidArgumentError("token", "must be a non-empty string");
+    }
+    this.token = options.token;
+    this.timeoutMs = count("timeoutMs", options.timeoutMs ?? 30_000, 1);
+    this.retries = count("retries", options.retries ?? 3, 0);
+    this.retryDelayMs = count("retryDelayMs", options.retryDelayMs ?? 100, 0);
+  }
+
+  handshake(request: HandshakeRequest): Promise<HandshakeResponse> {
+    return this.post("v1/handshake", request, handshakeResponse, "handshake answer");
+  }
+
+  pull(request: PullRequest): Promise<PullResponse> {
+    return this.post("v1/pull", request, pullResponse, "pull answer");
+  }
+
+  push(request: PushRequest): Promise<PushResponse> {
+    return this.post("v1/push", request, pushResponse, "push answer");
+  }
+
+  subscribe(buckets: string[], onChanges: (buckets: string[]) => void): () => void {
+    const url = new URL("v1/live", this.base);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("buckets", buckets.join(","));
+    let closed = false;
+    let socket: WebSocket | null = null;
+    let timer: NodeJS.Timeout | null = null;
+    let delay = 250;
+    const connect = () => {
+      if (closed) return;
+      const ws = new WebSocket(url, {
+        headers: this.token ? { authorization: `Bearer ${this.token}` } : {},
+        handshakeTimeout: this.timeoutMs,
+      });
+      socket = ws;
+      ws.on("open", () => {
+        delay = 250;
+        onChanges(buckets);
+      });
+      ws.on("message", (data) => {
+        try {
+          const msg = parse(liveMessage, JSON.parse(String(data)), "live notice");
+          onChanges(msg.buckets);
+        } catch {
+          // A garbled notice costs only its own pull: the next poll catches up.
+        }
+      });
+      ws.on("error", () => {});
+      ws.on("close", () => {
+        if (closed) return;
+        timer = setTimeout(connect, delay);
+        timer.unref();
+        delay = Math.min(delay * 2, 10_000);
+      });
+    };
+    const handle = {
+      close: () => {
+        closed = true;
+        if (timer) clearTimeout(timer);
+        socket?.terminate();
+        this.sockets.delete(handle);
+      },
+    };
+    this.sockets.add(handle);
+    connect();
+    return handle.close;
+  }
+
+  async close(): Promise<void> {
+    for (const s of [...this.sockets]) s.close();
+  }
+
+  private async post<T>(path: string, body: unknown, schema: Parameters<typeof parse>[0], what: string) {
+    const url = new URL(path, this.base);
+    const payload = JSON.stringify(body);
+    for (let attempt = 0; ; attempt++) {
+      let res: Response;
+      let text: string;
+      try {
+        res = await fetch(url, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+          },
+          body: payload,
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+        text = await res.text();
+      } catch (err) {
+        const code = errorCode(err);
+        if (code === "TimeoutError") {
+          throw new TransportError(
+            `${url.pathname}: no answer from ${this.peer} in ${this.timeoutMs} ms`,
+            "ERR_TIMEOUT",
+          );
+        }
+        if (attempt < this.retries && code !== null && CONNECTION_ERRORS.has(code)) {
+          await new Promise((r) => setTimeout(r, this.retryDelayMs * 2 ** attempt));
+          continue;
+        }
+        throw new TransportError(
+          `${url.pathname}: cannot reach ${this.peer}: ${describe(err)}`,
+          code ?? "ERR_TRANSPORT",
+        );
+      }
+      let doc: unknown;
+      try {
+        doc = JSON.parse(text);
+      } catch {
+        throw new ProtocolError(
+          `${url.pathname}: ${this.peer} answered ${res.status} with a body that is not JSON`,
+        );
+      }
+      if (!res.ok) {
+        const e = errorResponse.safeParse(doc);
+        throw e.success
+          ? new RemoteError(res.status, e.data.error.code, e.data.error.message)
+          : new RemoteError(res.status, "ERR_REMOTE", `${url.pathname}: ${this.peer} answered ${res.status}`);
+      }
+      return parse(schema, doc, what) as T;
+    }
+  }
+}
+
+function errorCode(err: unknown): string | null {
+  const e = err as { name?: string; code?: string; cause?: { code?: string; name?: string } };
+  if (e?.name === "TimeoutError") return "TimeoutError";
+  return e?.cause?.code ?? e?.code ?? null;
+}
+
+function describe(err: unknown): string {
+  const e = err as Error & { cause?: Error };
+  return e.cause?.message ? `${e.message} (${e.cause.message})` : e.message;
+}
+
+function count(name: string, v: unknown, min: number): number {
+  if (typeof v !== "number" || !Number.isFinite(v) || v < min) {
+    throw new InvalidArgumentError(name, `must be a number >= ${min}, got ${String(v)}`);
+  }
+  return v;
+}
