@@ -117,13 +117,19 @@ export const MIGRATIONS: readonly Migration[] = [
         name TEXT NOT NULL UNIQUE,
         bucket TEXT NOT NULL,
         -- JSON arrays of column names: the key in key order, then the other captured columns.
+        -- A relayed table (relayed = 1) is one a relay keeps the log of without having it:
+        -- its pk holds one "" per key part and cols is [].
         pk TEXT NOT NULL,
         cols TEXT NOT NULL,
-        tracked_at INTEGER NOT NULL
+        tracked_at INTEGER NOT NULL,
+        relayed INTEGER NOT NULL DEFAULT 0
       );
-      -- The compacted change log: the latest entry per (table, key, column); column ''
-      -- is the row entry (val 1: inserted, 0: tombstone). pk and val have no type, so
-      -- every value keeps its storage class.
+      -- The compacted change log: the latest clock per (table, key, column); column ''
+      -- is the row entry (val 1: inserted, 0: tombstone). A live row entry also stands
+      -- for every column without an entry of its own (an insert writes them all at
+      -- once). val is NULL where the value lives in the table (a tracked column of an
+      -- existing row); otherwise it holds the value. pk and val have no type, so every
+      -- value keeps its storage class.
       CREATE TABLE tw_log (
         tbl INTEGER NOT NULL,
         pk NOT NULL,

@@ -1,15 +1,16 @@
 /**
  * Applier: merges a batch of changes from other replicas into this one.
  *
- * Contract: the whole batch is checked before anything is written; one bad
- * change (unknown table, wrong key arity, malformed value, clock more than
- * maxDriftMs ahead) refuses it whole with an error naming the change. A batch
- * is one IMMEDIATE transaction with capture suppressed, so the apply is not
- * captured again as a local write. The merge is a pure function of the set
- * of entries seen, so replicas converge whatever the order, duplication or
- * batching of delivery:
+ * Contract: the whole batch is checked before anything is written (see
+ * `incoming.ts`); one bad change refuses it whole with an error naming the
+ * change. A batch is one IMMEDIATE transaction with capture suppressed, so the
+ * apply is not captured again as a local write. The merge is a pure function
+ * of the set of entries seen, so replicas converge whatever the order,
+ * duplication or batching of delivery:
  *
  * - each (table, key, column) keeps its greatest entry by (HLC, origin, value);
+ *   a column without an entry of its own has its row entry's clock (an insert
+ *   writes every column) and the table's value;
  * - the row entry (insert or tombstone) keeps its greatest likewise; a key's
  *   row exists iff that entry is an insert;
  * - a column entry older than the row entry is dead: a delete hides every
@@ -20,51 +21,24 @@
  *
  * Winning entries go to the local log with their original HLC and origin (so
  * they relay onward) and a new local sequence number; losing ones change
- * nothing, so applying a batch twice changes nothing. Entries for columns this
- * table does not capture (yet) are kept in the log and written to the table
- * by a later `track`, once the column exists.
+ * nothing, so applying a batch twice changes nothing. An insert's values for
+ * the table's columns go to the table only (its row entry stands for them);
+ * values the table cannot hold — columns it lacks (yet), entries newer than a
+ * tombstone, tables a relay only relays — are kept in the entry, and written
+ * to the table by a later `track` once the column or table exists.
  */
-import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { InvalidArgumentError } from "../errors.js";
 import type { Store } from "../store.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
 import type { Clock } from "./hlc.js";
-import { compareClocks, isNodeId, parseHlc } from "./hlc.js";
+import { compareClocks } from "./hlc.js";
+import { Checker, type Incoming } from "./incoming.js";
 import type { ChangeLog, Entry } from "./log.js";
-import { type RowWrite, RowWriter } from "./rows.js";
+import { type RowWrite, rowsOf } from "./rows.js";
 import { ALIVE, DELETED, ROW } from "./triggers.js";
-import {
-  compareValues,
-  compositeKeyProblem,
-  describeValue,
-  encodeKey,
-  fromWire,
-  keyString,
-  type SqlValue,
-} from "./values.js";
+import { compareValues, keyString, type SqlValue } from "./values.js";
 
-/** A change in a batch cannot be applied; the batch was refused whole and nothing was written. */
-export class InvalidChangeError extends TidewireError {
-  constructor(
-    readonly index: number,
-    readonly reason: string,
-    what: string,
-    code = "ERR_INVALID_CHANGE",
-  ) {
-    super(
-      `changes[${index}]${what ? ` (${what})` : ""} ${reason}; the batch was refused and nothing applied`,
-      code,
-    );
-    this.name = "InvalidChangeError";
-  }
-}
-
-/** A change's clock is further ahead of local time than maxDriftMs allows. */
-export class ClockDriftError extends InvalidChangeError {
-  constructor(index: number, reason: string, what: string) {
-    super(index, reason, what, "ERR_CLOCK_DRIFT");
-    this.name = "ClockDriftError";
-  }
-}
+export { ClockDriftError, InvalidChangeError } from "./incoming.js";
 
 export interface ApplyResult {
   /** Changes in the batch. */
@@ -73,14 +47,9 @@ export interface ApplyResult {
   applied: number;
 }
 
-interface Incoming {
-  t: TrackedTable;
-  key: SqlValue;
-  parts: SqlValue[];
-  op: "insert" | "update" | "delete";
-  cols: Array<[string, SqlValue]>;
-  hlc: bigint;
-  origin: string;
+/** A column's entry; `implicit`: none is stored, its row entry stands for it. */
+interface Cell extends Entry {
+  implicit?: boolean;
 }
 
 interface RowState {
@@ -88,24 +57,30 @@ interface RowState {
   key: SqlValue;
   parts: SqlValue[];
   row: Entry | null;
-  cols: Map<string, Entry>;
+  /** Live cells, with their values (read from the table where it holds them). */
+  cols: Map<string, Cell>;
   wasAlive: boolean;
   rowChanged: boolean;
-  /** Entries that won, to write to the log (column "" is the row entry). */
-  won: Map<string, Entry>;
+  /** Cells that won, to write to the log (column "" is the row entry). */
+  won: Map<string, Cell>;
   /** A stored column entry died: the log must drop it. */
   dropped: boolean;
 }
 
+const ALIVE_N = BigInt(ALIVE);
+
 export class Applier {
-  private readonly writers = new WeakMap<TrackedTable, RowWriter>();
+  private readonly checker: Checker;
 
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
     private readonly catalog: Catalog,
     private readonly log: ChangeLog,
-  ) {}
+    relay: boolean,
+  ) {
+    this.checker = new Checker(store.db, clock, catalog, relay);
+  }
 
   apply(changes: unknown): ApplyResult {
     if (!Array.isArray(changes)) throw new InvalidArgumentError("changes", "must be an array of changes");
@@ -113,74 +88,11 @@ export class Applier {
       // Inside the transaction: the catalog cannot move between check and write.
       const now = Date.now();
       this.catalog.refresh();
-      const batch = changes.map((c, i) => this.check(c, i, now));
+      this.checker.reset();
+      const batch = changes.map((c, i) => this.checker.check(c, i, now));
+      this.checker.commit(batch);
       return this.merge(batch);
     });
-  }
-
-  private check(c: unknown, index: number, now: number): Incoming {
-    const o = (c ?? {}) as Record<string, unknown>;
-    const what = () => (typeof c === "object" && c !== null ? describeChange(o) : "");
-    const fail = (reason: string): never => {
-      throw new InvalidChangeError(index, reason, what());
-    };
-    if (typeof c !== "object" || c === null || Array.isArray(c)) fail("is not an object");
-    if (typeof o.table !== "string") fail("has no table name");
-    const t = this.catalog.peek(o.table as string);
-    if (!t) fail(`names table "${String(o.table)}", which is not tracked here`);
-    const table = t as TrackedTable;
-    if (o.op !== "insert" && o.op !== "update" && o.op !== "delete") fail(`has op ${describeValue(o.op)}`);
-    if (!Array.isArray(o.pk) || o.pk.length !== table.pk.length) {
-      fail(
-        `has a key of ${Array.isArray(o.pk) ? o.pk.length : "no"} parts; ${table.name} has ${table.pk.length}`,
-      );
-    }
-    const parts = (o.pk as unknown[]).map((w, i) => {
-      let v: SqlValue;
-      try {
-        v = fromWire(w);
-      } catch (err) {
-        return fail(`has a malformed key part ${i}: ${(err as Error).message}`);
-      }
-      const problem = table.pk.length > 1 ? compositeKeyProblem(v) : v === null ? "a NULL key" : null;
-      if (problem) fail(`has ${problem}`);
-      return v;
-    });
-    const cols: Array<[string, SqlValue]> = [];
-    const given = o.columns ?? {};
-    if (typeof given !== "object" || given === null || Array.isArray(given))
-      fail("has columns that are not an object");
-    for (const [name, w] of Object.entries(given as object)) {
-      if (name === ROW) fail('has a column named ""');
-      if (table.pkSet.has(name)) fail(`sets key column "${name}" as a column`);
-      try {
-        cols.push([name, fromWire(w)]);
-      } catch (err) {
-        fail(`has a malformed value for column "${name}": ${(err as Error).message}`);
-      }
-    }
-    if (o.op === "delete" && cols.length > 0) fail("is a delete that carries columns");
-    let hlc = 0n;
-    try {
-      hlc = parseHlc(o.hlc);
-    } catch (err) {
-      fail(`has ${(err as Error).message}`);
-    }
-    if (!isNodeId(o.origin)) fail(`has origin ${describeValue(o.origin)}, which is not a node id`);
-    try {
-      this.clock.checkDrift(hlc, now);
-    } catch (err) {
-      throw new ClockDriftError(index, `is refused: ${(err as Error).message}`, what());
-    }
-    return {
-      t: table,
-      key: encodeKey(parts),
-      parts,
-      op: o.op as Incoming["op"],
-      cols,
-      hlc,
-      origin: o.origin as string,
-    };
   }
 
   private merge(batch: Incoming[]): ApplyResult {
@@ -204,7 +116,10 @@ export class Applier {
     return { received: batch.length, applied };
   }
 
-  /** The current entries of every key the batch touches: one query per table per 256 keys. */
+  /**
+   * The current cells of every key the batch touches: stored entries, one
+   * query per table per 256 keys, and for an existing row its values.
+   */
   private load(batch: Incoming[]): Map<string, RowState> {
     const rows = new Map<string, RowState>();
     const byTable = new Map<TrackedTable, SqlValue[]>();
@@ -233,11 +148,25 @@ export class Applier {
         const { pk: _, ...entry } = e;
         if (e.col === ROW) {
           s.row = entry;
-          s.wasAlive = e.val === BigInt(ALIVE);
+          s.wasAlive = e.val === ALIVE_N;
         } else s.cols.set(e.col, entry);
       }
+      if (!t.relayed) for (const k of keys) this.readValues(rows.get(rowId(t, k))!);
     }
     return rows;
+  }
+
+  /** An existing row's values: its columns' entries hold none, and a column without one has the row's clock. */
+  private readValues(s: RowState): void {
+    if (!s.wasAlive || !s.row) return;
+    const values = rowsOf(this.store.db, s.t).read(s.parts);
+    if (!values) return;
+    const row = s.row;
+    for (const [col, val] of values) {
+      const cell = s.cols.get(col);
+      if (cell) cell.val = val;
+      else s.cols.set(col, { col, val, hlc: row.hlc, origin: row.origin, seq: row.seq, implicit: true });
+    }
   }
 
   /** Merges one change into its row's state; true when any entry won. */
@@ -245,28 +174,32 @@ export class Applier {
     const beats = (e: Entry, val: SqlValue) =>
       (compareClocks(inc.hlc, inc.origin, e.hlc, e.origin) || compareValues(val, e.val)) > 0;
     let won = false;
+    let wonRow = false;
     if (inc.op !== "update") {
       const val = BigInt(inc.op === "insert" ? ALIVE : DELETED);
       if (!s.row || beats(s.row, val)) {
         s.row = { col: ROW, val, hlc: inc.hlc, origin: inc.origin, seq };
         s.won.set(ROW, s.row);
         s.rowChanged = true;
-        won = true;
+        won = wonRow = true;
         // Column entries older than the row entry are dead: drop them.
         for (const [c, e] of s.cols) {
           if (compareClocks(e.hlc, e.origin, inc.hlc, inc.origin) < 0) {
             s.cols.delete(c);
-            if (!s.won.delete(c)) s.dropped = true;
+            if (!s.won.delete(c) && !e.implicit) s.dropped = true;
           }
         }
       }
     }
     // Entries older than the row entry are dead on arrival.
     if (s.row && compareClocks(inc.hlc, inc.origin, s.row.hlc, s.row.origin) < 0) return won;
+    // A winning insert's values for the table's columns need no entries: its row entry stands for them.
+    const implicit = wonRow && inc.op === "insert";
     for (const [col, val] of inc.cols) {
       const cur = s.cols.get(col);
       if (cur && !beats(cur, val)) continue;
-      const e: Entry = { col, val, hlc: inc.hlc, origin: inc.origin, seq };
+      const e: Cell = { col, val, hlc: inc.hlc, origin: inc.origin, seq };
+      if (implicit && s.t.columnSet.has(col)) e.implicit = true;
       s.cols.set(col, e);
       s.won.set(col, e);
       won = true;
@@ -274,22 +207,37 @@ export class Applier {
     return won;
   }
 
-  /** Drops what the new row entries made dead, then writes the winners. */
+  /**
+   * Drops what the new row entries made dead, then writes the winners: with
+   * no value where the table will hold it, with their value where it will not.
+   */
   private writeLog(rows: Map<string, RowState>): void {
     const puts: Array<{ tbl: number; pk: SqlValue; e: Entry }> = [];
     for (const s of rows.values()) {
       if (s.dropped && s.row) this.log.prune(s.t.id, s.key, s.row.hlc, s.row.origin);
-      for (const e of s.won.values()) puts.push({ tbl: s.t.id, pk: s.key, e });
+      const alive = s.row?.val === ALIVE_N;
+      for (const e of s.won.values()) {
+        if (e.implicit) continue;
+        const inTable = alive && !s.t.relayed && s.t.columnSet.has(e.col);
+        puts.push({ tbl: s.t.id, pk: s.key, e: inTable ? { ...e, val: null } : e });
+      }
+      if (s.wasAlive && !alive && !s.t.relayed) {
+        // The row leaves the table: entries that outlive it keep their value in the log.
+        for (const e of s.cols.values()) {
+          if (!e.implicit && !s.won.has(e.col)) puts.push({ tbl: s.t.id, pk: s.key, e });
+        }
+      }
     }
     this.log.putMany(puts);
   }
 
   /** Writes each touched row as the merged log says it is, many rows per statement. */
   private materialize(rows: Map<string, RowState>): void {
-    const groups = new Map<string, { w: RowWriter; names: string[]; rows: RowWrite[] }>();
+    const groups = new Map<string, { names: string[]; rows: RowWrite[]; t: TrackedTable }>();
     for (const s of rows.values()) {
-      const w = this.writerFor(s.t);
-      const alive = s.row?.val === BigInt(ALIVE);
+      if (s.t.relayed) continue;
+      const w = rowsOf(this.store.db, s.t);
+      const alive = s.row?.val === ALIVE_N;
       if (!alive) {
         if (s.rowChanged && s.wasAlive) w.remove(s.parts);
         continue;
@@ -305,31 +253,14 @@ export class Applier {
         return live ? e.val : w.defaultOf(c);
       });
       const id = `${s.t.id}\u0000${names.join("\u0000")}`;
-      const g = groups.get(id) ?? { w, names, rows: [] };
+      const g = groups.get(id) ?? { t: s.t, names, rows: [] };
       g.rows.push({ parts: s.parts, values });
       groups.set(id, g);
     }
-    for (const g of groups.values()) g.w.upsert(g.names, g.rows);
-  }
-
-  private writerFor(t: TrackedTable): RowWriter {
-    let w = this.writers.get(t);
-    if (!w) {
-      w = new RowWriter(this.store.db, t);
-      this.writers.set(t, w);
-    }
-    return w;
+    for (const g of groups.values()) rowsOf(this.store.db, g.t).upsert(g.names, g.rows);
   }
 }
 
 function rowId(t: TrackedTable, key: SqlValue): string {
   return `${t.id}:${keyString(key)}`;
-}
-
-function describeChange(o: Record<string, unknown>): string {
-  const op = typeof o.op === "string" ? o.op : "change";
-  const table = typeof o.table === "string" ? o.table : "?";
-  const at = typeof o.hlc === "string" ? ` at ${o.hlc}` : "";
-  const from = typeof o.origin === "string" ? ` from ${o.origin}` : "";
-  return `${op} of ${table} ${describeValue(o.pk)}${at}${from}`.slice(0, 200);
 }

@@ -1,6 +1,7 @@
 /**
  * Catalog: the tracked tables, as recorded in `tw_tracked` — id, bucket, key
- * columns and captured columns.
+ * columns and captured columns — and the relayed ones: tables a relay keeps
+ * the log of without having them (no column names, only the key's arity).
  *
  * Contract: reads are served from memory and reloaded whenever SQLite's
  * schema version moves (every track and untrack rebuilds triggers, which
@@ -21,6 +22,8 @@ export interface TrackedTable {
   columns: string[];
   pkSet: ReadonlySet<string>;
   columnSet: ReadonlySet<string>;
+  /** Kept for relaying only: this database has no such table (pk names are ""). */
+  relayed: boolean;
 }
 
 interface Row {
@@ -29,16 +32,20 @@ interface Row {
   bucket: string;
   pk: string;
   cols: string;
+  relayed: number;
 }
 
 export class Catalog {
   private version = -1;
   private readonly byName = new Map<string, TrackedTable>();
+  private readonly relayedByName = new Map<string, TrackedTable>();
   private readonly byId = new Map<number, TrackedTable>();
   private readonly sql: { all: Database.Statement };
 
   constructor(private readonly db: Database.Database) {
-    this.sql = { all: db.prepare("SELECT id, name, bucket, pk, cols FROM tw_tracked ORDER BY name") };
+    this.sql = {
+      all: db.prepare("SELECT id, name, bucket, pk, cols, relayed FROM tw_tracked ORDER BY name"),
+    };
   }
 
   /** Reloads when the schema changed since the last load, or when forced. */
@@ -46,6 +53,7 @@ export class Catalog {
     const v = schemaVersion(this.db);
     if (!force && v === this.version) return;
     this.byName.clear();
+    this.relayedByName.clear();
     this.byId.clear();
     for (const r of this.sql.all.all() as Row[]) {
       const pk = JSON.parse(r.pk) as string[];
@@ -58,8 +66,9 @@ export class Catalog {
         columns,
         pkSet: new Set(pk),
         columnSet: new Set(columns),
+        relayed: r.relayed === 1,
       };
-      this.byName.set(t.name, t);
+      (t.relayed ? this.relayedByName : this.byName).set(t.name, t);
       this.byId.set(t.id, t);
     }
     this.version = v;
@@ -75,13 +84,28 @@ export class Catalog {
     return this.byName.get(name);
   }
 
+  /** A relayed table by name, without checking for a schema change (see `peek`). */
+  peekRelayed(name: string): TrackedTable | undefined {
+    return this.relayedByName.get(name);
+  }
+
+  /** Tracked or relayed. */
   getById(id: number): TrackedTable | undefined {
     this.refresh();
+    // A relay records tables without a schema change: another connection's may be new.
+    if (!this.byId.has(id)) this.refresh(true);
     return this.byId.get(id);
   }
 
+  /** The tracked tables (not the relayed ones). */
   list(): TrackedTable[] {
     this.refresh();
     return [...this.byName.values()];
+  }
+
+  /** Tracked and relayed tables. */
+  listAll(): TrackedTable[] {
+    this.refresh();
+    return [...this.byId.values()];
   }
 }

@@ -2,25 +2,36 @@
  * ChangeLog: the compacted change log `tw_log`, and the Change, the form in
  * which its entries travel.
  *
- * Contract: the log holds the latest entry per (table, key, column) plus one
+ * Contract: the log holds the latest clock per (table, key, column) plus one
  * row entry per key (column "": 1 inserted, 0 tombstone), each with its HLC,
- * origin node and local sequence number. All entries of one row event share
- * one sequence number, so `since` returns them as one Change. `since` pages by
- * whole changes, in sequence order; its cursor is the sequence to resume
- * after, and when nothing more matches it moves to the local counter so
- * filtered-out entries are not read again. Reads run in one read transaction:
- * a page never mixes two states of the log.
+ * origin node and local sequence number. A live row entry also stands for
+ * every column that has no entry of its own: an insert writes them all at its
+ * clock. Values the table holds (tracked columns of existing rows) are not
+ * copied into the log; `since` reads them from the table, and the rest
+ * (relayed tables, columns the table lacks, entries newer than a tombstone)
+ * from the entry. All entries of one row event share one sequence number, so
+ * `since` returns them as one Change. `since` pages by whole changes, in
+ * sequence order; its cursor is the sequence to resume after, and when
+ * nothing more matches it moves to the local counter so filtered-out entries
+ * are not read again. Reads run in one read transaction: a page never mixes
+ * two states of the log.
  */
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
 import { formatHlc, isNodeId } from "./hlc.js";
+import { rowsOf } from "./rows.js";
 import { ROW } from "./triggers.js";
 import { compareValues, decodeKey, type SqlValue, toWire, type WireValue } from "./values.js";
 
 export interface Change {
   table: string;
+  /**
+   * The table's bucket at the sender. `changesSince` always sets it; `apply`
+   * needs it only for a table a relay does not track.
+   */
+  bucket?: string;
   /** The key's values, in key order. */
   pk: WireValue[];
   /** insert: the row entry says the row exists; delete: a tombstone; update: columns only. */
@@ -60,12 +71,17 @@ export interface Entry {
 }
 
 export interface LogStats {
+  /** Clocks the log knows: stored entries plus the columns live row entries stand for. */
   entries: number;
+  /** Rows stored in `tw_log`. */
+  stored: number;
   /** Keys whose row entry says the row exists. */
   rows: number;
   tombstones: number;
   /** Entries for columns the table does not have (yet): kept, relayed, applied once it does. */
   pending: number;
+  /** Entries of tables this replica only relays. */
+  relayed: number;
   /** The local sequence counter. */
   lastSeq: number;
 }
@@ -124,7 +140,7 @@ export class ChangeLog {
       const wanted = new Set(options.buckets.map((b, i) => checkName(`buckets[${i}]`, b)));
       tables = JSON.stringify(
         this.catalog
-          .list()
+          .listAll()
           .filter((t) => wanted.has(t.bucket))
           .map((t) => t.id),
       );
@@ -144,23 +160,39 @@ export class ChangeLog {
 
   private group(rows: LogRow[]): Change[] {
     const out: Change[] = [];
-    let current: Change | null = null;
-    let key: { seq: bigint; tbl: bigint; pk: SqlValue } | null = null;
+    let current: Served | null = null;
     for (const r of rows) {
-      if (!current || !key || r.seq !== key.seq || r.tbl !== key.tbl || compareValues(r.pk, key.pk) !== 0) {
+      const c = current;
+      if (!c || r.seq !== c.seq || r.tbl !== c.tbl || compareValues(r.pk, c.key) !== 0) {
+        if (c) out.push(this.finish(c));
         const t = this.catalog.getById(Number(r.tbl));
-        if (!t) {
-          current = null;
-          continue;
-        }
-        current = newChange(t, r);
-        key = { seq: r.seq, tbl: r.tbl, pk: r.pk };
-        out.push(current);
+        current = t
+          ? { t, tbl: r.tbl, key: r.pk, seq: r.seq, change: newChange(t, r), stored: new Map() }
+          : null;
+        if (!current) continue;
       }
-      if (r.col === ROW) current.op = r.val === 1n ? "insert" : "delete";
-      else current.columns[r.col] = toWire(r.val);
+      const cur = current as Served;
+      if (r.col === ROW) cur.change.op = r.val === 1n ? "insert" : "delete";
+      else cur.stored.set(r.col, r.val);
     }
+    if (current) out.push(this.finish(current));
     return out;
+  }
+
+  /** Fills a change's values: from the table where it holds them, else from the entries. */
+  private finish(s: Served): Change {
+    const { t, change } = s;
+    const needsRow = !t.relayed && (change.op === "insert" || s.stored.size > 0);
+    const row = needsRow ? rowsOf(this.db, t).read(decodeKey(s.key, t.pk.length)) : null;
+    for (const [col, val] of s.stored) {
+      change.columns[col] = toWire(row && t.columnSet.has(col) ? (row.get(col) as SqlValue) : val);
+    }
+    if (row && change.op === "insert") {
+      // The row entry stands for every column without an entry of its own (all newer).
+      const own = new Set(this.sql.ownColumns.all(s.tbl, s.key) as string[]);
+      for (const [col, val] of row) if (!own.has(col)) change.columns[col] = toWire(val);
+    }
+    return change;
   }
 
   /** Every entry of the given keys of one table, read LOAD_CHUNK keys per statement. */
@@ -216,24 +248,45 @@ export class ChangeLog {
     return this.db.transaction(() => {
       const c = this.sql.counts.get() as { entries: number; rows: number | null; tombstones: number | null };
       let pending = 0;
-      for (const t of this.catalog.list()) {
-        pending += this.sql.pending.get(t.id, JSON.stringify(t.columns)) as number;
+      let implicit = 0;
+      let relayed = 0;
+      for (const t of this.catalog.listAll()) {
+        if (t.relayed) {
+          relayed += this.sql.tableEntries.get(t.id) as number;
+          continue;
+        }
+        const cols = JSON.stringify(t.columns);
+        pending += this.sql.pending.get(t.id, cols) as number;
+        implicit += this.sql.implicit.get({ tbl: t.id, n: t.columns.length, cols }) as number;
       }
       const counter = (this.sql.counter.get() as bigint | undefined) ?? 0n;
       return {
-        entries: c.entries,
+        entries: c.entries + implicit,
+        stored: c.entries,
         rows: c.rows ?? 0,
         tombstones: c.tombstones ?? 0,
         pending,
+        relayed,
         lastSeq: Number(counter),
       };
     })();
   }
 }
 
+interface Served {
+  t: TrackedTable;
+  tbl: bigint;
+  key: SqlValue;
+  seq: bigint;
+  change: Change;
+  /** The group's column entries as stored (val is NULL where the table holds the value). */
+  stored: Map<string, SqlValue>;
+}
+
 function newChange(t: TrackedTable, r: LogRow): Change {
   return {
     table: t.name,
+    bucket: t.bucket,
     pk: decodeKey(r.pk, t.pk.length).map(toWire),
     op: "update",
     // No prototype: a column named "__proto__" is an ordinary key here.
@@ -277,12 +330,23 @@ function prepare(db: Database.Database) {
          AND (hlc < :hlc OR (hlc = :hlc AND origin < :origin))`,
     ),
     dropTable: db.prepare("DELETE FROM tw_log WHERE tbl = ?"),
+    ownColumns: db.prepare("SELECT col FROM tw_log WHERE tbl = ? AND pk = ? AND col > ''").pluck(),
     counts: db.prepare(
       `SELECT count(*) AS entries,
               sum(col = '' AND val = 1) AS rows,
               sum(col = '' AND val = 0) AS tombstones
        FROM tw_log`,
     ),
+    tableEntries: db.prepare("SELECT count(*) FROM tw_log WHERE tbl = ?").pluck(),
+    // Columns a live row entry stands for: every captured column minus those with an entry.
+    implicit: db
+      .prepare(
+        `SELECT count(*) * :n - (SELECT count(*) FROM tw_log AS e
+            WHERE e.tbl = :tbl AND e.col IN (SELECT value FROM json_each(:cols))
+              AND EXISTS (SELECT 1 FROM tw_log AS r WHERE r.tbl = :tbl AND r.pk = e.pk AND r.col = '' AND r.val = 1))
+         FROM tw_log WHERE tbl = :tbl AND col = '' AND val = 1`,
+      )
+      .pluck(),
     pending: db
       .prepare(
         "SELECT count(*) FROM tw_log WHERE tbl = ? AND col <> '' AND col NOT IN (SELECT value FROM json_each(?))",

@@ -6,7 +6,9 @@
  * table's writes from any SQLite client; `changesSince` pages the compacted
  * log out; `apply` merges a batch from other replicas, all or nothing. A
  * replica opened with `open` owns its store and closes it; one made with
- * `Replica.attach(store)` leaves the store to its owner.
+ * `Replica.attach(store)` leaves the store to its owner. A relay (`relay:
+ * true`, the hub) also accepts changes for tables it does not track: it keeps
+ * their log, merged like any other, and serves it onward by bucket.
  */
 import { InvalidArgumentError } from "../errors.js";
 import { openStore, type Store, type StoreOptions } from "../store.js";
@@ -21,6 +23,12 @@ export interface ReplicaOptions {
   nodeId?: string;
   /** Refuse changes whose clock is further ahead of local time than this (default 60 000). */
   maxDriftMs?: number;
+  /**
+   * Keep and serve onward the log of tables this database does not track
+   * (they must carry their bucket); without it such changes are refused.
+   * Tracking such a table later writes its rows into it. Default false.
+   */
+  relay?: boolean;
   /** Options for the Store that `open` creates. */
   store?: StoreOptions;
 }
@@ -47,7 +55,7 @@ export class Replica {
     this.catalog = new Catalog(store.db);
     this.log = new ChangeLog(store.db, this.catalog);
     this.tracker = new Tracker(store, this.clock, this.catalog, this.log);
-    this.applier = new Applier(store, this.clock, this.catalog, this.log);
+    this.applier = new Applier(store, this.clock, this.catalog, this.log, options.relay === true);
   }
 
   static open(path: string, options: ReplicaOptions = {}): Replica {
@@ -110,6 +118,8 @@ function checkOptions(options: ReplicaOptions): void {
   if (options === null || typeof options !== "object")
     throw new InvalidArgumentError("options", "must be an object");
   if (options.nodeId !== undefined) checkNodeId("nodeId", options.nodeId);
+  if (options.relay !== undefined && typeof options.relay !== "boolean")
+    throw new InvalidArgumentError("relay", `must be a boolean, got ${String(options.relay)}`);
   const d = options.maxDriftMs;
   if (d !== undefined && (typeof d !== "number" || !Number.isFinite(d) || d < 0)) {
     throw new InvalidArgumentError("maxDriftMs", `must be a finite number of ms >= 0, got ${String(d)}`);

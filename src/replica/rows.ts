@@ -1,11 +1,14 @@
 /**
- * RowWriter: writes merged rows into an application table, for the applier.
+ * RowWriter: reads and writes the rows of an application table by key, for
+ * the log (which keeps no copy of values the table holds) and the applier.
  *
- * Contract: `upsert` inserts each row's key and the given columns, or updates
- * those columns when the key exists, many rows per statement; `remove`
- * deletes rows by key. Statements are prepared once per table and column set.
- * Capture must already be suppressed by the caller's transaction. Names come
- * from the tracked schema and are quoted; values are only ever bound.
+ * Contract: `read` returns a row's captured columns by name, or null when the
+ * key has no row; `upsert` inserts each row's key and the given columns, or
+ * updates those columns when the key exists, many rows per statement;
+ * `remove` deletes rows by key. Statements are prepared once per table and
+ * column set; `rowsOf` keeps one RowWriter per catalog entry. Writes need
+ * capture already suppressed by the caller's transaction. Names come from the
+ * tracked schema and are quoted; values are only ever bound.
  */
 import type Database from "better-sqlite3";
 import type { TrackedTable } from "./catalog.js";
@@ -23,8 +26,21 @@ export interface RowWrite {
   values: SqlValue[];
 }
 
+const writers = new WeakMap<TrackedTable, RowWriter>();
+
+/** The RowWriter of a tracked table (one per catalog entry, so per schema). */
+export function rowsOf(db: Database.Database, t: TrackedTable): RowWriter {
+  let w = writers.get(t);
+  if (!w) {
+    w = new RowWriter(db, t);
+    writers.set(t, w);
+  }
+  return w;
+}
+
 export class RowWriter {
   private readonly remover: Database.Statement;
+  private readonly reader: Database.Statement;
   private readonly upserts = new Map<string, Database.Statement>();
   private readonly defaults = new Map<string, SqlValue>();
 
@@ -34,6 +50,18 @@ export class RowWriter {
   ) {
     const where = t.pk.map((c) => `${quoteIdent(c)} = ?`).join(" AND ");
     this.remover = db.prepare(`DELETE FROM ${quoteIdent(t.name)} WHERE ${where}`);
+    const cols = t.columns.length ? t.columns.map(quoteIdent).join(", ") : "1";
+    this.reader = db
+      .prepare(`SELECT ${cols} FROM ${quoteIdent(t.name)} WHERE ${where}`)
+      .raw(true)
+      .safeIntegers(true);
+  }
+
+  /** The row's captured columns, or null when no row has this key. */
+  read(parts: SqlValue[]): Map<string, SqlValue> | null {
+    const r = this.reader.get(...parts) as SqlValue[] | undefined;
+    if (!r) return null;
+    return new Map(this.t.columns.map((c, i) => [c, r[i] as SqlValue]));
   }
 
   remove(parts: SqlValue[]): void {

@@ -10,14 +10,16 @@
  *   first `track` of a table captures every row this way);
  * - a key the log holds as existing that the table lacks is captured as a
  *   delete;
- * - a column that was captured before and whose value differs from its live
- *   entry (or, having none, from its default) is captured as an update:
- *   a write made while no trigger was there;
  * - a column new to capture takes the value of its live log entry — a change
  *   that arrived before this replica had the column — and otherwise, when it
- *   is not the default, is captured.
+ *   is not the default, is captured as an update.
  *
- * `untrack` drops the triggers and the table's log entries.
+ * The log keeps no copy of the values the table holds, so an update made to
+ * an existing row while no trigger was there cannot be seen, and is not
+ * captured. Tracking a table this replica relayed (see `incoming.ts`) first
+ * writes the relayed log's existing rows into it, whose values win over a
+ * row the table already had under that key. `untrack` drops the triggers and
+ * the table's log entries.
  */
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
@@ -27,9 +29,10 @@ import type { Catalog, TrackedTable } from "./catalog.js";
 import type { Clock } from "./hlc.js";
 import { compareClocks } from "./hlc.js";
 import type { ChangeLog, Entry } from "./log.js";
+import { rowsOf } from "./rows.js";
 import { evalDefault, NotTrackableError, quoteIdent, readTable, type TableInfo } from "./schema.js";
 import { ALIVE, DELETED, dropCaptureTriggers, installCaptureTriggers, ROW } from "./triggers.js";
-import { compositeKeyProblem, encodeKey, keyString, type SqlValue, sameValue } from "./values.js";
+import { compositeKeyProblem, decodeKey, encodeKey, keyString, type SqlValue, sameValue } from "./values.js";
 
 export interface TrackOptions {
   /** The bucket the table syncs in (default "default"). */
@@ -67,18 +70,21 @@ export class Tracker {
     const name = checkName("table", table);
     if (options === null || typeof options !== "object")
       throw new InvalidArgumentError("options", "must be an object");
-    const bucket = options.bucket === undefined ? DEFAULT_BUCKET : checkName("bucket", options.bucket);
+    const given = options.bucket === undefined ? undefined : checkName("bucket", options.bucket);
     return this.store.write(() => {
       const info = readTable(this.store.db, name);
       this.catalog.refresh(true);
       const prev = this.catalog.get(name);
+      const relayed = prev ? undefined : this.catalog.peekRelayed(name);
+      const bucket = given ?? relayed?.bucket ?? DEFAULT_BUCKET;
       const sameKey = prev !== undefined && prev.pk.join("\u0000") === info.pk.join("\u0000");
       const fields = [bucket, JSON.stringify(info.pk), JSON.stringify(info.columns)] as const;
+      const old = prev ?? relayed;
       let id: number;
-      if (prev) {
-        id = prev.id;
+      if (old) {
+        id = old.id;
         // A new key makes the old entries' keys meaningless: start the table's log afresh.
-        if (!sameKey) this.log.dropTable(id);
+        if (prev ? !sameKey : old.pk.length !== info.pk.length) this.log.dropTable(id);
         this.sql.update.run(...fields, id);
       } else {
         id = Number(this.sql.insert.get(name, ...fields, Date.now()));
@@ -87,7 +93,10 @@ export class Tracker {
       this.catalog.refresh(true);
       const t = this.catalog.getById(id)!;
       this.clock.suppress(true);
-      this.reconcile(t, info, prev && sameKey ? prev.columnSet : null);
+      if (relayed && relayed.pk.length === info.pk.length) {
+        this.materializeRelayed(t);
+        this.reconcile(t, info, t.columnSet);
+      } else this.reconcile(t, info, prev && sameKey ? prev.columnSet : null);
       this.clock.suppress(false);
       return describeTracked(t);
     });
@@ -164,13 +173,13 @@ export class Tracker {
       const row = k.row;
       const changed = new Map<string, SqlValue>();
       for (const [c, v] of values) {
+        // A captured column's value is the table's own: the log has nothing to compare it with.
+        if (!captured || captured.has(c)) continue;
         const e = k.cols.get(c);
         const live = e && compareClocks(e.hlc, e.origin, row.hlc, row.origin) >= 0 ? e : undefined;
-        if (captured && !captured.has(c) && live) {
+        if (live) {
           if (!sameValue(live.val, v)) setColumn(c, live.val, parts);
-        } else if (live ? !sameValue(live.val, v) : !isDefault(c, v)) {
-          changed.set(c, v);
-        }
+        } else if (!isDefault(c, v)) changed.set(c, v);
       }
       if (changed.size > 0) this.capture(t, key, false, changed);
     }
@@ -179,15 +188,47 @@ export class Tracker {
     }
   }
 
-  /** One local event writing `values` (an insert writes the row entry too). */
+  /**
+   * One local event, as the triggers record it: an insert is its row entry
+   * alone, an update an entry per column; the values stay in the table.
+   */
   private capture(t: TrackedTable, key: SqlValue, insert: boolean, values: Map<string, SqlValue>): void {
     const { hlc, seq } = this.clock.tick();
     const origin = this.clock.nodeId;
     if (insert) {
       this.log.prune(t.id, key, hlc, origin);
       this.log.put(t.id, key, { col: ROW, val: BigInt(ALIVE), hlc, origin, seq });
+      return;
     }
-    for (const [col, val] of values) this.log.put(t.id, key, { col, val, hlc, origin, seq });
+    for (const col of values.keys()) this.log.put(t.id, key, { col, val: null, hlc, origin, seq });
+  }
+
+  /**
+   * Writes every row a relayed table's log holds as existing into the table
+   * that now carries its name: live entries' values, else the defaults.
+   */
+  private materializeRelayed(t: TrackedTable): void {
+    const keys = new Map<string, KeyState>();
+    for (const e of this.sql.entries.all(t.id) as Array<Entry & { pk: SqlValue }>) {
+      const id = keyString(e.pk);
+      const k = keys.get(id) ?? { key: e.pk, row: null, cols: new Map() };
+      keys.set(id, k);
+      if (e.col === ROW) k.row = e;
+      else k.cols.set(e.col, e);
+    }
+    const w = rowsOf(this.store.db, t);
+    const rows = [];
+    for (const k of keys.values()) {
+      const row = k.row;
+      if (row?.val !== BigInt(ALIVE)) continue;
+      const values = t.columns.map((c) => {
+        const e = k.cols.get(c);
+        const live = e && compareClocks(e.hlc, e.origin, row.hlc, row.origin) >= 0;
+        return live ? e.val : w.defaultOf(c);
+      });
+      rows.push({ parts: decodeKey(k.key, t.pk.length), values });
+    }
+    w.upsert(t.columns, rows);
   }
 
   private captureDelete(t: TrackedTable, key: SqlValue): void {
@@ -209,7 +250,7 @@ function prepare(db: Database.Database) {
         "INSERT INTO tw_tracked (name, bucket, pk, cols, tracked_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
       )
       .pluck(),
-    update: db.prepare("UPDATE tw_tracked SET bucket = ?, pk = ?, cols = ? WHERE id = ?"),
+    update: db.prepare("UPDATE tw_tracked SET bucket = ?, pk = ?, cols = ?, relayed = 0 WHERE id = ?"),
     remove: db.prepare("DELETE FROM tw_tracked WHERE id = ?"),
     entries: db.prepare("SELECT pk, col, val, hlc, origin, seq FROM tw_log WHERE tbl = ?").safeIntegers(true),
   };

@@ -5,11 +5,13 @@
  * Contract: plain SQL only (no custom functions, nothing newer than SQLite
  * 3.40), so the `sqlite3` shell and Python are captured like the app. Each row
  * event ticks the clock once (a key change is two events: a tombstone for the
- * old key, an insert for the new) and upserts one log entry per column it
- * wrote, so the log keeps the latest entry per (table, key, column). An insert
- * writes the row entry (column "", value 1) and every column; an update the
- * columns whose value or storage class changed; a delete the tombstone
- * (column "", value 0) and drops the row's column entries. Nothing is
+ * old key, an insert for the new) and upserts clocks, never values: a value
+ * lives in the table and is read from there when the change is served
+ * (cr-sqlite's clock tables do the same). An insert writes only the row entry
+ * (column "", value 1), which stands for every column it wrote, and drops the
+ * key's column entries, being older; an update upserts an entry per column
+ * whose value or storage class changed; a delete writes the tombstone
+ * (column "", value 0) and drops the key's column entries. Nothing is
  * captured while `tw_clock.suppress` is set, which only the applier does,
  * inside its own transaction. Keys that have no canonical form (NULL, or in a
  * composite key REAL or text holding U+0000) abort the write.
@@ -65,44 +67,33 @@ function compound(rows: string[][], names: string[]): string {
     .join(" UNION ALL ");
 }
 
-/** Upserts of log entries for the NEW row, from rows of (col, val[, ch]). */
-function logEntries(id: number, t: TableInfo, rows: string[][], filter: "true" | "v.ch"): string {
-  const names = filter === "true" ? ["col", "val"] : ["col", "val", "ch"];
-  return chunks(rows, ARMS_PER_STATEMENT)
-    .map(
-      (part) => `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq)
-    SELECT ${id}, ${keyExpr(t, "NEW")}, v.col, v.val, c.hlc, c.node, c.seq
-    FROM tw_clock AS c, (${compound(part, names)}) AS v WHERE ${filter}
-    ${UPSERT};`,
-    )
-    .join("\n  ");
-}
-
-/** Log entries for the NEW row: its row entry and every column. */
-function logInsert(id: number, t: TableInfo): string {
-  const rows = [
-    [quoteText(ROW), String(ALIVE)],
-    ...t.columns.map((c) => [quoteText(c), `NEW.${quoteIdent(c)}`]),
-  ];
-  return logEntries(id, t, rows, "true");
-}
-
-/** Log entries for the columns an UPDATE changed, value or storage class. */
+/** The clock entries of an UPDATE: one per column whose value or storage class changed. */
 function logUpdate(id: number, t: TableInfo): string {
   const rows = t.columns.map((c) => {
     const n = `NEW.${quoteIdent(c)}`;
     const o = `OLD.${quoteIdent(c)}`;
     // COLLATE BINARY: under the column's own collation 'a' and 'A' may be "equal".
-    return [quoteText(c), n, `(${n} IS NOT ${o} COLLATE BINARY OR typeof(${n}) <> typeof(${o}))`];
+    return [quoteText(c), `(${n} IS NOT ${o} COLLATE BINARY OR typeof(${n}) <> typeof(${o}))`];
   });
-  return logEntries(id, t, rows, "v.ch");
+  return chunks(rows, ARMS_PER_STATEMENT)
+    .map(
+      (part) => `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq)
+    SELECT ${id}, ${keyExpr(t, "NEW")}, v.col, NULL, c.hlc, c.node, c.seq
+    FROM tw_clock AS c, (${compound(part, ["col", "ch"])}) AS v WHERE v.ch
+    ${UPSERT};`,
+    )
+    .join("\n  ");
 }
 
-/** The OLD row's tombstone; its column entries go, being older than it. */
-function logDelete(id: number, t: TableInfo): string {
-  return `DELETE FROM tw_log WHERE tbl = ${id} AND pk = ${keyExpr(t, "OLD")} AND col <> '';
+/**
+ * The key's row entry (`alive`: an insert, else a tombstone), after dropping
+ * its column entries: the event is newer than all of them.
+ */
+function logRow(id: number, t: TableInfo, row: "NEW" | "OLD", alive: boolean): string {
+  const key = keyExpr(t, row);
+  return `DELETE FROM tw_log WHERE tbl = ${id} AND pk = ${key} AND col > '';
   INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq)
-    SELECT ${id}, ${keyExpr(t, "OLD")}, ${quoteText(ROW)}, ${DELETED}, c.hlc, c.node, c.seq FROM tw_clock AS c WHERE true
+    SELECT ${id}, ${key}, ${quoteText(ROW)}, ${alive ? ALIVE : DELETED}, c.hlc, c.node, c.seq FROM tw_clock AS c WHERE true
     ${UPSERT};`;
 }
 
@@ -123,18 +114,18 @@ export function captureTriggers(id: number, t: TableInfo): string[] {
     `CREATE TRIGGER ${ins} AFTER INSERT ON ${table} WHEN ${on} BEGIN
   ${guard(t)}
   ${SQL_TICK}
-  ${logInsert(id, t)}
+  ${logRow(id, t, "NEW", true)}
 END`,
     `CREATE TRIGGER ${rekey} AFTER UPDATE ON ${table} WHEN ${on} AND NOT (${keyUnchanged(t)}) BEGIN
   ${guard(t)}
   ${SQL_TICK}
-  ${logDelete(id, t)}
+  ${logRow(id, t, "OLD", false)}
   ${SQL_TICK}
-  ${logInsert(id, t)}
+  ${logRow(id, t, "NEW", true)}
 END`,
     `CREATE TRIGGER ${del} AFTER DELETE ON ${table} WHEN ${on} BEGIN
   ${SQL_TICK}
-  ${logDelete(id, t)}
+  ${logRow(id, t, "OLD", false)}
 END`,
   ];
   if (t.columns.length > 0) {

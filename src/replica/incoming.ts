@@ -1,0 +1,208 @@
+/**
+ * Incoming: the checks a change must pass before the applier merges it, and
+ * the relayed tables a relay learns of from the changes themselves.
+ *
+ * Contract: `check` turns one wire change into an `Incoming` or throws
+ * `InvalidChangeError` naming it (unknown table, wrong key arity, malformed
+ * value, bad op/clock/origin/bucket, clock more than maxDriftMs ahead). A
+ * table this replica does not track is refused, unless the replica is a relay:
+ * then the change is checked for shape only (a key of 1 to 64 values, the same
+ * arity as earlier changes of that table, a bucket name) and the table is
+ * recorded as relayed by `commit`, which runs only once the whole batch passed,
+ * so a refused batch records nothing.
+ */
+import type Database from "better-sqlite3";
+import { TidewireError } from "../errors.js";
+import type { Catalog, TrackedTable } from "./catalog.js";
+import type { Clock } from "./hlc.js";
+import { isNodeId, parseHlc } from "./hlc.js";
+import { ROW } from "./triggers.js";
+import { compositeKeyProblem, describeValue, encodeKey, fromWire, type SqlValue } from "./values.js";
+
+/** A change in a batch cannot be applied; the batch was refused whole and nothing was written. */
+export class InvalidChangeError extends TidewireError {
+  constructor(
+    readonly index: number,
+    readonly reason: string,
+    what: string,
+    code = "ERR_INVALID_CHANGE",
+  ) {
+    super(
+      `changes[${index}]${what ? ` (${what})` : ""} ${reason}; the batch was refused and nothing applied`,
+      code,
+    );
+    this.name = "InvalidChangeError";
+  }
+}
+
+/** A change's clock is further ahead of local time than maxDriftMs allows. */
+export class ClockDriftError extends InvalidChangeError {
+  constructor(index: number, reason: string, what: string) {
+    super(index, reason, what, "ERR_CLOCK_DRIFT");
+    this.name = "ClockDriftError";
+  }
+}
+
+export interface Incoming {
+  t: TrackedTable;
+  key: SqlValue;
+  parts: SqlValue[];
+  op: "insert" | "update" | "delete";
+  cols: Array<[string, SqlValue]>;
+  hlc: bigint;
+  origin: string;
+}
+
+const MAX_KEY_PARTS = 64;
+
+export class Checker {
+  /** Relayed tables first seen in this batch, or whose bucket moved: written by `commit`. */
+  private readonly fresh = new Map<string, TrackedTable>();
+  private readonly sql: { insert: Database.Statement; bucket: Database.Statement };
+
+  constructor(
+    db: Database.Database,
+    private readonly clock: Clock,
+    private readonly catalog: Catalog,
+    private readonly relay: boolean,
+  ) {
+    this.sql = {
+      insert: db.prepare(
+        "INSERT INTO tw_tracked (name, bucket, pk, cols, tracked_at, relayed) VALUES (?, ?, ?, '[]', ?, 1)",
+      ),
+      bucket: db.prepare("UPDATE tw_tracked SET bucket = ? WHERE id = ?"),
+    };
+  }
+
+  check(c: unknown, index: number, now: number): Incoming {
+    const o = (c ?? {}) as Record<string, unknown>;
+    const what = () => (typeof c === "object" && c !== null ? describeChange(o) : "");
+    const fail = (reason: string): never => {
+      throw new InvalidChangeError(index, reason, what());
+    };
+    if (typeof c !== "object" || c === null || Array.isArray(c)) fail("is not an object");
+    if (typeof o.table !== "string") fail("has no table name");
+    if (o.bucket !== undefined && !isName(o.bucket)) fail(`has bucket ${describeValue(o.bucket)}`);
+    const table = this.table(o, fail);
+    if (o.op !== "insert" && o.op !== "update" && o.op !== "delete") fail(`has op ${describeValue(o.op)}`);
+    if (!Array.isArray(o.pk) || o.pk.length !== table.pk.length) {
+      fail(
+        `has a key of ${Array.isArray(o.pk) ? o.pk.length : "no"} parts; ${table.name} has ${table.pk.length}`,
+      );
+    }
+    const parts = (o.pk as unknown[]).map((w, i) => {
+      let v: SqlValue;
+      try {
+        v = fromWire(w);
+      } catch (err) {
+        return fail(`has a malformed key part ${i}: ${(err as Error).message}`);
+      }
+      const problem = table.pk.length > 1 ? compositeKeyProblem(v) : v === null ? "a NULL key" : null;
+      if (problem) fail(`has ${problem}`);
+      return v;
+    });
+    const cols: Array<[string, SqlValue]> = [];
+    const given = o.columns ?? {};
+    if (typeof given !== "object" || given === null || Array.isArray(given))
+      fail("has columns that are not an object");
+    for (const [name, w] of Object.entries(given as object)) {
+      if (name === ROW) fail('has a column named ""');
+      if (table.pkSet.has(name)) fail(`sets key column "${name}" as a column`);
+      try {
+        cols.push([name, fromWire(w)]);
+      } catch (err) {
+        fail(`has a malformed value for column "${name}": ${(err as Error).message}`);
+      }
+    }
+    if (o.op === "delete" && cols.length > 0) fail("is a delete that carries columns");
+    let hlc = 0n;
+    try {
+      hlc = parseHlc(o.hlc);
+    } catch (err) {
+      fail(`has ${(err as Error).message}`);
+    }
+    if (!isNodeId(o.origin)) fail(`has origin ${describeValue(o.origin)}, which is not a node id`);
+    try {
+      this.clock.checkDrift(hlc, now);
+    } catch (err) {
+      throw new ClockDriftError(index, `is refused: ${(err as Error).message}`, what());
+    }
+    return {
+      t: table,
+      key: encodeKey(parts),
+      parts,
+      op: o.op as Incoming["op"],
+      cols,
+      hlc,
+      origin: o.origin as string,
+    };
+  }
+
+  /**
+   * Records the relayed tables the batch introduced (or moved to another
+   * bucket) and points the batch at their catalog entries. Call once the whole
+   * batch passed `check`, inside the same transaction.
+   */
+  commit(batch: Incoming[]): void {
+    if (this.fresh.size === 0) return;
+    for (const t of this.fresh.values()) {
+      if (t.id < 0) this.sql.insert.run(t.name, t.bucket, JSON.stringify(t.pk), Date.now());
+      else this.sql.bucket.run(t.bucket, t.id);
+    }
+    this.fresh.clear();
+    this.catalog.refresh(true);
+    for (const inc of batch) {
+      if (inc.t.relayed) inc.t = this.catalog.peekRelayed(inc.t.name) as TrackedTable;
+    }
+  }
+
+  /** Forgets what a refused batch would have recorded. */
+  reset(): void {
+    this.fresh.clear();
+  }
+
+  private table(o: Record<string, unknown>, fail: (reason: string) => never): TrackedTable {
+    const name = o.table as string;
+    const tracked = this.catalog.peek(name);
+    if (tracked) return tracked;
+    if (!this.relay) return fail(`names table "${name}", which is not tracked here`);
+    if (!isName(name) || /^(tw_|sqlite_)/i.test(name)) fail(`names table ${describeValue(name)}`);
+    const known = this.fresh.get(name) ?? this.catalog.peekRelayed(name);
+    const bucket = o.bucket as string | undefined;
+    if (known) {
+      if (bucket === undefined || bucket === known.bucket) return known;
+      // The table moved bucket at its origin; the relay follows.
+      const moved = { ...known, bucket };
+      this.fresh.set(name, moved);
+      return moved;
+    }
+    if (bucket === undefined) fail(`names table "${name}", which is not tracked here, and has no bucket`);
+    const arity = Array.isArray(o.pk) ? o.pk.length : 0;
+    if (arity < 1 || arity > MAX_KEY_PARTS)
+      fail(`has a key of ${arity} parts; a key has 1 to ${MAX_KEY_PARTS}`);
+    const t: TrackedTable = {
+      id: -1,
+      name,
+      bucket: bucket as string,
+      pk: Array.from({ length: arity }, () => ""),
+      columns: [],
+      pkSet: new Set(),
+      columnSet: new Set(),
+      relayed: true,
+    };
+    this.fresh.set(name, t);
+    return t;
+  }
+}
+
+function isName(v: unknown): v is string {
+  return typeof v === "string" && v.trim().length > 0 && v.length <= 200;
+}
+
+function describeChange(o: Record<string, unknown>): string {
+  const op = typeof o.op === "string" ? o.op : "change";
+  const table = typeof o.table === "string" ? o.table : "?";
+  const at = typeof o.hlc === "string" ? ` at ${o.hlc}` : "";
+  const from = typeof o.origin === "string" ? ` from ${o.origin}` : "";
+  return `${op} of ${table} ${describeValue(o.pk)}${at}${from}`.slice(0, 200);
+}
