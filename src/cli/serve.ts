@@ -14,18 +14,37 @@ interface ServeFlags {
   port: number;
   concurrency?: number;
   logLevel: LogLevel;
+  token?: string;
+  tokensFile?: string;
+  insecure?: boolean;
 }
 
 export function registerServe(program: Command): void {
   program
     .command("serve")
-    .description("run the daemon: the job worker, periodic jobs, GET /healthz and GET /metrics")
+    .description(
+      "run the daemon: the sync hub (/v1), the job worker, periodic jobs, GET /healthz and GET /metrics",
+    )
     .option("--db <path>", "database file, created if missing", DEFAULT_DB_PATH)
     .option("--host <host>", "address to listen on", DEFAULT_HOST)
     .addOption(
       new Option("--port <port>", "port to listen on (0 picks a free one)")
         .argParser(portNumber)
         .default(DEFAULT_PORT),
+    )
+    .addOption(
+      new Option("--token <token>", "bearer token for the sync endpoints (every bucket, read-write)"),
+    )
+    .addOption(
+      new Option("--tokens-file <file>", "JSON file of tokens with their buckets and access").conflicts(
+        "token",
+      ),
+    )
+    .addOption(
+      new Option("--insecure", "no auth on the sync endpoints (only on a loopback address)").conflicts([
+        "token",
+        "tokensFile",
+      ]),
     )
     .addOption(new Option("--concurrency <n>", "jobs run at once (default 10)").argParser(positiveInt))
     .addOption(
@@ -43,6 +62,9 @@ export function registerServe(program: Command): void {
         port: flags.port,
         concurrency: flags.concurrency,
         logLevel,
+        token: flags.token,
+        tokensFile: flags.tokensFile,
+        insecure: flags.insecure,
       });
       stopOnSignals(daemon);
     });

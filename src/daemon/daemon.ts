@@ -11,13 +11,17 @@
  * come back when their leases expire.
  */
 import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { checkAuthOptions, resolveAuth } from "../hub/auth.js";
+import { Hub } from "../hub/hub.js";
 import { createLogger, type Logger, type LogLevel } from "../log.js";
 import { collectProcessMetrics } from "../metrics.js";
 import { Queue } from "../queue/queue.js";
 import { Scheduler } from "../queue/scheduler.js";
 import { checkInteger } from "../queue/validate.js";
 import { type Handlers, Worker } from "../queue/worker.js";
+import { Replica } from "../replica/replica.js";
 import { openStore, type Store } from "../store.js";
+import type { BatchLimits } from "../sync/protocol.js";
 import type * as Server from "./server.js";
 
 export const DEFAULT_DB_PATH = "./data/tidewire.db";
@@ -42,6 +46,16 @@ export interface DaemonOptions {
   logger?: Logger;
   /** Handlers for the application's own job types, run beside the built-in ones. */
   handlers?: Handlers;
+  /** Bearer token for the sync endpoints (every bucket, read-write). */
+  token?: string;
+  /** JSON file of tokens, each with its buckets and read or read-write (see src/hub/auth.ts). */
+  tokensFile?: string;
+  /** No auth on the sync endpoints; refused unless `host` is a loopback address. */
+  insecure?: boolean;
+  /** Batch limits of the sync protocol. */
+  limits?: Partial<BatchLimits>;
+  /** Sync requests per token per second (default 200). */
+  rateLimitPerSecond?: number;
 }
 
 export interface Daemon {
@@ -52,6 +66,7 @@ export interface Daemon {
   readonly worker: Worker;
   readonly scheduler: Scheduler;
   readonly logger: Logger;
+  readonly hub: Hub;
   stop(): Promise<void>;
 }
 
@@ -67,9 +82,12 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
       );
     }
   }
+  const dbPath = options.dbPath ?? DEFAULT_DB_PATH;
+  const authOptions = { ...options, host, dbPath };
+  checkAuthOptions(authOptions);
   const logger = options.logger ?? createLogger({ level: options.logLevel });
   const startedAt = Date.now();
-  const store = openStore(options.dbPath ?? DEFAULT_DB_PATH);
+  const store = openStore(dbPath);
   let app: ReturnType<typeof Server.buildServer> | undefined;
   try {
     const queue = new Queue(store);
@@ -84,7 +102,10 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
 
     // Loaded here, not on import: importing the library should not load fastify.
     const { buildServer } = await import("./server.js");
-    const http = buildServer({ store, queue, logger, startedAt });
+    const hub = new Hub(Replica.attach(store), { limits: options.limits });
+    const { auth, generated, source } = resolveAuth({ ...authOptions, dbPath: store.path });
+    const hubRoutes = { hub, auth, rateLimitPerSecond: options.rateLimitPerSecond };
+    const http = buildServer({ store, queue, logger, startedAt, hub: hubRoutes });
     app = http;
     let url: string;
     try {
@@ -96,6 +117,13 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     } catch (err) {
       throw new TidewireError(`cannot listen on ${host}:${port}: ${(err as Error).message}`, "ERR_LISTEN");
     }
+    if (generated) {
+      // Printed this once: later starts read it from the file, which only its owner can read.
+      logger.warn(
+        { token: generated.token, tokenFile: generated.path },
+        `no token configured: generated one for the sync endpoints, kept in ${generated.path} (mode 0600)`,
+      );
+    } else logger.info({ auth: source, hubNodeId: hub.nodeId }, "sync endpoints under /v1");
     worker.start();
     scheduler.start();
 
@@ -119,7 +147,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     };
     const bound = http.server.address();
     const boundPort = typeof bound === "object" && bound ? bound.port : port;
-    return { url, port: boundPort, store, queue, worker, scheduler, logger, stop };
+    return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, stop };
   } catch (err) {
     await app?.close().catch(() => {});
     store.close();

@@ -1,5 +1,6 @@
 /**
- * The daemon's HTTP face: GET /healthz and GET /metrics.
+ * The daemon's HTTP face: GET /healthz and GET /metrics, and the hub's /v1
+ * sync endpoints when given a hub (src/hub/routes.ts).
  *
  * Contract: `buildServer` returns a fastify app that is not yet listening, so
  * the daemon and tests alike decide where it listens. /healthz reads the queue
@@ -11,6 +12,7 @@
  */
 import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyReply, type FastifyRequest, LogController } from "fastify";
+import { type HubRoutesOptions, hubRoutes } from "../hub/routes.js";
 import type { Logger } from "../log.js";
 import { queueDepth, registry } from "../metrics.js";
 import { JOB_STATES, type JobQueue } from "../queue/types.js";
@@ -22,6 +24,8 @@ export interface ServerOptions {
   logger: Logger;
   /** Epoch ms the daemon started; /healthz reports uptime from it. */
   startedAt?: number;
+  /** The sync endpoints under /v1 (src/hub), when this server is a hub. */
+  hub?: HubRoutesOptions;
 }
 
 /** An id a caller sent is reused only if it cannot garble a log line. */
@@ -50,6 +54,8 @@ export function buildServer(options: ServerOptions) {
     loggerInstance: logger,
     logController: new OneLinePerRequest(),
     requestIdHeader: false,
+    // A client that stalls mid-request must not hold a connection for ever.
+    requestTimeout: 30_000,
     genReqId: (req) => {
       const sent = req.headers["x-request-id"];
       return typeof sent === "string" && CALLER_REQUEST_ID.test(sent) ? sent : randomUUID();
@@ -81,6 +87,8 @@ export function buildServer(options: ServerOptions) {
     reply.type(registry.contentType);
     return registry.metrics();
   });
+
+  if (options.hub) app.register(hubRoutes, options.hub);
 
   return app;
 }

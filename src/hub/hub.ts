@@ -13,7 +13,8 @@
  */
 import { EventEmitter } from "node:events";
 import { TidewireError } from "../errors.js";
-import { InvalidChangeError } from "../replica/apply.js";
+import { hubChanges } from "../metrics.js";
+import type { Change } from "../replica/log.js";
 import type { Replica } from "../replica/replica.js";
 import {
   type BatchLimits,
@@ -98,6 +99,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
       excludeOrigin: req.nodeId,
     });
     const fit = fitBatch(set.changes, this.limits);
+    this.count(req.nodeId, "pull", fit.changes);
     if (!fit.cut) return set;
     return { changes: fit.changes, cursor: String(fit.changes.at(-1)!.seq), hasMore: true };
   }
@@ -136,9 +138,12 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     try {
       result = this.replica.apply(req.changes);
     } catch (err) {
-      if (err instanceof InvalidChangeError) throw new HubError(422, err.code, err.message);
+      // The Replica refused the batch whole (InvalidChangeError, ClockDriftError): the sender's fault.
+      if (err instanceof TidewireError && REFUSED_BATCH.has(err.code))
+        throw new HubError(422, err.code, err.message);
       throw err;
     }
+    this.count(req.nodeId, "push", req.changes, tables);
     if (result.applied > 0) this.emit("changes", [...touched]);
     return { cursor: req.cursor, received: result.received, applied: result.applied };
   }
@@ -148,11 +153,21 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     return new Set(this.tablesByName().values());
   }
 
+  private count(peer: string, direction: "push" | "pull", changes: Change[], tables = this.tablesByName()) {
+    const per = new Map<string, number>();
+    for (const c of changes) {
+      const b = tables.get(c.table) ?? "?";
+      per.set(b, (per.get(b) ?? 0) + 1);
+    }
+    for (const [bucket, n] of per) hubChanges.labels(peer, bucket, direction).inc(n);
+  }
+
   private tablesByName(): Map<string, string> {
     return new Map(this.replica.tables().map((t) => [t.table, t.bucket]));
   }
 
-  private checkBuckets(buckets: string[], scope: Scope, write: boolean): void {
+  /** Throws a 404 for a bucket the hub does not serve, a 403 for one the scope may not use. */
+  checkBuckets(buckets: string[], scope: Scope, write: boolean): void {
     const served = this.buckets();
     for (const b of buckets) {
       if (!served.has(b))
@@ -167,6 +182,8 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     }
   }
 }
+
+const REFUSED_BATCH = new Set(["ERR_INVALID_CHANGE", "ERR_CLOCK_DRIFT"]);
 
 function allows(scope: Scope, bucket: string): boolean {
   return scope.buckets === "*" || scope.buckets.has(bucket);

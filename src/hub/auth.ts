@@ -1,0 +1,177 @@
+/**
+ * Auth: who may call the hub, and for which buckets.
+ *
+ * Contract: a hub is never open by accident. `resolveAuth` takes `--token`
+ * (every bucket, read-write), or `--tokens-file` (JSON: each token with its
+ * buckets and read or read-write), or neither, in which case it reads the
+ * token kept beside the database, or makes one, writes it there readable by
+ * its owner only (mode 0600) and reports it so the daemon prints it once.
+ * `--insecure` turns auth off, and is refused unless the hub listens on a
+ * loopback address. `identify` compares the presented bearer token with
+ * every known one in constant time (SHA-256 digests through timingSafeEqual,
+ * all of them compared whatever matched), so the answer's timing says
+ * nothing about the tokens.
+ */
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { z } from "zod";
+import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { FULL_SCOPE, type Scope } from "./hub.js";
+
+export interface AuthOptions {
+  token?: string;
+  tokensFile?: string;
+  insecure?: boolean;
+  /** The address the hub listens on (--insecure needs loopback). */
+  host: string;
+  /** The hub's database: a generated token is kept at `<db>.token`. */
+  dbPath: string;
+}
+
+const tokensFileSchema = z.strictObject({
+  tokens: z
+    .array(
+      z.strictObject({
+        token: z.string().min(16, "must be at least 16 characters"),
+        buckets: z.union([z.literal("*"), z.array(z.string().min(1)).min(1)]),
+        access: z.enum(["read", "read-write"]),
+        name: z
+          .string()
+          .regex(/^[\w.:-]{1,64}$/)
+          .optional(),
+      }),
+    )
+    .min(1),
+});
+
+interface Entry {
+  digest: Buffer;
+  scope: Scope;
+}
+
+export class Auth {
+  private constructor(
+    private readonly entries: Entry[],
+    /** True when auth is off (--insecure). */
+    readonly open: boolean,
+  ) {}
+
+  static insecure(): Auth {
+    return new Auth([], true);
+  }
+
+  static token(token: string): Auth {
+    return new Auth(
+      [{ digest: digest(token), scope: { ...FULL_SCOPE, id: `token-${short(token)}` } }],
+      false,
+    );
+  }
+
+  static tokensFile(path: string): Auth {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(readFileSync(path, "utf8"));
+    } catch (err) {
+      throw new InvalidArgumentError("tokensFile", `cannot read ${path} as JSON: ${(err as Error).message}`);
+    }
+    const r = tokensFileSchema.safeParse(doc);
+    if (!r.success) {
+      const i = r.error.issues[0]!;
+      throw new InvalidArgumentError("tokensFile", `${path}: ${i.path.join(".") || "(file)"}: ${i.message}`);
+    }
+    return new Auth(
+      r.data.tokens.map((t) => ({
+        digest: digest(t.token),
+        scope: {
+          id: t.name ?? `token-${short(t.token)}`,
+          buckets: t.buckets === "*" ? "*" : new Set(t.buckets),
+          write: t.access === "read-write",
+        },
+      })),
+      false,
+    );
+  }
+
+  /** The scope of an `Authorization: Bearer …` header, or null when it names no known token. */
+  identify(header: string | undefined): Scope | null {
+    if (this.open) return FULL_SCOPE;
+    const m = typeof header === "string" ? /^Bearer ([\x21-\x7e]{1,512})$/.exec(header) : null;
+    const presented = digest(m ? m[1]! : "");
+    let found: Scope | null = null;
+    for (const e of this.entries) {
+      if (timingSafeEqual(presented, e.digest) && m) found = e.scope;
+    }
+    return found;
+  }
+}
+
+export interface ResolvedAuth {
+  auth: Auth;
+  /** Set when a token was made now: the daemon prints it once. */
+  generated?: { token: string; path: string };
+  /** Where the token in use came from, for the start-up log. */
+  source: string;
+}
+
+/** Refuses conflicting or unsafe options before anything is opened or written. */
+export function checkAuthOptions(options: AuthOptions): void {
+  const given = [options.token, options.tokensFile, options.insecure || undefined].filter(
+    (v) => v !== undefined,
+  );
+  if (given.length > 1) {
+    throw new InvalidArgumentError("auth", "give one of --token, --tokens-file and --insecure");
+  }
+  if (options.insecure) {
+    if (!isLoopback(options.host)) {
+      throw new InvalidArgumentError(
+        "insecure",
+        `auth may only be turned off on a loopback address, not ${options.host}`,
+      );
+    }
+  }
+  if (options.token !== undefined && (options.token.length < 16 || !/^[\x21-\x7e]+$/.test(options.token))) {
+    throw new InvalidArgumentError("token", "must be at least 16 printable characters without spaces");
+  }
+}
+
+export function resolveAuth(options: AuthOptions): ResolvedAuth {
+  checkAuthOptions(options);
+  if (options.insecure) return { auth: Auth.insecure(), source: "none (--insecure, loopback only)" };
+  if (options.token !== undefined) {
+    return { auth: Auth.token(options.token), source: "--token" };
+  }
+  if (options.tokensFile !== undefined) {
+    return { auth: Auth.tokensFile(options.tokensFile), source: options.tokensFile };
+  }
+  const path = `${options.dbPath}.token`;
+  if (existsSync(path)) {
+    const mode = statSync(path).mode & 0o077;
+    if (mode !== 0) {
+      throw new TidewireError(
+        `${path} is readable by others (mode ${(statSync(path).mode & 0o777).toString(8)}); chmod 600 it`,
+        "ERR_TOKEN_FILE_MODE",
+      );
+    }
+    const token = readFileSync(path, "utf8").trim();
+    return { auth: Auth.token(token), source: path };
+  }
+  const token = randomBytes(24).toString("base64url");
+  writeFileSync(path, `${token}\n`, { mode: 0o600, flag: "wx" });
+  return { auth: Auth.token(token), generated: { token, path }, source: path };
+}
+
+export function isLoopback(host: string): boolean {
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  return host === "::1" || host === "[::1]";
+}
+
+function digest(token: string): Buffer {
+  return createHash("sha256").update(token).digest();
+}
+
+/** A name for logs: 8 hex digits of the digest, never the token. */
+function short(token: string): string {
+  return digest(token).toString("hex").slice(0, 8);
+}

@@ -1,0 +1,111 @@
+/**
+ * The hub's HTTP endpoints on the daemon's fastify app: POST /v1/handshake,
+ * POST /v1/pull, POST /v1/push, and GET /v1/live (see live.ts).
+ *
+ * Contract: every /v1 request must carry a bearer token the Auth knows (401
+ * otherwise), is counted against that token's rate limit (429), and must be
+ * JSON within the body limit (400 malformed, 413 too large, 415 not JSON).
+ * Every refusal is a 4xx whose body is `{ error: { code, message } }`, the
+ * message one clear sentence; the hub's state is untouched by a refused
+ * request, and the app stays up. Routes live in their own plugin scope, so
+ * /healthz and /metrics keep no auth and no rate limit.
+ */
+import rateLimit from "@fastify/rate-limit";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Auth } from "./auth.js";
+import { type Hub, HubError, type Scope } from "./hub.js";
+import { attachLive } from "./live.js";
+
+export interface HubRoutesOptions {
+  hub: Hub;
+  auth: Auth;
+  /** Requests per token (or per address, before a token is known) per second (default 200). */
+  rateLimitPerSecond?: number;
+}
+
+/** The JSON envelope of a protocol message, beyond its changes. */
+const ENVELOPE_BYTES = 64 * 1024;
+
+declare module "fastify" {
+  interface FastifyRequest {
+    scope?: Scope;
+  }
+}
+
+export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions): Promise<void> {
+  const { hub, auth } = options;
+  await app.register(rateLimit, {
+    max: options.rateLimitPerSecond ?? 200,
+    timeWindow: 1000,
+    keyGenerator: (req) => auth.identify(req.headers.authorization)?.id ?? `addr:${req.ip}`,
+    errorResponseBuilder: (_req, ctx) => ({
+      statusCode: ctx.statusCode,
+      code: "ERR_RATE_LIMITED",
+      message: `rate limit of ${ctx.max} requests per ${ctx.after} exceeded; retry later`,
+    }),
+  });
+
+  app.setErrorHandler((err: FastifyError | HubError, request, reply) => {
+    if (err instanceof HubError) return send(reply, err.status, err.code, err.message);
+    const status = (err as FastifyError).statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      const [code, message] = clientError(err as FastifyError);
+      return send(reply, status, code, message);
+    }
+    request.log.error({ err }, "sync request failed");
+    return send(reply, 500, "ERR_INTERNAL", "the hub failed to handle the request; see its log");
+  });
+  app.setNotFoundHandler((request, reply) =>
+    send(reply, 404, "ERR_NOT_FOUND", `no such endpoint: ${request.method} ${request.url.split("?")[0]}`),
+  );
+
+  app.addHook("onRequest", async (request, reply) => {
+    const scope = auth.identify(request.headers.authorization);
+    if (!scope) {
+      reply.header("www-authenticate", 'Bearer realm="tidewire"');
+      throw new HubError(
+        401,
+        "ERR_UNAUTHORIZED",
+        "a valid bearer token is required (Authorization: Bearer <token>)",
+      );
+    }
+    request.scope = scope;
+  });
+
+  // Only JSON is a protocol message; fastify would otherwise hand text/plain over as a string.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("application/json", { parseAs: "string" }, app.getDefaultJsonParser("error", "error"));
+
+  const bodyLimit = hub.limits.maxBytes + ENVELOPE_BYTES;
+  const route = (path: string, handle: (body: unknown, scope: Scope) => unknown) =>
+    app.post(path, { bodyLimit }, async (request: FastifyRequest) => {
+      if (request.body === undefined || request.body === null) {
+        throw new HubError(400, "ERR_MALFORMED", "the request needs a JSON body");
+      }
+      return handle(request.body, request.scope!);
+    });
+  route("/v1/handshake", (b, s) => hub.handshake(b, s));
+  route("/v1/pull", (b, s) => hub.pull(b, s));
+  route("/v1/push", (b, s) => hub.push(b, s));
+  attachLive(app, hub, auth);
+}
+
+function send(reply: FastifyReply, status: number, code: string, message: string) {
+  return reply.code(status).send({ error: { code, message } });
+}
+
+/** Fastify's own 4xx errors, in the hub's codes and words. */
+function clientError(err: FastifyError): [string, string] {
+  switch (err.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return ["ERR_BODY_TOO_LARGE", "the request body is larger than the hub accepts"];
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return ["ERR_MEDIA_TYPE", "the request body must be JSON (Content-Type: application/json)"];
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return ["ERR_MALFORMED", "the request needs a JSON body"];
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+      return ["ERR_MALFORMED_JSON", "the request body is not valid JSON"];
+    default:
+      return [err.code ?? "ERR_BAD_REQUEST", err.message];
+  }
+}
