@@ -74,7 +74,11 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
 
   // Only JSON is a protocol message; fastify would otherwise hand text/plain over as a string.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("application/json", { parseAs: "string" }, app.getDefaultJsonParser("error", "error"));
+  app.addContentTypeParser(
+    "application/json",
+    { parseAs: "string" },
+    app.getDefaultJsonParser("error", "error"),
+  );
 
   const bodyLimit = hub.limits.maxBytes + ENVELOPE_BYTES;
   const route = (path: string, handle: (body: unknown, scope: Scope) => unknown) =>
