@@ -22,6 +22,7 @@ export {
   Worker,
   type WorkerOptions,
 } from "./queue/worker.js";
+export * from "./remote/index.js";
 export { type ApplyResult, ClockDriftError, InvalidChangeError } from "./replica/apply.js";
 export { formatHlc, parseHlc } from "./replica/hlc.js";
 export type { Change, ChangeSet, ChangesSinceOptions, LogStats } from "./replica/log.js";

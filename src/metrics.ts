@@ -95,3 +95,25 @@ export const hubChanges = new Counter({
   labelNames: ["peer", "bucket", "direction"] as const,
   registers: [registry],
 });
+
+export const remoteSyncTotal = new Counter({
+  name: "tidewire_remote_sync_total",
+  help: "Remote push cycles, by target backend and outcome (success or failure)",
+  labelNames: ["backend", "status"] as const,
+  registers: [registry],
+});
+
+export const remoteSyncDuration = new Histogram({
+  name: "tidewire_remote_sync_duration_seconds",
+  help: "Duration of a remote push cycle, by target backend and outcome",
+  labelNames: ["backend", "status"] as const,
+  buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600],
+  registers: [registry],
+});
+
+export const remoteSyncLastSuccess = new Gauge({
+  name: "tidewire_remote_sync_last_success_timestamp_seconds",
+  help: "When a remote push cycle last succeeded, by target backend (Unix time)",
+  labelNames: ["backend"] as const,
+  registers: [registry],
+});

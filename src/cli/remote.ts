@@ -1,0 +1,142 @@
+/**
+ * `tidewire remote push <db> --target URL [--once | --interval SECONDS]
+ * [--resync] [--keep-history N] [--local | --remote] [--config FILE] [--json]`:
+ * mirror a database's tracked tables to a remote SQL store.
+ *
+ * Contract: the database must exist and track tables. --once (the default)
+ * checkpoints the WAL, runs one cycle and exits 0, or 1 when the target
+ * failed (the payload stays in the outbox for the next run). --interval
+ * pushes until SIGINT/SIGTERM, then stops cleanly after the cycle in flight
+ * and exits 0; an interval of 0 is clamped to 1 s with a warning on stderr.
+ * --json prints one document: the cycle's result, or with --interval a
+ * summary of the cycles when stopped.
+ */
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { type Command, InvalidArgumentError as UsageError } from "commander";
+import { StoreError } from "../errors.js";
+import { type PushResult, RemoteSync } from "../remote/remote-sync.js";
+import { Replica } from "../replica/replica.js";
+import { nonNegativeInt, positiveInt, printJson, printText } from "./io.js";
+
+interface PushFlags {
+  target: string;
+  once?: boolean;
+  interval?: number;
+  resync?: boolean;
+  keepHistory?: number;
+  batchSize?: number;
+  local?: boolean;
+  remote?: boolean;
+  config?: string;
+  json?: boolean;
+}
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(n))
+    throw new UsageError("Expected a number of seconds.");
+  return n;
+}
+
+export function registerRemote(program: Command): void {
+  const remote = program.command("remote").description("mirror a database to remote SQL stores");
+  remote
+    .command("push")
+    .description("push tracked tables to a SQLite file, PostgreSQL, libSQL or Cloudflare D1")
+    .argument("<db>", "the database file (it must exist and track tables)")
+    .requiredOption("--target <url>", "sqlite:PATH, postgres://…, libsql://…, file:PATH or d1:NAME")
+    .option("--once", "push once and exit (the default)")
+    .option("--interval <seconds>", "push every SECONDS until stopped", seconds)
+    .option("--resync", "drop the target's copies and push everything again")
+    .option("--keep-history <n>", "sync history rows the target keeps, 0 for all", nonNegativeInt, 1000)
+    .option("--batch-size <n>", "changes per incremental payload", positiveInt, 1000)
+    .option("--local", "d1: use wrangler's local D1 (the default)")
+    .option("--remote", "d1: use the D1 database on Cloudflare")
+    .option("--config <file>", "d1: the wrangler configuration file")
+    .option("--json", "print one JSON document on stdout")
+    .action(async (db: string, flags: PushFlags) => {
+      if (flags.once && flags.interval !== undefined)
+        throw new UsageError("--once and --interval exclude each other.");
+      if (flags.local && flags.remote) throw new UsageError("--local and --remote exclude each other.");
+      const isD1 = flags.target.startsWith("d1:");
+      if (!isD1 && (flags.local || flags.remote || flags.config !== undefined)) {
+        throw new UsageError("--local, --remote and --config apply to d1:NAME targets only.");
+      }
+      const path = resolve(db);
+      if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
+      const d1 = isD1 ? { local: flags.local, remote: flags.remote, config: flags.config } : undefined;
+      const replica = Replica.open(path);
+      let sync: RemoteSync;
+      try {
+        sync = new RemoteSync(replica, {
+          target: flags.target,
+          d1,
+          keepHistory: flags.keepHistory,
+          batchSize: flags.batchSize,
+          onProgress:
+            flags.json || !process.stderr.isTTY
+              ? undefined
+              : (p) =>
+                  process.stderr.write(
+                    `\r${p.table}: ${p.rows}/${p.total} rows${p.rows >= p.total ? "\n" : ""}`,
+                  ),
+        });
+      } catch (err) {
+        replica.close();
+        throw err;
+      }
+      try {
+        if (flags.interval === undefined) await once(sync, replica, flags);
+        else await loop(sync, flags.interval, flags);
+      } finally {
+        await sync.close();
+        replica.close();
+      }
+    });
+}
+
+async function once(sync: RemoteSync, replica: Replica, flags: PushFlags): Promise<void> {
+  replica.store.checkpoint();
+  const r = await sync.push({ resync: flags.resync });
+  if (flags.json) printJson({ ok: true, ...r });
+  else printText(describe(r));
+}
+
+async function loop(sync: RemoteSync, interval: number, flags: PushFlags): Promise<void> {
+  const cycles = { ok: 0, failed: 0 };
+  let last: PushResult | null = null;
+  let lastError: string | null = null;
+  await new Promise<void>((done) => {
+    const stop = () => {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      void sync.stop().then(done);
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+    sync.start({
+      intervalSeconds: interval,
+      resync: flags.resync,
+      onWarning: (m) => process.stderr.write(`tidewire: warning: ${m}\n`),
+      onCycle: (r, err) => {
+        if (r) {
+          cycles.ok++;
+          last = r;
+          if (!flags.json) printText(describe(r));
+        } else {
+          cycles.failed++;
+          lastError = err?.message ?? "unknown error";
+          process.stderr.write(`tidewire: ${lastError}\n`);
+        }
+      },
+    });
+  });
+  if (flags.json) printJson({ ok: true, cycles, last, lastError });
+}
+
+function describe(r: PushResult): string {
+  const dup = r.duplicates ? `, ${r.duplicates} already applied` : "";
+  const retried = r.retried ? `, ${r.retried} retried from the outbox` : "";
+  return `${r.mode} push to ${r.target}: ${r.mutations} rows in ${r.payloads} payloads${dup}${retried} (${Math.round(r.durationMs)} ms); cursor ${r.cursor}`;
+}

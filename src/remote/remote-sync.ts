@@ -1,0 +1,454 @@
+/**
+ * RemoteSync: pushes a replica's tracked tables to one remote target — a
+ * full copy the first time (or on resync, or when the tables' shape
+ * changed), then exactly the changes since the target's acknowledged cursor.
+ *
+ * Contract: every payload is spooled in the outbox before it is sent; the
+ * target's cursor moves only after the target accepted the payload (or
+ * already had its sync key); a failure defers the payload, leaves the
+ * cursor, and the next cycle sends the spooled payloads first, in order,
+ * before reading anything new. So a crash anywhere — before, during or
+ * after the apply — ends in each payload applied once. Incremental payloads
+ * carry whole current rows (or deletes) for the keys the change log names,
+ * so they are idempotent and never depend on rows the target may lack.
+ * The cursor value is `<sequence>@<shape>`: a tracked table gaining a
+ * column changes the shape, and the next push is a full one.
+ */
+import { createHash } from "node:crypto";
+import { ulid } from "ulid";
+import { CursorStore } from "../cursor-store.js";
+import { InvalidArgumentError } from "../errors.js";
+import { remoteSyncDuration, remoteSyncLastSuccess, remoteSyncTotal } from "../metrics.js";
+import { Outbox, type OutboxState } from "../outbox.js";
+import { checkInteger, checkName } from "../queue/validate.js";
+import type { Replica } from "../replica/replica.js";
+import { makePayload, type Payload, parsePayload, serializePayload, type TableSchema } from "./payload.js";
+import { Source } from "./source.js";
+import { HISTORY_TABLE } from "./sql.js";
+import {
+  type Backend,
+  describeError,
+  openTarget,
+  RemoteError,
+  type RemoteTarget,
+  type TargetOptions,
+} from "./target.js";
+import { encodeValue, fromWire, type Value } from "./values.js";
+
+export interface RemoteSyncOptions extends TargetOptions {
+  /** A target URL (sqlite:PATH, postgres://…, libsql://…, file:PATH, d1:NAME) or an adapter. */
+  target: string | RemoteTarget;
+  /** Only the tables of these buckets (default: every tracked table). */
+  buckets?: string[];
+  /** Changes per incremental payload (default 1000). */
+  batchSize?: number;
+  /** Rows per payload of a full push (default 5000). */
+  chunkRows?: number;
+  /** History rows the target keeps; 0 keeps all (default 1000). */
+  keepHistory?: number;
+  /** The outbox payloads are spooled in (default "remote"). */
+  outbox?: string;
+  onProgress?: (p: PushProgress) => void;
+}
+
+export interface PushProgress {
+  table: string;
+  rows: number;
+  total: number;
+}
+
+export interface PushResult {
+  target: string;
+  backend: Backend;
+  mode: "full" | "incremental";
+  /** Payloads sent, spooled ones from an earlier failed cycle included. */
+  payloads: number;
+  /** Of those, how many the target already had (counted as success). */
+  duplicates: number;
+  /** Spooled payloads from an earlier cycle sent first. */
+  retried: number;
+  /** Row upserts and deletes sent. */
+  mutations: number;
+  cursor: string;
+  durationMs: number;
+}
+
+interface Stat {
+  mode: "full" | "incremental";
+  payloads: number;
+  duplicates: number;
+  retried: number;
+  mutations: number;
+}
+
+const PENDING: OutboxState[] = ["active", "incoming", "deferred"];
+
+export class RemoteSync {
+  readonly target: RemoteTarget;
+  private readonly source: Source;
+  private readonly outbox: Outbox;
+  private readonly cursors: CursorStore;
+  private readonly cursorKey: { peer: string; bucket: string; direction: "push" };
+  private readonly buckets: string[] | undefined;
+  private readonly batchSize: number;
+  private readonly chunkRows: number;
+  private readonly keepHistory: number;
+  private readonly onProgress: ((p: PushProgress) => void) | undefined;
+  private running: Promise<PushResult> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = true;
+
+  constructor(
+    private readonly replica: Replica,
+    options: RemoteSyncOptions,
+  ) {
+    if (options === null || typeof options !== "object")
+      throw new InvalidArgumentError("options", "must be an object");
+    const o = options;
+    this.buckets = o.buckets === undefined ? undefined : checkBuckets(o.buckets);
+    this.batchSize = o.batchSize === undefined ? 1000 : checkInteger("batchSize", o.batchSize, 1);
+    this.chunkRows = o.chunkRows === undefined ? 5000 : checkInteger("chunkRows", o.chunkRows, 1);
+    this.keepHistory = o.keepHistory === undefined ? 1000 : checkInteger("keepHistory", o.keepHistory, 0);
+    if (o.onProgress !== undefined && typeof o.onProgress !== "function") {
+      throw new InvalidArgumentError("onProgress", "must be a function");
+    }
+    this.onProgress = o.onProgress;
+    const outboxName = o.outbox === undefined ? "remote" : checkName("outbox", o.outbox);
+    this.target = typeof o.target === "string" ? openTarget(o.target, { d1: o.d1 }) : checkTarget(o.target);
+    this.cursorKey = {
+      peer: this.target.id,
+      bucket: this.buckets ? this.buckets.join(",") : "*",
+      direction: "push",
+    };
+    checkName("target", this.target.id);
+    this.source = new Source(replica.store);
+    this.outbox = new Outbox(replica.store, outboxName);
+    this.cursors = new CursorStore(replica.store, { flushIntervalMs: 0 });
+  }
+
+  /** The target's acknowledged cursor (`<sequence>@<shape>`), or undefined before the first full push. */
+  cursor(): string | undefined {
+    return this.cursors.get(this.cursorKey);
+  }
+
+  /** Payloads spooled for this target and not yet accepted by it. */
+  pending(): number {
+    return this.pendingIds().length;
+  }
+
+  /** One cycle. `resync` forces a full push. Rejects with a RemoteError when the target failed. */
+  push(options: { resync?: boolean } = {}): Promise<PushResult> {
+    if (options === null || typeof options !== "object")
+      throw new InvalidArgumentError("options", "must be an object");
+    if (options.resync !== undefined && typeof options.resync !== "boolean") {
+      throw new InvalidArgumentError("resync", "must be a boolean");
+    }
+    if (this.running)
+      return Promise.reject(new RemoteError(`a push to ${this.target.id} is already running`));
+    const run = this.cycle(options.resync === true).finally(() => {
+      this.running = null;
+    });
+    this.running = run;
+    return run;
+  }
+
+  /**
+   * Pushes every `intervalSeconds` until `stop`. An interval below 1 s is
+   * clamped to 1 s (with a warning). Checkpoints the WAL first, so the file
+   * a user copies or inspects is whole. Cycle failures go to `onCycle`; the
+   * next cycle retries.
+   */
+  start(options: {
+    intervalSeconds: number;
+    resync?: boolean;
+    onCycle?: (result: PushResult | null, error: Error | null) => void;
+    onWarning?: (message: string) => void;
+  }): void {
+    if (options === null || typeof options !== "object")
+      throw new InvalidArgumentError("options", "must be an object");
+    const s = options.intervalSeconds;
+    if (typeof s !== "number" || !Number.isFinite(s) || s < 0) {
+      throw new InvalidArgumentError("intervalSeconds", `must be a number of seconds >= 0, got ${String(s)}`);
+    }
+    if (!this.stopped) throw new InvalidArgumentError("start", "the push loop is already running");
+    let seconds = s;
+    if (seconds < 1) {
+      seconds = 1;
+      options.onWarning?.(`an interval of ${s} s would push without pause; using 1 s`);
+    }
+    this.stopped = false;
+    this.replica.store.checkpoint();
+    let resync = options.resync === true;
+    const tick = async () => {
+      this.timer = null;
+      if (this.stopped) return;
+      try {
+        const r = await this.push({ resync });
+        resync = false;
+        options.onCycle?.(r, null);
+      } catch (err) {
+        options.onCycle?.(null, err as Error);
+      }
+      if (!this.stopped) this.timer = setTimeout(tick, seconds * 1000);
+    };
+    void tick();
+  }
+
+  /** Stops the loop and waits for a cycle in flight. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running?.catch(() => {});
+  }
+
+  /** Stops, and closes the connection to the target. The replica stays open. */
+  async close(): Promise<void> {
+    await this.stop();
+    await this.target.close();
+    if (this.replica.store.isOpen) this.cursors.flushDirty();
+  }
+
+  private async cycle(resync: boolean): Promise<PushResult> {
+    const started = performance.now();
+    const backend = this.target.backend;
+    const stat = {
+      mode: "incremental" as "full" | "incremental",
+      payloads: 0,
+      duplicates: 0,
+      retried: 0,
+      mutations: 0,
+    };
+    try {
+      const schemas = this.schemas();
+      if (resync) this.abandonPending();
+      else await this.sendPending(stat);
+      const shape = shapeOf(schemas);
+      const cursor = this.cursors.get(this.cursorKey);
+      const at = cursor?.split("@");
+      if (resync || !at || at[1] !== shape) await this.fullPush(schemas, shape, stat);
+      else await this.incremental(schemas, shape, at[0]!, stat);
+      this.outbox.purge({ olderThanMs: 0, states: ["delivered"] });
+      const durationMs = performance.now() - started;
+      remoteSyncTotal.inc({ backend, status: "success" });
+      remoteSyncDuration.observe({ backend, status: "success" }, durationMs / 1000);
+      remoteSyncLastSuccess.set({ backend }, Date.now() / 1000);
+      return { target: this.target.id, backend, ...stat, cursor: this.cursor() ?? "", durationMs };
+    } catch (err) {
+      remoteSyncTotal.inc({ backend, status: "failure" });
+      remoteSyncDuration.observe({ backend, status: "failure" }, (performance.now() - started) / 1000);
+      throw err;
+    }
+  }
+
+  private schemas(): TableSchema[] {
+    const wanted = this.buckets ? new Set(this.buckets) : null;
+    const tables = this.replica.tables().filter((t) => !wanted || wanted.has(t.bucket));
+    if (tables.length === 0) {
+      throw new RemoteError(
+        `${this.replica.store.path} has no tracked tables${wanted ? " in those buckets" : ""} to push; track some with tidewire init`,
+        "ERR_NOTHING_TRACKED",
+      );
+    }
+    for (const t of tables) {
+      if (/^sqlite_/i.test(t.table) || t.table === HISTORY_TABLE) {
+        throw new RemoteError(
+          `table ${JSON.stringify(t.table)} cannot be pushed: the name is reserved on targets`,
+        );
+      }
+    }
+    return this.source.schemas(tables);
+  }
+
+  private async fullPush(schemas: TableSchema[], shape: string, stat: Stat): Promise<void> {
+    stat.mode = "full";
+    // Until the copy completes, any cycle must start a full push again.
+    if (this.cursors.get(this.cursorKey) !== undefined) this.cursors.delete(this.cursorKey);
+    // Rows written during the copy have later sequences: the next incremental push re-sends them.
+    const upto = String(this.replica.stats().lastSeq);
+    const gen = ulid();
+    const base = { mode: "full" as const, reset: [], cursor: null };
+    await this.deliver(
+      makePayload({ ...base, scope: `full:${gen}:reset`, reset: schemas, tables: schemas, mutations: [] }),
+      stat,
+    );
+    for (const t of schemas) {
+      const total = this.source.count(t);
+      let rows = 0;
+      let after: Value[] | null = null;
+      this.onProgress?.({ table: t.name, rows, total });
+      for (let chunk = 0; ; chunk++) {
+        const page = this.source.page(t, after, this.chunkRows);
+        if (page.length === 0) break;
+        const mutations = page.map((row) => ({ op: "upsert" as const, table: t.name, row }));
+        await this.deliver(
+          makePayload({ ...base, scope: `full:${gen}:${t.name}:${chunk}`, tables: [t], mutations }),
+          stat,
+        );
+        rows += page.length;
+        after = this.source.keyOf(t, page[page.length - 1]!);
+        this.onProgress?.({ table: t.name, rows, total: Math.max(total, rows) });
+        if (page.length < this.chunkRows) break;
+      }
+    }
+    const done = makePayload({
+      ...base,
+      scope: `full:${gen}:done`,
+      tables: [],
+      mutations: [],
+      cursor: `${upto}@${shape}`,
+    });
+    await this.deliver(done, stat);
+  }
+
+  private async incremental(schemas: TableSchema[], shape: string, from: string, stat: Stat): Promise<void> {
+    const byName = new Map(schemas.map((t) => [t.name, t]));
+    let seq = from;
+    for (;;) {
+      const cs = this.replica.changesSince(seq, { limit: this.batchSize, buckets: this.buckets });
+      const keys = new Map<string, Map<string, Value[]>>();
+      for (const c of cs.changes) {
+        if (!byName.has(c.table)) continue;
+        const pk = c.pk.map(fromWire);
+        let m = keys.get(c.table);
+        if (!m) {
+          m = new Map();
+          keys.set(c.table, m);
+        }
+        m.set(JSON.stringify(pk.map(encodeValue)), pk);
+      }
+      const mutations: Payload["mutations"] = [];
+      const tables: TableSchema[] = [];
+      for (const [name, m] of keys) {
+        const t = byName.get(name)!;
+        tables.push(t);
+        const list = [...m.values()];
+        this.source.rows(t, list).forEach((row, i) => {
+          mutations.push(
+            row ? { op: "upsert", table: name, row } : { op: "delete", table: name, key: list[i]! },
+          );
+        });
+      }
+      const cursor = `${cs.cursor}@${shape}`;
+      if (mutations.length > 0) {
+        const scope = `${this.replica.nodeId}:${seq}-${cs.cursor}`;
+        await this.deliver(
+          makePayload({ mode: "incremental", scope, reset: [], tables, mutations, cursor }),
+          stat,
+        );
+      } else if (cs.cursor !== seq) {
+        this.cursors.set(this.cursorKey, cursor);
+        this.cursors.flushDirty();
+      }
+      seq = cs.cursor;
+      if (!cs.hasMore) break;
+    }
+  }
+
+  /** Spools the payload, then sends it. */
+  private async deliver(p: Payload, stat: Stat): Promise<void> {
+    const meta = this.outbox.store(serializePayload(p), {
+      headers: { target: this.target.id, name: p.name, key: p.key, mode: p.mode },
+    });
+    await this.send(meta.id, p, stat);
+  }
+
+  private async send(id: number, p: Payload, stat: Stat): Promise<void> {
+    const meta = this.outbox.getMeta(id);
+    if (meta && meta.state !== "active")
+      this.outbox.moveToState(id, "active", { from: ["incoming", "deferred"] });
+    let outcome: "applied" | "duplicate";
+    try {
+      outcome = await this.target.apply(p, this.keepHistory);
+    } catch (err) {
+      const e =
+        err instanceof RemoteError ? err : new RemoteError(`${this.target.id}: ${describeError(err)}`);
+      const moved = this.outbox.defer(id, e);
+      const fate =
+        moved?.state === "bounced"
+          ? "its attempts are spent, it is dropped and rebuilt from the change log next cycle"
+          : "it stays in the outbox and is retried next cycle";
+      throw new RemoteError(
+        `push to ${this.target.id} failed: ${e.message}; the cursor did not move, and the payload ${p.name}: ${fate}`,
+      );
+    }
+    // Cursor before `delivered`: a crash between the two re-sends a payload the target already has, which is harmless.
+    if (p.cursor !== null) {
+      this.cursors.set(this.cursorKey, p.cursor);
+      this.cursors.flushDirty();
+    }
+    this.outbox.delivered(id);
+    stat.payloads++;
+    stat.mutations += p.mutations.length;
+    if (outcome === "duplicate") stat.duplicates++;
+  }
+
+  private pendingIds(): number[] {
+    const ids: number[] = [];
+    for (const state of PENDING) {
+      for (const m of this.outbox.list({ state, limit: 100_000 })) {
+        if (m.headers.target === this.target.id) ids.push(m.id);
+      }
+    }
+    return ids.sort((a, b) => a - b);
+  }
+
+  /** Sends spooled payloads left by an earlier cycle, oldest first; stops at the first failure. */
+  private async sendPending(stat: Stat): Promise<void> {
+    for (const id of this.pendingIds()) {
+      const m = this.outbox.get(id);
+      if (!m) continue;
+      let p: Payload;
+      try {
+        p = parsePayload(String(m.body));
+      } catch (err) {
+        this.abandon(id, `unreadable payload: ${describeError(err)}`);
+        continue;
+      }
+      await this.send(id, p, stat);
+      stat.retried++;
+    }
+  }
+
+  /** A resync replaces whatever was spooled: those payloads are bounced, never sent. */
+  private abandonPending(): void {
+    for (const id of this.pendingIds()) this.abandon(id, "replaced by a full push (resync)");
+  }
+
+  private abandon(id: number, why: string): void {
+    this.outbox.moveToState(id, "active", { from: ["incoming", "deferred"] });
+    if (this.outbox.moveToState(id, "bounced", { from: "active" })) return;
+    this.outbox.defer(id, why);
+  }
+}
+
+/** A fingerprint of the tables' names, keys, columns and affinities. */
+function shapeOf(schemas: TableSchema[]): string {
+  const text = JSON.stringify(
+    schemas.map((t) => [t.name, t.key, t.columns.map((c) => [c.name, c.affinity, c.untyped])]),
+  );
+  return createHash("sha256").update(text).digest("hex").slice(0, 16);
+}
+
+function checkBuckets(b: unknown): string[] {
+  if (!Array.isArray(b) || b.length === 0)
+    throw new InvalidArgumentError("buckets", "must be a non-empty array of names");
+  return b.map((x, i) => checkName(`buckets[${i}]`, x));
+}
+
+function checkTarget(t: unknown): RemoteTarget {
+  const o = t as Partial<RemoteTarget> | null;
+  if (
+    !o ||
+    typeof o !== "object" ||
+    typeof o.apply !== "function" ||
+    typeof o.id !== "string" ||
+    typeof o.close !== "function"
+  ) {
+    throw new InvalidArgumentError(
+      "target",
+      "must be a target URL or an object with id, backend, apply and close",
+    );
+  }
+  return o as RemoteTarget;
+}

@@ -1,0 +1,180 @@
+/**
+ * Dialect: how a payload becomes SQL for a target — SQLite's (files, libSQL,
+ * D1) or PostgreSQL's.
+ *
+ * Contract: every statement is idempotent (DROP … IF EXISTS, CREATE, upsert
+ * by key, delete by key), so applying a payload twice leaves the same rows.
+ * Names reach SQL only through `quoteIdent`; values only through the
+ * caller's `bind`, which returns a placeholder (and keeps the value as a
+ * parameter) or, for D1's --file, the value's SQL literal. No text a user
+ * gave ever becomes SQL otherwise: column types are chosen from the
+ * column's affinity, not copied from its declaration.
+ */
+import type { Affinity, ColumnSchema, Payload, TableSchema } from "./payload.js";
+import { quoteIdent, type Value } from "./values.js";
+
+export type Dialect = "sqlite" | "postgres";
+
+export const HISTORY_TABLE = "_tidewire_sync_history";
+
+/** Returns the text that stands for `value` in the statement being built. */
+export type Bind = (value: Value) => string;
+
+export interface Renderer {
+  dialect: Dialect;
+  /** A table's qualified, quoted name. */
+  table(name: string): string;
+  /** A fresh binder per statement (placeholders number from 1 in each). */
+  binder(): { bind: Bind; params: Value[] };
+}
+
+export interface Statement {
+  sql: string;
+  params: Value[];
+  /** The table a row statement writes, and how: its parameters are whole rows or keys. */
+  table?: string;
+  kind: "ddl" | "upsert" | "delete";
+}
+
+/** Parameters per statement: under SQLite's 32766 and PostgreSQL's 65535. */
+const MAX_PARAMS = 30_000;
+const MAX_ROWS = 500;
+
+/** SQLite's affinity rules (https://sqlite.org/datatype3.html, 3.1). */
+export function affinityOf(declared: string): { affinity: Affinity; untyped: boolean } {
+  const t = declared.toUpperCase();
+  if (t.includes("INT")) return { affinity: "INTEGER", untyped: false };
+  if (t.includes("CHAR") || t.includes("CLOB") || t.includes("TEXT"))
+    return { affinity: "TEXT", untyped: false };
+  if (t.includes("BLOB") || t.trim() === "") return { affinity: "BLOB", untyped: t.trim() === "" };
+  if (t.includes("REAL") || t.includes("FLOA") || t.includes("DOUB"))
+    return { affinity: "REAL", untyped: false };
+  return { affinity: "NUMERIC", untyped: false };
+}
+
+/**
+ * The column type on the target. SQLite targets get the affinity's own name
+ * ("INT", not "INTEGER", so a one-column key never becomes a rowid alias that
+ * would refuse the text an INT key column may hold). PostgreSQL gets the
+ * mapping documented in docs/architecture.md.
+ */
+export function columnType(c: ColumnSchema, dialect: Dialect): string {
+  if (dialect === "sqlite") {
+    if (c.untyped) return "";
+    return c.affinity === "INTEGER" ? "INT" : c.affinity;
+  }
+  switch (c.affinity) {
+    case "INTEGER":
+      return "bigint";
+    case "REAL":
+      return "double precision";
+    case "TEXT":
+      return "text";
+    case "NUMERIC":
+      return "numeric";
+    case "BLOB":
+      return c.untyped ? "text" : "bytea";
+  }
+}
+
+export function createTableSql(t: TableSchema, r: Renderer): string {
+  const cols = t.columns.map((c) => `${quoteIdent(c.name)} ${columnType(c, r.dialect)}`.trimEnd());
+  return `CREATE TABLE ${r.table(t.name)} (${cols.join(", ")}, PRIMARY KEY (${t.key.map(quoteIdent).join(", ")}))`;
+}
+
+export function dropTableSql(t: TableSchema, r: Renderer): string {
+  return `DROP TABLE IF EXISTS ${r.table(t.name)}`;
+}
+
+/** The payload's statements in order: resets, then per table its deletes and its upserts. */
+export function renderPayload(p: Payload, r: Renderer): Statement[] {
+  const out: Statement[] = [];
+  for (const t of p.reset) {
+    out.push({ sql: dropTableSql(t, r), params: [], kind: "ddl" });
+    out.push({ sql: createTableSql(t, r), params: [], kind: "ddl" });
+  }
+  const byTable = new Map<string, { upserts: Value[][]; deletes: Value[][] }>();
+  for (const m of p.mutations) {
+    let g = byTable.get(m.table);
+    if (!g) {
+      g = { upserts: [], deletes: [] };
+      byTable.set(m.table, g);
+    }
+    if (m.op === "upsert") g.upserts.push(m.row);
+    else g.deletes.push(m.key);
+  }
+  const schemas = new Map(p.tables.map((t) => [t.name, t]));
+  for (const [name, g] of byTable) {
+    const t = schemas.get(name);
+    if (!t) throw new Error(`payload mutates table ${JSON.stringify(name)} without its schema`);
+    const perDelete = Math.max(1, Math.min(MAX_ROWS, Math.floor(MAX_PARAMS / t.key.length)));
+    for (let i = 0; i < g.deletes.length; i += perDelete) {
+      out.push(deleteSql(t, g.deletes.slice(i, i + perDelete), r));
+    }
+    const perUpsert = Math.max(1, Math.min(MAX_ROWS, Math.floor(MAX_PARAMS / t.columns.length)));
+    for (let i = 0; i < g.upserts.length; i += perUpsert) {
+      out.push(upsertSql(t, g.upserts.slice(i, i + perUpsert), r));
+    }
+  }
+  return out;
+}
+
+function upsertSql(t: TableSchema, rows: Value[][], r: Renderer): Statement {
+  const { bind, params } = r.binder();
+  const values = rows.map((row) => `(${t.columns.map((_, i) => bind(row[i] ?? null)).join(", ")})`);
+  const keys = new Set(t.key);
+  const rest = t.columns.filter((c) => !keys.has(c.name)).map((c) => quoteIdent(c.name));
+  const action = rest.length
+    ? `DO UPDATE SET ${rest.map((c) => `${c} = excluded.${c}`).join(", ")}`
+    : "DO NOTHING";
+  const sql =
+    `INSERT INTO ${r.table(t.name)} (${t.columns.map((c) => quoteIdent(c.name)).join(", ")}) ` +
+    `VALUES ${values.join(", ")} ON CONFLICT (${t.key.map(quoteIdent).join(", ")}) ${action}`;
+  return { sql, params, table: t.name, kind: "upsert" };
+}
+
+function deleteSql(t: TableSchema, keys: Value[][], r: Renderer): Statement {
+  const { bind, params } = r.binder();
+  const match = keys.map(
+    (key) => `(${t.key.map((k, i) => `${quoteIdent(k)} = ${bind(key[i] ?? null)}`).join(" AND ")})`,
+  );
+  return {
+    sql: `DELETE FROM ${r.table(t.name)} WHERE ${match.join(" OR ")}`,
+    params,
+    table: t.name,
+    kind: "delete",
+  };
+}
+
+/** The history table and the three statements on it, for a dialect. */
+export function historySql(r: Renderer) {
+  const h = r.table(HISTORY_TABLE);
+  const at = r.dialect === "postgres" ? "timestamptz" : "TEXT";
+  const p = r.dialect === "postgres" ? ["$1", "$2", "$3", "$4"] : ["?", "?", "?", "?"];
+  return {
+    create: `CREATE TABLE IF NOT EXISTS ${h} (sync_key TEXT PRIMARY KEY, sync_name TEXT NOT NULL, sync_at ${at} NOT NULL, sync_mode TEXT NOT NULL)`,
+    /** Records the key, or returns no row when it is already there: the check and the write in one statement. */
+    claim: `INSERT INTO ${h} (sync_key, sync_name, sync_at, sync_mode) VALUES (${p.join(", ")}) ON CONFLICT (sync_key) DO NOTHING RETURNING sync_key`,
+    /** Keeps the newest N (ULID names sort by time). */
+    prune: `DELETE FROM ${h} WHERE sync_name NOT IN (SELECT sync_name FROM ${h} ORDER BY sync_name DESC LIMIT ${p[0]})`,
+    seen: `SELECT 1 AS seen FROM ${h} WHERE sync_key = ${p[0]}`,
+  };
+}
+
+/** The renderer for SQLite-dialect targets that bind parameters. */
+export function sqliteRenderer(): Renderer {
+  return {
+    dialect: "sqlite",
+    table: quoteIdent,
+    binder() {
+      const params: Value[] = [];
+      return {
+        params,
+        bind: (v) => {
+          params.push(v);
+          return "?";
+        },
+      };
+    },
+  };
+}
