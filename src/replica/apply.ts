@@ -100,11 +100,12 @@ export class Applier {
     this.store.db.pragma("defer_foreign_keys = ON");
     this.clock.suppress(true);
     let { hlc: maxHlc, seq } = this.clock.read();
-    const rows = this.load(batch);
+    const { rows, of } = this.load(batch);
     let applied = 0;
-    for (const inc of batch) {
+    for (let i = 0; i < batch.length; i++) {
+      const inc = batch[i] as Incoming;
       if (inc.hlc > maxHlc) maxHlc = inc.hlc;
-      if (this.mergeOne(rows.get(rowId(inc.t, inc.key))!, inc, seq + 1n)) {
+      if (mergeOne(of[i] as RowState, inc, seq + 1n)) {
         seq++;
         applied++;
       }
@@ -117,32 +118,42 @@ export class Applier {
   }
 
   /**
-   * The current cells of every key the batch touches: stored entries, one
-   * query per table per 256 keys, and for an existing row its values.
+   * The current cells of every key the batch touches (`of[i]` is change i's):
+   * stored entries, one query per table per 256 keys, and for an existing row
+   * its values.
    */
-  private load(batch: Incoming[]): Map<string, RowState> {
+  private load(batch: Incoming[]): { rows: Map<string, RowState>; of: RowState[] } {
     const rows = new Map<string, RowState>();
-    const byTable = new Map<TrackedTable, SqlValue[]>();
+    const of: RowState[] = [];
+    const byTable = new Map<TrackedTable, RowState[]>();
     for (const inc of batch) {
       const id = rowId(inc.t, inc.key);
-      if (rows.has(id)) continue;
-      rows.set(id, {
-        t: inc.t,
-        key: inc.key,
-        parts: inc.parts,
-        row: null,
-        cols: new Map(),
-        wasAlive: false,
-        rowChanged: false,
-        won: new Map(),
-        dropped: false,
-      });
-      const keys = byTable.get(inc.t) ?? [];
-      keys.push(inc.key);
-      byTable.set(inc.t, keys);
+      let s = rows.get(id);
+      if (!s) {
+        s = {
+          t: inc.t,
+          key: inc.key,
+          parts: inc.parts,
+          row: null,
+          cols: new Map(),
+          wasAlive: false,
+          rowChanged: false,
+          won: new Map(),
+          dropped: false,
+        };
+        rows.set(id, s);
+        const states = byTable.get(inc.t);
+        if (states) states.push(s);
+        else byTable.set(inc.t, [s]);
+      }
+      of.push(s);
     }
-    for (const [t, keys] of byTable) {
-      for (const e of this.log.loadMany(t.id, keys)) {
+    for (const [t, states] of byTable) {
+      const entries = this.log.loadMany(
+        t.id,
+        states.map((s) => s.key),
+      );
+      for (const e of entries) {
         const s = rows.get(rowId(t, e.pk));
         if (!s) continue;
         const { pk: _, ...entry } = e;
@@ -151,9 +162,9 @@ export class Applier {
           s.wasAlive = e.val === ALIVE_N;
         } else s.cols.set(e.col, entry);
       }
-      if (!t.relayed) for (const k of keys) this.readValues(rows.get(rowId(t, k))!);
+      if (!t.relayed && entries.length > 0) for (const s of states) this.readValues(s);
     }
-    return rows;
+    return { rows, of };
   }
 
   /** An existing row's values: its columns' entries hold none, and a column without one has the row's clock. */
@@ -169,66 +180,28 @@ export class Applier {
     }
   }
 
-  /** Merges one change into its row's state; true when any entry won. */
-  private mergeOne(s: RowState, inc: Incoming, seq: bigint): boolean {
-    const beats = (e: Entry, val: SqlValue) =>
-      (compareClocks(inc.hlc, inc.origin, e.hlc, e.origin) || compareValues(val, e.val)) > 0;
-    let won = false;
-    let wonRow = false;
-    if (inc.op !== "update") {
-      const val = BigInt(inc.op === "insert" ? ALIVE : DELETED);
-      if (!s.row || beats(s.row, val)) {
-        s.row = { col: ROW, val, hlc: inc.hlc, origin: inc.origin, seq };
-        s.won.set(ROW, s.row);
-        s.rowChanged = true;
-        won = wonRow = true;
-        // Column entries older than the row entry are dead: drop them.
-        for (const [c, e] of s.cols) {
-          if (compareClocks(e.hlc, e.origin, inc.hlc, inc.origin) < 0) {
-            s.cols.delete(c);
-            if (!s.won.delete(c) && !e.implicit) s.dropped = true;
-          }
-        }
-      }
-    }
-    // Entries older than the row entry are dead on arrival.
-    if (s.row && compareClocks(inc.hlc, inc.origin, s.row.hlc, s.row.origin) < 0) return won;
-    // A winning insert's values for the table's columns need no entries: its row entry stands for them.
-    const implicit = wonRow && inc.op === "insert";
-    for (const [col, val] of inc.cols) {
-      const cur = s.cols.get(col);
-      if (cur && !beats(cur, val)) continue;
-      const e: Cell = { col, val, hlc: inc.hlc, origin: inc.origin, seq };
-      if (implicit && s.t.columnSet.has(col)) e.implicit = true;
-      s.cols.set(col, e);
-      s.won.set(col, e);
-      won = true;
-    }
-    return won;
-  }
-
   /**
    * Drops what the new row entries made dead, then writes the winners: with
    * no value where the table will hold it, with their value where it will not.
    */
   private writeLog(rows: Map<string, RowState>): void {
-    const puts: Array<{ tbl: number; pk: SqlValue; e: Entry }> = [];
+    const flat: unknown[] = [];
+    const put = (s: RowState, e: Entry, val: SqlValue) =>
+      flat.push(s.t.id, s.key, e.col, val, e.hlc, e.origin, e.seq);
     for (const s of rows.values()) {
       if (s.dropped && s.row) this.log.prune(s.t.id, s.key, s.row.hlc, s.row.origin);
       const alive = s.row?.val === ALIVE_N;
+      const inTable = alive && !s.t.relayed;
       for (const e of s.won.values()) {
         if (e.implicit) continue;
-        const inTable = alive && !s.t.relayed && s.t.columnSet.has(e.col);
-        puts.push({ tbl: s.t.id, pk: s.key, e: inTable ? { ...e, val: null } : e });
+        put(s, e, inTable && s.t.columnSet.has(e.col) ? null : e.val);
       }
       if (s.wasAlive && !alive && !s.t.relayed) {
         // The row leaves the table: entries that outlive it keep their value in the log.
-        for (const e of s.cols.values()) {
-          if (!e.implicit && !s.won.has(e.col)) puts.push({ tbl: s.t.id, pk: s.key, e });
-        }
+        for (const e of s.cols.values()) if (!e.implicit && !s.won.has(e.col)) put(s, e, e.val);
       }
     }
-    this.log.putMany(puts);
+    this.log.putMany(flat);
   }
 
   /** Writes each touched row as the merged log says it is, many rows per statement. */
@@ -246,19 +219,63 @@ export class Applier {
       const names = s.rowChanged ? s.t.columns : s.t.columns.filter((c) => s.won.has(c));
       if (names.length === 0 && !s.rowChanged) continue;
       const row = s.row as Entry;
-      const values = names.map((c) => {
+      const values: SqlValue[] = [];
+      for (const c of names) {
         const e = s.cols.get(c);
         // Only an entry as new as the row entry is live (see the contract above).
-        const live = e && compareClocks(e.hlc, e.origin, row.hlc, row.origin) >= 0;
-        return live ? e.val : w.defaultOf(c);
-      });
-      const id = `${s.t.id}\u0000${names.join("\u0000")}`;
+        const live =
+          e !== undefined && (e.implicit || compareClocks(e.hlc, e.origin, row.hlc, row.origin) >= 0);
+        values.push(live ? e.val : w.defaultOf(c));
+      }
+      // Whole rows (the common case) group by table without joining names.
+      const id = names === s.t.columns ? `${s.t.id}` : `${s.t.id}\u0000${names.join("\u0000")}`;
       const g = groups.get(id) ?? { t: s.t, names, rows: [] };
       g.rows.push({ parts: s.parts, values });
       groups.set(id, g);
     }
     for (const g of groups.values()) rowsOf(this.store.db, g.t).upsert(g.names, g.rows);
   }
+}
+
+/** Merges one change into its row's state; true when any entry won. */
+function mergeOne(s: RowState, inc: Incoming, seq: bigint): boolean {
+  let won = false;
+  let wonRow = false;
+  if (inc.op !== "update") {
+    const val = BigInt(inc.op === "insert" ? ALIVE : DELETED);
+    if (!s.row || beats(inc, s.row, val)) {
+      s.row = { col: ROW, val, hlc: inc.hlc, origin: inc.origin, seq };
+      s.won.set(ROW, s.row);
+      s.rowChanged = true;
+      won = wonRow = true;
+      // Column entries older than the row entry are dead: drop them.
+      for (const [c, e] of s.cols) {
+        if (compareClocks(e.hlc, e.origin, inc.hlc, inc.origin) < 0) {
+          s.cols.delete(c);
+          if (!s.won.delete(c) && !e.implicit) s.dropped = true;
+        }
+      }
+    }
+  }
+  // Entries older than the row entry are dead on arrival.
+  if (s.row && compareClocks(inc.hlc, inc.origin, s.row.hlc, s.row.origin) < 0) return won;
+  // A winning insert's values for the table's columns need no entries: its row entry stands for them.
+  const implicit = wonRow && inc.op === "insert";
+  for (const [col, val] of inc.cols) {
+    const cur = s.cols.get(col);
+    if (cur && !beats(inc, cur, val)) continue;
+    const e: Cell = { col, val, hlc: inc.hlc, origin: inc.origin, seq };
+    if (implicit && s.t.columnSet.has(col)) e.implicit = true;
+    s.cols.set(col, e);
+    s.won.set(col, e);
+    won = true;
+  }
+  return won;
+}
+
+/** Whether the incoming write of `val` beats entry `e`: by clock, then by value. */
+function beats(inc: Incoming, e: Entry, val: SqlValue): boolean {
+  return (compareClocks(inc.hlc, inc.origin, e.hlc, e.origin) || compareValues(val, e.val)) > 0;
 }
 
 function rowId(t: TrackedTable, key: SqlValue): string {

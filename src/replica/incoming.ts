@@ -75,57 +75,61 @@ export class Checker {
   }
 
   check(c: unknown, index: number, now: number): Incoming {
+    // No closures here: this runs once per change of every batch.
     const o = (c ?? {}) as Record<string, unknown>;
-    const what = () => (typeof c === "object" && c !== null ? describeChange(o) : "");
-    const fail = (reason: string): never => {
-      throw new InvalidChangeError(index, reason, what());
-    };
-    if (typeof c !== "object" || c === null || Array.isArray(c)) fail("is not an object");
-    if (typeof o.table !== "string") fail("has no table name");
-    if (o.bucket !== undefined && !isName(o.bucket)) fail(`has bucket ${describeValue(o.bucket)}`);
-    const table = this.table(o, fail);
-    if (o.op !== "insert" && o.op !== "update" && o.op !== "delete") fail(`has op ${describeValue(o.op)}`);
+    if (typeof c !== "object" || c === null || Array.isArray(c)) refuse(index, null, "is not an object");
+    if (typeof o.table !== "string") refuse(index, o, "has no table name");
+    if (o.bucket !== undefined && !isName(o.bucket))
+      refuse(index, o, `has bucket ${describeValue(o.bucket)}`);
+    const table = this.table(o, index);
+    if (o.op !== "insert" && o.op !== "update" && o.op !== "delete")
+      refuse(index, o, `has op ${describeValue(o.op)}`);
     if (!Array.isArray(o.pk) || o.pk.length !== table.pk.length) {
-      fail(
+      refuse(
+        index,
+        o,
         `has a key of ${Array.isArray(o.pk) ? o.pk.length : "no"} parts; ${table.name} has ${table.pk.length}`,
       );
     }
-    const parts = (o.pk as unknown[]).map((w, i) => {
-      let v: SqlValue;
+    const wire = o.pk as unknown[];
+    const parts: SqlValue[] = [];
+    for (let i = 0; i < wire.length; i++) {
+      let v: SqlValue = null;
       try {
-        v = fromWire(w);
+        v = fromWire(wire[i]);
       } catch (err) {
-        return fail(`has a malformed key part ${i}: ${(err as Error).message}`);
+        refuse(index, o, `has a malformed key part ${i}: ${(err as Error).message}`);
       }
       const problem = table.pk.length > 1 ? compositeKeyProblem(v) : v === null ? "a NULL key" : null;
-      if (problem) fail(`has ${problem}`);
-      return v;
-    });
+      if (problem) refuse(index, o, `has ${problem}`);
+      parts.push(v);
+    }
     const cols: Array<[string, SqlValue]> = [];
     const given = o.columns ?? {};
     if (typeof given !== "object" || given === null || Array.isArray(given))
-      fail("has columns that are not an object");
+      refuse(index, o, "has columns that are not an object");
     for (const [name, w] of Object.entries(given as object)) {
-      if (name === ROW) fail('has a column named ""');
-      if (table.pkSet.has(name)) fail(`sets key column "${name}" as a column`);
+      if (name === ROW) refuse(index, o, 'has a column named ""');
+      if (table.pkSet.has(name)) refuse(index, o, `sets key column "${name}" as a column`);
       try {
         cols.push([name, fromWire(w)]);
       } catch (err) {
-        fail(`has a malformed value for column "${name}": ${(err as Error).message}`);
+        refuse(index, o, `has a malformed value for column "${name}": ${(err as Error).message}`);
       }
     }
-    if (o.op === "delete" && cols.length > 0) fail("is a delete that carries columns");
+    if (o.op === "delete" && cols.length > 0) refuse(index, o, "is a delete that carries columns");
     let hlc = 0n;
     try {
       hlc = parseHlc(o.hlc);
     } catch (err) {
-      fail(`has ${(err as Error).message}`);
+      refuse(index, o, `has ${(err as Error).message}`);
     }
-    if (!isNodeId(o.origin)) fail(`has origin ${describeValue(o.origin)}, which is not a node id`);
+    if (!isNodeId(o.origin))
+      refuse(index, o, `has origin ${describeValue(o.origin)}, which is not a node id`);
     try {
       this.clock.checkDrift(hlc, now);
     } catch (err) {
-      throw new ClockDriftError(index, `is refused: ${(err as Error).message}`, what());
+      throw new ClockDriftError(index, `is refused: ${(err as Error).message}`, describeChange(o));
     }
     return {
       t: table,
@@ -161,10 +165,11 @@ export class Checker {
     this.fresh.clear();
   }
 
-  private table(o: Record<string, unknown>, fail: (reason: string) => never): TrackedTable {
+  private table(o: Record<string, unknown>, index: number): TrackedTable {
     const name = o.table as string;
     const tracked = this.catalog.peek(name);
     if (tracked) return tracked;
+    const fail = (reason: string): never => refuse(index, o, reason);
     if (!this.relay) return fail(`names table "${name}", which is not tracked here`);
     if (!isName(name) || /^(tw_|sqlite_)/i.test(name)) fail(`names table ${describeValue(name)}`);
     const known = this.fresh.get(name) ?? this.catalog.peekRelayed(name);
@@ -193,6 +198,10 @@ export class Checker {
     this.fresh.set(name, t);
     return t;
   }
+}
+
+function refuse(index: number, o: Record<string, unknown> | null, reason: string): never {
+  throw new InvalidChangeError(index, reason, o ? describeChange(o) : "");
 }
 
 function isName(v: unknown): v is string {

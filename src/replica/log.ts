@@ -211,13 +211,16 @@ export class ChangeLog {
     this.sql.put.run(tbl, pk, e.col, e.val, e.hlc, e.origin, e.seq);
   }
 
-  /** Upserts many entries, PUT_CHUNK per statement. Each (table, key, column) at most once. */
-  putMany(entries: Array<{ tbl: number; pk: SqlValue; e: Entry }>): void {
-    for (let i = 0; i < entries.length; i += PUT_CHUNK) {
-      const chunk = entries.slice(i, i + PUT_CHUNK);
-      const params: unknown[] = [];
-      for (const { tbl, pk, e } of chunk) params.push(tbl, pk, e.col, e.val, e.hlc, e.origin, e.seq);
-      this.putStatement(chunk.length).run(...params);
+  /**
+   * Upserts many entries, PUT_CHUNK per statement, given flat: 7 values per
+   * entry (tbl, pk, col, val, hlc, origin, seq). Each (table, key, column) at
+   * most once.
+   */
+  putMany(flat: unknown[]): void {
+    const per = PUT_CHUNK * 7;
+    for (let i = 0; i < flat.length; i += per) {
+      const chunk = flat.length - i >= per ? flat.slice(i, i + per) : flat.slice(i);
+      this.putStatement(chunk.length / 7).run(...chunk);
     }
   }
 
