@@ -366,11 +366,9 @@ export class RemoteSync {
       const moved = this.outbox.defer(id, e);
       const fate =
         moved?.state === "bounced"
-          ? "its attempts are spent, it is dropped and rebuilt from the change log next cycle"
-          : "it stays in the outbox and is retried next cycle";
-      throw new RemoteError(
-        `push to ${this.target.id} failed: ${e.message}; the cursor did not move, and the payload ${p.name}: ${fate}`,
-      );
+          ? "the payload has spent its attempts and is dropped; the next cycle rebuilds it from the change log"
+          : "the payload stays in the outbox for the next cycle";
+      throw new RemoteError(`${e.message}; the cursor did not move and ${fate}`);
     }
     // Cursor before `delivered`: a crash between the two re-sends a payload the target already has, which is harmless.
     if (p.cursor !== null) {

@@ -1,0 +1,223 @@
+/**
+ * Helpers for the remote push tests: a source replica with a workload of
+ * inserts, updates and deletes, and row dumps of the source and of each kind
+ * of target in one comparable form (each value tagged with its storage class).
+ */
+import { execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createClient } from "@libsql/client";
+import Database from "better-sqlite3";
+import fc from "fast-check";
+import pg from "pg";
+import { Replica } from "../src/index.js";
+import { encodeValue, type Value } from "../src/remote/values.js";
+
+export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+
+export const SCHEMA = `
+  CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL, data BLOB);
+  CREATE TABLE tags (item INTEGER NOT NULL, tag TEXT NOT NULL, note TEXT, PRIMARY KEY (item, tag));
+`;
+
+/** [table, key columns, every column] in a fixed order for dumps. */
+export const TABLES = [
+  { name: "items", key: ["id"], columns: ["id", "name", "qty", "price", "data"] },
+  { name: "tags", key: ["item", "tag"], columns: ["item", "tag", "note"] },
+] as const;
+
+export function sourceReplica(dir: string): Replica {
+  const r = Replica.open(join(dir, "source.db"));
+  r.store.db.exec(SCHEMA);
+  r.track("items");
+  r.track("tags");
+  return r;
+}
+
+export type Op =
+  | {
+      kind: "put";
+      id: number;
+      name: string | null;
+      qty: bigint | null;
+      price: number | null;
+      data: Uint8Array | null;
+    }
+  | { kind: "set"; id: number; name: string | null }
+  | { kind: "del"; id: number }
+  | { kind: "tag"; item: number; tag: string; note: string | null }
+  | { kind: "untag"; item: number; tag: string };
+
+const id = fc.integer({ min: 1, max: 25 });
+const tag = fc.constantFrom("a", "b", "it's", "ü");
+// Quarter steps print the same in every SQLite version, so dumps compare across libSQL and D1 too.
+const price = fc.option(fc.integer({ min: -4000, max: 4000 }).map((n) => n / 4));
+const text = fc.option(fc.string({ maxLength: 8 }).map((s) => s.replaceAll("\u0000", "")));
+
+export const opArb: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({
+    kind: fc.constant("put" as const),
+    id,
+    name: text,
+    qty: fc.option(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })),
+    price,
+    data: fc.option(fc.uint8Array({ maxLength: 6 })),
+  }),
+  fc.record({ kind: fc.constant("set" as const), id, name: text }),
+  fc.record({ kind: fc.constant("del" as const), id }),
+  fc.record({ kind: fc.constant("tag" as const), item: id, tag, note: text }),
+  fc.record({ kind: fc.constant("untag" as const), item: id, tag }),
+);
+
+/** Workloads: rounds of operations, a push after each round. */
+export const workloadArb = fc.array(fc.array(opArb, { maxLength: 25 }), { minLength: 1, maxLength: 4 });
+
+export function runOps(db: Database.Database, ops: Op[]): void {
+  const st = {
+    put: db.prepare(
+      `INSERT INTO items (id, name, qty, price, data) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET name = excluded.name, qty = excluded.qty, price = excluded.price, data = excluded.data`,
+    ),
+    set: db.prepare("UPDATE items SET name = ? WHERE id = ?"),
+    del: db.prepare("DELETE FROM items WHERE id = ?"),
+    tag: db.prepare("INSERT INTO tags VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET note = excluded.note"),
+    untag: db.prepare("DELETE FROM tags WHERE item = ? AND tag = ?"),
+  };
+  db.transaction(() => {
+    for (const o of ops) {
+      if (o.kind === "put") st.put.run(o.id, o.name, o.qty, o.price, o.data);
+      else if (o.kind === "set") st.set.run(o.name, o.id);
+      else if (o.kind === "del") st.del.run(o.id);
+      else if (o.kind === "tag") st.tag.run(o.item, o.tag, o.note);
+      else st.untag.run(o.item, o.tag);
+    }
+  })();
+}
+
+export type Dump = Record<string, string[]>;
+
+function line(values: Value[]): string {
+  return JSON.stringify(values.map(encodeValue));
+}
+
+function finish(rows: Record<string, string[]>): Dump {
+  for (const k of Object.keys(rows)) rows[k]!.sort();
+  return rows;
+}
+
+/** Any better-sqlite3 handle: the source, or a sqlite: target. */
+export function dumpSqlite(db: Database.Database): Dump {
+  const out: Dump = {};
+  for (const t of TABLES) {
+    const rows = db
+      .prepare(`SELECT ${t.columns.map((c) => `"${c}"`).join(", ")} FROM "${t.name}"`)
+      .raw(true)
+      .safeIntegers(true)
+      .all() as Value[][];
+    out[t.name] = rows.map(line);
+  }
+  return finish(out);
+}
+
+export function dumpSqliteFile(path: string): Dump {
+  const db = new Database(path, { readonly: true });
+  try {
+    return dumpSqlite(db);
+  } finally {
+    db.close();
+  }
+}
+
+export async function dumpLibsql(url: string): Promise<Dump> {
+  const c = createClient({ url, intMode: "bigint" });
+  try {
+    const out: Dump = {};
+    for (const t of TABLES) {
+      const rs = await c.execute(`SELECT ${t.columns.map((x) => `"${x}"`).join(", ")} FROM "${t.name}"`);
+      out[t.name] = rs.rows.map((r) =>
+        line(
+          t.columns.map((_, i) => {
+            const v = r[i];
+            return v instanceof ArrayBuffer ? Buffer.from(v) : (v as Value);
+          }),
+        ),
+      );
+    }
+    return finish(out);
+  } finally {
+    c.close();
+  }
+}
+
+/** PostgreSQL values back in SQLite's classes: bigint as INTEGER, double as REAL, bytea as BLOB. */
+export async function dumpPostgres(client: pg.Client, schema: string): Promise<Dump> {
+  const out: Dump = {};
+  for (const t of TABLES) {
+    const rs = await client.query({
+      text: `SELECT ${t.columns.map((x) => `"${x}"`).join(", ")} FROM "${schema}"."${t.name}"`,
+      rowMode: "array",
+    });
+    const types = rs.fields.map((f) => f.dataTypeID);
+    out[t.name] = (rs.rows as unknown[][]).map((r) =>
+      line(
+        r.map((v, i) => {
+          if (v === null) return null;
+          if (types[i] === 20) return BigInt(v as string);
+          if (types[i] === 701) return Number(v);
+          return v as Value;
+        }),
+      ),
+    );
+  }
+  return finish(out);
+}
+
+/** The same dump as `dumpSqlite` computes, from rows printed by SQL in both places (for D1, whose JSON loses classes). */
+export const QUOTED = TABLES.map(
+  (t) =>
+    `SELECT '${t.name}' AS t, json_array(${t.columns.map((c) => `typeof("${c}"), quote("${c}")`).join(", ")}) AS r FROM "${t.name}"`,
+).join(" UNION ALL ");
+
+export function quotedDump(rows: Array<{ t: string; r: string }>): Dump {
+  const out: Dump = Object.fromEntries(TABLES.map((t) => [t.name, [] as string[]]));
+  for (const row of rows) out[row.t]!.push(row.r);
+  return finish(out);
+}
+
+export function dumpQuotedSqlite(db: Database.Database): Dump {
+  return quotedDump(db.prepare(QUOTED).all() as Array<{ t: string; r: string }>);
+}
+
+/** A wrangler project with one local D1 database, DB. */
+export function wranglerProject(dir: string): string {
+  const config = join(dir, "wrangler.toml");
+  writeFileSync(
+    config,
+    `name = "tidewire-test"\ncompatibility_date = "2024-01-01"\n\n[[d1_databases]]\nbinding = "DB"\ndatabase_name = "DB"\ndatabase_id = "00000000-0000-0000-0000-000000000000"\n`,
+  );
+  return config;
+}
+
+export function wranglerQuery(config: string, sql: string): unknown[] {
+  const out = execFileSync(
+    "npx",
+    ["wrangler", "d1", "execute", "DB", "--local", "--config", config, "--command", sql, "--json"],
+    { encoding: "utf8", env: { ...process.env, WRANGLER_SEND_METRICS: "false" } },
+  );
+  return (JSON.parse(out) as Array<{ results: unknown[] }>)[0]!.results;
+}
+
+/** Whether PostgreSQL answers; under CI=true an unreachable server is a failure, not a skip. */
+export async function postgresReachable(): Promise<boolean> {
+  const c = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 3000 });
+  try {
+    await c.connect();
+    await c.end();
+    return true;
+  } catch (err) {
+    if (process.env.CI === "true")
+      throw new Error(`PostgreSQL at ${DATABASE_URL} is unreachable under CI: ${(err as Error).message}`);
+    console.warn(`SKIPPED: PostgreSQL tests, no server at ${DATABASE_URL} (${(err as Error).message})`);
+    return false;
+  }
+}
