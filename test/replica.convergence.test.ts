@@ -6,7 +6,9 @@
  * storage class, exchange random subsets of their logs in random order, with
  * duplicates and random batch sizes, then sync to quiescence through paged,
  * origin-filtered pulls; every replica must end with identical rows and
- * storage types.
+ * storage types. One more node is a relay (a hub) that has none of the tables:
+ * it takes part in every exchange like the others, keeping and serving the log
+ * it cannot materialise.
  */
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,6 +33,7 @@ const replicaFor = templated(root, (r) => {
   r.track("t");
   r.track("c", { bucket: "pairs" });
 });
+const relayFor = templated(root, () => {});
 
 const value: fc.Arbitrary<SqlValue> = fc.oneof(
   fc.constant(null),
@@ -70,7 +73,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     x: value,
   }),
   fc.record({ kind: fc.constant("delete" as const), r: fc.nat(4), table, key }),
-  fc.record({ kind: fc.constant("sync" as const), from: fc.nat(4), to: fc.nat(4), seed: fc.integer() }),
+  fc.record({ kind: fc.constant("sync" as const), from: fc.nat(5), to: fc.nat(5), seed: fc.integer() }),
 );
 
 const C_KEYS: Array<[string, bigint]> = [
@@ -151,22 +154,23 @@ describe("convergence", () => {
           const dir = join(root, `run-${runId++}`);
           mkdirSync(dir);
           const replicas = Array.from({ length: n }, (_, i) => replicaFor(`n${i}`, join(dir, `r${i}.db`)));
+          const nodes = [...replicas, relayFor("hub", join(dir, "hub.db"), { relay: true })];
           try {
             for (const s of steps) {
               if (s.kind === "sync") {
-                const from = replicas[s.from % n]!;
-                const to = replicas[s.to % n]!;
+                const from = nodes[s.from % nodes.length]!;
+                const to = nodes[s.to % nodes.length]!;
                 if (from !== to) gossip(from, to, s.seed);
               } else write(replicas[s.r % n]!, s);
             }
-            syncToQuiescence(replicas, finalSeed);
+            syncToQuiescence(nodes, finalSeed);
             const first = replicas[0]!;
             const want = [dump(first.store.db, "t", "id"), dump(first.store.db, "c", "k1, k2")];
             for (const r of replicas.slice(1)) {
               expect([dump(r.store.db, "t", "id"), dump(r.store.db, "c", "k1, k2")], r.nodeId).toEqual(want);
             }
           } finally {
-            for (const r of replicas) r.close();
+            for (const r of nodes) r.close();
             rmSync(dir, { recursive: true, force: true });
           }
         },
