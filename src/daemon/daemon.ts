@@ -102,8 +102,10 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
 
     // Loaded here, not on import: importing the library should not load fastify.
     const { buildServer } = await import("./server.js");
-    const hub = new Hub(Replica.attach(store), { limits: options.limits });
     const { auth, generated, source } = resolveAuth({ ...authOptions, dbPath: store.path });
+    // A relay: it keeps and serves the log of buckets whose tables it does not have.
+    const replica = Replica.attach(store, { relay: true });
+    const hub = new Hub(replica, { limits: options.limits, relay: true, buckets: auth.buckets() });
     const hubRoutes = { hub, auth, rateLimitPerSecond: options.rateLimitPerSecond };
     const http = buildServer({ store, queue, logger, startedAt, hub: hubRoutes });
     app = http;

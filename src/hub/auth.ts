@@ -93,6 +93,17 @@ export class Auth {
     );
   }
 
+  /** Every bucket some token may use: "*" when one may use any (or auth is off). */
+  buckets(): "*" | Set<string> {
+    if (this.open) return "*";
+    const out = new Set<string>();
+    for (const e of this.entries) {
+      if (e.scope.buckets === "*") return "*";
+      for (const b of e.scope.buckets) out.add(b);
+    }
+    return out;
+  }
+
   /** The scope of an `Authorization: Bearer …` header, or null when it names no known token. */
   identify(header: string | undefined): Scope | null {
     if (this.open) return FULL_SCOPE;

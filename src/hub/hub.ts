@@ -57,10 +57,24 @@ export class HubError extends TidewireError {
 
 export interface HubOptions {
   limits?: Partial<BatchLimits>;
+  /**
+   * The replica was opened with `relay: true`: changes for tables it does
+   * not track are kept and served by the bucket they carry.
+   */
+  relay?: boolean;
+  /**
+   * Buckets served beyond those of the hub's tables: "*" any (a relay whose
+   * tokens are not limited to named buckets), or a list (the buckets a
+   * tokens file names). Default: none.
+   */
+  buckets?: "*" | Iterable<string>;
 }
 
 export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
   readonly limits: BatchLimits;
+  readonly relay: boolean;
+  private readonly declared: "*" | ReadonlySet<string>;
+  private readonly tablesSql;
 
   constructor(
     readonly replica: Replica,
@@ -68,6 +82,10 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
   ) {
     super();
     this.limits = checkLimits(options.limits);
+    this.relay = options.relay === true;
+    this.declared = options.buckets === "*" ? "*" : new Set(options.buckets ?? []);
+    // Tracked and relayed tables alike; Replica.tables() lists only the tracked ones.
+    this.tablesSql = replica.store.db.prepare("SELECT name, bucket FROM tw_tracked");
   }
 
   get nodeId(): string {
@@ -117,12 +135,21 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     const tables = this.tablesByName();
     const touched = new Set<string>();
     req.changes.forEach((c, i) => {
-      const bucket = tables.get(c.table);
+      const bucket = tables.get(c.table) ?? (this.relay ? c.bucket : undefined);
       if (bucket === undefined) {
         throw new HubError(
           422,
           "ERR_UNKNOWN_TABLE",
-          `changes[${i}]: the hub does not serve table ${JSON.stringify(c.table)}; nothing applied`,
+          this.relay
+            ? `changes[${i}]: table ${JSON.stringify(c.table)} is unknown to the hub and the change carries no bucket; nothing applied`
+            : `changes[${i}]: the hub does not serve table ${JSON.stringify(c.table)}; nothing applied`,
+        );
+      }
+      if (!this.serves(bucket)) {
+        throw new HubError(
+          404,
+          "ERR_UNKNOWN_BUCKET",
+          `changes[${i}]: the hub serves no bucket ${JSON.stringify(bucket)}; nothing applied`,
         );
       }
       if (!allows(scope, bucket)) {
@@ -148,9 +175,11 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     return { cursor: req.cursor, received: result.received, applied: result.applied };
   }
 
-  /** The buckets this hub serves. */
-  buckets(): Set<string> {
-    return new Set(this.tablesByName().values());
+  /** Whether this hub serves `bucket`: one of its tables' (tracked or relayed), or declared. */
+  serves(bucket: string, tables = this.tablesByName()): boolean {
+    if (this.declared === "*" || this.declared.has(bucket)) return true;
+    for (const b of tables.values()) if (b === bucket) return true;
+    return false;
   }
 
   private count(peer: string, direction: "push" | "pull", changes: Change[], tables = this.tablesByName()) {
@@ -163,14 +192,15 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
   }
 
   private tablesByName(): Map<string, string> {
-    return new Map(this.replica.tables().map((t) => [t.table, t.bucket]));
+    const rows = this.tablesSql.all() as Array<{ name: string; bucket: string }>;
+    return new Map(rows.map((t) => [t.name, t.bucket]));
   }
 
   /** Throws a 404 for a bucket the hub does not serve, a 403 for one the scope may not use. */
   checkBuckets(buckets: string[], scope: Scope, write: boolean): void {
-    const served = this.buckets();
+    const tables = this.tablesByName();
     for (const b of buckets) {
-      if (!served.has(b))
+      if (!this.serves(b, tables))
         throw new HubError(404, "ERR_UNKNOWN_BUCKET", `the hub serves no bucket ${JSON.stringify(b)}`);
       if (!allows(scope, b) || (write && !scope.write)) {
         throw new HubError(

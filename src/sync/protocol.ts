@@ -56,6 +56,8 @@ const wireValue = z.union([
 
 export const changeSchema = z.strictObject({
   table: z.string().min(1).max(200),
+  /** The table's bucket at the sender: how a relay that lacks the table files it. */
+  bucket: bucket.optional(),
   pk: z.array(wireValue).min(1).max(64),
   op: z.enum(["insert", "update", "delete"]),
   columns: z.record(z.string(), wireValue),
