@@ -18,6 +18,7 @@ import { jobsArgv, registerJobs } from "./jobs.js";
 import { registerRemote } from "./remote.js";
 import { registerServe } from "./serve.js";
 import { registerStatus } from "./status.js";
+import { registerSync } from "./sync.js";
 
 const USAGE = 2;
 const FAILURE = 1;
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerRemote(program);
   registerServe(program);
   registerStatus(program);
+  registerSync(program);
   return program;
 }
 

@@ -1,0 +1,227 @@
+/**
+ * End to end, driven only through the CLI (`node dist/cli/main.js`) and the
+ * `sqlite3` shell: a hub (`tidewire serve`) and three clients (`tidewire
+ * sync`), each written by the shell, with concurrent conflicting edits of the
+ * same rows and deletes; after sync all four databases hold the same rows.
+ * Also: `--watch` picks up another client's write through the live notice
+ * of a hub that relays the bucket without having its table, and stops on
+ * SIGTERM with a JSON summary; exit statuses 0/1/2 and
+ * one JSON document on stdout with --json.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { useTempDirs, waitFor } from "./helpers.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const CLI = join(ROOT, "dist/cli/main.js");
+const TOKEN = "e2e-token-0123456789abcdef";
+const tempDir = useTempDirs("tidewire-cli-sync-");
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+});
+
+beforeAll(() => {
+  if (!existsSync(join(ROOT, "dist/cli/sync.js")))
+    execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
+});
+
+function tidewire(args: string[]): Promise<Run> & { child: ChildProcess } {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.setEncoding("utf8").on("data", (d) => {
+    stdout += d;
+  });
+  child.stderr!.setEncoding("utf8").on("data", (d) => {
+    stderr += d;
+  });
+  const done = new Promise<Run>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+  return Object.assign(done, { child });
+}
+
+function sql(db: string, statements: string): string {
+  return execFileSync("sqlite3", ["-cmd", ".timeout 10000", db, statements], { encoding: "utf8" });
+}
+
+const ROWS = "SELECT id, name, qty FROM items ORDER BY id";
+
+/** A hub on a new database: with the clients' table (materialised) or without (relay only). */
+async function startHub(
+  dir: string,
+  tables = true,
+): Promise<{ url: string; db: string; child: ChildProcess }> {
+  const db = join(dir, "hub.db");
+  if (tables) {
+    sql(db, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);");
+    expect((await tidewire(["init", db, "--table", "items"])).code).toBe(0);
+  }
+  const tokens = join(dir, "tokens.json");
+  writeFileSync(
+    tokens,
+    JSON.stringify({ tokens: [{ token: TOKEN, buckets: ["default"], access: "read-write" }] }),
+  );
+  const run = tidewire(["serve", "--db", db, "--port", "0", "--tokens-file", tokens]);
+  let url = "";
+  run.child.stdout!.on("data", (d: Buffer) => {
+    const m = /listening on (http:\/\/[^,\s"]+)/.exec(String(d));
+    if (m) url = m[1]!;
+  });
+  await waitFor(() => url !== "", "the hub to listen", { timeoutMs: 15_000, intervalMs: 20 });
+  return { url, db, child: run.child };
+}
+
+async function client(dir: string, name: string): Promise<string> {
+  const db = join(dir, `${name}.db`);
+  sql(db, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);");
+  expect((await tidewire(["init", db, "--table", "items"])).code).toBe(0);
+  return db;
+}
+
+function sync(db: string, url: string, ...extra: string[]) {
+  return tidewire(["sync", db, "--remote", url, "--token", TOKEN, "--once", "--json", ...extra]);
+}
+
+describe("tidewire sync, end to end", () => {
+  it("a hub and three clients written by the sqlite3 shell converge, conflicting edits included", async () => {
+    const dir = tempDir();
+    const hub = await startHub(dir);
+    const clients = [await client(dir, "c1"), await client(dir, "c2"), await client(dir, "c3")];
+    // Each writes its own rows and, concurrently, the same rows 1-5 with its own values.
+    clients.forEach((db, i) => {
+      const own = Array.from({ length: 20 }, (_, k) => `(${100 * (i + 1) + k}, 'c${i + 1}-${k}', ${k})`).join(
+        ", ",
+      );
+      const shared = [1, 2, 3, 4, 5].map((id) => `(${id}, 'c${i + 1}', ${id * 10 + i})`).join(", ");
+      sql(db, `INSERT INTO items VALUES ${own}; INSERT INTO items VALUES ${shared};`);
+    });
+    // All three sync at once, then once more each so everyone sees everyone.
+    const first = await Promise.all(clients.map((db) => sync(db, hub.url)));
+    for (const r of first) {
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toBe("");
+      expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, buckets: ["default"], pushed: 25 });
+    }
+    for (const db of clients) expect((await sync(db, hub.url)).code).toBe(0);
+    const converged = sql(hub.db, ROWS);
+    expect(converged.trim().split("\n")).toHaveLength(65);
+    for (const db of clients) expect(sql(db, ROWS)).toBe(converged);
+
+    // Concurrent conflicting edits of the same rows and a delete, with the shell, then sync all at once, twice.
+    clients.forEach((db, i) => {
+      sql(db, `UPDATE items SET name = 'edit-${i + 1}', qty = qty + ${i + 1} WHERE id IN (1, 2, 101, 201);`);
+    });
+    sql(clients[1]!, "DELETE FROM items WHERE id IN (3, 301);");
+    sql(clients[2]!, "UPDATE items SET qty = 999 WHERE id = 3; INSERT INTO items VALUES (999, 'late', 1);");
+    for (let round = 0; round < 2; round++) {
+      const runs = await Promise.all(clients.map((db) => sync(db, hub.url)));
+      for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    }
+    const final = sql(hub.db, ROWS);
+    for (const db of clients) expect(sql(db, ROWS)).toBe(final);
+    const ids = final
+      .trim()
+      .split("\n")
+      .map((l) => Number(l.split("|")[0]));
+    // Row 3 was deleted concurrently with an update: the update does not resurrect it.
+    expect(ids).not.toContain(3);
+    expect(ids).not.toContain(301);
+    expect(ids).toContain(999);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids).toHaveLength(64);
+    hub.child.kill("SIGTERM");
+  });
+
+  it("--watch pulls another client's write at once through a relay-only hub's notice, and stops on SIGTERM", async () => {
+    const dir = tempDir();
+    // The hub has no items table: it keeps and serves the bucket's log all the same.
+    const hub = await startHub(dir, false);
+    const [a, b] = [await client(dir, "a"), await client(dir, "b")];
+    const watchA = tidewire([
+      "sync",
+      a,
+      "--remote",
+      hub.url,
+      "--token",
+      TOKEN,
+      "--watch",
+      "--interval",
+      "1h",
+      "--json",
+    ]);
+    const watchB = tidewire([
+      "sync",
+      b,
+      "--remote",
+      hub.url,
+      "--token",
+      TOKEN,
+      "--watch",
+      "--interval",
+      "150ms",
+      "--json",
+    ]);
+    await new Promise((r) => setTimeout(r, 500));
+    sql(b, "INSERT INTO items VALUES (1, 'from b', 1);");
+    // A polls once an hour: only the live notice can bring the row this fast.
+    await waitFor(() => sql(a, ROWS) === "1|from b|1\n", "a to see b's row", {
+      timeoutMs: 5_000,
+      intervalMs: 50,
+    });
+    watchA.child.kill("SIGTERM");
+    watchB.child.kill("SIGINT");
+    const [ra, rb] = await Promise.all([watchA, watchB]);
+    expect(ra.code, ra.stderr).toBe(0);
+    expect(rb.code, rb.stderr).toBe(0);
+    const summary = JSON.parse(ra.stdout);
+    expect(summary).toMatchObject({ ok: true, failures: 0, pulled: 1 });
+    expect(summary.cycles).toBeGreaterThanOrEqual(2);
+    expect(JSON.parse(rb.stdout)).toMatchObject({ ok: true, pushed: 1 });
+    hub.child.kill("SIGTERM");
+  });
+
+  it("exits 1 on a refused or unreachable hub, 2 on usage errors, with one error line", async () => {
+    const dir = tempDir();
+    const hub = await startHub(dir);
+    const db = await client(dir, "c");
+    const wrong = await tidewire(["sync", db, "--remote", hub.url, "--token", "not-the-token-000000"]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toBe("tidewire: a valid bearer token is required (Authorization: Bearer <token>)\n");
+    const bucket = await sync(db, hub.url, "--bucket", "nope");
+    expect(bucket.code).toBe(1);
+    expect(JSON.parse(bucket.stdout)).toEqual({
+      ok: false,
+      error: { code: "ERR_UNKNOWN_BUCKET", message: 'the hub serves no bucket "nope"' },
+    });
+    hub.child.kill("SIGTERM");
+    await new Promise((r) => hub.child.on("exit", r));
+    const down = await sync(db, hub.url);
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(
+      /^tidewire: \/v1\/handshake: cannot reach http:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/,
+    );
+    expect((await tidewire(["sync", db, "--remote", "ftp://x"])).code).toBe(2);
+    expect((await tidewire(["sync", db, "--remote", hub.url, "--direction", "up"])).code).toBe(2);
+    expect((await tidewire(["sync", db, "--remote", hub.url, "--once", "--watch"])).code).toBe(2);
+    const missing = await tidewire(["sync", join(dir, "none.db"), "--remote", hub.url]);
+    expect(missing.code).toBe(1);
+    expect(existsSync(join(dir, "none.db"))).toBe(false);
+    // The generated token was never written: this hub was given one.
+    expect(existsSync(`${hub.db}.token`)).toBe(false);
+    expect(readFileSync(hub.db).subarray(0, 15).toString()).toBe("SQLite format 3");
+  });
+});
