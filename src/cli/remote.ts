@@ -41,8 +41,10 @@ function seconds(value: string): number {
 
 export function registerRemote(program: Command): void {
   const remote = program.command("remote").description("mirror a database to remote SQL stores");
-  remote
-    .command("push")
+  const push = remote.command("push");
+  // A conflict between options is a usage error, printed by commander like its own.
+  const usage = (message: string): never => push.error(message, { exitCode: 2, code: "commander.usage" });
+  push
     .description("push tracked tables to a SQLite file, PostgreSQL, libSQL or Cloudflare D1")
     .argument("<db>", "the database file (it must exist and track tables)")
     .requiredOption("--target <url>", "sqlite:PATH, postgres://…, libsql://…, file:PATH or d1:NAME")
@@ -56,12 +58,11 @@ export function registerRemote(program: Command): void {
     .option("--config <file>", "d1: the wrangler configuration file")
     .option("--json", "print one JSON document on stdout")
     .action(async (db: string, flags: PushFlags) => {
-      if (flags.once && flags.interval !== undefined)
-        throw new UsageError("--once and --interval exclude each other.");
-      if (flags.local && flags.remote) throw new UsageError("--local and --remote exclude each other.");
+      if (flags.once && flags.interval !== undefined) usage("--once and --interval exclude each other");
+      if (flags.local && flags.remote) usage("--local and --remote exclude each other");
       const isD1 = flags.target.startsWith("d1:");
       if (!isD1 && (flags.local || flags.remote || flags.config !== undefined)) {
-        throw new UsageError("--local, --remote and --config apply to d1:NAME targets only.");
+        usage("--local, --remote and --config apply to d1:NAME targets only");
       }
       const path = resolve(db);
       if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");

@@ -1,0 +1,197 @@
+/**
+ * `tidewire remote push`, run as the installed bin runs (`node
+ * dist/cli/main.js`): --once and --json (one document), exit 0/1/2, one
+ * error line on stderr, and --interval (0 clamped to 1 s with a warning,
+ * a clean stop on SIGTERM).
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import { beforeAll, describe, expect, it } from "vitest";
+import { Replica } from "../src/index.js";
+import { useTempDirs, waitFor } from "./helpers.js";
+import { dumpSqlite, dumpSqliteFile, runOps, sourceReplica } from "./remote-helpers.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const CLI = join(ROOT, "dist/cli/main.js");
+const tempDir = useTempDirs("tidewire-cli-remote-");
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function tidewire(
+  args: string[],
+  onStart?: (child: ReturnType<typeof spawn>, out: Run) => void,
+): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const run: Run = { code: null, stdout: "", stderr: "" };
+    child.stdout.setEncoding("utf8").on("data", (d) => {
+      run.stdout += d;
+    });
+    child.stderr.setEncoding("utf8").on("data", (d) => {
+      run.stderr += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ ...run, code }));
+    onStart?.(child, run);
+  });
+}
+
+function oneErrorLine(run: Run, pattern: RegExp): void {
+  expect(run.stderr.trimEnd().split("\n")).toHaveLength(1);
+  expect(run.stderr).toMatch(/^tidewire: /);
+  expect(run.stderr).toMatch(pattern);
+}
+
+beforeAll(() => {
+  if (!existsSync(join(ROOT, "dist/cli/remote.js")))
+    execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
+});
+
+function source(): { dir: string; db: string } {
+  const dir = tempDir();
+  const replica = sourceReplica(dir);
+  runOps(replica.store.db, [
+    { kind: "put", id: 1, name: "pen", qty: 3n, price: 1.25, data: Buffer.from([0, 1]) },
+    { kind: "tag", item: 1, tag: "a", note: null },
+  ]);
+  replica.close();
+  return { dir, db: join(dir, "source.db") };
+}
+
+function dumpSource(db: string) {
+  return dumpSqliteFile(db);
+}
+
+describe("tidewire remote push", () => {
+  it("--once pushes in full, then incrementally; --json prints one document", async () => {
+    const { dir, db } = source();
+    const target = `sqlite:${join(dir, "mirror.db")}`;
+    const first = await tidewire(["remote", "push", db, "--target", target, "--once", "--json"]);
+    expect(first.code).toBe(0);
+    expect(first.stderr).toBe("");
+    const doc = JSON.parse(first.stdout);
+    expect(doc).toMatchObject({ ok: true, mode: "full", backend: "sqlite", mutations: 2, target });
+    expect(dumpSqliteFile(join(dir, "mirror.db"))).toEqual(dumpSource(db));
+    const text = await tidewire(["remote", "push", db, "--target", target]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(
+      /^incremental push to sqlite:.*: 0 rows in 0 payloads \(\d+ ms\); cursor \d+@[0-9a-f]{16}\n$/,
+    );
+  });
+
+  it("exit 2 on usage errors, exit 1 on a missing database or a failing target, one line on stderr", async () => {
+    const { dir, db } = source();
+    const both = await tidewire([
+      "remote",
+      "push",
+      db,
+      "--target",
+      "sqlite:x.db",
+      "--once",
+      "--interval",
+      "5",
+    ]);
+    expect(both.code).toBe(2);
+    oneErrorLine(both, /--once and --interval exclude each other/);
+    const scheme = await tidewire(["remote", "push", db, "--target", "ftp://x", "--json"]);
+    expect(scheme.code).toBe(2);
+    expect(JSON.parse(scheme.stdout)).toMatchObject({ ok: false, error: { code: "ERR_INVALID_ARGUMENT" } });
+    oneErrorLine(scheme, /unknown kind of target "ftp"/);
+    const noTarget = await tidewire(["remote", "push", db]);
+    expect(noTarget.code).toBe(2);
+    const d1flag = await tidewire(["remote", "push", db, "--target", "sqlite:x.db", "--local"]);
+    expect(d1flag.code).toBe(2);
+    const missing = await tidewire([
+      "remote",
+      "push",
+      join(dir, "nope.db"),
+      "--target",
+      "sqlite:x.db",
+      "--json",
+    ]);
+    expect(missing.code).toBe(1);
+    expect(JSON.parse(missing.stdout)).toMatchObject({ ok: false, error: { code: "ERR_NO_DATABASE" } });
+    const down = await tidewire([
+      "remote",
+      "push",
+      db,
+      "--target",
+      "postgres://postgres:pw@127.0.0.1:1/test",
+      "--json",
+    ]);
+    expect(down.code).toBe(1);
+    oneErrorLine(
+      down,
+      /cannot reach postgres:\/\/postgres@127\.0\.0\.1:1\/test: .*the payload stays in the outbox/,
+    );
+    expect(down.stderr).not.toContain("pw");
+    expect(JSON.parse(down.stdout)).toMatchObject({ ok: false, error: { code: "ERR_REMOTE" } });
+  });
+
+  it("--interval 0 is clamped to 1 s with a warning, pushes on, and stops cleanly on SIGTERM", async () => {
+    const { dir, db } = source();
+    const mirror = join(dir, "mirror.db");
+    const run = await tidewire(
+      ["remote", "push", db, "--target", `sqlite:${mirror}`, "--interval", "0", "--json"],
+      (child) => {
+        void (async () => {
+          // The full push is done once its last payload ("done", the 4th: reset, items, tags, done) is recorded.
+          await waitFor(() => fullPayloads(mirror) === 4, "the first cycle", {
+            timeoutMs: 20_000,
+            intervalMs: 50,
+          });
+          const replica = Replica.open(db);
+          runOps(replica.store.db, [
+            { kind: "put", id: 7, name: "late", qty: null, price: null, data: null },
+          ]);
+          const want = dumpSqlite(replica.store.db);
+          replica.close();
+          await waitFor(
+            () => {
+              try {
+                return JSON.stringify(dumpSqliteFile(mirror)) === JSON.stringify(want);
+              } catch {
+                return false;
+              }
+            },
+            "the second cycle",
+            { timeoutMs: 20_000, intervalMs: 100 },
+          );
+          child.kill("SIGTERM");
+        })();
+      },
+    );
+    expect(run.code).toBe(0);
+    expect(run.stderr).toBe("tidewire: warning: an interval of 0 s would push without pause; using 1 s\n");
+    const doc = JSON.parse(run.stdout);
+    expect(doc.ok).toBe(true);
+    expect(doc.cycles.ok).toBeGreaterThanOrEqual(2);
+    expect(doc.cycles.failed).toBe(0);
+  }, 60_000);
+});
+
+function fullPayloads(path: string): number {
+  if (!existsSync(path)) return 0;
+  try {
+    const db = new Database(path, { readonly: true });
+    try {
+      return (
+        (db
+          .prepare("SELECT count(*) FROM _tidewire_sync_history WHERE sync_mode = 'full'")
+          .pluck()
+          .get() as number) ?? 0
+      );
+    } finally {
+      db.close();
+    }
+  } catch {
+    return 0;
+  }
+}
