@@ -67,7 +67,7 @@ async function startHub(
 ): Promise<{ url: string; db: string; child: ChildProcess }> {
   const db = join(dir, "hub.db");
   if (tables) {
-    sql(db, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);");
+    sql(db, "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);");
     expect((await tidewire(["init", db, "--table", "items"])).code).toBe(0);
   }
   const tokens = join(dir, "tokens.json");
@@ -191,6 +191,43 @@ describe("tidewire sync, end to end", () => {
     expect(summary).toMatchObject({ ok: true, failures: 0, pulled: 1 });
     expect(summary.cycles).toBeGreaterThanOrEqual(2);
     expect(JSON.parse(rb.stdout)).toMatchObject({ ok: true, pushed: 1 });
+    hub.child.kill("SIGTERM");
+  });
+
+  it("an initial sync SIGKILLed mid-way resumes from its last batch, not from zero", async () => {
+    const dir = tempDir();
+    const db = join(dir, "hub.db");
+    sql(
+      db,
+      `CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);
+       WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
+       INSERT INTO items SELECT i, 'row ' || i, i FROM n;`,
+    );
+    const hub = await startHub(dir, true);
+    const c = await client(dir, "c");
+    const first = tidewire(["sync", c, "--remote", hub.url, "--token", TOKEN, "--direction", "pull"]);
+    const cursor = () =>
+      Number(
+        sql(c, "SELECT coalesce(max(CAST(value AS INTEGER)), 0) FROM tw_cursors WHERE direction = 'pull';"),
+      );
+    await waitFor(() => cursor() > 0 || first.child.exitCode !== null, "a first batch", {
+      timeoutMs: 20_000,
+      intervalMs: 5,
+    });
+    first.child.kill("SIGKILL");
+    await first;
+    const saved = cursor();
+    const had = Number(sql(c, "SELECT count(*) FROM items;"));
+    expect(saved).toBeGreaterThan(0);
+    expect(had).toBeGreaterThan(0);
+    expect(had).toBeLessThan(40_000);
+    const second = await sync(c, hub.url, "--direction", "pull");
+    expect(second.code, second.stderr).toBe(0);
+    const summary = JSON.parse(second.stdout);
+    // Everything after the saved cursor, and at most the one batch that was in flight again.
+    expect(summary.pulled).toBeLessThanOrEqual(40_000 - had + 1000);
+    expect(summary.pulled).toBeGreaterThan(0);
+    expect(sql(c, ROWS)).toBe(sql(hub.db, ROWS));
     hub.child.kill("SIGTERM");
   });
 

@@ -13,9 +13,11 @@ import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { buildServer } from "../src/daemon/server.js";
 import { Auth, resolveAuth } from "../src/hub/auth.js";
-import type { Hub } from "../src/hub/hub.js";
+import { Hub } from "../src/hub/hub.js";
 import { createLogger } from "../src/log.js";
+import { registry } from "../src/metrics.js";
 import { Queue } from "../src/queue/queue.js";
+import { Replica } from "../src/replica/replica.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
 import { useTempDirs, waitFor } from "./helpers.js";
@@ -242,6 +244,34 @@ describe("the hub refuses bad input with a clear 4xx and applies nothing", () =>
   });
 });
 
+describe("a relay hub", () => {
+  it("keeps and serves a bucket whose table it lacks; refuses a change that carries no bucket", async () => {
+    const dir = tempDir();
+    const replica = Replica.open(join(dir, "relay.db"), { nodeId: "relay", relay: true });
+    cleanup.push(() => replica.close());
+    const hub = new Hub(replica, { relay: true, buckets: "*" });
+    const scope = { id: "t", buckets: "*" as const, write: true };
+    const a = openItems(dir, "a");
+    cleanup.push(() => a.close());
+    a.store.db.exec("INSERT INTO items VALUES (1, 'pen', 1)");
+    const changes = a.changesSince(0).changes;
+    expect(() =>
+      hub.push({ nodeId: "a", changes: changes.map(({ bucket, ...c }) => c), cursor: "1" }, scope),
+    ).toThrow(/changes\[0\]: table "items" is unknown to the hub and the change carries no bucket/);
+    expect(hub.push({ nodeId: "a", changes, cursor: "1" }, scope)).toEqual({
+      cursor: "1",
+      received: 1,
+      applied: 1,
+    });
+    const page = hub.pull({ nodeId: "b", cursor: "0", buckets: ["default"], limit: 10 }, scope);
+    expect(page.changes).toMatchObject([{ table: "items", bucket: "default", pk: [1], origin: "a" }]);
+    const limited = new Hub(replica, { relay: true, buckets: ["default"] });
+    expect(() => limited.pull({ nodeId: "b", cursor: "0", buckets: ["other"], limit: 10 }, scope)).toThrow(
+      /serves no bucket "other"/,
+    );
+  });
+});
+
 describe("auth setup", () => {
   it("generates a token beside the database with mode 0600, then reuses it", () => {
     const dir = tempDir();
@@ -311,6 +341,21 @@ describe("over HTTP", () => {
     );
     expect(rows(a)).toEqual(rows(b));
     expect(rows(hub.replica)).toEqual(rows(a));
+    // Per peer and bucket: cycles by result, changes each way, durations, last success.
+    const text = await registry.metrics();
+    const peer = `peer="${url}"`;
+    expect(text).toMatch(
+      new RegExp(`tidewire_sync_cycles_total\\{${peer},bucket="default",result="ok"\\} [1-9]`),
+    );
+    expect(text).toMatch(
+      new RegExp(`tidewire_sync_changes_total\\{${peer},bucket="default",direction="push"\\} [1-9]\\d*`),
+    );
+    expect(text).toMatch(
+      new RegExp(`tidewire_sync_changes_total\\{${peer},bucket="default",direction="pull"\\} [1-9]\\d*`),
+    );
+    expect(text).toMatch(new RegExp(`tidewire_sync_cycle_duration_seconds_count\\{${peer}\\} [1-9]`));
+    expect(text).toMatch(new RegExp(`tidewire_sync_last_success_timestamp_seconds\\{${peer}\\} 1[0-9.e+]+`));
+    expect(text).toMatch(/tidewire_hub_changes_total\{peer="a",bucket="default",direction="push"\} 500/);
   });
 
   it("a hub that is down: connection errors are retried, then the loop backs off and recovers", async () => {
