@@ -19,11 +19,11 @@ import { ulid } from "ulid";
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import { remoteSyncDuration, remoteSyncLastSuccess, remoteSyncTotal } from "../metrics.js";
-import { Outbox, type OutboxState } from "../outbox.js";
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
-import { makePayload, type Payload, parsePayload, serializePayload, type TableSchema } from "./payload.js";
+import { makePayload, type Payload, type TableSchema } from "./payload.js";
 import { Source } from "./source.js";
+import { PayloadSpool } from "./spool.js";
 import { HISTORY_TABLE } from "./sql.js";
 import {
   type Backend,
@@ -81,12 +81,10 @@ interface Stat {
   mutations: number;
 }
 
-const PENDING: OutboxState[] = ["active", "incoming", "deferred"];
-
 export class RemoteSync {
   readonly target: RemoteTarget;
   private readonly source: Source;
-  private readonly outbox: Outbox;
+  private readonly spool: PayloadSpool;
   private readonly cursors: CursorStore;
   private readonly cursorKey: { peer: string; bucket: string; direction: "push" };
   private readonly buckets: string[] | undefined;
@@ -122,7 +120,7 @@ export class RemoteSync {
     };
     checkName("target", this.target.id);
     this.source = new Source(replica.store);
-    this.outbox = new Outbox(replica.store, outboxName);
+    this.spool = new PayloadSpool(replica.store, outboxName, this.target.id);
     this.cursors = new CursorStore(replica.store, { flushIntervalMs: 0 });
   }
 
@@ -133,7 +131,7 @@ export class RemoteSync {
 
   /** Payloads spooled for this target and not yet accepted by it. */
   pending(): number {
-    return this.pendingIds().length;
+    return this.spool.pending().length;
   }
 
   /** One cycle. `resync` forces a full push. Rejects with a RemoteError when the target failed. */
@@ -221,14 +219,15 @@ export class RemoteSync {
     };
     try {
       const schemas = this.schemas();
-      if (resync) this.abandonPending();
+      if (resync)
+        for (const id of this.spool.pending()) this.spool.abandon(id, "replaced by a full push (resync)");
       else await this.sendPending(stat);
       const shape = shapeOf(schemas);
       const cursor = this.cursors.get(this.cursorKey);
       const at = cursor?.split("@");
       if (resync || !at || at[1] !== shape) await this.fullPush(schemas, shape, stat);
       else await this.incremental(schemas, shape, at[0]!, stat);
-      this.outbox.purge({ olderThanMs: 0, states: ["delivered"] });
+      this.spool.purgeDelivered();
       const durationMs = performance.now() - started;
       remoteSyncTotal.inc({ backend, status: "success" });
       remoteSyncDuration.observe({ backend, status: "success" }, durationMs / 1000);
@@ -347,76 +346,41 @@ export class RemoteSync {
 
   /** Spools the payload, then sends it. */
   private async deliver(p: Payload, stat: Stat): Promise<void> {
-    const meta = this.outbox.store(serializePayload(p), {
-      headers: { target: this.target.id, name: p.name, key: p.key, mode: p.mode },
-    });
-    await this.send(meta.id, p, stat);
+    await this.send(this.spool.put(p), p, stat);
   }
 
   private async send(id: number, p: Payload, stat: Stat): Promise<void> {
-    const meta = this.outbox.getMeta(id);
-    if (meta && meta.state !== "active")
-      this.outbox.moveToState(id, "active", { from: ["incoming", "deferred"] });
+    this.spool.sending(id);
     let outcome: "applied" | "duplicate";
     try {
       outcome = await this.target.apply(p, this.keepHistory);
     } catch (err) {
       const e =
         err instanceof RemoteError ? err : new RemoteError(`${this.target.id}: ${describeError(err)}`);
-      const moved = this.outbox.defer(id, e);
-      const fate =
-        moved?.state === "bounced"
-          ? "the payload has spent its attempts and is dropped; the next cycle rebuilds it from the change log"
-          : "the payload stays in the outbox for the next cycle";
+      const fate = this.spool.failed(id, e)
+        ? "the payload has spent its attempts and is dropped; the next cycle rebuilds it from the change log"
+        : "the payload stays in the outbox for the next cycle";
       throw new RemoteError(`${e.message}; the cursor did not move and ${fate}`);
     }
-    // Cursor before `delivered`: a crash between the two re-sends a payload the target already has, which is harmless.
+    // Cursor before `accepted`: a crash between the two re-sends a payload the target already has, which is harmless.
     if (p.cursor !== null) {
       this.cursors.set(this.cursorKey, p.cursor);
       this.cursors.flushDirty();
     }
-    this.outbox.delivered(id);
+    this.spool.accepted(id);
     stat.payloads++;
     stat.mutations += p.mutations.length;
     if (outcome === "duplicate") stat.duplicates++;
   }
 
-  private pendingIds(): number[] {
-    const ids: number[] = [];
-    for (const state of PENDING) {
-      for (const m of this.outbox.list({ state, limit: 100_000 })) {
-        if (m.headers.target === this.target.id) ids.push(m.id);
-      }
-    }
-    return ids.sort((a, b) => a - b);
-  }
-
   /** Sends spooled payloads left by an earlier cycle, oldest first; stops at the first failure. */
   private async sendPending(stat: Stat): Promise<void> {
-    for (const id of this.pendingIds()) {
-      const m = this.outbox.get(id);
-      if (!m) continue;
-      let p: Payload;
-      try {
-        p = parsePayload(String(m.body));
-      } catch (err) {
-        this.abandon(id, `unreadable payload: ${describeError(err)}`);
-        continue;
-      }
+    for (const id of this.spool.pending()) {
+      const p = this.spool.read(id);
+      if (!p) continue;
       await this.send(id, p, stat);
       stat.retried++;
     }
-  }
-
-  /** A resync replaces whatever was spooled: those payloads are bounced, never sent. */
-  private abandonPending(): void {
-    for (const id of this.pendingIds()) this.abandon(id, "replaced by a full push (resync)");
-  }
-
-  private abandon(id: number, why: string): void {
-    this.outbox.moveToState(id, "active", { from: ["incoming", "deferred"] });
-    if (this.outbox.moveToState(id, "bounced", { from: "active" })) return;
-    this.outbox.defer(id, why);
   }
 }
 
