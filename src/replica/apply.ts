@@ -61,7 +61,7 @@ interface RowState {
   cols: Map<string, Cell>;
   wasAlive: boolean;
   rowChanged: boolean;
-  /** Cells that won, to write to the log (column "" is the row entry). */
+  /** Entries that won, to write to the log (column "" is the row entry; no implicit cells). */
   won: Map<string, Cell>;
   /** A stored column entry died: the log must drop it. */
   dropped: boolean;
@@ -192,10 +192,7 @@ export class Applier {
       if (s.dropped && s.row) this.log.prune(s.t.id, s.key, s.row.hlc, s.row.origin);
       const alive = s.row?.val === ALIVE_N;
       const inTable = alive && !s.t.relayed;
-      for (const e of s.won.values()) {
-        if (e.implicit) continue;
-        put(s, e, inTable && s.t.columnSet.has(e.col) ? null : e.val);
-      }
+      for (const e of s.won.values()) put(s, e, inTable && s.t.columnSet.has(e.col) ? null : e.val);
       if (s.wasAlive && !alive && !s.t.relayed) {
         // The row leaves the table: entries that outlive it keep their value in the log.
         for (const e of s.cols.values()) if (!e.implicit && !s.won.has(e.col)) put(s, e, e.val);
@@ -265,9 +262,10 @@ function mergeOne(s: RowState, inc: Incoming, seq: bigint): boolean {
     const cur = s.cols.get(col);
     if (cur && !beats(inc, cur, val)) continue;
     const e: Cell = { col, val, hlc: inc.hlc, origin: inc.origin, seq };
-    if (implicit && s.t.columnSet.has(col)) e.implicit = true;
     s.cols.set(col, e);
-    s.won.set(col, e);
+    // An implicit cell is written with its row (materialize writes whole rows for a new row entry).
+    if (implicit && s.t.columnSet.has(col)) e.implicit = true;
+    else s.won.set(col, e);
     won = true;
   }
   return won;
