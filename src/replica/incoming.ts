@@ -58,6 +58,7 @@ const MAX_KEY_PARTS = 64;
 export class Checker {
   /** Relayed tables first seen in this batch, or whose bucket moved: written by `commit`. */
   private readonly fresh = new Map<string, TrackedTable>();
+  private reloaded = false;
   private driftNow = Number.NaN;
   private driftLimit = 0n;
   private readonly sql: { insert: Database.Statement; bucket: Database.Statement };
@@ -173,6 +174,7 @@ export class Checker {
   /** Forgets what a refused batch would have recorded. */
   reset(): void {
     this.fresh.clear();
+    this.reloaded = false;
   }
 
   private table(o: Record<string, unknown>, index: number): TrackedTable {
@@ -182,7 +184,13 @@ export class Checker {
     const fail = (reason: string): never => refuse(index, o, reason);
     if (!this.relay) return fail(`names table "${name}", which is not tracked here`);
     if (!isName(name) || /^(tw_|sqlite_)/i.test(name)) fail(`names table ${describeValue(name)}`);
-    const known = this.fresh.get(name) ?? this.catalog.peekRelayed(name);
+    let known = this.fresh.get(name) ?? this.catalog.peekRelayed(name);
+    if (!known && !this.reloaded) {
+      // Recording a relayed table moves no schema version: another connection may have done it.
+      this.reloaded = true;
+      this.catalog.refresh(true);
+      known = this.catalog.peekRelayed(name);
+    }
     const bucket = o.bucket as string | undefined;
     if (known) {
       if (bucket === undefined || bucket === known.bucket) return known;
