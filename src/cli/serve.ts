@@ -6,7 +6,7 @@
 import { type Command, Option } from "commander";
 import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT, startDaemon, stopOnSignals } from "../daemon/daemon.js";
 import { LOG_LEVELS, type LogLevel } from "../log.js";
-import { portNumber, positiveInt } from "./io.js";
+import { nonNegativeInt, portNumber, positiveInt } from "./io.js";
 
 interface ServeFlags {
   db: string;
@@ -17,6 +17,7 @@ interface ServeFlags {
   token?: string;
   tokensFile?: string;
   insecure?: boolean;
+  rateLimit: number;
 }
 
 export function registerServe(program: Command): void {
@@ -46,6 +47,11 @@ export function registerServe(program: Command): void {
         "tokensFile",
       ]),
     )
+    .addOption(
+      new Option("--rate-limit <n>", "sync requests per token per second (0: no limit)")
+        .argParser(nonNegativeInt)
+        .default(200),
+    )
     .addOption(new Option("--concurrency <n>", "jobs run at once (default 10)").argParser(positiveInt))
     .addOption(
       new Option("--log-level <level>", "least severe level logged (debug with --verbose)")
@@ -65,6 +71,7 @@ export function registerServe(program: Command): void {
         token: flags.token,
         tokensFile: flags.tokensFile,
         insecure: flags.insecure,
+        rateLimitPerSecond: flags.rateLimit,
       });
       stopOnSignals(daemon);
     });

@@ -19,7 +19,7 @@ import { attachLive } from "./live.js";
 export interface HubRoutesOptions {
   hub: Hub;
   auth: Auth;
-  /** Requests per token (or per address, before a token is known) per second (default 200). */
+  /** Requests per token (or per address, before a token is known) per second (default 200; 0: no limit). */
   rateLimitPerSecond?: number;
 }
 
@@ -34,16 +34,18 @@ declare module "fastify" {
 
 export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions): Promise<void> {
   const { hub, auth } = options;
-  await app.register(rateLimit, {
-    max: options.rateLimitPerSecond ?? 200,
-    timeWindow: 1000,
-    keyGenerator: (req) => auth.identify(req.headers.authorization)?.id ?? `addr:${req.ip}`,
-    errorResponseBuilder: (_req, ctx) => ({
-      statusCode: ctx.statusCode,
-      code: "ERR_RATE_LIMITED",
-      message: `rate limit of ${ctx.max} requests per ${ctx.after} exceeded; retry later`,
-    }),
-  });
+  const perSecond = options.rateLimitPerSecond ?? 200;
+  if (perSecond > 0)
+    await app.register(rateLimit, {
+      max: perSecond,
+      timeWindow: 1000,
+      keyGenerator: (req) => auth.identify(req.headers.authorization)?.id ?? `addr:${req.ip}`,
+      errorResponseBuilder: (_req, ctx) => ({
+        statusCode: ctx.statusCode,
+        code: "ERR_RATE_LIMITED",
+        message: `rate limit of ${ctx.max} requests per ${ctx.after} exceeded; retry later`,
+      }),
+    });
 
   app.setErrorHandler((err: FastifyError | HubError, request, reply) => {
     if (err instanceof HubError) return send(reply, err.status, err.code, err.message);

@@ -1,0 +1,237 @@
+/**
+ * bench/sync: sync between two replicas through a hub over HTTP on loopback,
+ * each figure beside the bare SQLite apply floor measured in the same run.
+ *
+ *   npm run build && node --import tsx bench/sync/run.ts [--n 100000] [--rows 1000000] [--writes 5000]
+ *
+ * - replicated changes/s: replica A pushes N inserted rows to the hub, then
+ *   replica B pulls them (push, pull and end to end);
+ * - initial sync: B pulls ROWS rows from a hub that already holds them;
+ * - write-to-visible latency: A writes one row per millisecond (1,000/s) and
+ *   syncs each at once; B is woken by the hub's WebSocket notice and pulls;
+ *   latency is from A's write to the row being in B's table, p50 and p99;
+ * - floor: a bare batched INSERT of the same rows (1,000 per transaction)
+ *   into an untracked table, and a one-row INSERT transaction for latency.
+ *
+ * The hub is a separate process (`node dist/cli/main.js serve --insecure`,
+ * relay only: it has no copy of the table, as a hub usually has none); A and
+ * B share this process.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Replica } from "../../src/replica/replica.js";
+import { openStore, type Store } from "../../src/store.js";
+import { SyncManager } from "../../src/sync/sync-manager.js";
+import { HttpTransport } from "../../src/sync/transport-http.js";
+
+const { values: args } = parseArgs({
+  options: {
+    n: { type: "string", default: "100000" },
+    rows: { type: "string", default: "1000000" },
+    writes: { type: "string", default: "5000" },
+  },
+});
+const N = Number(args.n);
+const ROWS = Number(args.rows);
+const WRITES = Number(args.writes);
+const SCHEMA = "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, t REAL)";
+const CLI = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), "tidewire-bench-sync-"));
+
+function replica(name: string): Replica {
+  const r = Replica.open(join(dir, `${name}.db`), { nodeId: name });
+  r.store.db.exec(SCHEMA);
+  r.track("items");
+  return r;
+}
+
+function fill(store: Store, n: number) {
+  const insert = store.db.prepare("INSERT INTO items VALUES (?, ?, ?, ?)");
+  for (let i = 0; i < n; i += 1000) {
+    store.write(() => {
+      for (let k = i; k < Math.min(n, i + 1000); k++) insert.run(k + 1, `item ${k + 1}`, k, 0.5);
+    });
+  }
+}
+
+/** Bare SQLite: rows/s of batched INSERTs into an untracked table, and ms of a one-row transaction. */
+function floor(n: number): { rowsPerSecond: number; oneRowMs: number } {
+  const store = openStore(join(dir, `floor-${n}.db`));
+  store.db.exec(SCHEMA);
+  const t0 = performance.now();
+  fill(store, n);
+  const rowsPerSecond = n / ((performance.now() - t0) / 1000);
+  const insert = store.db.prepare("INSERT INTO items VALUES (?, 'x', 1, 0.5)");
+  const times: number[] = [];
+  for (let i = 0; i < 1000; i++) {
+    const s = performance.now();
+    store.write(() => insert.run(n + i + 1));
+    times.push(performance.now() - s);
+  }
+  store.close();
+  return { rowsPerSecond, oneRowMs: pct(times, 0.5) };
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))] as number;
+}
+
+async function hub(db: string): Promise<{ url: string; child: ChildProcess }> {
+  // A free port picked here, so the hub can log at warn (one info line per request costs it CPU).
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+  const port = (probe.address() as { port: number }).port;
+  await new Promise((r) => probe.close(r));
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      "serve",
+      "--db",
+      db,
+      "--port",
+      String(port),
+      "--insecure",
+      "--rate-limit",
+      "0",
+      "--log-level",
+      "warn",
+    ],
+    { stdio: ["ignore", "inherit", "inherit"] },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return { url, child };
+    } catch {
+      if (i > 600 || child.exitCode !== null) throw new Error("the hub did not start");
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function stopHub(h: { child: ChildProcess }) {
+  h.child.kill("SIGTERM");
+  await new Promise((r) => h.child.once("exit", r));
+}
+
+const fmt = (x: number) => Math.round(x).toLocaleString("en");
+
+async function main() {
+  const out: string[] = [];
+  const log = (line: string) => {
+    out.push(line);
+    console.log(line);
+  };
+  log(
+    `node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model}), load ${loadavg()[0]!.toFixed(2)}`,
+  );
+
+  // 1. Replicated changes/s.
+  const fl = floor(N);
+  log(
+    `floor: bare batched INSERT ${fmt(fl.rowsPerSecond)} rows/s; one-row transaction ${fl.oneRowMs.toFixed(3)} ms`,
+  );
+  let h = await hub(join(dir, "hub1.db"));
+  {
+    const a = replica("a");
+    const b = replica("b");
+    fill(a.store, N);
+    const ma = new SyncManager(a, new HttpTransport(h.url), { direction: "push" });
+    const mb = new SyncManager(b, new HttpTransport(h.url), { direction: "pull" });
+    let t = performance.now();
+    const pushed = await ma.syncOnce();
+    const pushMs = performance.now() - t;
+    t = performance.now();
+    const pulled = await mb.initialSync();
+    const pullMs = performance.now() - t;
+    const e2e = N / ((pushMs + pullMs) / 1000);
+    log(
+      `replicated (N=${fmt(N)}): push ${fmt(pushed.pushed / (pushMs / 1000))}/s, pull ${fmt(pulled.pulled / (pullMs / 1000))}/s, ` +
+        `end to end ${fmt(e2e)} changes/s = ${(e2e / fl.rowsPerSecond).toFixed(3)} x floor`,
+    );
+    await ma.stop();
+    await mb.stop();
+    a.close();
+    b.close();
+  }
+  await stopHub(h);
+
+  // 2. Initial sync of ROWS rows from a hub that holds them.
+  {
+    const hubDb = join(dir, "hub2.db");
+    const t0 = performance.now();
+    const seed = Replica.open(hubDb, { nodeId: "hub2" });
+    seed.store.db.exec(SCHEMA);
+    fill(seed.store, ROWS);
+    seed.track("items");
+    seed.close();
+    log(`(seeding the hub with ${fmt(ROWS)} rows took ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    h = await hub(hubDb);
+    const c = replica("c");
+    const m = new SyncManager(c, new HttpTransport(h.url), { direction: "pull" });
+    const t = performance.now();
+    const r = await m.initialSync();
+    const s = (performance.now() - t) / 1000;
+    const fl2 = floor(ROWS);
+    log(
+      `initial sync of ${fmt(r.pulled)} rows: ${s.toFixed(1)} s, ${fmt(r.pulled / s)} rows/s; ` +
+        `floor ${fmt(fl2.rowsPerSecond)} rows/s (${(ROWS / fl2.rowsPerSecond).toFixed(1)} s) = ${(r.pulled / s / fl2.rowsPerSecond).toFixed(3)} x floor`,
+    );
+    await m.stop();
+    c.close();
+    await stopHub(h);
+  }
+
+  // 3. Write-to-visible latency at 1,000 writes/s over the live notice.
+  {
+    h = await hub(join(dir, "hub3.db"));
+    const a = replica("la");
+    const b = replica("lb");
+    const ma = new SyncManager(a, new HttpTransport(h.url), { direction: "push", intervalMs: 60_000 });
+    const mb = new SyncManager(b, new HttpTransport(h.url), { direction: "pull", intervalMs: 60_000 });
+    await ma.syncOnce();
+    mb.start();
+    await new Promise((r) => setTimeout(r, 300));
+    const latencies: number[] = [];
+    const seen = b.store.db.prepare("SELECT id, t FROM items WHERE id > ? ORDER BY id");
+    let last = 0;
+    mb.on("synced", () => {
+      const now = performance.timeOrigin + performance.now();
+      for (const row of seen.all(last) as Array<{ id: number; t: number }>) {
+        latencies.push(now - row.t);
+        last = row.id;
+      }
+    });
+    const insert = a.store.db.prepare("INSERT INTO items VALUES (?, 'live', 1, ?)");
+    const start = performance.now();
+    for (let i = 1; i <= WRITES; i++) {
+      const due = start + i;
+      while (performance.now() < due) await new Promise((r) => setImmediate(r));
+      insert.run(i, performance.timeOrigin + performance.now());
+      ma.syncOnce().catch(() => {});
+    }
+    const deadline = Date.now() + 10_000;
+    while (latencies.length < WRITES && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const rate = WRITES / ((performance.now() - start) / 1000);
+    log(
+      `write-to-visible over WebSocket, ${fmt(WRITES)} writes at ${fmt(Math.min(rate, 1000))}/s target 1,000/s: ` +
+        `p50 ${pct(latencies, 0.5).toFixed(1)} ms, p99 ${pct(latencies, 0.99).toFixed(1)} ms (${latencies.length} seen); ` +
+        `floor (one-row transaction) ${fl.oneRowMs.toFixed(3)} ms = p50 ${(pct(latencies, 0.5) / fl.oneRowMs).toFixed(0)} x floor`,
+    );
+    await ma.stop();
+    await mb.stop();
+    a.close();
+    b.close();
+    await stopHub(h);
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+await main();
