@@ -5,7 +5,7 @@
  * a clean stop on SIGTERM).
  */
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
@@ -118,6 +118,15 @@ describe("tidewire remote push", () => {
     ]);
     expect(missing.code).toBe(1);
     expect(JSON.parse(missing.stdout)).toMatchObject({ ok: false, error: { code: "ERR_NO_DATABASE" } });
+    const bare = join(dir, "bare.db");
+    const b = new Database(bare);
+    b.exec("CREATE TABLE t (id INTEGER PRIMARY KEY)");
+    b.close();
+    const before = readFileSync(bare);
+    const untracked = await tidewire(["remote", "push", bare, "--target", "sqlite:x.db"]);
+    expect(untracked.code).toBe(1);
+    oneErrorLine(untracked, /tracks no tables; track some first with tidewire init/);
+    expect(readFileSync(bare).equals(before)).toBe(true);
     const down = await tidewire([
       "remote",
       "push",

@@ -11,7 +11,16 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { InvalidArgumentError, RemoteError, RemoteSync, Replica, sqlLiteral } from "../src/index.js";
+import {
+  InvalidArgumentError,
+  metricsRegistry,
+  openTarget,
+  type PushProgress,
+  RemoteError,
+  RemoteSync,
+  Replica,
+  sqlLiteral,
+} from "../src/index.js";
 import { makePayload, type Payload, type TableSchema } from "../src/remote/payload.js";
 import type { Value } from "../src/remote/values.js";
 import { invalidArgument, useTempDirs } from "./helpers.js";
@@ -230,6 +239,65 @@ describe("durability", () => {
     replica.close();
   });
 });
+
+describe("targets, progress and metrics", () => {
+  it("names targets without their secrets, and paths absolute", () => {
+    expect(openTarget("libsql://db.example.com?authToken=s3cret").id).toBe("libsql://db.example.com");
+    expect(openTarget("postgresql://u:s3cret@h:5432/db?schema=x").id).toBe(
+      "postgresql://u@h:5432/db?schema=x",
+    );
+    expect(openTarget("sqlite:rel.db").id).toBe(`sqlite:${join(process.cwd(), "rel.db")}`);
+    expect(openTarget("file:rel.db").id).toBe(`file:${join(process.cwd(), "rel.db")}`);
+    expect(openTarget("d1:DB").id).toBe("d1:DB?local");
+  });
+
+  it("reports progress per table during a full push, and counts cycles by backend and status", async () => {
+    const dir = tempDir();
+    const replica = sourceReplica(dir);
+    runOps(
+      replica.store.db,
+      Array.from({ length: 10 }, (_, i) => ({
+        kind: "put" as const,
+        id: i + 1,
+        name: null,
+        qty: null,
+        price: null,
+        data: null,
+      })),
+    );
+    const progress: PushProgress[] = [];
+    const sync = new RemoteSync(replica, {
+      target: `sqlite:${join(dir, "m.db")}`,
+      chunkRows: 4,
+      onProgress: (p) => progress.push(p),
+    });
+    const before = await metricValue("tidewire_remote_sync_total", { backend: "sqlite", status: "success" });
+    await sync.push();
+    expect(progress).toEqual([
+      { table: "items", rows: 0, total: 10 },
+      { table: "items", rows: 4, total: 10 },
+      { table: "items", rows: 8, total: 10 },
+      { table: "items", rows: 10, total: 10 },
+      { table: "tags", rows: 0, total: 0 },
+    ]);
+    expect(await metricValue("tidewire_remote_sync_total", { backend: "sqlite", status: "success" })).toBe(
+      before + 1,
+    );
+    const last = await metricValue("tidewire_remote_sync_last_success_timestamp_seconds", {
+      backend: "sqlite",
+    });
+    expect(Math.abs(last - Date.now() / 1000)).toBeLessThan(60);
+    await sync.close();
+    replica.close();
+  });
+});
+
+async function metricValue(name: string, labels: Record<string, string>): Promise<number> {
+  const m = metricsRegistry.getSingleMetric(name);
+  const values = (await m?.get())?.values ?? [];
+  const hit = values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x));
+  return hit?.value ?? 0;
+}
 
 describe("sqlLiteral", () => {
   const db = new Database(":memory:");

@@ -17,6 +17,7 @@ import { type Command, InvalidArgumentError as UsageError } from "commander";
 import { StoreError } from "../errors.js";
 import { type PushResult, RemoteSync } from "../remote/remote-sync.js";
 import { Replica } from "../replica/replica.js";
+import { openStore } from "../store.js";
 import { nonNegativeInt, positiveInt, printJson, printText } from "./io.js";
 
 interface PushFlags {
@@ -66,6 +67,7 @@ export function registerRemote(program: Command): void {
       }
       const path = resolve(db);
       if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
+      refuseUntracked(path);
       const d1 = isD1 ? { local: flags.local, remote: flags.remote, config: flags.config } : undefined;
       const replica = Replica.open(path);
       let sync: RemoteSync;
@@ -95,6 +97,26 @@ export function registerRemote(program: Command): void {
         replica.close();
       }
     });
+}
+
+/** Checked read-only first, so a file that tracks nothing is left exactly as it was. */
+function refuseUntracked(path: string): void {
+  const store = openStore(path, { readonly: true });
+  try {
+    const db = store.db;
+    const catalog = db
+      .prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'tw_tracked'")
+      .get();
+    const n = catalog ? (db.prepare("SELECT count(*) FROM tw_tracked").pluck().get() as number) : 0;
+    if (n === 0) {
+      throw new StoreError(
+        `${path} tracks no tables; track some first with tidewire init <db> --table <table>`,
+        "ERR_NOTHING_TRACKED",
+      );
+    }
+  } finally {
+    store.close();
+  }
 }
 
 async function once(sync: RemoteSync, replica: Replica, flags: PushFlags): Promise<void> {
