@@ -12,8 +12,9 @@ import { join } from "node:path";
 import fc from "fast-check";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RemoteSync } from "../src/index.js";
+import { openTarget, RemoteSync } from "../src/index.js";
 import { findWrangler } from "../src/remote/d1-target.js";
+import { makePayload, type Payload, type TableSchema } from "../src/remote/payload.js";
 import { useTempDirs } from "./helpers.js";
 import {
   DATABASE_URL,
@@ -33,6 +34,64 @@ import {
 } from "./remote-helpers.js";
 
 const tempDir = useTempDirs("tidewire-remote-");
+
+/** One upsert into items, as a full push would have created it. */
+function probePayload(): Payload {
+  const items: TableSchema = {
+    name: "items",
+    key: ["id"],
+    columns: [
+      { name: "id", affinity: "INTEGER", untyped: false },
+      { name: "name", affinity: "TEXT", untyped: false },
+      { name: "qty", affinity: "INTEGER", untyped: false },
+      { name: "price", affinity: "REAL", untyped: false },
+      { name: "data", affinity: "BLOB", untyped: false },
+    ],
+  };
+  return makePayload({
+    mode: "incremental",
+    scope: "probe",
+    reset: [],
+    tables: [items],
+    mutations: [{ op: "upsert", table: "items", row: [1000n, "probe", 1n, 0.5, null] }],
+    cursor: null,
+  });
+}
+
+describe("applying one payload twice", () => {
+  it("applies it once on SQLite, libSQL and PostgreSQL: the second time is a duplicate", async () => {
+    const dir = tempDir();
+    const urls = [`sqlite:${join(dir, "a.db")}`, `file:${join(dir, "b.db")}`];
+    const schema = `tw_test_${randomBytes(6).toString("hex")}`;
+    if (await postgresReachable()) urls.push(`${DATABASE_URL}?schema=${schema}`);
+    for (const url of urls) {
+      const target = openTarget(url);
+      try {
+        const create = { ...probePayload(), mutations: [] };
+        create.reset = create.tables;
+        create.key = `${create.key}-create`;
+        await target.apply(create, 0);
+        const p = probePayload();
+        expect(await target.apply(p, 0), url).toBe("applied");
+        expect(await target.apply(p, 0), url).toBe("duplicate");
+        expect(await target.apply({ ...p, name: "another name, same key" }, 0), url).toBe("duplicate");
+      } finally {
+        await target.close();
+      }
+    }
+    if (urls.length === 3) {
+      const c = new pg.Client({ connectionString: DATABASE_URL });
+      await c.connect();
+      try {
+        const n = await c.query(`SELECT count(*)::int AS n FROM "${schema}"._tidewire_sync_history`);
+        expect(n.rows).toEqual([{ n: 2 }]);
+      } finally {
+        await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await c.end();
+      }
+    }
+  });
+});
 
 describe("remote push to a SQLite file", () => {
   it("mirrors random workloads exactly", async () => {
@@ -175,6 +234,12 @@ describe("remote push to Cloudflare D1 (wrangler's local D1)", () => {
           "SELECT count(*) AS n, count(DISTINCT sync_key) AS k FROM _tidewire_sync_history",
         );
         expect(history).toEqual([{ n: r.payloads + 3, k: r.payloads + 3 }]);
+        // The same payload again: D1 rolls the file back on the history key, and that is success.
+        const d1 = openTarget("d1:DB", { d1: { local: true, config } });
+        const p = probePayload();
+        expect(await d1.apply(p, 0)).toBe("applied");
+        expect(await d1.apply(p, 0)).toBe("duplicate");
+        expect(wranglerQuery(config, "SELECT name FROM items WHERE id = 1000")).toEqual([{ name: "probe" }]);
       } finally {
         await sync.close();
         replica.close();
