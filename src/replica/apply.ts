@@ -34,7 +34,7 @@ import type { Clock } from "./hlc.js";
 import { compareClocks } from "./hlc.js";
 import { Checker, type Incoming } from "./incoming.js";
 import type { ChangeLog, Entry } from "./log.js";
-import { type RowWrite, rowsOf } from "./rows.js";
+import { rowsOf } from "./rows.js";
 import { ALIVE, DELETED, ROW } from "./triggers.js";
 import { compareValues, keyString, type SqlValue } from "./values.js";
 
@@ -203,34 +203,35 @@ export class Applier {
 
   /** Writes each touched row as the merged log says it is, many rows per statement. */
   private materialize(rows: Map<string, RowState>): void {
-    const groups = new Map<string, { names: string[]; rows: RowWrite[]; t: TrackedTable }>();
+    // Whole rows (the common case) group by table, partial ones by table and columns.
+    const groups = new Map<TrackedTable | string, { t: TrackedTable; names: string[]; flat: SqlValue[] }>();
     for (const s of rows.values()) {
       if (s.t.relayed) continue;
-      const w = rowsOf(this.store.db, s.t);
       const alive = s.row?.val === ALIVE_N;
       if (!alive) {
-        if (s.rowChanged && s.wasAlive) w.remove(s.parts);
+        if (s.rowChanged && s.wasAlive) rowsOf(this.store.db, s.t).remove(s.parts);
         continue;
       }
       // A newer insert rewrites every column: its live entry or, having none, its default.
       const names = s.rowChanged ? s.t.columns : s.t.columns.filter((c) => s.won.has(c));
       if (names.length === 0 && !s.rowChanged) continue;
+      const id = names === s.t.columns ? s.t : `${s.t.id}\u0000${names.join("\u0000")}`;
+      let g = groups.get(id);
+      if (!g) {
+        g = { t: s.t, names, flat: [] };
+        groups.set(id, g);
+      }
       const row = s.row as Entry;
-      const values: SqlValue[] = [];
+      for (const p of s.parts) g.flat.push(p);
       for (const c of names) {
         const e = s.cols.get(c);
         // Only an entry as new as the row entry is live (see the contract above).
         const live =
           e !== undefined && (e.implicit || compareClocks(e.hlc, e.origin, row.hlc, row.origin) >= 0);
-        values.push(live ? e.val : w.defaultOf(c));
+        g.flat.push(live ? e.val : rowsOf(this.store.db, s.t).defaultOf(c));
       }
-      // Whole rows (the common case) group by table without joining names.
-      const id = names === s.t.columns ? `${s.t.id}` : `${s.t.id}\u0000${names.join("\u0000")}`;
-      const g = groups.get(id) ?? { t: s.t, names, rows: [] };
-      g.rows.push({ parts: s.parts, values });
-      groups.set(id, g);
     }
-    for (const g of groups.values()) rowsOf(this.store.db, g.t).upsert(g.names, g.rows);
+    for (const g of groups.values()) rowsOf(this.store.db, g.t).upsert(g.names, g.flat);
   }
 }
 

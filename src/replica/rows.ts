@@ -19,13 +19,6 @@ import type { SqlValue } from "./values.js";
 const MAX_PARAMS = 8000;
 const MAX_ROWS = 200;
 
-export interface RowWrite {
-  /** The key's values, in key order. */
-  parts: SqlValue[];
-  /** Values of `names`, in that order. */
-  values: SqlValue[];
-}
-
 const writers = new WeakMap<TrackedTable, RowWriter>();
 
 /** The RowWriter of a tracked table (one per catalog entry, so per schema). */
@@ -68,15 +61,16 @@ export class RowWriter {
     this.remover.run(...parts);
   }
 
-  /** Inserts or updates `rows`, each giving values for `names`. */
-  upsert(names: string[], rows: RowWrite[]): void {
+  /**
+   * Inserts or updates rows given flat: for each row its key's values, then
+   * the values of `names`, in that order.
+   */
+  upsert(names: string[], flat: SqlValue[]): void {
     const width = this.t.pk.length + names.length;
-    const per = Math.max(1, Math.min(MAX_ROWS, Math.floor(MAX_PARAMS / width)));
-    for (let i = 0; i < rows.length; i += per) {
-      const chunk = rows.slice(i, i + per);
-      const params: SqlValue[] = [];
-      for (const r of chunk) params.push(...r.parts, ...r.values);
-      this.statement(names, chunk.length).run(...params);
+    const per = Math.max(1, Math.min(MAX_ROWS, Math.floor(MAX_PARAMS / width))) * width;
+    for (let i = 0; i < flat.length; i += per) {
+      const chunk = flat.length - i > per ? flat.slice(i, i + per) : i === 0 ? flat : flat.slice(i);
+      this.statement(names, chunk.length / width).run(...chunk);
     }
   }
 

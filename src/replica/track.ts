@@ -217,7 +217,7 @@ export class Tracker {
       else k.cols.set(e.col, e);
     }
     const w = rowsOf(this.store.db, t);
-    const rows = [];
+    const flat: SqlValue[] = [];
     for (const k of keys.values()) {
       const row = k.row;
       if (row?.val !== BigInt(ALIVE)) continue;
@@ -226,9 +226,9 @@ export class Tracker {
         const live = e && compareClocks(e.hlc, e.origin, row.hlc, row.origin) >= 0;
         return live ? e.val : w.defaultOf(c);
       });
-      rows.push({ parts: decodeKey(k.key, t.pk.length), values });
+      flat.push(...decodeKey(k.key, t.pk.length), ...values);
     }
-    w.upsert(t.columns, rows);
+    w.upsert(t.columns, flat);
   }
 
   private captureDelete(t: TrackedTable, key: SqlValue): void {
