@@ -119,7 +119,7 @@ export class D1Target implements RemoteTarget {
         argv,
         {
           cwd: this.cwd,
-          env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+          env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", FORCE_COLOR: "0" },
           maxBuffer: 64 * 1024 * 1024,
           timeout: WRANGLER_TIMEOUT_MS,
         },
@@ -128,7 +128,7 @@ export class D1Target implements RemoteTarget {
           const reported = d1Error(stdout);
           if (reported !== null) return done({ ok: false, message: reported });
           const why =
-            (stderr || stdout || (err as Error).message)
+            plain(stderr || stdout || (err as Error).message)
               .trim()
               .split("\n")
               .find((l) => l.trim()) ?? "";
@@ -137,6 +137,12 @@ export class D1Target implements RemoteTarget {
       );
     });
   }
+}
+
+/** wrangler's message without colours or its "✘ [ERROR]" badge. */
+function plain(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escapes start with ESC.
+  return text.replace(/\u001b\[[0-9;]*m/g, "").replace(/✘\s*\[ERROR\]\s*/g, "");
 }
 
 /** wrangler --json prints `{ "error": { "text": … } }` when D1 itself refused the SQL. */
