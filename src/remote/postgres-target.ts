@@ -14,7 +14,14 @@ import { createHash } from "node:crypto";
 import pg from "pg";
 import { InvalidArgumentError } from "../errors.js";
 import type { ColumnSchema, Payload, TableSchema } from "./payload.js";
-import { columnType, historySql, type Renderer, renderPayload, type Statement } from "./sql.js";
+import {
+  columnType,
+  historySql,
+  type Renderer,
+  renderPayload,
+  type Statement,
+  unnestUpsertSql,
+} from "./sql.js";
 import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "./target.js";
 import { quoteIdent, storageClass, type Value } from "./values.js";
 
@@ -72,7 +79,19 @@ export class PostgresTarget implements RemoteTarget {
         await client.query("ROLLBACK");
         return "duplicate";
       }
+      const schemas = new Map(payload.tables.map((t) => [t.name, t]));
       for (const s of statements) {
+        const t = s.table === undefined ? undefined : schemas.get(s.table);
+        if (s.kind === "upsert" && t) {
+          // Rows go as one array per column (see unnestUpsertSql).
+          const text = unnestUpsertSql(t, this.renderer);
+          await client.query({
+            name: statementName(text),
+            text,
+            values: columnArrays(s, types.get(t.name) ?? []),
+          });
+          continue;
+        }
         const values = convertParams(s, types, keys);
         await client.query(
           values.length ? { name: statementName(s.sql), text: s.sql, values } : { text: s.sql },
@@ -150,6 +169,16 @@ function convertParams(s: Statement, types: Map<string, Typed[]>, keys: Map<stri
   const key = keys.get(s.table) ?? [];
   const order = s.kind === "delete" ? key.map((k) => cols.find((c) => c.column.name === k)!) : cols;
   return s.params.map((v, i) => toPg(v, order[i % order.length]!));
+}
+
+/** An upsert's row-major parameters as one converted array per column. */
+function columnArrays(s: Statement, cols: Typed[]): PgParam[][] {
+  const arrays: PgParam[][] = cols.map(() => []);
+  s.params.forEach((v, i) => {
+    const c = i % cols.length;
+    arrays[c]!.push(toPg(v, cols[c]!));
+  });
+  return arrays;
 }
 
 export function toPg(v: Value, c: Typed): PgParam {

@@ -119,17 +119,32 @@ export function renderPayload(p: Payload, r: Renderer): Statement[] {
   return out;
 }
 
-function upsertSql(t: TableSchema, rows: Value[][], r: Renderer): Statement {
-  const { bind, params } = r.binder();
-  const values = rows.map((row) => `(${t.columns.map((_, i) => bind(row[i] ?? null)).join(", ")})`);
+/**
+ * PostgreSQL's form of an upsert: one array parameter per column, spread by
+ * unnest, so a statement of any number of rows has as many parameters as the
+ * table has columns and PostgreSQL parses one short text, whatever the rows.
+ */
+export function unnestUpsertSql(t: TableSchema, r: Renderer): string {
+  const { bind } = r.binder();
+  const arrays = t.columns.map((c) => `${bind(null)}::${columnType(c, "postgres")}[]`);
+  return `INSERT INTO ${r.table(t.name)} (${t.columns.map((c) => quoteIdent(c.name)).join(", ")}) SELECT * FROM unnest(${arrays.join(", ")}) ${conflictAction(t)}`;
+}
+
+function conflictAction(t: TableSchema): string {
   const keys = new Set(t.key);
   const rest = t.columns.filter((c) => !keys.has(c.name)).map((c) => quoteIdent(c.name));
   const action = rest.length
     ? `DO UPDATE SET ${rest.map((c) => `${c} = excluded.${c}`).join(", ")}`
     : "DO NOTHING";
+  return `ON CONFLICT (${t.key.map(quoteIdent).join(", ")}) ${action}`;
+}
+
+function upsertSql(t: TableSchema, rows: Value[][], r: Renderer): Statement {
+  const { bind, params } = r.binder();
+  const values = rows.map((row) => `(${t.columns.map((_, i) => bind(row[i] ?? null)).join(", ")})`);
   const sql =
     `INSERT INTO ${r.table(t.name)} (${t.columns.map((c) => quoteIdent(c.name)).join(", ")}) ` +
-    `VALUES ${values.join(", ")} ON CONFLICT (${t.key.map(quoteIdent).join(", ")}) ${action}`;
+    `VALUES ${values.join(", ")} ${conflictAction(t)}`;
   return { sql, params, table: t.name, kind: "upsert" };
 }
 
