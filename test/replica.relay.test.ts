@@ -80,6 +80,10 @@ describe("relay", () => {
     const tables = hub.store.db.prepare("SELECT name FROM sqlite_schema WHERE name IN ('items', 'pairs')");
     expect(tables.all()).toEqual([]);
     expect(hub.tables()).toEqual([]);
+    expect(hub.relayedTables()).toEqual([
+      { table: "items", bucket: "default", key: [""], columns: [] },
+      { table: "pairs", bucket: "pairs", key: ["", ""], columns: [] },
+    ]);
     // items: 3 rows of a row entry and 3 columns; pairs: 1 row of 2, 1 tombstone.
     expect(hub.stats()).toMatchObject({ rows: 4, tombstones: 1, relayed: 15, entries: 15 });
   });
@@ -107,6 +111,7 @@ describe("relay", () => {
     hub.apply(a.changesSince(0).changes);
     hub.store.db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty, data BLOB)");
     expect(hub.track("items")).toMatchObject({ table: "items", bucket: "default" });
+    expect(hub.relayedTables()).toEqual([]);
     expect(dump(hub.store.db, "items", "id")).toBe(dump(a.store.db, "items", "id"));
     const cursor = a.changesSince(0).cursor;
     run("INSERT INTO items VALUES (3, 'ink', 7, NULL)");

@@ -90,6 +90,18 @@ export class Replica {
     return this.catalog.list().map(describeTracked);
   }
 
+  /**
+   * The tables whose log this replica keeps without having them (see
+   * `relay`), by name: `key` holds one "" per key part, `columns` is empty.
+   */
+  relayedTables(): TrackedTableInfo[] {
+    return this.catalog
+      .listAll()
+      .filter((t) => t.relayed)
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map(describeTracked);
+  }
+
   changesSince(cursor: string | number | bigint, options?: ChangesSinceOptions): ChangeSet {
     return this.log.since(cursor, options);
   }
