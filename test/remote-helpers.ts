@@ -49,7 +49,7 @@ export type Op =
   | { kind: "untag"; item: number; tag: string };
 
 const id = fc.integer({ min: 1, max: 25 });
-const tag = fc.constantFrom("a", "b", "it's", "ü", "NULL", "{x,\"y\"}", "back\\slash");
+const tag = fc.constantFrom("a", "b", "it's", "ü", "NULL", '{x,"y"}', "back\\slash");
 // Quarter steps print the same in every SQLite version, so dumps compare across libSQL and D1 too.
 const price = fc.option(fc.integer({ min: -4000, max: 4000 }).map((n) => n / 4));
 const text = fc.option(fc.string({ maxLength: 8 }).map((s) => s.replaceAll("\u0000", "")));
