@@ -28,6 +28,7 @@ interface SyncFlags {
   once?: boolean;
   watch?: boolean;
   interval: number;
+  maxBackoff: number;
   json?: boolean;
 }
 
@@ -55,6 +56,11 @@ export function registerSync(program: Command): void {
         .argParser(duration)
         .default(5000),
     )
+    .addOption(
+      new Option("--max-backoff <duration>", "longest pause after failures with --watch")
+        .argParser(duration)
+        .default(30_000),
+    )
     .option("--json", "print one JSON summary on stdout")
     .action(async (db: string, flags: SyncFlags) => {
       const path = resolve(db);
@@ -66,6 +72,10 @@ export function registerSync(program: Command): void {
           direction: flags.direction,
           buckets: flags.bucket,
           intervalMs: Math.max(1, flags.interval),
+          retry: {
+            initialMs: Math.min(1000, Math.max(1, flags.maxBackoff)),
+            maxMs: Math.max(1, flags.maxBackoff),
+          },
         });
         const about = { ok: true, nodeId: replica.nodeId, remote: transport.peer, buckets: manager.buckets };
         if (flags.watch) {

@@ -103,6 +103,7 @@ export class SyncManager extends EventEmitter<Events> {
   private limits = DEFAULT_LIMITS;
   private retryIn = 0;
   private timer: NodeJS.Timeout | null = null;
+  private keepAlive: NodeJS.Timeout | null = null;
   private started = false;
   private failures = 0;
   private current: SyncStatus = { state: "idle", failures: 0 };
@@ -183,6 +184,8 @@ export class SyncManager extends EventEmitter<Events> {
   start(): void {
     if (this.started) return;
     this.started = true;
+    // A started loop keeps its process alive even while a call waits on a socket Node does not count.
+    this.keepAlive = setInterval(() => {}, 60_000);
     if (this.transport.subscribe) {
       this.unsubscribe = this.transport.subscribe(this.buckets, () => {
         if (this.started && this.direction !== "push") this.kick();
@@ -194,6 +197,8 @@ export class SyncManager extends EventEmitter<Events> {
   /** Stops the loop, waits for the cycle in flight, flushes cursors. Idempotent. */
   async stop(): Promise<void> {
     this.started = false;
+    if (this.keepAlive) clearInterval(this.keepAlive);
+    this.keepAlive = null;
     this.unsubscribe?.();
     this.unsubscribe = null;
     if (this.timer) clearTimeout(this.timer);
@@ -215,8 +220,13 @@ export class SyncManager extends EventEmitter<Events> {
       .catch(() => {});
   }
 
+  /**
+   * Sets the next cycle's timer, even while another cycle runs (its firing
+   * then queues one more): a loop whose timer was skipped would leave nothing
+   * to wake it, and a CLI process with no timer exits.
+   */
   private arm(delay: number): void {
-    if (!this.started || this.running) return;
+    if (!this.started) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => this.kick(), delay);
     this.setStatus({ ...this.current, nextAt: Date.now() + delay });
