@@ -8,6 +8,8 @@ export {
 } from "./cursor-store.js";
 export { type Daemon, type DaemonOptions, startDaemon, stopOnSignals } from "./daemon/daemon.js";
 export { InvalidArgumentError, StoreError, TidewireError } from "./errors.js";
+export { Auth, type AuthOptions, resolveAuth } from "./hub/auth.js";
+export { FULL_SCOPE, Hub, HubError, type HubOptions, type Scope } from "./hub/hub.js";
 export { registry as metricsRegistry } from "./metrics.js";
 export { SCHEMA_VERSION } from "./migrations.js";
 export * from "./outbox.js";
@@ -31,3 +33,30 @@ export { NotTrackableError } from "./replica/schema.js";
 export type { TrackedTableInfo, TrackOptions } from "./replica/track.js";
 export type { SqlValue, WireValue } from "./replica/values.js";
 export { openStore, Store, type StoreOptions } from "./store.js";
+export {
+  type BatchLimits,
+  CAPABILITIES,
+  DEFAULT_LIMITS,
+  type HandshakeRequest,
+  type HandshakeResponse,
+  type LiveMessage,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type PullRequest,
+  type PullResponse,
+  type PushRequest,
+  type PushResponse,
+} from "./sync/protocol.js";
+export {
+  type CycleResult,
+  type InitialSyncOptions,
+  type RetryOptions,
+  type SyncDirection,
+  SyncManager,
+  type SyncManagerOptions,
+  type SyncState,
+  type SyncStatus,
+} from "./sync/sync-manager.js";
+export { RemoteError, type Transport } from "./sync/transport.js";
+export { HttpTransport, type HttpTransportOptions, TransportError } from "./sync/transport-http.js";
+export { MemoryTransport, type Switchboard } from "./sync/transport-memory.js";

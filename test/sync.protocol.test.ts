@@ -107,3 +107,20 @@ describe("fitBatch", () => {
     expect(fitBatch(shared.slice(1), { maxRows: 1, maxBytes: 10 }).changes).toHaveLength(2);
   });
 });
+
+describe("the library entry point", () => {
+  it("exports the sync API by the names in DESIGN.md", async () => {
+    const lib = await import("../src/index.js");
+    for (const name of [
+      "SyncManager",
+      "MemoryTransport",
+      "HttpTransport",
+      "Hub",
+      "ProtocolError",
+      "RemoteError",
+    ]) {
+      expect(typeof (lib as Record<string, unknown>)[name]).toBe("function");
+    }
+    expect(lib.PROTOCOL_VERSION).toBe(1);
+  });
+});
