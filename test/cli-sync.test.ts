@@ -231,6 +231,30 @@ describe("tidewire sync, end to end", () => {
     hub.child.kill("SIGTERM");
   });
 
+  it("draws the initial sync's progress line only on a terminal", async () => {
+    const dir = tempDir();
+    const db = join(dir, "hub.db");
+    sql(
+      db,
+      `CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);
+       WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+       INSERT INTO items SELECT i, 'row ' || i, i FROM n;`,
+    );
+    const hub = await startHub(dir, true);
+    const c = await client(dir, "c");
+    // util-linux's script gives the command a pseudo-terminal for stdout and stderr.
+    const command = [process.execPath, CLI, "sync", c, "--remote", hub.url, "--token", TOKEN].join(" ");
+    const tty = execFileSync("script", ["-qec", command, "/dev/null"], { encoding: "utf8" });
+    // Each redraw returns the carriage and clears the line.
+    expect(tty).toContain(`\r${String.fromCharCode(27)}[Ksyncing: 5,000 changes, `);
+    expect(tty).toMatch(/syncing: 5,000 changes, [\d,]+\/s done/);
+    expect(tty).toMatch(/pushed 0, pulled 5000 \(5000 applied\)/);
+    const piped = await tidewire(["sync", c, "--remote", hub.url, "--token", TOKEN]);
+    expect(piped.code).toBe(0);
+    expect(piped.stderr).toBe("");
+    hub.child.kill("SIGTERM");
+  });
+
   it("exits 1 on a refused or unreachable hub, 2 on usage errors, with one error line", async () => {
     const dir = tempDir();
     const hub = await startHub(dir);
