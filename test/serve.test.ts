@@ -51,8 +51,13 @@ class Daemon {
     for (;;) {
       const hit = this.lines.find((l) => pattern.test(l.msg) && where(l));
       if (hit) return hit;
-      if (Date.now() > deadline || this.child.exitCode !== null) {
-        throw new Error(`no log line matching ${pattern}; stderr: ${this.stderr}`);
+      const { exitCode, signalCode } = this.child;
+      if (Date.now() > deadline || exitCode !== null || signalCode !== null) {
+        const last = this.lines.slice(-5).map((l) => l.msg);
+        throw new Error(
+          `no log line matching ${pattern} (exit code ${exitCode}, signal ${signalCode}); ` +
+            `last lines: ${JSON.stringify(last)}; stderr: ${this.stderr}`,
+        );
       }
       await new Promise<void>((r) => {
         this.waiters.push(r);
