@@ -60,7 +60,11 @@ function proxy(target: number, seed: number) {
   const random = rng(seed);
   const counts: Record<Fault, number> = { ok: 0, delay: 0, drop: 0, truncate: 0, reset: 0 };
   const state = { faulty: true, counts };
+  // Every kind once first, so a slow run that opens few connections still meets them all.
+  const first: Fault[] = ["drop", "truncate", "reset", "delay", "drop", "reset", "truncate"];
   const pick = (): Fault => {
+    const next = first.shift();
+    if (next) return next;
     const x = random();
     return x < 0.35 ? "ok" : x < 0.55 ? "delay" : x < 0.7 ? "drop" : x < 0.85 ? "truncate" : "reset";
   };
