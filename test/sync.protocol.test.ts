@@ -117,7 +117,7 @@ describe("the library entry point", () => {
       "HttpTransport",
       "Hub",
       "ProtocolError",
-      "RemoteError",
+      "HubRefusedError",
     ]) {
       expect(typeof (lib as Record<string, unknown>)[name]).toBe("function");
     }

@@ -24,7 +24,7 @@ import { syncChanges, syncCycleDuration, syncCycles, syncLastSuccess } from "../
 import type { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
 import { CAPABILITIES, DEFAULT_LIMITS, fitBatch, PROTOCOL_VERSION, ProtocolError } from "./protocol.js";
-import { RemoteError, type Transport } from "./transport.js";
+import { HubRefusedError, type Transport } from "./transport.js";
 
 export type SyncDirection = "push" | "pull" | "both";
 
@@ -285,7 +285,7 @@ export class SyncManager extends EventEmitter<Events> {
         capabilities: [...CAPABILITIES],
       });
     } catch (err) {
-      if (err instanceof RemoteError && err.code === "ERR_PROTOCOL_VERSION") {
+      if (err instanceof HubRefusedError && err.code === "ERR_PROTOCOL_VERSION") {
         throw new ProtocolError(`the hub refused the handshake: ${err.message}`, err.code);
       }
       throw err;

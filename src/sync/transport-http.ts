@@ -8,7 +8,7 @@
  * or loses its connection (refused, reset, closed early) is retried up to
  * `retries` times with a doubling pause: every call is safe to repeat, since
  * applying a batch twice changes nothing. An answer is parsed with the
- * protocol's schemas; a hub refusal becomes a RemoteError with the hub's
+ * protocol's schemas; a hub refusal becomes a HubRefusedError with the hub's
  * code and message. `subscribe` keeps a WebSocket open, reconnecting with
  * backoff, and reports a change notice (and every reconnection, since a
  * notice may have been missed while it was down).
@@ -30,7 +30,7 @@ import {
   pullResponse,
   pushResponse,
 } from "./protocol.js";
-import { RemoteError, type Transport } from "./transport.js";
+import { HubRefusedError, type Transport } from "./transport.js";
 
 export interface HttpTransportOptions {
   /** Bearer token for the hub. */
@@ -203,8 +203,12 @@ export class HttpTransport implements Transport {
       if (!res.ok) {
         const e = errorResponse.safeParse(doc);
         throw e.success
-          ? new RemoteError(res.status, e.data.error.code, e.data.error.message)
-          : new RemoteError(res.status, "ERR_REMOTE", `${url.pathname}: ${this.peer} answered ${res.status}`);
+          ? new HubRefusedError(res.status, e.data.error.code, e.data.error.message)
+          : new HubRefusedError(
+              res.status,
+              "ERR_REMOTE",
+              `${url.pathname}: ${this.peer} answered ${res.status}`,
+            );
       }
       return parse(schema, doc, what) as T;
     }

@@ -4,7 +4,7 @@
  * Contract: `MemoryTransport.pair(hub)` gives a transport and a switchboard
  * that controls it. Every request and answer goes through JSON, as on the
  * wire, and is parsed with the protocol's schemas on both sides, so what
- * works here works over HTTP. A hub refusal arrives as a RemoteError with the
+ * works here works over HTTP. A hub refusal arrives as a HubRefusedError with the
  * status HTTP would carry. The switchboard can take the link down or fail
  * the next n calls, to exercise retry and backoff.
  */
@@ -22,7 +22,7 @@ import {
   pullResponse,
   pushResponse,
 } from "./protocol.js";
-import { RemoteError, type Transport } from "./transport.js";
+import { HubRefusedError, type Transport } from "./transport.js";
 
 /** Controls a MemoryTransport's link to its hub. */
 export interface Switchboard {
@@ -109,8 +109,8 @@ export class MemoryTransport implements Transport {
     try {
       answer = serve(JSON.parse(JSON.stringify(request)));
     } catch (err) {
-      if (err instanceof HubError) throw new RemoteError(err.status, err.code, err.message);
-      throw new RemoteError(500, "ERR_INTERNAL", (err as Error).message);
+      if (err instanceof HubError) throw new HubRefusedError(err.status, err.code, err.message);
+      throw new HubRefusedError(500, "ERR_INTERNAL", (err as Error).message);
     }
     return parse(schema, JSON.parse(JSON.stringify(answer)), `${kind} answer`) as T;
   }

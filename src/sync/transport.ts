@@ -2,7 +2,7 @@
  * Transport: what carries protocol messages between a SyncManager and a hub.
  *
  * Contract: each call sends one request and resolves with the hub's answer,
- * already parsed with the protocol's schemas, or rejects: a `RemoteError` when
+ * already parsed with the protocol's schemas, or rejects: a `HubRefusedError` when
  * the hub answered with a refusal (4xx: retrying the same request cannot help;
  * 5xx: it may), any other error when the message could not be carried. A
  * transport may offer `subscribe`, the live notification that buckets have
@@ -30,14 +30,14 @@ export interface Transport {
 }
 
 /** The hub refused a request; `status` is the HTTP status it answered with. */
-export class RemoteError extends TidewireError {
+export class HubRefusedError extends TidewireError {
   constructor(
     readonly status: number,
     code: string,
     message: string,
   ) {
     super(message, code);
-    this.name = "RemoteError";
+    this.name = "HubRefusedError";
   }
 
   /** A 4xx other than 408/429: the same request would be refused again. */
