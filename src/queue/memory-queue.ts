@@ -35,6 +35,7 @@ import {
   normalizeCleanup,
   normalizeList,
   normalizeStuckWait,
+  pendingJob,
 } from "./validate.js";
 
 /** A stored schedule: its spec (payload as JSON text) plus when it fires next and fired last. */
@@ -91,25 +92,8 @@ export class MemoryQueue implements JobQueue {
       }
     }
     const now = this.now();
-    const job: Job = {
-      id: this.nextId++,
-      queue: this.name,
-      type: r.type,
-      payload: JSON.parse(r.payload),
-      state: "pending",
-      priority: r.priority,
-      runAt: r.runAt,
-      attempts: 0,
-      maxAttempts: r.maxAttempts,
-      backoff: r.backoff === null ? null : JSON.parse(r.backoff),
-      key: r.key,
-      leaseOwner: null,
-      leaseExpiresAt: null,
-      lastError: null,
-      createdAt: now,
-      startedAt: null,
-      finishedAt: null,
-    };
+    const job = pendingJob(this.nextId++, this.name, r, now, JSON.parse(r.payload));
+
     this.jobs.set(job.id, job);
     jobsAdded.labels(job.type).inc();
     return job;

@@ -46,6 +46,7 @@ import {
   normalizeCleanup,
   normalizeList,
   normalizeStuckWait,
+  pendingJob,
 } from "./validate.js";
 
 export interface QueueOptions {
@@ -230,25 +231,7 @@ export class Queue implements JobQueue {
   }
 
   private newJob(id: number, r: NormalizedAdd, now: number): Job {
-    return {
-      id,
-      queue: this.name,
-      type: r.type,
-      payload: r.value,
-      state: "pending",
-      priority: r.priority,
-      runAt: r.runAt,
-      attempts: 0,
-      maxAttempts: r.maxAttempts,
-      backoff: r.backoff === null ? null : JSON.parse(r.backoff),
-      key: r.key,
-      leaseOwner: null,
-      leaseExpiresAt: null,
-      lastError: null,
-      createdAt: now,
-      startedAt: null,
-      finishedAt: null,
-    };
+    return pendingJob(id, this.name, r, now, r.value);
   }
 
   get(id: number): Job | undefined {

@@ -9,6 +9,7 @@ import {
   type CleanupOptions,
   FINISHED_STATES,
   JOB_STATES,
+  type Job,
   type JobState,
   type ListOptions,
   type SortBy,
@@ -255,4 +256,27 @@ export function normalizeCleanup(options: CleanupOptions | undefined): {
 export function normalizeStuckWait(options: { pendingForMs?: number } | undefined): number {
   const wait = options?.pendingForMs;
   return wait === undefined ? 300_000 : checkDuration("pendingForMs", wait);
+}
+
+/** The Job a freshly added row is, before anyone has read it back. */
+export function pendingJob(id: number, queue: string, r: NormalizedAdd, now: number, payload: unknown): Job {
+  return {
+    id,
+    queue,
+    type: r.type,
+    payload,
+    state: "pending",
+    priority: r.priority,
+    runAt: r.runAt,
+    attempts: 0,
+    maxAttempts: r.maxAttempts,
+    backoff: r.backoff === null ? null : JSON.parse(r.backoff),
+    key: r.key,
+    leaseOwner: null,
+    leaseExpiresAt: null,
+    lastError: null,
+    createdAt: now,
+    startedAt: null,
+    finishedAt: null,
+  };
 }
