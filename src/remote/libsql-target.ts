@@ -10,9 +10,9 @@ import { resolve } from "node:path";
 import { type Client, createClient, type InValue } from "@libsql/client";
 import { InvalidArgumentError } from "../errors.js";
 import type { Payload } from "./payload.js";
-import { historySql, type Renderer, renderPayload } from "./sql.js";
+import { historySql, renderPayload, sqliteRenderer } from "./sql.js";
 import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "./target.js";
-import { quoteIdent, sqlLiteral, type Value } from "./values.js";
+import type { Value } from "./values.js";
 
 export class LibsqlTarget implements RemoteTarget {
   readonly backend = "libsql";
@@ -20,22 +20,7 @@ export class LibsqlTarget implements RemoteTarget {
   private readonly url: string;
   private readonly authToken: string | undefined;
   private client: Client | null = null;
-  private readonly renderer: Renderer = {
-    dialect: "sqlite",
-    table: quoteIdent,
-    binder() {
-      const params: Value[] = [];
-      return {
-        params,
-        // libSQL refuses to bind an infinity; SQLite reads the literal 9e999 as one.
-        bind: (v) => {
-          if (typeof v === "number" && !Number.isFinite(v)) return sqlLiteral(v);
-          params.push(v);
-          return "?";
-        },
-      };
-    },
-  };
+  private readonly renderer = sqliteRenderer({ inlineInfinities: true });
 
   constructor(url: string) {
     if (url.startsWith("file:")) {

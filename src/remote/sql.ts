@@ -11,7 +11,7 @@
  * column's affinity, not copied from its declaration.
  */
 import type { Affinity, ColumnSchema, Payload, TableSchema } from "./payload.js";
-import { quoteIdent, type Value } from "./values.js";
+import { quoteIdent, sqlLiteral, type Value } from "./values.js";
 
 export type Dialect = "sqlite" | "postgres";
 
@@ -176,8 +176,12 @@ export function historySql(r: Renderer) {
   };
 }
 
-/** The renderer for SQLite-dialect targets that bind parameters. */
-export function sqliteRenderer(): Renderer {
+/**
+ * The renderer for SQLite-dialect targets that bind parameters. With
+ * `inlineInfinities`, an infinite REAL is written as a literal instead (libSQL
+ * refuses to bind one; SQLite reads the literal 9e999 as infinity).
+ */
+export function sqliteRenderer(options: { inlineInfinities?: boolean } = {}): Renderer {
   return {
     dialect: "sqlite",
     table: quoteIdent,
@@ -186,6 +190,7 @@ export function sqliteRenderer(): Renderer {
       return {
         params,
         bind: (v) => {
+          if (options.inlineInfinities && typeof v === "number" && !Number.isFinite(v)) return sqlLiteral(v);
           params.push(v);
           return "?";
         },
