@@ -4,38 +4,20 @@
  * one JSON document with --json, one error line without a stack trace, and
  * init's all-or-nothing tracking.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { CursorStore, openStore, Queue } from "../src/index.js";
-import { useTempDirs } from "./helpers.js";
+import { type Run, runNode, useTempDirs } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist/cli/main.js");
 const tempDir = useTempDirs("tidewire-cli-replica-");
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function tidewire(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d) => {
-      stderr += d;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  return runNode([CLI, ...args]);
 }
 
 function oneErrorLine(run: Run, pattern: RegExp): void {

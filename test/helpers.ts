@@ -1,4 +1,5 @@
 /** Small helpers shared by the test files: temp folders, waiting, manual clocks. */
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -73,4 +74,28 @@ export function invalidArgument(fn: () => unknown): InvalidArgumentError {
     return err as InvalidArgumentError;
   }
   throw new Error("expected an InvalidArgumentError, nothing was thrown");
+}
+
+/** How a child process ended and what it printed. */
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node …args` (stdin closed) and resolves once it has exited and its output is read. */
+export function runNode(args: string[], cwd?: string): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding("utf8").on("data", (d) => {
+      stderr += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
 }
