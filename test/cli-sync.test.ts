@@ -96,6 +96,17 @@ function sync(db: string, url: string, ...extra: string[]) {
   return tidewire(["sync", db, "--remote", url, "--token", TOKEN, "--once", "--json", ...extra]);
 }
 
+/** A hub whose database holds `rows` items, tracked by the hub when it starts. */
+async function hubWithItems(dir: string, rows: number) {
+  sql(
+    join(dir, "hub.db"),
+    `CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);
+     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${rows})
+     INSERT INTO items SELECT i, 'row ' || i, i FROM n;`,
+  );
+  return startHub(dir, true);
+}
+
 describe("tidewire sync, end to end", () => {
   it("a hub and three clients written by the sqlite3 shell converge, conflicting edits included", async () => {
     const dir = tempDir();
@@ -196,14 +207,7 @@ describe("tidewire sync, end to end", () => {
 
   it("an initial sync SIGKILLed mid-way resumes from its last batch, not from zero", async () => {
     const dir = tempDir();
-    const db = join(dir, "hub.db");
-    sql(
-      db,
-      `CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);
-       WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
-       INSERT INTO items SELECT i, 'row ' || i, i FROM n;`,
-    );
-    const hub = await startHub(dir, true);
+    const hub = await hubWithItems(dir, 40_000);
     const c = await client(dir, "c");
     const first = tidewire(["sync", c, "--remote", hub.url, "--token", TOKEN, "--direction", "pull"]);
     const cursor = () =>
@@ -233,14 +237,7 @@ describe("tidewire sync, end to end", () => {
 
   it("draws the initial sync's progress line only on a terminal", async () => {
     const dir = tempDir();
-    const db = join(dir, "hub.db");
-    sql(
-      db,
-      `CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);
-       WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
-       INSERT INTO items SELECT i, 'row ' || i, i FROM n;`,
-    );
-    const hub = await startHub(dir, true);
+    const hub = await hubWithItems(dir, 5_000);
     const c = await client(dir, "c");
     // util-linux's script gives the command a pseudo-terminal for stdout and stderr.
     const command = [process.execPath, CLI, "sync", c, "--remote", hub.url, "--token", TOKEN].join(" ");
