@@ -19,6 +19,7 @@ export { Scheduler } from "./queue/scheduler.js";
 export * from "./queue/types.js";
 export {
   type Handler,
+  type HandlerContext,
   type Handlers,
   UnrecoverableError,
   Worker,

@@ -175,7 +175,7 @@ function observe(inner: JobQueue, me: string, peek: Peek, world: World): JobQueu
     return jobs;
   };
 
-  const extendLeases = (owner: string, leaseMs: number): number => {
+  const extendLeases = (owner: string, leaseMs: number): number[] => {
     if (world.starved.has(owner)) throw busyError();
     const n = inner.extendLeases(owner, leaseMs);
     for (const row of peek.ownedRunning(owner)) {

@@ -437,6 +437,36 @@ describe.each(IMPLS)("Worker on $name", (impl) => {
     expect(completed).toEqual([]);
     expect(q.get(job.id)!.state).toBe("cancelled");
   });
+
+  it("aborts the signal of a running job once it is cancelled, and only of that job", async () => {
+    const q = impl.make();
+    const victim = q.add("long", { n: 1 });
+    const bystander = q.add("long", { n: 2 });
+    const signals = new Map<number, AbortSignal>();
+    const release = deferred();
+    const w = worker(
+      q,
+      {
+        long: async (job, { signal }) => {
+          signals.set(job.id, signal);
+          await release.promise;
+        },
+      },
+      // Renewals every ~100 ms: the worker learns of the cancel at the next one.
+      { leaseMs: 300, concurrency: 2 },
+    );
+    w.start();
+    await waitFor(() => signals.size === 2, "both jobs running");
+    expect(q.cancel(victim.id)).toBe(true);
+    await waitFor(() => signals.get(victim.id)!.aborted, "the cancelled job's signal aborted", {
+      timeoutMs: 10_000,
+    });
+    expect(String(signals.get(victim.id)!.reason)).toMatch(/no longer leased/);
+    expect(signals.get(bystander.id)!.aborted).toBe(false);
+    release.resolve();
+    await waitFor(() => q.get(bystander.id)!.state === "completed", "the other job completed");
+    expect(q.get(victim.id)!.state).toBe("cancelled");
+  });
 });
 
 describe("Worker arguments", () => {

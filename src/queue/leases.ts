@@ -97,9 +97,12 @@ export class Leases {
                 started_at = NULL
           WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?`,
       ),
-      extend: db.prepare<[number, string, string]>(
-        `UPDATE tw_jobs SET lease_expires_at = ? WHERE lease_owner = ? AND state = 'running' AND queue = ?`,
-      ),
+      extend: db
+        .prepare<[number, string, string], number>(
+          `UPDATE tw_jobs SET lease_expires_at = ? WHERE lease_owner = ? AND state = 'running' AND queue = ?
+           RETURNING id`,
+        )
+        .pluck(),
       reap: db.prepare<{ now: number; queue: string }>(
         `UPDATE tw_jobs
             SET state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
@@ -197,8 +200,8 @@ export class Leases {
     }
   }
 
-  extendLeases(owner: string, leaseMs: number): number {
-    return this.store.write(() => this.sql.extend.run(this.now() + leaseMs, owner, this.name).changes);
+  extendLeases(owner: string, leaseMs: number): number[] {
+    return this.store.write(() => this.sql.extend.all(this.now() + leaseMs, owner, this.name));
   }
 
   /** Returns claimed but unstarted jobs to pending without spending an attempt. */

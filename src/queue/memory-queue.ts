@@ -300,16 +300,16 @@ export class MemoryQueue implements JobQueue {
     return result;
   }
 
-  extendLeases(owner: string, leaseMs: number): number {
+  extendLeases(owner: string, leaseMs: number): number[] {
     const until = this.now() + leaseMs;
-    let n = 0;
+    const renewed: number[] = [];
     for (const j of this.jobs.values()) {
       if (j.state === "running" && j.leaseOwner === owner) {
         j.leaseExpiresAt = until;
-        n++;
+        renewed.push(j.id);
       }
     }
-    return n;
+    return renewed;
   }
 
   release(owner: string, jobs: Job[]): number {

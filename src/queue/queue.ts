@@ -374,7 +374,7 @@ export class Queue implements JobQueue {
     return this.leases.settle(owner, settlements);
   }
 
-  extendLeases(owner: string, leaseMs: number): number {
+  extendLeases(owner: string, leaseMs: number): number[] {
     return this.leases.extendLeases(owner, leaseMs);
   }
 

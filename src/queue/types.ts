@@ -128,7 +128,8 @@ export interface JobQueue {
   /** Takes up to `limit` due jobs (of `types` only, when given) and leases them to `owner`. */
   claim(owner: string, limit: number, leaseMs: number, types?: readonly string[]): Job[];
   settle(owner: string, settlements: Settlement[]): SettleResult;
-  extendLeases(owner: string, leaseMs: number): number;
+  /** Renews every lease `owner` holds; returns the ids of the jobs it still holds. */
+  extendLeases(owner: string, leaseMs: number): number[];
   /** Returns claimed but unstarted jobs to pending without spending an attempt. */
   release(owner: string, jobs: Job[]): number;
   /** Returns jobs whose lease expired to pending (or failed, if out of attempts). */

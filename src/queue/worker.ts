@@ -6,9 +6,12 @@
  * in batches, one transaction per batch, on the next turn of the event loop.
  * Leases of every held job are renewed on a timer. `stop()` stops claiming,
  * returns buffered jobs that never started, waits for handlers in flight and
- * writes their outcomes. Events: "completed" (job), "failed" (job, error,
- * final), "stale" (job: its lease was lost before the outcome was written),
- * "error" (err: the queue itself failed; the worker keeps polling).
+ * writes their outcomes. A handler gets an AbortSignal that fires when the
+ * worker learns, at a lease renewal, that the job is no longer its own
+ * (cancelled, or reaped after a lapse): the outcome would be dropped anyway,
+ * so a long handler should stop. Events: "completed" (job), "failed" (job,
+ * error, final), "stale" (job: its lease was lost before the outcome was
+ * written), "error" (err: the queue itself failed; the worker keeps polling).
  */
 
 import { randomBytes } from "node:crypto";
@@ -18,7 +21,12 @@ import { InvalidArgumentError } from "../errors.js";
 import { jobDuration, jobsCompleted, jobsFailed } from "../metrics.js";
 import type { Job, JobQueue, Settlement } from "./types.js";
 
-export type Handler<P = unknown> = (job: Job<P>) => unknown | Promise<unknown>;
+export interface HandlerContext {
+  /** Aborted when the job's lease is lost (the job was cancelled or reaped); its outcome will be dropped. */
+  signal: AbortSignal;
+}
+
+export type Handler<P = unknown> = (job: Job<P>, context: HandlerContext) => unknown | Promise<unknown>;
 // biome-ignore lint/suspicious/noExplicitAny: a handler declares its own payload type; any lets Handler<Foo> fit
 export type Handlers = Record<string, Handler<any>>;
 
@@ -57,6 +65,8 @@ export class Worker extends EventEmitter {
   private readonly buffer: Job[] = [];
   private readonly outcomes: Settlement[] = [];
   private readonly durations = new Map<number, number>();
+  /** Running handlers by job id, to abort those whose lease is gone. */
+  private readonly controllers = new Map<Job, AbortController>();
   private inFlight = 0;
   private running = false;
   private flushScheduled = false;
@@ -189,14 +199,18 @@ export class Worker extends EventEmitter {
     let outcome: Settlement;
     // Own properties only: a job of type "toString" or "__proto__" must not find Object.prototype's.
     const handler = Object.hasOwn(this.handlers, job.type) ? this.handlers[job.type] : undefined;
+    const controller = new AbortController();
+    this.controllers.set(job, controller);
     try {
       if (!handler)
         throw new UnrecoverableError(`no handler for job type "${job.type}" in worker ${this.id}`);
-      await handler(job);
+      await handler(job, { signal: controller.signal });
       outcome = { job, ok: true };
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
       outcome = { job, ok: false, error: e.message || e.name, retry: !(e instanceof UnrecoverableError) };
+    } finally {
+      this.controllers.delete(job);
     }
     this.durations.set(job.id, (performance.now() - started) / 1000);
     this.outcomes.push(outcome);
@@ -254,7 +268,13 @@ export class Worker extends EventEmitter {
   private renewLeases(): void {
     if (this.held === 0) return;
     const from = this.queue.now();
-    if (this.guard(() => this.queue.extendLeases(this.id, this.leaseMs)) === undefined) return;
+    const renewed = this.guard(() => this.queue.extendLeases(this.id, this.leaseMs));
+    if (renewed === undefined) return;
+    const held = new Set(renewed);
+    for (const [job, controller] of this.controllers) {
+      if (!held.has(job.id))
+        controller.abort(new Error(`job ${job.id} is no longer leased to worker ${this.id}`));
+    }
     // A buffered job whose lease was still valid when the renewal ran cannot have been reaped, so the
     // renewal extended it; any other may be gone, and keeps its old expiry so dispatch drops it.
     const after = this.queue.now();
