@@ -172,6 +172,13 @@ export class Store {
     return !this.closed;
   }
 
+  /** Whether the database has a table of this name (tidewire's own or the application's). */
+  hasTable(name: string): boolean {
+    return (
+      this.db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name) !== undefined
+    );
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

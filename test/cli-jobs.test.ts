@@ -318,6 +318,32 @@ describe("database files", () => {
     }
   });
 
+  it("another application's SQLite file is refused and left byte-identical, with no WAL", async () => {
+    const other = mkdtempSync(join(tmpdir(), "tidewire-foreign-"));
+    try {
+      const file = join(other, "app.db");
+      execFileSync("sqlite3", [
+        file,
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('hi');",
+      ]);
+      const bytes = readFileSync(file);
+      for (const args of [
+        ["jobs", file, "list"],
+        ["jobs", file, "stats", "--json"],
+        ["jobs", file, "cancel", "1"],
+        ["jobs", file, "cleanup"],
+      ]) {
+        const run = await tidewire(args, other);
+        expect(run.code).toBe(1);
+        expectOneErrorLine(run, /is not a tidewire database \(it has no tw_jobs table\)/);
+      }
+      expect(readFileSync(file).equals(bytes)).toBe(true);
+      expect(readdirSync(other)).toEqual(["app.db"]);
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
+
   it("--verbose adds the stack trace", async () => {
     const run = await tidewire(["--verbose", "jobs", join(dir, "nope.db"), "stats"], dir);
     expect(run.code).toBe(1);

@@ -99,17 +99,22 @@ export function registerJobs(program: Command): void {
   command(jobs, "retry", "run a failed or cancelled job again, with a fresh set of attempts")
     .argument("<id>", "the job's id", positiveInt)
     .action((db: string, id: number, flags: Common) => {
-      const job = withQueue(db, flags.queue, (queue) => {
-        const before = found(queue, id);
-        if (!queue.retry(id)) {
-          const state = queue.get(id)?.state ?? before.state;
-          throw new TidewireError(
-            `job ${id} is ${state}; only failed or cancelled jobs can be retried`,
-            "ERR_JOB_STATE",
-          );
-        }
-        return found(queue, id);
-      });
+      const job = withQueue(
+        db,
+        flags.queue,
+        (queue) => {
+          const before = found(queue, id);
+          if (!queue.retry(id)) {
+            const state = queue.get(id)?.state ?? before.state;
+            throw new TidewireError(
+              `job ${id} is ${state}; only failed or cancelled jobs can be retried`,
+              "ERR_JOB_STATE",
+            );
+          }
+          return found(queue, id);
+        },
+        true,
+      );
       if (flags.json) printJson({ ok: true, queue: flags.queue, job });
       else printText(`job ${id} (${job.type}) is pending again with ${job.maxAttempts} attempts`);
     });
@@ -117,20 +122,27 @@ export function registerJobs(program: Command): void {
   command(jobs, "cancel", "cancel a pending or running job")
     .argument("<id>", "the job's id", positiveInt)
     .action((db: string, id: number, flags: Common) => {
-      const { job, was } = withQueue(db, flags.queue, (queue) => {
-        const before = found(queue, id);
-        if (!queue.cancel(id)) {
-          const state = queue.get(id)?.state ?? before.state;
-          throw new TidewireError(
-            `job ${id} is ${state}; only pending or running jobs can be cancelled`,
-            "ERR_JOB_STATE",
-          );
-        }
-        return { job: found(queue, id), was: before.state };
-      });
+      const { job, was } = withQueue(
+        db,
+        flags.queue,
+        (queue) => {
+          const before = found(queue, id);
+          if (!queue.cancel(id)) {
+            const state = queue.get(id)?.state ?? before.state;
+            throw new TidewireError(
+              `job ${id} is ${state}; only pending or running jobs can be cancelled`,
+              "ERR_JOB_STATE",
+            );
+          }
+          return { job: found(queue, id), was: before.state };
+        },
+        true,
+      );
       if (flags.json) printJson({ ok: true, queue: flags.queue, previousState: was, job });
       else if (was === "running")
-        printText(`job ${id} cancelled; its handler is not interrupted, but its outcome will be dropped`);
+        printText(
+          `job ${id} cancelled; its handler's signal is aborted at the worker's next lease renewal, and its outcome will be dropped`,
+        );
       else printText(`job ${id} cancelled`);
     });
 
@@ -145,7 +157,12 @@ export function registerJobs(program: Command): void {
         .default(duration(DEFAULT_RETENTION), DEFAULT_RETENTION),
     )
     .action((db: string, flags: Common & { olderThan: number }) => {
-      const removed = withQueue(db, flags.queue, (queue) => queue.cleanup({ olderThanMs: flags.olderThan }));
+      const removed = withQueue(
+        db,
+        flags.queue,
+        (queue) => queue.cleanup({ olderThanMs: flags.olderThan }),
+        true,
+      );
       if (flags.json) printJson({ ok: true, queue: flags.queue, removed, olderThanMs: flags.olderThan });
       else
         printText(
@@ -202,11 +219,27 @@ function command(jobs: Command, name: string, description: string): Command {
     .option("--json", "print one JSON document on stdout");
 }
 
-function withQueue<T>(db: string, queueName: string, fn: (queue: Queue) => T): T {
+/**
+ * Runs `fn` on the named queue of an existing tidewire database. The file is
+ * first opened read-only: a database without the queue's table is refused, so a
+ * mistyped path to some other SQLite file is never given tidewire's schema or
+ * switched to WAL. Only commands that change jobs (`write`) reopen it read-write.
+ */
+function withQueue<T>(db: string, queueName: string, fn: (queue: Queue) => T, write = false): T {
   const path = resolve(db);
   if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
-  const store = openStore(path);
+  let store = openStore(path, { readonly: true });
   try {
+    if (!store.hasTable("tw_jobs")) {
+      throw new StoreError(
+        `${path} is not a tidewire database (it has no tw_jobs table); \`tidewire serve --db\` or \`tidewire init\` makes one`,
+        "ERR_NOT_TIDEWIRE",
+      );
+    }
+    if (write) {
+      store.close();
+      store = openStore(path);
+    }
     return fn(new Queue(store, queueName));
   } finally {
     store.close();

@@ -51,12 +51,6 @@ export function registerStatus(program: Command): void {
     });
 }
 
-function hasTable(store: Store, name: string): boolean {
-  return (
-    store.db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name) !== undefined
-  );
-}
-
 export function readStatus(store: Store): Status {
   const status: Status = {
     nodeId: null,
@@ -67,7 +61,7 @@ export function readStatus(store: Store): Status {
     cursors: [],
     queues: {},
   };
-  if (hasTable(store, "tw_clock") && hasTable(store, "tw_log")) {
+  if (store.hasTable("tw_clock") && store.hasTable("tw_log")) {
     const row = store.db.prepare("SELECT node, hlc FROM tw_clock WHERE id = 0").safeIntegers(true).get() as
       | { node: string; hlc: bigint }
       | undefined;
@@ -84,8 +78,8 @@ export function readStatus(store: Store): Status {
     }
     status.log = new ChangeLog(store.db, catalog).stats();
   }
-  if (hasTable(store, "tw_cursors")) status.cursors = new CursorStore(store, { flushIntervalMs: 0 }).getAll();
-  if (hasTable(store, "tw_jobs")) {
+  if (store.hasTable("tw_cursors")) status.cursors = new CursorStore(store, { flushIntervalMs: 0 }).getAll();
+  if (store.hasTable("tw_jobs")) {
     const names = store.db
       .prepare("SELECT DISTINCT queue FROM tw_jobs ORDER BY queue")
       .pluck()
