@@ -7,13 +7,10 @@
  * it was. Running it again is harmless, and is how a column added with
  * ALTER TABLE joins the capture.
  */
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
 import { type Command, InvalidArgumentError as UsageError } from "commander";
-import { StoreError } from "../errors.js";
 import { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET, type TrackedTableInfo } from "../replica/track.js";
-import { printJson, printText } from "./io.js";
+import { existingDatabase, printJson, printText } from "./io.js";
 
 interface TableSpec {
   table: string;
@@ -47,8 +44,7 @@ export function registerInit(program: Command): void {
     )
     .option("--json", "print one JSON document on stdout")
     .action((db: string, flags: InitFlags) => {
-      const path = resolve(db);
-      if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
+      const path = existingDatabase(db);
       const replica = Replica.open(path);
       let tracked: TrackedTableInfo[];
       try {

@@ -3,8 +3,18 @@
  * is a usage error, exit 2, reported by commander) and the two ways a command
  * prints a result: one JSON document for --json, or text for people.
  */
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
 import { InvalidArgumentError as UsageError } from "commander";
 import ms from "ms";
+import { StoreError } from "../errors.js";
+
+/** The absolute path of a database a command reads; a command never creates one that is not there. */
+export function existingDatabase(db: string): string {
+  const path = resolve(db);
+  if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
+  return path;
+}
 
 export function positiveInt(value: string): number {
   const n = Number(value);

@@ -8,15 +8,22 @@
  * failure at run time (exit 1), with the state named; a malformed id or option
  * is a usage error (exit 2).
  */
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
 import { type Command, Option } from "commander";
 import ms from "ms";
 import { StoreError, TidewireError } from "../errors.js";
 import { Queue } from "../queue/queue.js";
 import { JOB_STATES, type Job, type JobState, type SortBy } from "../queue/types.js";
 import { openStore } from "../store.js";
-import { duration, nonEmpty, nonNegativeInt, positiveInt, printJson, printText, table } from "./io.js";
+import {
+  duration,
+  existingDatabase,
+  nonEmpty,
+  nonNegativeInt,
+  positiveInt,
+  printJson,
+  printText,
+  table,
+} from "./io.js";
 
 interface Common {
   queue: string;
@@ -226,8 +233,7 @@ function command(jobs: Command, name: string, description: string): Command {
  * switched to WAL. Only commands that change jobs (`write`) reopen it read-write.
  */
 function withQueue<T>(db: string, queueName: string, fn: (queue: Queue) => T, write = false): T {
-  const path = resolve(db);
-  if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
+  const path = existingDatabase(db);
   let store = openStore(path, { readonly: true });
   try {
     if (!store.hasTable("tw_jobs")) {

@@ -11,14 +11,12 @@
  * --json prints one document: the cycle's result, or with --interval a
  * summary of the cycles when stopped.
  */
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
 import { type Command, InvalidArgumentError as UsageError } from "commander";
 import { StoreError } from "../errors.js";
 import { type PushResult, RemoteSync } from "../remote/remote-sync.js";
 import { Replica } from "../replica/replica.js";
 import { openStore } from "../store.js";
-import { nonNegativeInt, positiveInt, printJson, printText } from "./io.js";
+import { existingDatabase, nonNegativeInt, positiveInt, printJson, printText } from "./io.js";
 
 interface PushFlags {
   target: string;
@@ -65,8 +63,7 @@ export function registerRemote(program: Command): void {
       if (!isD1 && (flags.local || flags.remote || flags.config !== undefined)) {
         usage("--local, --remote and --config apply to d1:NAME targets only");
       }
-      const path = resolve(db);
-      if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
+      const path = existingDatabase(db);
       refuseUntracked(path);
       const d1 = isD1 ? { local: flags.local, remote: flags.remote, config: flags.config } : undefined;
       const replica = Replica.open(path);

@@ -6,11 +6,8 @@
  * Contract: reads only. The database is opened read-only and never migrated,
  * so a file that is not (yet) a replica is reported as such, not changed.
  */
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
 import type { Command } from "commander";
 import { type Cursor, CursorStore } from "../cursor-store.js";
-import { StoreError } from "../errors.js";
 import { Queue } from "../queue/queue.js";
 import type { QueueStats } from "../queue/types.js";
 import { Catalog } from "../replica/catalog.js";
@@ -18,7 +15,7 @@ import { formatHlc, hlcMillis } from "../replica/hlc.js";
 import { ChangeLog, type LogStats } from "../replica/log.js";
 import { describeTracked, type TrackedTableInfo } from "../replica/track.js";
 import { openStore, type Store } from "../store.js";
-import { printJson, printText, table } from "./io.js";
+import { existingDatabase, printJson, printText, table } from "./io.js";
 
 export interface Status {
   nodeId: string | null;
@@ -37,8 +34,7 @@ export function registerStatus(program: Command): void {
     .argument("<db>", "the database file (it must exist)")
     .option("--json", "print one JSON document on stdout")
     .action((db: string, flags: { json?: boolean }) => {
-      const path = resolve(db);
-      if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
+      const path = existingDatabase(db);
       const store = openStore(path, { readonly: true });
       let status: Status;
       try {

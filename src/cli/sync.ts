@@ -11,14 +11,11 @@
  * progress line is drawn on stderr only when stderr is a terminal. With
  * --json, stdout carries one summary document and nothing else.
  */
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
 import { type Command, Option } from "commander";
-import { StoreError } from "../errors.js";
 import { Replica } from "../replica/replica.js";
 import { type CycleResult, type SyncDirection, SyncManager } from "../sync/sync-manager.js";
 import { HttpTransport } from "../sync/transport-http.js";
-import { duration, nonEmpty, printJson, printText } from "./io.js";
+import { duration, existingDatabase, nonEmpty, printJson, printText } from "./io.js";
 
 interface SyncFlags {
   remote: string;
@@ -63,8 +60,7 @@ export function registerSync(program: Command): void {
     )
     .option("--json", "print one JSON summary on stdout")
     .action(async (db: string, flags: SyncFlags) => {
-      const path = resolve(db);
-      if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
+      const path = existingDatabase(db);
       const transport = new HttpTransport(flags.remote, { token: flags.token });
       const replica = Replica.open(path);
       try {
