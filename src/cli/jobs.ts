@@ -161,9 +161,14 @@ export function registerJobs(program: Command): void {
  * --help. Any other argv passes through unchanged.
  */
 export function jobsArgv(program: Command, args: string[]): string[] {
+  return dbFirstArgv(program, args, "jobs");
+}
+
+/** `jobsArgv` for any command whose subcommands follow a <db> operand (`tidewire peers <db> list`). */
+export function dbFirstArgv(program: Command, args: string[], name: string): string[] {
   const at = args.findIndex((a) => !a.startsWith("-"));
-  const jobs = program.commands.find((c) => c.name() === "jobs");
-  if (at < 0 || args[at] !== "jobs" || !jobs) return args;
+  const jobs = program.commands.find((c) => c.name() === name);
+  if (at < 0 || args[at] !== name || !jobs) return args;
   const takesValue = new Set<string>();
   for (const cmd of [jobs, ...jobs.commands]) {
     for (const o of cmd.options) {

@@ -1,7 +1,7 @@
 /**
  * `tidewire status <db> [--json]`: what a database holds as a replica and a
  * queue: node id, clock, tracked tables by bucket, the change log's size,
- * cursors, and job counts per queue.
+ * cursors, peers (id, address, state, last seen, rtt), and job counts per queue.
  *
  * Contract: reads only. The database is opened read-only and never migrated,
  * so a file that is not (yet) a replica is reported as such, not changed.
@@ -11,6 +11,7 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import { type Cursor, CursorStore } from "../cursor-store.js";
 import { StoreError } from "../errors.js";
+import { Peers } from "../mesh/peers.js";
 import { Queue } from "../queue/queue.js";
 import type { QueueStats } from "../queue/types.js";
 import { Catalog } from "../replica/catalog.js";
@@ -19,6 +20,7 @@ import { ChangeLog, type LogStats } from "../replica/log.js";
 import { describeTracked, type TrackedTableInfo } from "../replica/track.js";
 import { openStore, type Store } from "../store.js";
 import { printJson, printText, table } from "./io.js";
+import { type PublicPeer, peersTable, publicPeer } from "./peers.js";
 
 export interface Status {
   nodeId: string | null;
@@ -27,6 +29,8 @@ export interface Status {
   tables: TrackedTableInfo[];
   log: LogStats | null;
   cursors: Cursor[];
+  /** Tokens left out (see `tidewire peers`). */
+  peers: PublicPeer[];
   queues: Record<string, QueueStats>;
 }
 
@@ -65,6 +69,7 @@ export function readStatus(store: Store): Status {
     tables: [],
     log: null,
     cursors: [],
+    peers: [],
     queues: {},
   };
   if (hasTable(store, "tw_clock") && hasTable(store, "tw_log")) {
@@ -85,6 +90,7 @@ export function readStatus(store: Store): Status {
     status.log = new ChangeLog(store.db, catalog).stats();
   }
   if (hasTable(store, "tw_cursors")) status.cursors = new CursorStore(store, { flushIntervalMs: 0 }).getAll();
+  if (hasTable(store, "tw_peers")) status.peers = new Peers(store).list().map(publicPeer);
   if (hasTable(store, "tw_jobs")) {
     const names = store.db
       .prepare("SELECT DISTINCT queue FROM tw_jobs ORDER BY queue")
@@ -124,6 +130,8 @@ function render(s: Status): string {
       ),
     );
   }
+  if (s.peers.length === 0) out.push("peers    none");
+  else out.push("peers", indent(peersTable(s.peers)));
   const queues = Object.entries(s.queues);
   if (queues.length === 0) out.push("queues   none");
   else {
