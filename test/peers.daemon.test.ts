@@ -27,6 +27,7 @@ import {
 } from "../src/daemon/sync-jobs.js";
 import { createLogger } from "../src/log.js";
 import { Peers } from "../src/mesh/peers.js";
+import { registry as metricsRegistry } from "../src/metrics.js";
 import { Queue } from "../src/queue/queue.js";
 import type { Job } from "../src/queue/types.js";
 import { Replica } from "../src/replica/replica.js";
@@ -173,6 +174,9 @@ describe("SyncBucket and PingPeer jobs between two daemons", () => {
     await waitFor(() => a.peers.get("b")?.state === "up", "b to be seen up again", LONG);
     expect(a.peers.get("b")!.lastSeenAt).toBeGreaterThan(down.lastSeenAt!);
     expect(a.peers.get("b")!.rttMs).toBeGreaterThan(0);
+    const metrics = await metricsRegistry.metrics();
+    expect(metrics).toContain('tidewire_peer_up{peer="b"} 1');
+    expect(metrics).toMatch(/tidewire_peer_rtt_seconds\{peer="b"\} \d/);
     const pings = a.queue.list({ type: PING_PEER, state: "completed", limit: 1000 });
     expect(pings.length).toBeGreaterThanOrEqual(3);
     expect(pings.every((j) => j.priority === PRIORITY.ping && j.attempts === 1)).toBe(true);
