@@ -15,7 +15,7 @@
  */
 import type { CursorStore } from "../cursor-store.js";
 import type { Logger } from "../log.js";
-import { checkPeerId, type Peer, type Peers } from "../mesh/peers.js";
+import { checkPeerId, cursorNames, type Peer, type Peers } from "../mesh/peers.js";
 import { validateBackoff } from "../queue/backoff.js";
 import type { Queue } from "../queue/queue.js";
 import type { BackoffOptions, Job } from "../queue/types.js";
@@ -196,6 +196,12 @@ async function syncBucket(ctx: PeerJobContext, job: Job<SyncBucketPayload>): Pro
     ctx.cursors.reload();
     const manager = new SyncManager(ctx.replica, transport, { buckets: [bucket], cursors: ctx.cursors });
     const result = await manager.syncOnce();
+    if (!ctx.peers.get(peer.id)) {
+      // Removed while this cycle ran, which wrote its cursors again after `remove` deleted them.
+      for (const name of cursorNames({ ...peer, nodeId: hubNodeId ?? peer.nodeId }))
+        ctx.cursors.deletePeer(name);
+      return;
+    }
     if (hubNodeId && hubNodeId !== peer.nodeId) ctx.peers.noteNodeId(peer.id, hubNodeId);
     if (result.pushed || result.pulled)
       ctx.logger.info({ peer: peer.id, bucket, ...result }, `synced bucket ${bucket} with peer ${peer.id}`);

@@ -159,12 +159,9 @@ export class Peers {
       throw new InvalidArgumentError("cursors", "must be a CursorStore");
     const row = this.row(peer);
     if (!row) return false;
-    const names = new Set([row.id]);
-    if (row.node_id) names.add(row.node_id);
-    if (row.address) names.add(row.address).add(new URL(row.address).origin);
     const store = cursors ?? new CursorStore(this.store, { flushIntervalMs: 0 });
     // Cursors first: a crash in between leaves a peer to remove again, never cursors nobody owns.
-    for (const name of names) store.deletePeer(name);
+    for (const name of cursorNames(toPeer(row))) store.deletePeer(name);
     this.store.write(() => this.sql.remove.run(peer));
     peerUp.remove(peer);
     peerRtt.remove(peer);
@@ -174,6 +171,18 @@ export class Peers {
   private row(id: string): PeerRow | undefined {
     return this.sql.get.get(id) as PeerRow | undefined;
   }
+}
+
+/**
+ * Every name a peer's cursors may be kept under: its id, the node id its hub
+ * answered with (SyncManager's key), its address and the address's origin
+ * (a transport's `peer`).
+ */
+export function cursorNames(peer: Pick<Peer, "id" | "nodeId" | "address">): string[] {
+  const names = new Set([peer.id]);
+  if (peer.nodeId) names.add(peer.nodeId);
+  if (peer.address) names.add(peer.address).add(new URL(peer.address).origin);
+  return [...names];
 }
 
 /** The id a peer known only by its address gets: its host, port and path, in node-id characters. */
