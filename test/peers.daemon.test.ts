@@ -151,6 +151,26 @@ describe("SyncBucket and PingPeer jobs between two daemons", () => {
     expect(cursorPeers()).toEqual(["someone-else"]);
   });
 
+  it("carries rows from A to C through B, a daemon that relays the bucket without having the table", async () => {
+    const dir = tempDir();
+    const [aDb, cDb] = [itemsDb(dir, "a"), itemsDb(dir, "c")];
+    const b = await daemon(join(dir, "b.db"));
+    const [a, c] = [await daemon(aDb), await daemon(cDb)];
+    for (const d of [a, c]) d.peers.upsert({ id: "b", address: b.url, token: TOKEN_B });
+    write(aDb, "INSERT INTO items VALUES (1, 'a via b', 1)");
+    write(cDb, "INSERT INTO items VALUES (2, 'c via b', 2)");
+    const all = JSON.stringify([
+      { id: 1, name: "a via b", qty: 1 },
+      { id: 2, name: "c via b", qty: 2 },
+    ]);
+    await waitFor(() => JSON.stringify(items(cDb)) === all, "A's row to reach C", LONG);
+    await waitFor(() => JSON.stringify(items(aDb)) === all, "C's row to reach A", LONG);
+    // B keeps the log of a table it does not have.
+    expect(b.store.db.prepare("SELECT name FROM tw_tracked WHERE relayed = 1").pluck().all()).toEqual([
+      "items",
+    ]);
+  });
+
   it("PingPeer marks a stopped peer down, and up again with its round-trip time when it returns", async () => {
     const dir = tempDir();
     const bDb = itemsDb(dir, "b");
