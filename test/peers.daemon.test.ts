@@ -236,6 +236,17 @@ describe("SyncBucket and PingPeer jobs between two daemons", () => {
     expect(items(bDb)).toEqual([{ id: 1, name: "waits for b", qty: 1 }]);
   });
 
+  it("fails a SyncBucket at once, without retries, when the peer refuses its token", async () => {
+    const dir = tempDir();
+    const b = await daemon(itemsDb(dir, "b"));
+    const a = await daemon(itemsDb(dir, "a"));
+    a.peers.upsert({ id: "b", address: b.url, token: "not-the-token-of-b" });
+    await waitFor(() => syncJobs(a.queue).some((j) => j.state === "failed"), "the sync to fail", LONG);
+    const [failed] = syncJobs(a.queue).filter((j) => j.state === "failed");
+    expect(failed).toMatchObject({ attempts: 1 });
+    expect(failed!.lastError).toMatch(/peer b refused the sync/);
+  });
+
   it("keeps a pending SyncBucket across a daemon restart and runs it after", async () => {
     const dir = tempDir();
     const [aDb, bDb] = [itemsDb(dir, "a"), itemsDb(dir, "b")];

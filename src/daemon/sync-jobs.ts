@@ -10,7 +10,8 @@
  * time) or down; it never fails, since "down" is its answer. SyncBucket runs
  * one SyncManager cycle (push, then pull) of that bucket against the peer's
  * hub with the peer's token; a failure throws, so the queue retries it with
- * `syncBackoff`. Being jobs, both survive restarts and show in
+ * `syncBackoff` (a refusal the hub would repeat, such as a bad token, fails
+ * the job at once instead). Being jobs, both survive restarts and show in
  * `tidewire jobs list`. Pings outrank syncs (see PRIORITY).
  */
 import type { CursorStore } from "../cursor-store.js";
@@ -23,7 +24,7 @@ import { checkInteger, checkName } from "../queue/validate.js";
 import { type Handlers, UnrecoverableError } from "../queue/worker.js";
 import type { Replica } from "../replica/replica.js";
 import { SyncManager } from "../sync/sync-manager.js";
-import type { Transport } from "../sync/transport.js";
+import { HubRefusedError, type Transport } from "../sync/transport.js";
 import { HttpTransport } from "../sync/transport-http.js";
 
 export const PING_PEER = "PingPeer";
@@ -195,7 +196,13 @@ async function syncBucket(ctx: PeerJobContext, job: Job<SyncBucketPayload>): Pro
     // Another process (`tidewire peers remove`) may have deleted this peer's cursors from the file.
     ctx.cursors.reload();
     const manager = new SyncManager(ctx.replica, transport, { buckets: [bucket], cursors: ctx.cursors });
-    const result = await manager.syncOnce();
+    const result = await manager.syncOnce().catch((err: unknown) => {
+      // A refusal that the same request would meet again (bad token, bucket out of scope): retrying
+      // in seconds cannot help, so the job fails now and the next period tries afresh.
+      if (err instanceof HubRefusedError && err.permanent)
+        throw new UnrecoverableError(`peer ${peer.id} refused the sync: ${err.message}`);
+      throw err;
+    });
     if (!ctx.peers.get(peer.id)) {
       // Removed while this cycle ran, which wrote its cursors again after `remove` deleted them.
       for (const name of cursorNames({ ...peer, nodeId: hubNodeId ?? peer.nodeId }))
