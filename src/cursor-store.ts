@@ -64,10 +64,30 @@ export class CursorStore {
     }
     this.flushIntervalMs = ms;
     this.sql = prepare(store);
+    this.reload();
+    // The store calls this before it checkpoints and closes the database (isOpen is already false).
+    store.onClose(() => {
+      if (this.closed) return;
+      this.stopTimer();
+      this.closed = true;
+      this.flushDirty();
+    });
+  }
+
+  /**
+   * Re-reads the flushed cursors, for a long-lived store whose file another
+   * process changes (`tidewire peers remove` deletes cursors): cursors gone
+   * from the file are forgotten, dirty ones keep their unflushed value.
+   */
+  reload(): void {
+    this.checkOpen();
+    for (const k of [...this.cursors.keys()]) if (!this.dirty.has(k)) this.cursors.delete(k);
     for (const r of this.sql.all.all() as Array<
       Omit<Cursor, "dirty" | "updatedAt"> & { updated_at: number }
     >) {
-      this.cursors.set(id(r.peer, r.bucket, r.direction), {
+      const k = id(r.peer, r.bucket, r.direction);
+      if (this.dirty.has(k)) continue;
+      this.cursors.set(k, {
         peer: r.peer,
         bucket: r.bucket,
         direction: r.direction,
@@ -76,13 +96,6 @@ export class CursorStore {
         dirty: false,
       });
     }
-    // The store calls this before it checkpoints and closes the database (isOpen is already false).
-    store.onClose(() => {
-      if (this.closed) return;
-      this.stopTimer();
-      this.closed = true;
-      this.flushDirty();
-    });
   }
 
   get(key: CursorKey): string | undefined {
@@ -118,6 +131,19 @@ export class CursorStore {
     this.cursors.delete(k.id);
     this.dirty.delete(k.id);
     return had;
+  }
+
+  /** Removes every cursor of `peer` (all buckets, both directions) at once; returns how many rows went. */
+  deletePeer(peer: string): number {
+    this.checkOpen();
+    const name = checkName("peer", peer);
+    const removed = this.store.write(() => this.sql.removePeer.run(name).changes);
+    for (const [k, c] of this.cursors) {
+      if (c.peer !== name) continue;
+      this.cursors.delete(k);
+      this.dirty.delete(k);
+    }
+    return removed;
   }
 
   getAll(): Cursor[] {
@@ -230,5 +256,6 @@ function prepare(store: Store) {
        ON CONFLICT (peer, bucket, direction) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
     ),
     remove: db.prepare("DELETE FROM tw_cursors WHERE peer = ? AND bucket = ? AND direction = ?"),
+    removePeer: db.prepare("DELETE FROM tw_cursors WHERE peer = ?"),
   };
 }

@@ -7,9 +7,11 @@ export {
   type Direction,
 } from "./cursor-store.js";
 export { type Daemon, type DaemonOptions, startDaemon, stopOnSignals } from "./daemon/daemon.js";
+export { type PeerJobOptions, PING_PEER, SYNC_BUCKET } from "./daemon/sync-jobs.js";
 export { InvalidArgumentError, StoreError, TidewireError } from "./errors.js";
 export { Auth, type AuthOptions, resolveAuth } from "./hub/auth.js";
 export { FULL_SCOPE, Hub, HubError, type HubOptions, type Scope } from "./hub/hub.js";
+export { idFromAddress, type Peer, type PeerInput, type PeerState, Peers } from "./mesh/peers.js";
 export { registry as metricsRegistry } from "./metrics.js";
 export { SCHEMA_VERSION } from "./migrations.js";
 export * from "./outbox.js";

@@ -117,3 +117,17 @@ export const remoteSyncLastSuccess = new Gauge({
   labelNames: ["backend"] as const,
   registers: [registry],
 });
+
+export const peerUp = new Gauge({
+  name: "tidewire_peer_up",
+  help: "Whether a peer answered its last ping (1) or not (0), by peer id",
+  labelNames: ["peer"] as const,
+  registers: [registry],
+});
+
+export const peerRtt = new Gauge({
+  name: "tidewire_peer_rtt_seconds",
+  help: "Round-trip time of the last ping a peer answered (GET /healthz), by peer id",
+  labelNames: ["peer"] as const,
+  registers: [registry],
+});

@@ -151,6 +151,30 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 4,
+    name: "peers",
+    sql: `
+      -- The replicas this one syncs with (src/mesh/peers.ts). id is the peer's node id when
+      -- known, else one derived from its address; node_id is the id its hub answered a
+      -- handshake with, so removing a peer finds the cursors SyncManager keyed by it.
+      -- token is kept in clear: whoever can read this file can call that peer's hub.
+      CREATE TABLE tw_peers (
+        id TEXT PRIMARY KEY,
+        address TEXT UNIQUE,
+        node_id TEXT,
+        buckets TEXT NOT NULL DEFAULT '[]',
+        token TEXT,
+        state TEXT NOT NULL DEFAULT 'unknown' CHECK (state IN ('up', 'down', 'unknown')),
+        -- Since when the peer is in its state (the time of the ping that put it there).
+        state_changed_at INTEGER,
+        last_seen_at INTEGER,
+        rtt_ms REAL,
+        last_error TEXT,
+        added_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -158,3 +158,28 @@ describe("CursorStore", () => {
     expect(c.getAll()).toEqual([]);
   });
 });
+
+describe("CursorStore.deletePeer and reload", () => {
+  it("deletes every cursor of one peer from the file and the cache; reload sees another process's deletes", () => {
+    const path = join(tempDir(), "c.db");
+    const s = store(path);
+    const c = new CursorStore(s, { flushIntervalMs: 0 });
+    for (const peer of ["hub", "hub-2"]) {
+      c.set({ peer, bucket: "a", direction: "push" }, 1);
+      c.set({ peer, bucket: "b", direction: "pull" }, 2);
+    }
+    c.flushDirty();
+    expect(c.deletePeer("hub")).toBe(2);
+    expect(c.getAll().map((x) => x.peer)).toEqual(["hub-2", "hub-2"]);
+    expect(onDisk(path).map((x) => x.peer)).toEqual(["hub-2", "hub-2"]);
+    expect(c.deletePeer("nobody")).toBe(0);
+    expect(() => c.deletePeer("")).toThrow(InvalidArgumentError);
+
+    // Another process deletes hub-2's cursors while this one holds an unflushed set of its own.
+    const other = new CursorStore(store(path), { flushIntervalMs: 0 });
+    c.set({ peer: "hub-2", bucket: "c" }, 9);
+    expect(other.deletePeer("hub-2")).toBe(2);
+    c.reload();
+    expect(c.getAll().map((x) => [x.peer, x.bucket, x.value, x.dirty])).toEqual([["hub-2", "c", "9", true]]);
+  });
+});

@@ -13,7 +13,7 @@ import { createServer, type Server, Socket } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { sleep, useTempDirs, waitFor } from "./helpers.js";
+import { freePort, sleep, useTempDirs, waitFor } from "./helpers.js";
 import { rng } from "./replica-helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -43,14 +43,6 @@ function node(args: string[]): ChildProcess {
   child.stderr!.setEncoding("utf8").on("data", (d: string) => stderr.push(`${args[0]} ${args[1]}: ${d}`));
   children.push(child);
   return child;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 type Fault = "ok" | "delay" | "drop" | "truncate" | "reset";

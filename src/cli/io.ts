@@ -8,12 +8,34 @@ import { resolve } from "node:path";
 import { InvalidArgumentError as UsageError } from "commander";
 import ms from "ms";
 import { StoreError } from "../errors.js";
+import { openStore, type Store } from "../store.js";
 
 /** The absolute path of a database a command reads; a command never creates one that is not there. */
 export function existingDatabase(db: string): string {
   const path = resolve(db);
   if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
   return path;
+}
+
+/**
+ * Opens an existing tidewire database for a command. The file is first opened
+ * read-only: one without tidewire's tables is refused, so a mistyped path to
+ * another application's SQLite file is never given tidewire's schema or
+ * switched to WAL. Only a command that writes (`write`) reopens it read-write.
+ */
+export function openDatabase(db: string, write: boolean): Store {
+  const path = existingDatabase(db);
+  const store = openStore(path, { readonly: true });
+  if (!store.hasTable("tw_jobs")) {
+    store.close();
+    throw new StoreError(
+      `${path} is not a tidewire database (it has no tw_jobs table); \`tidewire serve --db\` or \`tidewire init\` makes one`,
+      "ERR_NOT_TIDEWIRE",
+    );
+  }
+  if (!write) return store;
+  store.close();
+  return openStore(path);
 }
 
 export function positiveInt(value: string): number {

@@ -10,15 +10,14 @@
  */
 import { type Command, Option } from "commander";
 import ms from "ms";
-import { StoreError, TidewireError } from "../errors.js";
+import { TidewireError } from "../errors.js";
 import { Queue } from "../queue/queue.js";
 import { JOB_STATES, type Job, type JobState, type SortBy } from "../queue/types.js";
-import { openStore } from "../store.js";
 import {
   duration,
-  existingDatabase,
   nonEmpty,
   nonNegativeInt,
+  openDatabase,
   positiveInt,
   printJson,
   printText,
@@ -185,9 +184,14 @@ export function registerJobs(program: Command): void {
  * --help. Any other argv passes through unchanged.
  */
 export function jobsArgv(program: Command, args: string[]): string[] {
+  return dbFirstArgv(program, args, "jobs");
+}
+
+/** `jobsArgv` for any command whose subcommands follow a <db> operand (`tidewire peers <db> list`). */
+export function dbFirstArgv(program: Command, args: string[], name: string): string[] {
   const at = args.findIndex((a) => !a.startsWith("-"));
-  const jobs = program.commands.find((c) => c.name() === "jobs");
-  if (at < 0 || args[at] !== "jobs" || !jobs) return args;
+  const jobs = program.commands.find((c) => c.name() === name);
+  if (at < 0 || args[at] !== name || !jobs) return args;
   const takesValue = new Set<string>();
   for (const cmd of [jobs, ...jobs.commands]) {
     for (const o of cmd.options) {
@@ -226,26 +230,10 @@ function command(jobs: Command, name: string, description: string): Command {
     .option("--json", "print one JSON document on stdout");
 }
 
-/**
- * Runs `fn` on the named queue of an existing tidewire database. The file is
- * first opened read-only: a database without the queue's table is refused, so a
- * mistyped path to some other SQLite file is never given tidewire's schema or
- * switched to WAL. Only commands that change jobs (`write`) reopen it read-write.
- */
+/** Runs `fn` on the named queue; only commands that change jobs (`write`) open the file read-write. */
 function withQueue<T>(db: string, queueName: string, fn: (queue: Queue) => T, write = false): T {
-  const path = existingDatabase(db);
-  let store = openStore(path, { readonly: true });
+  const store = openDatabase(db, write);
   try {
-    if (!store.hasTable("tw_jobs")) {
-      throw new StoreError(
-        `${path} is not a tidewire database (it has no tw_jobs table); \`tidewire serve --db\` or \`tidewire init\` makes one`,
-        "ERR_NOT_TIDEWIRE",
-      );
-    }
-    if (write) {
-      store.close();
-      store = openStore(path);
-    }
     return fn(new Queue(store, queueName));
   } finally {
     store.close();

@@ -3,10 +3,10 @@
  * Logs are JSON lines on stdout; a failure to start is reported like any other
  * CLI error (exit 1), a bad option like any usage error (exit 2).
  */
-import { type Command, Option } from "commander";
+import { type Command, Option, InvalidArgumentError as UsageError } from "commander";
 import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT, startDaemon, stopOnSignals } from "../daemon/daemon.js";
 import { LOG_LEVELS, type LogLevel } from "../log.js";
-import { nonNegativeInt, portNumber, positiveInt } from "./io.js";
+import { duration, nonNegativeInt, portNumber, positiveInt } from "./io.js";
 
 interface ServeFlags {
   db: string;
@@ -18,6 +18,8 @@ interface ServeFlags {
   tokensFile?: string;
   insecure?: boolean;
   rateLimit: number;
+  syncInterval: number;
+  pingInterval: number;
 }
 
 export function registerServe(program: Command): void {
@@ -52,6 +54,16 @@ export function registerServe(program: Command): void {
         .argParser(nonNegativeInt)
         .default(200),
     )
+    .addOption(
+      new Option("--sync-interval <duration>", "how often each peer's buckets are synced (SyncBucket jobs)")
+        .argParser(positiveDuration)
+        .default(30_000, "30s"),
+    )
+    .addOption(
+      new Option("--ping-interval <duration>", "how often each peer is pinged (PingPeer jobs)")
+        .argParser(positiveDuration)
+        .default(15_000, "15s"),
+    )
     .addOption(new Option("--concurrency <n>", "jobs run at once (default 10)").argParser(positiveInt))
     .addOption(
       new Option("--log-level <level>", "least severe level logged (debug with --verbose)")
@@ -72,7 +84,16 @@ export function registerServe(program: Command): void {
         tokensFile: flags.tokensFile,
         insecure: flags.insecure,
         rateLimitPerSecond: flags.rateLimit,
+        syncIntervalMs: flags.syncInterval,
+        pingIntervalMs: flags.pingInterval,
       });
       stopOnSignals(daemon);
     });
+}
+
+/** A period of at least 1 ms, whole milliseconds (the queue's schedules count in ms). */
+function positiveDuration(value: string): number {
+  const n = Math.round(duration(value));
+  if (n < 1) throw new UsageError("Expected a duration of at least 1ms, such as 30s or 5m.");
+  return n;
 }

@@ -1,13 +1,14 @@
 /**
  * `tidewire status <db> [--json]`: what a database holds as a replica and a
  * queue: node id, clock, tracked tables by bucket, the change log's size,
- * cursors, and job counts per queue.
+ * cursors, peers (id, address, state, last seen, rtt), and job counts per queue.
  *
  * Contract: reads only. The database is opened read-only and never migrated,
  * so a file that is not (yet) a replica is reported as such, not changed.
  */
 import type { Command } from "commander";
 import { type Cursor, CursorStore } from "../cursor-store.js";
+import { Peers } from "../mesh/peers.js";
 import { Queue } from "../queue/queue.js";
 import type { QueueStats } from "../queue/types.js";
 import { Catalog } from "../replica/catalog.js";
@@ -16,6 +17,7 @@ import { ChangeLog, type LogStats } from "../replica/log.js";
 import { describeTracked, type TrackedTableInfo } from "../replica/track.js";
 import { openStore, type Store } from "../store.js";
 import { existingDatabase, printJson, printText, table } from "./io.js";
+import { type PublicPeer, peersTable, publicPeer } from "./peers.js";
 
 export interface Status {
   nodeId: string | null;
@@ -24,6 +26,8 @@ export interface Status {
   tables: TrackedTableInfo[];
   log: LogStats | null;
   cursors: Cursor[];
+  /** Tokens left out (see `tidewire peers`). */
+  peers: PublicPeer[];
   queues: Record<string, QueueStats>;
 }
 
@@ -55,6 +59,7 @@ export function readStatus(store: Store): Status {
     tables: [],
     log: null,
     cursors: [],
+    peers: [],
     queues: {},
   };
   if (store.hasTable("tw_clock") && store.hasTable("tw_log")) {
@@ -75,6 +80,7 @@ export function readStatus(store: Store): Status {
     status.log = new ChangeLog(store.db, catalog).stats();
   }
   if (store.hasTable("tw_cursors")) status.cursors = new CursorStore(store, { flushIntervalMs: 0 }).getAll();
+  if (store.hasTable("tw_peers")) status.peers = new Peers(store).list().map(publicPeer);
   if (store.hasTable("tw_jobs")) {
     const names = store.db
       .prepare("SELECT DISTINCT queue FROM tw_jobs ORDER BY queue")
@@ -114,6 +120,8 @@ function render(s: Status): string {
       ),
     );
   }
+  if (s.peers.length === 0) out.push("peers    none");
+  else out.push("peers", indent(peersTable(s.peers)));
   const queues = Object.entries(s.queues);
   if (queues.length === 0) out.push("queues   none");
   else {

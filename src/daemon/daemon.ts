@@ -10,10 +10,12 @@
  * SIGTERM to `stop`; a second signal exits at once, and the jobs it abandons
  * come back when their leases expire.
  */
+import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { checkAuthOptions, resolveAuth } from "../hub/auth.js";
 import { Hub } from "../hub/hub.js";
 import { createLogger, type Logger, type LogLevel } from "../log.js";
+import { Peers } from "../mesh/peers.js";
 import { collectProcessMetrics } from "../metrics.js";
 import { Queue } from "../queue/queue.js";
 import { Scheduler } from "../queue/scheduler.js";
@@ -23,6 +25,13 @@ import { Replica } from "../replica/replica.js";
 import { openStore, type Store } from "../store.js";
 import type { BatchLimits } from "../sync/protocol.js";
 import type * as Server from "./server.js";
+import {
+  PEER_JOB_TYPES,
+  type PeerJobOptions,
+  peerJobHandlers,
+  peerJobOptions,
+  schedulePeerJobs,
+} from "./sync-jobs.js";
 
 export const DEFAULT_DB_PATH = "./data/tidewire.db";
 export const DEFAULT_HOST = "127.0.0.1";
@@ -34,7 +43,8 @@ export const MAINTENANCE_JOBS = {
   "tidewire.checkpoint": 5 * 60_000,
 } as const;
 
-export interface DaemonOptions {
+/** Peer work (PingPeer, SyncBucket jobs; see sync-jobs.ts) is tuned by the PeerJobOptions. */
+export interface DaemonOptions extends PeerJobOptions {
   dbPath?: string;
   host?: string;
   /** 0 picks a free port; `Daemon.url` tells which. */
@@ -67,6 +77,7 @@ export interface Daemon {
   readonly scheduler: Scheduler;
   readonly logger: Logger;
   readonly hub: Hub;
+  readonly peers: Peers;
   stop(): Promise<void>;
 }
 
@@ -75,7 +86,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const port = checkInteger("port", options.port ?? DEFAULT_PORT, 0);
   if (port > 65_535) throw new InvalidArgumentError("port", `must be at most 65535, got ${port}`);
   for (const type of Object.keys(options.handlers ?? {})) {
-    if (type in MAINTENANCE_JOBS) {
+    if (type in MAINTENANCE_JOBS || PEER_JOB_TYPES.includes(type)) {
       throw new InvalidArgumentError(
         `handlers.${type}`,
         "this job type is reserved for tidewire's maintenance",
@@ -85,13 +96,21 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const dbPath = options.dbPath ?? DEFAULT_DB_PATH;
   const authOptions = { ...options, host, dbPath };
   checkAuthOptions(authOptions);
+  const peerOptions = peerJobOptions(options);
   const logger = options.logger ?? createLogger({ level: options.logLevel });
   const startedAt = Date.now();
   const store = openStore(dbPath);
   let app: ReturnType<typeof Server.buildServer> | undefined;
   try {
     const queue = new Queue(store);
-    const handlers = { ...options.handlers, ...maintenanceHandlers(store, queue, logger) };
+    // A relay: it keeps and serves the log of buckets whose tables it does not have.
+    const replica = Replica.attach(store, { relay: true });
+    // Peer work: PingPeer and SyncBucket jobs, enqueued by two periodic jobs (src/daemon/sync-jobs.ts).
+    const peers = new Peers(store);
+    const cursors = new CursorStore(store, { flushIntervalMs: 0 });
+    schedulePeerJobs(queue, peerOptions);
+    const peerHandlers = peerJobHandlers({ replica, queue, peers, cursors, logger, options: peerOptions });
+    const handlers = { ...options.handlers, ...maintenanceHandlers(store, queue, logger), ...peerHandlers };
     // The daemon shares the default queue with applications on the same file: it claims only
     // the types it handles, so it never fails another program's jobs as "no handler".
     const worker = new Worker(queue, handlers, { concurrency: options.concurrency, handledTypesOnly: true });
@@ -103,8 +122,6 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     // Loaded here, not on import: importing the library should not load fastify.
     const { buildServer } = await import("./server.js");
     const { auth, generated, source } = resolveAuth({ ...authOptions, dbPath: store.path });
-    // A relay: it keeps and serves the log of buckets whose tables it does not have.
-    const replica = Replica.attach(store, { relay: true });
     const hub = new Hub(replica, { limits: options.limits, relay: true, buckets: auth.buckets() });
     const hubRoutes = { hub, auth, rateLimitPerSecond: options.rateLimitPerSecond };
     const http = buildServer({ store, queue, logger, startedAt, hub: hubRoutes });
@@ -149,7 +166,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     };
     const bound = http.server.address();
     const boundPort = typeof bound === "object" && bound ? bound.port : port;
-    return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, stop };
+    return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, peers, stop };
   } catch (err) {
     await app?.close().catch(() => {});
     store.close();

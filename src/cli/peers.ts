@@ -1,0 +1,147 @@
+/**
+ * `tidewire peers <db> list|add|remove`: the peers a database's daemon pings
+ * and syncs with (src/mesh/peers.ts), seen and edited from a shell.
+ *
+ * Contract: the database must already exist (a typo in a path must not leave
+ * a fresh empty database behind). Tokens are never printed, only whether a
+ * peer has one. Removing a peer that is not there is a failure at run time
+ * (exit 1); a bad address, id, bucket or token is a usage error (exit 2), and
+ * changes nothing. A running daemon sees the change at its next period.
+ */
+import { type Command, Option } from "commander";
+import { TidewireError } from "../errors.js";
+import { type Peer, Peers } from "../mesh/peers.js";
+import { openDatabase, printJson, printText, table } from "./io.js";
+import { dbFirstArgv } from "./jobs.js";
+
+interface Common {
+  json?: boolean;
+}
+
+interface AddFlags extends Common {
+  id?: string;
+  bucket: string[];
+  token?: string;
+}
+
+const ACTIONS = ["list", "add", "remove"];
+
+/** A peer as the CLI shows it: the token is replaced by whether there is one. */
+export type PublicPeer = Omit<Peer, "token"> & { hasToken: boolean };
+
+export function publicPeer({ token, ...rest }: Peer): PublicPeer {
+  return { ...rest, hasToken: token !== null };
+}
+
+export function registerPeers(program: Command): void {
+  const peers = program
+    .command("peers")
+    .description("list, add and remove the peers a database's daemon pings and syncs with")
+    .usage("<db> <command> [options]")
+    .argument("[db]", "the database file")
+    .argument("[command]", `one of ${ACTIONS.join(", ")}`)
+    .configureHelp({
+      commandUsage: (cmd) =>
+        cmd.name() === "peers"
+          ? `tidewire peers ${cmd.usage()}`
+          : `tidewire peers <db> ${cmd.name()} ${cmd.usage()}`,
+      subcommandTerm: (cmd) => `${cmd.name()} ${cmd.usage()}`,
+    })
+    .action((db: string | undefined, action: string | undefined, _opts, cmd: Command) => {
+      // Reached only when no known command followed <db> (see peersArgv).
+      if (db === undefined) cmd.error("peers needs a database file and a command; see tidewire peers --help");
+      if (action === undefined) cmd.error(`peers ${db}: missing command, one of ${ACTIONS.join(", ")}`);
+      cmd.error(`peers: unknown command '${action}', expected one of ${ACTIONS.join(", ")}`);
+    });
+
+  command(
+    peers,
+    "list",
+    "[options]",
+    "list the peers with their state, last answer and round-trip time",
+  ).action((db: string, flags: Common) => {
+    const list = withPeers(db, (p) => p.list()).map(publicPeer);
+    if (flags.json) printJson({ ok: true, peers: list });
+    else printText(list.length === 0 ? "no peers" : peersTable(list));
+  });
+
+  command(peers, "add", "<address> [options]", "add a peer by its hub's URL, or update the one with that id")
+    .argument("<address>", "the peer hub's URL, e.g. http://10.0.0.2:7420")
+    .option("--id <id>", "the peer's id (default: derived from the address)")
+    .addOption(
+      new Option("--bucket <name>", "a bucket to sync with it (repeat for more)")
+        .argParser(collect)
+        .default([], "default, for a new peer"),
+    )
+    .option("--token <token>", "bearer token for its hub; stored in clear in the database file")
+    .action((db: string, address: string, flags: AddFlags) => {
+      const peer = publicPeer(
+        withPeers(db, (p) =>
+          p.upsert({
+            id: flags.id,
+            address,
+            buckets: flags.bucket.length ? flags.bucket : undefined,
+            token: flags.token,
+          }),
+        ),
+      );
+      if (flags.json) printJson({ ok: true, peer });
+      else
+        printText(
+          `peer ${peer.id} at ${peer.address}, buckets ${peer.buckets.join(", ") || "none"}${peer.hasToken ? ", with a token" : ""}`,
+        );
+    });
+
+  command(peers, "remove", "<id> [options]", "remove a peer and delete its cursors")
+    .argument("<id>", "the peer's id")
+    .action((db: string, id: string, flags: Common) => {
+      const removed = withPeers(db, (p) => p.remove(id));
+      if (!removed) throw new TidewireError(`no peer ${id}`, "ERR_NO_PEER");
+      if (flags.json) printJson({ ok: true, removed: id });
+      else printText(`peer ${id} removed, with its cursors`);
+    });
+}
+
+/** Moves the command word in front of <db>, as `jobsArgv` does for `tidewire jobs`. */
+export function peersArgv(program: Command, args: string[]): string[] {
+  return dbFirstArgv(program, args, "peers");
+}
+
+function command(peers: Command, name: string, usage: string, description: string): Command {
+  return peers
+    .command(name)
+    .description(description)
+    .usage(usage)
+    .argument("<db>", "the database file (it must exist)")
+    .option("--json", "print one JSON document on stdout");
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** Read-write even to list: a database from before the peer registry gets its table (migration 4). */
+function withPeers<T>(db: string, fn: (peers: Peers) => T): T {
+  const store = openDatabase(db, true);
+  try {
+    return fn(new Peers(store));
+  } finally {
+    store.close();
+  }
+}
+
+/** The peers as a table, for `peers list` and `tidewire status`. */
+export function peersTable(list: PublicPeer[]): string {
+  return table(
+    ["ID", "ADDRESS", "BUCKETS", "STATE", "LAST SEEN", "RTT", "LAST ERROR"],
+    list.map((p) => [
+      p.id,
+      p.address ?? "-",
+      p.buckets.join(",") || "-",
+      p.state,
+      p.lastSeenAt === null ? "never" : `${new Date(p.lastSeenAt).toISOString().slice(0, 19)}Z`,
+      p.rttMs === null ? "-" : `${p.rttMs.toFixed(1)}ms`,
+      p.state === "down" ? (p.lastError ?? "") : "",
+    ]),
+  );
+}
