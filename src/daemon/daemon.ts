@@ -15,6 +15,9 @@ import { checkAuthOptions, resolveAuth } from "../hub/auth.js";
 import { Hub } from "../hub/hub.js";
 import { createLogger, type Logger, type LogLevel } from "../log.js";
 import { collectProcessMetrics } from "../metrics.js";
+import { collectPinsHandler } from "../pins/collect-job.js";
+import { DOWNLOAD_PINS, downloadPinsHandler, type PinSource } from "../pins/download.js";
+import { Pins } from "../pins/pins.js";
 import { Queue } from "../queue/queue.js";
 import { Scheduler } from "../queue/scheduler.js";
 import { checkInteger } from "../queue/validate.js";
@@ -32,6 +35,7 @@ export const DEFAULT_PORT = 7420;
 export const MAINTENANCE_JOBS = {
   "tidewire.cleanup": 86_400_000,
   "tidewire.checkpoint": 5 * 60_000,
+  "tidewire.collect-pins": 3_600_000,
 } as const;
 
 export interface DaemonOptions {
@@ -56,6 +60,8 @@ export interface DaemonOptions {
   limits?: Partial<BatchLimits>;
   /** Sync requests per token per second (default 200). */
   rateLimitPerSecond?: number;
+  /** Pins beside the database: where DownloadPins jobs fetch from (default none), size limit, GC grace. */
+  pins?: { sources?: () => readonly PinSource[]; maxBytes?: number; graceMs?: number };
 }
 
 export interface Daemon {
@@ -67,6 +73,7 @@ export interface Daemon {
   readonly scheduler: Scheduler;
   readonly logger: Logger;
   readonly hub: Hub;
+  readonly pins: Pins;
   stop(): Promise<void>;
 }
 
@@ -91,7 +98,13 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   let app: ReturnType<typeof Server.buildServer> | undefined;
   try {
     const queue = new Queue(store);
-    const handlers = { ...options.handlers, ...maintenanceHandlers(store, queue, logger) };
+    const pins = new Pins(store, { maxBytes: options.pins?.maxBytes });
+    const handlers = {
+      [DOWNLOAD_PINS]: downloadPinsHandler(pins, { sources: options.pins?.sources ?? (() => []) }),
+      ...options.handlers,
+      ...maintenanceHandlers(store, queue, logger),
+      "tidewire.collect-pins": collectPinsHandler(pins, logger, options.pins?.graceMs),
+    };
     // The daemon shares the default queue with applications on the same file: it claims only
     // the types it handles, so it never fails another program's jobs as "no handler".
     const worker = new Worker(queue, handlers, { concurrency: options.concurrency, handledTypesOnly: true });
@@ -106,7 +119,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     // A relay: it keeps and serves the log of buckets whose tables it does not have.
     const replica = Replica.attach(store, { relay: true });
     const hub = new Hub(replica, { limits: options.limits, relay: true, buckets: auth.buckets() });
-    const hubRoutes = { hub, auth, rateLimitPerSecond: options.rateLimitPerSecond };
+    const hubRoutes = { hub, auth, rateLimitPerSecond: options.rateLimitPerSecond, pins };
     const http = buildServer({ store, queue, logger, startedAt, hub: hubRoutes });
     app = http;
     let url: string;
@@ -149,7 +162,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     };
     const bound = http.server.address();
     const boundPort = typeof bound === "object" && bound ? bound.port : port;
-    return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, stop };
+    return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, pins, stop };
   } catch (err) {
     await app?.close().catch(() => {});
     store.close();
