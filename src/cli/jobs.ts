@@ -155,15 +155,16 @@ export function registerJobs(program: Command): void {
 }
 
 /**
- * The contract's word order, `jobs <db> list`, puts an operand before the
- * subcommand, which commander cannot dispatch. This moves the command word in
- * front of <db> (`jobs list <db>`), so each command keeps its own options and
- * --help. Any other argv passes through unchanged.
+ * The contract's word order, `jobs <db> list` (and `pins <db> add`, with
+ * `group`), puts an operand before the subcommand, which commander cannot
+ * dispatch. This moves the command word in front of <db> (`jobs list <db>`),
+ * so each command keeps its own options and --help. Any other argv passes
+ * through unchanged.
  */
-export function jobsArgv(program: Command, args: string[]): string[] {
+export function jobsArgv(program: Command, args: string[], group = "jobs"): string[] {
   const at = args.findIndex((a) => !a.startsWith("-"));
-  const jobs = program.commands.find((c) => c.name() === "jobs");
-  if (at < 0 || args[at] !== "jobs" || !jobs) return args;
+  const jobs = program.commands.find((c) => c.name() === group);
+  if (at < 0 || args[at] !== group || !jobs) return args;
   const takesValue = new Set<string>();
   for (const cmd of [jobs, ...jobs.commands]) {
     for (const o of cmd.options) {

@@ -15,6 +15,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { registerInit } from "./init.js";
 import { printJson } from "./io.js";
 import { jobsArgv, registerJobs } from "./jobs.js";
+import { registerPins } from "./pins.js";
 import { registerRemote } from "./remote.js";
 import { registerServe } from "./serve.js";
 import { registerStatus } from "./status.js";
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (text, write) => write(`tidewire: ${text.replace(/^error: /, "")}`) });
   registerInit(program);
   registerJobs(program);
+  registerPins(program);
   registerRemote(program);
   registerServe(program);
   registerStatus(program);
@@ -50,7 +52,7 @@ export async function main(args: string[]): Promise<number> {
   const verbose = args.includes("--verbose");
   const program = buildProgram();
   try {
-    await program.parseAsync(jobsArgv(program, args), { from: "user" });
+    await program.parseAsync(jobsArgv(program, jobsArgv(program, args), "pins"), { from: "user" });
     return 0;
   } catch (err) {
     return report(err, json, verbose);
