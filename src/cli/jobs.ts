@@ -36,26 +36,7 @@ const ACTIONS = ["list", "stats", "retry", "cancel", "cleanup"];
 const DEFAULT_RETENTION = "7d";
 
 export function registerJobs(program: Command): void {
-  const jobs = program
-    .command("jobs")
-    .description("inspect and manage the job queue in a database file")
-    .usage("<db> <command> [options]")
-    .argument("[db]", "the database file")
-    .argument("[command]", `one of ${ACTIONS.join(", ")}`)
-    .configureHelp({
-      // Commander would print the subcommand before <db>; show the order the contract uses.
-      commandUsage: (cmd) =>
-        cmd.name() === "jobs"
-          ? `tidewire jobs ${cmd.usage()}`
-          : `tidewire jobs <db> ${cmd.name()} ${cmd.usage()}`,
-      subcommandTerm: (cmd) => `${cmd.name()} ${cmd.usage()}`,
-    })
-    .action((db: string | undefined, action: string | undefined, _opts, cmd: Command) => {
-      // Reached only when no known command followed <db> (see jobsArgv).
-      if (db === undefined) cmd.error("jobs needs a database file and a command; see tidewire jobs --help");
-      if (action === undefined) cmd.error(`jobs ${db}: missing command, one of ${ACTIONS.join(", ")}`);
-      cmd.error(`jobs: unknown command '${action}', expected one of ${ACTIONS.join(", ")}`);
-    });
+  const jobs = commandGroup(program, "jobs", "inspect and manage the job queue in a database file", ACTIONS);
 
   command(jobs, "list", "list jobs, oldest first unless --sort/--order say otherwise")
     .addOption(new Option("--state <state>", "only jobs in this state").choices(JOB_STATES))
@@ -151,6 +132,40 @@ export function registerJobs(program: Command): void {
         printText(
           `removed ${removed} finished job${removed === 1 ? "" : "s"} older than ${ms(flags.olderThan)} from queue ${flags.queue}`,
         );
+    });
+}
+
+/**
+ * A command whose subcommands follow a database operand, `tidewire <name> <db>
+ * <command>` (see jobsArgv): its help shows that order, and an unknown or
+ * missing command is a usage error naming the ones there are.
+ */
+export function commandGroup(
+  program: Command,
+  name: string,
+  description: string,
+  actions: string[],
+): Command {
+  return program
+    .command(name)
+    .description(description)
+    .usage("<db> <command> [options]")
+    .argument("[db]", "the database file")
+    .argument("[command]", `one of ${actions.join(", ")}`)
+    .configureHelp({
+      // Commander would print the subcommand before <db>; show the order the contract uses.
+      commandUsage: (cmd) =>
+        cmd.name() === name
+          ? `tidewire ${name} ${cmd.usage()}`
+          : `tidewire ${name} <db> ${cmd.name()} ${cmd.usage()}`,
+      subcommandTerm: (cmd) => `${cmd.name()} ${cmd.usage()}`,
+    })
+    .action((db: string | undefined, action: string | undefined, _opts, cmd: Command) => {
+      // Reached only when no known command followed <db> (see jobsArgv).
+      if (db === undefined)
+        cmd.error(`${name} needs a database file and a command; see tidewire ${name} --help`);
+      if (action === undefined) cmd.error(`${name} ${db}: missing command, one of ${actions.join(", ")}`);
+      cmd.error(`${name}: unknown command '${action}', expected one of ${actions.join(", ")}`);
     });
 }
 

@@ -18,6 +18,7 @@ import { InvalidArgumentError, StoreError, TidewireError } from "../errors.js";
 import { DEFAULT_GRACE_MS, Pins } from "../pins/pins.js";
 import { openStore } from "../store.js";
 import { duration, printJson, printText, table } from "./io.js";
+import { commandGroup } from "./jobs.js";
 
 interface Common {
   json?: boolean;
@@ -26,25 +27,12 @@ interface Common {
 const ACTIONS = ["add", "get", "list", "collect", "declare"];
 
 export function registerPins(program: Command): void {
-  const pins = program
-    .command("pins")
-    .description("content-addressed blobs kept beside a database file (<db>.pins)")
-    .usage("<db> <command> [options]")
-    .argument("[db]", "the database file")
-    .argument("[command]", `one of ${ACTIONS.join(", ")}`)
-    .configureHelp({
-      commandUsage: (cmd) =>
-        cmd.name() === "pins"
-          ? `tidewire pins ${cmd.usage()}`
-          : `tidewire pins <db> ${cmd.name()} ${cmd.usage()}`,
-      subcommandTerm: (cmd) => `${cmd.name()} ${cmd.usage()}`,
-    })
-    .action((db: string | undefined, action: string | undefined, _opts, cmd: Command) => {
-      // Reached only when no known command followed <db> (see jobsArgv).
-      if (db === undefined) cmd.error("pins needs a database file and a command; see tidewire pins --help");
-      if (action === undefined) cmd.error(`pins ${db}: missing command, one of ${ACTIONS.join(", ")}`);
-      cmd.error(`pins: unknown command '${action}', expected one of ${ACTIONS.join(", ")}`);
-    });
+  const pins = commandGroup(
+    program,
+    "pins",
+    "content-addressed blobs kept beside a database file (<db>.pins)",
+    ACTIONS,
+  );
 
   command(pins, "add", "<file> [options]", "store a file as a pin and print its sha256")
     .argument("<file>", "the file to store")
