@@ -128,6 +128,7 @@ describe("tidewire serve", () => {
       expect(periodic).toEqual([
         ["tidewire.checkpoint", "tidewire.checkpoint", 300_000],
         ["tidewire.cleanup", "tidewire.cleanup", 86_400_000],
+        ["tidewire.collect-pins", "tidewire.collect-pins", 3_600_000],
       ]);
 
       const jobs = [1, 2, 3].map(() => queue.add("tidewire.checkpoint"));
