@@ -10,7 +10,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Daemon, type DaemonOptions, startDaemon } from "../src/daemon/daemon.js";
@@ -149,6 +149,24 @@ describe("GET and PUT /v1/pins/:hash", () => {
     } as RequestInit);
     expect(res.status).toBe(413);
     expect(pinFiles(d.pins.blobs.root)).toEqual([]);
+  });
+
+  it("a client that hangs up mid-body leaves no pin and no temp file behind", async () => {
+    const { d } = await hub(1000);
+    const hash = sha256(randomBytes(8));
+    const socket = connect(Number(new URL(d.url).port), "127.0.0.1");
+    await new Promise<void>((r) => socket.once("connect", () => r()));
+    socket.write(
+      `PUT /v1/pins/${hash} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 900\r\n\r\n`,
+    );
+    socket.write(randomBytes(300));
+    await waitFor(() => pinFiles(join(d.pins.blobs.root, "tmp")).length === 1, "the upload to start", {
+      timeoutMs: 10_000,
+    });
+    socket.destroy();
+    await waitFor(() => pinFiles(d.pins.blobs.root).length === 0, "the temp file to go", {
+      timeoutMs: 10_000,
+    });
   });
 
   it("stores a PUT whose bytes match, whatever its content type: 201, then 200 for the same again", async () => {

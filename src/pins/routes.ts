@@ -61,13 +61,19 @@ export async function pinRoutes(app: FastifyInstance, options: PinRoutesOptions)
     // Through a PassThrough: a refusal mid-body then leaves the request readable, so the
     // rest is drained and the client gets its 4xx instead of a reset connection.
     const body = new PassThrough();
-    request.raw.pipe(body);
+    const raw = request.raw;
+    // pipe() does not pass on a client that hangs up mid-body: end the write, or it waits for ever.
+    const hungUp = () => {
+      if (!raw.complete) body.destroy(new Error("the client closed the connection before the body ended"));
+    };
+    raw.once("close", hungUp).once("error", hungUp);
+    raw.pipe(body);
     try {
       const stored = await blobs.putExpecting(hash, body);
       return reply.code(existed ? 200 : 201).send({ hash: stored.hash, size: stored.size });
     } catch (err) {
-      request.raw.unpipe(body);
-      request.raw.resume();
+      raw.unpipe(body);
+      raw.resume();
       if (err instanceof PinMismatchError) {
         pinMismatches.labels("upload").inc();
         throw new HubError(422, err.code, err.message);
