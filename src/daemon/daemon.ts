@@ -147,9 +147,13 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
       stopping ??= (async () => {
         logger.info({ jobsInFlight: worker.held }, "stopping");
         // A server that fails to close must not keep the jobs in flight from being written.
+        // close() reaps only the keep-alive connections idle at that moment; one whose response
+        // (a pin, say) was still streaming would hold it until its keep-alive timeout.
+        const reap = setInterval(() => http.server.closeIdleConnections(), 50);
         await http
           .close()
-          .catch((err: unknown) => logger.error({ err }, "the HTTP server did not close cleanly"));
+          .catch((err: unknown) => logger.error({ err }, "the HTTP server did not close cleanly"))
+          .finally(() => clearInterval(reap));
         scheduler.stop();
         try {
           await worker.stop();
