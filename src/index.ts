@@ -15,6 +15,18 @@ export { idFromAddress, type Peer, type PeerInput, type PeerState, Peers } from 
 export { registry as metricsRegistry } from "./metrics.js";
 export { SCHEMA_VERSION } from "./migrations.js";
 export * from "./outbox.js";
+export {
+  DOWNLOAD_PINS,
+  type DownloadPinsPayload,
+  type DownloadReport,
+  downloadPins,
+  downloadPinsHandler,
+  type PinSource,
+} from "./pins/download.js";
+export { isPinHash, PinMismatchError, PinNotFoundError, PinTooLargeError } from "./pins/errors.js";
+export { DEFAULT_MAX_PIN_BYTES, type PinInfo, PinStore, type PinStoreOptions } from "./pins/pin-store.js";
+export { type CollectResult, DEFAULT_GRACE_MS, Pins } from "./pins/pins.js";
+export type { PinColumn } from "./pins/references.js";
 export { MemoryQueue } from "./queue/memory-queue.js";
 export { Queue, type QueueOptions } from "./queue/queue.js";
 export { Scheduler } from "./queue/scheduler.js";

@@ -131,3 +131,22 @@ export const peerRtt = new Gauge({
   labelNames: ["peer"] as const,
   registers: [registry],
 });
+
+export const pinsDownloaded = new Counter({
+  name: "tidewire_pins_downloaded_total",
+  help: "Pins a DownloadPins job fetched from a peer and stored, verified",
+  registers: [registry],
+});
+
+export const pinMismatches = new Counter({
+  name: "tidewire_pin_mismatches_total",
+  help: "Pin downloads and uploads refused because the bytes did not hash to the pin's hash",
+  labelNames: ["direction"] as const,
+  registers: [registry],
+});
+
+export const pinBytesDownloaded = new Counter({
+  name: "tidewire_pin_download_bytes_total",
+  help: "Bytes of the pins DownloadPins jobs stored",
+  registers: [registry],
+});

@@ -175,6 +175,20 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    name: "pins",
+    sql: `
+      -- The columns whose cells may name a pin (src/pins/references.ts): a cell that holds
+      -- 64 lowercase hex digits references the pin of that sha256.
+      CREATE TABLE tw_pin_columns (
+        tbl TEXT NOT NULL,
+        col TEXT NOT NULL,
+        declared_at INTEGER NOT NULL,
+        PRIMARY KEY (tbl, col)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -128,6 +128,7 @@ describe("tidewire serve", () => {
       expect(periodic).toEqual([
         ["tidewire.checkpoint", "tidewire.checkpoint", 300_000],
         ["tidewire.cleanup", "tidewire.cleanup", 86_400_000],
+        ["tidewire.collect-pins", "tidewire.collect-pins", 3_600_000],
         ["tidewire.pingPeers", "tidewire.pingPeers", 15_000],
         ["tidewire.syncPeers", "tidewire.syncPeers", 30_000],
       ]);

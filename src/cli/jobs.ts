@@ -13,6 +13,7 @@ import ms from "ms";
 import { TidewireError } from "../errors.js";
 import { Queue } from "../queue/queue.js";
 import { JOB_STATES, type Job, type JobState, type SortBy } from "../queue/types.js";
+import { commandGroup } from "./db-first.js";
 import {
   duration,
   nonEmpty,
@@ -42,26 +43,7 @@ const ACTIONS = ["list", "stats", "retry", "cancel", "cleanup"];
 const DEFAULT_RETENTION = "7d";
 
 export function registerJobs(program: Command): void {
-  const jobs = program
-    .command("jobs")
-    .description("inspect and manage the job queue in a database file")
-    .usage("<db> <command> [options]")
-    .argument("[db]", "the database file")
-    .argument("[command]", `one of ${ACTIONS.join(", ")}`)
-    .configureHelp({
-      // Commander would print the subcommand before <db>; show the order the contract uses.
-      commandUsage: (cmd) =>
-        cmd.name() === "jobs"
-          ? `tidewire jobs ${cmd.usage()}`
-          : `tidewire jobs <db> ${cmd.name()} ${cmd.usage()}`,
-      subcommandTerm: (cmd) => `${cmd.name()} ${cmd.usage()}`,
-    })
-    .action((db: string | undefined, action: string | undefined, _opts, cmd: Command) => {
-      // Reached only when no known command followed <db> (see jobsArgv).
-      if (db === undefined) cmd.error("jobs needs a database file and a command; see tidewire jobs --help");
-      if (action === undefined) cmd.error(`jobs ${db}: missing command, one of ${ACTIONS.join(", ")}`);
-      cmd.error(`jobs: unknown command '${action}', expected one of ${ACTIONS.join(", ")}`);
-    });
+  const jobs = commandGroup(program, "jobs", "inspect and manage the job queue in a database file", ACTIONS);
 
   command(jobs, "list", "list jobs, oldest first unless --sort/--order say otherwise")
     .addOption(new Option("--state <state>", "only jobs in this state").choices(JOB_STATES))
@@ -175,49 +157,6 @@ export function registerJobs(program: Command): void {
           `removed ${removed} finished job${removed === 1 ? "" : "s"} older than ${ms(flags.olderThan)} from queue ${flags.queue}`,
         );
     });
-}
-
-/**
- * The contract's word order, `jobs <db> list`, puts an operand before the
- * subcommand, which commander cannot dispatch. This moves the command word in
- * front of <db> (`jobs list <db>`), so each command keeps its own options and
- * --help. Any other argv passes through unchanged.
- */
-export function jobsArgv(program: Command, args: string[]): string[] {
-  return dbFirstArgv(program, args, "jobs");
-}
-
-/** `jobsArgv` for any command whose subcommands follow a <db> operand (`tidewire peers <db> list`). */
-export function dbFirstArgv(program: Command, args: string[], name: string): string[] {
-  const at = args.findIndex((a) => !a.startsWith("-"));
-  const jobs = program.commands.find((c) => c.name() === name);
-  if (at < 0 || args[at] !== name || !jobs) return args;
-  const takesValue = new Set<string>();
-  for (const cmd of [jobs, ...jobs.commands]) {
-    for (const o of cmd.options) {
-      if (!o.required && !o.optional) continue;
-      if (o.long) takesValue.add(o.long);
-      if (o.short) takesValue.add(o.short);
-    }
-  }
-  const operands: number[] = [];
-  for (let i = at + 1; i < args.length && operands.length < 2; i++) {
-    const arg = args[i] as string;
-    if (arg === "--") break;
-    if (arg.startsWith("-")) {
-      if (takesValue.has(arg)) i++;
-      continue;
-    }
-    operands.push(i);
-  }
-  const [dbAt, actionAt] = operands;
-  if (dbAt === undefined || actionAt === undefined) return args;
-  const names = jobs.commands.map((c) => c.name());
-  if (names.includes(args[dbAt] as string) || !names.includes(args[actionAt] as string)) return args;
-  const out = args.slice();
-  const [action] = out.splice(actionAt, 1);
-  out.splice(at + 1, 0, action as string);
-  return out;
 }
 
 function command(jobs: Command, name: string, description: string): Command {

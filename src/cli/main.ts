@@ -12,10 +12,12 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { InvalidArgumentError } from "../errors.js";
+import { dbFirstArgv } from "./db-first.js";
 import { registerInit } from "./init.js";
 import { printJson } from "./io.js";
-import { jobsArgv, registerJobs } from "./jobs.js";
-import { peersArgv, registerPeers } from "./peers.js";
+import { registerJobs } from "./jobs.js";
+import { registerPeers } from "./peers.js";
+import { registerPins } from "./pins.js";
 import { registerRemote } from "./remote.js";
 import { registerServe } from "./serve.js";
 import { registerStatus } from "./status.js";
@@ -39,6 +41,7 @@ export function buildProgram(): Command {
   registerInit(program);
   registerJobs(program);
   registerPeers(program);
+  registerPins(program);
   registerRemote(program);
   registerServe(program);
   registerStatus(program);
@@ -52,7 +55,7 @@ export async function main(args: string[]): Promise<number> {
   const verbose = args.includes("--verbose");
   const program = buildProgram();
   try {
-    await program.parseAsync(peersArgv(program, jobsArgv(program, args)), { from: "user" });
+    await program.parseAsync(dbFirstArgv(program, args), { from: "user" });
     return 0;
   } catch (err) {
     return report(err, json, verbose);

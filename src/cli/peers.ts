@@ -11,8 +11,8 @@
 import { type Command, Option } from "commander";
 import { TidewireError } from "../errors.js";
 import { type Peer, Peers } from "../mesh/peers.js";
+import { commandGroup } from "./db-first.js";
 import { openDatabase, printJson, printText, table } from "./io.js";
-import { dbFirstArgv } from "./jobs.js";
 
 interface Common {
   json?: boolean;
@@ -34,25 +34,12 @@ export function publicPeer({ token, ...rest }: Peer): PublicPeer {
 }
 
 export function registerPeers(program: Command): void {
-  const peers = program
-    .command("peers")
-    .description("list, add and remove the peers a database's daemon pings and syncs with")
-    .usage("<db> <command> [options]")
-    .argument("[db]", "the database file")
-    .argument("[command]", `one of ${ACTIONS.join(", ")}`)
-    .configureHelp({
-      commandUsage: (cmd) =>
-        cmd.name() === "peers"
-          ? `tidewire peers ${cmd.usage()}`
-          : `tidewire peers <db> ${cmd.name()} ${cmd.usage()}`,
-      subcommandTerm: (cmd) => `${cmd.name()} ${cmd.usage()}`,
-    })
-    .action((db: string | undefined, action: string | undefined, _opts, cmd: Command) => {
-      // Reached only when no known command followed <db> (see peersArgv).
-      if (db === undefined) cmd.error("peers needs a database file and a command; see tidewire peers --help");
-      if (action === undefined) cmd.error(`peers ${db}: missing command, one of ${ACTIONS.join(", ")}`);
-      cmd.error(`peers: unknown command '${action}', expected one of ${ACTIONS.join(", ")}`);
-    });
+  const peers = commandGroup(
+    program,
+    "peers",
+    "list, add and remove the peers a database's daemon pings and syncs with",
+    ACTIONS,
+  );
 
   command(
     peers,
@@ -100,11 +87,6 @@ export function registerPeers(program: Command): void {
       if (flags.json) printJson({ ok: true, removed: id });
       else printText(`peer ${id} removed, with its cursors`);
     });
-}
-
-/** Moves the command word in front of <db>, as `jobsArgv` does for `tidewire jobs`. */
-export function peersArgv(program: Command, args: string[]): string[] {
-  return dbFirstArgv(program, args, "peers");
 }
 
 function command(peers: Command, name: string, usage: string, description: string): Command {

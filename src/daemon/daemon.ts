@@ -17,6 +17,9 @@ import { Hub } from "../hub/hub.js";
 import { createLogger, type Logger, type LogLevel } from "../log.js";
 import { Peers } from "../mesh/peers.js";
 import { collectProcessMetrics } from "../metrics.js";
+import { collectPinsHandler } from "../pins/collect-job.js";
+import { DOWNLOAD_PINS, downloadPinsHandler, type PinSource } from "../pins/download.js";
+import { Pins } from "../pins/pins.js";
 import { Queue } from "../queue/queue.js";
 import { Scheduler } from "../queue/scheduler.js";
 import { checkInteger } from "../queue/validate.js";
@@ -28,8 +31,10 @@ import type * as Server from "./server.js";
 import {
   PEER_JOB_TYPES,
   type PeerJobOptions,
+  PRIORITY,
   peerJobHandlers,
   peerJobOptions,
+  peerPinSources,
   schedulePeerJobs,
 } from "./sync-jobs.js";
 
@@ -41,6 +46,7 @@ export const DEFAULT_PORT = 7420;
 export const MAINTENANCE_JOBS = {
   "tidewire.cleanup": 86_400_000,
   "tidewire.checkpoint": 5 * 60_000,
+  "tidewire.collect-pins": 3_600_000,
 } as const;
 
 /** Peer work (PingPeer, SyncBucket jobs; see sync-jobs.ts) is tuned by the PeerJobOptions. */
@@ -66,6 +72,8 @@ export interface DaemonOptions extends PeerJobOptions {
   limits?: Partial<BatchLimits>;
   /** Sync requests per token per second (default 200). */
   rateLimitPerSecond?: number;
+  /** Pins beside the database: where DownloadPins jobs fetch from (default none), size limit, GC grace. */
+  pins?: { sources?: () => readonly PinSource[]; maxBytes?: number; graceMs?: number };
 }
 
 export interface Daemon {
@@ -78,6 +86,7 @@ export interface Daemon {
   readonly logger: Logger;
   readonly hub: Hub;
   readonly peers: Peers;
+  readonly pins: Pins;
   stop(): Promise<void>;
 }
 
@@ -109,8 +118,30 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const peers = new Peers(store);
     const cursors = new CursorStore(store, { flushIntervalMs: 0 });
     schedulePeerJobs(queue, peerOptions);
-    const peerHandlers = peerJobHandlers({ replica, queue, peers, cursors, logger, options: peerOptions });
-    const handlers = { ...options.handlers, ...maintenanceHandlers(store, queue, logger), ...peerHandlers };
+    // Pins are fetched from the peers that are not known to be down, unless the caller names sources;
+    // a sync that pulled rows naming pins this file lacks queues one DownloadPins job for them.
+    const pins = new Pins(store, { maxBytes: options.pins?.maxBytes });
+    const sources = options.pins?.sources ?? (() => peerPinSources(peers));
+    const afterPull = () => {
+      if (pins.missing().length > 0)
+        queue.add(DOWNLOAD_PINS, {}, { key: DOWNLOAD_PINS, priority: PRIORITY.sync });
+    };
+    const peerHandlers = peerJobHandlers({
+      replica,
+      queue,
+      peers,
+      cursors,
+      logger,
+      options: peerOptions,
+      afterPull,
+    });
+    const handlers = {
+      [DOWNLOAD_PINS]: downloadPinsHandler(pins, { sources }),
+      ...options.handlers,
+      ...maintenanceHandlers(store, queue, logger),
+      "tidewire.collect-pins": collectPinsHandler(pins, logger, options.pins?.graceMs),
+      ...peerHandlers,
+    };
     // The daemon shares the default queue with applications on the same file: it claims only
     // the types it handles, so it never fails another program's jobs as "no handler".
     const worker = new Worker(queue, handlers, { concurrency: options.concurrency, handledTypesOnly: true });
@@ -123,7 +154,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const { buildServer } = await import("./server.js");
     const { auth, generated, source } = resolveAuth({ ...authOptions, dbPath: store.path });
     const hub = new Hub(replica, { limits: options.limits, relay: true, buckets: auth.buckets() });
-    const hubRoutes = { hub, auth, rateLimitPerSecond: options.rateLimitPerSecond };
+    const hubRoutes = { hub, auth, rateLimitPerSecond: options.rateLimitPerSecond, pins };
     const http = buildServer({ store, queue, logger, startedAt, hub: hubRoutes });
     app = http;
     let url: string;
@@ -151,9 +182,13 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
       stopping ??= (async () => {
         logger.info({ jobsInFlight: worker.held }, "stopping");
         // A server that fails to close must not keep the jobs in flight from being written.
+        // close() reaps only the keep-alive connections idle at that moment; one whose response
+        // (a pin, say) was still streaming would hold it until its keep-alive timeout.
+        const reap = setInterval(() => http.server.closeIdleConnections(), 50);
         await http
           .close()
-          .catch((err: unknown) => logger.error({ err }, "the HTTP server did not close cleanly"));
+          .catch((err: unknown) => logger.error({ err }, "the HTTP server did not close cleanly"))
+          .finally(() => clearInterval(reap));
         scheduler.stop();
         try {
           await worker.stop();
@@ -166,7 +201,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     };
     const bound = http.server.address();
     const boundPort = typeof bound === "object" && bound ? bound.port : port;
-    return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, peers, stop };
+    return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, peers, pins, stop };
   } catch (err) {
     await app?.close().catch(() => {});
     store.close();

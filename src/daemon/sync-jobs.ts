@@ -107,6 +107,8 @@ export interface PeerJobContext {
   cursors: CursorStore;
   logger: Logger;
   options: Resolved;
+  /** Called after a SyncBucket cycle pulled changes (the daemon queues DownloadPins for pins they name). */
+  afterPull?: () => void;
 }
 
 export function peerJobHandlers(ctx: PeerJobContext): Handlers {
@@ -212,9 +214,18 @@ async function syncBucket(ctx: PeerJobContext, job: Job<SyncBucketPayload>): Pro
     if (hubNodeId && hubNodeId !== peer.nodeId) ctx.peers.noteNodeId(peer.id, hubNodeId);
     if (result.pushed || result.pulled)
       ctx.logger.info({ peer: peer.id, bucket, ...result }, `synced bucket ${bucket} with peer ${peer.id}`);
+    if (result.pulled) ctx.afterPull?.();
   } finally {
     await transport.close();
   }
+}
+
+/** The peers to fetch pins from: those with an address not known to be down, each with its token. */
+export function peerPinSources(peers: Peers): Array<{ url: string; token?: string }> {
+  return peers
+    .list()
+    .filter((p) => p.address !== null && p.state !== "down")
+    .map((p) => ({ url: p.address as string, token: p.token ?? undefined }));
 }
 
 function peerOf(peers: Peers, job: Job<{ peer: string }>): Peer | undefined {

@@ -12,6 +12,8 @@
  */
 import rateLimit from "@fastify/rate-limit";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Pins } from "../pins/pins.js";
+import { pinRoutes } from "../pins/routes.js";
 import type { Auth } from "./auth.js";
 import { type Hub, HubError, type Scope } from "./hub.js";
 import { attachLive } from "./live.js";
@@ -21,6 +23,8 @@ export interface HubRoutesOptions {
   auth: Auth;
   /** Requests per token (or per address, before a token is known) per second (default 200; 0: no limit). */
   rateLimitPerSecond?: number;
+  /** Serve GET/PUT /v1/pins/:hash from these pins (src/pins/routes.ts). */
+  pins?: Pins;
 }
 
 /** The JSON envelope of a protocol message, beyond its changes. */
@@ -94,6 +98,7 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
   route("/v1/pull", (b, s) => hub.pull(b, s));
   route("/v1/push", (b, s) => hub.push(b, s));
   attachLive(app, hub, auth);
+  if (options.pins) await app.register(pinRoutes, { pins: options.pins });
 }
 
 function send(reply: FastifyReply, status: number, code: string, message: string) {
