@@ -48,6 +48,16 @@ export function commandGroup(
   return group;
 }
 
+/** A subcommand of a group: `tidewire <group> <db> <name> <usage>`, with --json. */
+export function subcommand(group: Command, name: string, usage: string, description: string): Command {
+  return group
+    .command(name)
+    .description(description)
+    .usage(usage)
+    .argument("<db>", "the database file (it must exist)")
+    .option("--json", "print one JSON document on stdout");
+}
+
 /**
  * The contract's word order, `jobs <db> list`, puts an operand before the
  * subcommand, which commander cannot dispatch. This moves the command word in

@@ -11,7 +11,7 @@
 import { type Command, Option } from "commander";
 import { TidewireError } from "../errors.js";
 import { type Peer, Peers } from "../mesh/peers.js";
-import { commandGroup } from "./db-first.js";
+import { commandGroup, subcommand } from "./db-first.js";
 import { openDatabase, printJson, printText, table } from "./io.js";
 
 interface Common {
@@ -41,7 +41,7 @@ export function registerPeers(program: Command): void {
     ACTIONS,
   );
 
-  command(
+  subcommand(
     peers,
     "list",
     "[options]",
@@ -52,7 +52,12 @@ export function registerPeers(program: Command): void {
     else printText(list.length === 0 ? "no peers" : peersTable(list));
   });
 
-  command(peers, "add", "<address> [options]", "add a peer by its hub's URL, or update the one with that id")
+  subcommand(
+    peers,
+    "add",
+    "<address> [options]",
+    "add a peer by its hub's URL, or update the one with that id",
+  )
     .argument("<address>", "the peer hub's URL, e.g. http://10.0.0.2:7420")
     .option("--id <id>", "the peer's id (default: derived from the address)")
     .addOption(
@@ -79,7 +84,7 @@ export function registerPeers(program: Command): void {
         );
     });
 
-  command(peers, "remove", "<id> [options]", "remove a peer and delete its cursors")
+  subcommand(peers, "remove", "<id> [options]", "remove a peer and delete its cursors")
     .argument("<id>", "the peer's id")
     .action((db: string, id: string, flags: Common) => {
       const removed = withPeers(db, (p) => p.remove(id));
@@ -87,15 +92,6 @@ export function registerPeers(program: Command): void {
       if (flags.json) printJson({ ok: true, removed: id });
       else printText(`peer ${id} removed, with its cursors`);
     });
-}
-
-function command(peers: Command, name: string, usage: string, description: string): Command {
-  return peers
-    .command(name)
-    .description(description)
-    .usage(usage)
-    .argument("<db>", "the database file (it must exist)")
-    .option("--json", "print one JSON document on stdout");
 }
 
 function collect(value: string, previous: string[]): string[] {

@@ -14,11 +14,10 @@ import { resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { type Command, Option } from "commander";
 import ms from "ms";
-import { InvalidArgumentError, StoreError, TidewireError } from "../errors.js";
+import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { DEFAULT_GRACE_MS, Pins } from "../pins/pins.js";
-import { openStore } from "../store.js";
-import { commandGroup } from "./db-first.js";
-import { duration, printJson, printText, table } from "./io.js";
+import { commandGroup, subcommand } from "./db-first.js";
+import { duration, openDatabase, printJson, printText, table } from "./io.js";
 
 interface Common {
   json?: boolean;
@@ -34,7 +33,7 @@ export function registerPins(program: Command): void {
     ACTIONS,
   );
 
-  command(pins, "add", "<file> [options]", "store a file as a pin and print its sha256")
+  subcommand(pins, "add", "<file> [options]", "store a file as a pin and print its sha256")
     .argument("<file>", "the file to store")
     .action(async (db: string, file: string, flags: Common) => {
       const path = resolve(file);
@@ -46,7 +45,7 @@ export function registerPins(program: Command): void {
       else printText(put.hash);
     });
 
-  command(pins, "get", "<hash> [options]", "write a pin to --out, or to stdout")
+  subcommand(pins, "get", "<hash> [options]", "write a pin to --out, or to stdout")
     .argument("<hash>", "the pin's sha256 (64 lowercase hex digits)")
     .option("--out <file>", "write the pin to this file instead of stdout")
     .action(async (db: string, hash: string, flags: Common & { out?: string }) => {
@@ -68,23 +67,34 @@ export function registerPins(program: Command): void {
       if (flags.json) printJson({ ok: true, hash, size, out: resolve(flags.out!) });
     });
 
-  command(pins, "list", "[options]", "list the pins, by hash").action(async (db: string, flags: Common) => {
-    const list = await withPins(db, (p) => p.blobs.list());
-    if (flags.json) {
-      printJson({ ok: true, pins: list });
-      return;
-    }
-    if (list.length === 0) printText("no pins");
-    else
-      printText(
-        table(
-          ["HASH", "SIZE", "MODIFIED"],
-          list.map((p) => [p.hash, String(p.size), `${new Date(p.modifiedAt).toISOString().slice(0, 19)}Z`]),
-        ),
-      );
-  });
+  subcommand(pins, "list", "[options]", "list the pins, by hash").action(
+    async (db: string, flags: Common) => {
+      const list = await withPins(db, (p) => p.blobs.list());
+      if (flags.json) {
+        printJson({ ok: true, pins: list });
+        return;
+      }
+      if (list.length === 0) printText("no pins");
+      else
+        printText(
+          table(
+            ["HASH", "SIZE", "MODIFIED"],
+            list.map((p) => [
+              p.hash,
+              String(p.size),
+              `${new Date(p.modifiedAt).toISOString().slice(0, 19)}Z`,
+            ]),
+          ),
+        );
+    },
+  );
 
-  command(pins, "collect", "[options]", "delete pins no declared column references, once older than --grace")
+  subcommand(
+    pins,
+    "collect",
+    "[options]",
+    "delete pins no declared column references, once older than --grace",
+  )
     .addOption(
       new Option("--grace <duration>", "keep pins written more recently than this, e.g. 24h, 30m")
         .argParser(duration)
@@ -100,7 +110,12 @@ export function registerPins(program: Command): void {
         );
     });
 
-  command(pins, "declare", "<table> <column> [options]", "declare that a column's cells may reference pins")
+  subcommand(
+    pins,
+    "declare",
+    "<table> <column> [options]",
+    "declare that a column's cells may reference pins",
+  )
     .argument("<table>", "the table")
     .argument("<column>", "the column holding pin hashes")
     .option("--undo", "forget the declaration instead")
@@ -113,19 +128,9 @@ export function registerPins(program: Command): void {
     });
 }
 
-function command(pins: Command, name: string, usage: string, description: string): Command {
-  return pins
-    .command(name)
-    .description(description)
-    .usage(usage)
-    .argument("<db>", "the database file (it must exist)")
-    .option("--json", "print one JSON document on stdout");
-}
-
+/** Read-write: a database from before pins gets its table (migration 5), and most commands write. */
 async function withPins<T>(db: string, fn: (pins: Pins) => T | Promise<T>): Promise<T> {
-  const path = resolve(db);
-  if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
-  const store = openStore(path);
+  const store = openDatabase(db, true);
   try {
     return await fn(new Pins(store));
   } finally {
