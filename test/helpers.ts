@@ -85,9 +85,13 @@ export interface Run {
 }
 
 /** Runs `node …args` (stdin closed) and resolves once it has exited and its output is read. */
-export function runNode(args: string[], cwd?: string): Promise<Run> {
+export function runNode(args: string[], cwd?: string, env?: NodeJS.ProcessEnv): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, args, {
+      cwd,
+      env: env ? { ...process.env, ...env } : undefined,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d) => {

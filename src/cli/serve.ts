@@ -20,6 +20,8 @@ interface ServeFlags {
   rateLimit: number;
   syncInterval: number;
   pingInterval: number;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 export function registerServe(program: Command): void {
@@ -64,6 +66,8 @@ export function registerServe(program: Command): void {
         .argParser(positiveDuration)
         .default(15_000, "15s"),
     )
+    .addOption(new Option("--tls-cert <file>", "serve HTTPS with this PEM certificate chain"))
+    .addOption(new Option("--tls-key <file>", "the PEM private key of --tls-cert"))
     .addOption(new Option("--concurrency <n>", "jobs run at once (default 10)").argParser(positiveInt))
     .addOption(
       new Option("--log-level <level>", "least severe level logged (debug with --verbose)")
@@ -74,6 +78,10 @@ export function registerServe(program: Command): void {
       const verbose = cmd.optsWithGlobals().verbose === true;
       const logLevel =
         verbose && cmd.getOptionValueSource("logLevel") === "default" ? "debug" : flags.logLevel;
+      if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined))
+        cmd.error("error: --tls-cert and --tls-key go together", { exitCode: 2 });
+      const tls =
+        flags.tlsCert && flags.tlsKey ? { certFile: flags.tlsCert, keyFile: flags.tlsKey } : undefined;
       const daemon = await startDaemon({
         dbPath: flags.db,
         host: flags.host,
@@ -86,6 +94,7 @@ export function registerServe(program: Command): void {
         rateLimitPerSecond: flags.rateLimit,
         syncIntervalMs: flags.syncInterval,
         pingIntervalMs: flags.pingInterval,
+        tls,
       });
       stopOnSignals(daemon);
     });

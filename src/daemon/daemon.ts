@@ -10,6 +10,8 @@
  * SIGTERM to `stop`; a second signal exits at once, and the jobs it abandons
  * come back when their leases expire.
  */
+import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { checkAuthOptions, resolveAuth } from "../hub/auth.js";
@@ -74,6 +76,8 @@ export interface DaemonOptions extends PeerJobOptions {
   rateLimitPerSecond?: number;
   /** Pins beside the database: where DownloadPins jobs fetch from (default none), size limit, GC grace. */
   pins?: { sources?: () => readonly PinSource[]; maxBytes?: number; graceMs?: number };
+  /** Serve HTTPS: PEM files of the certificate chain and its private key (both, or neither). */
+  tls?: { certFile: string; keyFile: string };
 }
 
 export interface Daemon {
@@ -105,6 +109,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const dbPath = options.dbPath ?? DEFAULT_DB_PATH;
   const authOptions = { ...options, host, dbPath };
   checkAuthOptions(authOptions);
+  const tls = readTls(options.tls);
   const peerOptions = peerJobOptions(options);
   const logger = options.logger ?? createLogger({ level: options.logLevel });
   const startedAt = Date.now();
@@ -155,7 +160,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const { auth, generated, source } = resolveAuth({ ...authOptions, dbPath: store.path });
     const hub = new Hub(replica, { limits: options.limits, relay: true, buckets: auth.buckets() });
     const hubRoutes = { hub, auth, rateLimitPerSecond: options.rateLimitPerSecond, pins };
-    const http = buildServer({ store, queue, logger, startedAt, hub: hubRoutes });
+    const http = buildServer({ store, queue, logger, startedAt, hub: hubRoutes, tls });
     app = http;
     let url: string;
     try {
@@ -263,4 +268,34 @@ function logEvents(worker: Worker, scheduler: Scheduler, logger: Logger): void {
   worker.on("error", (err) => logger.error({ err }, "the worker could not reach the queue"));
   scheduler.on("fired", (n: number) => logger.debug({ fired: n }, "periodic jobs enqueued"));
   scheduler.on("error", (err) => logger.error({ err }, "periodic jobs could not be fired"));
+}
+
+/** Reads the TLS files before anything starts, so a wrong path is one clear error, not a half-started daemon. */
+function readTls(tls: DaemonOptions["tls"]): { cert: Buffer; key: Buffer } | undefined {
+  if (tls === undefined) return undefined;
+  if (
+    tls === null ||
+    typeof tls !== "object" ||
+    typeof tls.certFile !== "string" ||
+    typeof tls.keyFile !== "string"
+  )
+    throw new InvalidArgumentError("tls", "must be { certFile, keyFile }, the paths of two PEM files");
+  const read = (what: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new InvalidArgumentError(`tls.${what}`, `cannot read ${file}: ${(err as Error).message}`);
+    }
+  };
+  const cert = read("certFile", tls.certFile);
+  const key = read("keyFile", tls.keyFile);
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new InvalidArgumentError(
+      "tls",
+      `the certificate and key do not make a TLS identity: ${(err as Error).message}`,
+    );
+  }
+  return { cert, key };
 }

@@ -26,6 +26,8 @@ export interface ServerOptions {
   startedAt?: number;
   /** The sync endpoints under /v1 (src/hub), when this server is a hub. */
   hub?: HubRoutesOptions;
+  /** Serve HTTPS with this certificate chain and private key (PEM); plain HTTP without. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 /** An id a caller sent is reused only if it cannot garble a log line. */
@@ -50,7 +52,9 @@ class OneLinePerRequest extends LogController {
 export function buildServer(options: ServerOptions) {
   const { store, queue, logger } = options;
   const startedAt = options.startedAt ?? Date.now();
+  // Typed as the plain-HTTP instance whichever it is: routes and hooks are the same on both.
   const app = Fastify({
+    ...(options.tls ? { https: options.tls } : {}),
     loggerInstance: logger,
     logController: new OneLinePerRequest(),
     requestIdHeader: false,
