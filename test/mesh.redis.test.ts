@@ -10,6 +10,7 @@ import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError } from "../src/errors.js";
 import { type RedisStreamsOptions, RedisStreamsTransport } from "../src/mesh/redis-streams.js";
+import { meshRefused } from "../src/metrics.js";
 import type { Replica } from "../src/replica/replica.js";
 import { invalidArgument, useTempDirs, waitFor } from "./helpers.js";
 import { REDIS_URL, redisReachable } from "./redis-helpers.js";
@@ -178,6 +179,116 @@ describe("RedisStreamsTransport (real Redis; skipped with a message when none)",
     expect(cursorsOfC()).toBe(0);
   });
 });
+
+describe("RedisStreamsTransport entries (real Redis; skipped with a message when none)", () => {
+  it("a restart resumes exactly after the last applied entry: none applied twice, none skipped", async (ctx) => {
+    if (!reachable) return ctx.skip();
+    const dir = tempDir();
+    const px = prefix();
+    const a = replica(dir, "a");
+    const b = replica(dir, "b");
+    const ta = await member(a, { prefix: px, batchSize: 1 });
+    const applied: string[] = [];
+    const watch = (t: RedisStreamsTransport) => t.on("applied", (e) => applied.push(e.streamId));
+    let tb = await member(b, { prefix: px });
+    watch(tb);
+    const insert = a.store.db.prepare("INSERT INTO items VALUES (?, 'a', ?)");
+    for (let i = 1; i <= 40; i++) {
+      insert.run(i, i);
+      if (i === 20) await waitFor(() => applied.length >= 10, "b to apply some", WAIT);
+      if (i === 25) await stopOne(tb); // while a keeps writing and publishing
+      if (i % 5 === 0) await ta.publishNow();
+    }
+    const before = applied.length;
+    expect(before).toBeGreaterThan(0);
+    expect(before).toBeLessThan(40);
+    tb = await member(b, { prefix: px });
+    watch(tb);
+    await waitFor(() => rows(b).length === 40, "b to hold all 40 rows", WAIT);
+    const ids = ((await admin?.xrange(`${px}:default:a`, "-", "+")) ?? []).map(([id]) => id);
+    expect(ids).toHaveLength(40);
+    expect(applied).toEqual(ids);
+    expect(tb.status.counts.gaps).toBe(0);
+  });
+
+  it("refuses malformed entries (logged, counted, nothing applied) and keeps running", async (ctx) => {
+    if (!reachable || !admin) return ctx.skip();
+    const dir = tempDir();
+    const px = prefix();
+    const a = replica(dir, "a");
+    const b = replica(dir, "b");
+    const ta = await member(a, { prefix: px });
+    const errors: string[] = [];
+    const tb = await member(b, {
+      prefix: px,
+      logger: {
+        debug() {},
+        info() {},
+        warn() {},
+        error: (o: { err: string }) => errors.push(o.err),
+      } as never,
+    });
+    const refused: string[] = [];
+    tb.on("refused", (e) => refused.push(e.error.message));
+    const before = await refusedMetric();
+    const stream = `${px}:default:a`;
+    const change = {
+      table: "items",
+      pk: [1],
+      op: "insert",
+      columns: { name: "x", qty: 1 },
+      hlc: a.now(),
+      origin: "a",
+      seq: 1,
+    };
+    await admin.xadd(stream, "*", "garbage", "1");
+    await admin.xadd(stream, "*", "v", "1", "since", "0", "cursor", "1", "changes", "[{");
+    await admin.xadd(
+      stream,
+      "*",
+      "v",
+      "1",
+      "since",
+      "0",
+      "cursor",
+      "1",
+      "changes",
+      JSON.stringify([{ ...change, op: "upsert" }]),
+    );
+    await admin.xadd(stream, "*", "v", "2", "since", "0", "cursor", "1", "changes", JSON.stringify([change]));
+    await admin.xadd(
+      stream,
+      "*",
+      "v",
+      "1",
+      "since",
+      "0",
+      "cursor",
+      "1",
+      "changes",
+      JSON.stringify([{ ...change, table: "nope" }]),
+    );
+    await waitFor(() => refused.length === 5, "five refusals", WAIT);
+    expect(refused.join("\n")).toMatch(/malformed stream entry/);
+    expect(refused.join("\n")).toMatch(/protocol version 2/);
+    expect(refused.join("\n")).toMatch(/nope/);
+    expect(errors).toHaveLength(5);
+    expect(tb.status.counts.refused).toBe(5);
+    expect((await refusedMetric()) - before).toBe(5);
+    expect(rows(b)).toEqual([]);
+    // Still running: a real change goes through, and the refused one never arrived.
+    a.store.db.prepare("INSERT INTO items VALUES (7, 'real', 7)").run();
+    await waitFor(() => rows(b).length === 1, "b to apply a's row", WAIT);
+    expect(rows(b)).toEqual([{ id: 7, name: "real", qty: 7 }]);
+    expect(tb.status.state).toBe("running");
+    expect(ta.status.state).toBe("running");
+  });
+});
+
+async function refusedMetric(): Promise<number> {
+  const m = await meshRefused.get();
+  return m.values.filter((v) => v.labels.bucket === "default").reduce((n, v) => n + v.value, 0);
+}
 
 describe("RedisStreamsTransport options", () => {
   it("refuses bad options with InvalidArgumentError", () => {

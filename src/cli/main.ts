@@ -15,6 +15,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { registerInit } from "./init.js";
 import { printJson } from "./io.js";
 import { jobsArgv, registerJobs } from "./jobs.js";
+import { registerMesh } from "./mesh.js";
 import { registerRemote } from "./remote.js";
 import { registerServe } from "./serve.js";
 import { registerStatus } from "./status.js";
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (text, write) => write(`tidewire: ${text.replace(/^error: /, "")}`) });
   registerInit(program);
   registerJobs(program);
+  registerMesh(program);
   registerRemote(program);
   registerServe(program);
   registerStatus(program);

@@ -20,7 +20,7 @@ import { EventEmitter } from "node:events";
 import { setTimeout as delay } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { CursorStore } from "../cursor-store.js";
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, TidewireError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { meshGaps } from "../metrics.js";
 import { checkInteger, checkName } from "../queue/validate.js";
@@ -186,7 +186,14 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
       if (typeof this.redisOption === "string") {
         this.command = new Redis(this.redisOption, { lazyConnect: true, maxRetriesPerRequest: 3 });
         this.ownsCommand = true;
-        await this.command.connect();
+        // ioredis reconnects by itself; the loops report failed calls, so the event only goes to debug.
+        this.command.on("error", (err) => this.log.debug({ err: err.message }, "mesh: Redis connection"));
+        await this.command.connect().catch((err: Error) => {
+          throw new TidewireError(
+            `Redis at ${redact(this.redisOption as string)} is unreachable: ${err.message}`,
+            "ERR_REDIS_UNREACHABLE",
+          );
+        });
       } else {
         this.command = this.redisOption;
         this.ownsCommand = false;
@@ -507,4 +514,15 @@ function checkKeyPart(argument: string, value: unknown): string {
   if (/\s/.test(v))
     throw new InvalidArgumentError(argument, `must not hold white space, got ${JSON.stringify(v)}`);
   return v;
+}
+
+/** The URL without its password, for messages. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(the given URL)";
+  }
 }
