@@ -18,20 +18,24 @@
  */
 import { EventEmitter } from "node:events";
 import { setTimeout as delay } from "node:timers/promises";
-import { Redis } from "ioredis";
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
-import type { Logger } from "../log.js";
 import { meshGaps } from "../metrics.js";
-import { checkInteger, checkName } from "../queue/validate.js";
 import { checkNodeId, isNodeId } from "../replica/hlc.js";
 import type { Replica } from "../replica/replica.js";
-import { DEFAULT_BUCKET } from "../replica/track.js";
+import {
+  type MeshLogger,
+  type MeshSettings,
+  meshSettings,
+  type RedisStreamsOptions,
+} from "./mesh-options.js";
 import { Publisher, type PublishState } from "./publisher.js";
+import { RedisLink } from "./redis-link.js";
 import {
   decodeWants,
   encodeWants,
   membersKey,
+  parsePosition,
   type RawFields,
   START_ID,
   streamKey,
@@ -39,31 +43,7 @@ import {
 } from "./stream-entry.js";
 import { type AppliedEntry, type Gap, type RefusedEntry, StreamReader, type Tail } from "./stream-reader.js";
 
-export type MeshLogger = Pick<Logger, "debug" | "info" | "warn" | "error">;
-
-export interface RedisStreamsOptions {
-  /** A Redis URL (redis://host:port/db) or an ioredis client (left open by `stop`). */
-  redis: string | Redis;
-  /** Buckets to publish and read (default: every bucket the replica tracks, or "default"). */
-  buckets?: string[];
-  /** First part of every key (default "tidewire"). */
-  prefix?: string;
-  /** Approximate MAXLEN each stream is trimmed to, in entries (default 100 000). */
-  maxLen?: number;
-  /** Changes per published entry (default 500). */
-  batchSize?: number;
-  /** Longest a blocking read waits, ms (default 1000; `stop` and new peers interrupt it). */
-  blockMs?: number;
-  /** Membership refresh, peer discovery and loss checks, ms (default 1000). */
-  heartbeatMs?: number;
-  /** Pause between log polls when there was nothing to publish, ms (default 5). */
-  pollMs?: number;
-  /** Where cursors are kept (default: a CursorStore on the replica's store, written with each apply). */
-  cursors?: CursorStore;
-  logger?: MeshLogger;
-  /** Called at every heartbeat for each member of a bucket seen in Redis. */
-  onPeerSeen?: (nodeId: string, bucket: string) => void;
-}
+export type { MeshLogger, RedisStreamsOptions } from "./mesh-options.js";
 
 export type MeshState = "stopped" | "running" | "stopping";
 
@@ -86,8 +66,6 @@ type Events = {
   failed: [Error];
 };
 
-const NOOP = () => {};
-const SILENT: MeshLogger = { debug: NOOP, info: NOOP, warn: NOOP, error: NOOP } as unknown as MeshLogger;
 /** Entries per stream per XREAD. */
 const READ_COUNT = 64;
 const WANTS_MAXLEN = 1000;
@@ -96,25 +74,16 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
   readonly replica: Replica;
   readonly buckets: string[];
   readonly prefix: string;
-  readonly maxLen: number;
-  readonly batchSize: number;
-  readonly blockMs: number;
-  readonly heartbeatMs: number;
-  readonly pollMs: number;
-  private readonly redisOption: string | Redis;
+  private readonly settings: MeshSettings;
   private readonly cursors: CursorStore;
   private readonly ownsCursors: boolean;
   private readonly log: MeshLogger;
-  private readonly onPeerSeen: ((nodeId: string, bucket: string) => void) | undefined;
   private readonly removed = new Set<string>();
   private readonly counts = { published: 0, received: 0, applied: 0, gaps: 0, refused: 0 };
   private readonly publisher: Publisher;
   private readonly reader: StreamReader;
-  private command: Redis | null = null;
-  private blocking: Redis | null = null;
-  private ownsCommand = false;
-  private blockingId: number | null = null;
-  private wantsIds = new Map<string, string>();
+  private link: RedisLink | null = null;
+  private readonly wantsIds = new Map<string, string>();
   private state: MeshState = "stopped";
   private loops: Promise<unknown> | null = null;
   private abort = new AbortController();
@@ -123,52 +92,27 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
 
   constructor(replica: Replica, options: RedisStreamsOptions) {
     super();
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
-    const r = options.redis;
-    if (!(r instanceof Redis) && !(typeof r === "string" && /^rediss?:\/\/\S*$/.test(r)))
-      throw new InvalidArgumentError("redis", "must be a redis:// or rediss:// URL or an ioredis client");
-    this.redisOption = r;
+    this.settings = meshSettings(replica, options);
     this.replica = replica;
-    const buckets = options.buckets ?? [...new Set(replica.tables().map((t) => t.bucket))];
-    if (!Array.isArray(buckets))
-      throw new InvalidArgumentError("buckets", "must be an array of bucket names");
-    for (const b of buckets) checkKeyPart("buckets", b);
-    this.buckets = buckets.length ? [...new Set(buckets)].sort() : [DEFAULT_BUCKET];
-    this.prefix = checkKeyPart("prefix", options.prefix ?? "tidewire");
-    this.maxLen = checkInteger("maxLen", options.maxLen ?? 100_000, 1);
-    this.batchSize = checkInteger("batchSize", options.batchSize ?? 500, 1);
-    this.blockMs = checkInteger("blockMs", options.blockMs ?? 1000, 1);
-    this.heartbeatMs = checkInteger("heartbeatMs", options.heartbeatMs ?? 1000, 1);
-    this.pollMs = checkInteger("pollMs", options.pollMs ?? 5, 1);
-    if (options.cursors !== undefined && !(options.cursors instanceof CursorStore))
-      throw new InvalidArgumentError("cursors", "must be a CursorStore");
-    if (options.onPeerSeen !== undefined && typeof options.onPeerSeen !== "function")
-      throw new InvalidArgumentError("onPeerSeen", "must be a function");
-    const log = options.logger ?? SILENT;
-    if (
-      typeof log !== "object" ||
-      ["debug", "info", "warn", "error"].some((m) => typeof log[m as "info"] !== "function")
-    )
-      throw new InvalidArgumentError("logger", "must have debug, info, warn and error methods");
-    this.log = log;
-    this.onPeerSeen = options.onPeerSeen;
-    this.ownsCursors = options.cursors === undefined;
-    this.cursors = options.cursors ?? new CursorStore(replica.store, { flushIntervalMs: 1000 });
+    this.buckets = this.settings.buckets;
+    this.prefix = this.settings.prefix;
+    this.log = this.settings.logger;
+    this.ownsCursors = this.settings.cursors === undefined;
+    this.cursors = this.settings.cursors ?? new CursorStore(replica.store, { flushIntervalMs: 1000 });
     this.reader = new StreamReader({
       replica,
       cursors: this.cursors,
       atomic: this.ownsCursors,
       prefix: this.prefix,
-      gapRetryMs: Math.max(10 * this.heartbeatMs, 200),
+      gapRetryMs: Math.max(10 * this.settings.heartbeatMs, 200),
     });
     this.publisher = new Publisher({
       replica,
       cursors: this.cursors,
       prefix: this.prefix,
       buckets: this.buckets,
-      maxLen: this.maxLen,
-      batchSize: this.batchSize,
+      maxLen: this.settings.maxLen,
+      batchSize: this.settings.batchSize,
       isPeer: (origin, bucket) => origin !== replica.nodeId && this.reader.has(origin, bucket),
     });
   }
@@ -179,51 +123,25 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
 
   /** Connects, registers this member and discovers its peers, then runs until `stop`. */
   async start(): Promise<void> {
-    if (this.state !== "stopped") throw new InvalidArgumentError("start", `the transport is ${this.state}`);
+    if (this.state !== "stopped") throw new TidewireError(`the transport is ${this.state}`, "ERR_STATE");
     this.state = "running";
     this.abort = new AbortController();
     try {
-      if (typeof this.redisOption === "string") {
-        this.command = new Redis(this.redisOption, { lazyConnect: true, maxRetriesPerRequest: 3 });
-        this.ownsCommand = true;
-        // ioredis reconnects by itself; the loops report failed calls, so the event only goes to debug.
-        this.command.on("error", (err) => this.log.debug({ err: err.message }, "mesh: Redis connection"));
-        await this.command.connect().catch((err: Error) => {
-          throw new TidewireError(
-            `Redis at ${redact(this.redisOption as string)} is unreachable: ${err.message}`,
-            "ERR_REDIS_UNREACHABLE",
-          );
-        });
-      } else {
-        this.command = this.redisOption;
-        this.ownsCommand = false;
-      }
-      this.blocking = this.command.duplicate({ lazyConnect: true, maxRetriesPerRequest: null });
-      this.blocking.on("ready", () => {
-        this.blocking?.client("ID").then(
-          (id) => {
-            this.blockingId = Number(id);
-          },
-          () => {},
-        );
-      });
-      this.blocking.on("error", (err) => this.log.debug({ err: err.message }, "mesh: blocking connection"));
-      await this.blocking.connect();
-      this.blockingId = Number(await this.blocking.client("ID"));
+      this.link = await RedisLink.open(this.settings.redis, this.log);
+      // Peers known from saved cursors are read even when Redis lost the members hash.
       for (const c of this.cursors.getAll()) {
-        if (c.direction === "pull" && this.buckets.includes(c.bucket) && c.peer !== this.nodeId) {
-          if (/^[0-9]+-[0-9]+\/[0-9]+$/.test(c.value)) this.reader.add(c.peer, c.bucket);
-        }
+        if (c.direction !== "pull" || c.peer === this.nodeId || !this.buckets.includes(c.bucket)) continue;
+        if (parsePosition(c.value)) this.reader.add(c.peer, c.bucket);
       }
       for (const b of this.buckets) {
-        const last = (
-          await this.command.xrevrange(wantsKey(this.prefix, b, this.nodeId), "+", "-", "COUNT", 1)
-        )[0];
-        this.wantsIds.set(wantsKey(this.prefix, b, this.nodeId), last ? last[0] : START_ID);
+        const key = wantsKey(this.prefix, b, this.nodeId);
+        const last = (await this.link.command.xrevrange(key, "+", "-", "COUNT", 1))[0];
+        this.wantsIds.set(key, last ? last[0] : START_ID);
       }
       await this.heartbeat();
     } catch (err) {
-      await this.close();
+      this.link?.close();
+      this.link = null;
       this.state = "stopped";
       throw err;
     }
@@ -240,14 +158,15 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
     await this.loops;
     await this.publishing.catch(() => {});
     this.cursors.flushDirty();
-    await this.close();
+    this.link?.close();
+    this.link = null;
     this.state = "stopped";
     this.log.info({ nodeId: this.nodeId, ...this.counts }, "mesh: stopped");
   }
 
   /** Publishes everything pending now; resolves with the changes published. */
   async publishNow(): Promise<number> {
-    if (!this.command) throw new InvalidArgumentError("publishNow", "the transport is not started");
+    if (!this.link) throw new TidewireError("the transport is not started", "ERR_STATE");
     let total = 0;
     for (;;) {
       const r = await this.publishStep();
@@ -290,7 +209,7 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
   }
 
   private publishStep() {
-    const run = this.publishing.then(() => this.publisher.step(this.command as Redis));
+    const run = this.publishing.then(() => this.publisher.step((this.link as RedisLink).command));
     this.publishing = run.catch(() => {});
     return run.then((r) => {
       for (const [bucket, n] of r.published) {
@@ -312,7 +231,7 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
         const r = await this.publishStep();
         failures = 0;
         if (r.moved || r.published.length) continue;
-        await this.pause(this.pollMs);
+        await this.pause(this.settings.pollMs);
       } catch (err) {
         await this.pause(this.failed(err, ++failures));
       }
@@ -327,12 +246,12 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
       const ids = [...tails.map((t) => t.pos.streamId), ...this.wantsIds.values()];
       let res: Array<[string, Array<[string, RawFields]>]> | null;
       try {
-        const blocking = this.blocking as Redis;
+        const blocking = (this.link as RedisLink).blocking;
         res = (await blocking.xread(
           "COUNT",
           READ_COUNT,
           "BLOCK",
-          this.blockMs,
+          this.settings.blockMs,
           "STREAMS",
           ...keys,
           ...ids,
@@ -354,7 +273,7 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
   private async heartbeatLoop(): Promise<void> {
     let failures = 0;
     while (this.state === "running") {
-      await this.pause(this.heartbeatMs);
+      await this.pause(this.settings.heartbeatMs);
       if (this.state !== "running") break;
       try {
         await this.heartbeat();
@@ -373,8 +292,7 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
    * the log is published again from 0, and readers skip what they hold.
    */
   private async heartbeat(): Promise<void> {
-    const redis = this.command as Redis;
-    const p = redis.pipeline();
+    const p = (this.link as RedisLink).command.pipeline();
     for (const b of this.buckets) {
       p.hset(membersKey(this.prefix, b), this.nodeId, Date.now());
       p.hgetall(membersKey(this.prefix, b));
@@ -405,7 +323,7 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
           this.log.info({ peer, bucket: b }, "mesh: peer found");
           this.emit("peer", peer, b);
         }
-        this.onPeerSeen?.(peer, b);
+        this.settings.onPeerSeen?.(peer, b);
       }
     });
     tails.forEach((t, i) => {
@@ -458,8 +376,8 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
 
   private async sendRequests(): Promise<void> {
     const reqs = this.reader.requests.splice(0);
-    if (reqs.length === 0 || !this.command) return;
-    const p = this.command.pipeline();
+    if (reqs.length === 0 || !this.link) return;
+    const p = this.link.command.pipeline();
     for (const q of reqs) {
       p.xadd(
         wantsKey(this.prefix, q.bucket, q.peer),
@@ -475,12 +393,7 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
 
   /** Interrupts the blocking read so it is issued again (new peers) or the loop sees `stop`. */
   private async wake(): Promise<void> {
-    if (this.blockingId === null || !this.command) return;
-    try {
-      await this.command.client("UNBLOCK", this.blockingId);
-    } catch {
-      // The read ends by itself after blockMs.
-    }
+    await this.link?.wake();
   }
 
   private failed(err: unknown, failures: number): number {
@@ -497,32 +410,5 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
     } catch {
       // Aborted by stop().
     }
-  }
-
-  private async close(): Promise<void> {
-    this.blocking?.disconnect();
-    this.blocking = null;
-    this.blockingId = null;
-    if (this.ownsCommand) await this.command?.quit().catch(() => this.command?.disconnect());
-    this.command = null;
-    if (this.ownsCursors) this.cursors.flushDirty();
-  }
-}
-
-function checkKeyPart(argument: string, value: unknown): string {
-  const v = checkName(argument, value);
-  if (/\s/.test(v))
-    throw new InvalidArgumentError(argument, `must not hold white space, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-/** The URL without its password, for messages. */
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString();
-  } catch {
-    return "(the given URL)";
   }
 }
