@@ -1,5 +1,5 @@
 /** Small helpers shared by the test files: temp folders, waiting, manual clocks. */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -83,10 +83,13 @@ export interface Run {
   stderr: string;
 }
 
-/** Runs `node …args` (stdin closed) and resolves once it has exited and its output is read. */
-export function runNode(args: string[], cwd?: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+/**
+ * Runs `node …args` (stdin closed) and resolves once it has exited and its
+ * output is read; `.child` is the process, for a test that signals it.
+ */
+export function runNode(args: string[], cwd?: string): Promise<Run> & { child: ChildProcess } {
+  const child = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  const done = new Promise<Run>((resolve, reject) => {
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d) => {
@@ -98,4 +101,5 @@ export function runNode(args: string[], cwd?: string): Promise<Run> {
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
+  return Object.assign(done, { child });
 }
