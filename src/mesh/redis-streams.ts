@@ -262,11 +262,17 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
         await this.pause(this.failed(err, ++failures));
         continue;
       }
-      for (const [key, entries] of res ?? []) {
-        if (this.wantsIds.has(key)) this.wanted(key, entries);
-        else this.handle(key, entries);
+      try {
+        for (const [key, entries] of res ?? []) {
+          if (this.wantsIds.has(key)) this.wanted(key, entries);
+          else this.handle(key, entries);
+        }
+        await this.sendRequests();
+      } catch (err) {
+        // A stream whose batch failed (the database busy past its retries, say) kept its
+        // position: the next read returns the same entries.
+        await this.pause(this.failed(err, ++failures));
       }
-      await this.sendRequests();
     }
   }
 
@@ -323,7 +329,11 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
           this.log.info({ peer, bucket: b }, "mesh: peer found");
           this.emit("peer", peer, b);
         }
-        this.settings.onPeerSeen?.(peer, b);
+        try {
+          this.settings.onPeerSeen?.(peer, b);
+        } catch (err) {
+          this.log.warn({ peer, bucket: b, err: (err as Error).message }, "mesh: onPeerSeen threw");
+        }
       }
     });
     tails.forEach((t, i) => {
