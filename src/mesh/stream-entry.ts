@@ -41,7 +41,6 @@ export interface ReadPosition {
 
 export const START_ID = "0-0";
 const SEQ = /^(0|[1-9][0-9]{0,17})$/;
-const STREAM_ID = /^[0-9]{1,20}-[0-9]{1,20}$/;
 const POSITION = /^([0-9]{1,20}-[0-9]{1,20})\/(0|[1-9][0-9]{0,17})$/;
 
 const seq = z.string().regex(SEQ, "must be a sequence number");
@@ -118,17 +117,6 @@ export function formatPosition(p: ReadPosition): string {
 export function parsePosition(value: string): ReadPosition | null {
   const m = POSITION.exec(value);
   return m ? { streamId: m[1] as string, cursor: BigInt(m[2] as string) } : null;
-}
-
-export function isStreamId(value: string): boolean {
-  return STREAM_ID.test(value);
-}
-
-/** Orders two stream ids ("ms-seq") numerically. */
-export function compareIds(a: string, b: string): number {
-  const [am, as] = a.split("-").map(BigInt) as [bigint, bigint];
-  const [bm, bs] = b.split("-").map(BigInt) as [bigint, bigint];
-  return am < bm ? -1 : am > bm ? 1 : as < bs ? -1 : as > bs ? 1 : 0;
 }
 
 function toObject(fields: RawFields): Record<string, string> | null {
