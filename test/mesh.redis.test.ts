@@ -115,12 +115,16 @@ describe("RedisStreamsTransport (real Redis; skipped with a message when none)",
     const random = rng(42);
     const rs = ["a", "b", "c"].map((id) => replica(dir, id));
     const ts: RedisStreamsTransport[] = [];
-    for (const r of rs) ts.push(await member(r, { prefix: px, batchSize: 7 }));
+    const seen = new Set<string>();
+    const onPeerSeen = (peer: string, bucket: string) => seen.add(`${peer}/${bucket}`);
+    for (const r of rs) ts.push(await member(r, { prefix: px, batchSize: 7, onPeerSeen }));
     await waitFor(
       () => ts.every((t) => t.status.peers.length === 2),
       "every member to find the others",
       WAIT,
     );
+    await waitFor(() => seen.size === 3, "onPeerSeen for each member", WAIT);
+    expect([...seen].sort()).toEqual(["a/default", "b/default", "c/default"]);
     for (let round = 0; round < 6; round++) {
       for (const r of rs) writeRandomly(r, random, 20);
       await new Promise((res) => setTimeout(res, 20));
