@@ -103,3 +103,23 @@ export function runNode(args: string[], cwd?: string): Promise<Run> & { child: C
   });
   return Object.assign(done, { child });
 }
+
+/**
+ * Whether a service the test needs answers `probe`: a skip with a visible
+ * message when it does not, but a failure under CI=true, where it must be there.
+ */
+export async function serviceReachable(
+  name: string,
+  url: string,
+  probe: () => Promise<unknown>,
+): Promise<boolean> {
+  try {
+    await probe();
+    return true;
+  } catch (err) {
+    if (process.env.CI === "true")
+      throw new Error(`${name} at ${url} is unreachable under CI: ${(err as Error).message}`);
+    console.warn(`SKIPPED: ${name} tests, no server at ${url} (${(err as Error).message})`);
+    return false;
+  }
+}

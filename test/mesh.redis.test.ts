@@ -245,33 +245,13 @@ describe("RedisStreamsTransport entries (real Redis; skipped with a message when
       origin: "a",
       seq: 1,
     };
+    const entry = (v: string, changes: string) =>
+      admin?.xadd(stream, "*", "v", v, "since", "0", "cursor", "1", "changes", changes);
     await admin.xadd(stream, "*", "garbage", "1");
-    await admin.xadd(stream, "*", "v", "1", "since", "0", "cursor", "1", "changes", "[{");
-    await admin.xadd(
-      stream,
-      "*",
-      "v",
-      "1",
-      "since",
-      "0",
-      "cursor",
-      "1",
-      "changes",
-      JSON.stringify([{ ...change, op: "upsert" }]),
-    );
-    await admin.xadd(stream, "*", "v", "2", "since", "0", "cursor", "1", "changes", JSON.stringify([change]));
-    await admin.xadd(
-      stream,
-      "*",
-      "v",
-      "1",
-      "since",
-      "0",
-      "cursor",
-      "1",
-      "changes",
-      JSON.stringify([{ ...change, table: "nope" }]),
-    );
+    await entry("1", "[{");
+    await entry("1", JSON.stringify([{ ...change, op: "upsert" }]));
+    await entry("2", JSON.stringify([change]));
+    await entry("1", JSON.stringify([{ ...change, table: "nope" }]));
     await waitFor(() => refused.length === 5, "five refusals", WAIT);
     expect(refused.join("\n")).toMatch(/malformed stream entry/);
     expect(refused.join("\n")).toMatch(/protocol version 2/);
