@@ -230,8 +230,10 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
       try {
         const r = await this.publishStep();
         failures = 0;
-        if (r.moved || r.published.length) continue;
-        await this.pause(this.settings.pollMs);
+        if (r.published.length) continue;
+        // Pages of peers' changes only: no I/O happened, so yield before reading on.
+        if (r.moved) await new Promise((res) => setImmediate(res));
+        else await this.pause(this.settings.pollMs);
       } catch (err) {
         await this.pause(this.failed(err, ++failures));
       }
