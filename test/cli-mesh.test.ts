@@ -34,7 +34,7 @@ async function replicaFile(dir: string, name: string): Promise<string> {
   return db;
 }
 
-describe("tidewire mesh", () => {
+describe("tidewire mesh", { timeout: 180_000 }, () => {
   it("two processes sync through Redis; SIGTERM stops cleanly with a JSON summary", async (ctx) => {
     if (!reachable) return ctx.skip();
     const dir = tempDir();

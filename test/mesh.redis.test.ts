@@ -35,7 +35,9 @@ afterEach(async () => {
   for (const r of open.splice(0)) r.close();
 });
 
-const WAIT = { timeoutMs: 60_000, intervalMs: 10 };
+/** Each wait fails naming what it waited for well before the test's own timeout (SLOW). */
+const WAIT = { timeoutMs: 45_000, intervalMs: 10 };
+const SLOW = { timeout: 180_000 };
 
 function prefix(): string {
   return `twtest-${randomBytes(4).toString("hex")}`;
@@ -107,7 +109,7 @@ function writeRandomly(r: Replica, random: () => number, n: number): void {
   }
 }
 
-describe("RedisStreamsTransport (real Redis; skipped with a message when none)", () => {
+describe("RedisStreamsTransport (real Redis; skipped with a message when none)", SLOW, () => {
   it("three replicas sync through Redis alone under random writes; FLUSHDB mid-run; they converge", async (ctx) => {
     if (!reachable) return ctx.skip();
     const dir = tempDir();
@@ -184,7 +186,7 @@ describe("RedisStreamsTransport (real Redis; skipped with a message when none)",
   });
 });
 
-describe("RedisStreamsTransport entries (real Redis; skipped with a message when none)", () => {
+describe("RedisStreamsTransport entries (real Redis; skipped with a message when none)", SLOW, () => {
   it("a restart resumes exactly after the last applied entry: none applied twice, none skipped", async (ctx) => {
     if (!reachable) return ctx.skip();
     const dir = tempDir();
