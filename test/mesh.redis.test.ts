@@ -217,6 +217,34 @@ describe("RedisStreamsTransport entries (real Redis; skipped with a message when
     expect(tb.status.counts.gaps).toBe(0);
   });
 
+  it("a stream deleted while its publisher is down: the reader finds it gone, the publisher publishes again from 0", async (ctx) => {
+    if (!reachable || !admin) return ctx.skip();
+    const dir = tempDir();
+    const px = prefix();
+    const a = replica(dir, "a");
+    const b = replica(dir, "b");
+    let ta = await member(a, { prefix: px });
+    const tb = await member(b, { prefix: px });
+    const gaps: string[] = [];
+    tb.on("gap", (g) => gaps.push(`${g.peer}:${g.reason}:${g.from}`));
+    const insert = a.store.db.prepare("INSERT INTO items VALUES (?, 'a', ?)");
+    for (let i = 1; i <= 5; i++) insert.run(i, i);
+    await waitFor(() => rows(b).length === 5, "b to get five rows", WAIT);
+    await stopOne(ta);
+    await admin.del(`${px}:default:a`); // evicted, say; the members hash stays
+    await waitFor(() => gaps.length > 0, "b to find a's stream gone", WAIT);
+    expect(gaps[0]).toBe("a:gone:5");
+    expect(tb.status.peers[0]).toMatchObject({ nodeId: "a", streamId: "0-0", cursor: "5" });
+    ta = await member(a, { prefix: px });
+    insert.run(6, 6);
+    await waitFor(() => rows(b).length === 6, "b to get the sixth row", WAIT);
+    await waitFor(() => caughtUp([ta, tb]), "b to hold a's stream to its end", WAIT);
+    expect(ta.status.counts.gaps).toBe(1); // its own stream, found lost at start
+    const first = (await admin.xrange(`${px}:default:a`, "-", "+", "COUNT", 1))[0];
+    expect(first?.[1].slice(2, 4)).toEqual(["since", "0"]);
+    expect(same([a, b])).toBe(true);
+  });
+
   it("refuses malformed entries (logged, counted, nothing applied) and keeps running", async (ctx) => {
     if (!reachable || !admin) return ctx.skip();
     const dir = tempDir();
