@@ -12,6 +12,13 @@ export { InvalidArgumentError, StoreError, TidewireError } from "./errors.js";
 export { Auth, type AuthOptions, resolveAuth } from "./hub/auth.js";
 export { FULL_SCOPE, Hub, HubError, type HubOptions, type Scope } from "./hub/hub.js";
 export { idFromAddress, type Peer, type PeerInput, type PeerState, Peers } from "./mesh/peers.js";
+export {
+  type MeshLogger,
+  type MeshState,
+  type MeshStatus,
+  type RedisStreamsOptions,
+  RedisStreamsTransport,
+} from "./mesh/redis-streams.js";
 export { registry as metricsRegistry } from "./metrics.js";
 export { SCHEMA_VERSION } from "./migrations.js";
 export * from "./outbox.js";

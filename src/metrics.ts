@@ -150,3 +150,31 @@ export const pinBytesDownloaded = new Counter({
   help: "Bytes of the pins DownloadPins jobs stored",
   registers: [registry],
 });
+
+export const meshPublished = new Counter({
+  name: "tidewire_mesh_changes_published_total",
+  help: "Changes this process's mesh members appended to their Redis streams, by bucket",
+  labelNames: ["bucket"] as const,
+  registers: [registry],
+});
+
+export const meshApplied = new Counter({
+  name: "tidewire_mesh_changes_applied_total",
+  help: "Changes read from peers' Redis streams that won at least one entry here, by bucket",
+  labelNames: ["bucket"] as const,
+  registers: [registry],
+});
+
+export const meshGaps = new Counter({
+  name: "tidewire_mesh_gaps_total",
+  help: "Gaps found in peers' Redis streams (trimmed, lost or refused entries) or in one's own (stream lost), by bucket",
+  labelNames: ["bucket"] as const,
+  registers: [registry],
+});
+
+export const meshRefused = new Counter({
+  name: "tidewire_mesh_entries_refused_total",
+  help: "Stream entries refused as malformed or by the replica, nothing of them applied, by bucket",
+  labelNames: ["bucket"] as const,
+  registers: [registry],
+});

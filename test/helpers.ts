@@ -1,5 +1,5 @@
 /** Small helpers shared by the test files: temp folders, waiting, manual clocks. */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -84,14 +84,22 @@ export interface Run {
   stderr: string;
 }
 
-/** Runs `node …args` (stdin closed) and resolves once it has exited and its output is read. */
-export function runNode(args: string[], cwd?: string, env?: NodeJS.ProcessEnv): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      cwd,
-      env: env ? { ...process.env, ...env } : undefined,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+/**
+ * Runs `node …args` (stdin closed, `env` added to this process's) and resolves
+ * once it has exited and its output is read; `.child` is the process, for a
+ * test that signals it.
+ */
+export function runNode(
+  args: string[],
+  cwd?: string,
+  env?: NodeJS.ProcessEnv,
+): Promise<Run> & { child: ChildProcess } {
+  const child = spawn(process.execPath, args, {
+    cwd,
+    env: env ? { ...process.env, ...env } : undefined,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const done = new Promise<Run>((resolve, reject) => {
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d) => {
@@ -103,6 +111,27 @@ export function runNode(args: string[], cwd?: string, env?: NodeJS.ProcessEnv): 
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
+  return Object.assign(done, { child });
+}
+
+/**
+ * Whether a service the test needs answers `probe`: a skip with a visible
+ * message when it does not, but a failure under CI=true, where it must be there.
+ */
+export async function serviceReachable(
+  name: string,
+  url: string,
+  probe: () => Promise<unknown>,
+): Promise<boolean> {
+  try {
+    await probe();
+    return true;
+  } catch (err) {
+    if (process.env.CI === "true")
+      throw new Error(`${name} at ${url} is unreachable under CI: ${(err as Error).message}`);
+    console.warn(`SKIPPED: ${name} tests, no server at ${url} (${(err as Error).message})`);
+    return false;
+  }
 }
 
 /** A loopback port nothing listens on (yet): bound, read and released. */

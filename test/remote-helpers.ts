@@ -12,6 +12,7 @@ import fc from "fast-check";
 import pg from "pg";
 import { Replica } from "../src/index.js";
 import { encodeValue, type Value } from "../src/remote/values.js";
+import { serviceReachable } from "./helpers.js";
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 
@@ -208,16 +209,10 @@ export function wranglerQuery(config: string, sql: string): unknown[] {
 }
 
 /** Whether PostgreSQL answers; under CI=true an unreachable server is a failure, not a skip. */
-export async function postgresReachable(): Promise<boolean> {
-  const c = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 3000 });
-  try {
+export function postgresReachable(): Promise<boolean> {
+  return serviceReachable("PostgreSQL", DATABASE_URL, async () => {
+    const c = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 3000 });
     await c.connect();
     await c.end();
-    return true;
-  } catch (err) {
-    if (process.env.CI === "true")
-      throw new Error(`PostgreSQL at ${DATABASE_URL} is unreachable under CI: ${(err as Error).message}`);
-    console.warn(`SKIPPED: PostgreSQL tests, no server at ${DATABASE_URL} (${(err as Error).message})`);
-    return false;
-  }
+  });
 }

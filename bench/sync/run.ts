@@ -17,17 +17,15 @@
  * relay only: it has no copy of the table, as a hub usually has none); A and
  * B share this process.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Replica } from "../../src/replica/replica.js";
 import { openStore, type Store } from "../../src/store.js";
 import { SyncManager } from "../../src/sync/sync-manager.js";
 import { HttpTransport } from "../../src/sync/transport-http.js";
+import { startHub, stopHub } from "../common/hub.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -40,7 +38,6 @@ const N = Number(args.n);
 const ROWS = Number(args.rows);
 const WRITES = Number(args.writes);
 const SCHEMA = "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, t REAL)";
-const CLI = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "tidewire-bench-sync-"));
 
 function replica(name: string): Replica {
@@ -82,45 +79,6 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor(p * s.length))] as number;
 }
 
-async function hub(db: string): Promise<{ url: string; child: ChildProcess }> {
-  // A free port picked here, so the hub can log at warn (one info line per request costs it CPU).
-  const probe = createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  const port = (probe.address() as { port: number }).port;
-  await new Promise((r) => probe.close(r));
-  const child = spawn(
-    process.execPath,
-    [
-      CLI,
-      "serve",
-      "--db",
-      db,
-      "--port",
-      String(port),
-      "--insecure",
-      "--rate-limit",
-      "0",
-      "--log-level",
-      "warn",
-    ],
-    { stdio: ["ignore", "inherit", "inherit"] },
-  );
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) return { url, child };
-    } catch {
-      if (i > 600 || child.exitCode !== null) throw new Error("the hub did not start");
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function stopHub(h: { child: ChildProcess }) {
-  h.child.kill("SIGTERM");
-  await new Promise((r) => h.child.once("exit", r));
-}
-
 const fmt = (x: number) => Math.round(x).toLocaleString("en");
 
 async function main() {
@@ -138,7 +96,7 @@ async function main() {
   log(
     `floor: bare batched INSERT ${fmt(fl.rowsPerSecond)} rows/s; one-row transaction ${fl.oneRowMs.toFixed(3)} ms`,
   );
-  let h = await hub(join(dir, "hub1.db"));
+  let h = await startHub(join(dir, "hub1.db"));
   {
     const a = replica("a");
     const b = replica("b");
@@ -173,7 +131,7 @@ async function main() {
     seed.track("items");
     seed.close();
     log(`(seeding the hub with ${fmt(ROWS)} rows took ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
-    h = await hub(hubDb);
+    h = await startHub(hubDb);
     const c = replica("c");
     const m = new SyncManager(c, new HttpTransport(h.url), { direction: "pull" });
     const t = performance.now();
@@ -191,7 +149,7 @@ async function main() {
 
   // 3. Write-to-visible latency at 1,000 writes/s over the live notice.
   {
-    h = await hub(join(dir, "hub3.db"));
+    h = await startHub(join(dir, "hub3.db"));
     const a = replica("la");
     const b = replica("lb");
     const ma = new SyncManager(a, new HttpTransport(h.url), { direction: "push", intervalMs: 60_000 });

@@ -16,6 +16,7 @@ import { dbFirstArgv } from "./db-first.js";
 import { registerInit } from "./init.js";
 import { printJson } from "./io.js";
 import { registerJobs } from "./jobs.js";
+import { registerMesh } from "./mesh.js";
 import { registerPeers } from "./peers.js";
 import { registerPins } from "./pins.js";
 import { registerRemote } from "./remote.js";
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerJobs(program);
   registerPeers(program);
   registerPins(program);
+  registerMesh(program);
   registerRemote(program);
   registerServe(program);
   registerStatus(program);
