@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type Run, runNode, useTempDirs, waitFor } from "./helpers.js";
-import { REDIS_URL, redisReachable } from "./redis-helpers.js";
+import { REDIS_UNFLUSHED_URL as REDIS_URL, redisReachable } from "./redis-helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist/cli/main.js");

@@ -6,12 +6,19 @@
  * Skipped with a message when Redis is unreachable, failed under CI=true.
  */
 import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startDaemon } from "../src/daemon/daemon.js";
 import { InvalidArgumentError } from "../src/errors.js";
+import { createLogger } from "../src/log.js";
+import { Peers } from "../src/mesh/peers.js";
 import { type RedisStreamsOptions, RedisStreamsTransport } from "../src/mesh/redis-streams.js";
 import { meshRefused } from "../src/metrics.js";
 import type { Replica } from "../src/replica/replica.js";
+import { openStore } from "../src/store.js";
+import { SyncManager } from "../src/sync/sync-manager.js";
+import { HttpTransport } from "../src/sync/transport-http.js";
 import { invalidArgument, useTempDirs, waitFor } from "./helpers.js";
 import { REDIS_URL, redisReachable } from "./redis-helpers.js";
 import { rng } from "./replica-helpers.js";
@@ -184,6 +191,34 @@ describe("RedisStreamsTransport (real Redis; skipped with a message when none)",
     await new Promise((res) => setTimeout(res, 200));
     expect(cursorsOfC()).toBe(0);
   });
+
+  it("keeps a peer registry in step: members seen are listed up; one removed there leaves the mesh", async (ctx) => {
+    if (!reachable) return ctx.skip();
+    const dir = tempDir();
+    const px = prefix();
+    const a = replica(dir, "a");
+    const b = replica(dir, "b");
+    const registry = new Peers(a.store);
+    const ta = await member(a, { prefix: px, peers: registry });
+    await member(b, { prefix: px });
+    b.store.db.prepare("INSERT INTO items VALUES (1, 'b', 1)").run();
+    await waitFor(() => rows(a).length === 1, "a to get b's row", WAIT);
+    expect(registry.get("b")).toMatchObject({ id: "b", address: null, buckets: ["default"], state: "up" });
+    expect(registry.get("b")!.lastSeenAt).toBeGreaterThan(0);
+
+    // Removed from the registry by another process (`tidewire peers remove`): the mesh lets b go.
+    const other = openStore(a.store.path);
+    try {
+      expect(new Peers(other).remove("b")).toBe(true);
+    } finally {
+      other.close();
+    }
+    await waitFor(() => !ta.status.peers.some((p) => p.nodeId === "b"), "a to drop b", WAIT);
+    b.store.db.prepare("INSERT INTO items VALUES (2, 'b', 2)").run();
+    await new Promise((res) => setTimeout(res, 500));
+    expect(rows(a).length).toBe(1);
+    expect(a.store.db.prepare("SELECT count(*) FROM tw_cursors WHERE peer = 'b'").pluck().get()).toBe(0);
+  });
 });
 
 describe("RedisStreamsTransport entries (real Redis; skipped with a message when none)", SLOW, () => {
@@ -322,3 +357,44 @@ describe("RedisStreamsTransport options", () => {
     );
   });
 });
+
+describe(
+  "two hubs bridged by a mesh (real Redis, real daemons; skipped with a message when no Redis)",
+  SLOW,
+  () => {
+    it("a client of one hub sees the rows a client of the other pushed, woken by the live notice", async (ctx) => {
+      if (!reachable) return ctx.skip();
+      const dir = tempDir();
+      const mesh = { redis: REDIS_URL, prefix: prefix() };
+      const hub = (name: string) =>
+        startDaemon({
+          dbPath: join(dir, `${name}.db`),
+          port: 0,
+          insecure: true,
+          mesh,
+          syncIntervalMs: 3_600_000,
+          logger: createLogger({ level: "silent" }),
+        });
+      const h1 = await hub("hub1");
+      const h2 = await hub("hub2");
+      try {
+        const a = replica(dir, "a");
+        const b = replica(dir, "b");
+        const sa = new SyncManager(a, new HttpTransport(h1.url), { intervalMs: 60_000 });
+        const sb = new SyncManager(b, new HttpTransport(h2.url), { intervalMs: 60_000 });
+        sb.start(); // its next poll is a minute away: only the live notice can bring the rows in time
+        a.store.db.prepare("INSERT INTO items VALUES (1, 'from a', 1), (2, 'from a', 2)").run();
+        await sa.syncOnce();
+        await waitFor(() => rows(b).length === 2, "b, a client of hub2, to get a's rows", WAIT);
+        expect(rows(b)).toEqual(rows(a));
+        await sb.stop();
+        // Each hub lists the other as a mesh peer in its registry.
+        await waitFor(() => h1.peers.get(h2.hub.nodeId)?.state === "up", "hub1 to list hub2 as up", WAIT);
+      expect(h2.peers.get(h1.hub.nodeId)).toMatchObject({ address: null, buckets: ["default"] });
+      } finally {
+        await h1.stop();
+        await h2.stop();
+      }
+    });
+  },
+);

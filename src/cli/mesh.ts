@@ -7,17 +7,17 @@
  * lines (on stdout, or on stderr with --json, whose stdout carries only the
  * summary printed at exit: changes published, received, applied, gaps,
  * refused). A signal stops it cleanly (the batch in flight finishes, cursors
- * are flushed) and it exits 0; Redis unreachable at start exits 1; a bad
+ * are flushed) and it exits 0. Members seen are kept in the peer registry
+ * (shown by `tidewire status`), and one removed with `tidewire peers remove`
+ * leaves the mesh with its cursors; Redis unreachable at start exits 1; a bad
  * option exits 2.
  */
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
 import { type Command, Option } from "commander";
-import { StoreError } from "../errors.js";
 import { createLogger, LOG_LEVELS, type LogLevel } from "../log.js";
+import { Peers } from "../mesh/peers.js";
 import { RedisStreamsTransport } from "../mesh/redis-streams.js";
 import { Replica } from "../replica/replica.js";
-import { nonEmpty, positiveInt, printJson } from "./io.js";
+import { existingDatabase, nonEmpty, positiveInt, printJson } from "./io.js";
 
 interface MeshFlags {
   redis: string;
@@ -52,8 +52,7 @@ export function registerMesh(program: Command): void {
     )
     .option("--json", "print one JSON summary on stdout at exit (logs go to stderr)")
     .action(async (db: string, flags: MeshFlags, cmd: Command) => {
-      const path = resolve(db);
-      if (!existsSync(path)) throw new StoreError(`no database at ${path}`, "ERR_NO_DATABASE");
+      const path = existingDatabase(db);
       const verbose = cmd.optsWithGlobals().verbose === true;
       const level = verbose && cmd.getOptionValueSource("logLevel") === "default" ? "debug" : flags.logLevel;
       const { pino } = await import("pino");
@@ -69,6 +68,8 @@ export function registerMesh(program: Command): void {
           maxLen: flags.maxLen,
           prefix: flags.prefix,
           logger,
+          // Members show in `tidewire status`; `tidewire peers remove` takes one out of the mesh.
+          peers: new Peers(replica.store),
         });
         await mesh.start();
         await untilSignal();

@@ -6,7 +6,7 @@
 import { type Command, Option, InvalidArgumentError as UsageError } from "commander";
 import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT, startDaemon, stopOnSignals } from "../daemon/daemon.js";
 import { LOG_LEVELS, type LogLevel } from "../log.js";
-import { duration, nonNegativeInt, portNumber, positiveInt } from "./io.js";
+import { duration, nonEmpty, nonNegativeInt, portNumber, positiveInt } from "./io.js";
 
 interface ServeFlags {
   db: string;
@@ -22,6 +22,8 @@ interface ServeFlags {
   pingInterval: number;
   tlsCert?: string;
   tlsKey?: string;
+  redis?: string;
+  meshBucket?: string[];
 }
 
 export function registerServe(program: Command): void {
@@ -68,6 +70,15 @@ export function registerServe(program: Command): void {
     )
     .addOption(new Option("--tls-cert <file>", "serve HTTPS with this PEM certificate chain"))
     .addOption(new Option("--tls-key <file>", "the PEM private key of --tls-cert"))
+    .addOption(
+      new Option("--redis <url>", "join a mesh over Redis Streams with the hub's log (see tidewire mesh)"),
+    )
+    .addOption(
+      new Option(
+        "--mesh-bucket <bucket>",
+        "a bucket the mesh carries (repeat; default: the hub's buckets)",
+      ).argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), nonEmpty(v)]),
+    )
     .addOption(new Option("--concurrency <n>", "jobs run at once (default 10)").argParser(positiveInt))
     .addOption(
       new Option("--log-level <level>", "least severe level logged (debug with --verbose)")
@@ -80,6 +91,8 @@ export function registerServe(program: Command): void {
         verbose && cmd.getOptionValueSource("logLevel") === "default" ? "debug" : flags.logLevel;
       if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined))
         cmd.error("error: --tls-cert and --tls-key go together", { exitCode: 2 });
+      if (flags.meshBucket && !flags.redis) cmd.error("error: --mesh-bucket needs --redis", { exitCode: 2 });
+      const mesh = flags.redis ? { redis: flags.redis, buckets: flags.meshBucket } : undefined;
       const tls =
         flags.tlsCert && flags.tlsKey ? { certFile: flags.tlsCert, keyFile: flags.tlsKey } : undefined;
       const daemon = await startDaemon({
@@ -95,6 +108,7 @@ export function registerServe(program: Command): void {
         syncIntervalMs: flags.syncInterval,
         pingIntervalMs: flags.pingInterval,
         tls,
+        mesh,
       });
       stopOnSignals(daemon);
     });

@@ -18,6 +18,7 @@ import { checkAuthOptions, resolveAuth } from "../hub/auth.js";
 import { Hub } from "../hub/hub.js";
 import { createLogger, type Logger, type LogLevel } from "../log.js";
 import { Peers } from "../mesh/peers.js";
+import { RedisStreamsTransport } from "../mesh/redis-streams.js";
 import { collectProcessMetrics } from "../metrics.js";
 import { collectPinsHandler } from "../pins/collect-job.js";
 import { DOWNLOAD_PINS, downloadPinsHandler, type PinSource } from "../pins/download.js";
@@ -76,6 +77,12 @@ export interface DaemonOptions extends PeerJobOptions {
   rateLimitPerSecond?: number;
   /** Pins beside the database: where DownloadPins jobs fetch from (default none), size limit, GC grace. */
   pins?: { sources?: () => readonly PinSource[]; maxBytes?: number; graceMs?: number };
+  /**
+   * Join a mesh over Redis Streams: the hub's log is published to Redis and
+   * its peers' are applied here (so its HTTP clients see them), for `buckets`
+   * (default: the buckets its tables and relayed tables carry, or "default").
+   */
+  mesh?: { redis: string; buckets?: string[]; prefix?: string; maxLen?: number };
   /** Serve HTTPS: PEM files of the certificate chain and its private key (both, or neither). */
   tls?: { certFile: string; keyFile: string };
 }
@@ -91,6 +98,8 @@ export interface Daemon {
   readonly hub: Hub;
   readonly peers: Peers;
   readonly pins: Pins;
+  /** The mesh member, when the daemon joined one (`mesh` option, `--redis`). */
+  readonly mesh: RedisStreamsTransport | undefined;
   stop(): Promise<void>;
 }
 
@@ -115,6 +124,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const startedAt = Date.now();
   const store = openStore(dbPath);
   let app: ReturnType<typeof Server.buildServer> | undefined;
+  let mesh: RedisStreamsTransport | undefined;
   try {
     const queue = new Queue(store);
     // A relay: it keeps and serves the log of buckets whose tables it does not have.
@@ -160,6 +170,10 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const { auth, generated, source } = resolveAuth({ ...authOptions, dbPath: store.path });
     const hub = new Hub(replica, { limits: options.limits, relay: true, buckets: auth.buckets() });
     const hubRoutes = { hub, auth, rateLimitPerSecond: options.rateLimitPerSecond, pins };
+    mesh = options.mesh && new RedisStreamsTransport(replica, { ...options.mesh, logger, peers });
+    // Changes that came through the mesh wake the hub's live subscribers as a push would.
+    mesh?.on("applied", (e) => e.applied > 0 && hub.emit("changes", [e.bucket]));
+    await mesh?.start();
     const http = buildServer({ store, queue, logger, startedAt, hub: hubRoutes, tls });
     app = http;
     let url: string;
@@ -194,6 +208,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
           .close()
           .catch((err: unknown) => logger.error({ err }, "the HTTP server did not close cleanly"))
           .finally(() => clearInterval(reap));
+        await mesh?.stop().catch((err: unknown) => logger.error({ err }, "the mesh did not stop cleanly"));
         scheduler.stop();
         try {
           await worker.stop();
@@ -206,9 +221,10 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     };
     const bound = http.server.address();
     const boundPort = typeof bound === "object" && bound ? bound.port : port;
-    return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, peers, pins, stop };
+    return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, peers, pins, mesh, stop };
   } catch (err) {
     await app?.close().catch(() => {});
+    await mesh?.stop().catch(() => {});
     store.close();
     throw err;
   }

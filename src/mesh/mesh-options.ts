@@ -13,6 +13,7 @@ import type { Logger } from "../log.js";
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
+import { Peers } from "./peers.js";
 
 export type MeshLogger = Pick<Logger, "debug" | "info" | "warn" | "error">;
 
@@ -38,6 +39,12 @@ export interface RedisStreamsOptions {
   logger?: MeshLogger;
   /** Called at every heartbeat for each member of a bucket seen in Redis. */
   onPeerSeen?: (nodeId: string, bucket: string) => void;
+  /**
+   * A peer registry to keep in step: members seen are added and marked up
+   * (`Peers.seen`), and a member removed from it (`tidewire peers remove`,
+   * from any process) is removed from the mesh with its cursors.
+   */
+  peers?: Peers;
 }
 
 export interface MeshSettings {
@@ -52,6 +59,7 @@ export interface MeshSettings {
   cursors: CursorStore | undefined;
   logger: MeshLogger;
   onPeerSeen: ((nodeId: string, bucket: string) => void) | undefined;
+  peers: Peers | undefined;
 }
 
 const NOOP = () => {};
@@ -70,6 +78,8 @@ export function meshSettings(replica: Replica, options: RedisStreamsOptions): Me
     throw new InvalidArgumentError("cursors", "must be a CursorStore");
   if (options.onPeerSeen !== undefined && typeof options.onPeerSeen !== "function")
     throw new InvalidArgumentError("onPeerSeen", "must be a function");
+  if (options.peers !== undefined && !(options.peers instanceof Peers))
+    throw new InvalidArgumentError("peers", "must be a Peers registry");
   const logger = options.logger ?? SILENT;
   const methods = ["debug", "info", "warn", "error"] as const;
   if (typeof logger !== "object" || logger === null || methods.some((m) => typeof logger[m] !== "function"))
@@ -86,6 +96,7 @@ export function meshSettings(replica: Replica, options: RedisStreamsOptions): Me
     cursors: options.cursors,
     logger,
     onPeerSeen: options.onPeerSeen,
+    peers: options.peers,
   };
 }
 

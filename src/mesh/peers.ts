@@ -126,6 +126,19 @@ export class Peers {
     return changed;
   }
 
+  /**
+   * A member of a mesh bucket showed a sign of life at `at` (its heartbeat in
+   * Redis): added if unknown (no address), the bucket joined to its buckets,
+   * marked up. No round trip was measured, so rtt is left as it was.
+   */
+  seen(id: string, bucket: string, at: number = Date.now()): void {
+    const peer = checkPeerId(id);
+    const b = checkName("bucket", bucket);
+    const when = checkTime(at);
+    this.store.write(() => this.sql.seen.run({ id: peer, bucket: b, at: when, now: Date.now() }));
+    peerUp.labels(peer).set(1);
+  }
+
   /** The peer did not answer at `at`; `lastSeenAt` keeps the last time it did. False when there is no such peer. */
   markDown(id: string, error: string, at: number = Date.now()): boolean {
     const peer = checkPeerId(id);
@@ -294,6 +307,16 @@ function prepare(store: Store) {
       `UPDATE tw_peers SET state = 'down', last_error = @error,
          state_changed_at = CASE WHEN state = 'down' THEN state_changed_at ELSE @at END
        WHERE id = @id`,
+    ),
+    seen: db.prepare(
+      `INSERT INTO tw_peers (id, buckets, added_at, state, state_changed_at, last_seen_at)
+       VALUES (@id, json_array(@bucket), @now, 'up', @at, @at)
+       ON CONFLICT (id) DO UPDATE SET
+         state = 'up', last_error = NULL,
+         last_seen_at = max(coalesce(last_seen_at, 0), @at),
+         state_changed_at = CASE WHEN state = 'up' THEN state_changed_at ELSE @at END,
+         buckets = CASE WHEN EXISTS (SELECT 1 FROM json_each(buckets) WHERE value = @bucket)
+                        THEN buckets ELSE json_insert(buckets, '$[#]', @bucket) END`,
     ),
     nodeId: db.prepare("UPDATE tw_peers SET node_id = ? WHERE id = ?"),
     remove: db.prepare("DELETE FROM tw_peers WHERE id = ?"),

@@ -79,6 +79,8 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
   private readonly ownsCursors: boolean;
   private readonly log: MeshLogger;
   private readonly removed = new Set<string>();
+  /** Members this transport put in the registry: one missing from it now was removed there. */
+  private readonly registered = new Set<string>();
   private readonly counts = { published: 0, received: 0, applied: 0, gaps: 0, refused: 0 };
   private readonly publisher: Publisher;
   private readonly reader: StreamReader;
@@ -181,10 +183,7 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
     if (nodeId === this.nodeId) throw new InvalidArgumentError("nodeId", "is this replica's own node id");
     this.removed.add(nodeId);
     this.reader.remove(nodeId);
-    let deleted = 0;
-    for (const c of this.cursors.getAll()) {
-      if (c.peer === nodeId && this.cursors.delete(c)) deleted++;
-    }
+    const deleted = this.cursors.deletePeer(nodeId);
     void this.wake();
     this.log.info({ peer: nodeId, cursors: deleted }, "mesh: peer removed");
     return deleted;
@@ -326,6 +325,7 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
       }
       for (const peer of Object.keys(members)) {
         if (peer === this.nodeId || this.removed.has(peer) || !isNodeId(peer)) continue;
+        if (!this.register(peer, b, Number(members[peer]))) continue;
         if (this.reader.add(peer, b)) {
           woke = true;
           this.log.info({ peer, bucket: b }, "mesh: peer found");
@@ -401,6 +401,22 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
       );
     }
     await p.exec();
+  }
+
+  /**
+   * Keeps the peer registry (when given) in step with the members seen; false
+   * when the member was removed from the registry since, so it leaves the mesh.
+   */
+  private register(peer: string, bucket: string, heartbeatAt: number): boolean {
+    const peers = this.settings.peers;
+    if (!peers) return true;
+    if (this.registered.has(peer) && !peers.get(peer)) {
+      this.removePeer(peer);
+      return false;
+    }
+    peers.seen(peer, bucket, Number.isSafeInteger(heartbeatAt) && heartbeatAt > 0 ? heartbeatAt : Date.now());
+    this.registered.add(peer);
+    return true;
   }
 
   /** Interrupts the blocking read so it is issued again (new peers) or the loop sees `stop`. */
