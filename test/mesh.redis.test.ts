@@ -390,7 +390,7 @@ describe(
         await sb.stop();
         // Each hub lists the other as a mesh peer in its registry.
         await waitFor(() => h1.peers.get(h2.hub.nodeId)?.state === "up", "hub1 to list hub2 as up", WAIT);
-      expect(h2.peers.get(h1.hub.nodeId)).toMatchObject({ address: null, buckets: ["default"] });
+        expect(h2.peers.get(h1.hub.nodeId)).toMatchObject({ address: null, buckets: ["default"] });
       } finally {
         await h1.stop();
         await h2.stop();
