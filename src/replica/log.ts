@@ -21,9 +21,9 @@ import { InvalidArgumentError } from "../errors.js";
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
 import { formatHlc, isNodeId } from "./hlc.js";
-import { rowsOf } from "./rows.js";
-import { ROW } from "./triggers.js";
-import { compareValues, decodeKey, type SqlValue, toWire, type WireValue } from "./values.js";
+import { chunkSize, placeholders, rowsOf } from "./rows.js";
+import { ALIVE, ROW } from "./triggers.js";
+import { compareValues, decodeKey, keyString, type SqlValue, toWire, type WireValue } from "./values.js";
 
 export interface Change {
   table: string;
@@ -89,13 +89,8 @@ export interface LogStats {
 const DEFAULT_LIMIT = 1000;
 const LOAD_CHUNK = 256;
 const PUT_CHUNK = 64;
+const ALIVE_N = BigInt(ALIVE);
 const CURSOR = /^(0|[1-9][0-9]{0,17})$/;
-
-interface LogRow extends Entry {
-  /** A bigint: the page is read with safe integers. */
-  tbl: bigint;
-  pk: SqlValue;
-}
 
 export function parseCursor(cursor: unknown): bigint {
   if (typeof cursor === "bigint" && cursor >= 0n) return cursor;
@@ -110,12 +105,15 @@ export function parseCursor(cursor: unknown): bigint {
 export class ChangeLog {
   private readonly sql: ReturnType<typeof prepare>;
   private readonly puts = new Map<number, Database.Statement>();
+  private readonly owns = new Map<number, Database.Statement>();
+  private readonly read: (q: Parameters<ChangeLog["page"]>[0]) => ChangeSet;
 
   constructor(
     private readonly db: Database.Database,
     private readonly catalog: Catalog,
   ) {
     this.sql = prepare(db);
+    this.read = db.transaction((q) => this.page(q));
   }
 
   since(cursor: unknown, options: ChangesSinceOptions = {}): ChangeSet {
@@ -145,54 +143,130 @@ export class ChangeLog {
           .map((t) => t.id),
       );
     }
-    return this.db.transaction(() => {
-      const params = { after, origin: exclude, tables };
-      const seqs = this.sql.pageSeqs.all({ ...params, n: limit + 1 }) as bigint[];
-      const hasMore = seqs.length > limit;
-      const upto = hasMore ? seqs[limit - 1]! : (seqs[seqs.length - 1] ?? after);
-      const rows = seqs.length ? (this.sql.page.all({ ...params, upto }) as LogRow[]) : [];
-      const changes = this.group(rows);
-      const counter = (this.sql.counter.get() as bigint | undefined) ?? 0n;
-      const next = hasMore ? upto : counter > upto ? counter : upto;
-      return { changes, cursor: next.toString(), hasMore };
-    })();
+    return this.read({ after, origin: exclude, tables, limit });
   }
 
-  private group(rows: LogRow[]): Change[] {
-    const out: Change[] = [];
-    let current: Served | null = null;
+  /** One page, in one read transaction: a page never mixes two states of the log. */
+  private page(q: { after: bigint; origin: string | null; tables: string | null; limit: number }): ChangeSet {
+    const params = { after: q.after, origin: q.origin, tables: q.tables };
+    const seqs = this.sql.pageSeqs.all({ ...params, n: q.limit + 1 }) as bigint[];
+    const hasMore = seqs.length > q.limit;
+    const upto = hasMore ? seqs[q.limit - 1]! : (seqs[seqs.length - 1] ?? q.after);
+    const rows = seqs.length ? (this.sql.page.all({ ...params, upto }) as PageRow[]) : [];
+    const changes = this.serve(this.group(rows));
+    const counter = (this.sql.counter.get() as bigint | undefined) ?? 0n;
+    const next = hasMore ? upto : counter > upto ? counter : upto;
+    return { changes, cursor: next.toString(), hasMore };
+  }
+
+  /** The page's entries as one Served per (sequence, table, key), in page order. */
+  private group(rows: PageRow[]): Served[] {
+    const out: Served[] = [];
+    const tables = new Map<bigint, TrackedTable | undefined>();
+    let c: Served | null = null;
     for (const r of rows) {
-      const c = current;
-      if (!c || r.seq !== c.seq || r.tbl !== c.tbl || compareValues(r.pk, c.key) !== 0) {
-        if (c) out.push(this.finish(c));
-        const t = this.catalog.getById(Number(r.tbl));
-        current = t
-          ? { t, tbl: r.tbl, key: r.pk, seq: r.seq, change: newChange(t, r), stored: new Map() }
-          : null;
-        if (!current) continue;
+      const [tbl, pk, col, val, hlc, origin, seq] = r;
+      if (!c || seq !== c.seq || tbl !== c.tbl || compareValues(pk, c.key) !== 0) {
+        let t = tables.get(tbl);
+        if (t === undefined && !tables.has(tbl)) {
+          t = this.catalog.getById(Number(tbl));
+          tables.set(tbl, t);
+        }
+        if (!t) {
+          c = null;
+          continue;
+        }
+        c = { t, tbl, key: pk, seq, hlc, origin, op: "update", stored: [] };
+        out.push(c);
       }
-      const cur = current as Served;
-      if (r.col === ROW) cur.change.op = r.val === 1n ? "insert" : "delete";
-      else cur.stored.set(r.col, r.val);
+      if (col === ROW) c.op = val === ALIVE_N ? "insert" : "delete";
+      else c.stored.push(col, val);
     }
-    if (current) out.push(this.finish(current));
     return out;
   }
 
-  /** Fills a change's values: from the table where it holds them, else from the entries. */
-  private finish(s: Served): Change {
-    const { t, change } = s;
-    const needsRow = !t.relayed && (change.op === "insert" || s.stored.size > 0);
-    const row = needsRow ? rowsOf(this.db, t).read(decodeKey(s.key, t.pk.length)) : null;
-    for (const [col, val] of s.stored) {
-      change.columns[col] = toWire(row && t.columnSet.has(col) ? (row.get(col) as SqlValue) : val);
+  /**
+   * Fills each change's values: from the table where it holds them (read
+   * set-wise, per table), else from the entries. An insert's row entry stands
+   * for every column without an entry of its own, found set-wise too.
+   */
+  private serve(page: Served[]): Change[] {
+    const byTable = new Map<TrackedTable, { keys: Map<string, SqlValue>; inserts: Map<string, SqlValue> }>();
+    for (const s of page) {
+      if (s.t.relayed || (s.op !== "insert" && s.stored.length === 0)) continue;
+      let g = byTable.get(s.t);
+      if (!g) {
+        g = { keys: new Map(), inserts: new Map() };
+        byTable.set(s.t, g);
+      }
+      const id = keyString(s.key);
+      g.keys.set(id, s.key);
+      if (s.op === "insert") g.inserts.set(id, s.key);
     }
-    if (row && change.op === "insert") {
-      // The row entry stands for every column without an entry of its own (all newer).
-      const own = new Set(this.sql.ownColumns.all(s.tbl, s.key) as string[]);
-      for (const [col, val] of row) if (!own.has(col)) change.columns[col] = toWire(val);
+    const values = new Map<TrackedTable, Map<string, SqlValue[]>>();
+    const own = new Map<TrackedTable, Map<string, Set<string>>>();
+    for (const [t, g] of byTable) {
+      values.set(t, rowsOf(this.db, t).readMany([...g.keys.values()]));
+      if (g.inserts.size > 0) own.set(t, this.ownColumns(t.id, [...g.inserts.values()]));
     }
-    return change;
+    const out: Change[] = new Array(page.length);
+    for (let i = 0; i < page.length; i++) {
+      const s = page[i] as Served;
+      const { t } = s;
+      const columns = Object.create(null) as Record<string, WireValue>;
+      const row = values.get(t)?.get(keyString(s.key)) ?? null;
+      for (let j = 0; j < s.stored.length; j += 2) {
+        const col = s.stored[j] as string;
+        const at = row ? t.columns.indexOf(col) : -1;
+        columns[col] = toWire(at >= 0 ? (row![at] as SqlValue) : (s.stored[j + 1] as SqlValue));
+      }
+      if (row && s.op === "insert") {
+        // The row entry stands for every column without an entry of its own (all newer).
+        const mine = own.get(t)?.get(keyString(s.key));
+        for (let j = 0; j < t.columns.length; j++) {
+          const col = t.columns[j] as string;
+          if (!mine?.has(col)) columns[col] = toWire(row[j] as SqlValue);
+        }
+      }
+      out[i] = {
+        table: t.name,
+        bucket: t.bucket,
+        pk: t.pk.length === 1 ? [toWire(s.key)] : decodeKey(s.key, t.pk.length).map(toWire),
+        op: s.op,
+        columns,
+        hlc: formatHlc(s.hlc),
+        origin: s.origin,
+        seq: Number(s.seq),
+      };
+    }
+    return out;
+  }
+
+  /** The columns with entries of their own, of these keys of one table, a chunk of keys per statement. */
+  private ownColumns(tbl: number, keys: SqlValue[]): Map<string, Set<string>> {
+    const out = new Map<string, Set<string>>();
+    for (let i = 0; i < keys.length; ) {
+      const n = chunkSize(keys.length - i);
+      let st = this.owns.get(n);
+      if (!st) {
+        st = this.db
+          .prepare(`SELECT pk, col FROM tw_log WHERE tbl = ? AND pk IN (${placeholders(n)}) AND col > ''`)
+          .raw(true)
+          .safeIntegers(true);
+        this.owns.set(n, st);
+      }
+      for (const [pk, col] of st.all(tbl, ...keys.slice(i, i + n)) as Array<[SqlValue, string]>) {
+        const id = keyString(pk);
+        let set = out.get(id);
+        if (!set) {
+          set = new Set();
+          out.set(id, set);
+        }
+        set.add(col);
+      }
+      i += n;
+    }
+    return out;
   }
 
   /** Every entry of the given keys of one table, read LOAD_CHUNK keys per statement. */
@@ -276,29 +350,21 @@ export class ChangeLog {
   }
 }
 
+/** One row event of the page: the entries of one (sequence, table, key). */
 interface Served {
   t: TrackedTable;
   tbl: bigint;
   key: SqlValue;
   seq: bigint;
-  change: Change;
-  /** The group's column entries as stored (val is NULL where the table holds the value). */
-  stored: Map<string, SqlValue>;
+  hlc: bigint;
+  origin: string;
+  op: Change["op"];
+  /** Its column entries as stored, flat: column, value (NULL where the table holds it). */
+  stored: SqlValue[];
 }
 
-function newChange(t: TrackedTable, r: LogRow): Change {
-  return {
-    table: t.name,
-    bucket: t.bucket,
-    pk: decodeKey(r.pk, t.pk.length).map(toWire),
-    op: "update",
-    // No prototype: a column named "__proto__" is an ordinary key here.
-    columns: Object.create(null) as Record<string, WireValue>,
-    hlc: formatHlc(r.hlc),
-    origin: r.origin,
-    seq: Number(r.seq),
-  };
-}
+/** tbl, pk, col, val, hlc, origin, seq. */
+type PageRow = [bigint, SqlValue, string, SqlValue, bigint, string, bigint];
 
 function prepare(db: Database.Database) {
   const filters = `(:origin IS NULL OR origin <> :origin)
@@ -315,6 +381,7 @@ function prepare(db: Database.Database) {
          WHERE seq > :after AND seq <= :upto AND ${filters}
          ORDER BY seq, tbl, pk, col`,
       )
+      .raw(true)
       .safeIntegers(true),
     counter: db.prepare("SELECT seq FROM tw_clock WHERE id = 0").pluck().safeIntegers(true),
     loadMany: db
@@ -333,7 +400,6 @@ function prepare(db: Database.Database) {
          AND (hlc < :hlc OR (hlc = :hlc AND origin < :origin))`,
     ),
     dropTable: db.prepare("DELETE FROM tw_log WHERE tbl = ?"),
-    ownColumns: db.prepare("SELECT col FROM tw_log WHERE tbl = ? AND pk = ? AND col > ''").pluck(),
     counts: db.prepare(
       `SELECT count(*) AS entries,
               sum(col = '' AND val = 1) AS rows,
