@@ -60,6 +60,12 @@ export interface ChangesSinceOptions {
   limit?: number;
   /** Leave out changes that came from this node (the peer being sent to). */
   excludeOrigin?: string;
+  /**
+   * Leave out changes this replica applied as received from this node
+   * (`apply(changes, { from })`): it has them already. A relay still serves
+   * them to every other peer.
+   */
+  excludeSource?: string;
 }
 
 export interface Entry {
@@ -68,6 +74,8 @@ export interface Entry {
   hlc: bigint;
   origin: string;
   seq: bigint;
+  /** The peer the entry was applied from; null for a local write (whose origin is this node). */
+  src?: string | null;
 }
 
 export interface LogStats {
@@ -89,6 +97,7 @@ export interface LogStats {
 const DEFAULT_LIMIT = 1000;
 const LOAD_CHUNK = 256;
 const PUT_CHUNK = 64;
+const PUT_WIDTH = 8;
 const ALIVE_N = BigInt(ALIVE);
 const CURSOR = /^(0|[1-9][0-9]{0,17})$/;
 
@@ -121,16 +130,8 @@ export class ChangeLog {
       throw new InvalidArgumentError("options", "must be an object");
     const after = parseCursor(cursor);
     const limit = options.limit === undefined ? DEFAULT_LIMIT : checkInteger("limit", options.limit, 1);
-    let exclude: string | null = null;
-    if (options.excludeOrigin !== undefined) {
-      if (!isNodeId(options.excludeOrigin)) {
-        throw new InvalidArgumentError(
-          "excludeOrigin",
-          `is not a node id: ${JSON.stringify(options.excludeOrigin)}`,
-        );
-      }
-      exclude = options.excludeOrigin;
-    }
+    const exclude = nodeOption("excludeOrigin", options.excludeOrigin);
+    const source = nodeOption("excludeSource", options.excludeSource);
     let tables: string | null = null;
     if (options.buckets !== undefined) {
       if (!Array.isArray(options.buckets))
@@ -143,12 +144,18 @@ export class ChangeLog {
           .map((t) => t.id),
       );
     }
-    return this.read({ after, origin: exclude, tables, limit });
+    return this.read({ after, origin: exclude, source, tables, limit });
   }
 
   /** One page, in one read transaction: a page never mixes two states of the log. */
-  private page(q: { after: bigint; origin: string | null; tables: string | null; limit: number }): ChangeSet {
-    const params = { after: q.after, origin: q.origin, tables: q.tables };
+  private page(q: {
+    after: bigint;
+    origin: string | null;
+    source: string | null;
+    tables: string | null;
+    limit: number;
+  }): ChangeSet {
+    const params = { after: q.after, origin: q.origin, source: q.source, tables: q.tables };
     const seqs = this.sql.pageSeqs.all({ ...params, n: q.limit + 1 }) as bigint[];
     const hasMore = seqs.length > q.limit;
     const upto = hasMore ? seqs[q.limit - 1]! : (seqs[seqs.length - 1] ?? q.after);
@@ -281,20 +288,21 @@ export class ChangeLog {
     return out;
   }
 
+  /** Upserts a local entry (no source). */
   put(tbl: number, pk: SqlValue, e: Entry): void {
     this.sql.put.run(tbl, pk, e.col, e.val, e.hlc, e.origin, e.seq);
   }
 
   /**
-   * Upserts many entries, PUT_CHUNK per statement, given flat: 7 values per
-   * entry (tbl, pk, col, val, hlc, origin, seq). Each (table, key, column) at
-   * most once.
+   * Upserts many entries, PUT_CHUNK per statement, given flat: 8 values per
+   * entry (tbl, pk, col, val, hlc, origin, seq, src). Each (table, key,
+   * column) at most once.
    */
   putMany(flat: unknown[]): void {
-    const per = PUT_CHUNK * 7;
+    const per = PUT_CHUNK * PUT_WIDTH;
     for (let i = 0; i < flat.length; i += per) {
       const chunk = flat.length - i >= per ? flat.slice(i, i + per) : flat.slice(i);
-      this.putStatement(chunk.length / 7).run(...chunk);
+      this.putStatement(chunk.length / PUT_WIDTH).run(...chunk);
     }
   }
 
@@ -302,10 +310,11 @@ export class ChangeLog {
     let st = this.puts.get(rows);
     if (!st) {
       st = this.db.prepare(
-        `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq)
-         VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, ?, ?, ?)").join(", ")}
+        `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq, src)
+         VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}
          ON CONFLICT (tbl, pk, col) DO UPDATE SET
-           val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq`,
+           val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq,
+           src = excluded.src`,
       );
       this.puts.set(rows, st);
     }
@@ -366,8 +375,17 @@ interface Served {
 /** tbl, pk, col, val, hlc, origin, seq. */
 type PageRow = [bigint, SqlValue, string, SqlValue, bigint, string, bigint];
 
+function nodeOption(name: string, v: unknown): string | null {
+  if (v === undefined) return null;
+  if (!isNodeId(v)) throw new InvalidArgumentError(name, `is not a node id: ${JSON.stringify(v)}`);
+  return v;
+}
+
 function prepare(db: Database.Database) {
+  // The capture triggers leave src alone: an entry whose origin is this node
+  // is a local write, whatever src an earlier applied entry of its cell left.
   const filters = `(:origin IS NULL OR origin <> :origin)
+      AND (:source IS NULL OR src IS NOT :source OR origin = (SELECT node FROM tw_clock WHERE id = 0))
       AND (:tables IS NULL OR tbl IN (SELECT value FROM json_each(:tables)))`;
   return {
     // The index on seq yields distinct sequence numbers in order: no sort, and it stops at n.
@@ -386,14 +404,14 @@ function prepare(db: Database.Database) {
     counter: db.prepare("SELECT seq FROM tw_clock WHERE id = 0").pluck().safeIntegers(true),
     loadMany: db
       .prepare(
-        `SELECT pk, col, val, hlc, origin, seq FROM tw_log
+        `SELECT pk, col, val, hlc, origin, seq, src FROM tw_log
          WHERE tbl = ? AND pk IN (${Array.from({ length: LOAD_CHUNK }, () => "?").join(", ")})`,
       )
       .safeIntegers(true),
     put: db.prepare(
       `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (tbl, pk, col) DO UPDATE SET
-         val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq`,
+         val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq, src = NULL`,
     ),
     prune: db.prepare(
       `DELETE FROM tw_log WHERE tbl = :tbl AND pk = :pk AND col <> ''

@@ -3,7 +3,8 @@
  *
  * Contract: a cycle handshakes once (a refused handshake, such as another
  * protocol version, is a ProtocolError), pushes every local change the hub
- * has not acknowledged (leaving out changes whose origin is the hub), then
+ * has not acknowledged (leaving out changes whose origin is the hub and those
+ * pulled from it: pulled batches are applied with the hub as their source), then
  * pulls every change the hub has for the buckets and applies it, batch by
  * batch. A cursor moves only once its batch is durable on the other side:
  * the push cursor after the hub's acknowledgement, the pull cursor after the
@@ -314,6 +315,8 @@ export class SyncManager extends EventEmitter<Events> {
         buckets: this.buckets,
         limit: this.batchSize,
         excludeOrigin: hub,
+        // What was pulled from the hub is not pushed back to it.
+        excludeSource: hub,
       });
       const fit = fitBatch(set.changes, this.limits);
       const cursor = fit.cut ? String(fit.changes.at(-1)!.seq) : set.cursor;
@@ -347,7 +350,7 @@ export class SyncManager extends EventEmitter<Events> {
         buckets: this.buckets,
         limit: this.batchSize,
       });
-      if (page.changes.length) result.applied += this.replica.apply(page.changes).applied;
+      if (page.changes.length) result.applied += this.replica.apply(page.changes, { from: hub }).applied;
       this.cursors.set(key, page.cursor);
       this.cursors.flushDirty();
       result.pulled += page.changes.length;
