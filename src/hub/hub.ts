@@ -148,7 +148,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
             : `changes[${i}]: the hub does not serve table ${JSON.stringify(c.table)}; nothing applied`,
         );
       }
-      if (!this.serves(bucket)) {
+      if (!this.serves(bucket, tables)) {
         throw new HubError(
           404,
           "ERR_UNKNOWN_BUCKET",

@@ -156,10 +156,22 @@ export class ChangeLog {
     limit: number;
   }): ChangeSet {
     const params = { after: q.after, origin: q.origin, source: q.source, tables: q.tables };
-    const seqs = this.sql.pageSeqs.all({ ...params, n: q.limit + 1 }) as bigint[];
-    const hasMore = seqs.length > q.limit;
-    const upto = hasMore ? seqs[q.limit - 1]! : (seqs[seqs.length - 1] ?? q.after);
-    const rows = seqs.length ? (this.sql.page.all({ ...params, upto }) as PageRow[]) : [];
+    // One pass along the seq index, stopped at the first entry of the (limit+1)th sequence.
+    const rows: PageRow[] = [];
+    let seqs = 0;
+    let upto = q.after;
+    let hasMore = false;
+    for (const r of this.sql.page.iterate(params) as IterableIterator<PageRow>) {
+      if (r[6] !== upto) {
+        if (seqs === q.limit) {
+          hasMore = true;
+          break;
+        }
+        seqs++;
+        upto = r[6];
+      }
+      rows.push(r);
+    }
     const changes = this.serve(this.group(rows));
     const counter = (this.sql.counter.get() as bigint | undefined) ?? 0n;
     const next = hasMore ? upto : counter > upto ? counter : upto;
@@ -388,15 +400,11 @@ function prepare(db: Database.Database) {
       AND (:source IS NULL OR src IS NOT :source OR origin = (SELECT node FROM tw_clock WHERE id = 0))
       AND (:tables IS NULL OR tbl IN (SELECT value FROM json_each(:tables)))`;
   return {
-    // The index on seq yields distinct sequence numbers in order: no sort, and it stops at n.
-    pageSeqs: db
-      .prepare(`SELECT DISTINCT seq FROM tw_log WHERE seq > :after AND ${filters} ORDER BY seq LIMIT :n`)
-      .pluck()
-      .safeIntegers(true),
+    // The seq index of a WITHOUT ROWID table ends with its key: it yields this order with no sort.
     page: db
       .prepare(
         `SELECT tbl, pk, col, val, hlc, origin, seq FROM tw_log
-         WHERE seq > :after AND seq <= :upto AND ${filters}
+         WHERE seq > :after AND ${filters}
          ORDER BY seq, tbl, pk, col`,
       )
       .raw(true)

@@ -173,6 +173,9 @@ export function checkLimits(limits: Partial<BatchLimits> | undefined): BatchLimi
  * The first sequence group is always kept, so a batch always makes progress.
  */
 export function fitBatch(changes: Change[], limits: BatchLimits): { changes: Change[]; cut: boolean } {
+  // The common case, a batch well within the limits, costs one stringify of the whole.
+  if (changes.length <= limits.maxRows && Buffer.byteLength(JSON.stringify(changes)) <= limits.maxBytes)
+    return { changes, cut: false };
   let bytes = 2;
   let end = 0;
   for (let i = 0; i < changes.length; i++) {

@@ -22,9 +22,17 @@ import { EventEmitter } from "node:events";
 import { type CursorKey, CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import { syncChanges, syncCycleDuration, syncCycles, syncLastSuccess } from "../metrics.js";
+import type { Change } from "../replica/log.js";
 import type { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
-import { CAPABILITIES, DEFAULT_LIMITS, fitBatch, PROTOCOL_VERSION, ProtocolError } from "./protocol.js";
+import {
+  CAPABILITIES,
+  DEFAULT_LIMITS,
+  fitBatch,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type PullResponse,
+} from "./protocol.js";
 import { HubRefusedError, type Transport } from "./transport.js";
 
 export type SyncDirection = "push" | "pull" | "both";
@@ -78,6 +86,13 @@ export interface CycleResult {
 export interface InitialSyncOptions {
   /** After every batch: its size, the changes moved so far, and whether more are waiting. */
   onProgress?: (batchSize: number, total: number, hasMore: boolean) => void;
+}
+
+interface OutBatch {
+  changes: Change[];
+  /** The push cursor once the hub holds this batch. */
+  cursor: string;
+  hasMore: boolean;
 }
 
 type Events = {
@@ -308,55 +323,99 @@ export class SyncManager extends EventEmitter<Events> {
     return { peer: hub, bucket: bucketKey(this.buckets), direction };
   }
 
+  /**
+   * Pushes batch after batch, reading the next batch while the previous one
+   * is in flight; the cursor moves (and is flushed) only on each ack, in order.
+   */
   private async pushAll(hub: string, result: CycleResult, progress?: (n: number, more: boolean) => void) {
     const key = this.key(hub, "push");
-    for (;;) {
-      const set = this.replica.changesSince(this.cursors.getOrStart(key), {
-        buckets: this.buckets,
-        limit: this.batchSize,
-        excludeOrigin: hub,
-        // What was pulled from the hub is not pushed back to it.
-        excludeSource: hub,
-      });
-      const fit = fitBatch(set.changes, this.limits);
-      const cursor = fit.cut ? String(fit.changes.at(-1)!.seq) : set.cursor;
-      const hasMore = set.hasMore || fit.cut;
-      if (fit.changes.length > 0 || cursor !== this.cursors.getOrStart(key)) {
-        if (fit.changes.length > 0) {
-          const ack = await this.transport.push({
-            nodeId: this.replica.nodeId,
-            changes: fit.changes,
-            cursor,
-          });
-          if (ack.cursor !== cursor) {
-            throw new ProtocolError(`the hub acknowledged cursor ${ack.cursor}, not ${cursor}`);
-          }
-        }
-        this.cursors.set(key, cursor);
-        this.cursors.flushDirty();
+    let from = this.cursors.getOrStart(key);
+    let next: OutBatch | null = this.outBatch(hub, from);
+    while (next) {
+      const batch = next;
+      next = null;
+      if (batch.changes.length === 0) {
+        if (batch.cursor !== from) this.saveCursor(key, batch.cursor);
+        return;
       }
-      result.pushed += fit.changes.length;
-      if (fit.changes.length) progress?.(fit.changes.length, hasMore);
-      if (!hasMore) return;
+      const sending = this.transport.push({
+        nodeId: this.replica.nodeId,
+        changes: batch.changes,
+        cursor: batch.cursor,
+      });
+      // Awaited below; a failure during the read must not count as unhandled.
+      sending.catch(() => {});
+      // Read while the hub works on this batch (after a turn of the loop, which
+      // lets the request out); the read is dropped if the push fails.
+      let readFailure: unknown = null;
+      await turn();
+      try {
+        if (batch.hasMore) next = this.outBatch(hub, batch.cursor);
+      } catch (err) {
+        readFailure = err;
+      }
+      const ack = await sending;
+      if (ack.cursor !== batch.cursor) {
+        throw new ProtocolError(`the hub acknowledged cursor ${ack.cursor}, not ${batch.cursor}`);
+      }
+      this.saveCursor(key, batch.cursor);
+      from = batch.cursor;
+      result.pushed += batch.changes.length;
+      progress?.(batch.changes.length, batch.hasMore);
+      if (readFailure) throw readFailure;
     }
   }
 
+  /** The next batch to push after `cursor`, cut to the hub's limits. */
+  private outBatch(hub: string, cursor: string): OutBatch {
+    const set = this.replica.changesSince(cursor, {
+      buckets: this.buckets,
+      limit: this.batchSize,
+      excludeOrigin: hub,
+      // What was pulled from the hub is not pushed back to it.
+      excludeSource: hub,
+    });
+    const fit = fitBatch(set.changes, this.limits);
+    return {
+      changes: fit.changes,
+      cursor: fit.cut ? String(fit.changes.at(-1)!.seq) : set.cursor,
+      hasMore: set.hasMore || fit.cut,
+    };
+  }
+
+  /**
+   * Pulls page after page, asking for the next page before applying the one
+   * in hand, so the hub serves it meanwhile; the cursor moves after each apply.
+   */
   private async pullAll(hub: string, result: CycleResult, progress?: (n: number, more: boolean) => void) {
     const key = this.key(hub, "pull");
-    for (;;) {
-      const page = await this.transport.pull({
+    const ask = (cursor: string) => {
+      const p = this.transport.pull({
         nodeId: this.replica.nodeId,
-        cursor: this.cursors.getOrStart(key),
+        cursor,
         buckets: this.buckets,
         limit: this.batchSize,
       });
+      // Awaited later; a failure while the previous page applies must not count as unhandled.
+      p.catch(() => {});
+      return p;
+    };
+    let pending: ReturnType<typeof ask> | null = ask(this.cursors.getOrStart(key));
+    while (pending) {
+      const page: PullResponse = await pending;
+      pending = page.hasMore ? ask(page.cursor) : null;
+      // A turn of the loop lets the request out before the apply holds the thread.
+      if (pending) await turn();
       if (page.changes.length) result.applied += this.replica.apply(page.changes, { from: hub }).applied;
-      this.cursors.set(key, page.cursor);
-      this.cursors.flushDirty();
+      this.saveCursor(key, page.cursor);
       result.pulled += page.changes.length;
       if (page.changes.length || !page.hasMore) progress?.(page.changes.length, page.hasMore);
-      if (!page.hasMore) return;
     }
+  }
+
+  private saveCursor(key: CursorKey, cursor: string): void {
+    this.cursors.set(key, cursor);
+    this.cursors.flushDirty();
   }
 
   private setStatus(s: SyncStatus): void {
@@ -374,6 +433,10 @@ export class SyncManager extends EventEmitter<Events> {
 function bucketKey(buckets: string[]): string {
   const joined = buckets.join(",");
   return joined.length <= 200 ? joined : `sha256:${createHash("sha256").update(joined).digest("hex")}`;
+}
+
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function positive(name: string, v: unknown): number {
