@@ -260,6 +260,11 @@ export class SyncManager extends EventEmitter<Events> {
     const peer = this.transport.peer;
     const bucketLabel = this.buckets.join(",");
     const result: CycleResult = { pushed: 0, pulled: 0, applied: 0, durationMs: 0 };
+    // A cycle keeps its process alive by itself (stop() drops the loop's handle
+    // before waiting for it, and --once never had one): a call may wait on a
+    // socket the fetch pool holds unref'd, and AbortSignal.timeout's timer is
+    // unref'd too, so nothing else would keep Node from exiting (code 13).
+    const hold = setInterval(() => {}, 60_000);
     try {
       const hub = await this.handshake();
       if (this.direction !== "pull") await this.pushAll(hub, result, progress);
@@ -285,6 +290,7 @@ export class SyncManager extends EventEmitter<Events> {
       this.emit("failed", error, this.started ? this.retryIn : undefined);
       throw error;
     } finally {
+      clearInterval(hold);
       syncChanges.labels(peer, bucketLabel, "push").inc(result.pushed);
       syncChanges.labels(peer, bucketLabel, "pull").inc(result.pulled);
     }
