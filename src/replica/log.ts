@@ -156,21 +156,41 @@ export class ChangeLog {
     limit: number;
   }): ChangeSet {
     const params = { after: q.after, origin: q.origin, source: q.source, tables: q.tables };
-    // One pass along the seq index, stopped at the first entry of the (limit+1)th sequence.
+    // Along the seq index in chunks of rows, stopped at the first entry of the
+    // (limit+1)th sequence; a chunk that ends inside a sequence is read on
+    // from that sequence's start, so a change is never cut.
     const rows: PageRow[] = [];
     let seqs = 0;
     let upto = q.after;
+    let before = q.after;
     let hasMore = false;
-    for (const r of this.sql.page.iterate(params) as IterableIterator<PageRow>) {
-      if (r[6] !== upto) {
-        if (seqs === q.limit) {
-          hasMore = true;
-          break;
+    let chunk = q.limit + 1;
+    for (let from = q.after; ; ) {
+      const got = this.sql.page.all({ ...params, after: from, n: chunk }) as PageRow[];
+      for (const r of got) {
+        if (r[6] !== upto) {
+          if (seqs === q.limit) {
+            hasMore = true;
+            break;
+          }
+          seqs++;
+          before = upto;
+          upto = r[6];
         }
-        seqs++;
-        upto = r[6];
+        rows.push(r);
       }
-      rows.push(r);
+      if (hasMore || got.length < chunk) break;
+      // The chunk was full: its last sequence may go on. Drop it and read again from before it.
+      let dropped = 0;
+      while (rows.length > 0 && rows[rows.length - 1]![6] === upto) {
+        rows.pop();
+        dropped++;
+      }
+      // A sequence with more entries than a chunk: read it with a larger one.
+      if (dropped === got.length) chunk *= 4;
+      seqs--;
+      upto = before;
+      from = before;
     }
     const changes = this.serve(this.group(rows));
     const counter = (this.sql.counter.get() as bigint | undefined) ?? 0n;
@@ -405,7 +425,7 @@ function prepare(db: Database.Database) {
       .prepare(
         `SELECT tbl, pk, col, val, hlc, origin, seq FROM tw_log
          WHERE seq > :after AND ${filters}
-         ORDER BY seq, tbl, pk, col`,
+         ORDER BY seq, tbl, pk, col LIMIT :n`,
       )
       .raw(true)
       .safeIntegers(true),
