@@ -88,6 +88,9 @@ export interface InitialSyncOptions {
   onProgress?: (batchSize: number, total: number, hasMore: boolean) => void;
 }
 
+/** Push batches in flight at once: one on the hub, one waiting in its socket. */
+const PUSH_DEPTH = 2;
+
 interface OutBatch {
   changes: Change[];
   /** The push cursor once the hub holds this batch. */
@@ -330,46 +333,50 @@ export class SyncManager extends EventEmitter<Events> {
   }
 
   /**
-   * Pushes batch after batch, reading the next batch while the previous one
-   * is in flight; the cursor moves (and is flushed) only on each ack, in order.
+   * Pushes batch after batch with up to PUSH_DEPTH in flight: the next batch
+   * is read and sent while the hub works on the previous ones, so the hub
+   * finds the next body waiting. The hub may apply them in any order (apply
+   * is order-free); the cursor moves (and is flushed) only on each ack, taken
+   * in order, so a failure resumes after the last batch acknowledged in order.
    */
   private async pushAll(hub: string, result: CycleResult, progress?: (n: number, more: boolean) => void) {
     const key = this.key(hub, "push");
-    let from = this.cursors.getOrStart(key);
-    let next: OutBatch | null = this.outBatch(hub, from);
-    while (next) {
-      const batch = next;
-      next = null;
-      if (batch.changes.length === 0) {
-        if (batch.cursor !== from) this.saveCursor(key, batch.cursor);
-        return;
+    const inflight: Array<{ batch: OutBatch; sending: Promise<{ cursor: string }> }> = [];
+    let next: OutBatch | null = this.outBatch(hub, this.cursors.getOrStart(key));
+    let readFailure: unknown = null;
+    for (;;) {
+      while (next && next.changes.length > 0 && inflight.length < PUSH_DEPTH) {
+        const batch: OutBatch = next;
+        next = null;
+        const sending = this.transport.push({
+          nodeId: this.replica.nodeId,
+          changes: batch.changes,
+          cursor: batch.cursor,
+        });
+        // Awaited below, in order; a failure meanwhile must not count as unhandled.
+        sending.catch(() => {});
+        inflight.push({ batch, sending });
+        // A turn of the loop lets the request out before the read holds the thread.
+        await turn();
+        try {
+          if (batch.hasMore) next = this.outBatch(hub, batch.cursor);
+        } catch (err) {
+          readFailure = err;
+        }
       }
-      const sending = this.transport.push({
-        nodeId: this.replica.nodeId,
-        changes: batch.changes,
-        cursor: batch.cursor,
-      });
-      // Awaited below; a failure during the read must not count as unhandled.
-      sending.catch(() => {});
-      // Read while the hub works on this batch (after a turn of the loop, which
-      // lets the request out); the read is dropped if the push fails.
-      let readFailure: unknown = null;
-      await turn();
-      try {
-        if (batch.hasMore) next = this.outBatch(hub, batch.cursor);
-      } catch (err) {
-        readFailure = err;
+      const head = inflight.shift();
+      if (!head) break;
+      const ack = await head.sending;
+      if (ack.cursor !== head.batch.cursor) {
+        throw new ProtocolError(`the hub acknowledged cursor ${ack.cursor}, not ${head.batch.cursor}`);
       }
-      const ack = await sending;
-      if (ack.cursor !== batch.cursor) {
-        throw new ProtocolError(`the hub acknowledged cursor ${ack.cursor}, not ${batch.cursor}`);
-      }
-      this.saveCursor(key, batch.cursor);
-      from = batch.cursor;
-      result.pushed += batch.changes.length;
-      progress?.(batch.changes.length, batch.hasMore);
-      if (readFailure) throw readFailure;
+      this.saveCursor(key, head.batch.cursor);
+      result.pushed += head.batch.changes.length;
+      progress?.(head.batch.changes.length, head.batch.hasMore);
     }
+    if (readFailure) throw readFailure;
+    // Only filtered-out entries were left: the cursor still moves past them.
+    if (next && next.cursor !== this.cursors.getOrStart(key)) this.saveCursor(key, next.cursor);
   }
 
   /** The next batch to push after `cursor`, cut to the hub's limits. */
