@@ -10,20 +10,19 @@
  * copied into the log; `since` reads them from the table, and the rest
  * (relayed tables, columns the table lacks, entries newer than a tombstone)
  * from the entry. All entries of one row event share one sequence number, so
- * `since` returns them as one Change. `since` pages by whole changes, in
- * sequence order; its cursor is the sequence to resume after, and when
- * nothing more matches it moves to the local counter so filtered-out entries
- * are not read again. Reads run in one read transaction: a page never mixes
- * two states of the log.
+ * `since` returns them as one Change, a page of whole changes at a time (see
+ * pager.ts), in one read transaction: a page never mixes two states of the
+ * log. An applied entry records the peer it came from (`src`, NULL for a
+ * local write), so `since` can leave out what a peer sent
+ * (`excludeSource`).
  */
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { checkInteger, checkName } from "../queue/validate.js";
-import type { Catalog, TrackedTable } from "./catalog.js";
-import { formatHlc, isNodeId } from "./hlc.js";
-import { chunkSize, placeholders, rowsOf } from "./rows.js";
-import { ALIVE, ROW } from "./triggers.js";
-import { compareValues, decodeKey, keyString, type SqlValue, toWire, type WireValue } from "./values.js";
+import type { Catalog } from "./catalog.js";
+import { isNodeId } from "./hlc.js";
+import { type PageQuery, Pager } from "./pager.js";
+import type { SqlValue, WireValue } from "./values.js";
 
 export interface Change {
   table: string;
@@ -98,7 +97,6 @@ const DEFAULT_LIMIT = 1000;
 const LOAD_CHUNK = 256;
 const PUT_CHUNK = 64;
 const PUT_WIDTH = 8;
-const ALIVE_N = BigInt(ALIVE);
 const CURSOR = /^(0|[1-9][0-9]{0,17})$/;
 
 export function parseCursor(cursor: unknown): bigint {
@@ -114,15 +112,16 @@ export function parseCursor(cursor: unknown): bigint {
 export class ChangeLog {
   private readonly sql: ReturnType<typeof prepare>;
   private readonly puts = new Map<number, Database.Statement>();
-  private readonly owns = new Map<number, Database.Statement>();
-  private readonly read: (q: Parameters<ChangeLog["page"]>[0]) => ChangeSet;
+  private readonly read: (q: PageQuery) => ChangeSet;
 
   constructor(
     private readonly db: Database.Database,
     private readonly catalog: Catalog,
   ) {
     this.sql = prepare(db);
-    this.read = db.transaction((q) => this.page(q));
+    const pager = new Pager(db, catalog);
+    // One read transaction per page: a page never mixes two states of the log.
+    this.read = db.transaction((q: PageQuery) => pager.page(q));
   }
 
   since(cursor: unknown, options: ChangesSinceOptions = {}): ChangeSet {
@@ -145,167 +144,6 @@ export class ChangeLog {
       );
     }
     return this.read({ after, origin: exclude, source, tables, limit });
-  }
-
-  /** One page, in one read transaction: a page never mixes two states of the log. */
-  private page(q: {
-    after: bigint;
-    origin: string | null;
-    source: string | null;
-    tables: string | null;
-    limit: number;
-  }): ChangeSet {
-    const params = { after: q.after, origin: q.origin, source: q.source, tables: q.tables };
-    // Along the seq index in chunks of rows, stopped at the first entry of the
-    // (limit+1)th sequence; a chunk that ends inside a sequence is read on
-    // from that sequence's start, so a change is never cut.
-    const rows: PageRow[] = [];
-    let seqs = 0;
-    let upto = q.after;
-    let before = q.after;
-    let hasMore = false;
-    let chunk = q.limit + 1;
-    for (let from = q.after; ; ) {
-      const got = this.sql.page.all({ ...params, after: from, n: chunk }) as PageRow[];
-      for (const r of got) {
-        if (r[6] !== upto) {
-          if (seqs === q.limit) {
-            hasMore = true;
-            break;
-          }
-          seqs++;
-          before = upto;
-          upto = r[6];
-        }
-        rows.push(r);
-      }
-      if (hasMore || got.length < chunk) break;
-      // The chunk was full: its last sequence may go on. Drop it and read again from before it.
-      let dropped = 0;
-      while (rows.length > 0 && rows[rows.length - 1]![6] === upto) {
-        rows.pop();
-        dropped++;
-      }
-      // A sequence with more entries than a chunk: read it with a larger one.
-      if (dropped === got.length) chunk *= 4;
-      seqs--;
-      upto = before;
-      from = before;
-    }
-    const changes = this.serve(this.group(rows));
-    const counter = (this.sql.counter.get() as bigint | undefined) ?? 0n;
-    const next = hasMore ? upto : counter > upto ? counter : upto;
-    return { changes, cursor: next.toString(), hasMore };
-  }
-
-  /** The page's entries as one Served per (sequence, table, key), in page order. */
-  private group(rows: PageRow[]): Served[] {
-    const out: Served[] = [];
-    const tables = new Map<bigint, TrackedTable | undefined>();
-    let c: Served | null = null;
-    for (const r of rows) {
-      const [tbl, pk, col, val, hlc, origin, seq] = r;
-      if (!c || seq !== c.seq || tbl !== c.tbl || compareValues(pk, c.key) !== 0) {
-        let t = tables.get(tbl);
-        if (t === undefined && !tables.has(tbl)) {
-          t = this.catalog.getById(Number(tbl));
-          tables.set(tbl, t);
-        }
-        if (!t) {
-          c = null;
-          continue;
-        }
-        c = { t, tbl, key: pk, seq, hlc, origin, op: "update", stored: [] };
-        out.push(c);
-      }
-      if (col === ROW) c.op = val === ALIVE_N ? "insert" : "delete";
-      else c.stored.push(col, val);
-    }
-    return out;
-  }
-
-  /**
-   * Fills each change's values: from the table where it holds them (read
-   * set-wise, per table), else from the entries. An insert's row entry stands
-   * for every column without an entry of its own, found set-wise too.
-   */
-  private serve(page: Served[]): Change[] {
-    const byTable = new Map<TrackedTable, { keys: Map<string, SqlValue>; inserts: Map<string, SqlValue> }>();
-    for (const s of page) {
-      if (s.t.relayed || (s.op !== "insert" && s.stored.length === 0)) continue;
-      let g = byTable.get(s.t);
-      if (!g) {
-        g = { keys: new Map(), inserts: new Map() };
-        byTable.set(s.t, g);
-      }
-      const id = keyString(s.key);
-      g.keys.set(id, s.key);
-      if (s.op === "insert") g.inserts.set(id, s.key);
-    }
-    const values = new Map<TrackedTable, Map<string, SqlValue[]>>();
-    const own = new Map<TrackedTable, Map<string, Set<string>>>();
-    for (const [t, g] of byTable) {
-      values.set(t, rowsOf(this.db, t).readMany([...g.keys.values()]));
-      if (g.inserts.size > 0) own.set(t, this.ownColumns(t.id, [...g.inserts.values()]));
-    }
-    const out: Change[] = new Array(page.length);
-    for (let i = 0; i < page.length; i++) {
-      const s = page[i] as Served;
-      const { t } = s;
-      const columns = Object.create(null) as Record<string, WireValue>;
-      const row = values.get(t)?.get(keyString(s.key)) ?? null;
-      for (let j = 0; j < s.stored.length; j += 2) {
-        const col = s.stored[j] as string;
-        const at = row ? t.columns.indexOf(col) : -1;
-        columns[col] = toWire(at >= 0 ? (row![at] as SqlValue) : (s.stored[j + 1] as SqlValue));
-      }
-      if (row && s.op === "insert") {
-        // The row entry stands for every column without an entry of its own (all newer).
-        const mine = own.get(t)?.get(keyString(s.key));
-        for (let j = 0; j < t.columns.length; j++) {
-          const col = t.columns[j] as string;
-          if (!mine?.has(col)) columns[col] = toWire(row[j] as SqlValue);
-        }
-      }
-      out[i] = {
-        table: t.name,
-        bucket: t.bucket,
-        pk: t.pk.length === 1 ? [toWire(s.key)] : decodeKey(s.key, t.pk.length).map(toWire),
-        op: s.op,
-        columns,
-        hlc: formatHlc(s.hlc),
-        origin: s.origin,
-        seq: Number(s.seq),
-      };
-    }
-    return out;
-  }
-
-  /** The columns with entries of their own, of these keys of one table, a chunk of keys per statement. */
-  private ownColumns(tbl: number, keys: SqlValue[]): Map<string, Set<string>> {
-    const out = new Map<string, Set<string>>();
-    for (let i = 0; i < keys.length; ) {
-      const n = chunkSize(keys.length - i);
-      let st = this.owns.get(n);
-      if (!st) {
-        st = this.db
-          .prepare(`SELECT pk, col FROM tw_log WHERE tbl = ? AND pk IN (${placeholders(n)}) AND col > ''`)
-          .raw(true)
-          .safeIntegers(true);
-        this.owns.set(n, st);
-      }
-      for (const [pk, col] of st.all(tbl, ...keys.slice(i, i + n)) as Array<[SqlValue, string]>) {
-        const id = keyString(pk);
-        let set = out.get(id);
-        if (!set) {
-          set = new Set();
-          out.set(id, set);
-        }
-        set.add(col);
-      }
-      i += n;
-    }
-    return out;
   }
 
   /** Every entry of the given keys of one table, read LOAD_CHUNK keys per statement. */
@@ -391,22 +229,6 @@ export class ChangeLog {
   }
 }
 
-/** One row event of the page: the entries of one (sequence, table, key). */
-interface Served {
-  t: TrackedTable;
-  tbl: bigint;
-  key: SqlValue;
-  seq: bigint;
-  hlc: bigint;
-  origin: string;
-  op: Change["op"];
-  /** Its column entries as stored, flat: column, value (NULL where the table holds it). */
-  stored: SqlValue[];
-}
-
-/** tbl, pk, col, val, hlc, origin, seq. */
-type PageRow = [bigint, SqlValue, string, SqlValue, bigint, string, bigint];
-
 function nodeOption(name: string, v: unknown): string | null {
   if (v === undefined) return null;
   if (!isNodeId(v)) throw new InvalidArgumentError(name, `is not a node id: ${JSON.stringify(v)}`);
@@ -414,21 +236,7 @@ function nodeOption(name: string, v: unknown): string | null {
 }
 
 function prepare(db: Database.Database) {
-  // The capture triggers leave src alone: an entry whose origin is this node
-  // is a local write, whatever src an earlier applied entry of its cell left.
-  const filters = `(:origin IS NULL OR origin <> :origin)
-      AND (:source IS NULL OR src IS NOT :source OR origin = (SELECT node FROM tw_clock WHERE id = 0))
-      AND (:tables IS NULL OR tbl IN (SELECT value FROM json_each(:tables)))`;
   return {
-    // The seq index of a WITHOUT ROWID table ends with its key: it yields this order with no sort.
-    page: db
-      .prepare(
-        `SELECT tbl, pk, col, val, hlc, origin, seq FROM tw_log
-         WHERE seq > :after AND ${filters}
-         ORDER BY seq, tbl, pk, col LIMIT :n`,
-      )
-      .raw(true)
-      .safeIntegers(true),
     counter: db.prepare("SELECT seq FROM tw_clock WHERE id = 0").pluck().safeIntegers(true),
     loadMany: db
       .prepare(
