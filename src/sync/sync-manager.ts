@@ -22,17 +22,10 @@ import { EventEmitter } from "node:events";
 import { type CursorKey, CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import { syncChanges, syncCycleDuration, syncCycles, syncLastSuccess } from "../metrics.js";
-import type { Change } from "../replica/log.js";
 import type { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
-import {
-  CAPABILITIES,
-  DEFAULT_LIMITS,
-  fitBatch,
-  PROTOCOL_VERSION,
-  ProtocolError,
-  type PullResponse,
-} from "./protocol.js";
+import { CAPABILITIES, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError } from "./protocol.js";
+import { pullAll, pushAll } from "./transfer.js";
 import { HubRefusedError, type Transport } from "./transport.js";
 
 export type SyncDirection = "push" | "pull" | "both";
@@ -86,16 +79,6 @@ export interface CycleResult {
 export interface InitialSyncOptions {
   /** After every batch: its size, the changes moved so far, and whether more are waiting. */
   onProgress?: (batchSize: number, total: number, hasMore: boolean) => void;
-}
-
-/** Push batches in flight at once: one on the hub, one waiting in its socket. */
-const PUSH_DEPTH = 2;
-
-interface OutBatch {
-  changes: Change[];
-  /** The push cursor once the hub holds this batch. */
-  cursor: string;
-  hasMore: boolean;
 }
 
 type Events = {
@@ -270,8 +253,19 @@ export class SyncManager extends EventEmitter<Events> {
     const hold = setInterval(() => {}, 60_000);
     try {
       const hub = await this.handshake();
-      if (this.direction !== "pull") await this.pushAll(hub, result, progress);
-      if (this.direction !== "push") await this.pullAll(hub, result, progress);
+      const leg = {
+        replica: this.replica,
+        transport: this.transport,
+        cursors: this.cursors,
+        hub,
+        buckets: this.buckets,
+        batchSize: this.batchSize,
+        limits: this.limits,
+        result,
+        progress,
+      };
+      if (this.direction !== "pull") await pushAll({ ...leg, key: this.key(hub, "push") });
+      if (this.direction !== "push") await pullAll({ ...leg, key: this.key(hub, "pull") });
       result.durationMs = performance.now() - started;
       this.failures = 0;
       const now = Date.now();
@@ -332,105 +326,6 @@ export class SyncManager extends EventEmitter<Events> {
     return { peer: hub, bucket: bucketKey(this.buckets), direction };
   }
 
-  /**
-   * Pushes batch after batch with up to PUSH_DEPTH in flight: the next batch
-   * is read and sent while the hub works on the previous ones, so the hub
-   * finds the next body waiting. The hub may apply them in any order (apply
-   * is order-free); the cursor moves (and is flushed) only on each ack, taken
-   * in order, so a failure resumes after the last batch acknowledged in order.
-   */
-  private async pushAll(hub: string, result: CycleResult, progress?: (n: number, more: boolean) => void) {
-    const key = this.key(hub, "push");
-    const inflight: Array<{ batch: OutBatch; sending: Promise<{ cursor: string }> }> = [];
-    let next: OutBatch | null = this.outBatch(hub, this.cursors.getOrStart(key));
-    let readFailure: unknown = null;
-    for (;;) {
-      while (next && next.changes.length > 0 && inflight.length < PUSH_DEPTH) {
-        const batch: OutBatch = next;
-        next = null;
-        const sending = this.transport.push({
-          nodeId: this.replica.nodeId,
-          changes: batch.changes,
-          cursor: batch.cursor,
-        });
-        // Awaited below, in order; a failure meanwhile must not count as unhandled.
-        sending.catch(() => {});
-        inflight.push({ batch, sending });
-        // A turn of the loop lets the request out before the read holds the thread.
-        await turn();
-        try {
-          if (batch.hasMore) next = this.outBatch(hub, batch.cursor);
-        } catch (err) {
-          readFailure = err;
-        }
-      }
-      const head = inflight.shift();
-      if (!head) break;
-      const ack = await head.sending;
-      if (ack.cursor !== head.batch.cursor) {
-        throw new ProtocolError(`the hub acknowledged cursor ${ack.cursor}, not ${head.batch.cursor}`);
-      }
-      this.saveCursor(key, head.batch.cursor);
-      result.pushed += head.batch.changes.length;
-      progress?.(head.batch.changes.length, head.batch.hasMore);
-    }
-    if (readFailure) throw readFailure;
-    // Only filtered-out entries were left: the cursor still moves past them.
-    if (next && next.cursor !== this.cursors.getOrStart(key)) this.saveCursor(key, next.cursor);
-  }
-
-  /** The next batch to push after `cursor`, cut to the hub's limits. */
-  private outBatch(hub: string, cursor: string): OutBatch {
-    const set = this.replica.changesSince(cursor, {
-      buckets: this.buckets,
-      limit: this.batchSize,
-      excludeOrigin: hub,
-      // What was pulled from the hub is not pushed back to it.
-      excludeSource: hub,
-    });
-    const fit = fitBatch(set.changes, this.limits);
-    return {
-      changes: fit.changes,
-      cursor: fit.cut ? String(fit.changes.at(-1)!.seq) : set.cursor,
-      hasMore: set.hasMore || fit.cut,
-    };
-  }
-
-  /**
-   * Pulls page after page, asking for the next page before applying the one
-   * in hand, so the hub serves it meanwhile; the cursor moves after each apply.
-   */
-  private async pullAll(hub: string, result: CycleResult, progress?: (n: number, more: boolean) => void) {
-    const key = this.key(hub, "pull");
-    const ask = (cursor: string) => {
-      const p = this.transport.pull({
-        nodeId: this.replica.nodeId,
-        cursor,
-        buckets: this.buckets,
-        limit: this.batchSize,
-      });
-      // Awaited later; a failure while the previous page applies must not count as unhandled.
-      p.catch(() => {});
-      return p;
-    };
-    let pending: ReturnType<typeof ask> | null = ask(this.cursors.getOrStart(key));
-    while (pending) {
-      const page: PullResponse = await pending;
-      pending = page.hasMore ? ask(page.cursor) : null;
-      // A turn of the loop lets the request out before the apply holds the thread.
-      if (pending) await turn();
-      if (page.changes.length) result.applied += this.replica.apply(page.changes, { from: hub }).applied;
-      this.saveCursor(key, page.cursor);
-      result.pulled += page.changes.length;
-      if (page.changes.length || !page.hasMore) progress?.(page.changes.length, page.hasMore);
-    }
-  }
-
-  private saveCursor(key: CursorKey, cursor: string): void {
-    this.cursors.set(key, cursor);
-    this.cursors.flushDirty();
-  }
-
   private setStatus(s: SyncStatus): void {
     this.current = s;
     this.emit("status", this.status);
@@ -446,10 +341,6 @@ export class SyncManager extends EventEmitter<Events> {
 function bucketKey(buckets: string[]): string {
   const joined = buckets.join(",");
   return joined.length <= 200 ? joined : `sha256:${createHash("sha256").update(joined).digest("hex")}`;
-}
-
-function turn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function positive(name: string, v: unknown): number {
