@@ -47,7 +47,7 @@ export {
   type WorkerOptions,
 } from "./queue/worker.js";
 export * from "./remote/index.js";
-export { type ApplyResult, ClockDriftError, InvalidChangeError } from "./replica/apply.js";
+export { type ApplyOptions, type ApplyResult, ClockDriftError, InvalidChangeError } from "./replica/apply.js";
 export { formatHlc, parseHlc } from "./replica/hlc.js";
 export type { Change, ChangeSet, ChangesSinceOptions, LogStats } from "./replica/log.js";
 export { Replica, type ReplicaOptions } from "./replica/replica.js";

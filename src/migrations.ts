@@ -189,6 +189,17 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 6,
+    name: "replica-source",
+    sql: `
+      -- The peer an applied log entry was received from (NULL: a local write), so
+      -- changesSince can leave out what that peer sent: a client does not push
+      -- back what it pulled from the hub. Capture triggers do not write it; an
+      -- entry whose origin is this node is local whatever src says.
+      ALTER TABLE tw_log ADD COLUMN src TEXT;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

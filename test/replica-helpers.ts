@@ -28,11 +28,17 @@ export function shuffle<T>(items: T[], random: () => number): T[] {
 }
 
 /** Splits into batches of 1..maxSize and applies each; returns how many changes won. */
-export function deliver(to: Replica, changes: Change[], random: () => number, maxSize = 5): number {
+export function deliver(
+  to: Replica,
+  changes: Change[],
+  random: () => number,
+  maxSize = 5,
+  from?: string,
+): number {
   let applied = 0;
   for (let i = 0; i < changes.length; ) {
     const size = 1 + Math.floor(random() * maxSize);
-    applied += to.apply(changes.slice(i, i + size)).applied;
+    applied += to.apply(changes.slice(i, i + size), from === undefined ? {} : { from }).applied;
     i += size;
   }
   return applied;

@@ -102,6 +102,34 @@ describe("relay", () => {
     expect(hub.changesSince(0, { excludeOrigin: "a" }).changes).toEqual([]);
   });
 
+  it("leaves out by source what a peer sent, still relays it to the others, and serves a local write over it", () => {
+    const [a, b, c, hub] = [app("a"), app("b"), app("c"), open("hub", { relay: true })];
+    const wire = (changes: Change[]) => JSON.parse(JSON.stringify(changes)) as Change[];
+    a.store.db.prepare("INSERT INTO items VALUES (1, 'pen', 2, NULL), (2, 'cup', 3, NULL)").run();
+    hub.apply(wire(a.changesSince(0).changes), { from: "a" });
+    // The hub relays a's changes to b and c, never back to a (by source, though their origin is a too).
+    expect(hub.changesSince(0, { excludeSource: "a" }).changes).toEqual([]);
+    expect(hub.changesSince(0, { excludeSource: "b" }).changes).toHaveLength(2);
+    b.apply(wire(hub.changesSince(0).changes), { from: "hub" });
+    // b pulled them from the hub: nothing to push back to it, but c may still be sent them.
+    const back = b.changesSince(0, { excludeOrigin: "hub", excludeSource: "hub" });
+    expect(back.changes).toEqual([]);
+    expect(b.changesSince(0, { excludeSource: "c" }).changes.map((x) => x.pk)).toEqual([[1], [2]]);
+    // A local write over a pulled cell is b's own: it is pushed.
+    b.store.db.prepare("UPDATE items SET qty = 7 WHERE id = 2").run();
+    b.store.db.prepare("DELETE FROM items WHERE id = 1").run();
+    const mine = b.changesSince(back.cursor, { excludeOrigin: "hub", excludeSource: "hub" }).changes;
+    expect(mine.map((x) => [x.op, x.pk, x.columns])).toEqual([
+      ["update", [2], { qty: 7 }],
+      ["delete", [1], {}],
+    ]);
+    hub.apply(wire(mine), { from: "b" });
+    c.apply(wire(hub.changesSince(0, { excludeOrigin: "c", excludeSource: "c" }).changes), { from: "hub" });
+    expect(rows(c)).toEqual(rows(b));
+    expect(() => b.changesSince(0, { excludeSource: "not a node" })).toThrow(InvalidArgumentError);
+    expect(() => b.apply([], { from: "" })).toThrow(InvalidArgumentError);
+  });
+
   it("writes the relayed rows into the table once the hub tracks it, and materialises from then on", () => {
     const [a, hub] = [app("a"), open("hub", { relay: true })];
     const run = (sql: string) => a.store.db.prepare(sql).run();

@@ -1,6 +1,6 @@
 /**
  * SyncManager over MemoryTransport: two replicas converge through a hub with
- * conflicting edits; push leaves out the hub's own changes and moves its
+ * conflicting edits, and never pushes back what it pulled; push leaves out the hub's own changes and moves its
  * cursor only on acknowledgement; initial sync reports progress per batch and
  * resumes from the last batch after a failure; a protocol version mismatch
  * is a ProtocolError; the background loop backs off exponentially and
@@ -52,6 +52,8 @@ describe("SyncManager over MemoryTransport", () => {
     a.store.db.exec("INSERT INTO items VALUES (1, 'pen', 1), (2, 'cup', 2)");
     expect(await ma.syncOnce()).toMatchObject({ pushed: 2, pulled: 0 });
     expect(await mb.syncOnce()).toMatchObject({ pushed: 0, pulled: 2, applied: 2 });
+    // What b pulled from the hub is not pushed back to it (no echo).
+    expect(await mb.syncOnce()).toMatchObject({ pushed: 0, pulled: 0 });
     // Conflicting edits of the same rows on both sides, and a delete.
     a.store.db.exec("UPDATE items SET name = 'red pen' WHERE id = 1; UPDATE items SET qty = 10 WHERE id = 2");
     await new Promise((r) => setTimeout(r, 5));

@@ -3,6 +3,7 @@
  * the field, accept well-formed ones, and fitBatch cuts batches to the row
  * and byte limits only between sequence numbers.
  */
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { Change } from "../src/replica/log.js";
 import {
@@ -105,6 +106,38 @@ describe("fitBatch", () => {
     const big = [change(1, "x".repeat(1000)), change(2)];
     expect(fitBatch(big, { maxRows: 10, maxBytes: 10 }).changes.map((c) => c.seq)).toEqual([1]);
     expect(fitBatch(shared.slice(1), { maxRows: 1, maxBytes: 10 }).changes).toHaveLength(2);
+  });
+
+  it("keeps whole exactly the batches whose JSON fits, whatever their text (its size bound is never short)", () => {
+    const wire = fc.oneof(
+      fc.constant(null),
+      fc.string({ unit: "binary" }),
+      fc.maxSafeInteger(),
+      fc.record({ int: fc.bigInt().map(String) }),
+      fc.record({
+        real: fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constant("-Infinity")),
+      }),
+      fc.record({ blob: fc.uint8Array().map((a) => Buffer.from(a).toString("base64")) }),
+    );
+    const changeArb = fc.record({
+      table: fc.string({ unit: "binary", minLength: 1 }),
+      bucket: fc.string({ unit: "binary", minLength: 1 }),
+      pk: fc.array(wire, { minLength: 1, maxLength: 3 }),
+      op: fc.constantFrom("insert" as const, "update" as const, "delete" as const),
+      columns: fc.dictionary(fc.string({ unit: "binary" }), wire),
+      hlc: fc.constant("0123456789abcdef"),
+      origin: fc.constant("node-1"),
+      seq: fc.maxSafeInteger(),
+    });
+    fc.assert(
+      fc.property(fc.array(changeArb, { minLength: 1, maxLength: 8 }), (changes) => {
+        const seqd = changes.map((c, i) => ({ ...c, seq: i + 1 })) as Change[];
+        const exact = Buffer.byteLength(JSON.stringify(seqd));
+        expect(fitBatch(seqd, { maxRows: 100, maxBytes: exact }).cut).toBe(false);
+        if (seqd.length > 1) expect(fitBatch(seqd, { maxRows: 100, maxBytes: exact - 1 }).cut).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 

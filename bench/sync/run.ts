@@ -4,8 +4,11 @@
  *
  *   npm run build && node --import tsx bench/sync/run.ts [--n 100000] [--rows 1000000] [--writes 5000]
  *
- * - replicated changes/s: replica A pushes N inserted rows to the hub, then
- *   replica B pulls them (push, pull and end to end);
+ * - sustained replicated changes/s: replica A pushes N inserted rows to the
+ *   hub while replica B, in a child process of its own, keeps pulling (a
+ *   cycle on every live notice) until it holds all N: push is N / A's time, end to
+ *   end N / the time until B holds them all; then, for reference, push alone
+ *   and pull alone (a fresh replica pulls the N from the hub);
  * - initial sync: B pulls ROWS rows from a hub that already holds them;
  * - write-to-visible latency: A writes one row per millisecond (1,000/s) and
  *   syncs each at once; B is woken by the hub's WebSocket notice and pulls;
@@ -14,12 +17,15 @@
  *   into an untracked table, and a one-row INSERT transaction for latency.
  *
  * The hub is a separate process (`node dist/cli/main.js serve --insecure`,
- * relay only: it has no copy of the table, as a hub usually has none); A and
- * B share this process.
+ * relay only: it has no copy of the table, as a hub usually has none); A is
+ * in this process, B in a child process, so each has a thread of its own as
+ * two machines would.
  */
+import { fork } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Replica } from "../../src/replica/replica.js";
 import { openStore, type Store } from "../../src/store.js";
@@ -32,6 +38,8 @@ const { values: args } = parseArgs({
     n: { type: "string", default: "100000" },
     rows: { type: "string", default: "1000000" },
     writes: { type: "string", default: "5000" },
+    /** Internal: run as replica B of the sustained run (JSON options). */
+    puller: { type: "string" },
   },
 });
 const N = Number(args.n);
@@ -91,7 +99,7 @@ async function main() {
     `node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model}), load ${loadavg()[0]!.toFixed(2)}`,
   );
 
-  // 1. Replicated changes/s.
+  // 1. Replicated changes/s, sustained: A pushes while B pulls.
   const fl = floor(N);
   log(
     `floor: bare batched INSERT ${fmt(fl.rowsPerSecond)} rows/s; one-row transaction ${fl.oneRowMs.toFixed(3)} ms`,
@@ -99,25 +107,46 @@ async function main() {
   let h = await startHub(join(dir, "hub1.db"));
   {
     const a = replica("a");
-    const b = replica("b");
     fill(a.store, N);
     const ma = new SyncManager(a, new HttpTransport(h.url), { direction: "push" });
-    const mb = new SyncManager(b, new HttpTransport(h.url), { direction: "pull" });
-    let t = performance.now();
+    const puller = fork(
+      fileURLToPath(import.meta.url),
+      [`--puller=${JSON.stringify({ url: h.url, dir, n: N })}`],
+      {
+        execArgv: ["--import", "tsx"],
+      },
+    );
+    const exited = new Promise<never>((_, reject) =>
+      puller.once("exit", (code) => reject(new Error(`the puller exited with code ${code}`))),
+    );
+    await Promise.race([new Promise((r) => puller.once("message", r)), exited]);
+    const t = performance.now();
+    const done = Promise.race([
+      new Promise<number>((resolve) => puller.once("message", () => resolve(performance.now()))),
+      exited,
+    ]);
+    puller.send("go");
     const pushed = await ma.syncOnce();
     const pushMs = performance.now() - t;
-    t = performance.now();
-    const pulled = await mb.initialSync();
-    const pullMs = performance.now() - t;
-    const e2e = N / ((pushMs + pullMs) / 1000);
+    const e2eMs = (await done) - t;
+    puller.kill();
+    const push = pushed.pushed / (pushMs / 1000);
+    const e2e = N / (e2eMs / 1000);
     log(
-      `replicated (N=${fmt(N)}): push ${fmt(pushed.pushed / (pushMs / 1000))}/s, pull ${fmt(pulled.pulled / (pullMs / 1000))}/s, ` +
+      `sustained (N=${fmt(N)}, B pulling while A pushes): push ${fmt(push)}/s = ${(push / fl.rowsPerSecond).toFixed(3)} x floor; ` +
         `end to end ${fmt(e2e)} changes/s = ${(e2e / fl.rowsPerSecond).toFixed(3)} x floor`,
     );
+    // Pull alone, for reference: a fresh replica drains the hub.
+    const c = replica("b2");
+    const mc = new SyncManager(c, new HttpTransport(h.url), { direction: "pull" });
+    const t2 = performance.now();
+    const pulled = await mc.initialSync();
+    const pull = pulled.pulled / ((performance.now() - t2) / 1000);
+    log(`pull alone ${fmt(pull)}/s = ${(pull / fl.rowsPerSecond).toFixed(3)} x floor`);
     await ma.stop();
-    await mb.stop();
+    await mc.stop();
     a.close();
-    b.close();
+    c.close();
   }
   await stopHub(h);
 
@@ -192,4 +221,27 @@ async function main() {
   rmSync(dir, { recursive: true, force: true });
 }
 
-await main();
+/** Replica B of the sustained run, a child process: pulls on every live notice until it holds n rows. */
+async function puller(options: { url: string; dir: string; n: number }) {
+  const b = Replica.open(join(options.dir, "b.db"), { nodeId: "b" });
+  b.store.db.exec(SCHEMA);
+  b.track("items");
+  const mb = new SyncManager(b, new HttpTransport(options.url), { direction: "pull", intervalMs: 60_000 });
+  const count = b.store.db.prepare("SELECT count(*) FROM items").pluck();
+  await new Promise<void>((r) => {
+    process.once("message", () => r());
+    process.send!("ready");
+  });
+  // B pulls whenever the hub's WebSocket notice says A's push landed, as a --watch client does.
+  mb.start();
+  while ((count.get() as number) < options.n) await new Promise((r) => setTimeout(r, 5));
+  process.send!("done");
+  await mb.stop();
+  b.close();
+}
+
+if (args.puller === undefined) await main();
+else {
+  rmSync(dir, { recursive: true, force: true });
+  await puller(JSON.parse(args.puller) as { url: string; dir: string; n: number });
+}

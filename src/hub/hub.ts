@@ -9,7 +9,9 @@
  * scope does not allow, a change for a table the hub does not know, or a
  * batch over the limits is refused before `apply`, and `apply` itself
  * refuses a bad batch whole. A push that changed something emits "changes"
- * with the buckets it touched, which GET /v1/live tells subscribers.
+ * with the buckets it touched, which GET /v1/live tells subscribers. A push
+ * is applied with its sender as source, and a pull leaves out what the
+ * puller sent (by origin and by source), while relaying it to every other.
  */
 import { EventEmitter } from "node:events";
 import { TidewireError } from "../errors.js";
@@ -115,6 +117,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
       buckets: req.buckets,
       limit,
       excludeOrigin: req.nodeId,
+      excludeSource: req.nodeId,
     });
     const fit = fitBatch(set.changes, this.limits);
     this.count(req.nodeId, "pull", fit.changes);
@@ -145,7 +148,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
             : `changes[${i}]: the hub does not serve table ${JSON.stringify(c.table)}; nothing applied`,
         );
       }
-      if (!this.serves(bucket)) {
+      if (!this.serves(bucket, tables)) {
         throw new HubError(
           404,
           "ERR_UNKNOWN_BUCKET",
@@ -163,7 +166,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     });
     let result: { received: number; applied: number };
     try {
-      result = this.replica.apply(req.changes);
+      result = this.replica.apply(req.changes, { from: req.nodeId });
     } catch (err) {
       // The Replica refused the batch whole (InvalidChangeError, ClockDriftError): the sender's fault.
       if (err instanceof TidewireError && REFUSED_BATCH.has(err.code))

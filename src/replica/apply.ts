@@ -31,7 +31,7 @@ import { InvalidArgumentError } from "../errors.js";
 import type { Store } from "../store.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
 import type { Clock } from "./hlc.js";
-import { compareClocks } from "./hlc.js";
+import { compareClocks, isNodeId } from "./hlc.js";
 import { Checker, type Incoming } from "./incoming.js";
 import type { ChangeLog, Entry } from "./log.js";
 import { rowsOf } from "./rows.js";
@@ -39,6 +39,14 @@ import { ALIVE, DELETED, ROW } from "./triggers.js";
 import { compareValues, keyString, type SqlValue } from "./values.js";
 
 export { ClockDriftError, InvalidChangeError } from "./incoming.js";
+
+export interface ApplyOptions {
+  /**
+   * The node id of the peer the batch came from: entries it wins are marked
+   * with it, and `changesSince(…, { excludeSource })` can leave them out.
+   */
+  from?: string;
+}
 
 export interface ApplyResult {
   /** Changes in the batch. */
@@ -82,8 +90,13 @@ export class Applier {
     this.checker = new Checker(store.db, clock, catalog, relay);
   }
 
-  apply(changes: unknown): ApplyResult {
+  apply(changes: unknown, options: ApplyOptions = {}): ApplyResult {
     if (!Array.isArray(changes)) throw new InvalidArgumentError("changes", "must be an array of changes");
+    if (options === null || typeof options !== "object")
+      throw new InvalidArgumentError("options", "must be an object");
+    const from = options.from ?? null;
+    if (from !== null && !isNodeId(from))
+      throw new InvalidArgumentError("from", `is not a node id: ${JSON.stringify(from)}`);
     return this.store.write(() => {
       // Inside the transaction: the catalog cannot move between check and write.
       const now = Date.now();
@@ -91,11 +104,11 @@ export class Applier {
       this.checker.reset();
       const batch = changes.map((c, i) => this.checker.check(c, i, now));
       this.checker.commit(batch);
-      return this.merge(batch);
+      return this.merge(batch, from);
     });
   }
 
-  private merge(batch: Incoming[]): ApplyResult {
+  private merge(batch: Incoming[], from: string | null): ApplyResult {
     // A batch may hold a child row before its parent: check foreign keys at commit.
     this.store.db.pragma("defer_foreign_keys = ON");
     this.clock.suppress(true);
@@ -110,7 +123,7 @@ export class Applier {
         applied++;
       }
     }
-    this.writeLog(rows);
+    this.writeLog(rows, from);
     this.materialize(rows);
     this.clock.observe(maxHlc, seq);
     this.clock.suppress(false);
@@ -184,18 +197,19 @@ export class Applier {
    * Drops what the new row entries made dead, then writes the winners: with
    * no value where the table will hold it, with their value where it will not.
    */
-  private writeLog(rows: Map<string, RowState>): void {
+  private writeLog(rows: Map<string, RowState>, from: string | null): void {
     const flat: unknown[] = [];
-    const put = (s: RowState, e: Entry, val: SqlValue) =>
-      flat.push(s.t.id, s.key, e.col, val, e.hlc, e.origin, e.seq);
+    const put = (s: RowState, e: Entry, val: SqlValue, src: string | null) =>
+      flat.push(s.t.id, s.key, e.col, val, e.hlc, e.origin, e.seq, src);
     for (const s of rows.values()) {
       if (s.dropped && s.row) this.log.prune(s.t.id, s.key, s.row.hlc, s.row.origin);
       const alive = s.row?.val === ALIVE_N;
       const inTable = alive && !s.t.relayed;
-      for (const e of s.won.values()) put(s, e, inTable && s.t.columnSet.has(e.col) ? null : e.val);
+      for (const e of s.won.values()) put(s, e, inTable && s.t.columnSet.has(e.col) ? null : e.val, from);
       if (s.wasAlive && !alive && !s.t.relayed) {
-        // The row leaves the table: entries that outlive it keep their value in the log.
-        for (const e of s.cols.values()) if (!e.implicit && !s.won.has(e.col)) put(s, e, e.val);
+        // The row leaves the table: entries that outlive it keep their value (and source) in the log.
+        for (const e of s.cols.values())
+          if (!e.implicit && !s.won.has(e.col)) put(s, e, e.val, e.src ?? null);
       }
     }
     this.log.putMany(flat);

@@ -10,20 +10,19 @@
  * copied into the log; `since` reads them from the table, and the rest
  * (relayed tables, columns the table lacks, entries newer than a tombstone)
  * from the entry. All entries of one row event share one sequence number, so
- * `since` returns them as one Change. `since` pages by whole changes, in
- * sequence order; its cursor is the sequence to resume after, and when
- * nothing more matches it moves to the local counter so filtered-out entries
- * are not read again. Reads run in one read transaction: a page never mixes
- * two states of the log.
+ * `since` returns them as one Change, a page of whole changes at a time (see
+ * pager.ts), in one read transaction: a page never mixes two states of the
+ * log. An applied entry records the peer it came from (`src`, NULL for a
+ * local write), so `since` can leave out what a peer sent
+ * (`excludeSource`).
  */
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { checkInteger, checkName } from "../queue/validate.js";
-import type { Catalog, TrackedTable } from "./catalog.js";
-import { formatHlc, isNodeId } from "./hlc.js";
-import { rowsOf } from "./rows.js";
-import { ROW } from "./triggers.js";
-import { compareValues, decodeKey, type SqlValue, toWire, type WireValue } from "./values.js";
+import type { Catalog } from "./catalog.js";
+import { isNodeId } from "./hlc.js";
+import { type PageQuery, Pager } from "./pager.js";
+import type { SqlValue, WireValue } from "./values.js";
 
 export interface Change {
   table: string;
@@ -60,6 +59,12 @@ export interface ChangesSinceOptions {
   limit?: number;
   /** Leave out changes that came from this node (the peer being sent to). */
   excludeOrigin?: string;
+  /**
+   * Leave out changes this replica applied as received from this node
+   * (`apply(changes, { from })`): it has them already. A relay still serves
+   * them to every other peer.
+   */
+  excludeSource?: string;
 }
 
 export interface Entry {
@@ -68,6 +73,8 @@ export interface Entry {
   hlc: bigint;
   origin: string;
   seq: bigint;
+  /** The peer the entry was applied from; null for a local write (whose origin is this node). */
+  src?: string | null;
 }
 
 export interface LogStats {
@@ -89,13 +96,8 @@ export interface LogStats {
 const DEFAULT_LIMIT = 1000;
 const LOAD_CHUNK = 256;
 const PUT_CHUNK = 64;
+const PUT_WIDTH = 8;
 const CURSOR = /^(0|[1-9][0-9]{0,17})$/;
-
-interface LogRow extends Entry {
-  /** A bigint: the page is read with safe integers. */
-  tbl: bigint;
-  pk: SqlValue;
-}
 
 export function parseCursor(cursor: unknown): bigint {
   if (typeof cursor === "bigint" && cursor >= 0n) return cursor;
@@ -110,12 +112,16 @@ export function parseCursor(cursor: unknown): bigint {
 export class ChangeLog {
   private readonly sql: ReturnType<typeof prepare>;
   private readonly puts = new Map<number, Database.Statement>();
+  private readonly read: (q: PageQuery) => ChangeSet;
 
   constructor(
     private readonly db: Database.Database,
     private readonly catalog: Catalog,
   ) {
     this.sql = prepare(db);
+    const pager = new Pager(db, catalog);
+    // One read transaction per page: a page never mixes two states of the log.
+    this.read = db.transaction((q: PageQuery) => pager.page(q));
   }
 
   since(cursor: unknown, options: ChangesSinceOptions = {}): ChangeSet {
@@ -123,16 +129,8 @@ export class ChangeLog {
       throw new InvalidArgumentError("options", "must be an object");
     const after = parseCursor(cursor);
     const limit = options.limit === undefined ? DEFAULT_LIMIT : checkInteger("limit", options.limit, 1);
-    let exclude: string | null = null;
-    if (options.excludeOrigin !== undefined) {
-      if (!isNodeId(options.excludeOrigin)) {
-        throw new InvalidArgumentError(
-          "excludeOrigin",
-          `is not a node id: ${JSON.stringify(options.excludeOrigin)}`,
-        );
-      }
-      exclude = options.excludeOrigin;
-    }
+    const exclude = nodeOption("excludeOrigin", options.excludeOrigin);
+    const source = nodeOption("excludeSource", options.excludeSource);
     let tables: string | null = null;
     if (options.buckets !== undefined) {
       if (!Array.isArray(options.buckets))
@@ -145,54 +143,7 @@ export class ChangeLog {
           .map((t) => t.id),
       );
     }
-    return this.db.transaction(() => {
-      const params = { after, origin: exclude, tables };
-      const seqs = this.sql.pageSeqs.all({ ...params, n: limit + 1 }) as bigint[];
-      const hasMore = seqs.length > limit;
-      const upto = hasMore ? seqs[limit - 1]! : (seqs[seqs.length - 1] ?? after);
-      const rows = seqs.length ? (this.sql.page.all({ ...params, upto }) as LogRow[]) : [];
-      const changes = this.group(rows);
-      const counter = (this.sql.counter.get() as bigint | undefined) ?? 0n;
-      const next = hasMore ? upto : counter > upto ? counter : upto;
-      return { changes, cursor: next.toString(), hasMore };
-    })();
-  }
-
-  private group(rows: LogRow[]): Change[] {
-    const out: Change[] = [];
-    let current: Served | null = null;
-    for (const r of rows) {
-      const c = current;
-      if (!c || r.seq !== c.seq || r.tbl !== c.tbl || compareValues(r.pk, c.key) !== 0) {
-        if (c) out.push(this.finish(c));
-        const t = this.catalog.getById(Number(r.tbl));
-        current = t
-          ? { t, tbl: r.tbl, key: r.pk, seq: r.seq, change: newChange(t, r), stored: new Map() }
-          : null;
-        if (!current) continue;
-      }
-      const cur = current as Served;
-      if (r.col === ROW) cur.change.op = r.val === 1n ? "insert" : "delete";
-      else cur.stored.set(r.col, r.val);
-    }
-    if (current) out.push(this.finish(current));
-    return out;
-  }
-
-  /** Fills a change's values: from the table where it holds them, else from the entries. */
-  private finish(s: Served): Change {
-    const { t, change } = s;
-    const needsRow = !t.relayed && (change.op === "insert" || s.stored.size > 0);
-    const row = needsRow ? rowsOf(this.db, t).read(decodeKey(s.key, t.pk.length)) : null;
-    for (const [col, val] of s.stored) {
-      change.columns[col] = toWire(row && t.columnSet.has(col) ? (row.get(col) as SqlValue) : val);
-    }
-    if (row && change.op === "insert") {
-      // The row entry stands for every column without an entry of its own (all newer).
-      const own = new Set(this.sql.ownColumns.all(s.tbl, s.key) as string[]);
-      for (const [col, val] of row) if (!own.has(col)) change.columns[col] = toWire(val);
-    }
-    return change;
+    return this.read({ after, origin: exclude, source, tables, limit });
   }
 
   /** Every entry of the given keys of one table, read LOAD_CHUNK keys per statement. */
@@ -207,20 +158,21 @@ export class ChangeLog {
     return out;
   }
 
+  /** Upserts a local entry (no source). */
   put(tbl: number, pk: SqlValue, e: Entry): void {
     this.sql.put.run(tbl, pk, e.col, e.val, e.hlc, e.origin, e.seq);
   }
 
   /**
-   * Upserts many entries, PUT_CHUNK per statement, given flat: 7 values per
-   * entry (tbl, pk, col, val, hlc, origin, seq). Each (table, key, column) at
-   * most once.
+   * Upserts many entries, PUT_CHUNK per statement, given flat: 8 values per
+   * entry (tbl, pk, col, val, hlc, origin, seq, src). Each (table, key,
+   * column) at most once.
    */
   putMany(flat: unknown[]): void {
-    const per = PUT_CHUNK * 7;
+    const per = PUT_CHUNK * PUT_WIDTH;
     for (let i = 0; i < flat.length; i += per) {
       const chunk = flat.length - i >= per ? flat.slice(i, i + per) : flat.slice(i);
-      this.putStatement(chunk.length / 7).run(...chunk);
+      this.putStatement(chunk.length / PUT_WIDTH).run(...chunk);
     }
   }
 
@@ -228,10 +180,11 @@ export class ChangeLog {
     let st = this.puts.get(rows);
     if (!st) {
       st = this.db.prepare(
-        `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq)
-         VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, ?, ?, ?)").join(", ")}
+        `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq, src)
+         VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}
          ON CONFLICT (tbl, pk, col) DO UPDATE SET
-           val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq`,
+           val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq,
+           src = excluded.src`,
       );
       this.puts.set(rows, st);
     }
@@ -276,64 +229,31 @@ export class ChangeLog {
   }
 }
 
-interface Served {
-  t: TrackedTable;
-  tbl: bigint;
-  key: SqlValue;
-  seq: bigint;
-  change: Change;
-  /** The group's column entries as stored (val is NULL where the table holds the value). */
-  stored: Map<string, SqlValue>;
-}
-
-function newChange(t: TrackedTable, r: LogRow): Change {
-  return {
-    table: t.name,
-    bucket: t.bucket,
-    pk: decodeKey(r.pk, t.pk.length).map(toWire),
-    op: "update",
-    // No prototype: a column named "__proto__" is an ordinary key here.
-    columns: Object.create(null) as Record<string, WireValue>,
-    hlc: formatHlc(r.hlc),
-    origin: r.origin,
-    seq: Number(r.seq),
-  };
+function nodeOption(name: string, v: unknown): string | null {
+  if (v === undefined) return null;
+  if (!isNodeId(v)) throw new InvalidArgumentError(name, `is not a node id: ${JSON.stringify(v)}`);
+  return v;
 }
 
 function prepare(db: Database.Database) {
-  const filters = `(:origin IS NULL OR origin <> :origin)
-      AND (:tables IS NULL OR tbl IN (SELECT value FROM json_each(:tables)))`;
   return {
-    // The index on seq yields distinct sequence numbers in order: no sort, and it stops at n.
-    pageSeqs: db
-      .prepare(`SELECT DISTINCT seq FROM tw_log WHERE seq > :after AND ${filters} ORDER BY seq LIMIT :n`)
-      .pluck()
-      .safeIntegers(true),
-    page: db
-      .prepare(
-        `SELECT tbl, pk, col, val, hlc, origin, seq FROM tw_log
-         WHERE seq > :after AND seq <= :upto AND ${filters}
-         ORDER BY seq, tbl, pk, col`,
-      )
-      .safeIntegers(true),
     counter: db.prepare("SELECT seq FROM tw_clock WHERE id = 0").pluck().safeIntegers(true),
     loadMany: db
       .prepare(
-        `SELECT pk, col, val, hlc, origin, seq FROM tw_log
+        `SELECT pk, col, val, hlc, origin, seq, src FROM tw_log
          WHERE tbl = ? AND pk IN (${Array.from({ length: LOAD_CHUNK }, () => "?").join(", ")})`,
       )
       .safeIntegers(true),
     put: db.prepare(
       `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (tbl, pk, col) DO UPDATE SET
-         val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq`,
+         val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq, src = NULL`,
     ),
     prune: db.prepare(
       `DELETE FROM tw_log WHERE tbl = :tbl AND pk = :pk AND col <> ''
          AND (hlc < :hlc OR (hlc = :hlc AND origin < :origin))`,
     ),
     dropTable: db.prepare("DELETE FROM tw_log WHERE tbl = ?"),
-    ownColumns: db.prepare("SELECT col FROM tw_log WHERE tbl = ? AND pk = ? AND col > ''").pluck(),
     counts: db.prepare(
       `SELECT count(*) AS entries,
               sum(col = '' AND val = 1) AS rows,

@@ -12,7 +12,7 @@
  */
 import { InvalidArgumentError } from "../errors.js";
 import { openStore, type Store, type StoreOptions } from "../store.js";
-import { Applier, type ApplyResult } from "./apply.js";
+import { Applier, type ApplyOptions, type ApplyResult } from "./apply.js";
 import { Catalog } from "./catalog.js";
 import { Clock, checkNodeId, DEFAULT_MAX_DRIFT_MS, formatHlc } from "./hlc.js";
 import { ChangeLog, type ChangeSet, type ChangesSinceOptions, type LogStats } from "./log.js";
@@ -106,8 +106,9 @@ export class Replica {
     return this.log.since(cursor, options);
   }
 
-  apply(changes: unknown): ApplyResult {
-    return this.applier.apply(changes);
+  /** Merges a batch from other replicas; `from` names the peer that sent it (see ApplyOptions). */
+  apply(changes: unknown, options?: ApplyOptions): ApplyResult {
+    return this.applier.apply(changes, options);
   }
 
   /** The clock as it stands: 16 hex digits. */

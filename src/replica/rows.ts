@@ -13,11 +13,26 @@
 import type Database from "better-sqlite3";
 import type { TrackedTable } from "./catalog.js";
 import { evalDefault, quoteIdent } from "./schema.js";
-import type { SqlValue } from "./values.js";
+import { decodeKey, keyString, type SqlValue } from "./values.js";
 
 /** Bound parameters per statement, well below SQLite's 32766. */
 const MAX_PARAMS = 8000;
 const MAX_ROWS = 200;
+/**
+ * Keys per set-wise read, largest first: a few prepared sizes serve any
+ * count (5 keys: 4 then 1) without padding, and small pages stay cheap.
+ */
+const CHUNKS = [256, 64, 16, 4, 1];
+
+/** The largest statement size that `left` keys fill. */
+export function chunkSize(left: number): number {
+  for (const n of CHUNKS) if (n <= left) return n;
+  return 1;
+}
+
+export function placeholders(n: number): string {
+  return Array.from({ length: n }, () => "?").join(", ");
+}
 
 const writers = new WeakMap<TrackedTable, RowWriter>();
 
@@ -34,6 +49,8 @@ export function rowsOf(db: Database.Database, t: TrackedTable): RowWriter {
 export class RowWriter {
   private readonly remover: Database.Statement;
   private readonly reader: Database.Statement;
+  /** Set-wise readers of a single-column key, by chunk size (see `chunkSize`). */
+  private readonly manyReaders = new Map<number, Database.Statement>();
   private readonly upserts = new Map<string, Database.Statement>();
   private readonly defaults = new Map<string, SqlValue>();
 
@@ -55,6 +72,56 @@ export class RowWriter {
     const r = this.reader.get(...parts) as SqlValue[] | undefined;
     if (!r) return null;
     return new Map(this.t.columns.map((c, i) => [c, r[i] as SqlValue]));
+  }
+
+  /**
+   * The captured columns (in `columns` order) of the rows with these stored
+   * keys, by `keyString` of the key; keys without a row are absent.
+   */
+  readMany(keys: SqlValue[]): Map<string, SqlValue[]> {
+    const out = new Map<string, SqlValue[]>();
+    const width = this.t.columns.length;
+    if (this.t.pk.length > 1) {
+      for (const key of keys) {
+        const r = this.reader.get(...decodeKey(key, this.t.pk.length)) as SqlValue[] | undefined;
+        if (r) out.set(keyString(key), width ? r : []);
+      }
+      return out;
+    }
+    // A single-column key is its own stored form: many rows in one indexed IN.
+    for (let i = 0; i < keys.length; ) {
+      const n = chunkSize(keys.length - i);
+      for (const r of this.manyReader(n).all(...keys.slice(i, i + n)) as SqlValue[][]) {
+        out.set(keyString(r[0] as SqlValue), width ? r.slice(1) : []);
+      }
+      i += n;
+    }
+    // A key the table's collation matches under another spelling: read it as `read` would.
+    if (out.size < keys.length) {
+      for (const key of keys) {
+        const id = keyString(key);
+        if (out.has(id)) continue;
+        const r = this.reader.get(key) as SqlValue[] | undefined;
+        if (r) out.set(id, width ? r : []);
+      }
+    }
+    return out;
+  }
+
+  private manyReader(n: number): Database.Statement {
+    let st = this.manyReaders.get(n);
+    if (!st) {
+      const key = quoteIdent(this.t.pk[0]!);
+      const cols = this.t.columns.length ? this.t.columns.map(quoteIdent).join(", ") : "1";
+      st = this.db
+        .prepare(
+          `SELECT ${key}, ${cols} FROM ${quoteIdent(this.t.name)} WHERE ${key} IN (${placeholders(n)})`,
+        )
+        .raw(true)
+        .safeIntegers(true);
+      this.manyReaders.set(n, st);
+    }
+    return st;
   }
 
   remove(parts: SqlValue[]): void {

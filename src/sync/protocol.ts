@@ -173,6 +173,14 @@ export function checkLimits(limits: Partial<BatchLimits> | undefined): BatchLimi
  * The first sequence group is always kept, so a batch always makes progress.
  */
 export function fitBatch(changes: Change[], limits: BatchLimits): { changes: Change[]; cut: boolean } {
+  // The common case, a batch well within the limits, costs a bound on its
+  // size, or at worst one stringify of the whole.
+  if (
+    changes.length <= limits.maxRows &&
+    (boundBytes(changes, limits.maxBytes) <= limits.maxBytes ||
+      Buffer.byteLength(JSON.stringify(changes)) <= limits.maxBytes)
+  )
+    return { changes, cut: false };
   let bytes = 2;
   let end = 0;
   for (let i = 0; i < changes.length; i++) {
@@ -183,4 +191,33 @@ export function fitBatch(changes: Change[], limits: BatchLimits): { changes: Cha
     if (boundary) end = i + 1;
   }
   return { changes: end === changes.length ? changes : changes.slice(0, end), cut: end < changes.length };
+}
+
+/** Bytes of JSON a string may take: 3 per UTF-16 unit, 6 for a \u escape, plus quotes. */
+const stringBound = (v: string) => 6 * v.length + 2;
+
+/** Bytes of JSON a wire value may take, at most. */
+function valueBound(v: WireValue): number {
+  if (v === null) return 4;
+  if (typeof v === "string") return stringBound(v);
+  if (typeof v === "number") return 24;
+  if ("blob" in v) return v.blob.length + 12;
+  if ("int" in v) return v.int.length + 12;
+  return 40;
+}
+
+/**
+ * An upper bound on the bytes of `JSON.stringify(changes)`, much cheaper than
+ * the stringify; stops counting once past `stop`.
+ */
+function boundBytes(changes: Change[], stop: number): number {
+  let bytes = 2;
+  for (const c of changes) {
+    // Keys, punctuation, op, hlc (16), seq and slack.
+    bytes += 160 + stringBound(c.table) + stringBound(c.origin) + (c.bucket ? stringBound(c.bucket) : 0);
+    for (const v of c.pk) bytes += valueBound(v) + 1;
+    for (const col in c.columns) bytes += stringBound(col) + 2 + valueBound(c.columns[col] as WireValue);
+    if (bytes > stop) return bytes;
+  }
+  return bytes;
 }

@@ -3,7 +3,8 @@
  *
  * Contract: a cycle handshakes once (a refused handshake, such as another
  * protocol version, is a ProtocolError), pushes every local change the hub
- * has not acknowledged (leaving out changes whose origin is the hub), then
+ * has not acknowledged (leaving out changes whose origin is the hub and those
+ * pulled from it: pulled batches are applied with the hub as their source), then
  * pulls every change the hub has for the buckets and applies it, batch by
  * batch. A cursor moves only once its batch is durable on the other side:
  * the push cursor after the hub's acknowledgement, the pull cursor after the
@@ -23,7 +24,8 @@ import { InvalidArgumentError } from "../errors.js";
 import { syncChanges, syncCycleDuration, syncCycles, syncLastSuccess } from "../metrics.js";
 import type { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
-import { CAPABILITIES, DEFAULT_LIMITS, fitBatch, PROTOCOL_VERSION, ProtocolError } from "./protocol.js";
+import { CAPABILITIES, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError } from "./protocol.js";
+import { pullAll, pushAll } from "./transfer.js";
 import { HubRefusedError, type Transport } from "./transport.js";
 
 export type SyncDirection = "push" | "pull" | "both";
@@ -244,10 +246,26 @@ export class SyncManager extends EventEmitter<Events> {
     const peer = this.transport.peer;
     const bucketLabel = this.buckets.join(",");
     const result: CycleResult = { pushed: 0, pulled: 0, applied: 0, durationMs: 0 };
+    // A cycle keeps its process alive by itself (stop() drops the loop's handle
+    // before waiting for it, and --once never had one): a call may wait on a
+    // socket the fetch pool holds unref'd, and AbortSignal.timeout's timer is
+    // unref'd too, so nothing else would keep Node from exiting (code 13).
+    const hold = setInterval(() => {}, 60_000);
     try {
       const hub = await this.handshake();
-      if (this.direction !== "pull") await this.pushAll(hub, result, progress);
-      if (this.direction !== "push") await this.pullAll(hub, result, progress);
+      const leg = {
+        replica: this.replica,
+        transport: this.transport,
+        cursors: this.cursors,
+        hub,
+        buckets: this.buckets,
+        batchSize: this.batchSize,
+        limits: this.limits,
+        result,
+        progress,
+      };
+      if (this.direction !== "pull") await pushAll({ ...leg, key: this.key(hub, "push") });
+      if (this.direction !== "push") await pullAll({ ...leg, key: this.key(hub, "pull") });
       result.durationMs = performance.now() - started;
       this.failures = 0;
       const now = Date.now();
@@ -269,6 +287,7 @@ export class SyncManager extends EventEmitter<Events> {
       this.emit("failed", error, this.started ? this.retryIn : undefined);
       throw error;
     } finally {
+      clearInterval(hold);
       syncChanges.labels(peer, bucketLabel, "push").inc(result.pushed);
       syncChanges.labels(peer, bucketLabel, "pull").inc(result.pulled);
     }
@@ -305,55 +324,6 @@ export class SyncManager extends EventEmitter<Events> {
 
   private key(hub: string, direction: "push" | "pull"): CursorKey {
     return { peer: hub, bucket: bucketKey(this.buckets), direction };
-  }
-
-  private async pushAll(hub: string, result: CycleResult, progress?: (n: number, more: boolean) => void) {
-    const key = this.key(hub, "push");
-    for (;;) {
-      const set = this.replica.changesSince(this.cursors.getOrStart(key), {
-        buckets: this.buckets,
-        limit: this.batchSize,
-        excludeOrigin: hub,
-      });
-      const fit = fitBatch(set.changes, this.limits);
-      const cursor = fit.cut ? String(fit.changes.at(-1)!.seq) : set.cursor;
-      const hasMore = set.hasMore || fit.cut;
-      if (fit.changes.length > 0 || cursor !== this.cursors.getOrStart(key)) {
-        if (fit.changes.length > 0) {
-          const ack = await this.transport.push({
-            nodeId: this.replica.nodeId,
-            changes: fit.changes,
-            cursor,
-          });
-          if (ack.cursor !== cursor) {
-            throw new ProtocolError(`the hub acknowledged cursor ${ack.cursor}, not ${cursor}`);
-          }
-        }
-        this.cursors.set(key, cursor);
-        this.cursors.flushDirty();
-      }
-      result.pushed += fit.changes.length;
-      if (fit.changes.length) progress?.(fit.changes.length, hasMore);
-      if (!hasMore) return;
-    }
-  }
-
-  private async pullAll(hub: string, result: CycleResult, progress?: (n: number, more: boolean) => void) {
-    const key = this.key(hub, "pull");
-    for (;;) {
-      const page = await this.transport.pull({
-        nodeId: this.replica.nodeId,
-        cursor: this.cursors.getOrStart(key),
-        buckets: this.buckets,
-        limit: this.batchSize,
-      });
-      if (page.changes.length) result.applied += this.replica.apply(page.changes).applied;
-      this.cursors.set(key, page.cursor);
-      this.cursors.flushDirty();
-      result.pulled += page.changes.length;
-      if (page.changes.length || !page.hasMore) progress?.(page.changes.length, page.hasMore);
-      if (!page.hasMore) return;
-    }
   }
 
   private setStatus(s: SyncStatus): void {
