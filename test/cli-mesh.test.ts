@@ -65,6 +65,40 @@ describe("tidewire mesh", { timeout: 180_000 }, () => {
     expect(da.stderr).toMatch(/mesh: peer found/);
   });
 
+  it("a member killed with SIGKILL while applying resumes after a restart: every row once, nothing lost", async (ctx) => {
+    if (!reachable) return ctx.skip();
+    const dir = tempDir();
+    const [a, b] = [await replicaFile(dir, "a"), await replicaFile(dir, "b")];
+    const prefix = `twcli-${randomBytes(4).toString("hex")}`;
+    const mesh = (db: string) => runNode([CLI, "mesh", db, "--redis", REDIS_URL, "--prefix", prefix]);
+    const N = 30_000;
+    sql(
+      a,
+      `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${N})
+       INSERT INTO items SELECT i, 'row ' || i FROM n;`,
+    );
+    const ra = mesh(a);
+    let rb = mesh(b);
+    const count = () => Number(sql(b, "SELECT count(*) FROM items;"));
+    await waitFor(() => count() > 0, "b to apply a first entry", { timeoutMs: 60_000, intervalMs: 5 });
+    rb.child.kill("SIGKILL");
+    await rb;
+    const had = count();
+    expect(had).toBeLessThan(N); // killed mid-way, not after the end
+    rb = mesh(b);
+    await waitFor(() => count() === N, `b to hold all ${N} rows after the restart`, {
+      timeoutMs: 120_000,
+      intervalMs: 50,
+    });
+    const digest = (db: string) =>
+      sql(db, "SELECT count(*), count(DISTINCT id), sum(id), group_concat(name, '') FROM items;");
+    expect(digest(b)).toBe(digest(a));
+    ra.child.kill("SIGTERM");
+    rb.child.kill("SIGTERM");
+    expect(((await ra) as Run).code).toBe(0);
+    expect(((await rb) as Run).code).toBe(0);
+  });
+
   it("exits 1 when Redis is unreachable and 2 on a usage error, with one error line", async () => {
     const dir = tempDir();
     const db = await replicaFile(dir, "x");
