@@ -4,10 +4,11 @@
  * --json summary; exit statuses 1 (Redis unreachable) and 2 (usage).
  */
 import { execFileSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type Run, runNode, useTempDirs, waitFor } from "./helpers.js";
 import { REDIS_UNFLUSHED_URL as REDIS_URL, redisReachable } from "./redis-helpers.js";
@@ -71,7 +72,8 @@ describe("tidewire mesh", { timeout: 180_000 }, () => {
     const [a, b] = [await replicaFile(dir, "a"), await replicaFile(dir, "b")];
     const prefix = `twcli-${randomBytes(4).toString("hex")}`;
     const mesh = (db: string) => runNode([CLI, "mesh", db, "--redis", REDIS_URL, "--prefix", prefix]);
-    const N = 30_000;
+    // Enough rows that b is still applying when the kill lands, even on a loaded machine.
+    const N = 200_000;
     sql(
       a,
       `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${N})
@@ -79,7 +81,9 @@ describe("tidewire mesh", { timeout: 180_000 }, () => {
     );
     const ra = mesh(a);
     let rb = mesh(b);
-    const count = () => Number(sql(b, "SELECT count(*) FROM items;"));
+    // Polled in-process: a sqlite3 shell per poll is too slow to catch b mid-way under load.
+    const reader = new Database(b, { readonly: true, fileMustExist: true });
+    const count = () => reader.prepare("SELECT count(*) FROM items").pluck().get() as number;
     await waitFor(() => count() > 0, "b to apply a first entry", { timeoutMs: 60_000, intervalMs: 5 });
     rb.child.kill("SIGKILL");
     await rb;
@@ -90,8 +94,19 @@ describe("tidewire mesh", { timeout: 180_000 }, () => {
       timeoutMs: 120_000,
       intervalMs: 50,
     });
-    const digest = (db: string) =>
-      sql(db, "SELECT count(*), count(DISTINCT id), sum(id), group_concat(name, '') FROM items;");
+    reader.close();
+    /** Every row, in key order, hashed: equal digests mean equal tables. */
+    const digest = (db: string) => {
+      const d = new Database(db, { readonly: true });
+      try {
+        const hash = createHash("sha256");
+        for (const r of d.prepare("SELECT id, name FROM items ORDER BY id").iterate())
+          hash.update(JSON.stringify(r));
+        return hash.digest("hex");
+      } finally {
+        d.close();
+      }
+    };
     expect(digest(b)).toBe(digest(a));
     ra.child.kill("SIGTERM");
     rb.child.kill("SIGTERM");
