@@ -24,7 +24,7 @@ import { checkInteger, checkName } from "../queue/validate.js";
 import { type Handlers, UnrecoverableError } from "../queue/worker.js";
 import type { Replica } from "../replica/replica.js";
 import { SyncManager } from "../sync/sync-manager.js";
-import { HubRefusedError, type Transport } from "../sync/transport.js";
+import { HubRefusedError } from "../sync/transport.js";
 import { HttpTransport } from "../sync/transport-http.js";
 
 export const PING_PEER = "PingPeer";
@@ -175,25 +175,12 @@ async function syncBucket(ctx: PeerJobContext, job: Job<SyncBucketPayload>): Pro
   const bucket = checkPayload(() => checkName("bucket", job.payload.bucket));
   // The peer was removed, lost its address or left the bucket since the job was queued.
   if (!peer?.address || !peer.buckets.includes(bucket)) return;
-  const http = new HttpTransport(peer.address, {
+  const transport = new HttpTransport(peer.address, {
     token: peer.token ?? undefined,
     timeoutMs: ctx.options.syncTimeoutMs,
     // The queue's backoff does the retrying; one quick retry covers a dropped keep-alive socket.
     retries: 1,
   });
-  let hubNodeId: string | undefined;
-  // Learns the node id the hub keys this replica's cursors by, so removing the peer finds them.
-  const transport: Transport = {
-    peer: http.peer,
-    handshake: async (request) => {
-      const answer = await http.handshake(request);
-      hubNodeId = answer.hubNodeId;
-      return answer;
-    },
-    pull: (request) => http.pull(request),
-    push: (request) => http.push(request),
-    close: () => http.close(),
-  };
   try {
     // Another process (`tidewire peers remove`) may have deleted this peer's cursors from the file.
     ctx.cursors.reload();
@@ -205,6 +192,8 @@ async function syncBucket(ctx: PeerJobContext, job: Job<SyncBucketPayload>): Pro
         throw new UnrecoverableError(`peer ${peer.id} refused the sync: ${err.message}`);
       throw err;
     });
+    // The node id the hub keys this replica's cursors by, so removing the peer finds them.
+    const hubNodeId = manager.hub ?? undefined;
     if (!ctx.peers.get(peer.id)) {
       // Removed while this cycle ran, which wrote its cursors again after `remove` deleted them.
       for (const name of cursorNames({ ...peer, nodeId: hubNodeId ?? peer.nodeId }))

@@ -147,6 +147,11 @@ export class SyncManager extends EventEmitter<Events> {
     return { ...this.current };
   }
 
+  /** The node id the hub answered the last handshake with (null before one); cursors are kept under it. */
+  get hub(): string | null {
+    return this.hubNodeId;
+  }
+
   /** One cycle now; calls while a cycle runs share one more cycle after it, which sees their writes. */
   syncOnce(): Promise<CycleResult> {
     if (this.running) {
