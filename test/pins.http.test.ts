@@ -248,8 +248,10 @@ describe("DownloadPins", () => {
     });
     expect((await b.pins.blobs.read(hash)).equals(bytes)).toBe(true);
     expect(b.store.db.prepare("SELECT blob FROM docs").pluck().all()).toEqual([hash]);
-    const downloads = b.queue.list({ type: DOWNLOAD_PINS, limit: 10 });
-    expect(downloads.map((j) => j.state)).toContain("completed");
+    // The pin is on disk a moment before the job's outcome is written.
+    const completed = () =>
+      b.queue.list({ type: DOWNLOAD_PINS, limit: 10 }).some((j) => j.state === "completed");
+    await waitFor(completed, "the DownloadPins job to be completed", { timeoutMs: 30_000, intervalMs: 20 });
   });
 
   it("refuses a download whose bytes do not match and retries with backoff until the source is right", async () => {
