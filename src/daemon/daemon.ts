@@ -20,7 +20,7 @@ import { createLogger, type Logger, type LogLevel } from "../log.js";
 import { Peers } from "../mesh/peers.js";
 import { RedisStreamsTransport } from "../mesh/redis-streams.js";
 import { collectProcessMetrics } from "../metrics.js";
-import { collectPinsHandler } from "../pins/collect-job.js";
+import { COLLECT_PINS, collectPinsHandler } from "../pins/collect-job.js";
 import { DOWNLOAD_PINS, downloadPinsHandler, type PinSource } from "../pins/download.js";
 import { Pins } from "../pins/pins.js";
 import { Queue } from "../queue/queue.js";
@@ -49,7 +49,7 @@ export const DEFAULT_PORT = 7420;
 export const MAINTENANCE_JOBS = {
   "tidewire.cleanup": 86_400_000,
   "tidewire.checkpoint": 5 * 60_000,
-  "tidewire.collect-pins": 3_600_000,
+  [COLLECT_PINS]: 3_600_000,
 } as const;
 
 /** Peer work (PingPeer, SyncBucket jobs; see sync-jobs.ts) is tuned by the PeerJobOptions. */
@@ -154,7 +154,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
       [DOWNLOAD_PINS]: downloadPinsHandler(pins, { sources }),
       ...options.handlers,
       ...maintenanceHandlers(store, queue, logger),
-      "tidewire.collect-pins": collectPinsHandler(pins, logger, options.pins?.graceMs),
+      [COLLECT_PINS]: collectPinsHandler(pins, logger, options.pins?.graceMs),
       ...peerHandlers,
     };
     // The daemon shares the default queue with applications on the same file: it claims only
