@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { beforeAll, describe, expect, it } from "vitest";
-import { type Run, runNode, useTempDirs, waitFor } from "./helpers.js";
+import { type Run, runNode, sql, useTempDirs, waitFor } from "./helpers.js";
 import { REDIS_UNFLUSHED_URL as REDIS_URL, redisReachable } from "./redis-helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -23,10 +23,6 @@ beforeAll(async () => {
     execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
   reachable = await redisReachable();
 });
-
-function sql(db: string, statements: string): string {
-  return execFileSync("sqlite3", ["-cmd", ".timeout 10000", db, statements], { encoding: "utf8" });
-}
 
 async function replicaFile(dir: string, name: string): Promise<string> {
   const db = join(dir, `${name}.db`);

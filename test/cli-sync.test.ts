@@ -8,23 +8,17 @@
  * SIGTERM with a JSON summary; exit statuses 0/1/2 and
  * one JSON document on stdout with --json.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { useTempDirs, waitFor } from "./helpers.js";
+import { type Run, runNode, sql, useTempDirs, waitFor } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist/cli/main.js");
 const TOKEN = "e2e-token-0123456789abcdef";
 const tempDir = useTempDirs("tidewire-cli-sync-");
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 const children: ChildProcess[] = [];
 afterEach(() => {
@@ -37,25 +31,9 @@ beforeAll(() => {
 });
 
 function tidewire(args: string[]): Promise<Run> & { child: ChildProcess } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8").on("data", (d) => {
-    stdout += d;
-  });
-  child.stderr!.setEncoding("utf8").on("data", (d) => {
-    stderr += d;
-  });
-  const done = new Promise<Run>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-  return Object.assign(done, { child });
-}
-
-function sql(db: string, statements: string): string {
-  return execFileSync("sqlite3", ["-cmd", ".timeout 10000", db, statements], { encoding: "utf8" });
+  const run = runNode([CLI, ...args]);
+  children.push(run.child);
+  return run;
 }
 
 const ROWS = "SELECT id, name, qty FROM items ORDER BY id";

@@ -1,5 +1,5 @@
 /** Small helpers shared by the test files: temp folders, waiting, manual clocks. */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -132,6 +132,11 @@ export async function serviceReachable(
     console.warn(`SKIPPED: ${name} tests, no server at ${url} (${(err as Error).message})`);
     return false;
   }
+}
+
+/** Runs statements with Debian's `sqlite3` shell (a client other than ours), waiting up to `timeoutMs` for locks. */
+export function sql(db: string, statements: string, timeoutMs = 10_000): string {
+  return execFileSync("sqlite3", ["-cmd", `.timeout ${timeoutMs}`, db, statements], { encoding: "utf8" });
 }
 
 /** A loopback port nothing listens on (yet): bound, read and released. */

@@ -13,7 +13,7 @@ import { createServer, type Server, Socket } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { freePort, sleep, useTempDirs, waitFor } from "./helpers.js";
+import { freePort, sql as shell, sleep, useTempDirs, waitFor } from "./helpers.js";
 import { rng } from "./replica-helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -33,8 +33,9 @@ afterEach(() => {
   for (const s of servers.splice(0)) s.close();
 });
 
+/** The shell waits longer for locks here: the fault runs keep several writers busy. */
 function sql(db: string, statements: string): string {
-  return execFileSync("sqlite3", ["-cmd", ".timeout 20000", db, statements], { encoding: "utf8" });
+  return shell(db, statements, 20_000);
 }
 
 const stderr: string[] = [];
