@@ -200,6 +200,18 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE tw_log ADD COLUMN src TEXT;
     `,
   },
+  {
+    version: 7,
+    name: "relay-row-values",
+    sql: `
+      -- A relay has no table to hold a relayed insert's values, so its row entry
+      -- keeps them: a JSON object of column -> wire value, one log row per insert
+      -- instead of one per column. A column entry of its own, newer, wins over
+      -- the value here (as a table's column entry wins over the row's value).
+      -- NULL for every table the replica tracks.
+      ALTER TABLE tw_log ADD COLUMN vals TEXT;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -151,6 +151,47 @@ describe("relay", () => {
     expect(dump(b.store.db, "items", "id")).toBe(dump(a.store.db, "items", "id"));
   });
 
+  it("keeps a relayed insert as one log row, its values in the row entry, a newer column entry over them", () => {
+    const [a, hub] = [app("a"), open("hub", { relay: true })];
+    const logRows = () => hub.store.db.prepare("SELECT count(*) FROM tw_log").pluck().get();
+    a.store.db.prepare("INSERT INTO items VALUES (1, 'pen', 9223372036854775807, x'00ff')").run();
+    const insert = a.changesSince(0).changes;
+    a.store.db.prepare("UPDATE items SET qty = 5 WHERE id = 1").run();
+    const update = a.changesSince(insert.at(-1)!.seq).changes;
+    hub.apply(insert);
+    expect(logRows()).toBe(1);
+    hub.apply(update);
+    expect(logRows()).toBe(2);
+    expect(hub.stats()).toMatchObject({ rows: 1, relayed: 4, entries: 4 });
+    // The insert is served with the values the update did not overwrite, the update with its own.
+    const served = hub.changesSince(0).changes;
+    expect(served.map((c) => [c.op, c.columns])).toEqual([
+      ["insert", { name: "pen", data: { blob: "AP8=" } }],
+      ["update", { qty: 5 }],
+    ]);
+    // Delivered in reverse order, the insert loses the column to the newer update.
+    const late = open("late", { relay: true });
+    late.apply(update);
+    late.apply(insert);
+    expect(late.changesSince(0).changes.map((c) => c.columns)).toEqual([
+      { qty: 5 },
+      { name: "pen", data: { blob: "AP8=" } },
+    ]);
+    for (const r of [hub, late]) {
+      const b = app(`b-${r.nodeId}`);
+      b.apply(r.changesSince(0).changes);
+      expect(dump(b.store.db, "items", "id")).toBe(dump(a.store.db, "items", "id"));
+    }
+    // Tracked on the hub without the data column: the row lands, data's value waits in the log.
+    hub.store.db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty)");
+    hub.track("items");
+    expect(hub.store.db.prepare("SELECT vals FROM tw_log WHERE vals IS NOT NULL").all()).toEqual([]);
+    expect(hub.stats()).toMatchObject({ pending: 1 });
+    hub.store.db.exec("ALTER TABLE items ADD COLUMN data BLOB");
+    hub.track("items");
+    expect(dump(hub.store.db, "items", "id")).toBe(dump(a.store.db, "items", "id"));
+  });
+
   it("checks relayed changes for shape and refuses a bad batch whole", () => {
     const hub = open("hub", { relay: true });
     const good: Change = {

@@ -25,7 +25,9 @@
  * the table's columns go to the table only (its row entry stands for them);
  * values the table cannot hold — columns it lacks (yet), entries newer than a
  * tombstone, tables a relay only relays — are kept in the entry, and written
- * to the table by a later `track` once the column or table exists.
+ * to the table by a later `track` once the column or table exists. A relay
+ * keeps a winning insert's values in its row entry (`vals`), one log row per
+ * insert, as a table would hold them.
  */
 import { InvalidArgumentError } from "../errors.js";
 import type { Store } from "../store.js";
@@ -36,7 +38,7 @@ import { Checker, type Incoming } from "./incoming.js";
 import type { ChangeLog, Entry } from "./log.js";
 import { rowsOf } from "./rows.js";
 import { ALIVE, DELETED, ROW } from "./triggers.js";
-import { compareValues, keyString, type SqlValue } from "./values.js";
+import { compareValues, fromWire, keyString, type SqlValue, toWire, type WireValue } from "./values.js";
 
 export { ClockDriftError, InvalidChangeError } from "./incoming.js";
 
@@ -175,7 +177,8 @@ export class Applier {
           s.wasAlive = e.val === ALIVE_N;
         } else s.cols.set(e.col, entry);
       }
-      if (!t.relayed && entries.length > 0) for (const s of states) this.readValues(s);
+      if (t.relayed) for (const s of states) relayedValues(s);
+      else if (entries.length > 0) for (const s of states) this.readValues(s);
     }
     return { rows, of };
   }
@@ -199,13 +202,16 @@ export class Applier {
    */
   private writeLog(rows: Map<string, RowState>, from: string | null): void {
     const flat: unknown[] = [];
-    const put = (s: RowState, e: Entry, val: SqlValue, src: string | null) =>
-      flat.push(s.t.id, s.key, e.col, val, e.hlc, e.origin, e.seq, src);
+    const put = (s: RowState, e: Entry, val: SqlValue, src: string | null, vals: string | null = null) =>
+      flat.push(s.t.id, s.key, e.col, val, e.hlc, e.origin, e.seq, src, vals);
     for (const s of rows.values()) {
       if (s.dropped && s.row) this.log.prune(s.t.id, s.key, s.row.hlc, s.row.origin);
       const alive = s.row?.val === ALIVE_N;
       const inTable = alive && !s.t.relayed;
-      for (const e of s.won.values()) put(s, e, inTable && s.t.columnSet.has(e.col) ? null : e.val, from);
+      for (const e of s.won.values()) {
+        if (e.col === ROW) put(s, e, e.val, from, alive && s.t.relayed ? implicitValues(s) : null);
+        else put(s, e, inTable && s.t.columnSet.has(e.col) ? null : e.val, from);
+      }
       if (s.wasAlive && !alive && !s.t.relayed) {
         // The row leaves the table: entries that outlive it keep their value (and source) in the log.
         for (const e of s.cols.values())
@@ -278,12 +284,35 @@ function mergeOne(s: RowState, inc: Incoming, seq: bigint): boolean {
     if (cur && !beats(inc, cur, val)) continue;
     const e: Cell = { col, val, hlc: inc.hlc, origin: inc.origin, seq };
     s.cols.set(col, e);
-    // An implicit cell is written with its row (materialize writes whole rows for a new row entry).
-    if (implicit && s.t.columnSet.has(col)) e.implicit = true;
+    // An implicit cell is written with its row: by materialize, which writes
+    // whole rows for a new row entry, or, on a relay, into the row entry.
+    if (implicit && (s.t.relayed || s.t.columnSet.has(col))) e.implicit = true;
     else s.won.set(col, e);
     won = true;
   }
   return won;
+}
+
+/**
+ * A relayed live row's implicit cells, from its row entry's values (columns
+ * with entries of their own keep those: they are newer).
+ */
+function relayedValues(s: RowState): void {
+  const row = s.row;
+  if (!s.wasAlive || !row?.vals) return;
+  const values = JSON.parse(row.vals) as Record<string, unknown>;
+  for (const col in values) {
+    if (s.cols.has(col)) continue;
+    const val = fromWire(values[col]);
+    s.cols.set(col, { col, val, hlc: row.hlc, origin: row.origin, seq: row.seq, implicit: true });
+  }
+}
+
+/** What a relayed row entry keeps: its implicit cells' values, as JSON of wire values. */
+function implicitValues(s: RowState): string {
+  const out: Record<string, WireValue> = {};
+  for (const [col, e] of s.cols) if (e.implicit) out[col] = toWire(e.val);
+  return JSON.stringify(out);
 }
 
 /** Whether the incoming write of `val` beats entry `e`: by clock, then by value. */

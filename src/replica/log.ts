@@ -8,8 +8,9 @@
  * every column that has no entry of its own: an insert writes them all at its
  * clock. Values the table holds (tracked columns of existing rows) are not
  * copied into the log; `since` reads them from the table, and the rest
- * (relayed tables, columns the table lacks, entries newer than a tombstone)
- * from the entry. All entries of one row event share one sequence number, so
+ * (columns the table lacks, entries newer than a tombstone) from the entry.
+ * A relay has no table: a relayed insert's values live in its row entry
+ * (`vals`), so an insert stays one log row there too. All entries of one row event share one sequence number, so
  * `since` returns them as one Change, a page of whole changes at a time (see
  * pager.ts), in one read transaction: a page never mixes two states of the
  * log. An applied entry records the peer it came from (`src`, NULL for a
@@ -75,6 +76,11 @@ export interface Entry {
   seq: bigint;
   /** The peer the entry was applied from; null for a local write (whose origin is this node). */
   src?: string | null;
+  /**
+   * A relayed table's live row entry: the insert's column values, as a JSON
+   * object of wire values (a relay has no table to hold them). Null otherwise.
+   */
+  vals?: string | null;
 }
 
 export interface LogStats {
@@ -87,7 +93,7 @@ export interface LogStats {
   tombstones: number;
   /** Entries for columns the table does not have (yet): kept, relayed, applied once it does. */
   pending: number;
-  /** Entries of tables this replica only relays. */
+  /** Clocks of tables this replica only relays (stored entries and the columns their row entries hold). */
   relayed: number;
   /** The local sequence counter. */
   lastSeq: number;
@@ -96,7 +102,7 @@ export interface LogStats {
 const DEFAULT_LIMIT = 1000;
 const LOAD_CHUNK = 256;
 const PUT_CHUNK = 64;
-const PUT_WIDTH = 8;
+const PUT_WIDTH = 9;
 const CURSOR = /^(0|[1-9][0-9]{0,17})$/;
 
 export function parseCursor(cursor: unknown): bigint {
@@ -164,8 +170,8 @@ export class ChangeLog {
   }
 
   /**
-   * Upserts many entries, PUT_CHUNK per statement, given flat: 8 values per
-   * entry (tbl, pk, col, val, hlc, origin, seq, src). Each (table, key,
+   * Upserts many entries, PUT_CHUNK per statement, given flat: 9 values per
+   * entry (tbl, pk, col, val, hlc, origin, seq, src, vals). Each (table, key,
    * column) at most once.
    */
   putMany(flat: unknown[]): void {
@@ -180,11 +186,11 @@ export class ChangeLog {
     let st = this.puts.get(rows);
     if (!st) {
       st = this.db.prepare(
-        `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq, src)
-         VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}
+        `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq, src, vals)
+         VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}
          ON CONFLICT (tbl, pk, col) DO UPDATE SET
            val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq,
-           src = excluded.src`,
+           src = excluded.src, vals = excluded.vals`,
       );
       this.puts.set(rows, st);
     }
@@ -208,7 +214,9 @@ export class ChangeLog {
       let relayed = 0;
       for (const t of this.catalog.listAll()) {
         if (t.relayed) {
-          relayed += this.sql.tableEntries.get(t.id) as number;
+          const r = this.sql.relayedClocks.get({ tbl: t.id }) as { stored: number; implicit: number };
+          relayed += r.stored + r.implicit;
+          implicit += r.implicit;
           continue;
         }
         const cols = JSON.stringify(t.columns);
@@ -240,14 +248,15 @@ function prepare(db: Database.Database) {
     counter: db.prepare("SELECT seq FROM tw_clock WHERE id = 0").pluck().safeIntegers(true),
     loadMany: db
       .prepare(
-        `SELECT pk, col, val, hlc, origin, seq, src FROM tw_log
+        `SELECT pk, col, val, hlc, origin, seq, src, vals FROM tw_log
          WHERE tbl = ? AND pk IN (${Array.from({ length: LOAD_CHUNK }, () => "?").join(", ")})`,
       )
       .safeIntegers(true),
     put: db.prepare(
       `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (tbl, pk, col) DO UPDATE SET
-         val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq, src = NULL`,
+         val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq,
+         src = NULL, vals = NULL`,
     ),
     prune: db.prepare(
       `DELETE FROM tw_log WHERE tbl = :tbl AND pk = :pk AND col <> ''
@@ -260,7 +269,15 @@ function prepare(db: Database.Database) {
               sum(col = '' AND val = 0) AS tombstones
        FROM tw_log`,
     ),
-    tableEntries: db.prepare("SELECT count(*) FROM tw_log WHERE tbl = ?").pluck(),
+    // A relayed table's clocks: its stored entries, plus the columns its row
+    // entries hold values of (see Entry.vals) that have no entry of their own.
+    relayedClocks: db.prepare(
+      `SELECT (SELECT count(*) FROM tw_log WHERE tbl = :tbl) AS stored,
+              (SELECT count(*) FROM tw_log AS r, json_each(r.vals) AS j
+                WHERE r.tbl = :tbl AND r.col = '' AND r.vals IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM tw_log AS e WHERE e.tbl = :tbl AND e.pk = r.pk AND e.col = j.key)
+              ) AS implicit`,
+    ),
     // Columns a live row entry stands for: every captured column minus those with an entry.
     implicit: db
       .prepare(

@@ -96,7 +96,7 @@ export class Pager {
     const tables = new Map<bigint, TrackedTable | undefined>();
     let c: Served | null = null;
     for (const r of rows) {
-      const [tbl, pk, col, val, hlc, origin, seq] = r;
+      const [tbl, pk, col, val, hlc, origin, seq, vals] = r;
       if (!c || seq !== c.seq || tbl !== c.tbl || compareValues(pk, c.key) !== 0) {
         let t = tables.get(tbl);
         if (t === undefined && !tables.has(tbl)) {
@@ -107,11 +107,13 @@ export class Pager {
           c = null;
           continue;
         }
-        c = { t, tbl, key: pk, seq, hlc, origin, op: "update", stored: [] };
+        c = { t, tbl, key: pk, seq, hlc, origin, op: "update", stored: [], vals: null };
         out.push(c);
       }
-      if (col === ROW) c.op = val === ALIVE_N ? "insert" : "delete";
-      else c.stored.push(col, val);
+      if (col === ROW) {
+        c.op = val === ALIVE_N ? "insert" : "delete";
+        c.vals = vals;
+      } else c.stored.push(col, val);
     }
     return out;
   }
@@ -124,20 +126,21 @@ export class Pager {
   private serve(page: Served[]): Change[] {
     const byTable = new Map<TrackedTable, { keys: Map<string, SqlValue>; inserts: Map<string, SqlValue> }>();
     for (const s of page) {
-      if (s.t.relayed || (s.op !== "insert" && s.stored.length === 0)) continue;
+      const relayedInsert = s.vals !== null && s.op === "insert";
+      if (s.t.relayed ? !relayedInsert : s.op !== "insert" && s.stored.length === 0) continue;
       let g = byTable.get(s.t);
       if (!g) {
         g = { keys: new Map(), inserts: new Map() };
         byTable.set(s.t, g);
       }
       const id = keyString(s.key);
-      g.keys.set(id, s.key);
+      if (!s.t.relayed) g.keys.set(id, s.key);
       if (s.op === "insert") g.inserts.set(id, s.key);
     }
     const values = new Map<TrackedTable, Map<string, SqlValue[]>>();
     const own = new Map<TrackedTable, Map<string, Set<string>>>();
     for (const [t, g] of byTable) {
-      values.set(t, rowsOf(this.db, t).readMany([...g.keys.values()]));
+      if (!t.relayed) values.set(t, rowsOf(this.db, t).readMany([...g.keys.values()]));
       if (g.inserts.size > 0) own.set(t, this.ownColumns(t.id, [...g.inserts.values()]));
     }
     const out: Change[] = new Array(page.length);
@@ -151,7 +154,12 @@ export class Pager {
         const at = row ? t.columns.indexOf(col) : -1;
         columns[col] = toWire(at >= 0 ? (row![at] as SqlValue) : (s.stored[j + 1] as SqlValue));
       }
-      if (row && s.op === "insert") {
+      if (s.vals !== null && s.op === "insert") {
+        // A relayed insert: its row entry holds its values, wire-ready.
+        const mine = own.get(t)?.get(keyString(s.key));
+        const kept = JSON.parse(s.vals) as Record<string, WireValue>;
+        for (const col in kept) if (!mine?.has(col)) columns[col] = kept[col] as WireValue;
+      } else if (row && s.op === "insert") {
         // The row entry stands for every column without an entry of its own (all newer).
         const mine = own.get(t)?.get(keyString(s.key));
         for (let j = 0; j < t.columns.length; j++) {
@@ -212,10 +220,12 @@ interface Served {
   op: Change["op"];
   /** Its column entries as stored, flat: column, value (NULL where the table holds it). */
   stored: SqlValue[];
+  /** A relayed insert's values, kept in its row entry (see Entry.vals). */
+  vals: string | null;
 }
 
-/** tbl, pk, col, val, hlc, origin, seq. */
-type PageRow = [bigint, SqlValue, string, SqlValue, bigint, string, bigint];
+/** tbl, pk, col, val, hlc, origin, seq, vals. */
+type PageRow = [bigint, SqlValue, string, SqlValue, bigint, string, bigint, string | null];
 
 function prepare(db: Database.Database) {
   // The capture triggers leave src alone: an entry whose origin is this node
@@ -227,7 +237,7 @@ function prepare(db: Database.Database) {
     // The seq index of a WITHOUT ROWID table ends with its key: it yields this order with no sort.
     page: db
       .prepare(
-        `SELECT tbl, pk, col, val, hlc, origin, seq FROM tw_log
+        `SELECT tbl, pk, col, val, hlc, origin, seq, vals FROM tw_log
          WHERE seq > :after AND ${filters}
          ORDER BY seq, tbl, pk, col LIMIT :n`,
       )

@@ -32,7 +32,15 @@ import type { ChangeLog, Entry } from "./log.js";
 import { rowsOf } from "./rows.js";
 import { evalDefault, NotTrackableError, quoteIdent, readTable, type TableInfo } from "./schema.js";
 import { ALIVE, DELETED, dropCaptureTriggers, installCaptureTriggers, ROW } from "./triggers.js";
-import { compositeKeyProblem, decodeKey, encodeKey, keyString, type SqlValue, sameValue } from "./values.js";
+import {
+  compositeKeyProblem,
+  decodeKey,
+  encodeKey,
+  fromWire,
+  keyString,
+  type SqlValue,
+  sameValue,
+} from "./values.js";
 
 export interface TrackOptions {
   /** The bucket the table syncs in (default "default"). */
@@ -93,6 +101,7 @@ export class Tracker {
       this.catalog.refresh(true);
       const t = this.catalog.getById(id)!;
       this.clock.suppress(true);
+      if (relayed) this.spreadRelayedValues(t);
       if (relayed && relayed.pk.length === info.pk.length) {
         this.materializeRelayed(t);
         this.reconcile(t, info, t.columnSet);
@@ -204,6 +213,27 @@ export class Tracker {
   }
 
   /**
+   * Gives each value a relayed row entry holds (`vals`) an entry of its own,
+   * at the row's clock, unless the column has a newer one: from here on the
+   * table holds the values, and a column it lacks keeps its value in the log.
+   */
+  private spreadRelayedValues(t: TrackedTable): void {
+    const entries = this.sql.entries.all(t.id) as Array<Entry & { pk: SqlValue }>;
+    const own = new Set(entries.filter((e) => e.col !== ROW).map((e) => `${keyString(e.pk)}\u0000${e.col}`));
+    const flat: unknown[] = [];
+    for (const e of entries) {
+      if (e.col !== ROW || !e.vals) continue;
+      const values = JSON.parse(e.vals) as Record<string, unknown>;
+      for (const col in values) {
+        if (own.has(`${keyString(e.pk)}\u0000${col}`)) continue;
+        flat.push(t.id, e.pk, col, fromWire(values[col]), e.hlc, e.origin, e.seq, e.src ?? null, null);
+      }
+    }
+    this.log.putMany(flat);
+    this.sql.clearValues.run(t.id);
+  }
+
+  /**
    * Writes every row a relayed table's log holds as existing into the table
    * that now carries its name: live entries' values, else the defaults.
    */
@@ -252,6 +282,9 @@ function prepare(db: Database.Database) {
       .pluck(),
     update: db.prepare("UPDATE tw_tracked SET bucket = ?, pk = ?, cols = ?, relayed = 0 WHERE id = ?"),
     remove: db.prepare("DELETE FROM tw_tracked WHERE id = ?"),
-    entries: db.prepare("SELECT pk, col, val, hlc, origin, seq FROM tw_log WHERE tbl = ?").safeIntegers(true),
+    entries: db
+      .prepare("SELECT pk, col, val, hlc, origin, seq, src, vals FROM tw_log WHERE tbl = ?")
+      .safeIntegers(true),
+    clearValues: db.prepare("UPDATE tw_log SET vals = NULL WHERE tbl = ? AND vals IS NOT NULL"),
   };
 }
