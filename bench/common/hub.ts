@@ -22,6 +22,7 @@ export async function startHub(db: string): Promise<HubProcess> {
   const child = spawn(
     process.execPath,
     [
+      ...profileArgs(),
       CLI,
       "serve",
       "--db",
@@ -50,4 +51,10 @@ export async function startHub(db: string): Promise<HubProcess> {
 export async function stopHub(h: HubProcess): Promise<void> {
   h.child.kill("SIGTERM");
   await new Promise((r) => h.child.once("exit", r));
+}
+
+/** `TW_BENCH_PROF=dir` makes each benchmark process write a CPU profile there. */
+export function profileArgs(): string[] {
+  const dir = process.env.TW_BENCH_PROF;
+  return dir ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [];
 }

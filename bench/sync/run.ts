@@ -31,7 +31,7 @@ import { Replica } from "../../src/replica/replica.js";
 import { openStore, type Store } from "../../src/store.js";
 import { SyncManager } from "../../src/sync/sync-manager.js";
 import { HttpTransport } from "../../src/sync/transport-http.js";
-import { startHub, stopHub } from "../common/hub.js";
+import { profileArgs, startHub, stopHub } from "../common/hub.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -113,7 +113,7 @@ async function main() {
       fileURLToPath(import.meta.url),
       [`--puller=${JSON.stringify({ url: h.url, dir, n: N })}`],
       {
-        execArgv: ["--import", "tsx"],
+        execArgv: ["--import", "tsx", ...profileArgs()],
       },
     );
     const exited = new Promise<never>((_, reject) =>
@@ -129,6 +129,8 @@ async function main() {
     const pushed = await ma.syncOnce();
     const pushMs = performance.now() - t;
     const e2eMs = (await done) - t;
+    // Let B stop cleanly (so a profile, when asked for, is written), then make sure.
+    await Promise.race([new Promise((r) => puller.once("exit", r)), new Promise((r) => setTimeout(r, 5000))]);
     puller.kill();
     const push = pushed.pushed / (pushMs / 1000);
     const e2e = N / (e2eMs / 1000);
@@ -238,6 +240,7 @@ async function puller(options: { url: string; dir: string; n: number }) {
   process.send!("done");
   await mb.stop();
   b.close();
+  process.disconnect();
 }
 
 if (args.puller === undefined) await main();
