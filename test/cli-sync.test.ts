@@ -183,6 +183,23 @@ describe("tidewire sync, end to end", () => {
     hub.child.kill("SIGTERM");
   });
 
+  it("--watch is told at once of a write another program makes to the hub's own table", async () => {
+    const dir = tempDir();
+    const hub = await startHub(dir);
+    const a = await client(dir, "a");
+    const watch = tidewire(["sync", a, "--remote", hub.url, "--token", TOKEN, "--watch", "--interval", "1h"]);
+    await new Promise((r) => setTimeout(r, 500));
+    // Neither a push nor a poll (A polls once an hour): only the hub's watch on its file can tell A.
+    sql(hub.db, "INSERT INTO items VALUES (7, 'from the shell', 7);");
+    await waitFor(() => sql(a, ROWS) === "7|from the shell|7\n", "a to see the hub's own row", {
+      timeoutMs: 5_000,
+      intervalMs: 50,
+    });
+    watch.child.kill("SIGTERM");
+    expect((await watch).code).toBe(0);
+    hub.child.kill("SIGTERM");
+  });
+
   it("an initial sync SIGKILLed mid-way resumes from its last batch, not from zero", async () => {
     const dir = tempDir();
     const hub = await hubWithItems(dir, 40_000);

@@ -125,6 +125,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const store = openStore(dbPath);
   let app: ReturnType<typeof Server.buildServer> | undefined;
   let mesh: RedisStreamsTransport | undefined;
+  let unwatch: (() => void) | undefined;
   try {
     const queue = new Queue(store);
     // A relay: it keeps and serves the log of buckets whose tables it does not have.
@@ -173,6 +174,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     mesh = options.mesh && new RedisStreamsTransport(replica, { ...options.mesh, logger, peers });
     // Changes that came through the mesh wake the hub's live subscribers as a push would.
     mesh?.on("applied", (e) => e.applied > 0 && hub.emit("changes", [e.bucket]));
+    // So do writes that applications make to the hub's own tables.
+    unwatch = hub.watchLocalWrites();
     await mesh?.start();
     const http = buildServer({ store, queue, logger, startedAt, hub: hubRoutes, tls });
     app = http;
@@ -210,6 +213,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
           .finally(() => clearInterval(reap));
         await mesh?.stop().catch((err: unknown) => logger.error({ err }, "the mesh did not stop cleanly"));
         scheduler.stop();
+        unwatch?.();
         try {
           await worker.stop();
         } finally {
@@ -223,6 +227,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const boundPort = typeof bound === "object" && bound ? bound.port : port;
     return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, peers, pins, mesh, stop };
   } catch (err) {
+    unwatch?.();
     await app?.close().catch(() => {});
     await mesh?.stop().catch(() => {});
     store.close();

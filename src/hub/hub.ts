@@ -178,6 +178,39 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     return { cursor: req.cursor, received: result.received, applied: result.applied };
   }
 
+  /**
+   * Watches the database for writes by other connections (an application, the
+   * `sqlite3` shell) and emits "changes" with the buckets of the hub's tracked
+   * tables when they moved the log, so live subscribers pull those writes at
+   * once too. `PRAGMA data_version` moves only for other connections' commits,
+   * so the hub's own pushes (which emit already) cost nothing here. Returns
+   * the function that stops watching.
+   */
+  watchLocalWrites(intervalMs = 25): () => void {
+    const db = this.replica.store.db;
+    const version = db.prepare("PRAGMA data_version").pluck();
+    const logMark = db.prepare("SELECT seq FROM tw_clock WHERE id = 0").pluck();
+    const buckets = db.prepare("SELECT DISTINCT bucket FROM tw_tracked WHERE relayed = 0").pluck();
+    let seen = version.get();
+    let mark = logMark.get();
+    const timer = setInterval(() => {
+      try {
+        const v = version.get();
+        if (v === seen) return;
+        seen = v;
+        const m = logMark.get();
+        if (m === mark) return;
+        mark = m;
+        const touched = buckets.all() as string[];
+        if (touched.length > 0) this.emit("changes", touched);
+      } catch {
+        // A busy or closing database: the next tick looks again.
+      }
+    }, intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
   /** Whether this hub serves `bucket`: one of its tables' (tracked or relayed), or declared. */
   serves(bucket: string, tables = this.tablesByName()): boolean {
     if (this.declared === "*" || this.declared.has(bucket)) return true;
