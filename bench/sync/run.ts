@@ -22,7 +22,7 @@
  * two machines would.
  */
 import { fork } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -82,6 +82,49 @@ function floor(n: number): { rowsPerSecond: number; oneRowMs: number } {
   return { rowsPerSecond, oneRowMs: pct(times, 0.5) };
 }
 
+/**
+ * Replica B in a child process of its own: `go` starts its pulling (a cycle on
+ * every live notice) and resolves when it holds N rows, with the time and
+ * the CPU it used; `finish` lets it stop cleanly (so a profile, when asked
+ * for, is written).
+ */
+async function startPuller(url: string, name: string) {
+  const puller = fork(fileURLToPath(import.meta.url), [`--puller=${JSON.stringify({ url, dir, n: N, name })}`], {
+    execArgv: ["--import", "tsx", ...profileArgs()],
+  });
+  const exited = new Promise<never>((_, reject) =>
+    puller.once("exit", (code) => reject(new Error(`the puller exited with code ${code}`))),
+  );
+  await Promise.race([new Promise((r) => puller.once("message", r)), exited]);
+  return {
+    go(): Promise<{ at: number; cpuMs: number }> {
+      const done = Promise.race([
+        new Promise<{ at: number; cpuMs: number }>((resolve) =>
+          puller.once("message", (m: { cpuMs: number }) => resolve({ at: performance.now(), cpuMs: m.cpuMs })),
+        ),
+        exited,
+      ]);
+      puller.send("go");
+      return done;
+    },
+    async finish(): Promise<void> {
+      await Promise.race([new Promise((r) => puller.once("exit", r)), new Promise((r) => setTimeout(r, 5000))]);
+      puller.kill();
+    },
+  };
+}
+
+/** CPU ms (user + system) a process has used so far, from /proc (Linux). */
+function processCpuMs(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    // utime and stime, fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(p * s.length))] as number;
@@ -99,44 +142,78 @@ async function main() {
     `node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model}), load ${loadavg()[0]!.toFixed(2)}`,
   );
 
-  // 1. Replicated changes/s, sustained: A pushes while B pulls.
+  // 1. Replicated changes/s, sustained.
   const fl = floor(N);
   log(
     `floor: bare batched INSERT ${fmt(fl.rowsPerSecond)} rows/s; one-row transaction ${fl.oneRowMs.toFixed(3)} ms`,
   );
+  const us = (ms: number) => ((ms * 1000) / N).toFixed(1);
+  // 1a. Two replicas: A's own database is served by `tidewire serve`, and an
+  // application writes N rows into it (transactions of 1,000, as fast as it
+  // can) while B, a process of its own, pulls on every live notice (the hub
+  // watches its file for other programs' writes) until it holds them all.
+  {
+    replica("a2").close();
+    const ha = await startHub(join(dir, "a2.db"));
+    const b = await startPuller(ha.url, "b2x");
+    const app = openStore(join(dir, "a2.db"));
+    const insert = app.db.prepare("INSERT INTO items VALUES (?, ?, ?, ?)");
+    const hubCpu0 = processCpuMs(ha.child.pid);
+    const appCpu0 = process.cpuUsage();
+    const t = performance.now();
+    const done = b.go();
+    for (let i = 0; i < N; i += 1000) {
+      app.write(() => {
+        for (let k = i; k < Math.min(N, i + 1000); k++) insert.run(k + 1, `item ${k + 1}`, k, 0.5);
+      });
+      await new Promise((r) => setImmediate(r));
+    }
+    const writeMs = performance.now() - t;
+    const appCpu = process.cpuUsage(appCpu0);
+    const { at, cpuMs: bCpuMs } = await done;
+    const hubCpuMs = processCpuMs(ha.child.pid) - hubCpu0;
+    const e2e = N / ((at - t) / 1000);
+    log(
+      `two replicas (N=${fmt(N)}, an app writes A's file, served by A's hub, while B pulls): ` +
+        `written at ${fmt(N / (writeMs / 1000))}/s; end to end ${fmt(e2e)} changes/s = ${(e2e / fl.rowsPerSecond).toFixed(3)} x floor`,
+    );
+    log(
+      `  CPU per change: app ${us((appCpu.user + appCpu.system) / 1000)} µs, A's hub ${us(hubCpuMs)} µs, B ${us(bCpuMs)} µs; ` +
+        `wall ${us(at - t)} µs per change on ${cpus().length} cores`,
+    );
+    app.close();
+    await b.finish();
+    await stopHub(ha);
+  }
+
+  // 1b. Through a relay hub that has no copy of the table: A pushes while B pulls.
   let h = await startHub(join(dir, "hub1.db"));
   {
     const a = replica("a");
     fill(a.store, N);
     const ma = new SyncManager(a, new HttpTransport(h.url), { direction: "push" });
-    const puller = fork(
-      fileURLToPath(import.meta.url),
-      [`--puller=${JSON.stringify({ url: h.url, dir, n: N })}`],
-      {
-        execArgv: ["--import", "tsx", ...profileArgs()],
-      },
-    );
-    const exited = new Promise<never>((_, reject) =>
-      puller.once("exit", (code) => reject(new Error(`the puller exited with code ${code}`))),
-    );
-    await Promise.race([new Promise((r) => puller.once("message", r)), exited]);
+    const b = await startPuller(h.url, "b");
+    const hubCpu0 = processCpuMs(h.child.pid);
+    const aCpu0 = process.cpuUsage();
     const t = performance.now();
-    const done = Promise.race([
-      new Promise<number>((resolve) => puller.once("message", () => resolve(performance.now()))),
-      exited,
-    ]);
-    puller.send("go");
+    const done = b.go();
     const pushed = await ma.syncOnce();
     const pushMs = performance.now() - t;
-    const e2eMs = (await done) - t;
-    // Let B stop cleanly (so a profile, when asked for, is written), then make sure.
-    await Promise.race([new Promise((r) => puller.once("exit", r)), new Promise((r) => setTimeout(r, 5000))]);
-    puller.kill();
+    const { at, cpuMs: bCpuMs } = await done;
+    const e2eMs = at - t;
+    const aCpu = process.cpuUsage(aCpu0);
+    const hubCpuMs = processCpuMs(h.child.pid) - hubCpu0;
+    await b.finish();
     const push = pushed.pushed / (pushMs / 1000);
     const e2e = N / (e2eMs / 1000);
     log(
       `sustained (N=${fmt(N)}, B pulling while A pushes): push ${fmt(push)}/s = ${(push / fl.rowsPerSecond).toFixed(3)} x floor; ` +
         `end to end ${fmt(e2e)} changes/s = ${(e2e / fl.rowsPerSecond).toFixed(3)} x floor`,
+    );
+    // Where the CPU went: µs of CPU per change in each process, against the wall time per change.
+    log(
+      `  CPU per change: A ${us((aCpu.user + aCpu.system) / 1000)} µs, hub ${us(hubCpuMs)} µs, B ${us(bCpuMs)} µs; ` +
+        `wall ${us(e2eMs)} µs per change on ${cpus().length} cores`,
     );
     // Pull alone, for reference: a fresh replica drains the hub.
     const c = replica("b2");
@@ -224,8 +301,8 @@ async function main() {
 }
 
 /** Replica B of the sustained run, a child process: pulls on every live notice until it holds n rows. */
-async function puller(options: { url: string; dir: string; n: number }) {
-  const b = Replica.open(join(options.dir, "b.db"), { nodeId: "b" });
+async function puller(options: { url: string; dir: string; n: number; name: string }) {
+  const b = Replica.open(join(options.dir, `${options.name}.db`), { nodeId: options.name });
   b.store.db.exec(SCHEMA);
   b.track("items");
   const mb = new SyncManager(b, new HttpTransport(options.url), { direction: "pull", intervalMs: 60_000 });
@@ -235,9 +312,21 @@ async function puller(options: { url: string; dir: string; n: number }) {
     process.send!("ready");
   });
   // B pulls whenever the hub's WebSocket notice says A's push landed, as a --watch client does.
+  const cpu0 = process.cpuUsage();
+  // Counted from the cycles' results, not by polling count(*), a scan that would
+  // cost B more CPU the more rows it holds.
+  let pulled = 0;
+  const enough = new Promise<void>((r) =>
+    mb.on("synced", (result: { pulled: number }) => {
+      pulled += result.pulled;
+      if (pulled >= options.n) r();
+    }),
+  );
   mb.start();
+  await enough;
   while ((count.get() as number) < options.n) await new Promise((r) => setTimeout(r, 5));
-  process.send!("done");
+  const cpu = process.cpuUsage(cpu0);
+  process.send!({ cpuMs: (cpu.user + cpu.system) / 1000 });
   await mb.stop();
   b.close();
   process.disconnect();
@@ -246,5 +335,5 @@ async function puller(options: { url: string; dir: string; n: number }) {
 if (args.puller === undefined) await main();
 else {
   rmSync(dir, { recursive: true, force: true });
-  await puller(JSON.parse(args.puller) as { url: string; dir: string; n: number });
+  await puller(JSON.parse(args.puller) as { url: string; dir: string; n: number; name: string });
 }
