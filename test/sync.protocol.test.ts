@@ -7,9 +7,11 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { Change } from "../src/replica/log.js";
 import {
+  changeSchema,
   checkLimits,
   fitBatch,
   handshakeRequest,
+  isChange,
   PROTOCOL_VERSION,
   ProtocolError,
   parse,
@@ -72,6 +74,76 @@ describe("protocol v1 schemas", () => {
     expect(() => push({ ...change(1), columns: { v: { real: "NaN" } } })).toThrow(/changes\.0\.columns/);
     expect(() => push({ ...change(1), columns: { v: [1] } })).toThrow(/changes\.0\.columns/);
     expect(() => push({ ...change(1), seq: 1.5 })).toThrow(/changes\.0\.seq/);
+  });
+
+  it("checks a change by hand exactly as its schema does: never a yes where the schema says no", () => {
+    const hex = (n: number) =>
+      fc.string({ unit: fc.constantFrom(..."0123456789abcdef"), minLength: n, maxLength: n });
+    const wire = fc.oneof(
+      fc.constant(null),
+      fc.string(),
+      fc.maxSafeInteger(),
+      fc.record({ int: fc.bigInt().map(String) }),
+      fc.record({
+        real: fc.oneof(fc.double({ noNaN: true }), fc.constantFrom("Infinity", "-Infinity", "-0")),
+      }),
+      fc.record({ blob: fc.base64String() }),
+    );
+    const valid = fc.record(
+      {
+        table: fc.string({ minLength: 1, maxLength: 20 }),
+        bucket: fc.string({ minLength: 1, maxLength: 10 }).filter((b) => b.trim() !== ""),
+        pk: fc.array(wire, { minLength: 1, maxLength: 3 }),
+        op: fc.constantFrom("insert", "update", "delete"),
+        columns: fc.dictionary(fc.string({ maxLength: 5 }), wire, { maxKeys: 4 }),
+        hlc: hex(16),
+        origin: fc.string({ unit: fc.constantFrom(..."ab9._:-"), minLength: 1, maxLength: 64 }),
+        seq: fc.nat(),
+      },
+      { requiredKeys: ["table", "pk", "op", "columns", "hlc", "origin", "seq"] },
+    );
+    // Near misses: one field made wrong, by a value of any kind or one just past a bound.
+    const spoil: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
+      fc.record({ table: fc.oneof(fc.anything(), fc.constantFrom("", "t".repeat(201))) }),
+      fc.record({ bucket: fc.oneof(fc.anything(), fc.constantFrom("", " ", "b".repeat(201))) }),
+      fc.record({
+        pk: fc.oneof(
+          fc.anything(),
+          fc.constant([]),
+          fc.array(fc.constant(1), { minLength: 65, maxLength: 65 }),
+        ),
+      }),
+      fc.record({ pk: fc.array(fc.oneof(wire, fc.anything()), { minLength: 1, maxLength: 2 }) }),
+      fc.record({ op: fc.oneof(fc.anything(), fc.constant("upsert")) }),
+      fc.record({
+        columns: fc.oneof(fc.anything(), fc.dictionary(fc.string(), fc.oneof(wire, fc.anything()))),
+      }),
+      fc.record({ hlc: fc.oneof(fc.anything(), hex(15), hex(17), fc.constant("0000018F00000000")) }),
+      fc.record({ origin: fc.oneof(fc.anything(), fc.constantFrom("", "a b", "o".repeat(65))) }),
+      fc.record({ seq: fc.oneof(fc.anything(), fc.constantFrom(-1, 1.5, 2 ** 53, Number.NaN, "1")) }),
+      fc.dictionary(fc.string(), fc.anything(), { minKeys: 1, maxKeys: 2 }),
+    );
+    const arb = fc.oneof(
+      valid,
+      fc.tuple(valid, spoil).map(([c, bad]) => ({ ...c, ...bad })),
+      fc.anything(),
+    );
+    let yes = 0;
+    let no = 0;
+    fc.assert(
+      fc.property(arb, (v) => {
+        const schema = changeSchema.safeParse(v).success;
+        if (isChange(v)) {
+          yes++;
+          expect(schema).toBe(true);
+        } else if (!schema) no++;
+      }),
+      { numRuns: 3000 },
+    );
+    // Both sides of the check were exercised, not only the refusals.
+    expect(yes).toBeGreaterThan(500);
+    expect(no).toBeGreaterThan(500);
+    expect(isChange({ ...change(2), bucket: "b", pk: [{ int: "9007199254740993" }, "k"] })).toBe(true);
   });
 
   it("words a version mismatch with both versions", () => {

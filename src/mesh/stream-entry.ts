@@ -14,7 +14,7 @@
  */
 import { z } from "zod";
 import type { Change } from "../replica/log.js";
-import { changeSchema, PROTOCOL_VERSION, ProtocolError, parse } from "../sync/protocol.js";
+import { changesSchema, PROTOCOL_VERSION, ProtocolError, parse } from "../sync/protocol.js";
 
 /** Redis answers an entry's fields as one flat array: name, value, name, value… */
 export type RawFields = string[];
@@ -50,7 +50,6 @@ const entrySchema = z.strictObject({
   cursor: seq,
   changes: z.string(),
 });
-const changesSchema = z.array(changeSchema);
 const wantsSchema = z.strictObject({ from: seq, by: z.string().min(1).max(64) });
 
 export function streamKey(prefix: string, bucket: string, nodeId: string): string {
