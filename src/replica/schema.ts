@@ -109,8 +109,17 @@ export function readTable(db: Database.Database, name: string): TableInfo {
 }
 
 /** The schema's version counter: it changes whenever any table's shape does. */
+const versionStatements = new WeakMap<Database.Database, Database.Statement>();
+
 export function schemaVersion(db: Database.Database): number {
-  return db.pragma("schema_version", { simple: true }) as number;
+  // Prepared once per connection: db.pragma() prepares anew on every call, and
+  // this runs on every apply and every page served.
+  let st = versionStatements.get(db);
+  if (!st) {
+    st = db.prepare("PRAGMA schema_version").pluck();
+    versionStatements.set(db, st);
+  }
+  return st.get() as number;
 }
 
 /**
