@@ -29,7 +29,6 @@
  * keeps a winning insert's values in its row entry (`vals`), one log row per
  * insert, as a table would hold them.
  */
-import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import type { Store } from "../store.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
@@ -82,7 +81,6 @@ const ALIVE_N = BigInt(ALIVE);
 
 export class Applier {
   private readonly checker: Checker;
-  private readonly deferForeignKeys: Database.Statement;
 
   constructor(
     private readonly store: Store,
@@ -92,7 +90,6 @@ export class Applier {
     relay: boolean,
   ) {
     this.checker = new Checker(store.db, clock, catalog, relay);
-    this.deferForeignKeys = store.db.prepare("PRAGMA defer_foreign_keys = ON");
   }
 
   apply(changes: unknown, options: ApplyOptions = {}): ApplyResult {
@@ -115,7 +112,8 @@ export class Applier {
 
   private merge(batch: Incoming[], from: string | null): ApplyResult {
     // A batch may hold a child row before its parent: check foreign keys at commit.
-    this.deferForeignKeys.run();
+    // A flag pragma acts when prepared, not when run: it cannot be prepared once.
+    this.store.db.pragma("defer_foreign_keys = ON");
     this.clock.suppress(true);
     let { hlc: maxHlc, seq } = this.clock.read();
     const { rows, of } = this.load(batch);
