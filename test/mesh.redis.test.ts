@@ -204,7 +204,11 @@ describe("RedisStreamsTransport (real Redis; skipped with a message when none)",
     b.store.db.prepare("INSERT INTO items VALUES (1, 'b', 1)").run();
     await waitFor(() => rows(a).length === 1, "a to get b's row", WAIT);
     expect(registry.get("b")).toMatchObject({ id: "b", address: null, buckets: ["default"], state: "up" });
-    expect(registry.get("b")!.lastSeenAt).toBeGreaterThan(0);
+    const firstSeen = registry.get("b")!.lastSeenAt;
+    expect(firstSeen).toBeGreaterThan(0);
+    // Heartbeats every 50 ms do not each write the registry: last_seen_at moves every 10 s.
+    await new Promise((res) => setTimeout(res, 400));
+    expect(registry.get("b")!.lastSeenAt).toBe(firstSeen);
 
     // Removed from the registry by another process (`tidewire peers remove`): the mesh lets b go.
     const other = openStore(a.store.path);

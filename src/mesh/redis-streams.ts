@@ -69,6 +69,8 @@ type Events = {
 /** Entries per stream per XREAD. */
 const READ_COUNT = 64;
 const WANTS_MAXLEN = 1000;
+/** How often a live member's last_seen_at is written to the peer registry. */
+const SEEN_WRITE_MS = 10_000;
 
 export class RedisStreamsTransport extends EventEmitter<Events> {
   readonly replica: Replica;
@@ -81,6 +83,8 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
   private readonly removed = new Set<string>();
   /** Members this transport put in the registry: one missing from it now was removed there. */
   private readonly registered = new Set<string>();
+  /** When `register` last wrote each (member, bucket)'s last_seen_at. */
+  private readonly seenWritten = new Map<string, number>();
   private readonly counts = { published: 0, received: 0, applied: 0, gaps: 0, refused: 0 };
   private readonly publisher: Publisher;
   private readonly reader: StreamReader;
@@ -410,11 +414,21 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
   private register(peer: string, bucket: string, heartbeatAt: number): boolean {
     const peers = this.settings.peers;
     if (!peers) return true;
-    if (this.registered.has(peer) && !peers.get(peer)) {
+    const known = peers.get(peer);
+    if (this.registered.has(peer) && !known) {
       this.removePeer(peer);
       return false;
     }
-    peers.seen(peer, bucket, Number.isSafeInteger(heartbeatAt) && heartbeatAt > 0 ? heartbeatAt : Date.now());
+    // A write transaction per member and bucket on every heartbeat would be
+    // most of a quiet mesh's disk traffic: last_seen_at moves every
+    // SEEN_WRITE_MS, and at once when the member is new, in a new bucket or not up.
+    const at = Number.isSafeInteger(heartbeatAt) && heartbeatAt > 0 ? heartbeatAt : Date.now();
+    const key = `${peer}\u0000${bucket}`;
+    const fresh = known?.state === "up" && known.buckets.includes(bucket);
+    if (!fresh || at - (this.seenWritten.get(key) ?? 0) >= SEEN_WRITE_MS) {
+      peers.seen(peer, bucket, at);
+      this.seenWritten.set(key, at);
+    }
     this.registered.add(peer);
     return true;
   }
