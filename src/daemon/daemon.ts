@@ -138,8 +138,9 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     // a sync that pulled rows naming pins this file lacks queues one DownloadPins job for them.
     const pins = new Pins(store, { maxBytes: options.pins?.maxBytes });
     const sources = options.pins?.sources ?? (() => peerPinSources(peers));
+    // The job finds the missing pins: scanning the pin columns here too would read them twice.
     const afterPull = () => {
-      if (pins.missing().length > 0)
+      if (pins.references.columns().length > 0)
         queue.add(DOWNLOAD_PINS, {}, { key: DOWNLOAD_PINS, priority: PRIORITY.sync });
     };
     const peerHandlers = peerJobHandlers({
