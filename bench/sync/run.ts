@@ -89,9 +89,13 @@ function floor(n: number): { rowsPerSecond: number; oneRowMs: number } {
  * for, is written).
  */
 async function startPuller(url: string, name: string) {
-  const puller = fork(fileURLToPath(import.meta.url), [`--puller=${JSON.stringify({ url, dir, n: N, name })}`], {
-    execArgv: ["--import", "tsx", ...profileArgs()],
-  });
+  const puller = fork(
+    fileURLToPath(import.meta.url),
+    [`--puller=${JSON.stringify({ url, dir, n: N, name })}`],
+    {
+      execArgv: ["--import", "tsx", ...profileArgs()],
+    },
+  );
   const exited = new Promise<never>((_, reject) =>
     puller.once("exit", (code) => reject(new Error(`the puller exited with code ${code}`))),
   );
@@ -100,7 +104,9 @@ async function startPuller(url: string, name: string) {
     go(): Promise<{ at: number; cpuMs: number }> {
       const done = Promise.race([
         new Promise<{ at: number; cpuMs: number }>((resolve) =>
-          puller.once("message", (m: { cpuMs: number }) => resolve({ at: performance.now(), cpuMs: m.cpuMs })),
+          puller.once("message", (m: { cpuMs: number }) =>
+            resolve({ at: performance.now(), cpuMs: m.cpuMs }),
+          ),
         ),
         exited,
       ]);
@@ -108,7 +114,10 @@ async function startPuller(url: string, name: string) {
       return done;
     },
     async finish(): Promise<void> {
-      await Promise.race([new Promise((r) => puller.once("exit", r)), new Promise((r) => setTimeout(r, 5000))]);
+      await Promise.race([
+        new Promise((r) => puller.once("exit", r)),
+        new Promise((r) => setTimeout(r, 5000)),
+      ]);
       puller.kill();
     },
   };
