@@ -192,6 +192,22 @@ describe("relay", () => {
     expect(dump(hub.store.db, "items", "id")).toBe(dump(a.store.db, "items", "id"));
   });
 
+  it("relays a column named __proto__ like any other", () => {
+    const schema = `CREATE TABLE odd (id INTEGER PRIMARY KEY, "__proto__" TEXT, constructor INTEGER);`;
+    const [a, b, hub] = [open("a"), open("b"), open("hub", { relay: true })];
+    for (const r of [a, b]) {
+      r.store.db.exec(schema);
+      r.track("odd");
+    }
+    a.store.db.prepare("INSERT INTO odd VALUES (1, 'kept', 7)").run();
+    hub.apply(JSON.parse(JSON.stringify(a.changesSince(0).changes)));
+    b.apply(JSON.parse(JSON.stringify(hub.changesSince(0).changes)));
+    // Read raw: a row object cannot hold a key named __proto__.
+    const read = (r: Replica) =>
+      r.store.db.prepare(`SELECT id, "__proto__", constructor FROM odd`).raw(true).all();
+    expect(read(b)).toEqual([[1, "kept", 7]]);
+  });
+
   it("checks relayed changes for shape and refuses a bad batch whole", () => {
     const hub = open("hub", { relay: true });
     const good: Change = {

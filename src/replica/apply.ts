@@ -311,7 +311,8 @@ function relayedValues(s: RowState): void {
 
 /** What a relayed row entry keeps: its implicit cells' values, as JSON of wire values. */
 function implicitValues(s: RowState): string {
-  const out: Record<string, WireValue> = {};
+  // No prototype: a column may be named __proto__.
+  const out = Object.create(null) as Record<string, WireValue>;
   for (const [col, e] of s.cols) if (e.implicit) out[col] = toWire(e.val);
   return JSON.stringify(out);
 }
