@@ -1,23 +1,24 @@
 /**
- * Capture: the triggers that record every write to a tracked table in the
- * change log, in the writer's own transaction, whichever client wrote.
+ * Capture: the triggers that record every write to a tracked table, in the
+ * writer's own transaction, whichever client wrote.
  *
  * Contract: plain SQL only (no custom functions, nothing newer than SQLite
- * 3.40), so the `sqlite3` shell and Python are captured like the app. Each row
- * event ticks the clock once (a key change is two events: a tombstone for the
- * old key, an insert for the new) and upserts clocks, never values: a value
- * lives in the table and is read from there when the change is served
- * (cr-sqlite's clock tables do the same). An insert writes only the row entry
- * (column "", value 1), which stands for every column it wrote, and drops the
- * key's column entries, being older; an update upserts an entry per column
- * whose value or storage class changed; a delete writes the tombstone
- * (column "", value 0) and drops the key's column entries. Nothing is
- * captured while `tw_clock.suppress` is set, which only the applier does,
- * inside its own transaction. Keys that have no canonical form (NULL, or in a
- * composite key REAL or text holding U+0000) abort the write.
+ * 3.40), so the `sqlite3` shell and Python are captured like the app. A
+ * trigger only appends its row events to `tw_pending` (see migration 7), in
+ * capture order: the writer pays for one unindexed append, and `ingest.ts`
+ * later turns them into the compacted log with the semantics stated there
+ * and in log.ts. An insert is one event (kind 1), a delete one (kind 0), an
+ * update one (kind 2 + chunk, with the mask of the columns whose value or
+ * storage class changed, 63 per row), a key change two: a tombstone for the
+ * old key, an insert for the new. Clocks are not written here: the event
+ * keeps the time of the write (`julianday('now')`), from which ingest takes
+ * its HLC. Values stay in the table. Nothing is captured while
+ * `tw_clock.suppress` is set, which only the applier does, inside its own
+ * transaction. Keys that have no canonical form (NULL, or in a composite key
+ * REAL or text holding U+0000) abort the write.
  */
 import type Database from "better-sqlite3";
-import { SQL_TICK } from "./hlc.js";
+import { SQL_NOW_JD } from "./hlc.js";
 import { quoteIdent, quoteText, type TableInfo } from "./schema.js";
 
 /** The row entry's column name, and its values: the row exists, or was deleted. */
@@ -25,11 +26,11 @@ export const ROW = "";
 export const ALIVE = 1;
 export const DELETED = 0;
 
-/** SQLite allows 500 arms in a compound SELECT; stay well below. */
-const ARMS_PER_STATEMENT = 400;
+/** Update mask bits per pending row: bit 63 would make it negative. */
+export const MASK_BITS = 63;
 
-const UPSERT =
-  "ON CONFLICT (tbl, pk, col) DO UPDATE SET val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq";
+/** Kinds of a pending row; an update's is UPDATE + its chunk of MASK_BITS columns. */
+export const UPDATE = 2;
 
 /** The stored key of the NEW or OLD row, as `encodeKey` computes it in JS. */
 export function keyExpr(t: TableInfo, row: "NEW" | "OLD"): string {
@@ -54,47 +55,27 @@ function guard(t: TableInfo): string {
   return `SELECT RAISE(ABORT, ${quoteText(message)}) WHERE ${bad.join(" OR ")};`;
 }
 
-function chunks<T>(items: T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+/**
+ * The changed-column masks of an UPDATE, one per MASK_BITS columns. CASE,
+ * not OR: its WHEN stops at the first true test, so the storage class of a
+ * column whose value changed is never read (measured: 10% of an update).
+ */
+function masks(t: TableInfo): string[] {
+  const out: string[] = [];
+  for (let from = 0; from < t.columns.length; from += MASK_BITS) {
+    const arms = t.columns.slice(from, from + MASK_BITS).map((c, i) => {
+      const n = `NEW.${quoteIdent(c)}`;
+      const o = `OLD.${quoteIdent(c)}`;
+      // COLLATE BINARY: under the column's own collation 'a' and 'A' may be "equal".
+      return `CASE WHEN ${n} IS NOT ${o} COLLATE BINARY OR typeof(${n}) <> typeof(${o}) THEN ${1n << BigInt(i)} ELSE 0 END`;
+    });
+    out.push(arms.join(" + "));
+  }
   return out;
 }
 
-/** Rows as a compound SELECT; the first arm names the columns. */
-function compound(rows: string[][], names: string[]): string {
-  return rows
-    .map((cells, i) => `SELECT ${cells.map((c, j) => (i === 0 ? `${c} AS ${names[j]}` : c)).join(", ")}`)
-    .join(" UNION ALL ");
-}
-
-/** The clock entries of an UPDATE: one per column whose value or storage class changed. */
-function logUpdate(id: number, t: TableInfo): string {
-  const rows = t.columns.map((c) => {
-    const n = `NEW.${quoteIdent(c)}`;
-    const o = `OLD.${quoteIdent(c)}`;
-    // COLLATE BINARY: under the column's own collation 'a' and 'A' may be "equal".
-    return [quoteText(c), `(${n} IS NOT ${o} COLLATE BINARY OR typeof(${n}) <> typeof(${o}))`];
-  });
-  return chunks(rows, ARMS_PER_STATEMENT)
-    .map(
-      (part) => `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq)
-    SELECT ${id}, ${keyExpr(t, "NEW")}, v.col, NULL, c.hlc, c.node, c.seq
-    FROM tw_clock AS c, (${compound(part, ["col", "ch"])}) AS v WHERE v.ch
-    ${UPSERT};`,
-    )
-    .join("\n  ");
-}
-
-/**
- * The key's row entry (`alive`: an insert, else a tombstone), after dropping
- * its column entries: the event is newer than all of them.
- */
-function logRow(id: number, t: TableInfo, row: "NEW" | "OLD", alive: boolean): string {
-  const key = keyExpr(t, row);
-  return `DELETE FROM tw_log WHERE tbl = ${id} AND pk = ${key} AND col > '';
-  INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq)
-    SELECT ${id}, ${key}, ${quoteText(ROW)}, ${alive ? ALIVE : DELETED}, c.hlc, c.node, c.seq FROM tw_clock AS c WHERE true
-    ${UPSERT};`;
+function pending(id: number, key: string, kind: number, mask = "NULL"): string {
+  return `INSERT INTO tw_pending (tbl, pk, kind, mask, jd) VALUES (${id}, ${key}, ${kind}, ${mask}, ${SQL_NOW_JD});`;
 }
 
 function keyUnchanged(t: TableInfo): string {
@@ -110,28 +91,29 @@ export function captureTriggers(id: number, t: TableInfo): string[] {
   const table = quoteIdent(t.name);
   const on = "(SELECT suppress FROM tw_clock) = 0";
   const [ins, upd, rekey, del] = triggerNames(id).map(quoteIdent) as [string, string, string, string];
+  const [NEW, OLD] = [keyExpr(t, "NEW"), keyExpr(t, "OLD")];
+  // UPDATE OF the key: a statement that sets no key column cannot change one,
+  // and then SQLite does not even evaluate this trigger's WHEN.
+  const keyCols = t.pk.map(quoteIdent).join(", ");
   const out = [
     `CREATE TRIGGER ${ins} AFTER INSERT ON ${table} WHEN ${on} BEGIN
   ${guard(t)}
-  ${SQL_TICK}
-  ${logRow(id, t, "NEW", true)}
+  ${pending(id, NEW, ALIVE)}
 END`,
-    `CREATE TRIGGER ${rekey} AFTER UPDATE ON ${table} WHEN ${on} AND NOT (${keyUnchanged(t)}) BEGIN
+    `CREATE TRIGGER ${rekey} AFTER UPDATE OF ${keyCols} ON ${table} WHEN ${on} AND NOT (${keyUnchanged(t)}) BEGIN
   ${guard(t)}
-  ${SQL_TICK}
-  ${logRow(id, t, "OLD", false)}
-  ${SQL_TICK}
-  ${logRow(id, t, "NEW", true)}
+  ${pending(id, OLD, DELETED)}
+  ${pending(id, NEW, ALIVE)}
 END`,
     `CREATE TRIGGER ${del} AFTER DELETE ON ${table} WHEN ${on} BEGIN
-  ${SQL_TICK}
-  ${logRow(id, t, "OLD", false)}
+  ${pending(id, OLD, DELETED)}
 END`,
   ];
   if (t.columns.length > 0) {
+    // One row per chunk of columns: ingest counts the kind-2 row as the event, the rest as its columns.
+    const rows = masks(t).map((m, c) => pending(id, NEW, UPDATE + c, m));
     out.push(`CREATE TRIGGER ${upd} AFTER UPDATE ON ${table} WHEN ${on} AND ${keyUnchanged(t)} BEGIN
-  ${SQL_TICK}
-  ${logUpdate(id, t)}
+  ${rows.join("\n  ")}
 END`);
   }
   return out;
