@@ -19,7 +19,7 @@ import type Database from "better-sqlite3";
 import type { Store } from "../store.js";
 import type { Clock } from "./hlc.js";
 import { sqlMillis } from "./hlc.js";
-import { MASK_BITS, UPDATE } from "./triggers.js";
+import { MASK_BITS, MASK_DIGITS, UPDATE } from "./triggers.js";
 
 export class Ingester {
   private readonly sql: ReturnType<typeof prepare>;
@@ -49,15 +49,28 @@ export class Ingester {
     if (!this.waiting()) return 0;
     return this.store.write(() => {
       const { hlc, seq } = this.clock.read();
-      const end = this.sql.end.get({ hlc }) as { events: bigint | null; hlc: bigint | null };
-      if (end.events === null || end.hlc === null) return 0;
-      this.sql.log.run({ hlc, seq, node: this.clock.nodeId });
+      const span = this.sql.span.get({ hlc }) as Span;
+      if (span.first === null) return 0;
+      const at = { hlc, seq, before: span.first - 1n };
+      this.sql.log.run({ ...at, node: this.clock.nodeId });
       this.sql.prune.run();
       this.sql.clear.run();
-      this.clock.observe(end.hlc, seq + end.events);
-      return Number(end.events);
+      const events = span.last - at.before;
+      this.clock.observe(events + max(hlc, span.top + at.before), seq + events);
+      return Number(events);
     });
   }
+}
+
+/** The staged rowids, and max(ms << 16 - id) over them. */
+interface Span {
+  first: bigint | null;
+  last: bigint;
+  top: bigint;
+}
+
+function max(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
 }
 
 /** How many rows wait; for a reader that has no Ingester (a read-only `status`). */
@@ -66,49 +79,38 @@ export const COUNT_STAGED = "SELECT count(*) FROM tw_pending";
 const MS = sqlMillis("jd");
 
 /**
- * Event i (1-based, in capture order; the chunk rows of a wide update share
- * their event's i) gets hlc_i = max(clock + i, i + max_{j <= i}(ms_j << 16 - j)),
- * the closed form of hlc_i = max(hlc_{i-1} + 1, ms_i << 16) from hlc_0 = clock.
+ * Event i (1-based, in capture order: rowid - :before, rowids being
+ * contiguous, as nothing but a whole ingest deletes staged rows) gets
+ * hlc_i = max(clock + i, i + max_{j <= i}(ms_j << 16 - j)), the closed form of
+ * hlc_i = max(hlc_{i-1} + 1, ms_i << 16) from hlc_0 = clock, and seq + i.
  */
-const EVENTS = `numbered AS (
-    SELECT id, tbl, pk, kind, mask, jd,
-           sum(kind <= ${UPDATE}) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS i
-    FROM tw_pending
-  )`;
-
 function prepare(db: Database.Database) {
   return {
     any: db.prepare("SELECT 1 FROM tw_pending LIMIT 1").pluck(),
     count: db.prepare(COUNT_STAGED).pluck(),
-    // The last event's number and HLC: what the clock moves to.
-    end: db
-      .prepare(
-        `WITH ${EVENTS}
-         SELECT max(i) AS events,
-                max(i) + max(:hlc, max(CASE WHEN kind <= ${UPDATE} THEN ${MS} * 65536 - i END)) AS hlc
-         FROM numbered`,
-      )
+    span: db
+      .prepare(`SELECT min(id) AS first, max(id) AS last, max(${MS} * 65536 - id) AS top FROM tw_pending`)
       .safeIntegers(true),
     // Upserts that keep the greatest sequence: several events of one cell in
     // one ingest may meet in any order and the last still wins. src = NULL:
     // a local write came from no peer.
     log: db.prepare(
-      `WITH ${EVENTS},
-       events AS (
-         SELECT tbl, pk, kind, mask, i,
-                i + max(:hlc, max(CASE WHEN kind <= ${UPDATE} THEN ${MS} * 65536 - i END)
+      `WITH events AS (
+         SELECT tbl, pk, kind, mask, id - :before AS i,
+                id - :before + max(:hlc, :before + max(${MS} * 65536 - id)
                   OVER (ORDER BY id ROWS UNBOUNDED PRECEDING)) AS hlc
-         FROM numbered
+         FROM tw_pending
        ),
        columns AS MATERIALIZED (
-         SELECT t.id AS tbl, ${UPDATE} + c.key / ${MASK_BITS} AS kind, c.key % ${MASK_BITS} AS bit, c.value AS col
+         SELECT t.id AS tbl, c.key / ${MASK_BITS} AS word, c.key % ${MASK_BITS} AS bit, c.value AS col
          FROM tw_tracked AS t, json_each(t.cols) AS c
        )
        INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq)
        SELECT e.tbl, e.pk, coalesce(c.col, ''), CASE WHEN e.kind < ${UPDATE} THEN e.kind END, e.hlc, :node, :seq + e.i
        FROM events AS e
-       LEFT JOIN columns AS c ON e.kind >= ${UPDATE} AND c.tbl = e.tbl AND c.kind = e.kind
-       WHERE e.kind < ${UPDATE} OR (e.mask >> c.bit) & 1
+       LEFT JOIN columns AS c ON e.kind = ${UPDATE} AND c.tbl = e.tbl
+       WHERE e.kind < ${UPDATE} OR (CASE WHEN typeof(e.mask) = 'integer' THEN e.mask
+         ELSE CAST(substr(e.mask, c.word * ${MASK_DIGITS} + 1, ${MASK_DIGITS}) AS INTEGER) END >> c.bit) & 1
        ON CONFLICT (tbl, pk, col) DO UPDATE SET
          val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq, src = NULL
        WHERE excluded.seq > tw_log.seq`,

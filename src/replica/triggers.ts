@@ -7,10 +7,10 @@
  * trigger only appends its row events to `tw_pending` (see migration 7), in
  * capture order: the writer pays for one unindexed append, and `ingest.ts`
  * later turns them into the compacted log with the semantics stated there
- * and in log.ts. An insert is one event (kind 1), a delete one (kind 0), an
- * update one (kind 2 + chunk, with the mask of the columns whose value or
- * storage class changed, 63 per row), a key change two: a tombstone for the
- * old key, an insert for the new. Clocks are not written here: the event
+ * and in log.ts. One row per event: an insert (kind 1), a delete (kind 0), an
+ * update (kind 2, with the mask of the columns whose value or storage class
+ * changed); a key change is two: a tombstone for the old key, an insert for
+ * the new. Clocks are not written here: the event
  * keeps the time of the write (`julianday('now')`), from which ingest takes
  * its HLC. Values stay in the table. Nothing is captured while
  * `tw_clock.suppress` is set, which only the applier does, inside its own
@@ -26,11 +26,15 @@ export const ROW = "";
 export const ALIVE = 1;
 export const DELETED = 0;
 
-/** Update mask bits per pending row: bit 63 would make it negative. */
-export const MASK_BITS = 63;
-
-/** Kinds of a pending row; an update's is UPDATE + its chunk of MASK_BITS columns. */
+/** The kind of a pending update (the others are ALIVE and DELETED). */
 export const UPDATE = 2;
+
+/**
+ * Columns per integer of an update's mask (bit 63 would make it negative),
+ * and the decimal digits each integer takes in a wide table's text mask.
+ */
+export const MASK_BITS = 63;
+export const MASK_DIGITS = 19;
 
 /** The stored key of the NEW or OLD row, as `encodeKey` computes it in JS. */
 export function keyExpr(t: TableInfo, row: "NEW" | "OLD"): string {
@@ -56,12 +60,15 @@ function guard(t: TableInfo): string {
 }
 
 /**
- * The changed-column masks of an UPDATE, one per MASK_BITS columns. CASE,
- * not OR: its WHEN stops at the first true test, so the storage class of a
- * column whose value changed is never read (measured: 10% of an update).
+ * The mask of the columns an UPDATE changed: an integer, bit i for column i;
+ * past MASK_BITS columns, text, each MASK_BITS columns' integer in
+ * MASK_DIGITS digits. One row per event either way, so ingest can number
+ * events by rowid. CASE, not OR: its WHEN stops at the first true test, so
+ * the storage class of a column whose value changed is never read (measured:
+ * 10% of an update).
  */
-function masks(t: TableInfo): string[] {
-  const out: string[] = [];
+function mask(t: TableInfo): string {
+  const words: string[] = [];
   for (let from = 0; from < t.columns.length; from += MASK_BITS) {
     const arms = t.columns.slice(from, from + MASK_BITS).map((c, i) => {
       const n = `NEW.${quoteIdent(c)}`;
@@ -69,9 +76,10 @@ function masks(t: TableInfo): string[] {
       // COLLATE BINARY: under the column's own collation 'a' and 'A' may be "equal".
       return `CASE WHEN ${n} IS NOT ${o} COLLATE BINARY OR typeof(${n}) <> typeof(${o}) THEN ${1n << BigInt(i)} ELSE 0 END`;
     });
-    out.push(arms.join(" + "));
+    words.push(arms.join(" + "));
   }
-  return out;
+  if (words.length === 1) return words[0] as string;
+  return `printf('${`%0${MASK_DIGITS}d`.repeat(words.length)}', ${words.join(", ")})`;
 }
 
 function pending(id: number, key: string, kind: number, mask = "NULL"): string {
@@ -110,10 +118,8 @@ END`,
 END`,
   ];
   if (t.columns.length > 0) {
-    // One row per chunk of columns: ingest counts the kind-2 row as the event, the rest as its columns.
-    const rows = masks(t).map((m, c) => pending(id, NEW, UPDATE + c, m));
     out.push(`CREATE TRIGGER ${upd} AFTER UPDATE ON ${table} WHEN ${on} AND ${keyUnchanged(t)} BEGIN
-  ${rows.join("\n  ")}
+  ${pending(id, NEW, UPDATE, mask(t))}
 END`);
   }
   return out;
