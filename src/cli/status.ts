@@ -80,7 +80,9 @@ export function readStatus(store: Store): Status {
       status.buckets[t.bucket] = list;
     }
     // Read-only: staged writes are counted, not ingested (any replica method does that).
-    const staged = store.hasTable("tw_pending") ? (store.db.prepare(COUNT_STAGED).pluck().get() as number) : 0;
+    const staged = store.hasTable("tw_pending")
+      ? (store.db.prepare(COUNT_STAGED).pluck().get() as number)
+      : 0;
     status.log = { ...new ChangeLog(store.db, catalog).stats(), staged };
   }
   if (store.hasTable("tw_cursors")) status.cursors = new CursorStore(store, { flushIntervalMs: 0 }).getAll();

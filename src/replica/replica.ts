@@ -201,7 +201,10 @@ function checkOptions(options: ReplicaOptions): void {
     throw new InvalidArgumentError("relay", `must be a boolean, got ${String(options.relay)}`);
   const every = options.ingestIntervalMs;
   if (every !== undefined && (typeof every !== "number" || !Number.isFinite(every) || every < 0)) {
-    throw new InvalidArgumentError("ingestIntervalMs", `must be a finite number of ms >= 0, got ${String(every)}`);
+    throw new InvalidArgumentError(
+      "ingestIntervalMs",
+      `must be a finite number of ms >= 0, got ${String(every)}`,
+    );
   }
   const d = options.maxDriftMs;
   if (d !== undefined && (typeof d !== "number" || !Number.isFinite(d) || d < 0)) {
