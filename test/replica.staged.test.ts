@@ -158,9 +158,10 @@ function ingestChecked(r: Replica, expected: Map<bigint, bigint>): void {
 describe("staged capture", () => {
   it("builds, ingested at any points, exactly the log version 6's triggers built", () => {
     const dir = tempDir();
-    const stagedReplica = templated(join(dir, "staged"), setup);
-    const oracleReplica = templated(join(dir, "oracle"), (r) => {
-      setup(r);
+    const replica = templated(dir, setup);
+    // Opening a replica replaces version 6's triggers: install them after.
+    const oracleReplica = (nodeId: string, target: string) => {
+      const r = replica(nodeId, target, { ingestIntervalMs: 0 });
       for (const t of r.tables()) {
         const id = r.store.db
           .prepare("SELECT id FROM tw_tracked WHERE name = ?")
@@ -168,13 +169,14 @@ describe("staged capture", () => {
           .get(t.table) as number;
         installV6Triggers(r.store.db, id, readTable(r.store.db, t.table));
       }
-    });
+      return r;
+    };
     let run = 0;
     fc.assert(
       fc.property(fc.array(op, { minLength: 1, maxLength: 50 }), (ops) => {
         run++;
-        const staged = stagedReplica("n", join(dir, `s${run}.db`), { ingestIntervalMs: 0 });
-        const oracle = oracleReplica("n", join(dir, `o${run}.db`), { ingestIntervalMs: 0 });
+        const staged = replica("n", join(dir, `s${run}.db`), { ingestIntervalMs: 0 });
+        const oracle = oracleReplica("n", join(dir, `o${run}.db`));
         try {
           const expected = new Map<bigint, bigint>();
           ingestChecked(staged, expected);
@@ -209,6 +211,32 @@ describe("staged capture", () => {
       }),
       { numRuns: 120 },
     );
+  });
+
+  it("replaces version 6's triggers when a replica opens, keeping their log", () => {
+    const path = join(tempDir(), "v6.db");
+    const old = Replica.open(path, { nodeId: "a", ingestIntervalMs: 0 });
+    old.store.db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER)");
+    old.track("items", { bucket: "shop" });
+    installV6Triggers(old.store.db, 1, readTable(old.store.db, "items"));
+    old.store.db.prepare("INSERT INTO items VALUES (1, 5)").run();
+    expect(old.store.db.prepare("SELECT count(*) FROM tw_log").pluck().get()).toBe(1);
+    old.close();
+    const r = Replica.open(path, { nodeId: "a", ingestIntervalMs: 0 });
+    const triggers = r.store.db
+      .prepare("SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'items'")
+      .pluck()
+      .all() as string[];
+    expect(triggers).toHaveLength(4);
+    for (const t of triggers) expect(t).toMatch(/tw_pending/);
+    r.store.db.prepare("UPDATE items SET qty = 6 WHERE id = 1").run();
+    expect(r.store.db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(1);
+    expect(r.tables()).toMatchObject([{ table: "items", bucket: "shop" }]);
+    expect(r.changesSince(0).changes.map((c) => [c.op, c.seq, c.columns])).toEqual([
+      ["insert", 1, {}],
+      ["update", 2, { qty: 6 }],
+    ]);
+    r.close();
   });
 
   it("gives each event an HLC no earlier than its write, increasing in capture order", () => {

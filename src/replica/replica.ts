@@ -22,6 +22,7 @@ import { Clock, checkNodeId, DEFAULT_MAX_DRIFT_MS, formatHlc } from "./hlc.js";
 import { Ingester } from "./ingest.js";
 import { ChangeLog, type ChangeSet, type ChangesSinceOptions, type LogStats } from "./log.js";
 import { describeTracked, type TrackedTableInfo, Tracker, type TrackOptions } from "./track.js";
+import { legacyCaptureTables } from "./triggers.js";
 
 export interface ReplicaOptions {
   /** This database's node id, the first time it is opened as a replica (default: random). */
@@ -86,6 +87,12 @@ export class Replica {
         } catch {}
       }, every);
       this.timer.unref();
+    }
+    // Version 6's triggers still work, logging as they write: swap them for
+    // staged ones once, which is what the upgrade is for.
+    for (const name of legacyCaptureTables(store.db)) {
+      const t = this.catalog.get(name);
+      if (t) this.track(name, { bucket: t.bucket });
     }
     // The owner of an attached store may close it first: stop, with a last
     // ingest, which failing only leaves the rows staged for the next open.

@@ -136,6 +136,17 @@ export function dropCaptureTriggers(db: Database.Database, table: string): void 
   for (const name of names) db.exec(`DROP TRIGGER IF EXISTS ${quoteIdent(name)}`);
 }
 
+/** Tables whose capture triggers predate staged capture: they write tw_log themselves. */
+export function legacyCaptureTables(db: Database.Database): string[] {
+  return db
+    .prepare(
+      `SELECT DISTINCT tbl_name FROM sqlite_schema
+       WHERE type = 'trigger' AND name GLOB 'tw_[0-9]*_*' AND sql NOT LIKE '%tw_pending%'`,
+    )
+    .pluck()
+    .all() as string[];
+}
+
 export function installCaptureTriggers(db: Database.Database, id: number, t: TableInfo): void {
   dropCaptureTriggers(db, t.name);
   for (const sql of captureTriggers(id, t)) db.exec(sql);
