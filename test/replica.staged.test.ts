@@ -279,6 +279,32 @@ describe("staged capture", () => {
     r.close();
   });
 
+  it("ingests on a timer while open, and on close", async () => {
+    const path = join(tempDir(), "timer.db");
+    const r = Replica.open(path, { nodeId: "a", ingestIntervalMs: 20 });
+    r.store.db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER)");
+    r.track("items");
+    const count = (table: string) =>
+      r.store.db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
+    r.store.db.prepare("INSERT INTO items VALUES (1, 0)").run();
+    expect(count("tw_pending")).toBe(1);
+    await waitFor(() => count("tw_pending") === 0, "the timer's ingest");
+    expect(count("tw_log")).toBe(1);
+    const quiet = Replica.open(join(tempDir(), "quiet.db"), { nodeId: "b", ingestIntervalMs: 0 });
+    quiet.store.db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER)");
+    quiet.track("items");
+    quiet.store.db.prepare("INSERT INTO items VALUES (1, 0)").run();
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(quiet.store.db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(1);
+    quiet.close();
+    r.store.db.prepare("INSERT INTO items VALUES (2, 0)").run();
+    r.close();
+    const after = Replica.open(path, { nodeId: "a", ingestIntervalMs: 0 });
+    expect(after.store.db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(0);
+    expect(after.store.db.prepare("SELECT count(*) FROM tw_log").pluck().get()).toBe(2);
+    after.close();
+  });
+
   it("loses nothing when the writing process is killed before it ingested", async () => {
     const db = join(tempDir(), "killed.db");
     const r = Replica.open(db, { nodeId: "a", ingestIntervalMs: 0 });

@@ -53,7 +53,7 @@ export class Ingester {
       if (span.first === null) return 0;
       const at = { hlc, seq, before: span.first - 1n };
       this.sql.log.run({ ...at, node: this.clock.nodeId });
-      this.sql.prune.run();
+      this.sql.prune.run(at);
       this.sql.clear.run();
       const events = span.last - at.before;
       this.clock.observe(events + max(hlc, span.top + at.before), seq + events);
@@ -115,12 +115,12 @@ function prepare(db: Database.Database) {
          val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq, src = NULL
        WHERE excluded.seq > tw_log.seq`,
     ),
-    // A row event hides every older write of its key's columns.
+    // A row event hides every older write of its key's columns (its own sequence
+    // number is :seq + id - :before); a key's last row event hides the most.
     prune: db.prepare(
       `DELETE FROM tw_log WHERE (tbl, pk, col) IN (
          SELECT e.tbl, e.pk, e.col FROM tw_pending AS p
-         JOIN tw_log AS r ON r.tbl = p.tbl AND r.pk = p.pk AND r.col = ''
-         JOIN tw_log AS e ON e.tbl = p.tbl AND e.pk = p.pk AND e.col > '' AND e.seq < r.seq
+         JOIN tw_log AS e ON e.tbl = p.tbl AND e.pk = p.pk AND e.col > '' AND e.seq < :seq + p.id - :before
          WHERE p.kind < ${UPDATE})`,
     ),
     clear: db.prepare("DELETE FROM tw_pending"),
