@@ -173,8 +173,9 @@ export class Replica {
     });
   }
 
-  /** The clock as it stands: 16 hex digits. */
+  /** The clock as it stands, staged writes counted: 16 hex digits. */
   now(): string {
+    this.ingester.ingest();
     return formatHlc(this.clock.read().hlc);
   }
 
