@@ -37,7 +37,7 @@ const id = fc.integer({ min: 1, max: 6 });
 const pairKey = fc.tuple(fc.constantFrom("p", "q", "p,1"), fc.integer({ min: 1, max: 3 }));
 
 type Op =
-  | { k: "insert"; id: number; a: SqlValue; b: SqlValue }
+  | { k: "insert"; id: number; a: SqlValue; b: SqlValue; how: "OR IGNORE" | "OR REPLACE" }
   | { k: "update"; id: number; col: "a" | "b" | "c"; v: SqlValue }
   | { k: "same"; id: number; times: number }
   | { k: "noop"; id: number }
@@ -50,7 +50,13 @@ type Op =
   | { k: "ingest" };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ k: fc.constant("insert" as const), id, a: value, b: value }),
+  fc.record({
+    k: fc.constant("insert" as const),
+    id,
+    a: value,
+    b: value,
+    how: fc.constantFrom("OR IGNORE" as const, "OR REPLACE" as const),
+  }),
   fc.record({
     k: fc.constant("update" as const),
     id,
@@ -77,7 +83,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 function statements(o: Exclude<Op, { k: "ingest" }>): Array<[string, unknown[]]> {
   switch (o.k) {
     case "insert":
-      return [["INSERT OR IGNORE INTO items (id, a, b) VALUES (?, ?, ?)", [o.id, o.a, o.b]]];
+      return [[`INSERT ${o.how} INTO items (id, a, b) VALUES (?, ?, ?)`, [o.id, o.a, o.b]]];
     case "update":
       return [[`UPDATE items SET ${o.col} = ? WHERE id = ?`, [o.v, o.id]]];
     case "same":
