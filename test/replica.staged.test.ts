@@ -245,6 +245,29 @@ describe("staged capture", () => {
     r.close();
   });
 
+  it("logs staged writes in the transaction that rebuilds the triggers, before untrack forgets them", () => {
+    const r = Replica.open(join(tempDir(), "retrack.db"), { nodeId: "a", ingestIntervalMs: 0 });
+    const db = r.store.db;
+    db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)");
+    r.track("items");
+    db.prepare("INSERT INTO items VALUES (1, 'pen', 1)").run();
+    db.prepare("UPDATE items SET qty = 2 WHERE id = 1").run();
+    db.exec("ALTER TABLE items ADD COLUMN note TEXT");
+    expect(r.track("items").columns).toEqual(["name", "qty", "note"]);
+    expect(db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(0);
+    expect(db.prepare("SELECT col, seq FROM tw_log ORDER BY seq, col").raw().all()).toEqual([
+      ["", 1],
+      ["qty", 2],
+    ]);
+    db.prepare("UPDATE items SET note = 'x' WHERE id = 1").run();
+    expect(r.changesSince(2).changes.map((c) => [c.op, c.columns])).toEqual([["update", { note: "x" }]]);
+    db.prepare("DELETE FROM items WHERE id = 1").run();
+    expect(r.untrack("items")).toBe(true);
+    expect(db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(0);
+    expect(db.prepare("SELECT count(*) FROM tw_log").pluck().get()).toBe(0);
+    r.close();
+  });
+
   it("gives each event an HLC no earlier than its write, increasing in capture order", () => {
     const r = Replica.open(join(tempDir(), "a.db"), { nodeId: "a", ingestIntervalMs: 0 });
     r.store.db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER)");
