@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type Database from "better-sqlite3";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { Hub } from "../src/hub/hub.js";
 import { Replica } from "../src/replica/replica.js";
 import { readTable } from "../src/replica/schema.js";
 import type { SqlValue } from "../src/replica/values.js";
@@ -332,6 +333,23 @@ describe("staged capture", () => {
     expect(after.store.db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(0);
     expect(after.store.db.prepare("SELECT count(*) FROM tw_log").pluck().get()).toBe(2);
     after.close();
+  });
+
+  it("wakes a hub's live subscribers when another program's write is staged", async () => {
+    const path = join(tempDir(), "hub.db");
+    const r = Replica.open(path, { nodeId: "hub", ingestIntervalMs: 0 });
+    r.store.db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)");
+    r.track("items", { bucket: "shop" });
+    const hub = new Hub(r);
+    const told: string[][] = [];
+    hub.on("changes", (buckets) => told.push(buckets));
+    const stop = hub.watchLocalWrites(10);
+    sql(path, "INSERT INTO items VALUES (1, 'from the shell');");
+    await waitFor(() => told.length > 0, "the hub's notice", { timeoutMs: 3_000 });
+    expect(told).toEqual([["shop"]]);
+    expect(r.store.db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(0);
+    stop();
+    r.close();
   });
 
   it("loses nothing when the writing process is killed before it ingested", async () => {
