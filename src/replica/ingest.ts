@@ -92,8 +92,9 @@ function prepare(db: Database.Database) {
       .prepare(`SELECT min(id) AS first, max(id) AS last, max(${MS} * 65536 - id) AS top FROM tw_pending`)
       .safeIntegers(true),
     // Upserts that keep the greatest sequence: several events of one cell in
-    // one ingest may meet in any order and the last still wins. src = NULL:
-    // a local write came from no peer.
+    // one ingest may meet in any order and the last still wins. As ChangeLog.put
+    // does for a local entry: src NULL (it came from no peer), vals NULL (its
+    // values are in the table).
     log: db.prepare(
       `WITH events AS (
          SELECT tbl, pk, kind, mask, id - :before AS i,
@@ -112,7 +113,8 @@ function prepare(db: Database.Database) {
        WHERE e.kind < ${UPDATE} OR (CASE WHEN typeof(e.mask) = 'integer' THEN e.mask
          ELSE CAST(substr(e.mask, c.word * ${MASK_DIGITS} + 1, ${MASK_DIGITS}) AS INTEGER) END >> c.bit) & 1
        ON CONFLICT (tbl, pk, col) DO UPDATE SET
-         val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq, src = NULL
+         val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq,
+         src = NULL, vals = NULL
        WHERE excluded.seq > tw_log.seq`,
     ),
     // A row event hides every older write of its key's columns (its own sequence
