@@ -4,7 +4,7 @@
  *
  * Contract: plain SQL only (no custom functions, nothing newer than SQLite
  * 3.40), so the `sqlite3` shell and Python are captured like the app. A
- * trigger only appends its row events to `tw_pending` (see migration 7), in
+ * trigger only appends its row events to `tw_pending` (see migration 8), in
  * capture order: the writer pays for one unindexed append, and `ingest.ts`
  * later turns them into the compacted log with the semantics stated there
  * and in log.ts. One row per event: an insert (kind 1), a delete (kind 0), an
