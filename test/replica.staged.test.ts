@@ -1,7 +1,7 @@
 /**
  * Staged capture: triggers append to tw_pending, ingest builds the log. The
- * log it builds must be the one version 6's triggers, which wrote tw_log
- * directly, build from the same writes (test/fixtures/capture-v6.ts is that
+ * log it builds must be the one the direct-capture triggers, which wrote tw_log
+ * directly, build from the same writes (test/fixtures/capture-direct.ts is that
  * oracle), whenever ingest runs; HLCs must follow the times of the writes.
  * Writes from the sqlite3 shell and from a process killed before it ingested
  * are logged too.
@@ -14,7 +14,7 @@ import { Hub } from "../src/hub/hub.js";
 import { Replica } from "../src/replica/replica.js";
 import { readTable } from "../src/replica/schema.js";
 import type { SqlValue } from "../src/replica/values.js";
-import { installV6Triggers } from "./fixtures/capture-v6.js";
+import { installDirectTriggers } from "./fixtures/capture-direct.js";
 import { runNode, sql, useTempDirs, waitFor } from "./helpers.js";
 import { templated } from "./replica-helpers.js";
 
@@ -163,10 +163,10 @@ function ingestChecked(r: Replica, expected: Map<bigint, bigint>): void {
 }
 
 describe("staged capture", () => {
-  it("builds, ingested at any points, exactly the log version 6's triggers built", () => {
+  it("builds, ingested at any points, exactly the log the direct-capture triggers built", () => {
     const dir = tempDir();
     const replica = templated(dir, setup);
-    // Opening a replica replaces version 6's triggers: install them after.
+    // Opening a replica replaces the direct-capture triggers: install them after.
     const oracleReplica = (nodeId: string, target: string) => {
       const r = replica(nodeId, target, { ingestIntervalMs: 0 });
       for (const t of r.tables()) {
@@ -174,7 +174,7 @@ describe("staged capture", () => {
           .prepare("SELECT id FROM tw_tracked WHERE name = ?")
           .pluck()
           .get(t.table) as number;
-        installV6Triggers(r.store.db, id, readTable(r.store.db, t.table));
+        installDirectTriggers(r.store.db, id, readTable(r.store.db, t.table));
       }
       return r;
     };
@@ -220,12 +220,12 @@ describe("staged capture", () => {
     );
   });
 
-  it("replaces version 6's triggers when a replica opens, keeping their log", () => {
-    const path = join(tempDir(), "v6.db");
+  it("replaces the direct-capture triggers when a replica opens, keeping their log", () => {
+    const path = join(tempDir(), "direct.db");
     const old = Replica.open(path, { nodeId: "a", ingestIntervalMs: 0 });
     old.store.db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER)");
     old.track("items", { bucket: "shop" });
-    installV6Triggers(old.store.db, 1, readTable(old.store.db, "items"));
+    installDirectTriggers(old.store.db, 1, readTable(old.store.db, "items"));
     old.store.db.prepare("INSERT INTO items VALUES (1, 5)").run();
     expect(old.store.db.prepare("SELECT count(*) FROM tw_log").pluck().get()).toBe(1);
     old.close();

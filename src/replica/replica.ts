@@ -88,8 +88,8 @@ export class Replica {
       }, every);
       this.timer.unref();
     }
-    // Version 6's triggers still work, logging as they write: swap them for
-    // staged ones once, which is what the upgrade is for.
+    // Direct-capture triggers (before migration 8) still work, logging as they
+    // write: swap them for staged ones once, which is what the upgrade is for.
     for (const name of legacyCaptureTables(store.db)) {
       const t = this.catalog.get(name);
       if (t) this.track(name, { bucket: t.bucket });
