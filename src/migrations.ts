@@ -212,6 +212,21 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE tw_log ADD COLUMN vals TEXT;
     `,
   },
+  {
+    version: 8,
+    name: "replica-staged-capture",
+    sql: `
+      -- Staged capture (src/replica/ingest.ts): a capture trigger only appends here,
+      -- and ingest moves the rows into tw_log, one row per event, the rowid giving
+      -- capture order. kind: 0 tombstone, 1 insert, 2 update, whose mask says which
+      -- of the table's captured columns changed (bit i: column i; a table with more
+      -- than 63 has a text of 19 digits per 63 columns, see triggers.ts). pk is the key as
+      -- tw_log stores it, jd julianday('now') at the write: the event's HLC is taken
+      -- from it at ingest, so it says when the write happened.
+      -- No index, no types, no constraints: each would be paid by every write.
+      CREATE TABLE tw_pending (id INTEGER PRIMARY KEY, tbl, pk, kind, mask, jd);
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

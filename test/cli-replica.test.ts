@@ -9,8 +9,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
-import { CursorStore, openStore, Queue } from "../src/index.js";
-import { type Run, runNode, useTempDirs } from "./helpers.js";
+import { CursorStore, openStore, Queue, Replica } from "../src/index.js";
+import { type Run, runNode, sql, useTempDirs } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist/cli/main.js");
@@ -97,18 +97,24 @@ describe("tidewire status", () => {
     expect((await tidewire(["init", db, "--table", "items=catalog"])).code).toBe(0);
     const store = openStore(db);
     store.db.prepare("DELETE FROM items WHERE id = 2").run();
+    // Capture stages the delete; a replica method logs it.
+    expect(Replica.attach(store, { ingestIntervalMs: 0 }).ingest()).toBe(1);
     new Queue(store).add("email", { to: "a@example.com" });
     new Queue(store, "reports").add("daily", {});
     const cursors = new CursorStore(store);
     cursors.set({ peer: "hub", bucket: "catalog" }, 17);
     store.close();
+    // Another client's write, staged: status counts it and leaves it so.
+    sql(db, "UPDATE items SET name = 'renamed' WHERE id = 1;");
 
     const text = await tidewire(["status", db]);
     expect(text.code).toBe(0);
     expect(text.stderr).toBe("");
     expect(text.stdout).toMatch(/^node {5}[0-9a-f]{16}$/m);
     expect(text.stdout).toMatch(/^ {2}catalog: items$/m);
-    expect(text.stdout).toMatch(/^log {6}3 entries: 1 rows, 1 tombstones, 0 pending; last sequence 3$/m);
+    expect(text.stdout).toMatch(
+      /^log {6}3 entries: 1 rows, 1 tombstones, 0 pending; last sequence 3; 1 staged$/m,
+    );
     expect(text.stdout).toMatch(/hub\s+catalog\s+pull\s+17/);
     expect(text.stdout).toMatch(/default\s+1\s+0\s+0\s+0\s+0/);
 
@@ -117,7 +123,7 @@ describe("tidewire status", () => {
     expect(doc).toMatchObject({
       ok: true,
       buckets: { catalog: ["items"] },
-      log: { entries: 3, rows: 1, tombstones: 1, pending: 0, lastSeq: 3 },
+      log: { entries: 3, rows: 1, tombstones: 1, pending: 0, lastSeq: 3, staged: 1 },
       cursors: [{ peer: "hub", bucket: "catalog", direction: "pull", value: "17" }],
       queues: { default: { pending: 1, total: 1 }, reports: { pending: 1 } },
     });

@@ -4,9 +4,13 @@
  *
  *   node --import tsx bench/replica/run.ts [--n 10000] [--single 2000] [--runs 5]
  *
- * - capture overhead: N inserts, then N updates, on a tracked table, divided by
- *   the same on an identical untracked table; in single-row transactions and
- *   in transactions of 1,000 rows;
+ * - capture overhead, the writer's cost: N inserts, then N updates, on a
+ *   tracked table, divided by the same on an identical untracked table; in
+ *   single-row transactions and in transactions of 1,000 rows. Capture only
+ *   stages the writes (triggers.ts), so this is the triggers' cost alone;
+ * - ingest, the deferred rest: µs per change to move the staged writes into
+ *   the log (one ingest after the inserts, one after the updates), and
+ *   tracked writes plus their ingest divided by the untracked writes;
  * - apply: changes/s applying N inserted rows in batches of 1,000, and its
  *   ratio to a bare batched INSERT of the same rows (the floor);
  * - log size after 10,000 updates of one row.
@@ -40,17 +44,18 @@ const SCHEMA = "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEG
 const dir = mkdtempSync(join(tmpdir(), "tidewire-bench-replica-"));
 let fileNo = 0;
 
-function freshStore(tracked: boolean): { store: Store; close: () => void } {
+function freshStore(tracked: boolean): { store: Store; ingest: () => void; close: () => void } {
   const path = join(dir, `db-${fileNo++}.db`);
   if (!tracked) {
     const store = openStore(path);
     store.db.exec(SCHEMA);
-    return { store, close: () => store.close() };
+    return { store, ingest: () => {}, close: () => store.close() };
   }
-  const r = Replica.open(path, { nodeId: "bench" });
+  // No ingest timer: ingest is timed on its own, when the bench calls it.
+  const r = Replica.open(path, { nodeId: "bench", ingestIntervalMs: 0 });
   r.store.db.exec(SCHEMA);
   r.track("items");
-  return { store: r.store, close: () => r.close() };
+  return { store: r.store, ingest: () => r.ingest(), close: () => r.close() };
 }
 
 function median(xs: number[]): number {
@@ -60,25 +65,40 @@ function median(xs: number[]): number {
 
 const best = (xs: number[]) => Math.min(...xs);
 
-/** ms for n inserts then n updates, `perTx` rows per transaction. */
-function writes(tracked: boolean, n: number, perTx: number): { insert: number; update: number } {
-  const { store, close } = freshStore(tracked);
-  const insert = store.db.prepare("INSERT INTO items (id, name, qty, price) VALUES (?, ?, ?, ?)");
-  const update = store.db.prepare("UPDATE items SET qty = ?, price = ? WHERE id = ?");
+interface Times {
+  insert: number;
+  update: number;
+  /** The ingest after the inserts, and after the updates (0 untracked). */
+  ingestInsert: number;
+  ingestUpdate: number;
+}
+
+/** ms for n inserts then n updates, `perTx` rows per transaction, each followed by an ingest. */
+function writes(tracked: boolean, n: number, perTx: number): Times {
+  const { store, ingest, close } = freshStore(tracked);
+  const insertRow = store.db.prepare("INSERT INTO items (id, name, qty, price) VALUES (?, ?, ?, ?)");
+  const updateRow = store.db.prepare("UPDATE items SET qty = ?, price = ? WHERE id = ?");
   const ins = store.writer((from: number, to: number) => {
-    for (let i = from; i < to; i++) insert.run(i, `item ${i}`, i, i * 1.5);
+    for (let i = from; i < to; i++) insertRow.run(i, `item ${i}`, i, i * 1.5);
   });
   const upd = store.writer((from: number, to: number) => {
-    for (let i = from; i < to; i++) update.run(i + 1, i * 2.5, i);
+    for (let i = from; i < to; i++) updateRow.run(i + 1, i * 2.5, i);
   });
-  let t0 = performance.now();
-  for (let i = 0; i < n; i += perTx) ins(i, Math.min(n, i + perTx));
-  const tInsert = performance.now() - t0;
-  t0 = performance.now();
-  for (let i = 0; i < n; i += perTx) upd(i, Math.min(n, i + perTx));
-  const tUpdate = performance.now() - t0;
+  const timed = (fn: () => void) => {
+    const t0 = performance.now();
+    fn();
+    return performance.now() - t0;
+  };
+  const insert = timed(() => {
+    for (let i = 0; i < n; i += perTx) ins(i, Math.min(n, i + perTx));
+  });
+  const ingestInsert = timed(ingest);
+  const update = timed(() => {
+    for (let i = 0; i < n; i += perTx) upd(i, Math.min(n, i + perTx));
+  });
+  const ingestUpdate = timed(ingest);
   close();
-  return { insert: tInsert, update: tUpdate };
+  return { insert, update, ingestInsert, ingestUpdate };
 }
 
 function captureOverhead(n: number, perTx: number) {
@@ -87,8 +107,17 @@ function captureOverhead(n: number, perTx: number) {
     plainUpdate: [] as number[],
     insert: [] as number[],
     update: [] as number[],
+    ingestInsert: [] as number[],
+    ingestUpdate: [] as number[],
+    allInsert: [] as number[],
+    allUpdate: [] as number[],
   };
-  const ratios = { insert: [] as number[], update: [] as number[] };
+  const ratios = {
+    insert: [] as number[],
+    update: [] as number[],
+    allInsert: [] as number[],
+    allUpdate: [] as number[],
+  };
   for (let r = 0; r < RUNS; r++) {
     const plain = writes(false, n, perTx);
     const tracked = writes(true, n, perTx);
@@ -96,14 +125,27 @@ function captureOverhead(n: number, perTx: number) {
     t.plainUpdate.push(plain.update);
     t.insert.push(tracked.insert);
     t.update.push(tracked.update);
+    t.ingestInsert.push(tracked.ingestInsert);
+    t.ingestUpdate.push(tracked.ingestUpdate);
+    t.allInsert.push(tracked.insert + tracked.ingestInsert);
+    t.allUpdate.push(tracked.update + tracked.ingestUpdate);
     ratios.insert.push(tracked.insert / plain.insert);
     ratios.update.push(tracked.update / plain.update);
+    ratios.allInsert.push((tracked.insert + tracked.ingestInsert) / plain.insert);
+    ratios.allUpdate.push((tracked.update + tracked.ingestUpdate) / plain.update);
   }
+  const us = (ms: number[]) => (best(ms) * 1000) / n;
   return {
     insert: best(t.insert) / best(t.plainInsert),
     update: best(t.update) / best(t.plainUpdate),
     medianInsert: median(ratios.insert),
     medianUpdate: median(ratios.update),
+    ingestInsertUs: us(t.ingestInsert),
+    ingestUpdateUs: us(t.ingestUpdate),
+    allInsert: best(t.allInsert) / best(t.plainInsert),
+    allUpdate: best(t.allUpdate) / best(t.plainUpdate),
+    medianAllInsert: median(ratios.allInsert),
+    medianAllUpdate: median(ratios.allUpdate),
     plainInsertPerSec: (n / best(t.plainInsert)) * 1000,
     plainUpdatePerSec: (n / best(t.plainUpdate)) * 1000,
   };
@@ -184,10 +226,17 @@ const machine = `${cpus().length} × ${cpus()[0]?.model.trim()}, load ${loadavg(
 console.log(`bench/replica — ${new Date(started).toISOString()} — ${machine}
 runs ${RUNS} (best of, medians of the per-round ratios in brackets), N ${N} batched (transactions of ${BATCH}), ${SINGLE} single-row
 
-| capture overhead (tracked ÷ untracked time) | inserts | updates |
+| capture overhead, the writer's cost (tracked ÷ untracked time; triggers only, ingest deferred) | inserts | updates |
 |---|---|---|
 | single-row transactions (${SINGLE}) | ${f(single.insert)}x (${f(single.medianInsert)}x) | ${f(single.update)}x (${f(single.medianUpdate)}x) |
 | transactions of ${BATCH} rows (${N}) | ${f(batched.insert)}x (${f(batched.medianInsert)}x) | ${f(batched.update)}x (${f(batched.medianUpdate)}x) |
+
+| ingest, the deferred work (one ingest of all staged writes) | inserts | updates |
+|---|---|---|
+| µs per change, after single-row transactions (${SINGLE}) | ${f(single.ingestInsertUs)} | ${f(single.ingestUpdateUs)} |
+| µs per change, after transactions of ${BATCH} rows (${N}) | ${f(batched.ingestInsertUs)} | ${f(batched.ingestUpdateUs)} |
+| tracked + ingest ÷ untracked, single-row | ${f(single.allInsert)}x (${f(single.medianAllInsert)}x) | ${f(single.allUpdate)}x (${f(single.medianAllUpdate)}x) |
+| tracked + ingest ÷ untracked, transactions of ${BATCH} | ${f(batched.allInsert)}x (${f(batched.medianAllInsert)}x) | ${f(batched.allUpdate)}x (${f(batched.medianAllUpdate)}x) |
 
 untracked baseline: ${k(single.plainInsertPerSec)} inserts/s and ${k(single.plainUpdatePerSec)} updates/s single-row; ${k(batched.plainInsertPerSec)} / ${k(batched.plainUpdatePerSec)} batched
 

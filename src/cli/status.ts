@@ -13,7 +13,9 @@ import { Queue } from "../queue/queue.js";
 import type { QueueStats } from "../queue/types.js";
 import { Catalog } from "../replica/catalog.js";
 import { formatHlc, hlcMillis } from "../replica/hlc.js";
-import { ChangeLog, type LogStats } from "../replica/log.js";
+import { COUNT_STAGED } from "../replica/ingest.js";
+import { ChangeLog } from "../replica/log.js";
+import type { ReplicaStats } from "../replica/replica.js";
 import { describeTracked, type TrackedTableInfo } from "../replica/track.js";
 import { openStore, type Store } from "../store.js";
 import { existingDatabase, printJson, printText, table } from "./io.js";
@@ -24,7 +26,7 @@ export interface Status {
   clock: { hlc: string; time: string } | null;
   buckets: Record<string, string[]>;
   tables: TrackedTableInfo[];
-  log: LogStats | null;
+  log: ReplicaStats | null;
   cursors: Cursor[];
   /** Tokens left out (see `tidewire peers`). */
   peers: PublicPeer[];
@@ -77,7 +79,11 @@ export function readStatus(store: Store): Status {
       list.push(t.table);
       status.buckets[t.bucket] = list;
     }
-    status.log = new ChangeLog(store.db, catalog).stats();
+    // Read-only: staged writes are counted, not ingested (any replica method does that).
+    const staged = store.hasTable("tw_pending")
+      ? (store.db.prepare(COUNT_STAGED).pluck().get() as number)
+      : 0;
+    status.log = { ...new ChangeLog(store.db, catalog).stats(), staged };
   }
   if (store.hasTable("tw_cursors")) status.cursors = new CursorStore(store, { flushIntervalMs: 0 }).getAll();
   if (store.hasTable("tw_peers")) status.peers = new Peers(store).list().map(publicPeer);
@@ -105,7 +111,7 @@ function render(s: Status): string {
   if (s.log) {
     const l = s.log;
     out.push(
-      `log      ${l.entries} entries: ${l.rows} rows, ${l.tombstones} tombstones, ${l.pending} pending; last sequence ${l.lastSeq}`,
+      `log      ${l.entries} entries: ${l.rows} rows, ${l.tombstones} tombstones, ${l.pending} pending; last sequence ${l.lastSeq}; ${l.staged} staged`,
     );
   }
   if (s.cursors.length === 0) out.push("cursors  none");

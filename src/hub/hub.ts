@@ -180,8 +180,9 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
 
   /**
    * Watches the database for writes by other connections (an application, the
-   * `sqlite3` shell) and emits "changes" with the buckets of the hub's tracked
-   * tables when they moved the log, so live subscribers pull those writes at
+   * `sqlite3` shell), ingests what capture staged of them, and emits "changes"
+   * with the buckets of the hub's tracked tables when that moved the log, so
+   * live subscribers pull those writes at
    * once too. `PRAGMA data_version` moves only for other connections' commits,
    * so the hub's own pushes (which emit already) cost nothing here. Returns
    * the function that stops watching.
@@ -198,6 +199,8 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
         const v = version.get();
         if (v === seen) return;
         seen = v;
+        // Other programs' writes are staged by capture: the log moves once they are ingested.
+        this.replica.ingest();
         const m = logMark.get();
         if (m === mark) return;
         mark = m;

@@ -1,12 +1,13 @@
 /**
  * Clock: the replica's hybrid logical clock, kept in the one-row table
- * `tw_clock` so that SQL triggers on any connection advance it too.
+ * `tw_clock`, beside the log it orders.
  *
  * Contract: an HLC is one 64-bit integer, physical milliseconds shifted left by
  * 16 bits plus a counter, so it compares correctly as an integer and, written
  * as 16 hex digits (`formatHlc`), as fixed-width text. A local event takes
- * `max(clock + 1, now << 16)`, so the clock never goes back, across restarts
- * too; an observed remote clock moves it forward (`observe`). A remote clock
+ * `max(clock + 1, ms << 16)`, ms being when it was written (a captured write
+ * gets its HLC at ingest, from the time its trigger recorded), so the clock
+ * never goes back, across restarts too; an observed remote clock moves it forward (`observe`). A remote clock
  * more than `maxDriftMs` ahead of local time is refused (`checkDrift`). Ties
  * between equal HLCs are broken by the origin node id, compared as text.
  * The same row holds the local sequence counter and the capture-suppressed
@@ -22,13 +23,18 @@ const HLC_TEXT = /^[0-9a-f]{16}$/;
 const NODE_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /**
- * Milliseconds since the epoch in plain SQL: Debian's sqlite3 3.40 has no
- * `subsec`, and triggers must not call custom functions.
+ * The time of a write, as a capture trigger records it: SQLite's own clock,
+ * the same for every call within one statement.
  */
-export const SQL_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+export const SQL_NOW_JD = "julianday('now')";
 
-/** The statement every capture trigger runs first: one tick of the clock. */
-export const SQL_TICK = `UPDATE tw_clock SET hlc = MAX(hlc + 1, ${SQL_NOW_MS} * 65536), seq = seq + 1;`;
+/**
+ * Milliseconds since the epoch of a julian day, in plain SQL: Debian's
+ * sqlite3 3.40 has no `subsec`, and triggers must not call custom functions.
+ */
+export function sqlMillis(julianDay: string): string {
+  return `CAST((${julianDay} - 2440587.5) * 86400000 AS INTEGER)`;
+}
 
 export function formatHlc(hlc: bigint): string {
   return hlc.toString(16).padStart(16, "0");

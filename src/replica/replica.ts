@@ -8,15 +8,21 @@
  * replica opened with `open` owns its store and closes it; one made with
  * `Replica.attach(store)` leaves the store to its owner. A relay (`relay:
  * true`, the hub) also accepts changes for tables it does not track: it keeps
- * their log, merged like any other, and serves it onward by bucket.
+ * their log, merged like any other, and serves it onward by bucket. Capture
+ * stages writes (triggers.ts); every method that reads or compares against
+ * the log ingests them first (ingest.ts), in its own transaction, and so
+ * does a timer (`ingestIntervalMs`) and `close`, so the staged rows stay few
+ * when nobody reads.
  */
 import { InvalidArgumentError } from "../errors.js";
 import { openStore, type Store, type StoreOptions } from "../store.js";
 import { Applier, type ApplyOptions, type ApplyResult } from "./apply.js";
 import { Catalog } from "./catalog.js";
 import { Clock, checkNodeId, DEFAULT_MAX_DRIFT_MS, formatHlc } from "./hlc.js";
+import { Ingester } from "./ingest.js";
 import { ChangeLog, type ChangeSet, type ChangesSinceOptions, type LogStats } from "./log.js";
 import { describeTracked, type TrackedTableInfo, Tracker, type TrackOptions } from "./track.js";
+import { legacyCaptureTables } from "./triggers.js";
 
 export interface ReplicaOptions {
   /** This database's node id, the first time it is opened as a replica (default: random). */
@@ -29,9 +35,21 @@ export interface ReplicaOptions {
    * Tracking such a table later writes its rows into it. Default false.
    */
   relay?: boolean;
+  /**
+   * Ingest staged writes this often while the replica is open (default 1000
+   * ms; 0: only when the log is read). The timer never keeps the process alive.
+   */
+  ingestIntervalMs?: number;
   /** Options for the Store that `open` creates. */
   store?: StoreOptions;
 }
+
+export interface ReplicaStats extends LogStats {
+  /** Rows capture staged that no ingest has moved into the log yet (`stats` ingests first). */
+  staged: number;
+}
+
+const DEFAULT_INGEST_INTERVAL_MS = 1000;
 
 export class Replica {
   readonly store: Store;
@@ -41,6 +59,8 @@ export class Replica {
   private readonly log: ChangeLog;
   private readonly tracker: Tracker;
   private readonly applier: Applier;
+  private readonly ingester: Ingester;
+  private readonly timer: ReturnType<typeof setInterval> | null = null;
   private closed = false;
 
   private constructor(
@@ -56,6 +76,31 @@ export class Replica {
     this.log = new ChangeLog(store.db, this.catalog);
     this.tracker = new Tracker(store, this.clock, this.catalog, this.log);
     this.applier = new Applier(store, this.clock, this.catalog, this.log, options.relay === true);
+    this.ingester = new Ingester(store, this.clock);
+    const every = options.ingestIntervalMs ?? DEFAULT_INGEST_INTERVAL_MS;
+    if (every > 0) {
+      this.timer = setInterval(() => {
+        // A failed ingest (the file busy past every retry) leaves the rows
+        // staged: the next tick or read takes them.
+        try {
+          this.ingester.ingest();
+        } catch {}
+      }, every);
+      this.timer.unref();
+    }
+    // Direct-capture triggers (before migration 8) still work, logging as they
+    // write: swap them for staged ones once, which is what the upgrade is for.
+    for (const name of legacyCaptureTables(store.db)) {
+      const t = this.catalog.get(name);
+      if (t) this.track(name, { bucket: t.bucket });
+    }
+    // The owner of an attached store may close it first: stop, with a last
+    // ingest, which failing only leaves the rows staged for the next open.
+    store.onClose(() => {
+      try {
+        this.stop();
+      } catch {}
+    });
   }
 
   static open(path: string, options: ReplicaOptions = {}): Replica {
@@ -76,13 +121,25 @@ export class Replica {
     return new Replica(store, options, false);
   }
 
+  // Triggers are rewritten in the transaction that ingests what the old ones staged.
   track(table: string, options?: TrackOptions): TrackedTableInfo {
-    return this.tracker.track(table, options);
+    return this.store.write(() => {
+      this.ingester.ingest();
+      return this.tracker.track(table, options);
+    });
   }
 
   /** Stops capturing `table` and forgets its log entries; false when it was not tracked. */
   untrack(table: string): boolean {
-    return this.tracker.untrack(table);
+    return this.store.write(() => {
+      this.ingester.ingest();
+      return this.tracker.untrack(table);
+    });
+  }
+
+  /** Moves the writes capture staged into the log; returns how many events. */
+  ingest(): number {
+    return this.ingester.ingest();
   }
 
   /** The tracked tables, by name. */
@@ -103,27 +160,44 @@ export class Replica {
   }
 
   changesSince(cursor: string | number | bigint, options?: ChangesSinceOptions): ChangeSet {
+    this.ingester.ingest();
     return this.log.since(cursor, options);
   }
 
   /** Merges a batch from other replicas; `from` names the peer that sent it (see ApplyOptions). */
   apply(changes: unknown, options?: ApplyOptions): ApplyResult {
-    return this.applier.apply(changes, options);
+    // One transaction: local writes are in the log before the batch is compared with it.
+    return this.store.write(() => {
+      this.ingester.ingest();
+      return this.applier.apply(changes, options);
+    });
   }
 
-  /** The clock as it stands: 16 hex digits. */
+  /** The clock as it stands, staged writes counted: 16 hex digits. */
   now(): string {
+    this.ingester.ingest();
     return formatHlc(this.clock.read().hlc);
   }
 
-  stats(): LogStats {
-    return this.log.stats();
+  stats(): ReplicaStats {
+    this.ingester.ingest();
+    return { ...this.log.stats(), staged: this.ingester.staged() };
   }
 
   close(): void {
     if (this.closed) return;
+    try {
+      this.stop();
+    } finally {
+      if (this.ownsStore) this.store.close();
+    }
+  }
+
+  private stop(): void {
+    if (this.closed) return;
     this.closed = true;
-    if (this.ownsStore) this.store.close();
+    if (this.timer) clearInterval(this.timer);
+    this.ingester.ingest();
   }
 }
 
@@ -133,6 +207,13 @@ function checkOptions(options: ReplicaOptions): void {
   if (options.nodeId !== undefined) checkNodeId("nodeId", options.nodeId);
   if (options.relay !== undefined && typeof options.relay !== "boolean")
     throw new InvalidArgumentError("relay", `must be a boolean, got ${String(options.relay)}`);
+  const every = options.ingestIntervalMs;
+  if (every !== undefined && (typeof every !== "number" || !Number.isFinite(every) || every < 0)) {
+    throw new InvalidArgumentError(
+      "ingestIntervalMs",
+      `must be a finite number of ms >= 0, got ${String(every)}`,
+    );
+  }
   const d = options.maxDriftMs;
   if (d !== undefined && (typeof d !== "number" || !Number.isFinite(d) || d < 0)) {
     throw new InvalidArgumentError("maxDriftMs", `must be a finite number of ms >= 0, got ${String(d)}`);

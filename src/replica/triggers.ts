@@ -1,23 +1,24 @@
 /**
- * Capture: the triggers that record every write to a tracked table in the
- * change log, in the writer's own transaction, whichever client wrote.
+ * Capture: the triggers that record every write to a tracked table, in the
+ * writer's own transaction, whichever client wrote.
  *
  * Contract: plain SQL only (no custom functions, nothing newer than SQLite
- * 3.40), so the `sqlite3` shell and Python are captured like the app. Each row
- * event ticks the clock once (a key change is two events: a tombstone for the
- * old key, an insert for the new) and upserts clocks, never values: a value
- * lives in the table and is read from there when the change is served
- * (cr-sqlite's clock tables do the same). An insert writes only the row entry
- * (column "", value 1), which stands for every column it wrote, and drops the
- * key's column entries, being older; an update upserts an entry per column
- * whose value or storage class changed; a delete writes the tombstone
- * (column "", value 0) and drops the key's column entries. Nothing is
- * captured while `tw_clock.suppress` is set, which only the applier does,
- * inside its own transaction. Keys that have no canonical form (NULL, or in a
- * composite key REAL or text holding U+0000) abort the write.
+ * 3.40), so the `sqlite3` shell and Python are captured like the app. A
+ * trigger only appends its row events to `tw_pending` (see migration 8), in
+ * capture order: the writer pays for one unindexed append, and `ingest.ts`
+ * later turns them into the compacted log with the semantics stated there
+ * and in log.ts. One row per event: an insert (kind 1), a delete (kind 0), an
+ * update (kind 2, with the mask of the columns whose value or storage class
+ * changed); a key change is two: a tombstone for the old key, an insert for
+ * the new. Clocks are not written here: the event
+ * keeps the time of the write (`julianday('now')`), from which ingest takes
+ * its HLC. Values stay in the table. Nothing is captured while
+ * `tw_clock.suppress` is set, which only the applier does, inside its own
+ * transaction. Keys that have no canonical form (NULL, or in a composite key
+ * REAL or text holding U+0000) abort the write.
  */
 import type Database from "better-sqlite3";
-import { SQL_TICK } from "./hlc.js";
+import { SQL_NOW_JD } from "./hlc.js";
 import { quoteIdent, quoteText, type TableInfo } from "./schema.js";
 
 /** The row entry's column name, and its values: the row exists, or was deleted. */
@@ -25,11 +26,15 @@ export const ROW = "";
 export const ALIVE = 1;
 export const DELETED = 0;
 
-/** SQLite allows 500 arms in a compound SELECT; stay well below. */
-const ARMS_PER_STATEMENT = 400;
+/** The kind of a pending update (the others are ALIVE and DELETED). */
+export const UPDATE = 2;
 
-const UPSERT =
-  "ON CONFLICT (tbl, pk, col) DO UPDATE SET val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq";
+/**
+ * Columns per integer of an update's mask (bit 63 would make it negative),
+ * and the decimal digits each integer takes in a wide table's text mask.
+ */
+export const MASK_BITS = 63;
+export const MASK_DIGITS = 19;
 
 /** The stored key of the NEW or OLD row, as `encodeKey` computes it in JS. */
 export function keyExpr(t: TableInfo, row: "NEW" | "OLD"): string {
@@ -54,47 +59,31 @@ function guard(t: TableInfo): string {
   return `SELECT RAISE(ABORT, ${quoteText(message)}) WHERE ${bad.join(" OR ")};`;
 }
 
-function chunks<T>(items: T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
-
-/** Rows as a compound SELECT; the first arm names the columns. */
-function compound(rows: string[][], names: string[]): string {
-  return rows
-    .map((cells, i) => `SELECT ${cells.map((c, j) => (i === 0 ? `${c} AS ${names[j]}` : c)).join(", ")}`)
-    .join(" UNION ALL ");
-}
-
-/** The clock entries of an UPDATE: one per column whose value or storage class changed. */
-function logUpdate(id: number, t: TableInfo): string {
-  const rows = t.columns.map((c) => {
-    const n = `NEW.${quoteIdent(c)}`;
-    const o = `OLD.${quoteIdent(c)}`;
-    // COLLATE BINARY: under the column's own collation 'a' and 'A' may be "equal".
-    return [quoteText(c), `(${n} IS NOT ${o} COLLATE BINARY OR typeof(${n}) <> typeof(${o}))`];
-  });
-  return chunks(rows, ARMS_PER_STATEMENT)
-    .map(
-      (part) => `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq)
-    SELECT ${id}, ${keyExpr(t, "NEW")}, v.col, NULL, c.hlc, c.node, c.seq
-    FROM tw_clock AS c, (${compound(part, ["col", "ch"])}) AS v WHERE v.ch
-    ${UPSERT};`,
-    )
-    .join("\n  ");
-}
-
 /**
- * The key's row entry (`alive`: an insert, else a tombstone), after dropping
- * its column entries: the event is newer than all of them.
+ * The mask of the columns an UPDATE changed: an integer, bit i for column i;
+ * past MASK_BITS columns, text, each MASK_BITS columns' integer in
+ * MASK_DIGITS digits. One row per event either way, so ingest can number
+ * events by rowid. CASE, not OR: its WHEN stops at the first true test, so
+ * the storage class of a column whose value changed is never read (measured:
+ * 10% of an update).
  */
-function logRow(id: number, t: TableInfo, row: "NEW" | "OLD", alive: boolean): string {
-  const key = keyExpr(t, row);
-  return `DELETE FROM tw_log WHERE tbl = ${id} AND pk = ${key} AND col > '';
-  INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq)
-    SELECT ${id}, ${key}, ${quoteText(ROW)}, ${alive ? ALIVE : DELETED}, c.hlc, c.node, c.seq FROM tw_clock AS c WHERE true
-    ${UPSERT};`;
+function mask(t: TableInfo): string {
+  const words: string[] = [];
+  for (let from = 0; from < t.columns.length; from += MASK_BITS) {
+    const arms = t.columns.slice(from, from + MASK_BITS).map((c, i) => {
+      const n = `NEW.${quoteIdent(c)}`;
+      const o = `OLD.${quoteIdent(c)}`;
+      // COLLATE BINARY: under the column's own collation 'a' and 'A' may be "equal".
+      return `CASE WHEN ${n} IS NOT ${o} COLLATE BINARY OR typeof(${n}) <> typeof(${o}) THEN ${1n << BigInt(i)} ELSE 0 END`;
+    });
+    words.push(arms.join(" + "));
+  }
+  if (words.length === 1) return words[0] as string;
+  return `printf('${`%0${MASK_DIGITS}d`.repeat(words.length)}', ${words.join(", ")})`;
+}
+
+function pending(id: number, key: string, kind: number, mask = "NULL"): string {
+  return `INSERT INTO tw_pending (tbl, pk, kind, mask, jd) VALUES (${id}, ${key}, ${kind}, ${mask}, ${SQL_NOW_JD});`;
 }
 
 function keyUnchanged(t: TableInfo): string {
@@ -110,28 +99,27 @@ export function captureTriggers(id: number, t: TableInfo): string[] {
   const table = quoteIdent(t.name);
   const on = "(SELECT suppress FROM tw_clock) = 0";
   const [ins, upd, rekey, del] = triggerNames(id).map(quoteIdent) as [string, string, string, string];
+  const [NEW, OLD] = [keyExpr(t, "NEW"), keyExpr(t, "OLD")];
+  // UPDATE OF the key: a statement that sets no key column cannot change one,
+  // and then SQLite does not even evaluate this trigger's WHEN.
+  const keyCols = t.pk.map(quoteIdent).join(", ");
   const out = [
     `CREATE TRIGGER ${ins} AFTER INSERT ON ${table} WHEN ${on} BEGIN
   ${guard(t)}
-  ${SQL_TICK}
-  ${logRow(id, t, "NEW", true)}
+  ${pending(id, NEW, ALIVE)}
 END`,
-    `CREATE TRIGGER ${rekey} AFTER UPDATE ON ${table} WHEN ${on} AND NOT (${keyUnchanged(t)}) BEGIN
+    `CREATE TRIGGER ${rekey} AFTER UPDATE OF ${keyCols} ON ${table} WHEN ${on} AND NOT (${keyUnchanged(t)}) BEGIN
   ${guard(t)}
-  ${SQL_TICK}
-  ${logRow(id, t, "OLD", false)}
-  ${SQL_TICK}
-  ${logRow(id, t, "NEW", true)}
+  ${pending(id, OLD, DELETED)}
+  ${pending(id, NEW, ALIVE)}
 END`,
     `CREATE TRIGGER ${del} AFTER DELETE ON ${table} WHEN ${on} BEGIN
-  ${SQL_TICK}
-  ${logRow(id, t, "OLD", false)}
+  ${pending(id, OLD, DELETED)}
 END`,
   ];
   if (t.columns.length > 0) {
     out.push(`CREATE TRIGGER ${upd} AFTER UPDATE ON ${table} WHEN ${on} AND ${keyUnchanged(t)} BEGIN
-  ${SQL_TICK}
-  ${logUpdate(id, t)}
+  ${pending(id, NEW, UPDATE, mask(t))}
 END`);
   }
   return out;
@@ -146,6 +134,17 @@ export function dropCaptureTriggers(db: Database.Database, table: string): void 
     .pluck()
     .all(table) as string[];
   for (const name of names) db.exec(`DROP TRIGGER IF EXISTS ${quoteIdent(name)}`);
+}
+
+/** Tables whose capture triggers predate staged capture: they write tw_log themselves. */
+export function legacyCaptureTables(db: Database.Database): string[] {
+  return db
+    .prepare(
+      `SELECT DISTINCT tbl_name FROM sqlite_schema
+       WHERE type = 'trigger' AND name GLOB 'tw_[0-9]*_*' AND sql NOT LIKE '%tw_pending%'`,
+    )
+    .pluck()
+    .all() as string[];
 }
 
 export function installCaptureTriggers(db: Database.Database, id: number, t: TableInfo): void {
