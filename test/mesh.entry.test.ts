@@ -10,7 +10,10 @@ import {
   encodeEntry,
   encodeWants,
   formatPosition,
+  membersKey,
   parsePosition,
+  streamKey,
+  wantsKey,
 } from "../src/mesh/stream-entry.js";
 import type { Change } from "../src/replica/log.js";
 import { ProtocolError } from "../src/sync/protocol.js";
@@ -65,6 +68,35 @@ describe("stream entries", () => {
     ];
     for (const fields of bad)
       expect(() => decodeEntry(fields), JSON.stringify(fields)).toThrow(ProtocolError);
+  });
+
+  it("give every (bucket, node) its own keys: no name spells another's stream, wants or members key", () => {
+    const name = fc.string({
+      unit: fc.constantFrom("a", "b", ":", "%", "3", "A", "s"),
+      minLength: 1,
+      maxLength: 8,
+    });
+    const names = fc.oneof(name, fc.constantFrom("members", "wants", "a:wants", "%3A", ":"));
+    fc.assert(
+      fc.property(names, names, names, names, (b1, n1, b2, n2) => {
+        const keys = (b: string, n: string) => [
+          streamKey("tw", b, n),
+          wantsKey("tw", b, n),
+          membersKey("tw", b),
+        ];
+        const [s1, w1, m1] = keys(b1, n1);
+        const [s2, w2, m2] = keys(b2, n2);
+        expect(s1 === s2).toBe(b1 === b2 && n1 === n2);
+        expect(w1 === w2).toBe(b1 === b2 && n1 === n2);
+        expect(m1 === m2).toBe(b1 === b2);
+        for (const k of [w2, m2]) expect(s1).not.toBe(k);
+        expect(w1).not.toBe(m2);
+      }),
+      { numRuns: 2000 },
+    );
+    // Names without ':' or '%' keep the keys they always had.
+    expect(streamKey("tw", "default", "node-a")).toBe("tw:default:node-a");
+    expect(streamKey("tw", "t:1", "n%")).toBe("tw:t%3A1:n%25");
   });
 
   it("wants entries and reader positions round-trip; other cursor values are not positions", () => {

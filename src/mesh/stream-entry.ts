@@ -1,7 +1,8 @@
 /**
  * StreamEntry: what a mesh member writes to Redis, and how a reader checks it.
  *
- * Contract: a change entry in `{prefix}:{bucket}:{nodeId}` holds the fields
+ * Contract: a change entry in `{prefix}:{bucket}:{nodeId}` (each name with
+ * ':' and '%' escaped, see `keyPart`) holds the fields
  * `v` (protocol version), `since` and `cursor` (the publisher's log cursor
  * range the entry covers: every change of its own with a sequence in
  * (since, cursor] is in this entry or a later one of the same run) and
@@ -52,16 +53,29 @@ const entrySchema = z.strictObject({
 });
 const wantsSchema = z.strictObject({ from: seq, by: z.string().min(1).max(64) });
 
-export function streamKey(prefix: string, bucket: string, nodeId: string): string {
-  return `${prefix}:${bucket}:${nodeId}`;
+/**
+ * A bucket or node id as one part of a key: ':' (the separator) and '%' (the
+ * escape) escaped, so that no bucket and node id ("a:b" and "c", or a node
+ * named "members") can spell another pair's key. Names without them are kept
+ * as they are.
+ */
+function keyPart(name: string): string {
+  return name.replace(/[%:]/g, (c) => (c === "%" ? "%25" : "%3A"));
 }
 
+/** A publisher's stream: three parts after the prefix. */
+export function streamKey(prefix: string, bucket: string, nodeId: string): string {
+  return `${prefix}:${keyPart(bucket)}:${keyPart(nodeId)}`;
+}
+
+/** A publisher's wants: its stream key and one part more. */
 export function wantsKey(prefix: string, bucket: string, nodeId: string): string {
   return `${streamKey(prefix, bucket, nodeId)}:wants`;
 }
 
+/** A bucket's members hash: an empty node part, which no node id is. */
 export function membersKey(prefix: string, bucket: string): string {
-  return `${prefix}:${bucket}:members`;
+  return `${prefix}:${keyPart(bucket)}::members`;
 }
 
 /** The fields of a change entry, in XADD order. */
