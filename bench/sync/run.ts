@@ -1,14 +1,20 @@
 /**
- * bench/sync: sync between two replicas through a hub over HTTP on loopback,
+ * bench/sync: sync over HTTP on loopback, between two replicas and through a relay hub,
  * each figure beside the bare SQLite apply floor measured in the same run.
  *
  *   npm run build && node --import tsx bench/sync/run.ts [--n 100000] [--rows 1000000] [--writes 5000]
  *
- * - sustained replicated changes/s: replica A pushes N inserted rows to the
- *   hub while replica B, in a child process of its own, keeps pulling (a
- *   cycle on every live notice) until it holds all N: push is N / A's time, end to
- *   end N / the time until B holds them all; then, for reference, push alone
- *   and pull alone (a fresh replica pulls the N from the hub);
+ * - sustained replicated changes/s between two replicas: A's own database
+ *   is served by `tidewire serve`, an application writes N rows into it, and
+ *   replica B, in a child process of its own, pulls on every live notice
+ *   until it holds all N: end to end is N / the time from the first write
+ *   until B holds them all;
+ * - the same through a relay hub that has no copy of the table (three
+ *   databases): A pushes N inserted rows to the hub while B keeps pulling:
+ *   push is N / A's time, end to end N / the time until B holds them all;
+ *   then, for reference, pull alone (a fresh replica pulls the N from the hub);
+ * - for each sustained run, the CPU each process spent per change (from
+ *   process.cpuUsage and /proc), against the wall time per change;
  * - initial sync: B pulls ROWS rows from a hub that already holds them;
  * - write-to-visible latency: A writes one row per millisecond (1,000/s) and
  *   syncs each at once; B is woken by the hub's WebSocket notice and pulls;
@@ -16,10 +22,10 @@
  * - floor: a bare batched INSERT of the same rows (1,000 per transaction)
  *   into an untracked table, and a one-row INSERT transaction for latency.
  *
- * The hub is a separate process (`node dist/cli/main.js serve --insecure`,
- * relay only: it has no copy of the table, as a hub usually has none); A is
- * in this process, B in a child process, so each has a thread of its own as
- * two machines would.
+ * Each hub is a separate process (`node dist/cli/main.js serve --insecure`);
+ * A (or the application) is in this process, B in a child process, so each
+ * has a thread of its own as separate machines would. `TW_BENCH_PROF=dir`
+ * writes a CPU profile of every process there.
  */
 import { fork } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -216,7 +222,7 @@ async function main() {
     const push = pushed.pushed / (pushMs / 1000);
     const e2e = N / (e2eMs / 1000);
     log(
-      `sustained (N=${fmt(N)}, B pulling while A pushes): push ${fmt(push)}/s = ${(push / fl.rowsPerSecond).toFixed(3)} x floor; ` +
+      `through a relay hub (N=${fmt(N)}, A pushes while B pulls): push ${fmt(push)}/s = ${(push / fl.rowsPerSecond).toFixed(3)} x floor; ` +
         `end to end ${fmt(e2e)} changes/s = ${(e2e / fl.rowsPerSecond).toFixed(3)} x floor`,
     );
     // Where the CPU went: µs of CPU per change in each process, against the wall time per change.
