@@ -2,7 +2,7 @@
  * bench/replica: what change capture and apply cost, measured against the
  * same work without them, in one invocation on this machine.
  *
- *   node --import tsx bench/replica/run.ts [--n 10000] [--single 2000] [--runs 5]
+ *   node --import tsx bench/replica/run.ts [--n 50000] [--single 2000] [--runs 5]
  *
  * - capture overhead, the writer's cost: N inserts, then N updates, on a
  *   tracked table, divided by the same on an identical untracked table; in
@@ -30,7 +30,7 @@ import { openStore, type Store } from "../../src/store.js";
 
 const { values: args } = parseArgs({
   options: {
-    n: { type: "string", default: "10000" },
+    n: { type: "string", default: "50000" },
     single: { type: "string", default: "2000" },
     runs: { type: "string", default: "5" },
   },
