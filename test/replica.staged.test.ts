@@ -163,7 +163,7 @@ function ingestChecked(r: Replica, expected: Map<bigint, bigint>): void {
 }
 
 describe("staged capture", () => {
-  it("builds, ingested at any points, exactly the log the direct-capture triggers built", () => {
+  it("builds, ingested at any points and in chunks of any size, exactly the log the direct-capture triggers built", () => {
     const dir = tempDir();
     const replica = templated(dir, setup);
     // Opening a replica replaces the direct-capture triggers: install them after.
@@ -179,10 +179,12 @@ describe("staged capture", () => {
       return r;
     };
     let run = 0;
+    // Chunks of 1 to 8 events per ingest transaction, or the default (one for all here).
+    const chunk = fc.oneof(fc.integer({ min: 1, max: 8 }), fc.constant(undefined));
     fc.assert(
-      fc.property(fc.array(op, { minLength: 1, maxLength: 50 }), (ops) => {
+      fc.property(fc.array(op, { minLength: 1, maxLength: 50 }), chunk, (ops, ingestChunk) => {
         run++;
-        const staged = replica("n", join(dir, `s${run}.db`), { ingestIntervalMs: 0 });
+        const staged = replica("n", join(dir, `s${run}.db`), { ingestIntervalMs: 0, ingestChunk });
         const oracle = oracleReplica("n", join(dir, `o${run}.db`));
         try {
           const expected = new Map<bigint, bigint>();
@@ -333,6 +335,29 @@ describe("staged capture", () => {
     expect(after.store.db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(0);
     expect(after.store.db.prepare("SELECT count(*) FROM tw_log").pluck().get()).toBe(2);
     after.close();
+  });
+
+  it("ingests a large backlog a chunk per transaction, and refuses a bad chunk size", () => {
+    const path = join(tempDir(), "bulk.db");
+    expect(() => Replica.open(path, { nodeId: "a", ingestChunk: 0 })).toThrow(/ingestChunk/);
+    expect(() => Replica.open(path, { nodeId: "a", ingestChunk: 1.5 })).toThrow(/ingestChunk/);
+    const r = Replica.open(path, { nodeId: "a", ingestIntervalMs: 0, ingestChunk: 1000 });
+    r.store.db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER)");
+    r.track("items");
+    // As a bulk load from another program would: 10,500 staged events.
+    r.store.db.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10500)
+      INSERT INTO items SELECT i, i FROM n`);
+    const count = (table: string) =>
+      r.store.db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
+    // The third chunk fails: the first two stay committed, the rest staged.
+    r.store.db.exec(`CREATE TEMP TRIGGER boom BEFORE INSERT ON main.tw_log WHEN NEW.pk = 2500
+      BEGIN SELECT RAISE(ABORT, 'boom'); END`);
+    expect(() => r.ingest()).toThrow(/boom/);
+    expect([count("tw_log"), count("tw_pending")]).toEqual([2000, 8500]);
+    r.store.db.exec("DROP TRIGGER temp.boom");
+    expect(r.ingest()).toBe(8500);
+    expect(r.stats()).toMatchObject({ rows: 10_500, staged: 0, lastSeq: 10_500 });
+    r.close();
   });
 
   it("wakes a hub's live subscribers when another program's write is staged", async () => {

@@ -9,11 +9,12 @@
  * insert, row entry 1, or a delete, 0) drops the key's older column entries;
  * an update writes one entry per changed column, valued NULL (the table holds
  * the value). Updating one cell 10,000 times leaves one entry. The clock is
- * written once per ingest. Staged events are invisible to the log, so
+ * written once per chunk. Staged events are invisible to the log, so
  * everything that reads or compares against it ingests first (replica.ts),
  * and anything that rewrites triggers does so in the transaction of an
- * ingest: a staged mask always refers to the column list of `tw_tracked`. An
- * ingest that fails, or whose process dies, leaves the events staged.
+ * ingest: a staged mask always refers to the column list of `tw_tracked`.
+ * An ingest goes a chunk of the oldest events per transaction; one that
+ * fails, or whose process dies, leaves that chunk's events staged.
  */
 import type Database from "better-sqlite3";
 import type { Store } from "../store.js";
@@ -27,6 +28,7 @@ export class Ingester {
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
+    private readonly chunk = INGEST_CHUNK,
   ) {
     this.sql = prepare(store.db);
   }
@@ -42,29 +44,42 @@ export class Ingester {
   }
 
   /**
-   * Logs every staged event; returns how many. In its own IMMEDIATE
-   * transaction, or as part of the caller's.
+   * Logs every staged event, at most `chunk` (see the constructor) per transaction (so a bulk load
+   * staged by another program holds the write lock, and memory, a chunk at a
+   * time); returns how many. Each chunk in its own IMMEDIATE transaction, or
+   * all as part of the caller's.
    */
   ingest(): number {
-    if (!this.waiting()) return 0;
-    return this.store.write(() => {
-      const { hlc, seq } = this.clock.read();
-      const span = this.sql.span.get({ hlc }) as Span;
-      if (span.first === null) return 0;
-      const at = { hlc, seq, before: span.first - 1n };
-      this.sql.log.run({ ...at, node: this.clock.nodeId });
-      this.sql.prune.run(at);
-      this.sql.clear.run();
-      const events = span.last - at.before;
-      this.clock.observe(events + max(hlc, span.top + at.before), seq + events);
-      return Number(events);
-    });
+    let total = 0;
+    while (this.waiting()) {
+      const n = this.store.write(() => this.ingestChunk(BigInt(this.chunk)));
+      if (n === 0) break;
+      total += n;
+    }
+    return total;
+  }
+
+  /** Logs the `chunk` oldest staged events (fewer if fewer wait). */
+  private ingestChunk(chunk: bigint): number {
+    const { hlc, seq } = this.clock.read();
+    const first = this.sql.first.get() as bigint | null;
+    if (first === null) return 0;
+    const span = this.sql.span.get({ first, upto: first + chunk - 1n }) as Span;
+    const at = { hlc, seq, before: first - 1n, last: span.last };
+    this.sql.log.run({ ...at, node: this.clock.nodeId });
+    this.sql.prune.run(at);
+    this.sql.clear.run({ last: span.last });
+    const events = span.last - at.before;
+    this.clock.observe(events + max(hlc, span.top + at.before), seq + events);
+    return Number(events);
   }
 }
 
-/** The staged rowids, and max(ms << 16 - id) over them. */
+/** Staged events per ingest transaction. */
+export const INGEST_CHUNK = 100_000;
+
+/** The last staged rowid of a chunk, and max(ms << 16 - id) up to it. */
 interface Span {
-  first: bigint | null;
   last: bigint;
   top: bigint;
 }
@@ -80,7 +95,8 @@ const MS = sqlMillis("jd");
 
 /**
  * Event i (1-based, in capture order: rowid - :before, rowids being
- * contiguous, as nothing but a whole ingest deletes staged rows) gets
+ * contiguous, as nothing but an ingest deletes staged rows, and it deletes
+ * the oldest, up to :last) gets
  * hlc_i = max(clock + i, i + max_{j <= i}(ms_j << 16 - j)), the closed form of
  * hlc_i = max(hlc_{i-1} + 1, ms_i << 16) from hlc_0 = clock, and seq + i.
  */
@@ -88,8 +104,11 @@ function prepare(db: Database.Database) {
   return {
     any: db.prepare("SELECT 1 FROM tw_pending LIMIT 1").pluck(),
     count: db.prepare(COUNT_STAGED).pluck(),
+    first: db.prepare("SELECT min(id) FROM tw_pending").pluck().safeIntegers(true),
     span: db
-      .prepare(`SELECT min(id) AS first, max(id) AS last, max(${MS} * 65536 - id) AS top FROM tw_pending`)
+      .prepare(
+        `SELECT max(id) AS last, max(${MS} * 65536 - id) AS top FROM tw_pending WHERE id BETWEEN :first AND :upto`,
+      )
       .safeIntegers(true),
     // Upserts that keep the greatest sequence: several events of one cell in
     // one ingest may meet in any order and the last still wins. As ChangeLog.put
@@ -100,7 +119,7 @@ function prepare(db: Database.Database) {
          SELECT tbl, pk, kind, mask, id - :before AS i,
                 id - :before + max(:hlc, :before + max(${MS} * 65536 - id)
                   OVER (ORDER BY id ROWS UNBOUNDED PRECEDING)) AS hlc
-         FROM tw_pending
+         FROM tw_pending WHERE id <= :last
        ),
        columns AS MATERIALIZED (
          SELECT t.id AS tbl, c.key / ${MASK_BITS} AS word, c.key % ${MASK_BITS} AS bit, c.value AS col
@@ -123,8 +142,8 @@ function prepare(db: Database.Database) {
       `DELETE FROM tw_log WHERE (tbl, pk, col) IN (
          SELECT e.tbl, e.pk, e.col FROM tw_pending AS p
          JOIN tw_log AS e ON e.tbl = p.tbl AND e.pk = p.pk AND e.col > '' AND e.seq < :seq + p.id - :before
-         WHERE p.kind < ${UPDATE})`,
+         WHERE p.kind < ${UPDATE} AND p.id <= :last)`,
     ),
-    clear: db.prepare("DELETE FROM tw_pending"),
+    clear: db.prepare("DELETE FROM tw_pending WHERE id <= :last"),
   };
 }

@@ -40,6 +40,11 @@ export interface ReplicaOptions {
    * ms; 0: only when the log is read). The timer never keeps the process alive.
    */
   ingestIntervalMs?: number;
+  /**
+   * Staged events per ingest transaction (default 100,000), so a bulk load
+   * another program staged holds the write lock a chunk at a time.
+   */
+  ingestChunk?: number;
   /** Options for the Store that `open` creates. */
   store?: StoreOptions;
 }
@@ -76,7 +81,7 @@ export class Replica {
     this.log = new ChangeLog(store.db, this.catalog);
     this.tracker = new Tracker(store, this.clock, this.catalog, this.log);
     this.applier = new Applier(store, this.clock, this.catalog, this.log, options.relay === true);
-    this.ingester = new Ingester(store, this.clock);
+    this.ingester = new Ingester(store, this.clock, options.ingestChunk);
     const every = options.ingestIntervalMs ?? DEFAULT_INGEST_INTERVAL_MS;
     if (every > 0) {
       this.timer = setInterval(() => {
@@ -213,6 +218,10 @@ function checkOptions(options: ReplicaOptions): void {
       "ingestIntervalMs",
       `must be a finite number of ms >= 0, got ${String(every)}`,
     );
+  }
+  const chunk = options.ingestChunk;
+  if (chunk !== undefined && (!Number.isSafeInteger(chunk) || chunk < 1)) {
+    throw new InvalidArgumentError("ingestChunk", `must be a whole number >= 1, got ${String(chunk)}`);
   }
   const d = options.maxDriftMs;
   if (d !== undefined && (typeof d !== "number" || !Number.isFinite(d) || d < 0)) {
