@@ -10,7 +10,8 @@
  * whose `since` is beyond the cursor means changes are missing (trimmed, or
  * lost with Redis): it is still applied (the merge does not depend on order),
  * but the log cursor stays and a republish from it is asked of the publisher,
- * again whenever no progress was made for `gapRetryMs`. A malformed entry, or
+ * again while no progress is made, after `gapRetryMs` and then with doubling
+ * waits (see `retryGaps`). A malformed entry, or
  * one the replica refuses, is logged, counted and passed over; nothing of it
  * is applied.
  */
@@ -29,6 +30,9 @@ import {
 } from "./stream-entry.js";
 
 export type GapReason = "since" | "gone" | "refused";
+
+/** A gap's retries wait gapRetryMs × 2^n, n at most this (64×: ~11 min at the default 10 s). */
+const MAX_BACKOFF_DOUBLINGS = 6;
 
 export interface Gap {
   peer: string;
@@ -59,7 +63,7 @@ export interface Tail {
   bucket: string;
   key: string;
   pos: ReadPosition;
-  gap: { until: bigint; requestedAt: number; progressAt: number } | null;
+  gap: { until: bigint; requestedAt: number; progressAt: number; retries: number } | null;
 }
 
 export interface HandleResult {
@@ -164,7 +168,10 @@ export class StreamReader {
     });
     if (!atomic) cursors.flushDirty();
     const now = Date.now();
-    if (pos.cursor > tail.pos.cursor && tail.gap) tail.gap.progressAt = now;
+    if (pos.cursor > tail.pos.cursor && tail.gap) {
+      tail.gap.progressAt = now;
+      tail.gap.retries = 0;
+    }
     tail.pos = pos;
     for (const a of out.applied) meshApplied.inc({ bucket }, a.applied);
     for (const _ of out.refused) meshRefused.inc({ bucket });
@@ -183,11 +190,20 @@ export class StreamReader {
     return { peer: tail.peer, bucket: tail.bucket, from: String(tail.pos.cursor), reason: "gone" };
   }
 
-  /** Asks again for fills that made no progress for `gapRetryMs`. */
+  /**
+   * Asks again for fills that made no progress: after `gapRetryMs`, then
+   * twice as long each time up to 64 times as long, until the cursor moves.
+   * An entry refused for good (a table this replica lacks) would otherwise
+   * have the publisher send everything after the cursor again every
+   * `gapRetryMs`, for ever.
+   */
   retryGaps(now: number): void {
     for (const t of this.tails.values()) {
-      if (!t.gap || now - Math.max(t.gap.requestedAt, t.gap.progressAt) < this.deps.gapRetryMs) continue;
+      if (!t.gap) continue;
+      const wait = this.deps.gapRetryMs * 2 ** Math.min(t.gap.retries, MAX_BACKOFF_DOUBLINGS);
+      if (now - Math.max(t.gap.requestedAt, t.gap.progressAt) < wait) continue;
       t.gap.requestedAt = now;
+      t.gap.retries++;
       this.requests.push({ peer: t.peer, bucket: t.bucket, from: t.pos.cursor });
     }
   }
@@ -198,7 +214,7 @@ export class StreamReader {
       return;
     }
     const now = Date.now();
-    tail.gap = { until, requestedAt: now, progressAt: now };
+    tail.gap = { until, requestedAt: now, progressAt: now, retries: 0 };
     meshGaps.inc({ bucket: tail.bucket });
     this.requests.push({ peer: tail.peer, bucket: tail.bucket, from: tail.pos.cursor });
     gaps.push({ peer: tail.peer, bucket: tail.bucket, from: String(tail.pos.cursor), reason });
