@@ -23,6 +23,7 @@ import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { meshGaps } from "../metrics.js";
 import { checkNodeId, isNodeId } from "../replica/hlc.js";
 import type { Replica } from "../replica/replica.js";
+import { MemberRegistry } from "./member-registry.js";
 import {
   type MeshLogger,
   type MeshSettings,
@@ -31,17 +32,9 @@ import {
 } from "./mesh-options.js";
 import { Publisher, type PublishState } from "./publisher.js";
 import { RedisLink } from "./redis-link.js";
-import {
-  decodeWants,
-  encodeWants,
-  membersKey,
-  parsePosition,
-  type RawFields,
-  START_ID,
-  streamKey,
-  wantsKey,
-} from "./stream-entry.js";
+import { membersKey, parsePosition, type RawFields, START_ID, streamKey } from "./stream-entry.js";
 import { type AppliedEntry, type Gap, type RefusedEntry, StreamReader, type Tail } from "./stream-reader.js";
+import { Wants } from "./wants.js";
 
 export type { MeshLogger, RedisStreamsOptions } from "./mesh-options.js";
 
@@ -68,9 +61,6 @@ type Events = {
 
 /** Entries per stream per XREAD. */
 const READ_COUNT = 64;
-const WANTS_MAXLEN = 1000;
-/** How often a live member's last_seen_at is written to the peer registry. */
-const SEEN_WRITE_MS = 10_000;
 
 export class RedisStreamsTransport extends EventEmitter<Events> {
   readonly replica: Replica;
@@ -82,14 +72,12 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
   private readonly log: MeshLogger;
   private readonly removed = new Set<string>();
   /** Members this transport put in the registry: one missing from it now was removed there. */
-  private readonly registered = new Set<string>();
-  /** When `register` last wrote each (member, bucket)'s last_seen_at. */
-  private readonly seenWritten = new Map<string, number>();
+  private readonly members: MemberRegistry;
   private readonly counts = { published: 0, received: 0, applied: 0, gaps: 0, refused: 0 };
   private readonly publisher: Publisher;
   private readonly reader: StreamReader;
   private link: RedisLink | null = null;
-  private readonly wantsIds = new Map<string, string>();
+  private readonly wants: Wants;
   private state: MeshState = "stopped";
   private loops: Promise<unknown> | null = null;
   private abort = new AbortController();
@@ -99,6 +87,7 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
   constructor(replica: Replica, options: RedisStreamsOptions) {
     super();
     this.settings = meshSettings(replica, options);
+    this.members = new MemberRegistry(this.settings.peers);
     this.replica = replica;
     this.buckets = this.settings.buckets;
     this.prefix = this.settings.prefix;
@@ -121,6 +110,7 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
       batchSize: this.settings.batchSize,
       isPeer: (origin, bucket) => origin !== replica.nodeId && this.reader.has(origin, bucket),
     });
+    this.wants = new Wants(this.prefix, replica.nodeId, this.publisher, this.log);
   }
 
   get nodeId(): string {
@@ -139,11 +129,7 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
         if (c.direction !== "pull" || c.peer === this.nodeId || !this.buckets.includes(c.bucket)) continue;
         if (parsePosition(c.value)) this.reader.add(c.peer, c.bucket);
       }
-      for (const b of this.buckets) {
-        const key = wantsKey(this.prefix, b, this.nodeId);
-        const last = (await this.link.command.xrevrange(key, "+", "-", "COUNT", 1))[0];
-        this.wantsIds.set(key, last ? last[0] : START_ID);
-      }
+      await this.wants.open(this.link.command, this.buckets);
       await this.heartbeat();
     } catch (err) {
       this.link?.close();
@@ -247,8 +233,8 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
     let failures = 0;
     while (this.state === "running") {
       const tails = this.reader.list();
-      const keys = [...tails.map((t) => t.key), ...this.wantsIds.keys()];
-      const ids = [...tails.map((t) => t.pos.streamId), ...this.wantsIds.values()];
+      const keys = [...tails.map((t) => t.key), ...this.wants.keys()];
+      const ids = [...tails.map((t) => t.pos.streamId), ...this.wants.ids()];
       let res: Array<[string, Array<[string, RawFields]>]> | null;
       try {
         const blocking = (this.link as RedisLink).blocking;
@@ -269,7 +255,7 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
       }
       try {
         for (const [key, entries] of res ?? []) {
-          if (this.wantsIds.has(key)) this.wanted(key, entries);
+          if (this.wants.has(key)) this.wants.take(key, entries);
           else this.handle(key, entries);
         }
         await this.sendRequests();
@@ -329,7 +315,11 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
       }
       for (const peer of Object.keys(members)) {
         if (peer === this.nodeId || this.removed.has(peer) || !isNodeId(peer)) continue;
-        if (!this.register(peer, b, Number(members[peer]))) continue;
+        if (!this.members.seen(peer, b, Number(members[peer]))) {
+          // Removed from the registry since: it leaves the mesh.
+          this.removePeer(peer);
+          continue;
+        }
         if (this.reader.add(peer, b)) {
           woke = true;
           this.log.info({ peer, bucket: b }, "mesh: peer found");
@@ -376,61 +366,8 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
     this.emit("gap", g);
   }
 
-  private wanted(key: string, entries: Array<[string, RawFields]>): void {
-    const bucket = this.buckets.find((b) => wantsKey(this.prefix, b, this.nodeId) === key) as string;
-    for (const [id, fields] of entries) {
-      this.wantsIds.set(key, id);
-      try {
-        const w = decodeWants(fields);
-        this.log.info({ bucket, from: String(w.from), by: w.by }, "mesh: publishing again for a peer");
-        this.publisher.rewind(bucket, w.from);
-      } catch (err) {
-        this.log.error({ bucket, id, err: (err as Error).message }, "mesh: wants entry refused");
-      }
-    }
-  }
-
   private async sendRequests(): Promise<void> {
-    const reqs = this.reader.requests.splice(0);
-    if (reqs.length === 0 || !this.link) return;
-    const p = this.link.command.pipeline();
-    for (const q of reqs) {
-      p.xadd(
-        wantsKey(this.prefix, q.bucket, q.peer),
-        "MAXLEN",
-        "~",
-        WANTS_MAXLEN,
-        "*",
-        ...encodeWants(q.from, this.nodeId),
-      );
-    }
-    await p.exec();
-  }
-
-  /**
-   * Keeps the peer registry (when given) in step with the members seen; false
-   * when the member was removed from the registry since, so it leaves the mesh.
-   */
-  private register(peer: string, bucket: string, heartbeatAt: number): boolean {
-    const peers = this.settings.peers;
-    if (!peers) return true;
-    const known = peers.get(peer);
-    if (this.registered.has(peer) && !known) {
-      this.removePeer(peer);
-      return false;
-    }
-    // A write transaction per member and bucket on every heartbeat would be
-    // most of a quiet mesh's disk traffic: last_seen_at moves every
-    // SEEN_WRITE_MS, and at once when the member is new, in a new bucket or not up.
-    const at = Number.isSafeInteger(heartbeatAt) && heartbeatAt > 0 ? heartbeatAt : Date.now();
-    const key = `${peer}\u0000${bucket}`;
-    const fresh = known?.state === "up" && known.buckets.includes(bucket);
-    if (!fresh || at - (this.seenWritten.get(key) ?? 0) >= SEEN_WRITE_MS) {
-      peers.seen(peer, bucket, at);
-      this.seenWritten.set(key, at);
-    }
-    this.registered.add(peer);
-    return true;
+    if (this.link) await this.wants.send(this.link.command, this.reader.requests.splice(0));
   }
 
   /** Interrupts the blocking read so it is issued again (new peers) or the loop sees `stop`. */
