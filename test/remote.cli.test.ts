@@ -4,44 +4,22 @@
  * error line on stderr, and --interval (0 clamped to 1 s with a warning,
  * a clean stop on SIGTERM).
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Replica } from "../src/index.js";
-import { useTempDirs, waitFor } from "./helpers.js";
+import { type Run, runNode, useTempDirs, waitFor } from "./helpers.js";
 import { dumpSqlite, dumpSqliteFile, runOps, sourceReplica } from "./remote-helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist/cli/main.js");
 const tempDir = useTempDirs("tidewire-cli-remote-");
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function tidewire(
-  args: string[],
-  onStart?: (child: ReturnType<typeof spawn>, out: Run) => void,
-): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    const run: Run = { code: null, stdout: "", stderr: "" };
-    child.stdout.setEncoding("utf8").on("data", (d) => {
-      run.stdout += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d) => {
-      run.stderr += d;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ ...run, code }));
-    onStart?.(child, run);
-  });
-}
+/** The CLI, as a user runs it: a process of its own. */
+const tidewire = (args: string[]) => runNode([CLI, ...args]);
 
 function oneErrorLine(run: Run, pattern: RegExp): void {
   expect(run.stderr.trimEnd().split("\n")).toHaveLength(1);
@@ -147,36 +125,40 @@ describe("tidewire remote push", () => {
   it("--interval 0 is clamped to 1 s with a warning, pushes on, and stops cleanly on SIGTERM", async () => {
     const { dir, db } = source();
     const mirror = join(dir, "mirror.db");
-    const run = await tidewire(
-      ["remote", "push", db, "--target", `sqlite:${mirror}`, "--interval", "0", "--json"],
-      (child) => {
-        void (async () => {
-          // The full push is done once its last payload ("done", the 4th: reset, items, tags, done) is recorded.
-          await waitFor(() => fullPayloads(mirror) === 4, "the first cycle", {
-            timeoutMs: 20_000,
-            intervalMs: 50,
-          });
-          const replica = Replica.open(db);
-          runOps(replica.store.db, [
-            { kind: "put", id: 7, name: "late", qty: null, price: null, data: null },
-          ]);
-          const want = dumpSqlite(replica.store.db);
-          replica.close();
-          await waitFor(
-            () => {
-              try {
-                return JSON.stringify(dumpSqliteFile(mirror)) === JSON.stringify(want);
-              } catch {
-                return false;
-              }
-            },
-            "the second cycle",
-            { timeoutMs: 20_000, intervalMs: 100 },
-          );
-          child.kill("SIGTERM");
-        })();
-      },
-    );
+    const running = tidewire([
+      "remote",
+      "push",
+      db,
+      "--target",
+      `sqlite:${mirror}`,
+      "--interval",
+      "0",
+      "--json",
+    ]);
+    await (async () => {
+      // The full push is done once its last payload ("done", the 4th: reset, items, tags, done) is recorded.
+      await waitFor(() => fullPayloads(mirror) === 4, "the first cycle", {
+        timeoutMs: 20_000,
+        intervalMs: 50,
+      });
+      const replica = Replica.open(db);
+      runOps(replica.store.db, [{ kind: "put", id: 7, name: "late", qty: null, price: null, data: null }]);
+      const want = dumpSqlite(replica.store.db);
+      replica.close();
+      await waitFor(
+        () => {
+          try {
+            return JSON.stringify(dumpSqliteFile(mirror)) === JSON.stringify(want);
+          } catch {
+            return false;
+          }
+        },
+        "the second cycle",
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
+      running.child.kill("SIGTERM");
+    })();
+    const run = await running;
     expect(run.code).toBe(0);
     expect(run.stderr).toBe("tidewire: warning: an interval of 0 s would push without pause; using 1 s\n");
     const doc = JSON.parse(run.stdout);
