@@ -113,7 +113,7 @@ export class Applier {
   private merge(batch: Incoming[], from: string | null): ApplyResult {
     // A batch may hold a child row before its parent: check foreign keys at commit.
     // A flag pragma acts when prepared, not when run: it cannot be prepared once.
-    this.store.db.pragma("defer_foreign_keys = ON");
+    if (this.catalog.foreignKeys) this.store.db.pragma("defer_foreign_keys = ON");
     this.clock.suppress(true);
     let { hlc: maxHlc, seq } = this.clock.read();
     const { rows, of } = this.load(batch);

@@ -40,11 +40,21 @@ export class Catalog {
   private readonly byName = new Map<string, TrackedTable>();
   private readonly relayedByName = new Map<string, TrackedTable>();
   private readonly byId = new Map<number, TrackedTable>();
-  private readonly sql: { all: Database.Statement };
+  private readonly sql: { all: Database.Statement; foreignKeys: Database.Statement };
+  /**
+   * Whether any table of the schema declares a foreign key (as of the last
+   * refresh): the applier defers their checks to commit only then, the
+   * pragma costing a statement prepared per batch.
+   */
+  foreignKeys = true;
 
   constructor(private readonly db: Database.Database) {
     this.sql = {
       all: db.prepare("SELECT id, name, bucket, pk, cols, relayed FROM tw_tracked ORDER BY name"),
+      // Every foreign key clause says REFERENCES; a false yes only costs the pragma.
+      foreignKeys: db
+        .prepare("SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND sql LIKE '%REFERENCES%')")
+        .pluck(),
     };
   }
 
@@ -71,6 +81,7 @@ export class Catalog {
       (t.relayed ? this.relayedByName : this.byName).set(t.name, t);
       this.byId.set(t.id, t);
     }
+    this.foreignKeys = this.sql.foreignKeys.get() === 1;
     this.version = v;
   }
 
