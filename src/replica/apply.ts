@@ -78,6 +78,7 @@ interface RowState {
 }
 
 const ALIVE_N = BigInt(ALIVE);
+const DELETED_N = BigInt(DELETED);
 
 export class Applier {
   private readonly checker: Checker;
@@ -261,7 +262,7 @@ function mergeOne(s: RowState, inc: Incoming, seq: bigint): boolean {
   let won = false;
   let wonRow = false;
   if (inc.op !== "update") {
-    const val = BigInt(inc.op === "insert" ? ALIVE : DELETED);
+    const val = inc.op === "insert" ? ALIVE_N : DELETED_N;
     if (!s.row || beats(inc, s.row, val)) {
       s.row = { col: ROW, val, hlc: inc.hlc, origin: inc.origin, seq };
       s.won.set(ROW, s.row);

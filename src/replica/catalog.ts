@@ -53,7 +53,9 @@ export class Catalog {
       all: db.prepare("SELECT id, name, bucket, pk, cols, relayed FROM tw_tracked ORDER BY name"),
       // Every foreign key clause says REFERENCES; a false yes only costs the pragma.
       foreignKeys: db
-        .prepare("SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND sql LIKE '%REFERENCES%')")
+        .prepare(
+          "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND sql LIKE '%REFERENCES%')",
+        )
         .pluck(),
     };
   }

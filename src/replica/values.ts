@@ -58,8 +58,10 @@ export function fromWire(w: unknown): SqlValue {
     return BigInt(w);
   }
   if (typeof w !== "object" || Array.isArray(w)) throw new Error(`${describe(w)} is not a value`);
-  const keys = Object.keys(w);
-  if (keys.length !== 1) throw new Error(`${describe(w)} must have exactly one of int, real, blob`);
+  // Counted, not listed: a values' batch has one such object per REAL, big INTEGER or BLOB.
+  let keys = 0;
+  for (const k in w) if (Object.hasOwn(w, k)) keys++;
+  if (keys !== 1) throw new Error(`${describe(w)} must have exactly one of int, real, blob`);
   const o = w as Record<string, unknown>;
   if ("int" in o) {
     if (typeof o.int !== "string" || !DECIMAL.test(o.int))
