@@ -82,6 +82,35 @@ describe("last writer wins, per column", () => {
   });
 });
 
+describe("a batch of packed integer keys", () => {
+  it("finds their entries by one range read, and leaves alone the other keys the range holds", () => {
+    const [a, b] = [open("a"), open("b")];
+    const insert = a.store.db.prepare("INSERT INTO items VALUES (?, ?, ?)");
+    a.store.write(() => {
+      for (let id = 1; id <= 100; id++) insert.run(id, `item ${id}`, id);
+    });
+    b.apply(all(a));
+    const seen = all(a).at(-1)!.seq;
+    // a updates the odd keys 1-39 (20 keys within 4x their count: one range read on b) ...
+    a.store.write(() => {
+      for (let id = 1; id < 40; id += 2) run(a, "UPDATE items SET qty = qty + 1000 WHERE id = ?", id);
+    });
+    // ... while b writes key 3 later (a later millisecond: its clock is the greater): its
+    // entry, found by the range read, must win.
+    const after = Date.now() + 2;
+    while (Date.now() < after) {}
+    run(b, "UPDATE items SET qty = -3 WHERE id = 3");
+    const odd = a.changesSince(seen).changes;
+    expect(odd).toHaveLength(20);
+    expect(b.apply(odd)).toEqual({ received: 20, applied: 19 });
+    const qty = (r: Replica, id: number) =>
+      r.store.db.prepare("SELECT qty FROM items WHERE id = ?").pluck().get(id);
+    expect([qty(b, 1), qty(b, 2), qty(b, 3), qty(b, 39), qty(b, 40)]).toEqual([1001, 2, -3, 1039, 40]);
+    b.apply(odd);
+    expect(qty(b, 5)).toBe(1005);
+  });
+});
+
 describe("deletes", () => {
   it("a delete hides the row and older writes; a later insert resurrects it", async () => {
     const [a, b] = [open("a"), open("b")];

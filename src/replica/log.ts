@@ -152,8 +152,15 @@ export class ChangeLog {
     return this.read({ after, origin: exclude, source, tables, limit });
   }
 
-  /** Every entry of the given keys of one table, read LOAD_CHUNK keys per statement. */
+  /**
+   * Every entry of the given keys of one table, read LOAD_CHUNK keys per
+   * statement; or, when the keys are integers packed within 4x their count
+   * (a bulk load, an autoincrement id), by one range read, which may also
+   * return entries of other keys in the range: the caller keeps those it asked for.
+   */
   loadMany(tbl: number, keys: SqlValue[]): Array<Entry & { pk: SqlValue }> {
+    const span = integerSpan(keys);
+    if (span) return this.sql.loadRange.all(tbl, span.min, span.max) as Array<Entry & { pk: SqlValue }>;
     const out: Array<Entry & { pk: SqlValue }> = [];
     for (let i = 0; i < keys.length; i += LOAD_CHUNK) {
       const chunk = keys.slice(i, i + LOAD_CHUNK);
@@ -237,6 +244,22 @@ export class ChangeLog {
   }
 }
 
+/** Keys worth one range read: at least RANGE_MIN integers spanning at most 4x their count. */
+const RANGE_MIN = 16;
+
+function integerSpan(keys: SqlValue[]): { min: bigint; max: bigint } | null {
+  if (keys.length < RANGE_MIN) return null;
+  let min = 0n;
+  let max = 0n;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    if (typeof k !== "bigint") return null;
+    if (i === 0 || k < min) min = k;
+    if (i === 0 || k > max) max = k;
+  }
+  return max - min < 4n * BigInt(keys.length) ? { min, max } : null;
+}
+
 function nodeOption(name: string, v: unknown): string | null {
   if (v === undefined) return null;
   if (!isNodeId(v)) throw new InvalidArgumentError(name, `is not a node id: ${JSON.stringify(v)}`);
@@ -250,6 +273,12 @@ function prepare(db: Database.Database) {
       .prepare(
         `SELECT pk, col, val, hlc, origin, seq, src, vals FROM tw_log
          WHERE tbl = ? AND pk IN (${Array.from({ length: LOAD_CHUNK }, () => "?").join(", ")})`,
+      )
+      .safeIntegers(true),
+    // One seek and a scan along the key: the IN form builds and probes a list per key.
+    loadRange: db
+      .prepare(
+        "SELECT pk, col, val, hlc, origin, seq, src, vals FROM tw_log WHERE tbl = ? AND pk BETWEEN ? AND ?",
       )
       .safeIntegers(true),
     put: db.prepare(
