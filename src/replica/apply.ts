@@ -38,7 +38,15 @@ import { Checker, type Incoming } from "./incoming.js";
 import type { ChangeLog, Entry } from "./log.js";
 import { rowsOf } from "./rows.js";
 import { ALIVE, DELETED, ROW } from "./triggers.js";
-import { compareValues, fromWire, keyString, type SqlValue, toWire, type WireValue } from "./values.js";
+import {
+  compareValues,
+  fromWire,
+  keyString,
+  type SqlValue,
+  setColumn,
+  toWire,
+  type WireValue,
+} from "./values.js";
 
 export { ClockDriftError, InvalidChangeError } from "./incoming.js";
 
@@ -312,9 +320,8 @@ function relayedValues(s: RowState): void {
 
 /** What a relayed row entry keeps: its implicit cells' values, as JSON of wire values. */
 function implicitValues(s: RowState): string {
-  // No prototype: a column may be named __proto__.
-  const out = Object.create(null) as Record<string, WireValue>;
-  for (const [col, e] of s.cols) if (e.implicit) out[col] = toWire(e.val);
+  const out: Record<string, WireValue> = {};
+  for (const [col, e] of s.cols) if (e.implicit) setColumn(out, col, toWire(e.val));
   return JSON.stringify(out);
 }
 

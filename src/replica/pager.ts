@@ -19,7 +19,15 @@ import { formatHlc } from "./hlc.js";
 import type { Change, ChangeSet } from "./log.js";
 import { chunkSize, placeholders, rowsOf } from "./rows.js";
 import { ALIVE, ROW } from "./triggers.js";
-import { compareValues, decodeKey, keyString, type SqlValue, toWire, type WireValue } from "./values.js";
+import {
+  compareValues,
+  decodeKey,
+  keyString,
+  type SqlValue,
+  setColumn,
+  toWire,
+  type WireValue,
+} from "./values.js";
 
 export interface PageQuery {
   after: bigint;
@@ -147,24 +155,25 @@ export class Pager {
     for (let i = 0; i < page.length; i++) {
       const s = page[i] as Served;
       const { t } = s;
-      const columns = Object.create(null) as Record<string, WireValue>;
+      let columns: Record<string, WireValue> = {};
       const row = values.get(t)?.get(keyString(s.key)) ?? null;
       for (let j = 0; j < s.stored.length; j += 2) {
         const col = s.stored[j] as string;
         const at = row ? t.columns.indexOf(col) : -1;
-        columns[col] = toWire(at >= 0 ? (row![at] as SqlValue) : (s.stored[j + 1] as SqlValue));
+        setColumn(columns, col, toWire(at >= 0 ? (row![at] as SqlValue) : (s.stored[j + 1] as SqlValue)));
       }
       if (s.vals !== null && s.op === "insert") {
         // A relayed insert: its row entry holds its values, wire-ready.
         const mine = own.get(t)?.get(keyString(s.key));
         const kept = JSON.parse(s.vals) as Record<string, WireValue>;
-        for (const col in kept) if (!mine?.has(col)) columns[col] = kept[col] as WireValue;
+        if (!mine && s.stored.length === 0) columns = kept;
+        else for (const col in kept) if (!mine?.has(col)) setColumn(columns, col, kept[col] as WireValue);
       } else if (row && s.op === "insert") {
         // The row entry stands for every column without an entry of its own (all newer).
         const mine = own.get(t)?.get(keyString(s.key));
         for (let j = 0; j < t.columns.length; j++) {
           const col = t.columns[j] as string;
-          if (!mine?.has(col)) columns[col] = toWire(row[j] as SqlValue);
+          if (!mine?.has(col)) setColumn(columns, col, toWire(row[j] as SqlValue));
         }
       }
       out[i] = {

@@ -200,3 +200,15 @@ function describe(v: unknown): string {
 export function describeValue(v: unknown): string {
   return describe(v);
 }
+
+/**
+ * Sets a column of a change's `columns`, a plain object: V8 keeps a
+ * prototype-less one as a slow dictionary, to fill and to stringify. A
+ * column named __proto__ is defined as an own property, so it is neither
+ * lost nor made the object's prototype.
+ */
+export function setColumn(columns: Record<string, WireValue>, col: string, value: WireValue): void {
+  if (col === "__proto__")
+    Object.defineProperty(columns, col, { value, enumerable: true, writable: true, configurable: true });
+  else columns[col] = value;
+}
