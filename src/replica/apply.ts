@@ -120,9 +120,13 @@ export class Applier {
   }
 
   private merge(batch: Incoming[], from: string | null): ApplyResult {
-    // A batch may hold a child row before its parent: check foreign keys at commit.
-    // A flag pragma acts when prepared, not when run: it cannot be prepared once.
-    if (this.catalog.foreignKeys) this.store.db.pragma("defer_foreign_keys = ON");
+    // A batch may hold a child row before its parent: check foreign keys at
+    // commit. SQLite sets a flag pragma's flag while it compiles it, and the
+    // compiled program only expires every prepared statement of the
+    // connection (which made each batch re-prepare them all): so the pragma
+    // is prepared, not run, once per transaction, as the flag resets at
+    // commit. The foreign-key test holds it to that.
+    if (this.catalog.foreignKeys) this.store.db.prepare("PRAGMA defer_foreign_keys = ON");
     this.clock.suppress(true);
     let { hlc: maxHlc, seq } = this.clock.read();
     const { rows, of } = this.load(batch);

@@ -43,8 +43,7 @@ export class Catalog {
   private readonly sql: { all: Database.Statement; foreignKeys: Database.Statement };
   /**
    * Whether any table of the schema declares a foreign key (as of the last
-   * refresh): the applier defers their checks to commit only then, the
-   * pragma costing a statement prepared per batch.
+   * refresh): the applier defers their checks to commit only then.
    */
   foreignKeys = true;
 
