@@ -35,18 +35,10 @@ import type { Catalog, TrackedTable } from "./catalog.js";
 import type { Clock } from "./hlc.js";
 import { compareClocks, isNodeId } from "./hlc.js";
 import { Checker, type Incoming } from "./incoming.js";
-import type { ChangeLog, Entry } from "./log.js";
+import { type ChangeLog, decodeRowValues, type Entry, encodeRowValues } from "./log.js";
 import { rowsOf } from "./rows.js";
 import { ALIVE, DELETED, ROW } from "./triggers.js";
-import {
-  compareValues,
-  fromWire,
-  keyString,
-  type SqlValue,
-  setColumn,
-  toWire,
-  type WireValue,
-} from "./values.js";
+import { compareValues, keyString, type SqlValue } from "./values.js";
 
 export { ClockDriftError, InvalidChangeError } from "./incoming.js";
 
@@ -314,19 +306,17 @@ function mergeOne(s: RowState, inc: Incoming, seq: bigint): boolean {
 function relayedValues(s: RowState): void {
   const row = s.row;
   if (!s.wasAlive || !row?.vals) return;
-  const values = JSON.parse(row.vals) as Record<string, unknown>;
-  for (const col in values) {
+  for (const [col, val] of decodeRowValues(row.vals)) {
     if (s.cols.has(col)) continue;
-    const val = fromWire(values[col]);
     s.cols.set(col, { col, val, hlc: row.hlc, origin: row.origin, seq: row.seq, implicit: true });
   }
 }
 
-/** What a relayed row entry keeps: its implicit cells' values, as JSON of wire values. */
+/** What a relayed row entry keeps: its implicit cells' values. */
 function implicitValues(s: RowState): string {
-  const out: Record<string, WireValue> = {};
-  for (const [col, e] of s.cols) if (e.implicit) setColumn(out, col, toWire(e.val));
-  return JSON.stringify(out);
+  const cells: Array<[string, SqlValue]> = [];
+  for (const [col, e] of s.cols) if (e.implicit) cells.push([col, e.val]);
+  return encodeRowValues(cells);
 }
 
 /** Whether the incoming write of `val` beats entry `e`: by clock, then by value. */

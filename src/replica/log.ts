@@ -23,7 +23,7 @@ import { checkInteger, checkName } from "../queue/validate.js";
 import type { Catalog } from "./catalog.js";
 import { isNodeId } from "./hlc.js";
 import { type PageQuery, Pager } from "./pager.js";
-import type { SqlValue, WireValue } from "./values.js";
+import { fromWire, type SqlValue, setColumn, toWire, type WireValue } from "./values.js";
 
 export interface Change {
   table: string;
@@ -104,6 +104,21 @@ const LOAD_CHUNK = 256;
 const PUT_CHUNK = 64;
 const PUT_WIDTH = 9;
 const CURSOR = /^(0|[1-9][0-9]{0,17})$/;
+
+/** A relayed row entry's `vals`: these columns' values, as a JSON object of wire values. */
+export function encodeRowValues(cells: Array<[string, SqlValue]>): string {
+  const out: Record<string, WireValue> = {};
+  for (const [col, val] of cells) setColumn(out, col, toWire(val));
+  return JSON.stringify(out);
+}
+
+/** The columns and values a relayed row entry's `vals` holds (see `encodeRowValues`). */
+export function decodeRowValues(vals: string): Array<[string, SqlValue]> {
+  const values = JSON.parse(vals) as Record<string, unknown>;
+  const out: Array<[string, SqlValue]> = [];
+  for (const col in values) out.push([col, fromWire(values[col])]);
+  return out;
+}
 
 export function parseCursor(cursor: unknown): bigint {
   if (typeof cursor === "bigint" && cursor >= 0n) return cursor;

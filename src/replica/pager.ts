@@ -163,7 +163,7 @@ export class Pager {
         setColumn(columns, col, toWire(at >= 0 ? (row![at] as SqlValue) : (s.stored[j + 1] as SqlValue)));
       }
       if (s.vals !== null && s.op === "insert") {
-        // A relayed insert: its row entry holds its values, wire-ready.
+        // A relayed insert: its row entry holds its values as wire values (encodeRowValues).
         const mine = own.get(t)?.get(keyString(s.key));
         const kept = JSON.parse(s.vals) as Record<string, WireValue>;
         if (!mine && s.stored.length === 0) columns = kept;

@@ -28,19 +28,11 @@ import type { Store } from "../store.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
 import type { Clock } from "./hlc.js";
 import { compareClocks } from "./hlc.js";
-import type { ChangeLog, Entry } from "./log.js";
+import { type ChangeLog, decodeRowValues, type Entry } from "./log.js";
 import { rowsOf } from "./rows.js";
 import { evalDefault, NotTrackableError, quoteIdent, readTable, type TableInfo } from "./schema.js";
 import { ALIVE, DELETED, dropCaptureTriggers, installCaptureTriggers, ROW } from "./triggers.js";
-import {
-  compositeKeyProblem,
-  decodeKey,
-  encodeKey,
-  fromWire,
-  keyString,
-  type SqlValue,
-  sameValue,
-} from "./values.js";
+import { compositeKeyProblem, decodeKey, encodeKey, keyString, type SqlValue, sameValue } from "./values.js";
 
 export interface TrackOptions {
   /** The bucket the table syncs in (default "default"). */
@@ -223,10 +215,9 @@ export class Tracker {
     const flat: unknown[] = [];
     for (const e of entries) {
       if (e.col !== ROW || !e.vals) continue;
-      const values = JSON.parse(e.vals) as Record<string, unknown>;
-      for (const col in values) {
+      for (const [col, val] of decodeRowValues(e.vals)) {
         if (own.has(`${keyString(e.pk)}\u0000${col}`)) continue;
-        flat.push(t.id, e.pk, col, fromWire(values[col]), e.hlc, e.origin, e.seq, e.src ?? null, null);
+        flat.push(t.id, e.pk, col, val, e.hlc, e.origin, e.seq, e.src ?? null, null);
       }
     }
     this.log.putMany(flat);
