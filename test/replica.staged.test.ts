@@ -162,6 +162,11 @@ function ingestChecked(r: Replica, expected: Map<bigint, bigint>): void {
   expect(db.prepare("SELECT hlc, seq FROM tw_clock").safeIntegers(true).get()).toEqual({ hlc, seq });
 }
 
+/** Rows in one of the replica's own tables. */
+function count(db: Database.Database, table: "tw_pending" | "tw_log"): number {
+  return db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
+}
+
 describe("staged capture", () => {
   it("builds, ingested at any points and in chunks of any size, exactly the log the direct-capture triggers built", () => {
     const dir = tempDir();
@@ -207,7 +212,7 @@ describe("staged capture", () => {
             }
           }
           ingestChecked(staged, expected);
-          expect(oracle.store.db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(0);
+          expect(count(oracle.store.db, "tw_pending")).toBe(0);
           const got = log(staged.store.db);
           expect(withoutHlc(got)).toEqual(withoutHlc(log(oracle.store.db)));
           for (const e of got) expect(e.hlc).toBe(expected.get(e.seq as bigint));
@@ -229,7 +234,7 @@ describe("staged capture", () => {
     old.track("items", { bucket: "shop" });
     installDirectTriggers(old.store.db, 1, readTable(old.store.db, "items"));
     old.store.db.prepare("INSERT INTO items VALUES (1, 5)").run();
-    expect(old.store.db.prepare("SELECT count(*) FROM tw_log").pluck().get()).toBe(1);
+    expect(count(old.store.db, "tw_log")).toBe(1);
     old.close();
     const r = Replica.open(path, { nodeId: "a", ingestIntervalMs: 0 });
     const triggers = r.store.db
@@ -239,7 +244,7 @@ describe("staged capture", () => {
     expect(triggers).toHaveLength(4);
     for (const t of triggers) expect(t).toMatch(/tw_pending/);
     r.store.db.prepare("UPDATE items SET qty = 6 WHERE id = 1").run();
-    expect(r.store.db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(1);
+    expect(count(r.store.db, "tw_pending")).toBe(1);
     expect(r.tables()).toMatchObject([{ table: "items", bucket: "shop" }]);
     expect(r.changesSince(0).changes.map((c) => [c.op, c.seq, c.columns])).toEqual([
       ["insert", 1, {}],
@@ -257,7 +262,7 @@ describe("staged capture", () => {
     db.prepare("UPDATE items SET qty = 2 WHERE id = 1").run();
     db.exec("ALTER TABLE items ADD COLUMN note TEXT");
     expect(r.track("items").columns).toEqual(["name", "qty", "note"]);
-    expect(db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(0);
+    expect(count(db, "tw_pending")).toBe(0);
     expect(db.prepare("SELECT col, seq FROM tw_log ORDER BY seq, col").raw().all()).toEqual([
       ["", 1],
       ["qty", 2],
@@ -266,8 +271,8 @@ describe("staged capture", () => {
     expect(r.changesSince(2).changes.map((c) => [c.op, c.columns])).toEqual([["update", { note: "x" }]]);
     db.prepare("DELETE FROM items WHERE id = 1").run();
     expect(r.untrack("items")).toBe(true);
-    expect(db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(0);
-    expect(db.prepare("SELECT count(*) FROM tw_log").pluck().get()).toBe(0);
+    expect(count(db, "tw_pending")).toBe(0);
+    expect(count(db, "tw_log")).toBe(0);
     r.close();
   });
 
@@ -300,7 +305,7 @@ describe("staged capture", () => {
       db,
       "INSERT INTO items VALUES (1, 'pen', 2); UPDATE items SET qty = 3 WHERE id = 1; INSERT INTO items VALUES (2, 'cup', 1); DELETE FROM items WHERE id = 2;",
     );
-    expect(r.store.db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(4);
+    expect(count(r.store.db, "tw_pending")).toBe(4);
     const changes = r.changesSince(cursor).changes;
     expect(changes.map((c) => [c.op, c.pk, c.columns])).toEqual([
       ["insert", [1], { name: "pen" }],
@@ -316,24 +321,22 @@ describe("staged capture", () => {
     const r = Replica.open(path, { nodeId: "a", ingestIntervalMs: 20 });
     r.store.db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER)");
     r.track("items");
-    const count = (table: string) =>
-      r.store.db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
     r.store.db.prepare("INSERT INTO items VALUES (1, 0)").run();
-    expect(count("tw_pending")).toBe(1);
-    await waitFor(() => count("tw_pending") === 0, "the timer's ingest");
-    expect(count("tw_log")).toBe(1);
+    expect(count(r.store.db, "tw_pending")).toBe(1);
+    await waitFor(() => count(r.store.db, "tw_pending") === 0, "the timer's ingest");
+    expect(count(r.store.db, "tw_log")).toBe(1);
     const quiet = Replica.open(join(tempDir(), "quiet.db"), { nodeId: "b", ingestIntervalMs: 0 });
     quiet.store.db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER)");
     quiet.track("items");
     quiet.store.db.prepare("INSERT INTO items VALUES (1, 0)").run();
     await new Promise((resolve) => setTimeout(resolve, 60));
-    expect(quiet.store.db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(1);
+    expect(count(quiet.store.db, "tw_pending")).toBe(1);
     quiet.close();
     r.store.db.prepare("INSERT INTO items VALUES (2, 0)").run();
     r.close();
     const after = Replica.open(path, { nodeId: "a", ingestIntervalMs: 0 });
-    expect(after.store.db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(0);
-    expect(after.store.db.prepare("SELECT count(*) FROM tw_log").pluck().get()).toBe(2);
+    expect(count(after.store.db, "tw_pending")).toBe(0);
+    expect(count(after.store.db, "tw_log")).toBe(2);
     after.close();
   });
 
@@ -347,13 +350,11 @@ describe("staged capture", () => {
     // As a bulk load from another program would: 10,500 staged events.
     r.store.db.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10500)
       INSERT INTO items SELECT i, i FROM n`);
-    const count = (table: string) =>
-      r.store.db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
     // The third chunk fails: the first two stay committed, the rest staged.
     r.store.db.exec(`CREATE TEMP TRIGGER boom BEFORE INSERT ON main.tw_log WHEN NEW.pk = 2500
       BEGIN SELECT RAISE(ABORT, 'boom'); END`);
     expect(() => r.ingest()).toThrow(/boom/);
-    expect([count("tw_log"), count("tw_pending")]).toEqual([2000, 8500]);
+    expect([count(r.store.db, "tw_log"), count(r.store.db, "tw_pending")]).toEqual([2000, 8500]);
     r.store.db.exec("DROP TRIGGER temp.boom");
     expect(r.ingest()).toBe(8500);
     expect(r.stats()).toMatchObject({ rows: 10_500, staged: 0, lastSeq: 10_500 });
@@ -372,7 +373,7 @@ describe("staged capture", () => {
     sql(path, "INSERT INTO items VALUES (1, 'from the shell');");
     await waitFor(() => told.length > 0, "the hub's notice", { timeoutMs: 3_000 });
     expect(told).toEqual([["shop"]]);
-    expect(r.store.db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(0);
+    expect(count(r.store.db, "tw_pending")).toBe(0);
     stop();
     r.close();
   });
@@ -401,7 +402,7 @@ describe("staged capture", () => {
     const run = await child;
     expect(run.code).toBeNull();
     const again = Replica.open(db, { nodeId: "a", ingestIntervalMs: 0 });
-    expect(again.store.db.prepare("SELECT count(*) FROM tw_pending").pluck().get()).toBe(310);
+    expect(count(again.store.db, "tw_pending")).toBe(310);
     const changes = again.changesSince(0, { limit: 1000 }).changes;
     expect(changes.filter((c) => c.op === "insert")).toHaveLength(300);
     expect(changes.filter((c) => c.op === "update").map((c) => c.pk[0])).toEqual([
