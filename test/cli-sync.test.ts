@@ -13,7 +13,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type Run, runNode, sql, useTempDirs, waitFor } from "./helpers.js";
+import { listeningUrl, type Run, runNode, sql, useTempDirs, waitFor } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist/cli/main.js");
@@ -54,12 +54,7 @@ async function startHub(
     JSON.stringify({ tokens: [{ token: TOKEN, buckets: ["default"], access: "read-write" }] }),
   );
   const run = tidewire(["serve", "--db", db, "--port", "0", "--tokens-file", tokens]);
-  let url = "";
-  run.child.stdout!.on("data", (d: Buffer) => {
-    const m = /listening on (http:\/\/[^,\s"]+)/.exec(String(d));
-    if (m) url = m[1]!;
-  });
-  await waitFor(() => url !== "", "the hub to listen", { timeoutMs: 15_000, intervalMs: 20 });
+  const url = await listeningUrl(run.child);
   return { url, db, child: run.child };
 }
 

@@ -147,3 +147,14 @@ export async function freePort(): Promise<number> {
   await new Promise((r) => s.close(r));
   return port;
 }
+
+/** The URL a `tidewire serve` child logs once it listens (it logs to stdout). */
+export async function listeningUrl(child: ChildProcess, timeoutMs = 15_000): Promise<string> {
+  let url = "";
+  child.stdout!.on("data", (d: Buffer) => {
+    const m = /listening on (http:\/\/[^,\s"]+)/.exec(String(d));
+    if (m) url = m[1]!;
+  });
+  await waitFor(() => url !== "", "the hub to listen", { timeoutMs, intervalMs: 20 });
+  return url;
+}

@@ -10,7 +10,7 @@
  */
 import { type Command, Option } from "commander";
 import { TidewireError } from "../errors.js";
-import { type Peer, Peers } from "../mesh/peers.js";
+import { Peers, type PublicPeer, publicPeer } from "../mesh/peers.js";
 import { commandGroup, subcommand } from "./db-first.js";
 import { openDatabase, printJson, printText, table } from "./io.js";
 
@@ -25,13 +25,6 @@ interface AddFlags extends Common {
 }
 
 const ACTIONS = ["list", "add", "remove"];
-
-/** A peer as the CLI shows it: the token is replaced by whether there is one. */
-export type PublicPeer = Omit<Peer, "token"> & { hasToken: boolean };
-
-export function publicPeer({ token, ...rest }: Peer): PublicPeer {
-  return { ...rest, hasToken: token !== null };
-}
 
 export function registerPeers(program: Command): void {
   const peers = commandGroup(

@@ -7,31 +7,10 @@
  * so a file that is not (yet) a replica is reported as such, not changed.
  */
 import type { Command } from "commander";
-import { type Cursor, CursorStore } from "../cursor-store.js";
-import { Peers } from "../mesh/peers.js";
-import { Queue } from "../queue/queue.js";
-import type { QueueStats } from "../queue/types.js";
-import { Catalog } from "../replica/catalog.js";
-import { formatHlc, hlcMillis } from "../replica/hlc.js";
-import { COUNT_STAGED } from "../replica/ingest.js";
-import { ChangeLog } from "../replica/log.js";
-import type { ReplicaStats } from "../replica/replica.js";
-import { describeTracked, type TrackedTableInfo } from "../replica/track.js";
-import { openStore, type Store } from "../store.js";
+import { readStatus, type Status } from "../status.js";
+import { openStore } from "../store.js";
 import { existingDatabase, printJson, printText, table } from "./io.js";
-import { type PublicPeer, peersTable, publicPeer } from "./peers.js";
-
-export interface Status {
-  nodeId: string | null;
-  clock: { hlc: string; time: string } | null;
-  buckets: Record<string, string[]>;
-  tables: TrackedTableInfo[];
-  log: ReplicaStats | null;
-  cursors: Cursor[];
-  /** Tokens left out (see `tidewire peers`). */
-  peers: PublicPeer[];
-  queues: Record<string, QueueStats>;
-}
+import { peersTable } from "./peers.js";
 
 export function registerStatus(program: Command): void {
   program
@@ -51,50 +30,6 @@ export function registerStatus(program: Command): void {
       if (flags.json) printJson({ ok: true, ...status });
       else printText(render(status));
     });
-}
-
-export function readStatus(store: Store): Status {
-  const status: Status = {
-    nodeId: null,
-    clock: null,
-    buckets: {},
-    tables: [],
-    log: null,
-    cursors: [],
-    peers: [],
-    queues: {},
-  };
-  if (store.hasTable("tw_clock") && store.hasTable("tw_log")) {
-    const row = store.db.prepare("SELECT node, hlc FROM tw_clock WHERE id = 0").safeIntegers(true).get() as
-      | { node: string; hlc: bigint }
-      | undefined;
-    if (row) {
-      status.nodeId = row.node;
-      status.clock = { hlc: formatHlc(row.hlc), time: new Date(hlcMillis(row.hlc)).toISOString() };
-    }
-    const catalog = new Catalog(store.db);
-    status.tables = catalog.list().map(describeTracked);
-    for (const t of status.tables) {
-      const list = status.buckets[t.bucket] ?? [];
-      list.push(t.table);
-      status.buckets[t.bucket] = list;
-    }
-    // Read-only: staged writes are counted, not ingested (any replica method does that).
-    const staged = store.hasTable("tw_pending")
-      ? (store.db.prepare(COUNT_STAGED).pluck().get() as number)
-      : 0;
-    status.log = { ...new ChangeLog(store.db, catalog).stats(), staged };
-  }
-  if (store.hasTable("tw_cursors")) status.cursors = new CursorStore(store, { flushIntervalMs: 0 }).getAll();
-  if (store.hasTable("tw_peers")) status.peers = new Peers(store).list().map(publicPeer);
-  if (store.hasTable("tw_jobs")) {
-    const names = store.db
-      .prepare("SELECT DISTINCT queue FROM tw_jobs ORDER BY queue")
-      .pluck()
-      .all() as string[];
-    for (const name of names) status.queues[name] = new Queue(store, name).stats();
-  }
-  return status;
 }
 
 function render(s: Status): string {

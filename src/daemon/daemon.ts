@@ -190,13 +190,20 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     } catch (err) {
       throw new TidewireError(`cannot listen on ${host}:${port}: ${(err as Error).message}`, "ERR_LISTEN");
     }
+    const dashboard = `${url}/dashboard`;
     if (generated) {
       // Printed this once: later starts read it from the file, which only its owner can read.
+      // The fragment is never sent to the server: the page takes the token from it.
       logger.warn(
-        { token: generated.token, tokenFile: generated.path },
+        {
+          token: generated.token,
+          tokenFile: generated.path,
+          dashboard: `${dashboard}#token=${generated.token}`,
+        },
         `no token configured: generated one for the sync endpoints, kept in ${generated.path} (mode 0600)`,
       );
     } else logger.info({ auth: source, hubNodeId: hub.nodeId }, "sync endpoints under /v1");
+    logger.info({ dashboard }, `dashboard at ${dashboard}`);
     worker.start();
     scheduler.start();
 

@@ -1,6 +1,7 @@
 /**
  * The daemon's HTTP face: GET /healthz and GET /metrics, and the hub's /v1
- * sync endpoints when given a hub (src/hub/routes.ts).
+ * sync endpoints and its dashboard when given a hub (src/hub/routes.ts,
+ * src/hub/dashboard.ts).
  *
  * Contract: `buildServer` returns a fastify app that is not yet listening, so
  * the daemon and tests alike decide where it listens. /healthz reads the queue
@@ -12,6 +13,7 @@
  */
 import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyReply, type FastifyRequest, LogController } from "fastify";
+import { dashboardRoutes } from "../hub/dashboard.js";
 import { type HubRoutesOptions, hubRoutes } from "../hub/routes.js";
 import type { Logger } from "../log.js";
 import { queueDepth, registry } from "../metrics.js";
@@ -92,7 +94,10 @@ export function buildServer(options: ServerOptions) {
     return registry.metrics();
   });
 
-  if (options.hub) app.register(hubRoutes, options.hub);
+  if (options.hub) {
+    app.register(hubRoutes, options.hub);
+    app.register(dashboardRoutes);
+  }
 
   return app;
 }

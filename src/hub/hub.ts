@@ -34,6 +34,7 @@ import {
   pushRequest,
   versionMismatch,
 } from "../sync/protocol.js";
+import { Clients } from "./clients.js";
 
 /** What one credential may do: read these buckets ("*": all), and write them if `write`. */
 export interface Scope {
@@ -75,6 +76,9 @@ export interface HubOptions {
 export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
   readonly limits: BatchLimits;
   readonly relay: boolean;
+  /** The replicas heard from since this hub started (GET /v1/status). */
+  readonly clients = new Clients();
+  readonly startedAt = Date.now();
   private readonly declared: "*" | ReadonlySet<string>;
   private readonly tablesSql;
 
@@ -106,6 +110,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
       throw new HubError(400, "ERR_PROTOCOL_VERSION", versionMismatch(req.protocolVersion));
     }
     this.checkBuckets(req.buckets, scope, false);
+    this.clients.record(req.nodeId, "handshake", req.buckets);
     return { accepted: true, ...answer };
   }
 
@@ -121,6 +126,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     });
     const fit = fitBatch(set.changes, this.limits);
     this.count(req.nodeId, "pull", fit.changes);
+    this.clients.record(req.nodeId, "pull", req.buckets, fit.changes.length);
     if (!fit.cut) return set;
     return { changes: fit.changes, cursor: String(fit.changes.at(-1)!.seq), hasMore: true };
   }
@@ -174,6 +180,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
       throw err;
     }
     this.count(req.nodeId, "push", req.changes, tables);
+    this.clients.record(req.nodeId, "push", touched, req.changes.length);
     if (result.applied > 0) this.emit("changes", [...touched]);
     return { cursor: req.cursor, received: result.received, applied: result.applied };
   }

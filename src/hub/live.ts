@@ -16,7 +16,8 @@ import { WebSocket, WebSocketServer } from "ws";
 import type { Auth } from "./auth.js";
 import { type Hub, HubError } from "./hub.js";
 
-export function attachLive(app: FastifyInstance, hub: Hub, auth: Auth): void {
+/** Returns how many sockets are subscribed now (GET /v1/status shows it). */
+export function attachLive(app: FastifyInstance, hub: Hub, auth: Auth): () => number {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4096 });
   const subscribers = new Map<WebSocket, Set<string>>();
 
@@ -70,4 +71,5 @@ export function attachLive(app: FastifyInstance, hub: Hub, auth: Auth): void {
     subscribers.clear();
     wss.close();
   });
+  return () => subscribers.size;
 }

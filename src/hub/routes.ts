@@ -14,6 +14,8 @@ import rateLimit from "@fastify/rate-limit";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Pins } from "../pins/pins.js";
 import { pinRoutes } from "../pins/routes.js";
+import { readStatus } from "../status.js";
+import { PROTOCOL_VERSION } from "../sync/protocol.js";
 import type { Auth } from "./auth.js";
 import { type Hub, HubError, type Scope } from "./hub.js";
 import { attachLive } from "./live.js";
@@ -97,7 +99,30 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
   route("/v1/handshake", (b, s) => hub.handshake(b, s));
   route("/v1/pull", (b, s) => hub.pull(b, s));
   route("/v1/push", (b, s) => hub.push(b, s));
-  attachLive(app, hub, auth);
+  const liveSubscribers = attachLive(app, hub, auth);
+  app.get("/v1/status", async (request) => {
+    if (request.scope!.buckets !== "*") {
+      throw new HubError(
+        403,
+        "ERR_FORBIDDEN_STATUS",
+        "the status shows every bucket, cursor, peer and queue: it needs a token for every bucket",
+      );
+    }
+    return {
+      ok: true,
+      hub: {
+        nodeId: hub.nodeId,
+        relay: hub.relay,
+        protocolVersion: PROTOCOL_VERSION,
+        limits: hub.limits,
+        startedAt: new Date(hub.startedAt).toISOString(),
+        uptimeSeconds: (Date.now() - hub.startedAt) / 1000,
+        liveSubscribers: liveSubscribers(),
+      },
+      clients: hub.clients.list(),
+      ...readStatus(hub.replica.store),
+    };
+  });
   if (options.pins) await app.register(pinRoutes, { pins: options.pins });
 }
 

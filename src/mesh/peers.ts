@@ -40,6 +40,13 @@ export interface Peer {
   addedAt: number;
 }
 
+/** A peer as shown outside the daemon (CLI, status, dashboard): the token is replaced by whether there is one. */
+export type PublicPeer = Omit<Peer, "token"> & { hasToken: boolean };
+
+export function publicPeer({ token, ...rest }: Peer): PublicPeer {
+  return { ...rest, hasToken: token !== null };
+}
+
 export interface PeerInput {
   /** Derived from `address` when absent (then `address` is required). */
   id?: string;

@@ -1,0 +1,184 @@
+// The hub's dashboard: reads GET /v1/status every two seconds and shows it.
+// Every value goes into the page as text (textContent), never as markup: table,
+// bucket and node names come from other people's databases. The token lives in
+// sessionStorage for this tab only; a #token= fragment is taken and then
+// removed from the address bar.
+
+const REFRESH_MS = 2000;
+const KEY = "tidewire.token";
+
+const $ = (id) => document.getElementById(id);
+const number = new Intl.NumberFormat("en");
+
+function takeTokenFromFragment() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const token = fragment.get("token");
+  if (token) {
+    sessionStorage.setItem(KEY, token);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+}
+
+function setState(text, kind) {
+  const state = $("state");
+  state.textContent = text;
+  state.className = `state ${kind}`;
+}
+
+function ago(ms) {
+  if (ms === null || ms === undefined) return "never";
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+function duration(seconds) {
+  const s = Math.floor(seconds);
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (d > 0) return `${d} d ${h} h`;
+  if (h > 0) return `${h} h ${m} min`;
+  if (m > 0) return `${m} min ${s % 60} s`;
+  return `${s} s`;
+}
+
+/** Fills a table's body with one row per item; each cell is [text, className?]. */
+function fill(tableId, items, cells, emptyText) {
+  const body = $(tableId).tBodies[0];
+  const rows = items.map((item) => {
+    const tr = document.createElement("tr");
+    for (const cell of cells(item)) {
+      const [text, cls] = Array.isArray(cell) ? cell : [cell];
+      const td = document.createElement("td");
+      td.textContent = String(text);
+      if (cls) td.className = cls;
+      tr.append(td);
+    }
+    return tr;
+  });
+  if (rows.length === 0) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = $(tableId).tHead.rows[0].cells.length;
+    td.className = "empty";
+    td.textContent = emptyText;
+    tr.append(td);
+    rows.push(tr);
+  }
+  body.replaceChildren(...rows);
+}
+
+function render(s) {
+  $("node").textContent = s.hub.nodeId;
+  $("uptime").textContent = duration(s.hub.uptimeSeconds);
+
+  const log = s.log;
+  $("log-entries").textContent = log ? number.format(log.entries) : "–";
+  $("log-detail").textContent = log
+    ? `${number.format(log.rows)} rows, ${number.format(log.tombstones)} tombstones, ${number.format(log.pending)} pending`
+    : "not a replica yet";
+  $("log-seq").textContent = log ? number.format(log.lastSeq) : "–";
+  $("log-staged").textContent = log ? `${number.format(log.staged)} staged` : "";
+
+  $("client-count").textContent = number.format(s.clients.length);
+  $("live").textContent = `${number.format(s.hub.liveSubscribers)} live subscribers`;
+
+  const queues = Object.entries(s.queues);
+  const sum = (state) => queues.reduce((n, [, q]) => n + q[state], 0);
+  $("jobs").textContent = number.format(sum("pending") + sum("running"));
+  $("jobs-detail").textContent = `pending or running; ${number.format(sum("failed"))} failed`;
+
+  fill(
+    "buckets",
+    Object.entries(s.buckets),
+    ([bucket, tables]) => [bucket, tables.join(", ")],
+    "no tracked tables",
+  );
+  fill(
+    "clients",
+    s.clients,
+    (c) => [
+      [c.nodeId, "mono"],
+      c.lastAction,
+      ago(c.lastSeenAt),
+      [number.format(c.pushed), "n"],
+      [number.format(c.pulled), "n"],
+      c.buckets.join(", "),
+    ],
+    "no client since the hub started",
+  );
+  fill(
+    "peers",
+    s.peers,
+    (p) => [
+      p.id,
+      p.address ?? "(mesh)",
+      [p.state, p.state],
+      ago(p.lastSeenAt),
+      [p.rttMs === null ? "–" : `${p.rttMs} ms`, "n"],
+      p.buckets.join(", "),
+    ],
+    "no peers",
+  );
+  fill(
+    "cursors",
+    s.cursors,
+    (c) => [[c.peer, "mono"], c.bucket, c.direction, [c.value, "mono"], ago(c.updatedAt)],
+    "no cursors",
+  );
+  fill(
+    "queues",
+    queues,
+    ([name, q]) => [
+      name,
+      ...[q.pending, q.running, q.completed, q.failed, q.cancelled].map((n) => [number.format(n), "n"]),
+    ],
+    "no jobs",
+  );
+}
+
+let timer = null;
+
+async function refresh() {
+  clearTimeout(timer);
+  const token = sessionStorage.getItem(KEY);
+  const headers = token ? { authorization: `Bearer ${token}` } : {};
+  try {
+    const res = await fetch("/v1/status", { headers, cache: "no-store" });
+    const body = await res.json().catch(() => null);
+    if (res.status === 401 || res.status === 403) {
+      sessionStorage.removeItem(KEY);
+      $("main").hidden = true;
+      $("login").hidden = false;
+      const refused = res.status === 403 ? body?.error?.message : "the hub refused this token";
+      setState(token ? refused : "a token is needed", "error");
+      return; // No retry loop with a refused token: the form starts the next try.
+    }
+    if (!res.ok) {
+      setState(body?.error?.message ?? `the hub answered ${res.status}`, "error");
+    } else {
+      $("login").hidden = true;
+      $("main").hidden = false;
+      render(body);
+      setState(`updated ${new Date().toLocaleTimeString()}`, "ok");
+    }
+  } catch (err) {
+    setState(`cannot reach the hub: ${err.message}`, "error");
+  }
+  timer = setTimeout(refresh, REFRESH_MS);
+}
+
+$("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = $("token").value.trim();
+  if (!token) return;
+  sessionStorage.setItem(KEY, token);
+  $("token").value = "";
+  refresh();
+});
+
+takeTokenFromFragment();
+refresh();

@@ -1,0 +1,52 @@
+/**
+ * The dashboard: GET /dashboard serves one static page (dashboard/ at the
+ * package root: index.html, app.js, style.css) that shows the hub's GET
+ * /v1/status, refreshed every two seconds; GET / redirects to it.
+ *
+ * Contract: the page holds no data and needs no auth; the data comes from
+ * /v1/status with the bearer token the user gives the page (or a
+ * `#token=` fragment, which browsers never send to the server), so the
+ * dashboard is exactly as open as the sync endpoints. A strict Content
+ * Security Policy allows only these files and requests to this origin:
+ * with no inline script allowed, a table or node name cannot run as code
+ * even if the page mishandled it.
+ */
+import { readFileSync } from "node:fs";
+import type { FastifyInstance } from "fastify";
+
+// The same relative path from src/hub (tsx) and dist/hub (built).
+const ASSETS = new URL("../../dashboard/", import.meta.url);
+
+const FILES = {
+  "/dashboard": ["index.html", "text/html; charset=utf-8"],
+  "/dashboard/app.js": ["app.js", "text/javascript; charset=utf-8"],
+  "/dashboard/style.css": ["style.css", "text/css; charset=utf-8"],
+} as const;
+
+const CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "connect-src 'self'",
+  "img-src 'self'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join("; ");
+
+export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
+  // Read once at start: three small files, and a missing one fails the start, not a request.
+  for (const [path, [file, type]] of Object.entries(FILES)) {
+    const body = readFileSync(new URL(file, ASSETS));
+    app.get(path, async (_request, reply) =>
+      reply
+        .type(type)
+        .header("content-security-policy", CSP)
+        .header("x-content-type-options", "nosniff")
+        .header("referrer-policy", "no-referrer")
+        .header("cache-control", "no-cache")
+        .send(body),
+    );
+  }
+  app.get("/", async (_request, reply) => reply.redirect("/dashboard"));
+}
