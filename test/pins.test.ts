@@ -232,6 +232,35 @@ describe("garbage collection", () => {
     expect(pins.blobs.has(p.hash)).toBe(true);
   });
 
+  it("holds the write lock from reading references to deleting, so a row naming an old pin cannot slip in between", async () => {
+    const pins = openPins();
+    pins.declare("docs", "blob");
+    const p = await pins.blobs.put("old, about to be referenced");
+    const old = (Date.now() - 48 * HOUR) / 1000;
+    utimesSync(pins.blobs.path(p.hash), old, old);
+    // Another program references the pin at the worst moment: after the references were read,
+    // just before the unlink (info() is the last look at the file before it).
+    const other = openStore(pins.store.path, { busyTimeoutMs: 0 });
+    stores.push(other);
+    const insert = other.db.prepare("INSERT INTO docs (title, blob) VALUES ('late', ?)");
+    let referencedMeanwhile = false;
+    const info = pins.blobs.info.bind(pins.blobs);
+    pins.blobs.info = (hash) => {
+      try {
+        insert.run(p.hash);
+        referencedMeanwhile = true;
+      } catch (err) {
+        expect((err as { code?: string }).code).toMatch(/^SQLITE_BUSY/);
+      }
+      return info(hash);
+    };
+    const result = await pins.collect({ graceMs: 24 * HOUR });
+    // Either the pin is kept for the row that got in, or no row got in while it went.
+    if (referencedMeanwhile) expect(pins.blobs.has(p.hash)).toBe(true);
+    else expect(result.deleted).toEqual([p.hash]);
+    expect(referencedMeanwhile).toBe(false);
+  });
+
   it("collects nothing when no column is declared, and says why", async () => {
     const pins = openPins();
     const p = await pins.blobs.put("undeclared");

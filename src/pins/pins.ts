@@ -10,7 +10,8 @@
  * flight). With no column declared, nothing is collected: the database then
  * cannot tell what is referenced, and deleting every pin would be a guess.
  * Files are listed before references are read, so a pin stored meanwhile is
- * young and kept.
+ * young and kept; references are read and pins deleted in one write
+ * transaction, so no reference to an old pin is committed in between.
  */
 
 import { checkDuration } from "../queue/validate.js";
@@ -74,19 +75,23 @@ export class Pins {
         skipped: "no column is declared to reference pins (pins.declare), so none is known to be unused",
       };
     }
-    const referenced = this.referenced();
     const deleted: string[] = [];
     let bytesFreed = 0;
-    for (const f of files) {
-      if (referenced.has(f.hash) || now - f.modifiedAt < graceMs) continue;
-      // Stored again since it was listed (a new reference on its way): young again, kept.
-      const current = this.blobs.info(f.hash);
-      if (!current || now - current.modifiedAt < graceMs) continue;
-      if (this.blobs.delete(f.hash)) {
-        deleted.push(f.hash);
-        bytesFreed += f.size;
+    // References are read and the unreferenced deleted under the write lock: a row naming an
+    // old pin cannot be committed between the read and the unlink (it waits, then sees it gone).
+    this.store.write(() => {
+      const referenced = this.referenced();
+      for (const f of files) {
+        if (referenced.has(f.hash) || now - f.modifiedAt < graceMs) continue;
+        // Stored again since it was listed (a new reference on its way): young again, kept.
+        const current = this.blobs.info(f.hash);
+        if (!current || now - current.modifiedAt < graceMs) continue;
+        if (this.blobs.delete(f.hash)) {
+          deleted.push(f.hash);
+          bytesFreed += f.size;
+        }
       }
-    }
+    });
     return { deleted, bytesFreed, kept: files.length - deleted.length, tempFilesRemoved };
   }
 }
