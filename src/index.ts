@@ -21,7 +21,9 @@ export {
 } from "./mesh/redis-streams.js";
 export { registry as metricsRegistry } from "./metrics.js";
 export { SCHEMA_VERSION } from "./migrations.js";
-export * from "./outbox.js";
+export * from "./outbox/outbox.js";
+export { IllegalTransitionError } from "./outbox/states.js";
+export * from "./outbox/types.js";
 export {
   DOWNLOAD_PINS,
   type DownloadPinsPayload,

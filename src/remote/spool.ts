@@ -8,7 +8,8 @@
  * lists this target's payloads not yet delivered, oldest first, whatever
  * state a crash left them in, so they are sent again in their order.
  */
-import { Outbox, type OutboxState } from "../outbox.js";
+import { Outbox } from "../outbox/outbox.js";
+import type { OutboxState } from "../outbox/types.js";
 import type { Store } from "../store.js";
 import { type Payload, parsePayload, serializePayload } from "./payload.js";
 

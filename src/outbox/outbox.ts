@@ -20,150 +20,43 @@
  * bytes come back as a Buffer.
  */
 import type Database from "better-sqlite3";
-import { InvalidArgumentError, TidewireError } from "./errors.js";
-import { backoffDelay, resolveBackoff, validateBackoff } from "./queue/backoff.js";
-import type { BackoffOptions } from "./queue/types.js";
-import { checkDuration, checkId, checkInteger, checkName, serializePayload } from "./queue/validate.js";
-import type { Store } from "./store.js";
+import { InvalidArgumentError } from "../errors.js";
+import { backoffDelay, resolveBackoff, validateBackoff } from "../queue/backoff.js";
+import type { BackoffOptions } from "../queue/types.js";
+import { checkDuration, checkId, checkInteger, checkName } from "../queue/validate.js";
+import type { Store } from "../store.js";
+import {
+  type CurrentRow,
+  checkError,
+  encodeBody,
+  META_COLUMNS,
+  type MessageRow,
+  type MetaRow,
+  type MoveParams,
+  serializeHeaders,
+  toMessage,
+  toMeta,
+} from "./rows.js";
+import { checkFrom, checkOneOf, checkState, FINAL_STATES, IllegalTransitionError } from "./states.js";
+import {
+  type MessageBody,
+  OUTBOX_STATES,
+  OUTBOX_TRANSITIONS,
+  type OutboxCounts,
+  type OutboxListOptions,
+  type OutboxMessage,
+  type OutboxOptions,
+  type OutboxSortBy,
+  type OutboxState,
+  type PurgeOptions,
+  type StoreMessageOptions,
+  type StoreMeta,
+} from "./types.js";
 
-export const OUTBOX_STATES = ["incoming", "active", "delivered", "deferred", "bounced"] as const;
-export type OutboxState = (typeof OUTBOX_STATES)[number];
-
-/** Every legal move, by the state it leaves. */
-export const OUTBOX_TRANSITIONS: Readonly<Record<OutboxState, readonly OutboxState[]>> = {
-  incoming: ["active"],
-  active: ["delivered", "deferred", "bounced"],
-  deferred: ["active"],
-  delivered: [],
-  bounced: [],
-};
-
-const FINAL_STATES: readonly OutboxState[] = ["delivered", "bounced"];
 const DEFAULT_MAX_ATTEMPTS = 5;
 const DAY_MS = 86_400_000;
-
-export type OutboxSortBy = "created" | "priority" | "size" | "updated";
 const SORTS: readonly OutboxSortBy[] = ["created", "priority", "size", "updated"];
 const ORDERS = ["asc", "desc"] as const;
-
-/** A string is stored as UTF-8; a Buffer or Uint8Array as its bytes. */
-export type MessageBody = string | Uint8Array;
-
-export interface StoreMeta {
-  id: number;
-  /** The outbox's name. */
-  outbox: string;
-  state: OutboxState;
-  headers: Record<string, unknown>;
-  /** "text" when the body was given as a string. */
-  bodyKind: "text" | "binary";
-  /** Body length in bytes. */
-  size: number;
-  priority: number;
-  /** Attempts started so far; one is counted each time the message enters active. */
-  attempts: number;
-  maxAttempts: number;
-  /** When a deferred message becomes due; null in every other state. */
-  nextAttemptAt: number | null;
-  lastError: string | null;
-  createdAt: number;
-  updatedAt: number;
-}
-
-export interface OutboxMessage extends StoreMeta {
-  body: string | Buffer;
-}
-
-export interface OutboxOptions {
-  /** Attempts before a message bounces, unless `store` gives its own (default 5). */
-  maxAttempts?: number;
-  backoff?: BackoffOptions;
-  /** Clock in epoch ms; tests replace it to make deferred messages due at will. */
-  clock?: () => number;
-}
-
-export interface StoreMessageOptions {
-  /** A plain object of JSON values. */
-  headers?: Record<string, unknown>;
-  /** Higher is claimed first. Integer. */
-  priority?: number;
-  maxAttempts?: number;
-}
-
-export interface OutboxListOptions {
-  state?: OutboxState;
-  /**
-   * created (default), priority, size or updated. Ties go by id in the same
-   * order, except priority: "desc" lists in claim order (ties oldest first).
-   */
-  sortBy?: OutboxSortBy;
-  order?: "asc" | "desc";
-  /** Default 100. */
-  limit?: number;
-  offset?: number;
-}
-
-export interface PurgeOptions {
-  /** Remove messages whose last move is older than this (default 7 days). */
-  olderThanMs?: number;
-  /** Final states only (default both). */
-  states?: OutboxState[];
-}
-
-export type OutboxCounts = Record<OutboxState, number> & { total: number };
-
-/** A move that the message's current state does not allow; nothing was written. */
-export class IllegalTransitionError extends TidewireError {
-  constructor(
-    readonly id: number,
-    readonly from: OutboxState,
-    readonly to: OutboxState,
-    reason = describeMoves(from),
-  ) {
-    super(`message ${id} is ${from} and cannot move to ${to}: ${reason}`, "ERR_ILLEGAL_TRANSITION");
-    this.name = "IllegalTransitionError";
-  }
-}
-
-interface MetaRow {
-  id: number;
-  spool: string;
-  state: OutboxState;
-  headers: string;
-  body_kind: "text" | "binary";
-  size: number;
-  priority: number;
-  attempts: number;
-  max_attempts: number;
-  next_attempt_at: number | null;
-  last_error: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
-interface MessageRow extends MetaRow {
-  body: Buffer;
-}
-
-interface CurrentRow {
-  state: OutboxState;
-  attempts: number;
-  max_attempts: number;
-}
-
-interface MoveParams {
-  to: OutboxState;
-  next: number | null;
-  error: string | null;
-  now: number;
-  id: number;
-  spool: string;
-  from: OutboxState;
-}
-
-// Everything but the body, which can be large and is only read by get and claim.
-const META_COLUMNS = `id, spool, state, headers, body_kind, size, priority, attempts, max_attempts,
-  next_attempt_at, last_error, created_at, updated_at`;
 
 export class Outbox {
   readonly name: string;
@@ -448,106 +341,4 @@ function orderBy(sortBy: OutboxSortBy, order: "asc" | "desc"): string {
     case "updated":
       return `updated_at ${dir}, id ${dir}`;
   }
-}
-
-function encodeBody(body: unknown): { bytes: Buffer; kind: "text" | "binary" } {
-  if (typeof body === "string") {
-    // UTF-8 cannot carry a lone surrogate: it would come back as U+FFFD, not as given.
-    if (/\p{Cs}/u.test(body)) {
-      throw new InvalidArgumentError("body", "contains a lone UTF-16 surrogate; pass it as bytes instead");
-    }
-    return { bytes: Buffer.from(body, "utf8"), kind: "text" };
-  }
-  if (body instanceof Uint8Array) {
-    // A view, not a copy; better-sqlite3 copies on bind.
-    return { bytes: Buffer.from(body.buffer, body.byteOffset, body.byteLength), kind: "binary" };
-  }
-  throw new InvalidArgumentError("body", `must be a string, Buffer or Uint8Array, got ${describe(body)}`);
-}
-
-function serializeHeaders(headers: unknown): string {
-  if (headers === undefined) return "{}";
-  if (headers === null || typeof headers !== "object" || !isPlainObject(headers)) {
-    throw new InvalidArgumentError(
-      "headers",
-      `must be a plain object of JSON values, got ${describe(headers)}`,
-    );
-  }
-  return serializePayload("headers", headers);
-}
-
-function isPlainObject(v: object): boolean {
-  const proto = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}
-
-function describe(v: unknown): string {
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "an array";
-  if (typeof v === "object") return `a ${v.constructor?.name ?? "object"}`;
-  return typeof v;
-}
-
-function checkOneOf<T extends string>(argument: string, value: unknown, allowed: readonly T[]): T {
-  if (!allowed.includes(value as T)) {
-    throw new InvalidArgumentError(
-      argument,
-      `must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`,
-    );
-  }
-  return value as T;
-}
-
-function checkState(argument: string, value: unknown): OutboxState {
-  return checkOneOf(argument, value, OUTBOX_STATES);
-}
-
-/** Every state in `from` must be able to move to `to`; a caller asking otherwise has a bug. */
-function checkFrom(from: unknown, to: OutboxState): OutboxState[] | null {
-  if (from === undefined) return null;
-  const list: unknown[] = Array.isArray(from) ? from : [from];
-  if (list.length === 0) throw new InvalidArgumentError("from", "must name at least one state");
-  return list.map((s) => {
-    const state = checkState("from", s);
-    if (!OUTBOX_TRANSITIONS[state].includes(to)) {
-      throw new InvalidArgumentError(
-        "from",
-        `a message never moves from ${state} to ${to}: ${describeMoves(state)}`,
-      );
-    }
-    return state;
-  });
-}
-
-function describeMoves(state: OutboxState): string {
-  const next = OUTBOX_TRANSITIONS[state];
-  return next.length === 0 ? `${state} is final` : `${state} moves only to ${next.join(" or ")}`;
-}
-
-function checkError(error: unknown): string {
-  if (typeof error === "string") return error;
-  if (error instanceof Error) return error.message;
-  throw new InvalidArgumentError("error", `must be a string or an Error, got ${describe(error)}`);
-}
-
-function toMeta(r: MetaRow): StoreMeta {
-  return {
-    id: r.id,
-    outbox: r.spool,
-    state: r.state,
-    headers: JSON.parse(r.headers),
-    bodyKind: r.body_kind,
-    size: r.size,
-    priority: r.priority,
-    attempts: r.attempts,
-    maxAttempts: r.max_attempts,
-    nextAttemptAt: r.next_attempt_at,
-    lastError: r.last_error,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
-
-function toMessage(r: MessageRow): OutboxMessage {
-  return { ...toMeta(r), body: r.body_kind === "text" ? r.body.toString("utf8") : r.body };
 }
