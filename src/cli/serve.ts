@@ -30,7 +30,7 @@ export function registerServe(program: Command): void {
   program
     .command("serve")
     .description(
-      "run the daemon: the sync hub (/v1), the job worker, periodic jobs, GET /healthz and GET /metrics",
+      "run the daemon: the sync hub (/v1), the job worker, periodic jobs, GET /healthz, GET /metrics and the dashboard (GET /dashboard)",
     )
     .option("--db <path>", "database file, created if missing", DEFAULT_DB_PATH)
     .option("--host <host>", "address to listen on", DEFAULT_HOST)
