@@ -285,20 +285,26 @@ describe("queue across processes", () => {
     for (const [id, expected] of delays) {
       const attempts = child.of("attempt").filter((e) => e.id === id);
       const threw = child.of("threw").filter((e) => e.id === id);
+      const failed = child.of("failed").filter((e) => e.id === id);
       expect(attempts.map((e) => e.attempt)).toEqual(
         expected.map((_, i) => i + 1).concat(expected.length + 1),
       );
+      expect(failed.map((e) => e.attempt)).toEqual(threw.map((e) => e.attempt));
       for (let n = 0; n < expected.length; n++) {
-        const failedAt = threw[n]!.at;
+        const threwAt = threw[n]!.at;
+        const writtenBy = failed[n]!.at;
         const next = attempts[n + 1]!;
         const runAt = next.runAt as number;
-        // The retry is scheduled `delay` after the failure was written, which follows the throw at once.
-        expect(runAt - failedAt, `job ${id} retry ${n + 1} scheduled`).toBeGreaterThanOrEqual(expected[n]!);
-        expect(runAt - failedAt, `job ${id} retry ${n + 1} scheduled`).toBeLessThan(expected[n]! + 150);
-        // ... and not run before it is due, nor much after (poll interval 10 ms).
+        // The retry is scheduled `delay` after the failure was written, which happened between the
+        // throw and the worker's "failed" event: bounds from the process's own events, not from how
+        // soon a loaded machine gets round to the write.
+        expect(runAt - expected[n]!, `job ${id} retry ${n + 1} scheduled`).toBeGreaterThanOrEqual(threwAt);
+        expect(runAt - expected[n]!, `job ${id} retry ${n + 1} scheduled`).toBeLessThanOrEqual(writtenBy);
+        // ... and not run before it is due, nor left for long after (poll interval 10 ms; the bound
+        // is loose because how soon a due job starts depends on when the process gets the CPU).
         expect(next.startedAt as number).toBeGreaterThanOrEqual(runAt);
-        expect(next.at - failedAt, `job ${id} retry ${n + 1} ran`).toBeGreaterThanOrEqual(expected[n]!);
-        expect(next.at - failedAt, `job ${id} retry ${n + 1} ran`).toBeLessThan(expected[n]! + 600);
+        expect(next.at - threwAt, `job ${id} retry ${n + 1} ran`).toBeGreaterThanOrEqual(expected[n]!);
+        expect(next.at - writtenBy, `job ${id} retry ${n + 1} ran`).toBeLessThan(expected[n]! + 5_000);
       }
     }
 
