@@ -85,7 +85,10 @@ async function hubWithItems(dir: string, rows: number) {
   return startHub(dir, true);
 }
 
-describe("tidewire sync, end to end", () => {
+// Every step is a CLI process (about 2 s to start beside two busy loops on 2 cores): tests here took
+// 13-60 s under that load, and the converging one hit the 60 s default. The timeout only decides how
+// long a hung process takes to be reported.
+describe("tidewire sync, end to end", { timeout: 180_000 }, () => {
   it("a hub and three clients written by the sqlite3 shell converge, conflicting edits included", async () => {
     const dir = tempDir();
     const hub = await startHub(dir);
