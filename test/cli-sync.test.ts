@@ -196,7 +196,7 @@ describe("tidewire sync, end to end", { timeout: 180_000 }, () => {
     // Neither a push nor a poll (A polls once an hour): only the hub's watch on its file can tell A.
     sql(hub.db, "INSERT INTO items VALUES (7, 'from the shell', 7);");
     await waitFor(() => sql(a, ROWS) === "7|from the shell|7\n", "a to see the hub's own row", {
-      timeoutMs: 5_000,
+      timeoutMs: 30_000,
       intervalMs: 50,
     });
     watch.child.kill("SIGTERM");
