@@ -185,7 +185,7 @@ describe("tidewire serve", () => {
     }
 
     daemon.child.kill("SIGTERM");
-    const exit = await within(daemon.exited, 5_000, "stopping on SIGTERM");
+    const exit = await within(daemon.exited, 20_000, "stopping on SIGTERM");
     expect(exit).toEqual({ code: 0, signal: null });
     expect(daemon.lines.at(-1)?.msg).toBe("stopped");
     expect(daemon.stderr).toBe("");
@@ -199,7 +199,7 @@ describe("tidewire serve", () => {
     const url = await daemon.url();
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
     daemon.child.kill("SIGINT");
-    expect(await within(daemon.exited, 5_000, "stopping on SIGINT")).toEqual({ code: 0, signal: null });
+    expect(await within(daemon.exited, 20_000, "stopping on SIGINT")).toEqual({ code: 0, signal: null });
     expect(daemon.lines.map((l) => l.msg)).toContain("stopped");
   });
 
