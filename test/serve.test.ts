@@ -226,7 +226,9 @@ describe("tidewire serve", () => {
       await new Promise((r) => setTimeout(r, 300));
       expect(daemon.child.exitCode).toBeNull();
       daemon.child.kill("SIGTERM");
-      expect(await within(daemon.exited, 3_000, "the forced exit")).toEqual({ code: 1, signal: null });
+      // The job never finishes, so a daemon that ignored the second signal would never exit: 20 s
+      // only leaves a loaded machine room.
+      expect(await within(daemon.exited, 20_000, "the forced exit")).toEqual({ code: 1, signal: null });
       expect((await daemon.line(/again: exiting now/)).jobsInFlight).toBe(1);
       // Its lease is still held; another worker takes the job once it expires.
       expect(new Queue(store).get(job.id)?.state).toBe("running");
