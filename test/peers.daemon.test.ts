@@ -322,7 +322,9 @@ describe("SyncBucket and PingPeer jobs between two daemons", () => {
   });
 });
 
-describe("tidewire peers and status", () => {
+// Each step is a CLI process (seconds apiece on a loaded 2-core machine): 26 s and 16 s beside two busy
+// loops, against the 60 s default. The timeout only decides how long a hung process takes to be reported.
+describe("tidewire peers and status", { timeout: 180_000 }, () => {
   it("adds, lists and removes peers, with --json and without, and never prints a token", async () => {
     const db = itemsDb(tempDir(), "cli");
     const peers = (...args: string[]) => runNode([CLI, "peers", db, ...args]);
