@@ -80,7 +80,10 @@ async function hubWithItems(dir: string, rows: number) {
   return startHub(dir, true);
 }
 
-describe("tidewire sync, end to end", () => {
+// Every step is a CLI process (about 2 s to start beside two busy loops on 2 cores): tests here took
+// 13-60 s under that load, and the converging one hit the 60 s default. The timeout only decides how
+// long a hung process takes to be reported.
+describe("tidewire sync, end to end", { timeout: 180_000 }, () => {
   it("a hub and three clients written by the sqlite3 shell converge, conflicting edits included", async () => {
     const dir = tempDir();
     const hub = await startHub(dir);
@@ -161,9 +164,10 @@ describe("tidewire sync, end to end", () => {
     ]);
     await new Promise((r) => setTimeout(r, 500));
     sql(b, "INSERT INTO items VALUES (1, 'from b', 1);");
-    // A polls once an hour: only the live notice can bring the row this fast.
+    // A polls once an hour: only the live notice can bring the row this fast. The 30 s include b's
+    // own start-up and first push, which a loaded machine can stretch to several seconds.
     await waitFor(() => sql(a, ROWS) === "1|from b|1\n", "a to see b's row", {
-      timeoutMs: 5_000,
+      timeoutMs: 30_000,
       intervalMs: 50,
     });
     watchA.child.kill("SIGTERM");
@@ -187,7 +191,7 @@ describe("tidewire sync, end to end", () => {
     // Neither a push nor a poll (A polls once an hour): only the hub's watch on its file can tell A.
     sql(hub.db, "INSERT INTO items VALUES (7, 'from the shell', 7);");
     await waitFor(() => sql(a, ROWS) === "7|from the shell|7\n", "a to see the hub's own row", {
-      timeoutMs: 5_000,
+      timeoutMs: 30_000,
       intervalMs: 50,
     });
     watch.child.kill("SIGTERM");

@@ -337,7 +337,8 @@ describe("over HTTP", () => {
     await waitFor(
       () => (a.store.db.prepare("SELECT name FROM items WHERE id = 1").pluck().get() as string) === "from b",
       "a to see b's write",
-      { timeoutMs: 3_000 },
+      // 20 s leaves a loaded machine room and still fails a manager that waited for its 60 s timer.
+      { timeoutMs: 20_000 },
     );
     expect(rows(a)).toEqual(rows(b));
     expect(rows(hub.replica)).toEqual(rows(a));
@@ -376,7 +377,7 @@ describe("over HTTP", () => {
     const failed: Array<[string, number | undefined]> = [];
     m.on("failed", (err, retryIn) => failed.push([err.message, retryIn]));
     m.start();
-    await waitFor(() => failed.length >= 3, "three failures", { timeoutMs: 5_000 });
+    await waitFor(() => failed.length >= 3, "three failures", { timeoutMs: 30_000 });
     expect(failed[0]![0]).toMatch(/cannot reach http:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
     expect(failed.slice(0, 3).map((f) => f[1])).toEqual([30, 60, 100]);
     a.store.db.exec("INSERT INTO items VALUES (1, 'pen', 1)");
@@ -391,7 +392,8 @@ describe("over HTTP", () => {
     });
     await app.listen({ host: "127.0.0.1", port });
     cleanup.push(() => app.close());
-    await waitFor(() => m.status.state === "idle", "recovery", { timeoutMs: 5_000 });
+    // The backoff is capped at 100 ms and the interval is 60 s: 30 s only waits out a loaded machine.
+    await waitFor(() => m.status.state === "idle", "recovery", { timeoutMs: 30_000 });
     expect(rows(hub.replica)).toEqual([{ id: 1, name: "pen", qty: 1 }]);
   });
 

@@ -264,7 +264,10 @@ describe("SyncBucket and PingPeer jobs between two daemons", () => {
     const store = openStore(aDb);
     const [waiting] = new Queue(store).list({ type: SYNC_BUCKET, state: "pending" });
     store.close();
-    expect(waiting).toMatchObject({ attempts: 1, payload: { peer: "b", bucket: "default" } });
+    // Usually after one attempt; a second may have failed too if stopping took longer than the 1.5 s
+    // backoff (a loaded machine), and the job is just as pending.
+    expect(waiting).toMatchObject({ payload: { peer: "b", bucket: "default" } });
+    expect(waiting!.attempts).toBeGreaterThanOrEqual(1);
 
     await daemon(bDb, { port });
     a = await daemon(aDb, options);
@@ -273,7 +276,7 @@ describe("SyncBucket and PingPeer jobs between two daemons", () => {
       "the job to run after the restart",
       LONG,
     );
-    expect(a.queue.get(waiting!.id)!.attempts).toBe(2);
+    expect(a.queue.get(waiting!.id)!.attempts).toBe(waiting!.attempts + 1);
     expect(items(bDb)).toEqual([{ id: 7, name: "across a restart", qty: 7 }]);
   });
 
@@ -319,7 +322,9 @@ describe("SyncBucket and PingPeer jobs between two daemons", () => {
   });
 });
 
-describe("tidewire peers and status", () => {
+// Each step is a CLI process (seconds apiece on a loaded 2-core machine): 26 s and 16 s beside two busy
+// loops, against the 60 s default. The timeout only decides how long a hung process takes to be reported.
+describe("tidewire peers and status", { timeout: 180_000 }, () => {
   it("adds, lists and removes peers, with --json and without, and never prints a token", async () => {
     const db = itemsDb(tempDir(), "cli");
     const peers = (...args: string[]) => runNode([CLI, "peers", db, ...args]);

@@ -10,6 +10,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { openStore, Queue, type Store } from "../src/index.js";
+import { waitFor } from "./helpers.js";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 
@@ -232,7 +233,9 @@ describe("queue across processes", () => {
     const workers = Array.from({ length: 4 }, (_, i) => new Child(`drain-${i}`, "drain-worker.ts", [file]));
     await Promise.all(workers.map((w) => w.waitFor((e) => e.event === "ready", "ready", 30_000)));
     for (const w of workers) w.send("go");
-    await Promise.all(workers.map((w) => w.exit(45_000)));
+    // 8-17 s here beside two busy loops (2 cores): the bounds leave room for a CI run that is
+    // slower still, which the vitest default of 60 s per test would not.
+    await Promise.all(workers.map((w) => w.exit(90_000)));
 
     expectNoErrors(...workers);
     for (const w of workers) expect(w.of("failed"), w.describe()).toEqual([]);
@@ -252,7 +255,7 @@ describe("queue across processes", () => {
     expect(stats.completed).toBe(N);
     expect(stats.total).toBe(N);
     expect(stats.averageAttempts).toBe(1);
-  });
+  }, 150_000);
 
   it("retries follow the backoff and stop at maxAttempts with the last error kept", async () => {
     const file = join(dir, "retry.db");
@@ -284,20 +287,26 @@ describe("queue across processes", () => {
     for (const [id, expected] of delays) {
       const attempts = child.of("attempt").filter((e) => e.id === id);
       const threw = child.of("threw").filter((e) => e.id === id);
+      const failed = child.of("failed").filter((e) => e.id === id);
       expect(attempts.map((e) => e.attempt)).toEqual(
         expected.map((_, i) => i + 1).concat(expected.length + 1),
       );
+      expect(failed.map((e) => e.attempt)).toEqual(threw.map((e) => e.attempt));
       for (let n = 0; n < expected.length; n++) {
-        const failedAt = threw[n]!.at;
+        const threwAt = threw[n]!.at;
+        const writtenBy = failed[n]!.at;
         const next = attempts[n + 1]!;
         const runAt = next.runAt as number;
-        // The retry is scheduled `delay` after the failure was written, which follows the throw at once.
-        expect(runAt - failedAt, `job ${id} retry ${n + 1} scheduled`).toBeGreaterThanOrEqual(expected[n]!);
-        expect(runAt - failedAt, `job ${id} retry ${n + 1} scheduled`).toBeLessThan(expected[n]! + 150);
-        // ... and not run before it is due, nor much after (poll interval 10 ms).
+        // The retry is scheduled `delay` after the failure was written, which happened between the
+        // throw and the worker's "failed" event: bounds from the process's own events, not from how
+        // soon a loaded machine gets round to the write.
+        expect(runAt - expected[n]!, `job ${id} retry ${n + 1} scheduled`).toBeGreaterThanOrEqual(threwAt);
+        expect(runAt - expected[n]!, `job ${id} retry ${n + 1} scheduled`).toBeLessThanOrEqual(writtenBy);
+        // ... and not run before it is due, nor left for long after (poll interval 10 ms; the bound
+        // is loose because how soon a due job starts depends on when the process gets the CPU).
         expect(next.startedAt as number).toBeGreaterThanOrEqual(runAt);
-        expect(next.at - failedAt, `job ${id} retry ${n + 1} ran`).toBeGreaterThanOrEqual(expected[n]!);
-        expect(next.at - failedAt, `job ${id} retry ${n + 1} ran`).toBeLessThan(expected[n]! + 600);
+        expect(next.at - threwAt, `job ${id} retry ${n + 1} ran`).toBeGreaterThanOrEqual(expected[n]!);
+        expect(next.at - writtenBy, `job ${id} retry ${n + 1} ran`).toBeLessThan(expected[n]! + 5_000);
       }
     }
 
@@ -322,35 +331,59 @@ describe("queue across processes", () => {
   it("a periodic job fires once per period across two processes", async () => {
     const PERIOD = 300;
     const file = join(dir, "periodic.db");
-    open(file);
-    closeAll();
+    const watcher = new Queue(open(file));
 
     const schedulers = [0, 1].map((i) => new Child(`scheduler-${i}`, "periodic-scheduler.ts", [file]));
     await Promise.all(schedulers.map((s) => s.waitFor((e) => e.event === "ready", "ready", 30_000)));
-    await new Promise((r) => setTimeout(r, 2_000));
+    // Until six periods have fired, not for a fixed time: a loaded machine runs the schedulers less often.
+    await waitFor(() => watcher.list({ type: "tick", limit: 1000 }).length >= 6, "six ticks", {
+      timeoutMs: 30_000,
+      intervalMs: 20,
+    });
     for (const s of schedulers) s.send("stop");
     await Promise.all(schedulers.map((s) => s.exit()));
     expectNoErrors(...schedulers);
+    closeAll();
 
     const exits = schedulers.map((s) => s.of("exit")[0]!);
-    const firstStart = Math.min(...exits.map((e) => e.startedAt as number));
-    const lastStop = Math.max(...exits.map((e) => e.stoppedAt as number));
-
-    const q = new Queue(open(file));
+    const store = open(file);
+    const q = new Queue(store);
     const ticks = q.list({ type: "tick", limit: 1000 });
     const [periodic] = q.listPeriodic();
     expect(periodic?.name).toBe("tick");
     // The schedule's grid: every PERIOD ms from the first registration, as the queue keeps it.
     const grid = (t: number) => Math.floor((t - periodic!.nextRunAt) / PERIOD);
     const periods = ticks.map((j) => grid(j.createdAt));
+    // At most once per period ...
     expect(new Set(periods).size, `periods ${periods.join(",")}`).toBe(ticks.length);
+    expect(ticks.length).toBeGreaterThanOrEqual(6);
 
-    const elapsed = Math.floor((lastStop - firstStart) / PERIOD);
+    // ... each fired by a scheduler's call (a job is stamped with the time inside that call) ...
+    const calls = exits.flatMap((e) => {
+      const flat = e.calls as number[];
+      return Array.from({ length: flat.length / 2 }, (_, i) => [flat[2 * i]!, flat[2 * i + 1]!] as const);
+    });
+    for (const j of ticks) {
+      expect(
+        calls.some(([from, to]) => from <= j.createdAt && j.createdAt <= to),
+        `tick ${j.id} at ${j.createdAt}`,
+      ).toBe(true);
+    }
+    // ... and at least once in every period a scheduler ran in: missed periods are skipped by design,
+    // so only a period in which no call ran from start to end may go without a tick. The first period
+    // due is the one after the schedule was saved.
+    const savedAt = store.db.prepare("SELECT created_at FROM tw_periodic WHERE name = 'tick'").pluck().get();
+    const firstDue = grid((savedAt as number) + PERIOD);
+    const due = new Set(
+      calls
+        .filter(([from, to]) => grid(from) === grid(to) && grid(from) >= firstDue)
+        .map(([from]) => grid(from)),
+    );
+    const fired = new Set(periods);
     expect(
-      Math.abs(ticks.length - elapsed),
-      `${ticks.length} ticks over ${elapsed} periods`,
-    ).toBeLessThanOrEqual(1);
-    expect(ticks.length).toBeGreaterThanOrEqual(4);
+      [...due].filter((p) => !fired.has(p)),
+      `periods run in ${[...due].join(",")}, fired ${periods.join(",")}`,
+    ).toEqual([]);
     // Every job was counted by the scheduler that fired it, and by no other.
     expect(exits.reduce((a, e) => a + (e.fired as number), 0)).toBe(ticks.length);
   });

@@ -371,7 +371,9 @@ describe("staged capture", () => {
     hub.on("changes", (buckets) => told.push(buckets));
     const stop = hub.watchLocalWrites(10);
     sql(path, "INSERT INTO items VALUES (1, 'from the shell');");
-    await waitFor(() => told.length > 0, "the hub's notice", { timeoutMs: 3_000 });
+    // The watch looks every 10 ms; 20 s only leaves a loaded machine room (a hub that never noticed
+    // fails all the same).
+    await waitFor(() => told.length > 0, "the hub's notice", { timeoutMs: 20_000 });
     expect(told).toEqual([["shop"]]);
     expect(count(r.store.db, "tw_pending")).toBe(0);
     stop();

@@ -222,7 +222,9 @@ describe("SyncManager over MemoryTransport", () => {
     );
     b.store.db.exec("INSERT INTO items VALUES (7, 'live', 1)");
     await mb.syncOnce();
-    await waitFor(() => rows(a).length === 1, "a to pull b's row", { timeoutMs: 2_000 });
+    // "At once" against the 60 s interval: 20 s leaves a loaded machine room and still fails a
+    // manager that waited for its timer instead of the hub's notice.
+    await waitFor(() => rows(a).length === 1, "a to pull b's row", { timeoutMs: 20_000 });
     expect(rows(a)).toEqual([{ id: 7, name: "live", qty: 1 }]);
   });
 

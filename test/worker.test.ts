@@ -396,20 +396,23 @@ describe.each(IMPLS)("Worker on $name", (impl) => {
     );
     w.start();
     await sleep(30); // the first claim found nothing; the next poll is a minute away
-    const done = next<[Job]>(w, "completed", 2_000);
+    // "At once" is measured against that minute: 20 s leaves a loaded machine room and still
+    // fails a worker that waited for its poll.
+    const AT_ONCE = 20_000;
+    const done = next<[Job]>(w, "completed", AT_ONCE);
     const added = Date.now();
     const job = q.add("ping");
     const [completed] = await done;
     expect(completed.id).toBe(job.id);
-    expect(Date.now() - added).toBeLessThan(1_000);
+    expect(Date.now() - added).toBeLessThan(AT_ONCE);
 
     // A job brought back by retry wakes it as well.
-    const failed = next<FailedArgs>(w, "failed", 2_000);
+    const failed = next<FailedArgs>(w, "failed", AT_ONCE);
     const once = q.add("once");
     await failed;
     expect(q.get(once.id)!.state).toBe("failed");
     await sleep(20);
-    const again = next<[Job]>(w, "completed", 2_000);
+    const again = next<[Job]>(w, "completed", AT_ONCE);
     expect(q.retry(once.id)).toBe(true);
     expect((await again)[0].id).toBe(once.id);
   });
