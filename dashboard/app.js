@@ -163,7 +163,10 @@ async function refresh() {
       $("login").hidden = true;
       $("main").hidden = false;
       render(body);
-      setState(`updated ${new Date().toLocaleTimeString()}`, "ok");
+      // The hub recounts a large log only every so often (hub.statusAt says when it last did).
+      const countedAt = Date.parse(body.hub.statusAt);
+      const counted = Date.now() - countedAt > 3000 ? ` · counts from ${ago(countedAt)}` : "";
+      setState(`updated ${new Date().toLocaleTimeString()}${counted}`, "ok");
     }
   } catch (err) {
     setState(`cannot reach the hub: ${err.message}`, "error");

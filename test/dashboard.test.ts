@@ -224,6 +224,9 @@ describe("GET /v1/status and the dashboard's page over HTTP", () => {
     const client = body.clients.find((c) => c.nodeId === clientNode);
     expect(client).toMatchObject({ pushed: 5, pulled: 0, buckets: ["default"] });
     expect(["push", "pull"]).toContain(client!.lastAction);
+    // Counted at most every 2 s (in a worker thread): a second look at once gets the same read.
+    const again = (await (await status(ADMIN)).json()) as typeof body;
+    expect((again.hub as { statusAt: string }).statusAt).toBe((body.hub as { statusAt: string }).statusAt);
 
     const page = await fetch(`${hub.url}/dashboard`);
     expect(page.status).toBe(200);

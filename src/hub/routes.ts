@@ -14,11 +14,11 @@ import rateLimit from "@fastify/rate-limit";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Pins } from "../pins/pins.js";
 import { pinRoutes } from "../pins/routes.js";
-import { readStatus } from "../status.js";
 import { PROTOCOL_VERSION } from "../sync/protocol.js";
 import type { Auth } from "./auth.js";
 import { type Hub, HubError, type Scope } from "./hub.js";
 import { attachLive } from "./live.js";
+import { StatusReader } from "./status-reader.js";
 
 export interface HubRoutesOptions {
   hub: Hub;
@@ -100,6 +100,8 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
   route("/v1/pull", (b, s) => hub.pull(b, s));
   route("/v1/push", (b, s) => hub.push(b, s));
   const liveSubscribers = attachLive(app, hub, auth);
+  const statusReader = new StatusReader(hub.replica.store);
+  app.addHook("onClose", () => statusReader.close());
   app.get("/v1/status", async (request) => {
     if (request.scope!.buckets !== "*") {
       throw new HubError(
@@ -108,6 +110,7 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
         "the status shows every bucket, cursor, peer and queue: it needs a token for every bucket",
       );
     }
+    const read = await statusReader.get();
     return {
       ok: true,
       hub: {
@@ -118,9 +121,12 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
         startedAt: new Date(hub.startedAt).toISOString(),
         uptimeSeconds: (Date.now() - hub.startedAt) / 1000,
         liveSubscribers: liveSubscribers(),
+        // The rest is read at most every few seconds (see status-reader.ts): when, and how long it took.
+        statusAt: new Date(read.at).toISOString(),
+        statusMs: read.ms,
       },
       clients: hub.clients.list(),
-      ...readStatus(hub.replica.store),
+      ...read.status,
     };
   });
   if (options.pins) await app.register(pinRoutes, { pins: options.pins });

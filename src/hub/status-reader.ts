@@ -1,0 +1,97 @@
+/**
+ * StatusReader: the hub's status (readStatus, src/status.ts) for GET
+ * /v1/status and the dashboard, kept off the event loop and computed at most
+ * so often.
+ *
+ * Contract: `get()` resolves the latest status with when it was read and how
+ * long that took. It reads again only once the last read is older than
+ * max(minIntervalMs, costFactor (20) × its duration), one read at a time however many
+ * callers wait: counting a log of a million entries takes ~0.3 s (a relay's,
+ * ~1 s), and a dashboard left open must neither redo that every two seconds
+ * nor stall sync requests while it runs. So the read runs in a worker thread
+ * on its own read-only connection; where that module is not built (running
+ * from sources, as the unit tests do) it runs inline on the caller's store.
+ * A failed read rejects its callers and is retried by the next `get`.
+ */
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import { readStatus, type Status } from "../status.js";
+import type { Store } from "../store.js";
+
+export interface StatusRead {
+  status: Status;
+  /** Epoch ms the read started. */
+  at: number;
+  ms: number;
+}
+
+const WORKER = new URL("./status-worker.js", import.meta.url);
+
+export class StatusReader {
+  readonly mode: "worker" | "inline";
+  private worker: Worker | null = null;
+  private last: StatusRead | null = null;
+  private pending: Promise<StatusRead> | null = null;
+
+  private readonly minIntervalMs: number;
+  private readonly costFactor: number;
+
+  constructor(
+    private readonly store: Store,
+    options: { minIntervalMs?: number; costFactor?: number } = {},
+  ) {
+    this.minIntervalMs = options.minIntervalMs ?? 2000;
+    this.costFactor = options.costFactor ?? 20;
+    this.mode = existsSync(fileURLToPath(WORKER)) ? "worker" : "inline";
+  }
+
+  get(): Promise<StatusRead> {
+    const last = this.last;
+    if (last && Date.now() - last.at < Math.max(this.minIntervalMs, this.costFactor * last.ms))
+      return Promise.resolve(last);
+    this.pending ??= this.read().finally(() => {
+      this.pending = null;
+    });
+    return this.pending;
+  }
+
+  async close(): Promise<void> {
+    const w = this.worker;
+    this.worker = null;
+    await w?.terminate();
+  }
+
+  private async read(): Promise<StatusRead> {
+    const at = Date.now();
+    const status = this.mode === "worker" ? await this.ask() : readStatus(this.store);
+    this.last = { status, at, ms: Date.now() - at };
+    return this.last;
+  }
+
+  private ask(): Promise<Status> {
+    if (!this.worker) {
+      this.worker = new Worker(WORKER, { workerData: { path: this.store.path } });
+      // An idle worker must not keep the process alive; a dead one is made anew next time.
+      this.worker.unref();
+      this.worker.on("error", () => {
+        this.worker = null;
+      });
+    }
+    const w = this.worker;
+    return new Promise((resolve, reject) => {
+      const done = (reply: { status?: Status; error?: string }) => {
+        w.off("error", fail);
+        if (reply.status) resolve(reply.status);
+        else reject(new Error(`cannot read the status: ${reply.error}`));
+      };
+      const fail = (err: Error) => {
+        w.off("message", done);
+        reject(new Error(`the status thread failed: ${err.message}`));
+      };
+      w.once("message", done);
+      w.once("error", fail);
+      w.postMessage("read");
+    });
+  }
+}
