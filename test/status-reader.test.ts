@@ -12,7 +12,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { StatusReader } from "../src/hub/status-reader.js";
 import { Replica } from "../src/replica/replica.js";
 import { readStatus } from "../src/status.js";
-import { useTempDirs } from "./helpers.js";
+import { sleep, useTempDirs } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const tempDir = useTempDirs("tidewire-status-reader-");
@@ -72,5 +72,15 @@ describe("StatusReader", () => {
     const second = await reader.get();
     expect(second.status.log).toMatchObject({ rows: 4, tombstones: 1 });
     expect(second.status.nodeId).toBe(r.nodeId);
+
+    // Closed while a read is on its way: that read ends (answered or refused), it does not hang its
+    // caller, which would hold the hub's server open at shutdown.
+    const third = reader.get().then(
+      () => "answered",
+      (err: Error) => err.message,
+    );
+    await reader.close();
+    const outcome = await Promise.race([third, sleep(5_000).then(() => "hung")]);
+    expect(outcome).toMatch(/^answered$|the hub is closing/);
   });
 });

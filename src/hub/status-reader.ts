@@ -74,23 +74,35 @@ export class StatusReader {
       this.worker = new Worker(WORKER, { workerData: { path: this.store.path } });
       // An idle worker must not keep the process alive; a dead one is made anew next time.
       this.worker.unref();
-      this.worker.on("error", () => {
-        this.worker = null;
+      const made = this.worker;
+      made.on("error", () => {
+        if (this.worker === made) this.worker = null;
       });
     }
     const w = this.worker;
     return new Promise((resolve, reject) => {
-      const done = (reply: { status?: Status; error?: string }) => {
+      const settle = () => {
+        w.off("message", done);
         w.off("error", fail);
+        w.off("exit", exited);
+      };
+      const done = (reply: { status?: Status; error?: string }) => {
+        settle();
         if (reply.status) resolve(reply.status);
         else reject(new Error(`cannot read the status: ${reply.error}`));
       };
       const fail = (err: Error) => {
-        w.off("message", done);
+        settle();
         reject(new Error(`the status thread failed: ${err.message}`));
       };
-      w.once("message", done);
-      w.once("error", fail);
+      // Terminated by close() mid-read: the request is answered, not left to hold the server open.
+      const exited = () => {
+        settle();
+        reject(new Error("the status thread stopped: the hub is closing"));
+      };
+      w.on("message", done);
+      w.on("error", fail);
+      w.on("exit", exited);
       w.postMessage("read");
     });
   }
