@@ -78,6 +78,7 @@ export {
   type SyncDirection,
   SyncManager,
   type SyncManagerOptions,
+  type SyncPosition,
   type SyncState,
   type SyncStatus,
 } from "./sync/sync-manager.js";

@@ -237,8 +237,10 @@ describe("tidewire sync, end to end", { timeout: 180_000 }, () => {
     const command = [process.execPath, CLI, "sync", c, "--remote", hub.url, "--token", TOKEN].join(" ");
     const tty = execFileSync("script", ["-qec", command, "/dev/null"], { encoding: "utf8" });
     // Each redraw returns the carriage and clears the line.
-    expect(tty).toContain(`\r${String.fromCharCode(27)}[Ksyncing: 5,000 changes, `);
-    expect(tty).toMatch(/syncing: 5,000 changes, [\d,]+\/s done/);
+    // A bar from the saved cursor to the hub's head: partway, then full.
+    expect(tty).toContain(`\r${String.fromCharCode(27)}[Kpulling `);
+    expect(tty).toMatch(/pulling █*░+ \d{1,2}% [\d,]+ changes, [\d,]+\/s ETA \d+ s/);
+    expect(tty).toMatch(/pulling █{24} 100% 5,000 changes, [\d,]+\/s done/);
     expect(tty).toMatch(/pushed 0, pulled 5000 \(5000 applied\)/);
     const piped = await tidewire(["sync", c, "--remote", hub.url, "--token", TOKEN]);
     expect(piped.code).toBe(0);

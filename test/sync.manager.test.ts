@@ -11,7 +11,7 @@ import { CursorStore } from "../src/cursor-store.js";
 import { type Hub, HubError } from "../src/hub/hub.js";
 import type { Replica } from "../src/replica/replica.js";
 import { ProtocolError } from "../src/sync/protocol.js";
-import { SyncManager } from "../src/sync/sync-manager.js";
+import { SyncManager, type SyncPosition } from "../src/sync/sync-manager.js";
 import type { Transport } from "../src/sync/transport.js";
 import { MemoryTransport } from "../src/sync/transport-memory.js";
 import { useTempDirs, waitFor } from "./helpers.js";
@@ -132,12 +132,51 @@ describe("SyncManager over MemoryTransport", () => {
     );
     const second = manager(a, h, { direction: "pull" });
     const again: number[] = [];
-    const done = await second.m.initialSync({ onProgress: (_n, total) => again.push(total) });
+    const positions: SyncPosition[] = [];
+    const done = await second.m.initialSync({
+      onProgress: (_n, total, _more, position) => {
+        again.push(total);
+        positions.push(position);
+      },
+    });
     expect(done.pulled).toBe(600);
     expect(again).toEqual([100, 200, 300, 400, 500, 600]);
     expect(second.board.calls.pull).toBe(6);
+    // Where the leg stood: from the saved cursor to the hub's head, which the last page reaches.
+    const head = h.replica.head();
+    expect(positions.every((p) => p.direction === "pull" && p.start === "400" && p.head === head)).toBe(true);
+    const cursors = positions.map((p) => Number(p.cursor));
+    expect(cursors).toEqual([...cursors].sort((x, y) => x - y));
+    expect(positions.at(-1)!.cursor).toBe(head);
     expect(rows(a)).toHaveLength(1000);
     expect(path).toContain("a.db");
+  });
+
+  it("tells the hub's head only to a client that asks, and a hub that does not tell leaves the position without one", async () => {
+    const dir = tempDir();
+    const h = hub(dir);
+    h.replica.store.db.prepare("INSERT INTO items VALUES (1, 'one', 1)").run();
+    const scope = { id: "t", buckets: "*" as const, write: true };
+    const ask = (capabilities: string[]) =>
+      h.handshake({ nodeId: "x", protocolVersion: 1, buckets: ["default"], capabilities }, scope);
+    expect(ask(["head"])).toMatchObject({ capabilities: ["head"], head: h.replica.head() });
+    // An older client's answer schema has no head: it gets none.
+    expect(ask(["live"])).not.toHaveProperty("head");
+
+    const a = openItems(dir, "a");
+    cleanup.push(() => a.close());
+    const { m, transport } = manager(a, h, { direction: "pull" });
+    // As an older hub would answer: no capability "head", no head.
+    const handshake = transport.handshake.bind(transport);
+    transport.handshake = async (req) => {
+      const { head: _, ...answer } = await handshake(req);
+      return { ...answer, capabilities: answer.capabilities.filter((c) => c !== "head") };
+    };
+    const positions: SyncPosition[] = [];
+    await m.initialSync({ onProgress: (_n, _t, _more, p) => positions.push(p) });
+    expect(positions.length).toBeGreaterThan(0);
+    for (const p of positions) expect(p.head).toBeUndefined();
+    expect(rows(a)).toHaveLength(1);
   });
 
   it("refuses a hub of another protocol version, on both sides", async () => {

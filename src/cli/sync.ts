@@ -8,12 +8,17 @@
  * bucket not allowed, another protocol version). `--watch` keeps syncing on
  * an interval, at once when the hub announces changes, backing off while it
  * is down, until SIGINT or SIGTERM, then stops cleanly and exits 0. A
- * progress line is drawn on stderr only when stderr is a terminal. With
+ * progress bar is drawn on stderr only when stderr is a terminal. With
  * --json, stdout carries one summary document and nothing else.
  */
 import { type Command, Option } from "commander";
 import { Replica } from "../replica/replica.js";
-import { type CycleResult, type SyncDirection, SyncManager } from "../sync/sync-manager.js";
+import {
+  type CycleResult,
+  type SyncDirection,
+  SyncManager,
+  type SyncPosition,
+} from "../sync/sync-manager.js";
 import { HttpTransport } from "../sync/transport-http.js";
 import { duration, existingDatabase, nonEmpty, printJson, printText } from "./io.js";
 
@@ -132,21 +137,56 @@ function describe(r: CycleResult): string {
   return `pushed ${r.pushed}, pulled ${r.pulled} (${r.applied} applied) in ${Math.round(r.durationMs)} ms`;
 }
 
-/** One self-rewriting line on stderr: the hub does not say how much is left, so it counts and rates. */
+const BAR_WIDTH = 24;
+
+/**
+ * A self-rewriting progress bar on stderr, one line per leg (push, then
+ * pull): how far the leg's cursor has come from where it started to the head
+ * of the log it reads, the changes moved, their rate and the time left. When
+ * the head is not known (a hub without capability "head") it counts and rates
+ * with a spinner instead. Cursors are sequence numbers with gaps where the log
+ * was compacted, so the bar runs by position, not by count, and may jump.
+ */
 function progressLine() {
-  const started = performance.now();
+  let leg: { direction: string; started: number; moved: number } | null = null;
   let drawn = false;
   return {
-    update: (_batch: number, total: number, hasMore: boolean) => {
-      const rate = total / Math.max(0.001, (performance.now() - started) / 1000);
-      const spin = hasMore ? "|/-\\"[Math.floor(performance.now() / 120) % 4] : "done";
-      process.stderr.write(
-        `\r\x1b[Ksyncing: ${total.toLocaleString("en")} changes, ${Math.round(rate).toLocaleString("en")}/s ${spin}`,
-      );
+    update: (batch: number, _total: number, hasMore: boolean, position: SyncPosition) => {
+      const now = performance.now();
+      if (leg?.direction !== position.direction) {
+        if (drawn) process.stderr.write("\n");
+        leg = { direction: position.direction, started: now, moved: 0 };
+      }
+      leg.moved += batch;
+      const seconds = Math.max(0.001, (now - leg.started) / 1000);
+      const rate = `${Math.round(leg.moved / seconds).toLocaleString("en")}/s`;
+      const moved = `${leg.moved.toLocaleString("en")} changes`;
+      const label = position.direction === "push" ? "pushing" : "pulling";
+      const done = fraction(position, hasMore);
+      let line: string;
+      if (done === null) {
+        const spin = hasMore ? "|/-\\"[Math.floor(now / 120) % 4] : "done";
+        line = `${label}: ${moved}, ${rate} ${spin}`;
+      } else {
+        const filled = Math.round(done * BAR_WIDTH);
+        const bar = `${"█".repeat(filled)}${"░".repeat(BAR_WIDTH - filled)}`;
+        const eta = !hasMore ? "done" : done > 0 ? `ETA ${Math.ceil((seconds * (1 - done)) / done)} s` : "";
+        line = `${label} ${bar} ${Math.floor(done * 100)}% ${moved}, ${rate} ${eta}`.trimEnd();
+      }
+      process.stderr.write(`\r\x1b[K${line}`);
       drawn = true;
     },
     done: () => {
       if (drawn) process.stderr.write("\n");
     },
   };
+}
+
+/** How far a leg has come, 0 to 1, or null when its head is not known. */
+function fraction(p: SyncPosition, hasMore: boolean): number | null {
+  if (!hasMore) return 1;
+  if (p.head === undefined) return null;
+  const span = Number(BigInt(p.head) - BigInt(p.start));
+  if (span <= 0) return null;
+  return Math.min(1, Math.max(0, Number(BigInt(p.cursor) - BigInt(p.start)) / span));
 }

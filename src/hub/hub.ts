@@ -111,6 +111,8 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     }
     this.checkBuckets(req.buckets, scope, false);
     this.clients.record(req.nodeId, "handshake", req.buckets);
+    // Only to a client that asked: an older one's answer schema has no such field.
+    if (answer.capabilities.includes("head")) return { accepted: true, ...answer, head: this.replica.head() };
     return { accepted: true, ...answer };
   }
 

@@ -184,6 +184,12 @@ export class Replica {
     return formatHlc(this.clock.read().hlc);
   }
 
+  /** The log's last sequence number, staged writes ingested: the cursor a reader of everything ends at. */
+  head(): string {
+    this.ingester.ingest();
+    return String(this.clock.read().seq);
+  }
+
   stats(): ReplicaStats {
     this.ingester.ingest();
     return { ...this.log.stats(), staged: this.ingester.staged() };

@@ -18,7 +18,13 @@ import type { WireValue } from "../replica/values.js";
 export const PROTOCOL_VERSION = 1;
 
 /** What this implementation can do beyond the three calls; the hub answers with the subset it shares. */
-export const CAPABILITIES = ["live"] as const;
+/**
+ * What a client may ask for in its handshake: "live" notices (GET /v1/live);
+ * "head", the hub's last sequence number in the handshake's answer, which
+ * lets an initial sync show how far it has to go. A hub answers only those it
+ * has, so either side may be older.
+ */
+export const CAPABILITIES = ["live", "head"] as const;
 
 export interface BatchLimits {
   /** Changes per pull or push (default 1000). */
@@ -140,6 +146,8 @@ export const handshakeResponse = z.strictObject({
   protocolVersion: z.number().int(),
   capabilities: z.array(z.string()).default([]),
   limits: z.strictObject({ maxRows: z.number().int().positive(), maxBytes: z.number().int().positive() }),
+  /** With capability "head": the hub's last sequence number, in the cursors' terms. */
+  head: cursor.optional(),
 });
 
 export const pullRequest = z.strictObject({

@@ -76,15 +76,29 @@ export interface CycleResult {
   durationMs: number;
 }
 
+/** Where a leg of an initial sync stands after a batch; cursors are sequence numbers. */
+export interface SyncPosition {
+  direction: "push" | "pull";
+  /** The leg's cursor when it started, and after this batch. */
+  start: string;
+  cursor: string;
+  /**
+   * The last sequence number of the log the leg reads when it started: this
+   * replica's for push, the hub's for pull (when the hub says; see
+   * capability "head"). The leg ends at or before it, unless writes go on.
+   */
+  head?: string;
+}
+
 export interface InitialSyncOptions {
-  /** After every batch: its size, the changes moved so far, and whether more are waiting. */
-  onProgress?: (batchSize: number, total: number, hasMore: boolean) => void;
+  /** After every batch: its size, the changes moved so far, whether more are waiting, and where the leg stands. */
+  onProgress?: (batchSize: number, total: number, hasMore: boolean, position: SyncPosition) => void;
 }
 
 type Events = {
   synced: [CycleResult];
   failed: [error: Error, retryInMs: number | undefined];
-  progress: [batchSize: number, total: number, hasMore: boolean];
+  progress: [batchSize: number, total: number, hasMore: boolean, position: SyncPosition];
   status: [SyncStatus];
 };
 
@@ -98,6 +112,8 @@ export class SyncManager extends EventEmitter<Events> {
   private batchSize: number;
   private readonly cursors: CursorStore;
   private hubNodeId: string | null = null;
+  /** The hub's last sequence number at the last handshake, if it said. */
+  private hubHead: string | undefined;
   private live = false;
   private unsubscribe: (() => void) | null = null;
   private running: Promise<CycleResult> | null = null;
@@ -175,12 +191,14 @@ export class SyncManager extends EventEmitter<Events> {
     if (onProgress !== undefined && typeof onProgress !== "function")
       throw new InvalidArgumentError("onProgress", "must be a function");
     let total = 0;
-    const progress = (n: number, hasMore: boolean) => {
+    const progress = (n: number, hasMore: boolean, position: SyncPosition) => {
       total += n;
-      onProgress?.(n, total, hasMore);
-      this.emit("progress", n, total, hasMore);
+      onProgress?.(n, total, hasMore, position);
+      this.emit("progress", n, total, hasMore, position);
     };
     while (this.running) await this.running.catch(() => {});
+    // A fresh handshake, so the hub's head is today's.
+    this.hubNodeId = null;
     this.running = this.cycle(progress).finally(() => {
       this.running = null;
     });
@@ -245,7 +263,9 @@ export class SyncManager extends EventEmitter<Events> {
     return Math.max(0, Math.round(base * (1 + jitter * (2 * Math.random() - 1))));
   }
 
-  private async cycle(progress?: (n: number, hasMore: boolean) => void): Promise<CycleResult> {
+  private async cycle(
+    progress?: (n: number, hasMore: boolean, position: SyncPosition) => void,
+  ): Promise<CycleResult> {
     const started = performance.now();
     this.setStatus({ ...this.current, state: "syncing" });
     const peer = this.transport.peer;
@@ -267,10 +287,26 @@ export class SyncManager extends EventEmitter<Events> {
         batchSize: this.batchSize,
         limits: this.limits,
         result,
-        progress,
       };
-      if (this.direction !== "pull") await pushAll({ ...leg, key: this.key(hub, "push") });
-      if (this.direction !== "push") await pullAll({ ...leg, key: this.key(hub, "pull") });
+      // Each leg reports where it stands against the head of the log it reads.
+      const report = (
+        direction: SyncPosition["direction"],
+        key: CursorKey,
+        head: () => string | undefined,
+      ) => {
+        if (!progress) return undefined;
+        const start = this.cursors.getOrStart(key);
+        const position = { direction, start, head: head() };
+        return (n: number, hasMore: boolean, cursor: string) => progress(n, hasMore, { ...position, cursor });
+      };
+      if (this.direction !== "pull") {
+        const key = this.key(hub, "push");
+        await pushAll({ ...leg, key, progress: report("push", key, () => this.replica.head()) });
+      }
+      if (this.direction !== "push") {
+        const key = this.key(hub, "pull");
+        await pullAll({ ...leg, key, progress: report("pull", key, () => this.hubHead) });
+      }
       result.durationMs = performance.now() - started;
       this.failures = 0;
       const now = Date.now();
@@ -323,6 +359,7 @@ export class SyncManager extends EventEmitter<Events> {
     this.batchSize = Math.min(this.batchSize, answer.limits.maxRows);
     this.limits = answer.limits;
     this.live = answer.capabilities.includes("live");
+    this.hubHead = answer.head;
     this.hubNodeId = answer.hubNodeId;
     return answer.hubNodeId;
   }

@@ -30,7 +30,8 @@ export interface Leg {
   limits: BatchLimits;
   /** Counts pushed, pulled and applied changes. */
   result: CycleResult;
-  progress?: (n: number, hasMore: boolean) => void;
+  /** After each batch: its size, whether more wait, and the leg's cursor after it. */
+  progress?: (n: number, hasMore: boolean, cursor: string) => void;
 }
 
 /** Push batches in flight at once: one on the hub, one waiting in its socket. */
@@ -83,7 +84,7 @@ export async function pushAll(leg: Leg): Promise<void> {
     }
     saveCursor(leg, key, head.batch.cursor);
     result.pushed += head.batch.changes.length;
-    progress?.(head.batch.changes.length, head.batch.hasMore);
+    progress?.(head.batch.changes.length, head.batch.hasMore, head.batch.cursor);
   }
   if (readFailure) throw readFailure;
   // Only filtered-out entries were left: the cursor still moves past them.
@@ -133,7 +134,7 @@ export async function pullAll(leg: Leg): Promise<void> {
     if (page.changes.length) result.applied += leg.replica.apply(page.changes, { from: leg.hub }).applied;
     saveCursor(leg, key, page.cursor);
     result.pulled += page.changes.length;
-    if (page.changes.length || !page.hasMore) progress?.(page.changes.length, page.hasMore);
+    if (page.changes.length || !page.hasMore) progress?.(page.changes.length, page.hasMore, page.cursor);
   }
 }
 
