@@ -150,13 +150,16 @@ const BAR_WIDTH = 24;
 function progressLine() {
   let leg: { direction: string; started: number; moved: number } | null = null;
   let drawn = false;
+  // Legs run back to back from the start: each began when the one before last reported.
+  let last = performance.now();
   return {
     update: (batch: number, _total: number, hasMore: boolean, position: SyncPosition) => {
       const now = performance.now();
       if (leg?.direction !== position.direction) {
         if (drawn) process.stderr.write("\n");
-        leg = { direction: position.direction, started: now, moved: 0 };
+        leg = { direction: position.direction, started: last, moved: 0 };
       }
+      last = now;
       leg.moved += batch;
       const seconds = Math.max(0.001, (now - leg.started) / 1000);
       const rate = `${Math.round(leg.moved / seconds).toLocaleString("en")}/s`;
@@ -170,7 +173,12 @@ function progressLine() {
       } else {
         const filled = Math.round(done * BAR_WIDTH);
         const bar = `${"█".repeat(filled)}${"░".repeat(BAR_WIDTH - filled)}`;
-        const eta = !hasMore ? "done" : done > 0 ? `ETA ${Math.ceil((seconds * (1 - done)) / done)} s` : "";
+        // An estimate from the first percent or half second would only be noise.
+        const eta = !hasMore
+          ? "done"
+          : done >= 0.01 && seconds >= 0.5
+            ? `ETA ${Math.ceil((seconds * (1 - done)) / done)} s`
+            : "";
         line = `${label} ${bar} ${Math.floor(done * 100)}% ${moved}, ${rate} ${eta}`.trimEnd();
       }
       process.stderr.write(`\r\x1b[K${line}`);
