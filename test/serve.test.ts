@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startDaemon } from "../src/daemon/daemon.js";
 import { buildServer } from "../src/daemon/server.js";
 import { createLogger } from "../src/log.js";
 import { Queue } from "../src/queue/queue.js";
@@ -263,6 +264,33 @@ describe("tidewire serve", () => {
     const bad = spawnNode([CLI, "serve", "--port", "http"], dir);
     expect(await within(bad.exited, 10_000, "exiting")).toEqual({ code: 2, signal: null });
     expect(bad.stderr).toMatch(/^tidewire: option '--port <port>' argument 'http' is invalid/);
+    const slow = spawnNode([CLI, "serve", "--request-timeout", "soon"], dir);
+    expect(await within(slow.exited, 10_000, "exiting")).toEqual({ code: 2, signal: null });
+    expect(slow.stderr).toMatch(/--request-timeout <duration>' argument 'soon' is invalid/);
+  });
+});
+
+describe("the request timeout", () => {
+  it("is 30 s unless given, 0 turns it off, and a negative one is refused before anything opens", async () => {
+    const store = openStore(join(dir, "timeouts.db"));
+    try {
+      const make = (requestTimeoutMs?: number) =>
+        buildServer({
+          store,
+          queue: new Queue(store),
+          logger: createLogger({ level: "silent" }),
+          requestTimeoutMs,
+        });
+      expect(make().server.requestTimeout).toBe(30_000);
+      expect(make(300_000).server.requestTimeout).toBe(300_000);
+      expect(make(0).server.requestTimeout).toBe(0);
+    } finally {
+      store.close();
+    }
+    await expect(startDaemon({ dbPath: join(dir, "never.db"), requestTimeoutMs: -1 })).rejects.toThrow(
+      /requestTimeoutMs/,
+    );
+    expect(existsSync(join(dir, "never.db"))).toBe(false);
   });
 });
 

@@ -20,6 +20,7 @@ interface ServeFlags {
   rateLimit: number;
   syncInterval: number;
   pingInterval: number;
+  requestTimeout: number;
   tlsCert?: string;
   tlsKey?: string;
   redis?: string;
@@ -68,6 +69,14 @@ export function registerServe(program: Command): void {
         .argParser(positiveDuration)
         .default(15_000, "15s"),
     )
+    .addOption(
+      new Option(
+        "--request-timeout <duration>",
+        "how long one request may take to arrive whole (0: no limit; raise it for large pin uploads)",
+      )
+        .argParser(duration)
+        .default(30_000, "30s"),
+    )
     .addOption(new Option("--tls-cert <file>", "serve HTTPS with this PEM certificate chain"))
     .addOption(new Option("--tls-key <file>", "the PEM private key of --tls-cert"))
     .addOption(
@@ -105,6 +114,7 @@ export function registerServe(program: Command): void {
         tokensFile: flags.tokensFile,
         insecure: flags.insecure,
         rateLimitPerSecond: flags.rateLimit,
+        requestTimeoutMs: flags.requestTimeout,
         syncIntervalMs: flags.syncInterval,
         pingIntervalMs: flags.pingInterval,
         tls,

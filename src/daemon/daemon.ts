@@ -75,6 +75,12 @@ export interface DaemonOptions extends PeerJobOptions {
   limits?: Partial<BatchLimits>;
   /** Sync requests per token per second (default 200). */
   rateLimitPerSecond?: number;
+  /**
+   * How long one request may take to arrive whole, ms (default 30,000; 0: no
+   * limit). A pin PUT over a slow link needs more; a client that trickles
+   * bytes holds a connection this long at most.
+   */
+  requestTimeoutMs?: number;
   /** Pins beside the database: where DownloadPins jobs fetch from (default none), size limit, GC grace. */
   pins?: { sources?: () => readonly PinSource[]; maxBytes?: number; graceMs?: number };
   /**
@@ -106,6 +112,7 @@ export interface Daemon {
 export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> {
   const host = options.host ?? DEFAULT_HOST;
   const port = checkInteger("port", options.port ?? DEFAULT_PORT, 0);
+  const requestTimeoutMs = checkInteger("requestTimeoutMs", options.requestTimeoutMs ?? 30_000, 0);
   if (port > 65_535) throw new InvalidArgumentError("port", `must be at most 65535, got ${port}`);
   for (const type of Object.keys(options.handlers ?? {})) {
     if (type in MAINTENANCE_JOBS || PEER_JOB_TYPES.includes(type)) {
@@ -178,7 +185,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     // So do writes that applications make to the hub's own tables.
     unwatch = hub.watchLocalWrites();
     await mesh?.start();
-    const http = buildServer({ store, queue, logger, startedAt, hub: hubRoutes, tls });
+    const http = buildServer({ store, queue, logger, startedAt, hub: hubRoutes, tls, requestTimeoutMs });
     app = http;
     let url: string;
     try {

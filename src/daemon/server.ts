@@ -30,6 +30,8 @@ export interface ServerOptions {
   hub?: HubRoutesOptions;
   /** Serve HTTPS with this certificate chain and private key (PEM); plain HTTP without. */
   tls?: { cert: Buffer; key: Buffer };
+  /** How long one request may take to arrive whole, ms (default 30,000; 0: no limit). */
+  requestTimeoutMs?: number;
 }
 
 /** An id a caller sent is reused only if it cannot garble a log line. */
@@ -61,7 +63,7 @@ export function buildServer(options: ServerOptions) {
     logController: new OneLinePerRequest(),
     requestIdHeader: false,
     // A client that stalls mid-request must not hold a connection for ever.
-    requestTimeout: 30_000,
+    requestTimeout: options.requestTimeoutMs ?? 30_000,
     genReqId: (req) => {
       const sent = req.headers["x-request-id"];
       return typeof sent === "string" && CALLER_REQUEST_ID.test(sent) ? sent : randomUUID();
