@@ -2,7 +2,7 @@
 // Every value goes into the page as text (textContent), never as markup: table,
 // bucket and node names come from other people's databases. The token lives in
 // sessionStorage for this tab only; a #token= fragment is taken and then
-// removed from the address bar.
+// removed from the address bar. A hidden tab stops polling until it is shown.
 
 const REFRESH_MS = 2000;
 const KEY = "tidewire.token";
@@ -141,9 +141,25 @@ function render(s) {
 }
 
 let timer = null;
+let busy = false;
 
 async function refresh() {
+  // One poll at a time: a tab shown again while one is on its way waits for it.
+  if (busy) return;
+  busy = true;
   clearTimeout(timer);
+  let again = true;
+  try {
+    again = await poll();
+  } finally {
+    busy = false;
+  }
+  // A hidden tab asks nothing of the hub; it refreshes when shown again.
+  if (again && !document.hidden) timer = setTimeout(refresh, REFRESH_MS);
+}
+
+/** One look at GET /v1/status; false when the token was refused (the form starts the next try). */
+async function poll() {
   const token = sessionStorage.getItem(KEY);
   const headers = token ? { authorization: `Bearer ${token}` } : {};
   try {
@@ -155,7 +171,7 @@ async function refresh() {
       $("login").hidden = false;
       const refused = res.status === 403 ? body?.error?.message : "the hub refused this token";
       setState(token ? refused : "a token is needed", "error");
-      return; // No retry loop with a refused token: the form starts the next try.
+      return false;
     }
     if (!res.ok) {
       setState(body?.error?.message ?? `the hub answered ${res.status}`, "error");
@@ -171,7 +187,7 @@ async function refresh() {
   } catch (err) {
     setState(`cannot reach the hub: ${err.message}`, "error");
   }
-  timer = setTimeout(refresh, REFRESH_MS);
+  return true;
 }
 
 $("login").addEventListener("submit", (event) => {
@@ -181,6 +197,10 @@ $("login").addEventListener("submit", (event) => {
   sessionStorage.setItem(KEY, token);
   $("token").value = "";
   refresh();
+});
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && !$("main").hidden) refresh();
 });
 
 takeTokenFromFragment();

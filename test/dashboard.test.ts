@@ -15,7 +15,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Clients } from "../src/hub/clients.js";
 import { Replica } from "../src/replica/replica.js";
-import { listeningUrl, type Run, runNode, serviceReachable, sql, useTempDirs } from "./helpers.js";
+import { listeningUrl, type Run, runNode, serviceReachable, sleep, sql, useTempDirs } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist/cli/main.js");
@@ -152,6 +152,24 @@ describe.skipIf(!hasChromium)("the dashboard, in Chromium", () => {
     await expect.poll(() => page.textContent("#log-detail"), { timeout: 15_000 }).toMatch(/^10 rows/);
     expect(await clientRow()).toMatch(/ \| 10 \| 0 \| default$/);
     expect(await page.textContent("#state")).toMatch(/^updated /);
+
+    // Hidden, the tab asks nothing of the hub (a poll already on its way may still land); shown
+    // again, it looks at once.
+    let asked = 0;
+    page.on("request", (r) => {
+      if (r.url().endsWith("/v1/status")) asked++;
+    });
+    const visibility = (hidden: boolean) =>
+      page.evaluate(`Object.defineProperty(document, "hidden", { configurable: true, get: () => ${hidden} });
+        document.dispatchEvent(new Event("visibilitychange"));`);
+    await visibility(true);
+    await sleep(3_000);
+    asked = 0;
+    await sleep(5_000);
+    expect(asked).toBe(0);
+    await visibility(false);
+    await expect.poll(() => asked, { timeout: 5_000 }).toBeGreaterThan(0);
+
     await page.screenshot({
       path: process.env.TW_DASHBOARD_SHOT ?? join(dir, "dashboard.png"),
       fullPage: true,
