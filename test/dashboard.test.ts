@@ -149,7 +149,7 @@ describe.skipIf(!hasChromium)("the dashboard, in Chromium", () => {
 
     // The page refreshes itself: a second sync shows without a reload.
     await writeAndSync(client, hub.url, 4, 10);
-    await expect.poll(() => page.textContent("#log-detail"), { timeout: 15_000 }).toMatch(/^10 rows/);
+    await expect.poll(() => page.textContent("#log-detail"), { timeout: 30_000 }).toMatch(/^10 rows/);
     expect(await clientRow()).toMatch(/ \| 10 \| 0 \| default$/);
     expect(await page.textContent("#state")).toMatch(/^updated /);
 

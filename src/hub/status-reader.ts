@@ -4,8 +4,9 @@
  * so often.
  *
  * Contract: `get()` resolves the latest status with when it was read and how
- * long that took. It reads again only once the last read is older than
- * max(minIntervalMs, costFactor (20) × its duration), one read at a time however many
+ * long that took (the read alone, not the thread's start). It reads again
+ * only once the last read is older than max(minIntervalMs, costFactor (20) ×
+ * its duration), at most a minute, one read at a time however many
  * callers wait: counting a log of a million entries takes ~0.3 s (a relay's,
  * ~1 s), and a dashboard left open must neither redo that every two seconds
  * nor stall sync requests while it runs. So the read runs in a worker thread
@@ -27,6 +28,8 @@ export interface StatusRead {
 }
 
 const WORKER = new URL("./status-worker.js", import.meta.url);
+/** However long a read took, counts are never older than this. */
+const MAX_INTERVAL_MS = 60_000;
 
 export class StatusReader {
   readonly mode: "worker" | "inline";
@@ -48,12 +51,16 @@ export class StatusReader {
 
   get(): Promise<StatusRead> {
     const last = this.last;
-    if (last && Date.now() - last.at < Math.max(this.minIntervalMs, this.costFactor * last.ms))
-      return Promise.resolve(last);
+    if (last && Date.now() - last.at < this.intervalAfter(last)) return Promise.resolve(last);
     this.pending ??= this.read().finally(() => {
       this.pending = null;
     });
     return this.pending;
+  }
+
+  /** How long a read stands: what it cost, times costFactor, within [minIntervalMs, MAX_INTERVAL_MS]. */
+  private intervalAfter(read: StatusRead): number {
+    return Math.max(this.minIntervalMs, Math.min(MAX_INTERVAL_MS, this.costFactor * read.ms));
   }
 
   async close(): Promise<void> {
@@ -64,12 +71,17 @@ export class StatusReader {
 
   private async read(): Promise<StatusRead> {
     const at = Date.now();
-    const status = this.mode === "worker" ? await this.ask() : readStatus(this.store);
-    this.last = { status, at, ms: Date.now() - at };
+    if (this.mode === "worker") {
+      const { status, ms } = await this.ask();
+      this.last = { status, at, ms: Math.round(ms) };
+    } else {
+      const status = readStatus(this.store);
+      this.last = { status, at, ms: Date.now() - at };
+    }
     return this.last;
   }
 
-  private ask(): Promise<Status> {
+  private ask(): Promise<{ status: Status; ms: number }> {
     if (!this.worker) {
       this.worker = new Worker(WORKER, { workerData: { path: this.store.path } });
       // An idle worker must not keep the process alive; a dead one is made anew next time.
@@ -86,9 +98,9 @@ export class StatusReader {
         w.off("error", fail);
         w.off("exit", exited);
       };
-      const done = (reply: { status?: Status; error?: string }) => {
+      const done = (reply: { status?: Status; ms?: number; error?: string }) => {
         settle();
-        if (reply.status) resolve(reply.status);
+        if (reply.status) resolve({ status: reply.status, ms: reply.ms ?? 0 });
         else reject(new Error(`cannot read the status: ${reply.error}`));
       };
       const fail = (err: Error) => {
