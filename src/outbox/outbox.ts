@@ -23,7 +23,7 @@ import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { backoffDelay, resolveBackoff, validateBackoff } from "../queue/backoff.js";
 import type { BackoffOptions } from "../queue/types.js";
-import { checkDuration, checkId, checkInteger, checkName } from "../queue/validate.js";
+import { checkDuration, checkId, checkInteger, checkName, checkOneOf } from "../queue/validate.js";
 import type { Store } from "../store.js";
 import {
   type CurrentRow,
@@ -37,7 +37,7 @@ import {
   toMessage,
   toMeta,
 } from "./rows.js";
-import { checkFrom, checkOneOf, checkState, FINAL_STATES, IllegalTransitionError } from "./states.js";
+import { checkFrom, checkState, FINAL_STATES, IllegalTransitionError } from "./states.js";
 import {
   type MessageBody,
   OUTBOX_STATES,

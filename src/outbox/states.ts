@@ -3,6 +3,7 @@
  * other, and the error a refused move throws (nothing is written then).
  */
 import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { checkOneOf } from "../queue/validate.js";
 import { OUTBOX_STATES, OUTBOX_TRANSITIONS, type OutboxState } from "./types.js";
 
 export const FINAL_STATES: readonly OutboxState[] = ["delivered", "bounced"];
@@ -18,16 +19,6 @@ export class IllegalTransitionError extends TidewireError {
     super(`message ${id} is ${from} and cannot move to ${to}: ${reason}`, "ERR_ILLEGAL_TRANSITION");
     this.name = "IllegalTransitionError";
   }
-}
-
-export function checkOneOf<T extends string>(argument: string, value: unknown, allowed: readonly T[]): T {
-  if (!allowed.includes(value as T)) {
-    throw new InvalidArgumentError(
-      argument,
-      `must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`,
-    );
-  }
-  return value as T;
 }
 
 export function checkState(argument: string, value: unknown): OutboxState {

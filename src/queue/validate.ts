@@ -206,16 +206,20 @@ export function normalizeList(options: ListOptions | undefined) {
     type: o.type === undefined ? null : checkName("type", o.type),
     limit: o.limit === undefined ? 100 : checkInteger("limit", o.limit, 1),
     offset: o.offset === undefined ? 0 : checkInteger("offset", o.offset, 0),
-    sortBy: checkSort(o.sortBy ?? "created"),
+    sortBy: checkOneOf("sortBy", o.sortBy ?? "created", SORTS),
     order: checkOrder(o.order ?? "asc"),
   };
 }
 
-function checkSort(v: unknown): SortBy {
-  if (!SORTS.includes(v as SortBy)) {
-    throw new InvalidArgumentError("sortBy", `must be one of ${SORTS.join(", ")}, got ${JSON.stringify(v)}`);
+/** `value` if it is one of `allowed`; the error lists them. */
+export function checkOneOf<T extends string>(argument: string, value: unknown, allowed: readonly T[]): T {
+  if (!allowed.includes(value as T)) {
+    throw new InvalidArgumentError(
+      argument,
+      `must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`,
+    );
   }
-  return v as SortBy;
+  return value as T;
 }
 
 function checkOrder(v: unknown): "asc" | "desc" {
