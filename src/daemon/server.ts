@@ -97,7 +97,7 @@ export function buildServer(options: ServerOptions) {
   });
 
   if (options.hub) {
-    app.register(hubRoutes, options.hub);
+    app.register(hubRoutes, { ...options.hub, startedAt });
     app.register(dashboardRoutes);
   }
 

@@ -78,7 +78,6 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
   readonly relay: boolean;
   /** The replicas heard from since this hub started (GET /v1/status). */
   readonly clients = new Clients();
-  readonly startedAt = Date.now();
   private readonly declared: "*" | ReadonlySet<string>;
   private readonly tablesSql;
 

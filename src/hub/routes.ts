@@ -27,6 +27,8 @@ export interface HubRoutesOptions {
   rateLimitPerSecond?: number;
   /** Serve GET/PUT /v1/pins/:hash from these pins (src/pins/routes.ts). */
   pins?: Pins;
+  /** Epoch ms the server started (buildServer's, which /healthz reports too). */
+  startedAt?: number;
 }
 
 /** The JSON envelope of a protocol message, beyond its changes. */
@@ -40,6 +42,7 @@ declare module "fastify" {
 
 export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions): Promise<void> {
   const { hub, auth } = options;
+  const startedAt = options.startedAt ?? Date.now();
   const perSecond = options.rateLimitPerSecond ?? 200;
   if (perSecond > 0)
     await app.register(rateLimit, {
@@ -118,8 +121,8 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
         relay: hub.relay,
         protocolVersion: PROTOCOL_VERSION,
         limits: hub.limits,
-        startedAt: new Date(hub.startedAt).toISOString(),
-        uptimeSeconds: (Date.now() - hub.startedAt) / 1000,
+        startedAt: new Date(startedAt).toISOString(),
+        uptimeSeconds: (Date.now() - startedAt) / 1000,
         liveSubscribers: liveSubscribers(),
         // The rest is read at most every few seconds (see status-reader.ts): when, and how long it took.
         statusAt: new Date(read.at).toISOString(),
