@@ -227,6 +227,40 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE tw_pending (id INTEGER PRIMARY KEY, tbl, pk, kind, mask, jd);
     `,
   },
+  {
+    version: 9,
+    name: "replica-conflicts",
+    sql: `
+      -- What a resolution rule overrode, and changes that could not be applied
+      -- here (yet): src/replica/conflicts.ts. kind: unique, insert, orphan (a
+      -- write a rule removed or overrode; lost and kept hold both versions as
+      -- JSON), held (waits for a parent row), failed (refused by the schema).
+      -- A quarantined change (held, failed) keeps its wire form in change and
+      -- the peer it came from in src; it is retried, and deleted once applied.
+      -- One record per lost write: the same lost write resolved again (a batch
+      -- delivered twice) is not recorded twice.
+      CREATE TABLE tw_conflicts (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        tbl TEXT NOT NULL,
+        pk TEXT NOT NULL,
+        hlc TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        lost TEXT,
+        kept TEXT,
+        change TEXT,
+        src TEXT,
+        waits TEXT,
+        schema_version INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        restored_at INTEGER,
+        UNIQUE (kind, tbl, pk, hlc, origin)
+      );
+      CREATE INDEX tw_conflicts_quarantine ON tw_conflicts (kind) WHERE kind IN ('held', 'failed');
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

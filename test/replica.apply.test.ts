@@ -102,7 +102,7 @@ describe("a batch of packed integer keys", () => {
     run(b, "UPDATE items SET qty = -3 WHERE id = 3");
     const odd = a.changesSince(seen).changes;
     expect(odd).toHaveLength(20);
-    expect(b.apply(odd)).toEqual({ received: 20, applied: 19 });
+    expect(b.apply(odd)).toEqual({ received: 20, applied: 19, quarantined: 0 });
     const qty = (r: Replica, id: number) =>
       r.store.db.prepare("SELECT qty FROM items WHERE id = ?").pluck().get(id);
     expect([qty(b, 1), qty(b, 2), qty(b, 3), qty(b, 39), qty(b, 40)]).toEqual([1001, 2, -3, 1039, 40]);
@@ -173,9 +173,9 @@ describe("relay and idempotence", () => {
     run(a, "UPDATE items SET qty = 3 WHERE id = 1");
     run(a, "DELETE FROM items WHERE id = 2");
     const batch = all(a);
-    expect(b.apply(batch)).toEqual({ received: 3, applied: 3 });
+    expect(b.apply(batch)).toEqual({ received: 3, applied: 3, quarantined: 0 });
     const before = { rows: rows(b), log: logOf(b), stats: b.stats() };
-    expect(b.apply(batch)).toEqual({ received: 3, applied: 0 });
+    expect(b.apply(batch)).toEqual({ received: 3, applied: 0, quarantined: 0 });
     expect({ rows: rows(b), log: logOf(b), stats: b.stats() }).toEqual(before);
   });
 
@@ -200,11 +200,6 @@ describe("bad batches are refused whole", () => {
   });
 
   const cases: Array<[string, (c: Change) => unknown, RegExp]> = [
-    [
-      "unknown table",
-      (c) => ({ ...c, table: "nope" }),
-      /changes\[1\] \(insert of nope \[5\].*not tracked here/,
-    ],
     ["wrong key arity", (c) => ({ ...c, pk: [5, 6] }), /key of 2 parts; items has 1/],
     [
       "malformed value",
@@ -221,6 +216,23 @@ describe("bad batches are refused whole", () => {
     ["key as column", (c) => ({ ...c, columns: { id: 1 } }), /sets key column "id"/],
     ["not an object", () => 42, /changes\[1\] is not an object/],
   ];
+
+  it("except a change for a table not tracked here: it is quarantined, and the rest applies", () => {
+    const b = open("b");
+    const r = b.apply([good(), { ...good(), table: "nope" }, { ...good(), pk: [6] }]);
+    expect(r).toEqual({ received: 3, applied: 2, quarantined: 1 });
+    expect(rows(b)).toHaveLength(2);
+    const { quarantined } = b.conflicts();
+    expect(quarantined).toMatchObject([
+      { kind: "failed", table: "nope", pk: [5], reason: /not tracked here/ },
+    ]);
+    // Once the table exists and is tracked, the kept change applies.
+    b.store.db.exec("CREATE TABLE nope (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)");
+    b.track("nope");
+    expect(b.retryQuarantined()).toBe(1);
+    expect(b.store.db.prepare("SELECT name FROM nope").pluck().all()).toEqual(["ok"]);
+    expect(b.conflicts().quarantined).toEqual([]);
+  });
 
   for (const [name, spoil, message] of cases) {
     it(name, () => {
@@ -278,9 +290,20 @@ describe("foreign keys", () => {
     run(a, "INSERT INTO lines VALUES (10, 1)");
     b.apply(all(a).reverse());
     expect(b.store.db.prepare("SELECT * FROM lines").all()).toEqual([{ id: 10, item: 1 }]);
+    // A child whose parent this replica has never seen is held until the parent arrives.
     const orphan = { ...all(a).find((c) => c.table === "lines")!, pk: [11], columns: { item: 99 } };
-    expect(() => b.apply([orphan])).toThrow(/FOREIGN KEY/);
+    expect(b.apply([orphan])).toMatchObject({ applied: 0, quarantined: 1 });
     expect(b.store.db.prepare("SELECT count(*) FROM lines").pluck().get()).toBe(1);
+    expect(b.conflicts().quarantined).toMatchObject([
+      { kind: "held", table: "lines", waits: { table: "items", pk: [99] } },
+    ]);
+    run(a, "INSERT INTO items VALUES (99, 'box', 1)");
+    b.apply(a.changesSince(0).changes.filter((c) => c.table === "items"));
+    expect(b.store.db.prepare("SELECT * FROM lines ORDER BY id").all()).toEqual([
+      { id: 10, item: 1 },
+      { id: 11, item: 99 },
+    ]);
+    expect(b.conflicts().quarantined).toEqual([]);
   });
 });
 

@@ -245,10 +245,12 @@ describe("relay", () => {
     expect(() => hub.apply([{ ...good, pk: [1, 2] }])).toThrow(InvalidChangeError);
   });
 
-  it("is off by default: a replica refuses changes for tables it does not track", () => {
+  it("is off by default: a replica keeps aside changes for tables it does not track", () => {
     const [a, b] = [app("a"), open("b")];
     a.store.db.prepare("INSERT INTO items VALUES (1, 'pen', 2, NULL)").run();
-    expect(() => b.apply(a.changesSince(0).changes)).toThrow(/not tracked here/);
+    expect(b.apply(a.changesSince(0).changes)).toMatchObject({ applied: 0, quarantined: 1 });
+    expect(b.conflicts().quarantined).toMatchObject([{ kind: "failed", reason: /not tracked here/ }]);
+    expect(b.relayedTables()).toEqual([]);
     expect(() => open("c", { relay: "yes" as unknown as boolean })).toThrow(InvalidArgumentError);
   });
 });

@@ -2,45 +2,58 @@
  * Applier: merges a batch of changes from other replicas into this one.
  *
  * Contract: the whole batch is checked before anything is written (see
- * `incoming.ts`); one bad change refuses it whole with an error naming the
- * change. A batch is one IMMEDIATE transaction with capture suppressed, so the
- * apply is not captured again as a local write. The merge is a pure function
- * of the set of entries seen, so replicas converge whatever the order,
- * duplication or batching of delivery:
+ * `incoming.ts`); a malformed change refuses it whole with an error naming
+ * the change. A batch is one IMMEDIATE transaction with capture suppressed,
+ * so the apply is not captured again as a local write. The merge is
+ * merge.ts's, a pure function of the entries seen. Winning entries go to the
+ * local log with their original HLC and origin (so they relay onward) and a
+ * new local sequence number; losing ones change nothing, so applying a batch
+ * twice changes nothing. An insert's values for the table's columns go to
+ * the table only (its row entry stands for them); values the table cannot
+ * hold — columns it lacks (yet), entries newer than a tombstone, tables a
+ * relay only relays — are kept in the entry, and written to the table by a
+ * later `track` once the column or table exists. A relay keeps a winning
+ * insert's values in its row entry (`vals`), one log row per insert.
  *
- * - each (table, key, column) keeps its greatest entry by (HLC, origin, value);
- *   a column without an entry of its own has its row entry's clock (an insert
- *   writes every column) and the table's value;
- * - the row entry (insert or tombstone) keeps its greatest likewise; a key's
- *   row exists iff that entry is an insert;
- * - a column entry older than the row entry is dead: a delete hides every
- *   older write, and a later insert (which writes every column it knows)
- *   resurrects the row with its own values. Dead entries are dropped;
- * - an existing row shows, for each column, its live entry, else the
- *   column's default.
- *
- * Winning entries go to the local log with their original HLC and origin (so
- * they relay onward) and a new local sequence number; losing ones change
- * nothing, so applying a batch twice changes nothing. An insert's values for
- * the table's columns go to the table only (its row entry stands for them);
- * values the table cannot hold — columns it lacks (yet), entries newer than a
- * tombstone, tables a relay only relays — are kept in the entry, and written
- * to the table by a later `track` once the column or table exists. A relay
- * keeps a winning insert's values in its row entry (`vals`), one log row per
- * insert, as a table would hold them.
+ * Rows are written as the application's schema wants them: a change to some
+ * columns of an existing row is an UPDATE of those columns, a row the table
+ * lacks is inserted whole. What the schema still refuses never stops the
+ * rest: the rules of resolve.ts settle UNIQUE and FOREIGN KEY conflicts, and
+ * a change that still cannot be applied (a NOT NULL or CHECK it breaks, a
+ * table not tracked here) is quarantined (conflicts.ts) and retried when the
+ * schema changes or its parent arrives. A write the rows refuse is found by
+ * writing them one by one, and the batch is merged again from the start with
+ * what that taught (a round), so every rule sees the whole batch.
  */
+import Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import type { Store } from "../store.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
+import { Conflicts } from "./conflicts.js";
+import { ForeignKeys } from "./foreign-keys.js";
 import type { Clock } from "./hlc.js";
-import { compareClocks, isNodeId } from "./hlc.js";
-import { Checker, type Incoming } from "./incoming.js";
+import { isNodeId } from "./hlc.js";
+import { Checker, type Incoming, InvalidChangeError, NotTrackedHereError } from "./incoming.js";
 import { type ChangeLog, decodeRowValues, type Entry, encodeRowValues } from "./log.js";
+import {
+  ALIVE_N,
+  type Cell,
+  intended,
+  isLive,
+  liveValues,
+  mergeOne,
+  newState,
+  type RowState,
+  rowId,
+  versionOf,
+} from "./merge.js";
+import { type Decision, Resolver, Round } from "./resolve.js";
 import { rowsOf } from "./rows.js";
-import { ALIVE, DELETED, ROW } from "./triggers.js";
-import { compareValues, keyString, type SqlValue } from "./values.js";
+import { schemaVersion } from "./schema.js";
+import { ROW } from "./triggers.js";
+import { type SqlValue, toWire } from "./values.js";
 
-export { ClockDriftError, InvalidChangeError } from "./incoming.js";
+export { ClockDriftError, InvalidChangeError, NotTrackedHereError } from "./incoming.js";
 
 export interface ApplyOptions {
   /**
@@ -55,33 +68,21 @@ export interface ApplyResult {
   received: number;
   /** Changes that won at least one entry (the rest were old news or duplicates). */
   applied: number;
+  /** Changes kept aside because they cannot be applied here yet (see `conflicts`). */
+  quarantined: number;
 }
 
-/** A column's entry; `implicit`: none is stored, its row entry stands for it. */
-interface Cell extends Entry {
-  implicit?: boolean;
-}
+/** Rounds of one batch before what still fails is quarantined without another. */
+const MAX_ROUNDS = 8;
 
-interface RowState {
-  t: TrackedTable;
-  key: SqlValue;
-  parts: SqlValue[];
-  row: Entry | null;
-  /** Live cells, with their values (read from the table where it holds them). */
-  cols: Map<string, Cell>;
-  wasAlive: boolean;
-  rowChanged: boolean;
-  /** Entries that won, to write to the log (column "" is the row entry; no implicit cells). */
-  won: Map<string, Cell>;
-  /** A stored column entry died: the log must drop it. */
-  dropped: boolean;
-}
-
-const ALIVE_N = BigInt(ALIVE);
-const DELETED_N = BigInt(DELETED);
+/** The write phase learned something: merge the batch again from the start. */
+class Restart extends Error {}
 
 export class Applier {
+  readonly conflicts: Conflicts;
   private readonly checker: Checker;
+  private readonly resolver: Resolver;
+  private retrying = false;
 
   constructor(
     private readonly store: Store,
@@ -91,6 +92,8 @@ export class Applier {
     relay: boolean,
   ) {
     this.checker = new Checker(store.db, clock, catalog, relay);
+    this.conflicts = new Conflicts(store.db);
+    this.resolver = new Resolver(store.db, catalog, log, clock, this.conflicts, new ForeignKeys(store.db));
   }
 
   apply(changes: unknown, options: ApplyOptions = {}): ApplyResult {
@@ -101,17 +104,77 @@ export class Applier {
     if (from !== null && !isNodeId(from))
       throw new InvalidArgumentError("from", `is not a node id: ${JSON.stringify(from)}`);
     return this.store.write(() => {
-      // Inside the transaction: the catalog cannot move between check and write.
-      const now = Date.now();
-      this.catalog.refresh();
-      this.checker.reset();
-      const batch = changes.map((c, i) => this.checker.check(c, i, now));
-      this.checker.commit(batch);
-      return this.merge(batch, from);
+      const result = this.applyIn(changes, from);
+      if (!this.retrying && this.conflicts.anyQuarantined()) this.retry(result.filled, false);
+      return { received: result.received, applied: result.applied, quarantined: result.quarantined.size };
     });
   }
 
-  private merge(batch: Incoming[], from: string | null): ApplyResult {
+  /**
+   * Tries every quarantined change again (after a migration, say); returns
+   * how many applied. Held and failed changes are also retried by `apply`
+   * when their parent's table takes rows or the schema has changed.
+   */
+  retryQuarantined(): number {
+    return this.store.write(() => this.retry(new Set(), true));
+  }
+
+  /** The batch's work, inside the caller's transaction. */
+  private applyIn(changes: unknown[], from: string | null) {
+    // Inside the transaction: the catalog cannot move between check and write.
+    const now = Date.now();
+    this.catalog.refresh();
+    this.checker.reset();
+    const batch: Incoming[] = [];
+    const wire: unknown[] = [];
+    const notHere: Array<{ change: unknown; reason: string }> = [];
+    for (let i = 0; i < changes.length; i++) {
+      try {
+        batch.push(this.checker.check(changes[i], i, now));
+        wire.push(changes[i]);
+      } catch (err) {
+        // A table this replica does not track (yet: its migration may come later) blocks nothing.
+        if (!(err instanceof NotTrackedHereError)) throw err;
+        notHere.push({ change: changes[i], reason: `table "${err.table}" is not tracked here` });
+      }
+    }
+    this.checker.commit(batch);
+    const result = this.rounds(batch, wire, from);
+    const version = schemaVersion(this.store.db);
+    for (const q of notHere) {
+      this.conflicts.quarantine({
+        kind: "failed",
+        change: q.change as never,
+        from,
+        reason: q.reason,
+        schemaVersion: version,
+      });
+      result.quarantined.add(identity(q.change));
+    }
+    return { received: changes.length, ...result };
+  }
+
+  /** Merges the batch, again from the start each time the write phase learns a decision. */
+  private rounds(batch: Incoming[], wire: unknown[], from: string | null) {
+    const decisions = new Map<string, Decision>();
+    for (let round = 1; ; round++) {
+      try {
+        return this.store.db.transaction(() =>
+          this.round(batch, wire, from, decisions, round >= MAX_ROUNDS),
+        )();
+      } catch (err) {
+        if (!(err instanceof Restart)) throw err;
+      }
+    }
+  }
+
+  private round(
+    batch: Incoming[],
+    wire: unknown[],
+    from: string | null,
+    decisions: Map<string, Decision>,
+    last: boolean,
+  ) {
     // A batch may hold a child row before its parent: check foreign keys at
     // commit. SQLite sets a flag pragma's flag while it compiles it, and the
     // compiled program only expires every prepared statement of the
@@ -122,20 +185,177 @@ export class Applier {
     this.clock.suppress(true);
     let { hlc: maxHlc, seq } = this.clock.read();
     const { rows, of } = this.load(batch);
-    let applied = 0;
+    const round = new Round(rows);
     for (let i = 0; i < batch.length; i++) {
       const inc = batch[i] as Incoming;
+      const s = of[i] as RowState;
       if (inc.hlc > maxHlc) maxHlc = inc.hlc;
-      if (mergeOne(of[i] as RowState, inc, seq + 1n)) {
+      s.changes.push(i);
+      // An insert over a row another node inserted under the same key: one of the two is overridden.
+      const prior = s.row;
+      const concurrent =
+        inc.op === "insert" && prior?.val === ALIVE_N && prior.origin !== inc.origin && prior.hlc !== inc.hlc;
+      const before = concurrent ? liveValues(s) : null;
+      if (mergeOne(s, inc, seq + 1n)) {
         seq++;
-        applied++;
+        s.wins++;
+      }
+      if (before && prior) this.insertConflict(round, s, inc, prior, before);
+    }
+    this.resolver.plan(round, decisions);
+    this.write(round, from, decisions, last);
+    this.clock.observe(maxHlc, seq);
+    this.resolver.finish(round);
+    const quarantined = this.quarantine(round, wire, from);
+    this.clock.suppress(false);
+    let applied = 0;
+    const filled = new Set<string>();
+    for (const s of rows.values()) {
+      if (s.skip?.kind === "held" || s.skip?.kind === "failed") continue;
+      applied += s.wins;
+      if (s.rowChanged && s.row?.val === ALIVE_N) filled.add(s.t.name);
+    }
+    return { applied, quarantined, filled };
+  }
+
+  private insertConflict(
+    round: Round,
+    s: RowState,
+    inc: Incoming,
+    prior: Entry,
+    before: Array<[string, SqlValue]>,
+  ) {
+    const theirs = versionOf(inc.parts, inc.cols, inc);
+    const ours = versionOf(s.parts, before, prior);
+    const incomingWon = s.row !== prior;
+    const [lost, kept] = incomingWon ? [ours, theirs] : [theirs, ours];
+    round.conflicts.push({
+      kind: "insert",
+      table: s.t.name,
+      pk: lost.pk,
+      hlc: lost.hlc as string,
+      origin: lost.origin as string,
+      reason: `two nodes inserted a row under this key (${prior.origin} and ${inc.origin}); the later insert replaced the other`,
+      lost,
+      kept,
+    });
+  }
+
+  /**
+   * Writes the rows that are written as merged: all at once, and when the
+   * schema refuses that, one by one to find which, deciding for each (a
+   * UNIQUE rule, or quarantine) and starting the round again.
+   */
+  private write(round: Round, from: string | null, decisions: Map<string, Decision>, last: boolean): void {
+    const live = [...round.rows.values()].filter((s) => s.skip === null);
+    const db = this.store.db;
+    const both = (states: RowState[]) =>
+      db.transaction(() => {
+        this.writeLog(states, from);
+        this.materialize(states);
+      })();
+    try {
+      both(live);
+      return;
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+    }
+    let learned = false;
+    for (const s of live) {
+      try {
+        both([s]);
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        const unique = (err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE";
+        const d: Decision = (unique ? this.resolver.decideUnique(s) : null) ?? {
+          kind: "failed",
+          reason: (err as Error).message,
+        };
+        if (last) {
+          // No more rounds: what still fails waits in quarantine.
+          s.skip = { kind: "failed", reason: d.kind === "failed" ? d.reason : (err as Error).message };
+          continue;
+        }
+        const id =
+          d.kind === "evict" ? `evict:${d.t.id}:${JSON.stringify(d.parts.map(String))}` : rowId(s.t, s.key);
+        decisions.set(id, d);
+        learned = true;
       }
     }
-    this.writeLog(rows, from);
-    this.materialize(rows);
-    this.clock.observe(maxHlc, seq);
-    this.clock.suppress(false);
-    return { received: batch.length, applied };
+    if (learned) throw new Restart();
+  }
+
+  /** Keeps the changes of held and refused rows, with their wire form; returns their identities. */
+  private quarantine(round: Round, wire: unknown[], from: string | null): Set<string> {
+    const out = new Set<string>();
+    const version = schemaVersion(this.store.db);
+    for (const s of round.rows.values()) {
+      const skip = s.skip;
+      if (skip?.kind !== "held" && skip?.kind !== "failed") continue;
+      for (const i of s.changes) {
+        const change = wire[i];
+        this.conflicts.quarantine({
+          kind: skip.kind,
+          change: change as never,
+          from,
+          reason: skip.reason,
+          waits:
+            skip.kind === "held" && skip.waits
+              ? { table: skip.waits.table, pk: skip.waits.pk.map(toWire) }
+              : null,
+          schemaVersion: version,
+        });
+        out.add(identity(change));
+      }
+    }
+    return out;
+  }
+
+  /** Applies quarantined changes again; those that apply now are released. */
+  private retry(filled: Set<string>, everything: boolean): number {
+    const due = this.conflicts.due(filled, schemaVersion(this.store.db), everything);
+    if (due.length === 0) return 0;
+    this.retrying = true;
+    try {
+      this.conflicts.release(due.map((q) => q.id));
+      const bySource = new Map<string | null, unknown[]>();
+      for (const q of due) {
+        const list = bySource.get(q.from);
+        if (list) list.push(q.change);
+        else bySource.set(q.from, [q.change]);
+      }
+      let still = 0;
+      for (const [from, changes] of bySource) still += this.applyKept(changes, from);
+      return due.length - still;
+    } finally {
+      this.retrying = false;
+    }
+  }
+
+  /**
+   * Applies kept changes; one the checks now refuse (a schema that moved
+   * under it, a clock) is kept as failed with that reason, and the rest go
+   * on. Returns how many are still quarantined.
+   */
+  private applyKept(changes: unknown[], from: string | null): number {
+    let left = changes;
+    let refused = 0;
+    for (;;) {
+      try {
+        return refused + this.store.db.transaction(() => this.applyIn(left, from).quarantined.size)();
+      } catch (err) {
+        if (!(err instanceof InvalidChangeError) || left[err.index] === undefined) throw err;
+        this.conflicts.quarantine({
+          kind: "failed",
+          change: left[err.index] as never,
+          from,
+          reason: err.reason,
+          schemaVersion: schemaVersion(this.store.db),
+        });
+        refused++;
+        left = left.filter((_, i) => i !== err.index);
+      }
+    }
   }
 
   /**
@@ -151,17 +371,7 @@ export class Applier {
       const id = rowId(inc.t, inc.key);
       let s = rows.get(id);
       if (!s) {
-        s = {
-          t: inc.t,
-          key: inc.key,
-          parts: inc.parts,
-          row: null,
-          cols: new Map(),
-          wasAlive: false,
-          rowChanged: false,
-          won: new Map(),
-          dropped: false,
-        };
+        s = newState(inc.t, inc.key, inc.parts);
         rows.set(id, s);
         const states = byTable.get(inc.t);
         if (states) states.push(s);
@@ -206,11 +416,11 @@ export class Applier {
    * Drops what the new row entries made dead, then writes the winners: with
    * no value where the table will hold it, with their value where it will not.
    */
-  private writeLog(rows: Map<string, RowState>, from: string | null): void {
+  private writeLog(rows: RowState[], from: string | null): void {
     const flat: unknown[] = [];
     const put = (s: RowState, e: Entry, val: SqlValue, src: string | null, vals: string | null = null) =>
       flat.push(s.t.id, s.key, e.col, val, e.hlc, e.origin, e.seq, src, vals);
-    for (const s of rows.values()) {
+    for (const s of rows) {
       if (s.dropped && s.row) this.log.prune(s.t.id, s.key, s.row.hlc, s.row.origin);
       const alive = s.row?.val === ALIVE_N;
       const inTable = alive && !s.t.relayed;
@@ -227,76 +437,48 @@ export class Applier {
     this.log.putMany(flat);
   }
 
-  /** Writes each touched row as the merged log says it is, many rows per statement. */
-  private materialize(rows: Map<string, RowState>): void {
-    // Whole rows (the common case) group by table, partial ones by table and columns.
-    const groups = new Map<TrackedTable | string, { t: TrackedTable; names: string[]; flat: SqlValue[] }>();
-    for (const s of rows.values()) {
+  /**
+   * Writes each touched row as the merged log says it is: a new or re-inserted
+   * row whole, many rows per statement; a change to some columns of an
+   * existing row as an UPDATE of those columns (an insert of them would meet
+   * NOT NULL before ON CONFLICT); a row the table turns out to lack, whole.
+   */
+  private materialize(rows: RowState[]): void {
+    const db = this.store.db;
+    const groups = new Map<TrackedTable, { names: string[]; flat: SqlValue[] }>();
+    const whole = (s: RowState) => {
+      const rowWriter = rowsOf(db, s.t);
+      let g = groups.get(s.t);
+      if (!g) {
+        g = { names: s.t.columns, flat: [] };
+        groups.set(s.t, g);
+      }
+      for (const p of s.parts) g.flat.push(p);
+      for (const v of intended(s, (c) => rowWriter.defaultOf(c)).values()) g.flat.push(v);
+    };
+    for (const s of rows) {
       if (s.t.relayed) continue;
       const alive = s.row?.val === ALIVE_N;
       if (!alive) {
-        if (s.rowChanged && s.wasAlive) rowsOf(this.store.db, s.t).remove(s.parts);
+        if (s.rowChanged && s.wasAlive) rowsOf(db, s.t).remove(s.parts);
         continue;
       }
-      // A newer insert rewrites every column: its live entry or, having none, its default.
-      const names = s.rowChanged ? s.t.columns : s.t.columns.filter((c) => s.won.has(c));
-      if (names.length === 0 && !s.rowChanged) continue;
-      const id = names === s.t.columns ? s.t : `${s.t.id}\u0000${names.join("\u0000")}`;
-      let g = groups.get(id);
-      if (!g) {
-        g = { t: s.t, names, flat: [] };
-        groups.set(id, g);
+      if (s.rowChanged || !s.wasAlive) {
+        whole(s);
+        continue;
       }
+      const names = s.t.columns.filter((c) => s.won.has(c));
+      if (names.length === 0) continue;
+      const rowWriter = rowsOf(db, s.t);
       const row = s.row as Entry;
-      for (const p of s.parts) g.flat.push(p);
-      for (const c of names) {
+      const values = names.map((c) => {
         const e = s.cols.get(c);
-        // Only an entry as new as the row entry is live (see the contract above).
-        const live =
-          e !== undefined && (e.implicit || compareClocks(e.hlc, e.origin, row.hlc, row.origin) >= 0);
-        g.flat.push(live ? e.val : rowsOf(this.store.db, s.t).defaultOf(c));
-      }
+        return isLive(e, row) ? e.val : rowWriter.defaultOf(c);
+      });
+      if (!rowWriter.update(names, s.parts, values)) whole(s);
     }
-    for (const g of groups.values()) rowsOf(this.store.db, g.t).upsert(g.names, g.flat);
+    for (const [t, g] of groups) rowsOf(db, t).upsert(g.names, g.flat);
   }
-}
-
-/** Merges one change into its row's state; true when any entry won. */
-function mergeOne(s: RowState, inc: Incoming, seq: bigint): boolean {
-  let won = false;
-  let wonRow = false;
-  if (inc.op !== "update") {
-    const val = inc.op === "insert" ? ALIVE_N : DELETED_N;
-    if (!s.row || beats(inc, s.row, val)) {
-      s.row = { col: ROW, val, hlc: inc.hlc, origin: inc.origin, seq };
-      s.won.set(ROW, s.row);
-      s.rowChanged = true;
-      won = wonRow = true;
-      // Column entries older than the row entry are dead: drop them.
-      for (const [c, e] of s.cols) {
-        if (compareClocks(e.hlc, e.origin, inc.hlc, inc.origin) < 0) {
-          s.cols.delete(c);
-          if (!s.won.delete(c) && !e.implicit) s.dropped = true;
-        }
-      }
-    }
-  }
-  // Entries older than the row entry are dead on arrival.
-  if (s.row && compareClocks(inc.hlc, inc.origin, s.row.hlc, s.row.origin) < 0) return won;
-  // A winning insert's values for the table's columns need no entries: its row entry stands for them.
-  const implicit = wonRow && inc.op === "insert";
-  for (const [col, val] of inc.cols) {
-    const cur = s.cols.get(col);
-    if (cur && !beats(inc, cur, val)) continue;
-    const e: Cell = { col, val, hlc: inc.hlc, origin: inc.origin, seq };
-    s.cols.set(col, e);
-    // An implicit cell is written with its row: by materialize, which writes
-    // whole rows for a new row entry, or, on a relay, into the row entry.
-    if (implicit && (s.t.relayed || s.t.columnSet.has(col))) e.implicit = true;
-    else s.won.set(col, e);
-    won = true;
-  }
-  return won;
 }
 
 /**
@@ -315,15 +497,20 @@ function relayedValues(s: RowState): void {
 /** What a relayed row entry keeps: its implicit cells' values. */
 function implicitValues(s: RowState): string {
   const cells: Array<[string, SqlValue]> = [];
-  for (const [col, e] of s.cols) if (e.implicit) cells.push([col, e.val]);
+  for (const [col, e] of s.cols) if ((e as Cell).implicit) cells.push([col, e.val]);
   return encodeRowValues(cells);
 }
 
-/** Whether the incoming write of `val` beats entry `e`: by clock, then by value. */
-function beats(inc: Incoming, e: Entry, val: SqlValue): boolean {
-  return (compareClocks(inc.hlc, inc.origin, e.hlc, e.origin) || compareValues(val, e.val)) > 0;
+/** A failure caused by the data, not by the database: a constraint, a type, a size. */
+function isDataError(err: unknown): boolean {
+  if (!(err instanceof Database.SqliteError)) return false;
+  return (
+    err.code.startsWith("SQLITE_CONSTRAINT") || err.code === "SQLITE_MISMATCH" || err.code === "SQLITE_TOOBIG"
+  );
 }
 
-function rowId(t: TrackedTable, key: SqlValue): string {
-  return `${t.id}:${keyString(key)}`;
+/** A change's identity in quarantine: table, key, clock and origin. */
+function identity(change: unknown): string {
+  const c = change as { table?: unknown; pk?: unknown; hlc?: unknown; origin?: unknown };
+  return JSON.stringify([c.table, c.pk, c.hlc, c.origin]);
 }

@@ -35,6 +35,22 @@ export class InvalidChangeError extends TidewireError {
   }
 }
 
+/**
+ * A change names a table this replica does not track (and, not being a
+ * relay, cannot keep): the applier quarantines it instead of refusing the
+ * batch, since the table's migration may simply not have run here yet.
+ */
+export class NotTrackedHereError extends InvalidChangeError {
+  constructor(
+    index: number,
+    readonly table: string,
+    what: string,
+  ) {
+    super(index, `names table "${table}", which is not tracked here`, what, "ERR_NOT_TRACKED");
+    this.name = "NotTrackedHereError";
+  }
+}
+
 /** A change's clock is further ahead of local time than maxDriftMs allows. */
 export class ClockDriftError extends InvalidChangeError {
   constructor(index: number, reason: string, what: string) {
@@ -187,7 +203,7 @@ export class Checker {
     const tracked = this.catalog.peek(name);
     if (tracked) return tracked;
     const fail = (reason: string): never => refuse(index, o, reason);
-    if (!this.relay) return fail(`names table "${name}", which is not tracked here`);
+    if (!this.relay) throw new NotTrackedHereError(index, name, describeChange(o));
     if (!isName(name) || /^(tw_|sqlite_)/i.test(name)) fail(`names table ${describeValue(name)}`);
     let known = this.fresh.get(name) ?? this.catalog.peekRelayed(name);
     if (!known && !this.reloaded) {

@@ -18,9 +18,18 @@ import { InvalidArgumentError } from "../errors.js";
 import { openStore, type Store, type StoreOptions } from "../store.js";
 import { Applier, type ApplyOptions, type ApplyResult } from "./apply.js";
 import { Catalog } from "./catalog.js";
+import {
+  type Conflict,
+  type ConflictCounts,
+  type ListOptions as ConflictListOptions,
+  isQuarantine,
+  type QuarantinedChange,
+} from "./conflicts.js";
 import { Clock, checkNodeId, DEFAULT_MAX_DRIFT_MS, formatHlc } from "./hlc.js";
 import { Ingester } from "./ingest.js";
 import { ChangeLog, type ChangeSet, type ChangesSinceOptions, type LogStats } from "./log.js";
+import { versionOf } from "./merge.js";
+import { RestoreRefusedError, restoreVersion } from "./restore.js";
 import { describeTracked, type TrackedTableInfo, Tracker, type TrackOptions } from "./track.js";
 import { legacyCaptureTables } from "./triggers.js";
 
@@ -178,6 +187,88 @@ export class Replica {
     });
   }
 
+  /**
+   * What resolution rules overrode here, and the changes kept aside because
+   * they cannot be applied here yet, newest first.
+   */
+  conflicts(options?: ConflictListOptions): { conflicts: Conflict[]; quarantined: QuarantinedChange[] } {
+    return this.applier.conflicts.list(options);
+  }
+
+  /** One conflict or quarantined change by id, or null. */
+  conflict(id: number): Conflict | QuarantinedChange | null {
+    checkConflictId(id);
+    return this.applier.conflicts.get(id);
+  }
+
+  conflictCounts(): ConflictCounts {
+    return this.applier.conflicts.counts();
+  }
+
+  /** Tries every quarantined change again; returns how many applied. */
+  retryQuarantined(): number {
+    return this.store.write(() => {
+      this.ingester.ingest();
+      return this.applier.retryQuarantined();
+    });
+  }
+
+  /**
+   * Puts back what a conflict overrode, as a local write that syncs like any
+   * other (a quarantined change is tried again instead). Refused with a
+   * RestoreRefusedError, writing nothing, when the schema refuses the row —
+   * usually because the row that won holds its unique value; `replace`
+   * deletes such rows first, and records each as a conflict of its own.
+   */
+  restoreConflict(
+    id: number,
+    options: { replace?: boolean } = {},
+  ): { id: number; restored: boolean; reason?: string } {
+    checkConflictId(id);
+    return this.store.write(() => {
+      this.ingester.ingest();
+      const c = this.applier.conflicts.get(id);
+      if (!c) throw new InvalidArgumentError("id", `there is no conflict ${id}`);
+      if (isQuarantine(c.kind)) {
+        const q = c as QuarantinedChange;
+        this.applier.conflicts.release([q.id]);
+        const r = this.applier.apply([q.change], q.from ? { from: q.from } : {});
+        if (r.quarantined === 0) return { id, restored: true };
+        const again = this.applier.conflicts.list({ kinds: ["held", "failed"], limit: 1 }).quarantined[0];
+        return { id, restored: false, reason: again?.reason ?? "it still cannot be applied" };
+      }
+      const conflict = c as Conflict;
+      const t = this.catalog.get(conflict.table);
+      if (!t)
+        throw new RestoreRefusedError(
+          `conflict ${id} cannot be restored: table "${conflict.table}" is not tracked here`,
+        );
+      if (!conflict.lost) throw new RestoreRefusedError(`conflict ${id} kept no version to restore`);
+      const displaced = restoreVersion(
+        this.store.db,
+        t,
+        conflict.lost,
+        `conflict ${id}`,
+        options.replace === true,
+      );
+      for (const d of displaced) {
+        const lost = versionOf(d.parts, d.values);
+        this.applier.conflicts.record({
+          kind: "unique",
+          table: t.name,
+          pk: lost.pk,
+          hlc: this.now(),
+          origin: this.nodeId,
+          reason: `deleted to restore conflict ${id} (unique index ${d.index})`,
+          lost,
+          kept: conflict.lost,
+        });
+      }
+      this.applier.conflicts.markRestored(id);
+      return { id, restored: true };
+    });
+  }
+
   /** The clock as it stands, staged writes counted: 16 hex digits. */
   now(): string {
     this.ingester.ingest();
@@ -210,6 +301,11 @@ export class Replica {
     if (this.timer) clearInterval(this.timer);
     this.ingester.ingest();
   }
+}
+
+function checkConflictId(id: unknown): void {
+  if (!Number.isSafeInteger(id) || (id as number) < 1)
+    throw new InvalidArgumentError("id", `must be a conflict id (a whole number >= 1), got ${String(id)}`);
 }
 
 function checkOptions(options: ReplicaOptions): void {

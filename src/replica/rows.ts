@@ -4,8 +4,10 @@
  *
  * Contract: `read` returns a row's captured columns by name, or null when the
  * key has no row; `upsert` inserts each row's key and the given columns, or
- * updates those columns when the key exists, many rows per statement;
- * `remove` deletes rows by key. Statements are prepared once per table and
+ * updates those columns when the key exists, many rows per statement — so it
+ * is only for whole rows: SQLite checks NOT NULL on the insert before the
+ * conflict turns it into an update; `update` changes some columns of an
+ * existing row and says whether there was one; `remove` deletes rows by key. Statements are prepared once per table and
  * column set; `rowsOf` keeps one RowWriter per catalog entry. Writes need
  * capture already suppressed by the caller's transaction. Names come from the
  * tracked schema and are quoted; values are only ever bound.
@@ -52,6 +54,7 @@ export class RowWriter {
   /** Set-wise readers of a single-column key, by chunk size (see `chunkSize`). */
   private readonly manyReaders = new Map<number, Database.Statement>();
   private readonly upserts = new Map<string, Database.Statement>();
+  private readonly updates = new Map<string, Database.Statement>();
   private readonly defaults = new Map<string, SqlValue>();
 
   constructor(
@@ -139,6 +142,20 @@ export class RowWriter {
       const chunk = flat.length - i > per ? flat.slice(i, i + per) : i === 0 ? flat : flat.slice(i);
       this.statement(names, chunk.length / width).run(...chunk);
     }
+  }
+
+  /** Sets `names` to `values` in the row with this key; false when there is no such row. */
+  update(names: string[], parts: SqlValue[], values: SqlValue[]): boolean {
+    const id = names.join("\u0000");
+    let st = this.updates.get(id);
+    if (!st) {
+      const set = names.map((c) => `${quoteIdent(c)} = ?`).join(", ");
+      const where = this.t.pk.map((c) => `${quoteIdent(c)} = ?`).join(" AND ");
+      st = this.db.prepare(`UPDATE ${quoteIdent(this.t.name)} SET ${set} WHERE ${where}`);
+      if (this.updates.size >= 512) this.updates.clear();
+      this.updates.set(id, st);
+    }
+    return st.run(...values, ...parts).changes > 0;
   }
 
   /** The column's declared default, evaluated once. */

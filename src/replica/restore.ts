@@ -1,0 +1,108 @@
+/**
+ * Restore: puts a conflict's lost version of a row back, as a local write.
+ *
+ * Contract: `restoreVersion` writes the lost version's columns (those the
+ * table still has) at its key — an UPDATE when a row holds the key, else an
+ * INSERT — with capture on, so the restore is captured and synced like any
+ * write of the user's, with a fresh clock that beats what overrode it. When
+ * the schema refuses it (most often: the row that won still holds a unique
+ * value), nothing is written and the error says which constraint and what
+ * to do; with `replace`, the rows that hold the version's unique values are
+ * deleted first (captured too), and each is returned so the caller records it.
+ */
+import type Database from "better-sqlite3";
+import { TidewireError } from "../errors.js";
+import type { TrackedTable } from "./catalog.js";
+import type { RowVersion } from "./conflicts.js";
+import { rowsOf } from "./rows.js";
+import { quoteIdent } from "./schema.js";
+import { fromWire, type SqlValue } from "./values.js";
+
+export class RestoreRefusedError extends TidewireError {
+  constructor(message: string) {
+    super(message, "ERR_RESTORE_REFUSED");
+    this.name = "RestoreRefusedError";
+  }
+}
+
+/** A row `replace` deleted to make room, with its values. */
+export interface Displaced {
+  parts: SqlValue[];
+  values: Map<string, SqlValue>;
+  index: string;
+}
+
+export function restoreVersion(
+  db: Database.Database,
+  t: TrackedTable,
+  version: RowVersion,
+  what: string,
+  replace: boolean,
+): Displaced[] {
+  const parts = version.pk.map((v) => fromWire(v));
+  const names = Object.keys(version.columns).filter((c) => t.columnSet.has(c));
+  const values = names.map((c) => fromWire(version.columns[c]));
+  const displaced = replace
+    ? displace(db, t, parts, new Map(names.map((c, i) => [c, values[i] as SqlValue])))
+    : [];
+  try {
+    const rows = rowsOf(db, t);
+    if (names.length === 0 || !rows.update(names, parts, values)) {
+      const cols = [...t.pk, ...names].map(quoteIdent);
+      db.prepare(
+        `INSERT INTO ${quoteIdent(t.name)} (${cols.join(", ")}) VALUES (${cols.map(() => "?").join(", ")})`,
+      ).run(...parts, ...values);
+    }
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? "";
+    if (!code.startsWith("SQLITE_CONSTRAINT") && code !== "SQLITE_MISMATCH") throw err;
+    const hint =
+      code === "SQLITE_CONSTRAINT_UNIQUE"
+        ? "; another row holds that value now: change or delete it first, or restore with --replace"
+        : "";
+    throw new RestoreRefusedError(
+      `${what} cannot be restored: ${(err as Error).message}${hint}; nothing was written`,
+    );
+  }
+  return displaced;
+}
+
+/** Deletes the rows other than `parts` that hold one of the version's unique values. */
+function displace(
+  db: Database.Database,
+  t: TrackedTable,
+  parts: SqlValue[],
+  values: Map<string, SqlValue>,
+): Displaced[] {
+  const out: Displaced[] = [];
+  const indexes = db
+    .prepare("SELECT name FROM pragma_index_list(?) WHERE \"unique\" = 1 AND origin <> 'pk'")
+    .pluck()
+    .all(t.name) as string[];
+  const self = t.pk.map((c) => `${quoteIdent(c)} = ?`).join(" AND ");
+  for (const index of indexes) {
+    const cols = db
+      .prepare("SELECT name FROM pragma_index_info(?) ORDER BY seqno")
+      .pluck()
+      .all(index) as Array<string | null>;
+    if (cols.some((c) => c === null || (!values.has(c) && !t.pkSet.has(c)))) continue;
+    const wanted = (cols as string[]).map(
+      (c) => (t.pkSet.has(c) ? parts[t.pk.indexOf(c)] : values.get(c)) ?? null,
+    );
+    if (wanted.some((v) => v === null)) continue;
+    const where = (cols as string[]).map((c) => `${quoteIdent(c)} = ?`).join(" AND ");
+    const found = db
+      .prepare(
+        `SELECT ${t.pk.map(quoteIdent).join(", ")} FROM ${quoteIdent(t.name)} WHERE ${where} AND NOT (${self})`,
+      )
+      .raw(true)
+      .safeIntegers(true)
+      .all(...wanted, ...parts) as SqlValue[][];
+    for (const other of found) {
+      const row = rowsOf(db, t).read(other);
+      rowsOf(db, t).remove(other);
+      out.push({ parts: other, values: row ?? new Map(), index });
+    }
+  }
+  return out;
+}
