@@ -142,7 +142,10 @@ export class Resolver {
   private remove(round: Round, t: TrackedTable, parts: SqlValue[], c: NewConflict): void {
     const key = encodeKey(parts);
     const s = round.rows.get(rowId(t, key));
-    if (s) return this.removeState(round, s, c);
+    if (s) {
+      this.removeState(round, s, c);
+      return;
+    }
     if (round.tombstones.has(rowId(t, key))) return;
     round.conflicts.push(c);
     round.tombstones.set(rowId(t, key), { t, key });
