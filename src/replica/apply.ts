@@ -74,6 +74,8 @@ export interface ApplyResult {
 
 /** Rounds of one batch before what still fails is quarantined without another. */
 const MAX_ROUNDS = 8;
+/** Passes of retries after one batch: a chain of held parents this deep is let go at once. */
+const MAX_RETRY_PASSES = 16;
 
 /** The write phase learned something: merge the batch again from the start. */
 class Restart extends Error {}
@@ -311,22 +313,36 @@ export class Applier {
     return out;
   }
 
-  /** Applies quarantined changes again; those that apply now are released. */
+  /**
+   * Applies quarantined changes again; those that apply now are released.
+   * A held parent that applies lets its held children go too: again until
+   * nothing more applies.
+   */
   private retry(filled: Set<string>, everything: boolean): number {
-    const due = this.conflicts.due(filled, schemaVersion(this.store.db), everything);
-    if (due.length === 0) return 0;
     this.retrying = true;
+    let applied = 0;
     try {
-      this.conflicts.release(due.map((q) => q.id));
-      const bySource = new Map<string | null, unknown[]>();
-      for (const q of due) {
-        const list = bySource.get(q.from);
-        if (list) list.push(q.change);
-        else bySource.set(q.from, [q.change]);
+      for (let pass = 0, wanted = filled; pass < MAX_RETRY_PASSES; pass++) {
+        const due = this.conflicts.due(wanted, schemaVersion(this.store.db), everything && pass === 0);
+        if (due.length === 0) break;
+        this.conflicts.release(due.map((q) => q.id));
+        const bySource = new Map<string | null, unknown[]>();
+        for (const q of due) {
+          const list = bySource.get(q.from);
+          if (list) list.push(q.change);
+          else bySource.set(q.from, [q.change]);
+        }
+        wanted = new Set();
+        let still = 0;
+        for (const [from, changes] of bySource) {
+          const r = this.applyKept(changes, from);
+          still += r.still;
+          for (const t of r.filled) wanted.add(t);
+        }
+        applied += due.length - still;
+        if (wanted.size === 0) break;
       }
-      let still = 0;
-      for (const [from, changes] of bySource) still += this.applyKept(changes, from);
-      return due.length - still;
+      return applied;
     } finally {
       this.retrying = false;
     }
@@ -335,14 +351,15 @@ export class Applier {
   /**
    * Applies kept changes; one the checks now refuse (a schema that moved
    * under it, a clock) is kept as failed with that reason, and the rest go
-   * on. Returns how many are still quarantined.
+   * on. Returns how many are still quarantined, and the tables that took rows.
    */
-  private applyKept(changes: unknown[], from: string | null): number {
+  private applyKept(changes: unknown[], from: string | null): { still: number; filled: Set<string> } {
     let left = changes;
     let refused = 0;
     for (;;) {
       try {
-        return refused + this.store.db.transaction(() => this.applyIn(left, from).quarantined.size)();
+        const r = this.store.db.transaction(() => this.applyIn(left, from))();
+        return { still: refused + r.quarantined.size, filled: r.filled };
       } catch (err) {
         if (!(err instanceof InvalidChangeError) || left[err.index] === undefined) throw err;
         this.conflicts.quarantine({
