@@ -29,7 +29,7 @@ import Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import type { Store } from "../store.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
-import { Conflicts } from "./conflicts.js";
+import { Conflicts, rowKey } from "./conflicts.js";
 import { ForeignKeys } from "./foreign-keys.js";
 import type { Clock } from "./hlc.js";
 import { isNodeId } from "./hlc.js";
@@ -107,7 +107,7 @@ export class Applier {
       throw new InvalidArgumentError("from", `is not a node id: ${JSON.stringify(from)}`);
     return this.store.write(() => {
       const result = this.applyIn(changes, from);
-      if (!this.retrying && this.conflicts.anyQuarantined()) this.retry(result.filled, false);
+      if (!this.retrying && this.conflicts.anyQuarantined()) this.retry(result.filled, result.touched, false);
       return { received: result.received, applied: result.applied, quarantined: result.quarantined.size };
     });
   }
@@ -118,7 +118,7 @@ export class Applier {
    * when their parent's table takes rows or the schema has changed.
    */
   retryQuarantined(): number {
-    return this.store.write(() => this.retry(new Set(), true));
+    return this.store.write(() => this.retry(new Set(), new Set(), true));
   }
 
   /** The batch's work, inside the caller's transaction. */
@@ -212,12 +212,14 @@ export class Applier {
     this.clock.suppress(false);
     let applied = 0;
     const filled = new Set<string>();
+    const touched = new Set<string>();
     for (const s of rows.values()) {
       if (s.skip?.kind === "held" || s.skip?.kind === "failed") continue;
       applied += s.wins;
+      if (s.wins > 0) touched.add(rowKey(s.t.name, JSON.stringify(s.parts.map(toWire))));
       if (s.rowChanged && s.row?.val === ALIVE_N) filled.add(s.t.name);
     }
-    return { applied, quarantined, filled };
+    return { applied, quarantined, filled, touched };
   }
 
   private insertConflict(
@@ -318,12 +320,12 @@ export class Applier {
    * A held parent that applies lets its held children go too: again until
    * nothing more applies.
    */
-  private retry(filled: Set<string>, everything: boolean): number {
+  private retry(filled: Set<string>, touched: Set<string>, everything: boolean): number {
     this.retrying = true;
     let applied = 0;
     try {
-      for (let pass = 0, wanted = filled; pass < MAX_RETRY_PASSES; pass++) {
-        const due = this.conflicts.due(wanted, schemaVersion(this.store.db), everything && pass === 0);
+      for (let pass = 0, wanted = filled, rows = touched; pass < MAX_RETRY_PASSES; pass++) {
+        const due = this.conflicts.due(wanted, rows, schemaVersion(this.store.db), everything && pass === 0);
         if (due.length === 0) break;
         this.conflicts.release(due.map((q) => q.id));
         const bySource = new Map<string | null, unknown[]>();
@@ -333,14 +335,16 @@ export class Applier {
           else bySource.set(q.from, [q.change]);
         }
         wanted = new Set();
+        rows = new Set();
         let still = 0;
         for (const [from, changes] of bySource) {
           const r = this.applyKept(changes, from);
           still += r.still;
           for (const t of r.filled) wanted.add(t);
+          for (const k of r.touched) rows.add(k);
         }
         applied += due.length - still;
-        if (wanted.size === 0) break;
+        if (wanted.size === 0 && rows.size === 0) break;
       }
       return applied;
     } finally {
@@ -353,13 +357,16 @@ export class Applier {
    * under it, a clock) is kept as failed with that reason, and the rest go
    * on. Returns how many are still quarantined, and the tables that took rows.
    */
-  private applyKept(changes: unknown[], from: string | null): { still: number; filled: Set<string> } {
+  private applyKept(
+    changes: unknown[],
+    from: string | null,
+  ): { still: number; filled: Set<string>; touched: Set<string> } {
     let left = changes;
     let refused = 0;
     for (;;) {
       try {
         const r = this.store.db.transaction(() => this.applyIn(left, from))();
-        return { still: refused + r.quarantined.size, filled: r.filled };
+        return { still: refused + r.quarantined.size, filled: r.filled, touched: r.touched };
       } catch (err) {
         if (!(err instanceof InvalidChangeError) || left[err.index] === undefined) throw err;
         this.conflicts.quarantine({

@@ -170,14 +170,24 @@ export class Conflicts {
   /**
    * The quarantined changes worth trying again: held ones whose parent's
    * table took rows (`filled`), failed ones quarantined under another schema
-   * version; all of them with `everything`.
+   * version, and any whose row a batch just touched (`touched`, by
+   * `rowKey`: an insert kept for a NOT NULL column may find it in an update
+   * that came later); all of them with `everything`.
    */
-  due(filled: ReadonlySet<string>, schemaVersion: number, everything = false): QuarantinedChange[] {
+  due(
+    filled: ReadonlySet<string>,
+    touched: ReadonlySet<string>,
+    schemaVersion: number,
+    everything = false,
+  ): QuarantinedChange[] {
     const out: QuarantinedChange[] = [];
     for (const r of this.sql.quarantined.all() as Row[]) {
       const q = toQuarantined(r);
-      if (everything) out.push(q);
-      else if (q.kind === "held" ? q.waits !== null && filled.has(q.waits.table) : r.sv !== schemaVersion)
+      if (
+        everything ||
+        touched.has(rowKey(r.tbl, r.pk)) ||
+        (q.kind === "held" ? q.waits !== null && filled.has(q.waits.table) : r.sv !== schemaVersion)
+      )
         out.push(q);
     }
     return out;
@@ -222,6 +232,11 @@ export class Conflicts {
     }
     return out;
   }
+}
+
+/** A row's identity across the wire: its table and its key's wire form, as JSON. */
+export function rowKey(table: string, pkJson: string): string {
+  return `${table}\u0000${pkJson}`;
 }
 
 export function isQuarantine(kind: string): kind is QuarantineKind {
