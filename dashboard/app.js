@@ -83,6 +83,12 @@ function render(s) {
   $("log-seq").textContent = log ? number.format(log.lastSeq) : "–";
   $("log-staged").textContent = log ? `${number.format(log.staged)} staged` : "";
 
+  const c = s.conflicts;
+  $("conflicts").textContent = c ? number.format(c.unique + c.insert + c.orphan) : "–";
+  $("conflicts-detail").textContent = c
+    ? `${number.format(c.unique)} unique, ${number.format(c.insert)} insert, ${number.format(c.orphan)} orphan; ${number.format(c.held + c.failed)} quarantined`
+    : "";
+
   $("client-count").textContent = number.format(s.clients.length);
   $("live").textContent = `${number.format(s.hub.liveSubscribers)} live subscribers`;
 

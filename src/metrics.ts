@@ -178,3 +178,17 @@ export const meshRefused = new Counter({
   labelNames: ["bucket"] as const,
   registers: [registry],
 });
+
+export const conflictsRecorded = new Counter({
+  name: "tidewire_conflicts_total",
+  help: "Writes a resolution rule removed or overrode (unique, insert, orphan), recorded in tw_conflicts, by kind",
+  labelNames: ["kind"] as const,
+  registers: [registry],
+});
+
+export const changesQuarantined = new Counter({
+  name: "tidewire_changes_quarantined_total",
+  help: "Changes kept aside because they could not be applied here (held: waiting for a parent row; failed: refused by the schema), by kind",
+  labelNames: ["kind"] as const,
+  registers: [registry],
+});

@@ -6,11 +6,13 @@
  * are counted, not ingested, and nothing is migrated, so a file that is not
  * (yet) a replica is reported as such. Peers' tokens are never part of it.
  */
+
 import { type Cursor, CursorStore } from "./cursor-store.js";
 import { Peers, type PublicPeer, publicPeer } from "./mesh/peers.js";
 import { Queue } from "./queue/queue.js";
 import type { QueueStats } from "./queue/types.js";
 import { Catalog } from "./replica/catalog.js";
+import { type ConflictCounts, Conflicts } from "./replica/conflicts.js";
 import { formatHlc, hlcMillis } from "./replica/hlc.js";
 import { COUNT_STAGED } from "./replica/ingest.js";
 import { ChangeLog } from "./replica/log.js";
@@ -28,6 +30,8 @@ export interface Status {
   /** Tokens left out (see `tidewire peers`). */
   peers: PublicPeer[];
   queues: Record<string, QueueStats>;
+  /** What conflict rules overrode and what waits in quarantine (see `tidewire conflicts`); null before migration 9. */
+  conflicts: ConflictCounts | null;
 }
 
 export function readStatus(store: Store): Status {
@@ -40,6 +44,7 @@ export function readStatus(store: Store): Status {
     cursors: [],
     peers: [],
     queues: {},
+    conflicts: null,
   };
   if (store.hasTable("tw_clock") && store.hasTable("tw_log")) {
     const row = store.db.prepare("SELECT node, hlc FROM tw_clock WHERE id = 0").safeIntegers(true).get() as
@@ -62,6 +67,7 @@ export function readStatus(store: Store): Status {
       : 0;
     status.log = { ...new ChangeLog(store.db, catalog).stats(), staged };
   }
+  if (store.hasTable("tw_conflicts")) status.conflicts = new Conflicts(store.db).counts();
   if (store.hasTable("tw_cursors")) status.cursors = new CursorStore(store, { flushIntervalMs: 0 }).getAll();
   if (store.hasTable("tw_peers")) status.peers = new Peers(store).list().map(publicPeer);
   if (store.hasTable("tw_jobs")) {

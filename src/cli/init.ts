@@ -9,6 +9,7 @@
  */
 import { type Command, InvalidArgumentError as UsageError } from "commander";
 import { Replica } from "../replica/replica.js";
+import { readTable } from "../replica/schema.js";
 import { DEFAULT_BUCKET, type TrackedTableInfo } from "../replica/track.js";
 import { existingDatabase, printJson, printText } from "./io.js";
 
@@ -47,15 +48,18 @@ export function registerInit(program: Command): void {
       const path = existingDatabase(db);
       const replica = Replica.open(path);
       let tracked: TrackedTableInfo[];
+      let warnings: string[];
       try {
         tracked = replica.store.write(() =>
           flags.table.map((s) => replica.track(s.table, { bucket: s.bucket })),
         );
+        warnings = keyWarnings(replica, tracked);
       } finally {
         replica.close();
       }
+      for (const w of warnings) process.stderr.write(`tidewire: warning: ${w}\n`);
       if (flags.json) {
-        printJson({ ok: true, nodeId: replica.nodeId, tables: tracked });
+        printJson({ ok: true, nodeId: replica.nodeId, tables: tracked, warnings });
         return;
       }
       const lines = tracked.map(
@@ -64,4 +68,20 @@ export function registerInit(program: Command): void {
       );
       printText([`node ${replica.nodeId}`, ...lines].join("\n"));
     });
+}
+
+/**
+ * Tables whose key SQLite fills (an INTEGER PRIMARY KEY, AUTOINCREMENT or
+ * not): two replicas inserting at once pick the same id, and one row
+ * replaces the other (recorded as a conflict, but still not what the app meant).
+ */
+function keyWarnings(replica: Replica, tracked: TrackedTableInfo[]): string[] {
+  const out: string[] = [];
+  for (const t of tracked) {
+    if (!readTable(replica.store.db, t.table).rowidAlias) continue;
+    out.push(
+      `table "${t.table}" has an INTEGER PRIMARY KEY ("${t.key[0]}") that SQLite fills with the next number: rows inserted at once on two replicas get the same id, and the later insert replaces the other (kept in tidewire conflicts). Give such rows ids no other replica picks: text ids (UUID, ULID), or a composite key with the node (see docs/architecture.md, "Keys on replicas").`,
+    );
+  }
+  return out;
 }

@@ -49,6 +49,13 @@ function render(s: Status): string {
       `log      ${l.entries} entries: ${l.rows} rows, ${l.tombstones} tombstones, ${l.pending} pending; last sequence ${l.lastSeq}; ${l.staged} staged`,
     );
   }
+  if (s.conflicts) {
+    const c = s.conflicts;
+    const any = c.unique + c.insert + c.orphan + c.held + c.failed > 0;
+    out.push(
+      `conflicts ${c.unique} unique, ${c.insert} insert, ${c.orphan} orphan; quarantined ${c.held} held, ${c.failed} failed${any ? " (tidewire conflicts list <db>)" : ""}`,
+    );
+  }
   if (s.cursors.length === 0) out.push("cursors  none");
   else {
     out.push("cursors");

@@ -14,6 +14,7 @@
  * table: restoring is the Replica's, as a local write.
  */
 import type Database from "better-sqlite3";
+import { changesQuarantined, conflictsRecorded } from "../metrics.js";
 import { checkInteger, checkOneOf } from "../queue/validate.js";
 import type { Change } from "./log.js";
 import type { WireValue } from "./values.js";
@@ -130,7 +131,7 @@ export class Conflicts {
 
   /** Keeps a conflict; false when this lost write was recorded before. */
   record(c: NewConflict): boolean {
-    return (
+    const fresh =
       this.sql.record.run({
         at: Date.now(),
         kind: c.kind,
@@ -141,8 +142,9 @@ export class Conflicts {
         reason: c.reason,
         lost: c.lost ? JSON.stringify(c.lost) : null,
         kept: c.kept ? JSON.stringify(c.kept) : null,
-      }).changes > 0
-    );
+      }).changes > 0;
+    if (fresh) conflictsRecorded.labels(c.kind).inc();
+    return fresh;
   }
 
   /** Keeps (or, tried again, updates) a change that cannot be applied now. */
@@ -160,6 +162,7 @@ export class Conflicts {
       waits: q.waits ? JSON.stringify(q.waits) : null,
       sv: q.schemaVersion,
     });
+    changesQuarantined.labels(q.kind).inc();
   }
 
   /** Whether anything is quarantined: one probe, run after every batch. */
