@@ -38,7 +38,6 @@ import { type ChangeLog, decodeRowValues, type Entry, encodeRowValues } from "./
 import {
   ALIVE_N,
   type Cell,
-  intended,
   isLive,
   liveValues,
   mergeOne,
@@ -107,7 +106,8 @@ export class Applier {
       throw new InvalidArgumentError("from", `is not a node id: ${JSON.stringify(from)}`);
     return this.store.write(() => {
       const result = this.applyIn(changes, from);
-      if (!this.retrying && this.conflicts.anyQuarantined()) this.retry(result.filled, result.touched, false);
+      if (!this.retrying && this.conflicts.anyQuarantined())
+        this.retry(result.filled, touchedKeys(result.written), false);
       return { received: result.received, applied: result.applied, quarantined: result.quarantined.size };
     });
   }
@@ -212,14 +212,15 @@ export class Applier {
     this.clock.suppress(false);
     let applied = 0;
     const filled = new Set<string>();
-    const touched = new Set<string>();
+    // The rows written, for the quarantine to look for its own (keyed only if anything waits).
+    const written: RowState[] = [];
     for (const s of rows.values()) {
       if (s.skip?.kind === "held" || s.skip?.kind === "failed") continue;
       applied += s.wins;
-      if (s.wins > 0) touched.add(rowKey(s.t.name, JSON.stringify(s.parts.map(toWire))));
+      if (s.wins > 0) written.push(s);
       if (s.rowChanged && s.row?.val === ALIVE_N) filled.add(s.t.name);
     }
-    return { applied, quarantined, filled, touched };
+    return { applied, quarantined, filled, written };
   }
 
   private insertConflict(
@@ -341,7 +342,7 @@ export class Applier {
           const r = this.applyKept(changes, from);
           still += r.still;
           for (const t of r.filled) wanted.add(t);
-          for (const k of r.touched) rows.add(k);
+          for (const k of touchedKeys(r.written)) rows.add(k);
         }
         applied += due.length - still;
         if (wanted.size === 0 && rows.size === 0) break;
@@ -360,13 +361,13 @@ export class Applier {
   private applyKept(
     changes: unknown[],
     from: string | null,
-  ): { still: number; filled: Set<string>; touched: Set<string> } {
+  ): { still: number; filled: Set<string>; written: RowState[] } {
     let left = changes;
     let refused = 0;
     for (;;) {
       try {
         const r = this.store.db.transaction(() => this.applyIn(left, from))();
-        return { still: refused + r.quarantined.size, filled: r.filled, touched: r.touched };
+        return { still: refused + r.quarantined.size, filled: r.filled, written: r.written };
       } catch (err) {
         if (!(err instanceof InvalidChangeError) || left[err.index] === undefined) throw err;
         this.conflicts.quarantine({
@@ -469,16 +470,23 @@ export class Applier {
    */
   private materialize(rows: RowState[]): void {
     const db = this.store.db;
-    const groups = new Map<TrackedTable, { names: string[]; flat: SqlValue[] }>();
+    const groups = new Map<TrackedTable, SqlValue[]>();
+    const partial = new Map<
+      string,
+      { t: TrackedTable; names: string[]; states: RowState[]; flat: SqlValue[] }
+    >();
     const whole = (s: RowState) => {
-      const rowWriter = rowsOf(db, s.t);
-      let g = groups.get(s.t);
-      if (!g) {
-        g = { names: s.t.columns, flat: [] };
-        groups.set(s.t, g);
+      let flat = groups.get(s.t);
+      if (!flat) {
+        flat = [];
+        groups.set(s.t, flat);
       }
-      for (const p of s.parts) g.flat.push(p);
-      for (const v of intended(s, (c) => rowWriter.defaultOf(c)).values()) g.flat.push(v);
+      for (const p of s.parts) flat.push(p);
+      const row = s.row as Entry;
+      for (const c of s.t.columns) {
+        const e = s.cols.get(c);
+        flat.push(isLive(e, row) ? e.val : rowsOf(db, s.t).defaultOf(c));
+      }
     };
     for (const s of rows) {
       if (s.t.relayed) continue;
@@ -493,15 +501,29 @@ export class Applier {
       }
       const names = s.t.columns.filter((c) => s.won.has(c));
       if (names.length === 0) continue;
-      const rowWriter = rowsOf(db, s.t);
+      const id = `${s.t.id}\u0000${names.join("\u0000")}`;
+      let g = partial.get(id);
+      if (!g) {
+        g = { t: s.t, names, states: [], flat: [] };
+        partial.set(id, g);
+      }
+      g.states.push(s);
       const row = s.row as Entry;
-      const values = names.map((c) => {
+      for (const p of s.parts) g.flat.push(p);
+      for (const c of names) {
         const e = s.cols.get(c);
-        return isLive(e, row) ? e.val : rowWriter.defaultOf(c);
-      });
-      if (!rowWriter.update(names, s.parts, values)) whole(s);
+        g.flat.push(isLive(e, row) ? e.val : rowsOf(db, s.t).defaultOf(c));
+      }
     }
-    for (const [t, g] of groups) rowsOf(db, t).upsert(g.names, g.flat);
+    for (const g of partial.values()) {
+      const rowWriter = rowsOf(db, g.t);
+      if (rowWriter.updateMany(g.names, g.flat) === g.states.length) continue;
+      // Some row is missing from the table although the log has it: find which, and insert it whole.
+      for (const s of g.states) {
+        if (rowWriter.read(s.parts) === null) whole(s);
+      }
+    }
+    for (const [t, flat] of groups) rowsOf(db, t).upsert(t.columns, flat);
   }
 }
 
@@ -523,6 +545,11 @@ function implicitValues(s: RowState): string {
   const cells: Array<[string, SqlValue]> = [];
   for (const [col, e] of s.cols) if ((e as Cell).implicit) cells.push([col, e.val]);
   return encodeRowValues(cells);
+}
+
+/** The rows' identities across the wire (`rowKey`), as the quarantine keeps them. */
+function touchedKeys(states: RowState[]): Set<string> {
+  return new Set(states.map((s) => rowKey(s.t.name, JSON.stringify(s.parts.map(toWire)))));
 }
 
 /** A failure caused by the data, not by the database: a constraint, a type, a size. */

@@ -55,6 +55,7 @@ export class RowWriter {
   private readonly manyReaders = new Map<number, Database.Statement>();
   private readonly upserts = new Map<string, Database.Statement>();
   private readonly updates = new Map<string, Database.Statement>();
+  private readonly manyUpdates = new Map<string, Database.Statement>();
   private readonly defaults = new Map<string, SqlValue>();
 
   constructor(
@@ -142,6 +143,44 @@ export class RowWriter {
       const chunk = flat.length - i > per ? flat.slice(i, i + per) : i === 0 ? flat : flat.slice(i);
       this.statement(names, chunk.length / width).run(...chunk);
     }
+  }
+
+  /**
+   * Sets `names` in many existing rows, given flat as for `upsert`: one
+   * `UPDATE … FROM (VALUES …)` per chunk, which SQLite runs as a scan of the
+   * values and a key seek per row. Returns how many rows it changed: fewer
+   * than given means some key had no row.
+   */
+  updateMany(names: string[], flat: SqlValue[]): number {
+    const width = this.t.pk.length + names.length;
+    const per = Math.max(1, Math.min(MAX_ROWS, Math.floor(MAX_PARAMS / width))) * width;
+    let changed = 0;
+    for (let i = 0; i < flat.length; i += per) {
+      const chunk = flat.length - i > per ? flat.slice(i, i + per) : i === 0 ? flat : flat.slice(i);
+      changed += this.updateStatement(names, chunk.length / width).run(...chunk).changes;
+    }
+    return changed;
+  }
+
+  private updateStatement(names: string[], rows: number): Database.Statement {
+    const id = `${rows}\u0000${names.join("\u0000")}`;
+    let st = this.manyUpdates.get(id);
+    if (!st) {
+      const k = this.t.pk.length;
+      const width = k + names.length;
+      const tuple = `(${Array.from({ length: width }, () => "?").join(", ")})`;
+      const set = names.map((c, i) => `${quoteIdent(c)} = v.column${k + i + 1}`).join(", ");
+      const on = this.t.pk
+        .map((c, i) => `${quoteIdent(this.t.name)}.${quoteIdent(c)} = v.column${i + 1}`)
+        .join(" AND ");
+      st = this.db.prepare(
+        `UPDATE ${quoteIdent(this.t.name)} SET ${set}
+         FROM (VALUES ${Array.from({ length: rows }, () => tuple).join(", ")}) AS v WHERE ${on}`,
+      );
+      if (this.manyUpdates.size >= 512) this.manyUpdates.clear();
+      this.manyUpdates.set(id, st);
+    }
+    return st;
   }
 
   /** Sets `names` to `values` in the row with this key; false when there is no such row. */
