@@ -329,19 +329,27 @@ describe("RedisStreamsTransport entries (real Redis; skipped with a message when
     await entry("1", "[{");
     await entry("1", JSON.stringify([{ ...change, op: "upsert" }]));
     await entry("2", JSON.stringify([change]));
+    await entry("1", JSON.stringify([{ ...change, op: "delete" }]));
+    // A change for a table b does not track (yet) is no fault of the entry: b keeps it in quarantine.
     await entry("1", JSON.stringify([{ ...change, table: "nope" }]));
     await waitFor(() => refused.length === 5, "five refusals", WAIT);
     expect(refused.join("\n")).toMatch(/malformed stream entry/);
     expect(refused.join("\n")).toMatch(/protocol version 2/);
-    expect(refused.join("\n")).toMatch(/nope/);
+    expect(refused.join("\n")).toMatch(/delete that carries columns/);
     expect(errors).toHaveLength(5);
     expect(tb.status.counts.refused).toBe(5);
     expect((await refusedMetric()) - before).toBe(5);
     expect(rows(b)).toEqual([]);
-    // Still running: a real change goes through, and the refused one never arrived.
-    a.store.db.prepare("INSERT INTO items VALUES (7, 'real', 7)").run();
-    await waitFor(() => rows(b).length === 1, "b to apply a's row", WAIT);
-    expect(rows(b)).toEqual([{ id: 7, name: "real", qty: 7 }]);
+    await waitFor(() => b.conflicts().quarantined.length === 1, "the change for nope in quarantine", WAIT);
+    expect(b.conflicts().quarantined).toMatchObject([{ kind: "failed", table: "nope" }]);
+    // Still running: a real change goes through, and the refused ones never arrived. (The
+    // quarantined entry moved b's cursor on a's stream to 1: a's real entry must end past it.)
+    a.store.db.exec("INSERT INTO items VALUES (6, 'first', 6); INSERT INTO items VALUES (7, 'real', 7)");
+    await waitFor(() => rows(b).length === 2, "b to apply a's rows", WAIT);
+    expect(rows(b)).toEqual([
+      { id: 6, name: "first", qty: 6 },
+      { id: 7, name: "real", qty: 7 },
+    ]);
     expect(tb.status.state).toBe("running");
     expect(ta.status.state).toBe("running");
   });
