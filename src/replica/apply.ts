@@ -34,13 +34,13 @@ import type { Store } from "../store.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
 import type { Clock } from "./hlc.js";
 import { compareClocks, isNodeId } from "./hlc.js";
-import { Checker, type Incoming } from "./incoming.js";
+import { type Authorizer, Checker, type Incoming } from "./incoming.js";
 import { type ChangeLog, decodeRowValues, type Entry, encodeRowValues } from "./log.js";
 import { rowsOf } from "./rows.js";
 import { ALIVE, DELETED, ROW } from "./triggers.js";
 import { compareValues, keyString, type SqlValue } from "./values.js";
 
-export { ClockDriftError, InvalidChangeError } from "./incoming.js";
+export { type Authorizer, ClockDriftError, InvalidChangeError } from "./incoming.js";
 
 export interface ApplyOptions {
   /**
@@ -48,6 +48,12 @@ export interface ApplyOptions {
    * with it, and `changesSince(…, { excludeSource })` can leave them out.
    */
   from?: string;
+  /**
+   * Judges each table of the batch by the bucket this replica files it under
+   * (see Authorizer); throwing refuses the batch whole, nothing written. The
+   * hub checks the pushing token's scope here, against the replica's answer.
+   */
+  authorize?: Authorizer;
 }
 
 export interface ApplyResult {
@@ -100,15 +106,24 @@ export class Applier {
     const from = options.from ?? null;
     if (from !== null && !isNodeId(from))
       throw new InvalidArgumentError("from", `is not a node id: ${JSON.stringify(from)}`);
-    return this.store.write(() => {
-      // Inside the transaction: the catalog cannot move between check and write.
-      const now = Date.now();
-      this.catalog.refresh();
-      this.checker.reset();
-      const batch = changes.map((c, i) => this.checker.check(c, i, now));
-      this.checker.commit(batch);
-      return this.merge(batch, from);
-    });
+    if (options.authorize !== undefined && typeof options.authorize !== "function")
+      throw new InvalidArgumentError("authorize", "must be a function (table, bucket, isNew, index)");
+    let recorded = false;
+    try {
+      return this.store.write(() => {
+        // Inside the transaction: the catalog cannot move between check and write.
+        const now = Date.now();
+        this.catalog.refresh();
+        this.checker.reset(options.authorize);
+        const batch = changes.map((c, i) => this.checker.check(c, i, now));
+        recorded = this.checker.commit(batch);
+        return this.merge(batch, from);
+      });
+    } catch (err) {
+      // The rollback took back relayed tables `commit` recorded: so must the catalog, or it keeps them.
+      if (recorded) this.catalog.refresh(true);
+      throw err;
+    }
   }
 
   private merge(batch: Incoming[], from: string | null): ApplyResult {
