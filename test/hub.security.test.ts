@@ -6,9 +6,11 @@
  * `<db>.token`, unknown paths, and clients that stall mid-request. Each
  * attack is one test, and each failed before the hub checked it.
  */
-import { writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
@@ -21,7 +23,10 @@ import { Replica } from "../src/replica/replica.js";
 import { openStore } from "../src/store.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
-import { useTempDirs, waitFor } from "./helpers.js";
+import { runNode, useTempDirs, waitFor } from "./helpers.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const CLI = join(ROOT, "dist/cli/main.js");
 
 const tempDir = useTempDirs("tidewire-security-");
 const cleanup: Array<() => unknown> = [];
@@ -378,6 +383,26 @@ describe("the token kept beside the database", () => {
     await expect(
       startDaemon({ dbPath, host: "127.0.0.1", port: 0, logger: createLogger({ level: "silent" }) }),
     ).rejects.toThrow(message);
+  });
+});
+
+describe("tidewire serve refuses a bad declaration or token file before it starts", () => {
+  it("exit 2 for a --table without a bucket or with two; exit 1 and one line for an empty <db>.token", async () => {
+    if (!existsSync(CLI)) execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
+    const dir = tempDir();
+    const db = join(dir, "hub.db");
+    const serve = (...args: string[]) => runNode([CLI, "serve", "--db", db, "--port", "0", ...args], dir);
+    const empty = await serve("--table", "orders=");
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toMatch(/Expected a bucket name after "orders="/);
+    const twice = await serve("--table", "orders=a", "--table", "orders=b");
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toMatch(/--table orders is given two buckets/);
+    writeFileSync(`${db}.token`, "\n", { mode: 0o600 });
+    const bad = await serve();
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim().split("\n")).toHaveLength(1);
+    expect(bad.stderr).toMatch(/hub\.db\.token is empty/);
   });
 });
 

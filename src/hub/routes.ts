@@ -31,6 +31,8 @@ export interface HubRoutesOptions {
   startedAt?: number;
 }
 
+const DISK_FULL = new Set<unknown>(["SQLITE_FULL", "ENOSPC"]);
+
 /** The JSON envelope of a protocol message, beyond its changes. */
 const ENVELOPE_BYTES = 64 * 1024;
 
@@ -58,7 +60,8 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
 
   app.setErrorHandler((err: FastifyError | HubError, request, reply) => {
     if (err instanceof HubError) return send(reply, err.status, err.code, err.message);
-    if ((err as { code?: unknown }).code === "SQLITE_FULL") {
+    // The database's or a pin's: the same request may succeed once there is room.
+    if (DISK_FULL.has((err as { code?: unknown }).code)) {
       request.log.error({ err }, "the hub's disk is full");
       return send(reply, 507, "ERR_DISK_FULL", "the hub's disk is full; retry once space is freed");
     }
