@@ -43,13 +43,12 @@ export function registerServe(program: Command): void {
         .argParser(portNumber)
         .default(DEFAULT_PORT),
     )
+    .addOption(new Option("--token <token>", "bearer token for the sync endpoints (every bucket, admin)"))
     .addOption(
-      new Option("--token <token>", "bearer token for the sync endpoints (every bucket, read-write)"),
-    )
-    .addOption(
-      new Option("--tokens-file <file>", "JSON file of tokens with their buckets and access").conflicts(
-        "token",
-      ),
+      new Option(
+        "--tokens-file <file>",
+        "JSON file of tokens, each with its buckets, access (read, read-write, admin) and the tables it declares",
+      ).conflicts("token"),
     )
     .addOption(
       new Option("--insecure", "no auth on the sync endpoints (only on a loopback address)").conflicts([

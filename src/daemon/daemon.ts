@@ -65,7 +65,7 @@ export interface DaemonOptions extends PeerJobOptions {
   logger?: Logger;
   /** Handlers for the application's own job types, run beside the built-in ones. */
   handlers?: Handlers;
-  /** Bearer token for the sync endpoints (every bucket, read-write). */
+  /** Bearer token for the sync endpoints (every bucket, admin). */
   token?: string;
   /** JSON file of tokens, each with its buckets, read, read-write or admin access, and tables (see src/hub/auth.ts). */
   tokensFile?: string;
