@@ -315,6 +315,21 @@ describe("pushes the hub's tables refuse", () => {
     expect((await fetch(`${d.url}/healthz`)).status).toBe(200);
   });
 
+  it("a refused batch leaves no new table behind for a later push to find", async () => {
+    const d = await daemon({ setup: withSchema });
+    const batch = [change("ghosts", "a", 1), change("items", "a", 1, { name: null, qty: 1 })];
+    refused(await push(d, ADMIN, batch), 422, "ERR_CONSTRAINT", /changes\[1\].*NOT NULL/);
+    expect(d.hub.replica.relayedTables()).toEqual([]);
+    // Were "ghosts" still in the catalog, this writer would add to a table nobody declared.
+    refused(
+      await push(d, WRITER_A, [change("ghosts", "a", 2)]),
+      403,
+      "ERR_ADMIN_REQUIRED",
+      /"ghosts" is new/,
+    );
+    expect(d.hub.replica.stats().entries).toBe(0);
+  });
+
   it("maps what escapes the replica: constraint and type 422, full disk 507, anything else the hub's", () => {
     const r = Replica.open(join(tempDir(), "map.db"));
     cleanup.push(() => r.close());

@@ -72,9 +72,13 @@ const ROLLBACK = Symbol("rollback");
 function culprit(replica: Replica, changes: Change[], from: string): number | undefined {
   let found: number | undefined;
   const db = replica.store.db;
+  // Only a table can break a constraint. A relayed table has none, and applying
+  // its change would record it in the replica's catalog, which no rollback undoes.
+  const tables = new Set(replica.tables().map((t) => t.table));
   try {
     replica.store.write(() => {
       for (let i = 0; i < changes.length; i++) {
+        if (!tables.has(changes[i]!.table)) continue;
         try {
           replica.apply([changes[i]], { from });
         } catch (err) {
@@ -86,8 +90,8 @@ function culprit(replica: Replica, changes: Change[], from: string): number | un
         }
       }
       const broken = db.prepare("PRAGMA foreign_key_check").all() as Array<{ table: string }>;
-      const tables = new Set(broken.map((r) => r.table));
-      const i = changes.findIndex((c) => tables.has(c.table) && c.op !== "delete");
+      const children = new Set(broken.map((r) => r.table));
+      const i = changes.findIndex((c) => children.has(c.table) && c.op !== "delete");
       if (i >= 0) found = i;
       throw ROLLBACK;
     });
