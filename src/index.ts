@@ -10,7 +10,7 @@ export { type Daemon, type DaemonOptions, startDaemon, stopOnSignals } from "./d
 export { type PeerJobOptions, PING_PEER, SYNC_BUCKET } from "./daemon/sync-jobs.js";
 export { InvalidArgumentError, StoreError, TidewireError } from "./errors.js";
 export { Auth, type AuthOptions, resolveAuth } from "./hub/auth.js";
-export { FULL_SCOPE, Hub, HubError, type HubOptions, type Scope } from "./hub/hub.js";
+export { FULL_SCOPE, Hub, HubError, type HubOptions, requireAdmin, type Scope } from "./hub/hub.js";
 export { idFromAddress, type Peer, type PeerInput, type PeerState, Peers } from "./mesh/peers.js";
 export {
   type MeshLogger,
@@ -49,7 +49,13 @@ export {
   type WorkerOptions,
 } from "./queue/worker.js";
 export * from "./remote/index.js";
-export { type ApplyOptions, type ApplyResult, ClockDriftError, InvalidChangeError } from "./replica/apply.js";
+export {
+  type ApplyOptions,
+  type ApplyResult,
+  type Authorizer,
+  ClockDriftError,
+  InvalidChangeError,
+} from "./replica/apply.js";
 export { formatHlc, parseHlc } from "./replica/hlc.js";
 export type { Change, ChangeSet, ChangesSinceOptions, LogStats } from "./replica/log.js";
 export { Replica, type ReplicaOptions, type ReplicaStats } from "./replica/replica.js";

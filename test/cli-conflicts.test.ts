@@ -61,7 +61,9 @@ describe("tidewire conflicts", () => {
     expect(doc).toMatchObject({
       ok: true,
       counts: { unique: 1, failed: 1 },
-      conflicts: [{ kind: "unique", table: "artist", pk: ["b1"], lost: { columns: { name: "Nina", country: "FR" } } }],
+      conflicts: [
+        { kind: "unique", table: "artist", pk: ["b1"], lost: { columns: { name: "Nina", country: "FR" } } },
+      ],
       quarantined: [{ kind: "failed", table: "later", reason: /not tracked here/ }],
     });
     const status = JSON.parse((await tidewire(["status", db, "--json"])).stdout);
@@ -91,13 +93,25 @@ describe("tidewire conflicts", () => {
     expect(JSON.parse(done.stdout)).toMatchObject({ ok: true, restored: true });
     const b = Replica.open(db);
     try {
-      expect(b.store.db.prepare("SELECT * FROM artist").all()).toEqual([{ id: "b1", name: "Nina", country: "FR" }]);
+      expect(b.store.db.prepare("SELECT * FROM artist").all()).toEqual([
+        { id: "b1", name: "Nina", country: "FR" },
+      ]);
       // The restore is a local write: it syncs; and the row it displaced is recorded.
-      expect(b.changesSince(0).changes.map((c) => [c.op, c.pk[0]]).sort()).toEqual([
+      expect(
+        b
+          .changesSince(0)
+          .changes.map((c) => [c.op, c.pk[0]])
+          .sort(),
+      ).toEqual([
         ["delete", "a1"],
         ["insert", "b1"],
       ]);
-      expect(b.conflicts().conflicts.map((c) => c.pk[0]).sort()).toEqual(["a1", "b1"]);
+      expect(
+        b
+          .conflicts()
+          .conflicts.map((c) => c.pk[0])
+          .sort(),
+      ).toEqual(["a1", "b1"]);
     } finally {
       b.close();
     }

@@ -53,7 +53,9 @@ async function startHub(
     tokens,
     JSON.stringify({ tokens: [{ token: TOKEN, buckets: ["default"], access: "read-write" }] }),
   );
-  const run = tidewire(["serve", "--db", db, "--port", "0", "--tokens-file", tokens]);
+  // A relay-only hub takes the clients' new table from a read-write token only when it declares it.
+  const declare = tables ? [] : ["--table", "items=default"];
+  const run = tidewire(["serve", "--db", db, "--port", "0", "--tokens-file", tokens, ...declare]);
   const url = await listeningUrl(run.child);
   return { url, db, child: run.child };
 }

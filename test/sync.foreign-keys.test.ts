@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FULL_SCOPE, Hub } from "../src/hub/hub.js";
 import { Replica } from "../src/replica/replica.js";
-import { MemoryTransport } from "../src/sync/transport-memory.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
+import { MemoryTransport } from "../src/sync/transport-memory.js";
 import { useTempDirs } from "./helpers.js";
 import { dump } from "./replica-helpers.js";
 

@@ -6,6 +6,7 @@
 import { type Command, Option, InvalidArgumentError as UsageError } from "commander";
 import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT, startDaemon, stopOnSignals } from "../daemon/daemon.js";
 import { LOG_LEVELS, type LogLevel } from "../log.js";
+import { tableSpec } from "./init.js";
 import { duration, nonEmpty, nonNegativeInt, portNumber, positiveInt } from "./io.js";
 
 interface ServeFlags {
@@ -21,6 +22,8 @@ interface ServeFlags {
   syncInterval: number;
   pingInterval: number;
   requestTimeout: number;
+  keepAliveTimeout: number;
+  table?: Array<{ table: string; bucket: string }>;
   tlsCert?: string;
   tlsKey?: string;
   redis?: string;
@@ -40,13 +43,12 @@ export function registerServe(program: Command): void {
         .argParser(portNumber)
         .default(DEFAULT_PORT),
     )
+    .addOption(new Option("--token <token>", "bearer token for the sync endpoints (every bucket, admin)"))
     .addOption(
-      new Option("--token <token>", "bearer token for the sync endpoints (every bucket, read-write)"),
-    )
-    .addOption(
-      new Option("--tokens-file <file>", "JSON file of tokens with their buckets and access").conflicts(
-        "token",
-      ),
+      new Option(
+        "--tokens-file <file>",
+        "JSON file of tokens, each with its buckets, access (read, read-write, admin) and the tables it declares",
+      ).conflicts("token"),
     )
     .addOption(
       new Option("--insecure", "no auth on the sync endpoints (only on a loopback address)").conflicts([
@@ -77,6 +79,17 @@ export function registerServe(program: Command): void {
         .argParser(duration)
         .default(30_000, "30s"),
     )
+    .addOption(
+      new Option("--keep-alive-timeout <duration>", "how long a connection may sit idle between requests")
+        .argParser(positiveDuration)
+        .default(5_000, "5s"),
+    )
+    .addOption(
+      new Option(
+        "--table <table[=bucket]>",
+        "a table the hub accepts into a bucket (default: default) when a writer of that bucket first pushes it; other new tables need an admin token (repeat)",
+      ).argParser(tableSpec),
+    )
     .addOption(new Option("--tls-cert <file>", "serve HTTPS with this PEM certificate chain"))
     .addOption(new Option("--tls-key <file>", "the PEM private key of --tls-cert"))
     .addOption(
@@ -101,6 +114,12 @@ export function registerServe(program: Command): void {
       if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined))
         cmd.error("error: --tls-cert and --tls-key go together", { exitCode: 2 });
       if (flags.meshBucket && !flags.redis) cmd.error("error: --mesh-bucket needs --redis", { exitCode: 2 });
+      const tables = new Map<string, string>();
+      for (const { table, bucket } of flags.table ?? []) {
+        if ((tables.get(table) ?? bucket) !== bucket)
+          cmd.error(`error: --table ${table} is given two buckets`, { exitCode: 2 });
+        tables.set(table, bucket);
+      }
       const mesh = flags.redis ? { redis: flags.redis, buckets: flags.meshBucket } : undefined;
       const tls =
         flags.tlsCert && flags.tlsKey ? { certFile: flags.tlsCert, keyFile: flags.tlsKey } : undefined;
@@ -115,6 +134,8 @@ export function registerServe(program: Command): void {
         insecure: flags.insecure,
         rateLimitPerSecond: flags.rateLimit,
         requestTimeoutMs: flags.requestTimeout,
+        keepAliveTimeoutMs: flags.keepAliveTimeout,
+        tables: Object.fromEntries(tables),
         syncIntervalMs: flags.syncInterval,
         pingIntervalMs: flags.pingInterval,
         tls,

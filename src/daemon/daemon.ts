@@ -65,10 +65,16 @@ export interface DaemonOptions extends PeerJobOptions {
   logger?: Logger;
   /** Handlers for the application's own job types, run beside the built-in ones. */
   handlers?: Handlers;
-  /** Bearer token for the sync endpoints (every bucket, read-write). */
+  /** Bearer token for the sync endpoints (every bucket, admin). */
   token?: string;
-  /** JSON file of tokens, each with its buckets and read or read-write (see src/hub/auth.ts). */
+  /** JSON file of tokens, each with its buckets, read, read-write or admin access, and tables (see src/hub/auth.ts). */
   tokensFile?: string;
+  /**
+   * Table -> bucket: tables the hub accepts into that bucket from any writer
+   * of it when they first arrive (`--table orders=b`); any other new table
+   * needs an admin token. A tokens file can declare more.
+   */
+  tables?: Record<string, string>;
   /** No auth on the sync endpoints; refused unless `host` is a loopback address. */
   insecure?: boolean;
   /** Batch limits of the sync protocol. */
@@ -81,6 +87,8 @@ export interface DaemonOptions extends PeerJobOptions {
    * bytes holds a connection this long at most.
    */
   requestTimeoutMs?: number;
+  /** How long a connection may sit idle between requests, ms (default 5,000). */
+  keepAliveTimeoutMs?: number;
   /** Pins beside the database: where DownloadPins jobs fetch from (default none), size limit, GC grace. */
   pins?: { sources?: () => readonly PinSource[]; maxBytes?: number; graceMs?: number };
   /**
@@ -113,6 +121,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const host = options.host ?? DEFAULT_HOST;
   const port = checkInteger("port", options.port ?? DEFAULT_PORT, 0);
   const requestTimeoutMs = checkInteger("requestTimeoutMs", options.requestTimeoutMs ?? 30_000, 0);
+  const keepAliveTimeoutMs = checkInteger("keepAliveTimeoutMs", options.keepAliveTimeoutMs ?? 5_000, 1);
+  const declared = checkTables(options.tables);
   if (port > 65_535) throw new InvalidArgumentError("port", `must be at most 65535, got ${port}`);
   for (const type of Object.keys(options.handlers ?? {})) {
     if (type in MAINTENANCE_JOBS || PEER_JOB_TYPES.includes(type)) {
@@ -177,7 +187,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     // Loaded here, not on import: importing the library should not load fastify.
     const { buildServer } = await import("./server.js");
     const { auth, generated, source } = resolveAuth({ ...authOptions, dbPath: store.path });
-    const hub = new Hub(replica, { limits: options.limits, relay: true, buckets: auth.buckets() });
+    const tables = mergeTables(declared, auth.tables);
+    const hub = new Hub(replica, { limits: options.limits, relay: true, buckets: auth.buckets(), tables });
     const hubRoutes = { hub, auth, rateLimitPerSecond: options.rateLimitPerSecond, pins };
     mesh = options.mesh && new RedisStreamsTransport(replica, { ...options.mesh, logger, peers });
     // Changes that came through the mesh wake the hub's live subscribers as a push would.
@@ -185,7 +196,16 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     // So do writes that applications make to the hub's own tables.
     unwatch = hub.watchLocalWrites();
     await mesh?.start();
-    const http = buildServer({ store, queue, logger, startedAt, hub: hubRoutes, tls, requestTimeoutMs });
+    const http = buildServer({
+      store,
+      queue,
+      logger,
+      startedAt,
+      hub: hubRoutes,
+      tls,
+      requestTimeoutMs,
+      keepAliveTimeoutMs,
+    });
     app = http;
     let url: string;
     try {
@@ -304,6 +324,41 @@ function logEvents(worker: Worker, scheduler: Scheduler, logger: Logger): void {
   worker.on("error", (err) => logger.error({ err }, "the worker could not reach the queue"));
   scheduler.on("fired", (n: number) => logger.debug({ fired: n }, "periodic jobs enqueued"));
   scheduler.on("error", (err) => logger.error({ err }, "periodic jobs could not be fired"));
+}
+
+/** `tables` as given: names a relayed table could have, each in a bucket. */
+function checkTables(tables: DaemonOptions["tables"]): Map<string, string> {
+  if (tables === undefined) return new Map();
+  if (tables === null || typeof tables !== "object" || Array.isArray(tables))
+    throw new InvalidArgumentError("tables", "must be an object of table -> bucket");
+  const out = new Map<string, string>();
+  for (const [table, bucket] of Object.entries(tables)) {
+    if (table.trim() === "" || table.length > 200 || /^(tw_|sqlite_)/i.test(table))
+      throw new InvalidArgumentError("tables", `${JSON.stringify(table)} cannot be a synced table's name`);
+    if (typeof bucket !== "string" || bucket.trim() === "" || bucket.length > 200)
+      throw new InvalidArgumentError(
+        `tables.${table}`,
+        `must be a bucket name, got ${JSON.stringify(bucket)}`,
+      );
+    out.set(table, bucket);
+  }
+  return out;
+}
+
+/** The options' declarations and the tokens file's, which must agree on each table's bucket. */
+function mergeTables(given: Map<string, string>, file: ReadonlyMap<string, string>): Map<string, string> {
+  const out = new Map(given);
+  for (const [table, bucket] of file) {
+    const before = out.get(table);
+    if (before !== undefined && before !== bucket) {
+      throw new InvalidArgumentError(
+        "tables",
+        `table ${JSON.stringify(table)} is declared in bucket ${JSON.stringify(before)} and, by the tokens file, in ${JSON.stringify(bucket)}`,
+      );
+    }
+    out.set(table, bucket);
+  }
+  return out;
 }
 
 /** Reads the TLS files before anything starts, so a wrong path is one clear error, not a half-started daemon. */

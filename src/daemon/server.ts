@@ -30,8 +30,26 @@ export interface ServerOptions {
   hub?: HubRoutesOptions;
   /** Serve HTTPS with this certificate chain and private key (PEM); plain HTTP without. */
   tls?: { cert: Buffer; key: Buffer };
-  /** How long one request may take to arrive whole, ms (default 30,000; 0: no limit). */
+  /** How long one request may take to arrive whole, headers included, ms (default 30,000; 0: no limit). */
   requestTimeoutMs?: number;
+  /** How long a connection may sit idle between requests, ms (default 5,000). */
+  keepAliveTimeoutMs?: number;
+}
+
+/**
+ * Node's timeouts for a request that trickles in: they must reach the server
+ * when it is made (set later, Node 20 never cut a stalled body), headers are
+ * bounded even with no request limit, and the stalled connections are looked
+ * for every tenth of the limit (Node's default, 30 s, stretched a 30 s limit
+ * to 60-90 s).
+ */
+function httpTimeouts(requestTimeout: number) {
+  const headersTimeout = requestTimeout > 0 ? requestTimeout : 60_000;
+  return {
+    requestTimeout,
+    headersTimeout,
+    connectionsCheckingInterval: Math.min(1_000, Math.max(50, Math.floor(headersTimeout / 10))),
+  };
 }
 
 /** An id a caller sent is reused only if it cannot garble a log line. */
@@ -56,14 +74,16 @@ class OneLinePerRequest extends LogController {
 export function buildServer(options: ServerOptions) {
   const { store, queue, logger } = options;
   const startedAt = options.startedAt ?? Date.now();
+  const timeouts = httpTimeouts(options.requestTimeoutMs ?? 30_000);
   // Typed as the plain-HTTP instance whichever it is: routes and hooks are the same on both.
   const app = Fastify({
-    ...(options.tls ? { https: options.tls } : {}),
+    ...(options.tls ? { https: { ...options.tls, ...timeouts } } : { http: timeouts }),
     loggerInstance: logger,
     logController: new OneLinePerRequest(),
     requestIdHeader: false,
     // A client that stalls mid-request must not hold a connection for ever.
-    requestTimeout: options.requestTimeoutMs ?? 30_000,
+    requestTimeout: timeouts.requestTimeout,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
     genReqId: (req) => {
       const sent = req.headers["x-request-id"];
       return typeof sent === "string" && CALLER_REQUEST_ID.test(sent) ? sent : randomUUID();

@@ -2,10 +2,12 @@
  * Auth: who may call the hub, and for which buckets.
  *
  * Contract: a hub is never open by accident. `resolveAuth` takes `--token`
- * (every bucket, read-write), or `--tokens-file` (JSON: each token with its
- * buckets and read or read-write), or neither, in which case it reads the
- * token kept beside the database, or makes one, writes it there readable by
- * its owner only (mode 0600) and reports it so the daemon prints it once.
+ * (every bucket, admin), or `--tokens-file` (JSON: each token with its
+ * buckets and read, read-write or admin access, and optionally the tables it
+ * declares), or neither, in which case it reads the token kept beside the
+ * database (checked like `--token`: an empty or short file refuses the
+ * start), or makes one, writes it there readable by its owner only (mode
+ * 0600) and reports it so the daemon prints it once.
  * `--insecure` turns auth off, and is refused unless the hub listens on a
  * loopback address. `identify` compares the presented bearer token with
  * every known one in constant time (SHA-256 digests through timingSafeEqual,
@@ -35,15 +37,24 @@ const tokensFileSchema = z.strictObject({
       z.strictObject({
         token: z.string().min(16, "must be at least 16 characters"),
         buckets: z.union([z.literal("*"), z.array(z.string().min(1)).min(1)]),
-        access: z.enum(["read", "read-write"]),
+        access: z.enum(["read", "read-write", "admin"]),
         name: z
           .string()
           .regex(/^[\w.:-]{1,64}$/)
           .optional(),
+        /** Tables the hub accepts into this entry's one bucket when they first arrive (see Hub). */
+        tables: z.array(z.string().min(1).max(200)).min(1).optional(),
       }),
     )
     .min(1),
 });
+
+/** The rule `--token` and `<db>.token` are held to. */
+const TOKEN_RULE = "must be at least 16 printable characters without spaces";
+
+function usable(token: string): boolean {
+  return token.length >= 16 && /^[\x21-\x7e]+$/.test(token);
+}
 
 interface Entry {
   digest: Buffer;
@@ -55,6 +66,8 @@ export class Auth {
     private readonly entries: Entry[],
     /** True when auth is off (--insecure). */
     readonly open: boolean,
+    /** Table -> bucket: tables the tokens file declares (its entries' `tables`). */
+    readonly tables: ReadonlyMap<string, string> = new Map(),
   ) {}
 
   static insecure(): Auth {
@@ -80,16 +93,37 @@ export class Auth {
       const i = r.error.issues[0]!;
       throw new InvalidArgumentError("tokensFile", `${path}: ${i.path.join(".") || "(file)"}: ${i.message}`);
     }
+    const tables = new Map<string, string>();
+    r.data.tokens.forEach((t, i) => {
+      for (const table of t.tables ?? []) {
+        const where = `${path}: tokens.${i}.tables`;
+        if (t.buckets === "*" || t.buckets.length !== 1)
+          throw new InvalidArgumentError(
+            "tokensFile",
+            `${where}: an entry that declares tables names one bucket`,
+          );
+        const bucket = t.buckets[0]!;
+        const before = tables.get(table);
+        if (before !== undefined && before !== bucket)
+          throw new InvalidArgumentError(
+            "tokensFile",
+            `${where}: table ${JSON.stringify(table)} is declared in buckets ${JSON.stringify(before)} and ${JSON.stringify(bucket)}`,
+          );
+        tables.set(table, bucket);
+      }
+    });
     return new Auth(
       r.data.tokens.map((t) => ({
         digest: digest(t.token),
         scope: {
           id: t.name ?? `token-${short(t.token)}`,
           buckets: t.buckets === "*" ? "*" : new Set(t.buckets),
-          write: t.access === "read-write",
+          write: t.access !== "read",
+          admin: t.access === "admin",
         },
       })),
       false,
+      tables,
     );
   }
 
@@ -141,8 +175,8 @@ export function checkAuthOptions(options: AuthOptions): void {
       );
     }
   }
-  if (options.token !== undefined && (options.token.length < 16 || !/^[\x21-\x7e]+$/.test(options.token))) {
-    throw new InvalidArgumentError("token", "must be at least 16 printable characters without spaces");
+  if (options.token !== undefined && !usable(options.token)) {
+    throw new InvalidArgumentError("token", TOKEN_RULE);
   }
 }
 
@@ -165,6 +199,13 @@ export function resolveAuth(options: AuthOptions): ResolvedAuth {
       );
     }
     const token = readFileSync(path, "utf8").trim();
+    // The same rule as --token: an empty file would make a hub no one can call, silently.
+    if (!usable(token)) {
+      throw new TidewireError(
+        `${path} ${token === "" ? "is empty" : "holds no usable token"}: a token ${TOKEN_RULE}; write one there or delete the file to have one generated`,
+        "ERR_TOKEN_FILE",
+      );
+    }
     return { auth: Auth.token(token), source: path };
   }
   const token = randomBytes(24).toString("base64url");

@@ -6,16 +6,20 @@
  * (unknown) and the caller's Scope, and either answer or throw a HubError
  * carrying the HTTP status to send. Nothing is written unless the whole
  * request is valid: a malformed body, a bucket the hub does not serve or the
- * scope does not allow, a change for a table the hub does not know, or a
- * batch over the limits is refused before `apply`, and `apply` itself
- * refuses a bad batch whole. A push that changed something emits "changes"
- * with the buckets it touched, which GET /v1/live tells subscribers. A push
- * is applied with its sender as source, and a pull leaves out what the
- * puller sent (by origin and by source), while relaying it to every other.
+ * scope does not allow, a change the replica refuses, or a batch over the
+ * limits refuses the request whole. Which bucket a pushed table is in is the
+ * replica's answer alone (see Authorizer in replica/incoming.ts): the hub
+ * checks the token against it inside the apply's transaction. A table new to
+ * the hub joins a bucket only if the hub declares it there (`tables`) or the
+ * token is an admin of that bucket; a push never moves a table. A push that
+ * changed something emits "changes" with the buckets it touched, which GET
+ * /v1/live tells subscribers. A push is applied with its sender as source,
+ * and a pull leaves out what the puller sent (by origin and by source), while
+ * relaying it to every other.
  */
 import { EventEmitter } from "node:events";
-import { TidewireError } from "../errors.js";
 import { hubChanges } from "../metrics.js";
+import type { Authorizer } from "../replica/apply.js";
 import type { Change } from "../replica/log.js";
 import type { Replica } from "../replica/replica.js";
 import {
@@ -35,27 +39,30 @@ import {
   versionMismatch,
 } from "../sync/protocol.js";
 import { Clients } from "./clients.js";
+import { HubError } from "./hub-error.js";
+import { pushRefusal } from "./refusals.js";
 
-/** What one credential may do: read these buckets ("*": all), and write them if `write`. */
+export { HubError };
+
+/**
+ * What one credential may do: read these buckets ("*": all), write them if
+ * `write`, and administer them if `admin` (add a new table to one of them;
+ * any admin endpoint or dashboard action to come).
+ */
 export interface Scope {
   /** Names the credential in logs and rate limits, never the secret itself. */
   id: string;
   buckets: "*" | ReadonlySet<string>;
   write: boolean;
+  admin?: boolean;
 }
 
-export const FULL_SCOPE: Scope = { id: "insecure", buckets: "*", write: true };
+export const FULL_SCOPE: Scope = { id: "insecure", buckets: "*", write: true, admin: true };
 
-/** A request the hub refuses; `status` is the HTTP status that says why. */
-export class HubError extends TidewireError {
-  constructor(
-    readonly status: number,
-    code: string,
-    message: string,
-  ) {
-    super(message, code);
-    this.name = "HubError";
-  }
+/** Throws a 403 naming `what` unless the scope is an admin's: the check every admin action makes. */
+export function requireAdmin(scope: Scope, what: string): void {
+  if (scope.admin !== true)
+    throw new HubError(403, "ERR_ADMIN_REQUIRED", `${what} needs a token with admin access; refused`);
 }
 
 export interface HubOptions {
@@ -71,6 +78,13 @@ export interface HubOptions {
    * tokens file names). Default: none.
    */
   buckets?: "*" | Iterable<string>;
+  /**
+   * Table -> bucket: tables a relay accepts into that bucket when they first
+   * arrive from any writer of it (`tidewire serve --table orders=b`, a tokens
+   * file's `tables`). Any other new table needs an admin token. Their buckets
+   * are served.
+   */
+  tables?: ReadonlyMap<string, string> | Record<string, string>;
 }
 
 export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
@@ -79,7 +93,8 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
   /** The replicas heard from since this hub started (GET /v1/status). */
   readonly clients = new Clients();
   private readonly declared: "*" | ReadonlySet<string>;
-  private readonly tablesSql;
+  /** Declared tables (HubOptions.tables). */
+  readonly tables: ReadonlyMap<string, string>;
 
   constructor(
     readonly replica: Replica,
@@ -88,9 +103,11 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     super();
     this.limits = checkLimits(options.limits);
     this.relay = options.relay === true;
-    this.declared = options.buckets === "*" ? "*" : new Set(options.buckets ?? []);
-    // Tracked and relayed tables alike; Replica.tables() lists only the tracked ones.
-    this.tablesSql = replica.store.db.prepare("SELECT name, bucket FROM tw_tracked");
+    const tables = options.tables ?? new Map<string, string>();
+    this.tables = new Map(tables instanceof Map ? tables : Object.entries(tables));
+    const served = options.buckets === "*" ? "*" : new Set(options.buckets ?? []);
+    if (served !== "*") for (const b of this.tables.values()) served.add(b);
+    this.declared = served;
   }
 
   get nodeId(): string {
@@ -142,45 +159,27 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
         `a push may carry at most ${this.limits.maxRows} changes, got ${req.changes.length}`,
       );
     }
-    const tables = this.tablesByName();
-    const touched = new Set<string>();
-    req.changes.forEach((c, i) => {
-      const bucket = tables.get(c.table) ?? (this.relay ? c.bucket : undefined);
-      if (bucket === undefined) {
-        throw new HubError(
-          422,
-          "ERR_UNKNOWN_TABLE",
-          this.relay
-            ? `changes[${i}]: table ${JSON.stringify(c.table)} is unknown to the hub and the change carries no bucket; nothing applied`
-            : `changes[${i}]: the hub does not serve table ${JSON.stringify(c.table)}; nothing applied`,
-        );
-      }
-      if (!this.serves(bucket, tables)) {
-        throw new HubError(
-          404,
-          "ERR_UNKNOWN_BUCKET",
-          `changes[${i}]: the hub serves no bucket ${JSON.stringify(bucket)}; nothing applied`,
-        );
-      }
-      if (!allows(scope, bucket)) {
+    // The replica says which bucket each table is in; the token is checked against that answer.
+    const tables = new Map<string, string>();
+    const authorize: Authorizer = (table, bucket, isNew, i) => {
+      if (isNew) this.admit(table, bucket, scope, i);
+      else if (!allows(scope, bucket)) {
         throw new HubError(
           403,
           "ERR_FORBIDDEN_BUCKET",
-          `changes[${i}]: this token may not write bucket ${JSON.stringify(bucket)}; nothing applied`,
+          `changes[${i}]: table ${JSON.stringify(table)} is in bucket ${JSON.stringify(bucket)}, which this token may not write; nothing applied`,
         );
       }
-      touched.add(bucket);
-    });
+      tables.set(table, bucket);
+    };
     let result: { received: number; applied: number };
     try {
-      result = this.replica.apply(req.changes, { from: req.nodeId });
+      result = this.replica.apply(req.changes, { from: req.nodeId, authorize, refuseUnknownTables: true });
     } catch (err) {
-      // The Replica refused the batch whole (InvalidChangeError, ClockDriftError): the sender's fault.
-      if (err instanceof TidewireError && REFUSED_BATCH.has(err.code))
-        throw new HubError(422, err.code, err.message);
-      throw err;
+      throw pushRefusal(err, this.replica, req.changes, req.nodeId) ?? err;
     }
     this.count(req.nodeId, "push", req.changes, tables);
+    const touched = new Set(tables.values());
     this.clients.record(req.nodeId, "push", touched, req.changes.length);
     if (result.applied > 0) this.emit("changes", [...touched]);
     return { cursor: req.cursor, received: result.received, applied: result.applied };
@@ -222,6 +221,40 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     return () => clearInterval(timer);
   }
 
+  /**
+   * A table the hub has never had may join `bucket` if the hub declares it
+   * there, or if an admin of that bucket pushes it first; else a writer of
+   * one bucket could squat a table another bucket's clients own.
+   */
+  private admit(table: string, bucket: string, scope: Scope, i: number): void {
+    const at = `changes[${i}]: table ${JSON.stringify(table)}`;
+    if (!this.serves(bucket))
+      throw new HubError(
+        404,
+        "ERR_UNKNOWN_BUCKET",
+        `${at}: the hub serves no bucket ${JSON.stringify(bucket)}; nothing applied`,
+      );
+    if (!allows(scope, bucket))
+      throw new HubError(
+        403,
+        "ERR_FORBIDDEN_BUCKET",
+        `${at}: this token may not write bucket ${JSON.stringify(bucket)}; nothing applied`,
+      );
+    const declared = this.tables.get(table);
+    if (declared === bucket) return;
+    if (declared !== undefined) {
+      throw new HubError(
+        422,
+        "ERR_TABLE_BUCKET",
+        `${at} is declared in bucket ${JSON.stringify(declared)} on this hub, not ${JSON.stringify(bucket)}; nothing applied`,
+      );
+    }
+    requireAdmin(
+      scope,
+      `${at} is new to this hub, and adding it to bucket ${JSON.stringify(bucket)} without a declaration (tidewire serve --table ${table}=${bucket})`,
+    );
+  }
+
   /** Whether this hub serves `bucket`: one of its tables' (tracked or relayed), or declared. */
   serves(bucket: string, tables = this.tablesByName()): boolean {
     if (this.declared === "*" || this.declared.has(bucket)) return true;
@@ -238,9 +271,10 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     for (const [bucket, n] of per) hubChanges.labels(peer, bucket, direction).inc(n);
   }
 
+  /** Tracked and relayed tables alike, as the replica knows them. */
   private tablesByName(): Map<string, string> {
-    const rows = this.tablesSql.all() as Array<{ name: string; bucket: string }>;
-    return new Map(rows.map((t) => [t.name, t.bucket]));
+    const all = [...this.replica.tables(), ...this.replica.relayedTables()];
+    return new Map(all.map((t) => [t.table, t.bucket]));
   }
 
   /** Throws a 404 for a bucket the hub does not serve, a 403 for one the scope may not use. */
@@ -259,8 +293,6 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     }
   }
 }
-
-const REFUSED_BATCH = new Set(["ERR_INVALID_CHANGE", "ERR_CLOCK_DRIFT"]);
 
 function allows(scope: Scope, bucket: string): boolean {
   return scope.buckets === "*" || scope.buckets.has(bucket);

@@ -3,7 +3,7 @@
  * POST /v1/pull, POST /v1/push, and GET /v1/live (see live.ts).
  *
  * Contract: every /v1 request must carry a bearer token the Auth knows (401
- * otherwise), is counted against that token's rate limit (429), and must be
+ * otherwise; a path that names no endpoint is a 404 whatever the token), is counted against that token's rate limit (429), and must be
  * JSON within the body limit (400 malformed, 413 too large, 415 not JSON).
  * Every refusal is a 4xx whose body is `{ error: { code, message } }`, the
  * message one clear sentence; the hub's state is untouched by a refused
@@ -30,6 +30,8 @@ export interface HubRoutesOptions {
   /** Epoch ms the server started (buildServer's, which /healthz reports too). */
   startedAt?: number;
 }
+
+const DISK_FULL = new Set<unknown>(["SQLITE_FULL", "ENOSPC"]);
 
 /** The JSON envelope of a protocol message, beyond its changes. */
 const ENVELOPE_BYTES = 64 * 1024;
@@ -58,6 +60,11 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
 
   app.setErrorHandler((err: FastifyError | HubError, request, reply) => {
     if (err instanceof HubError) return send(reply, err.status, err.code, err.message);
+    // The database's or a pin's: the same request may succeed once there is room.
+    if (DISK_FULL.has((err as { code?: unknown }).code)) {
+      request.log.error({ err }, "the hub's disk is full");
+      return send(reply, 507, "ERR_DISK_FULL", "the hub's disk is full; retry once space is freed");
+    }
     const status = (err as FastifyError).statusCode ?? 500;
     if (status >= 400 && status < 500) {
       const [code, message] = clientError(err as FastifyError);
@@ -71,6 +78,8 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
   );
 
   app.addHook("onRequest", async (request, reply) => {
+    // An unknown path is not a question about the token.
+    if (request.is404) return;
     const scope = auth.identify(request.headers.authorization);
     if (!scope) {
       reply.header("www-authenticate", 'Bearer realm="tidewire"');

@@ -33,7 +33,13 @@ import { Conflicts, rowKey } from "./conflicts.js";
 import { ForeignKeys } from "./foreign-keys.js";
 import type { Clock } from "./hlc.js";
 import { isNodeId } from "./hlc.js";
-import { Checker, type Incoming, InvalidChangeError, NotTrackedHereError } from "./incoming.js";
+import {
+  type Authorizer,
+  Checker,
+  type Incoming,
+  InvalidChangeError,
+  NotTrackedHereError,
+} from "./incoming.js";
 import { type ChangeLog, decodeRowValues, type Entry, encodeRowValues } from "./log.js";
 import {
   ALIVE_N,
@@ -52,7 +58,7 @@ import { schemaVersion } from "./schema.js";
 import { ROW } from "./triggers.js";
 import { type SqlValue, toWire } from "./values.js";
 
-export { ClockDriftError, InvalidChangeError, NotTrackedHereError } from "./incoming.js";
+export { type Authorizer, ClockDriftError, InvalidChangeError, NotTrackedHereError } from "./incoming.js";
 
 export interface ApplyOptions {
   /**
@@ -60,6 +66,18 @@ export interface ApplyOptions {
    * with it, and `changesSince(…, { excludeSource })` can leave them out.
    */
   from?: string;
+  /**
+   * Judges each table of the batch by the bucket this replica files it under
+   * (see Authorizer); throwing refuses the batch whole, nothing written. The
+   * hub checks the pushing token's scope here, against the replica's answer.
+   */
+  authorize?: Authorizer;
+  /**
+   * Refuse the batch (NotTrackedHereError) when a change names a table this
+   * replica does not track, instead of quarantining the change. A hub does:
+   * its clients are not trusted to fill its disk with tables it never had.
+   */
+  refuseUnknownTables?: boolean;
 }
 
 export interface ApplyResult {
@@ -104,12 +122,23 @@ export class Applier {
     const from = options.from ?? null;
     if (from !== null && !isNodeId(from))
       throw new InvalidArgumentError("from", `is not a node id: ${JSON.stringify(from)}`);
-    return this.store.write(() => {
-      const result = this.applyIn(changes, from);
-      if (!this.retrying && this.conflicts.anyQuarantined())
-        this.retry(result.filled, touchedKeys(result.written), false);
-      return { received: result.received, applied: result.applied, quarantined: result.quarantined.size };
-    });
+    if (options.authorize !== undefined && typeof options.authorize !== "function")
+      throw new InvalidArgumentError("authorize", "must be a function (table, bucket, isNew, index)");
+    if (options.refuseUnknownTables !== undefined && typeof options.refuseUnknownTables !== "boolean")
+      throw new InvalidArgumentError("refuseUnknownTables", "must be a boolean");
+    const state = { recorded: false };
+    try {
+      return this.store.write(() => {
+        const result = this.applyIn(changes, from, options, state);
+        if (!this.retrying && this.conflicts.anyQuarantined())
+          this.retry(result.filled, touchedKeys(result.written), false);
+        return { received: result.received, applied: result.applied, quarantined: result.quarantined.size };
+      });
+    } catch (err) {
+      // The rollback took back relayed tables `commit` recorded: so must the catalog, or it keeps them.
+      if (state.recorded) this.catalog.refresh(true);
+      throw err;
+    }
   }
 
   /**
@@ -122,11 +151,16 @@ export class Applier {
   }
 
   /** The batch's work, inside the caller's transaction. */
-  private applyIn(changes: unknown[], from: string | null) {
+  private applyIn(
+    changes: unknown[],
+    from: string | null,
+    options: ApplyOptions = {},
+    state: { recorded: boolean } = { recorded: false },
+  ) {
     // Inside the transaction: the catalog cannot move between check and write.
     const now = Date.now();
     this.catalog.refresh();
-    this.checker.reset();
+    this.checker.reset(options.authorize);
     const batch: Incoming[] = [];
     const wire: unknown[] = [];
     const notHere: Array<{ change: unknown; reason: string }> = [];
@@ -136,11 +170,11 @@ export class Applier {
         wire.push(changes[i]);
       } catch (err) {
         // A table this replica does not track (yet: its migration may come later) blocks nothing.
-        if (!(err instanceof NotTrackedHereError)) throw err;
+        if (!(err instanceof NotTrackedHereError) || options.refuseUnknownTables) throw err;
         notHere.push({ change: changes[i], reason: `table "${err.table}" is not tracked here` });
       }
     }
-    this.checker.commit(batch);
+    if (this.checker.commit(batch)) state.recorded = true;
     const result = this.rounds(batch, wire, from);
     const version = schemaVersion(this.store.db);
     for (const q of notHere) {

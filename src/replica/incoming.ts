@@ -9,7 +9,11 @@
  * then the change is checked for shape only (a key of 1 to 64 values, the same
  * arity as earlier changes of that table, a bucket name) and the table is
  * recorded as relayed by `commit`, which runs only once the whole batch passed,
- * so a refused batch records nothing.
+ * so a refused batch records nothing. A table's bucket is decided here, once:
+ * a tracked table's is its own, a relayed table keeps the bucket it was first
+ * recorded with (a change naming another is refused: no push moves a table),
+ * and a new relayed table takes the change's. The optional authorizer is told
+ * that answer once per table per batch, and refuses the batch by throwing.
  */
 import type Database from "better-sqlite3";
 import { TidewireError } from "../errors.js";
@@ -46,7 +50,7 @@ export class NotTrackedHereError extends InvalidChangeError {
     readonly table: string,
     what: string,
   ) {
-    super(index, `names table "${table}", which is not tracked here`, what, "ERR_NOT_TRACKED");
+    super(index, `names table "${table}", which is not tracked here`, what, "ERR_UNKNOWN_TABLE");
     this.name = "NotTrackedHereError";
   }
 }
@@ -69,16 +73,26 @@ export interface Incoming {
   origin: string;
 }
 
+/**
+ * Told, once per table in a batch and before anything is written, the bucket
+ * this replica files the table's changes under; `isNew`: a relayed table the
+ * batch would record. Throws to refuse the batch (the error propagates as is).
+ */
+export type Authorizer = (table: string, bucket: string, isNew: boolean, index: number) => void;
+
 const MAX_KEY_PARTS = 64;
 
 export class Checker {
-  /** Relayed tables first seen in this batch, or whose bucket moved: written by `commit`. */
+  /** Relayed tables first seen in this batch: written by `commit`. */
   private readonly fresh = new Map<string, TrackedTable>();
   private reloaded = false;
+  private authorize: Authorizer | undefined;
+  /** Tables the authorizer accepted in this batch. */
+  private readonly authorized = new Set<string>();
   private lastOrigin: unknown = undefined;
   private driftNow = Number.NaN;
   private driftLimit = 0n;
-  private readonly sql: { insert: Database.Statement; bucket: Database.Statement };
+  private readonly sql: { insert: Database.Statement };
 
   constructor(
     db: Database.Database,
@@ -90,7 +104,6 @@ export class Checker {
       insert: db.prepare(
         "INSERT INTO tw_tracked (name, bucket, pk, cols, tracked_at, relayed) VALUES (?, ?, ?, '[]', ?, 1)",
       ),
-      bucket: db.prepare("UPDATE tw_tracked SET bucket = ? WHERE id = ?"),
     };
   }
 
@@ -102,6 +115,10 @@ export class Checker {
     if (o.bucket !== undefined && !isName(o.bucket))
       refuse(index, o, `has bucket ${describeValue(o.bucket)}`);
     const table = this.table(o, index);
+    if (this.authorize && !this.authorized.has(table.name)) {
+      this.authorize(table.name, table.bucket, table.id < 0, index);
+      this.authorized.add(table.name);
+    }
     if (o.op !== "insert" && o.op !== "update" && o.op !== "delete")
       refuse(index, o, `has op ${describeValue(o.op)}`);
     if (!Array.isArray(o.pk) || o.pk.length !== table.pk.length) {
@@ -175,34 +192,37 @@ export class Checker {
   }
 
   /**
-   * Records the relayed tables the batch introduced (or moved to another
-   * bucket) and points the batch at their catalog entries. Call once the whole
-   * batch passed `check`, inside the same transaction.
+   * Records the relayed tables the batch introduced and points the batch at
+   * their catalog entries. Call once the whole batch passed `check`, inside
+   * the same transaction. True when it recorded any.
    */
-  commit(batch: Incoming[]): void {
-    if (this.fresh.size === 0) return;
-    for (const t of this.fresh.values()) {
-      if (t.id < 0) this.sql.insert.run(t.name, t.bucket, JSON.stringify(t.pk), Date.now());
-      else this.sql.bucket.run(t.bucket, t.id);
-    }
+  commit(batch: Incoming[]): boolean {
+    if (this.fresh.size === 0) return false;
+    for (const t of this.fresh.values())
+      this.sql.insert.run(t.name, t.bucket, JSON.stringify(t.pk), Date.now());
     this.fresh.clear();
     this.catalog.refresh(true);
     for (const inc of batch) {
       if (inc.t.relayed) inc.t = this.catalog.peekRelayed(inc.t.name) as TrackedTable;
     }
+    return true;
   }
 
-  /** Forgets what a refused batch would have recorded. */
-  reset(): void {
+  /** Starts a batch: forgets what a refused one would have recorded; `authorize` judges this one. */
+  reset(authorize?: Authorizer): void {
     this.fresh.clear();
     this.reloaded = false;
+    this.authorize = authorize;
+    this.authorized.clear();
   }
 
   private table(o: Record<string, unknown>, index: number): TrackedTable {
     const name = o.table as string;
     const tracked = this.catalog.peek(name);
     if (tracked) return tracked;
-    const fail = (reason: string): never => refuse(index, o, reason);
+    const fail = (reason: string, code?: string): never => {
+      throw new InvalidChangeError(index, reason, describeChange(o), code);
+    };
     if (!this.relay) throw new NotTrackedHereError(index, name, describeChange(o));
     if (!isName(name) || /^(tw_|sqlite_)/i.test(name)) fail(`names table ${describeValue(name)}`);
     let known = this.fresh.get(name) ?? this.catalog.peekRelayed(name);
@@ -215,12 +235,14 @@ export class Checker {
     const bucket = o.bucket as string | undefined;
     if (known) {
       if (bucket === undefined || bucket === known.bucket) return known;
-      // The table moved bucket at its origin; the relay follows.
-      const moved = { ...known, bucket };
-      this.fresh.set(name, moved);
-      return moved;
+      // Following it would hand the table's history to another bucket's readers.
+      return fail(
+        `names bucket "${bucket}", but table "${name}" is in bucket "${known.bucket}" here, and a push never moves a table`,
+        "ERR_TABLE_BUCKET",
+      );
     }
-    if (bucket === undefined) fail(`names table "${name}", which is not tracked here, and has no bucket`);
+    if (bucket === undefined)
+      fail(`names table "${name}", which is not tracked here, and has no bucket`, UNKNOWN_TABLE);
     const arity = Array.isArray(o.pk) ? o.pk.length : 0;
     if (arity < 1 || arity > MAX_KEY_PARTS)
       fail(`has a key of ${arity} parts; a key has 1 to ${MAX_KEY_PARTS}`);
@@ -239,6 +261,8 @@ export class Checker {
   }
 }
 
+const UNKNOWN_TABLE = "ERR_UNKNOWN_TABLE";
+
 function refuse(index: number, o: Record<string, unknown> | null, reason: string): never {
   throw new InvalidChangeError(index, reason, o ? describeChange(o) : "");
 }
@@ -247,7 +271,8 @@ function isName(v: unknown): v is string {
   return typeof v === "string" && v.trim().length > 0 && v.length <= 200;
 }
 
-function describeChange(o: Record<string, unknown>): string {
+/** A change in a few words, for an error message: op, table, key, clock, origin. */
+export function describeChange(o: Record<string, unknown>): string {
   const op = typeof o.op === "string" ? o.op : "change";
   const table = typeof o.table === "string" ? o.table : "?";
   const at = typeof o.hlc === "string" ? ` at ${o.hlc}` : "";

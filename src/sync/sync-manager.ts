@@ -324,7 +324,9 @@ export class SyncManager extends EventEmitter<Events> {
       syncCycles.labels(peer, bucketLabel, "error").inc();
       syncCycleDuration.labels(peer).observe((performance.now() - started) / 1000);
       this.setStatus({ ...this.current, state: "error", message: error.message, failures: this.failures });
-      this.retryIn = this.backoff();
+      // A refusal the same request would meet again (a 4xx: a constraint, a bucket out of scope) is
+      // not a server's hiccup: retrying it at the short backoff only repeats it, so wait the longest.
+      this.retryIn = error instanceof HubRefusedError && error.permanent ? this.retry.maxMs : this.backoff();
       this.emit("failed", error, this.started ? this.retryIn : undefined);
       throw error;
     } finally {
