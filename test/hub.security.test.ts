@@ -311,7 +311,12 @@ describe("pushes the hub's tables refuse", () => {
   it("a refused batch leaves no new table behind for a later push to find", async () => {
     const d = await daemon({ setup: withSchema });
     const batch = [change("ghosts", "a", 1), { ...change("items", "a", 1, { name: "x" }), pk: [1, 2] }];
-    refused(await push(d, ADMIN, batch), 422, "ERR_INVALID_CHANGE", /changes\[1\].*key of 2 parts; items has 1/);
+    refused(
+      await push(d, ADMIN, batch),
+      422,
+      "ERR_INVALID_CHANGE",
+      /changes\[1\].*key of 2 parts; items has 1/,
+    );
     expect(d.hub.replica.relayedTables()).toEqual([]);
     // Were "ghosts" still in the catalog, this writer would add to a table nobody declared.
     refused(
