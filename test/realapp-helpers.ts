@@ -1,0 +1,282 @@
+/**
+ * Helpers for the real-application tests (issues 11 and 12): a hub run as
+ * `tidewire serve`, replicas driven through the CLI, the Django app of
+ * test/apps/django (its manage.py and drive.py), Python's sqlite3 module as
+ * one more client, and dumps that compare replicas table by table.
+ */
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import { expect } from "vitest";
+import { listeningUrl, type Run, runNode } from "./helpers.js";
+
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+export const CLI = join(ROOT, "dist/cli/main.js");
+export const DJANGO_APP = join(ROOT, "test/apps/django");
+export const TOKEN = "realapp-token-0123456789abcdef";
+
+/** Builds dist/ once when a CLI test finds it missing. */
+export function ensureBuilt(): void {
+  if (!existsSync(CLI)) execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
+}
+
+/** Every child a test starts, killed by `killChildren` in afterEach. */
+const children: ChildProcess[] = [];
+export function killChildren(): void {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+}
+
+export function tidewire(args: string[]): Promise<Run> & { child: ChildProcess } {
+  const run = runNode([CLI, ...args]);
+  children.push(run.child);
+  return run;
+}
+
+/** A relay hub (no copy of the app's schema) on loopback, one read-write token. */
+export async function startHub(dir: string): Promise<{ url: string; child: ChildProcess }> {
+  const tokens = join(dir, "tokens.json");
+  writeFileSync(tokens, JSON.stringify({ tokens: [{ token: TOKEN, buckets: "*", access: "read-write" }] }));
+  const run = tidewire(["serve", "--db", join(dir, "hub.db"), "--port", "0", "--tokens-file", tokens]);
+  return { url: await listeningUrl(run.child, 60_000), child: run.child };
+}
+
+/** Runs a child to its end; resolves with its status and output (never rejects on a non-zero exit). */
+export function runProcess(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  cwd?: string,
+): Promise<Run> {
+  const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding("utf8").on("data", (d) => {
+      stderr += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/**
+ * The python that has Django: $TIDEWIRE_PYTHON, or python3 on PATH. Missing
+ * Django is a visible skip on a developer machine and a failure under
+ * CI=true, where .ci/run installs it.
+ */
+export function djangoPython(): string | null {
+  const python = process.env.TIDEWIRE_PYTHON ?? "python3";
+  const probe = spawnSync(
+    python,
+    ["-c", "import django, sys; sys.exit(0 if django.VERSION[0] >= 5 else 1)"],
+    {
+      encoding: "utf8",
+    },
+  );
+  if (probe.status === 0) return python;
+  const why = probe.error?.message ?? (probe.stderr.trim().split("\n").pop() || "Django older than 5");
+  if (process.env.CI === "true") throw new Error(`Django 5 is not importable by ${python} under CI: ${why}`);
+  console.warn(`SKIPPED: real-application Django tests, ${python} has no Django 5 (${why})`);
+  return null;
+}
+
+/** The Django app bound to one database file. */
+export class DjangoReplica {
+  constructor(
+    readonly python: string,
+    readonly db: string,
+  ) {}
+
+  private env(): NodeJS.ProcessEnv {
+    return { TIDEWIRE_DJANGO_DB: this.db, PYTHONDONTWRITEBYTECODE: "1" };
+  }
+
+  /** `manage.py migrate music [target]`: to the latest migration, or to one (e.g. "0003"). */
+  async migrate(target?: string): Promise<void> {
+    const args = [join(DJANGO_APP, "manage.py"), "migrate", "music", ...(target ? [target] : []), "-v", "0"];
+    const r = await runProcess(this.python, args, this.env(), DJANGO_APP);
+    if (r.code !== 0) throw new Error(`manage.py migrate ${target ?? ""} on ${this.db} failed: ${r.stderr}`);
+  }
+
+  /** ORM writes through drive.py, in one transaction; the keys of the rows touched. */
+  async orm(ops: DriveOp[]): Promise<Array<string | number>> {
+    const r = await runProcess(this.python, [join(DJANGO_APP, "drive.py"), JSON.stringify(ops)], this.env());
+    const doc = r.stdout ? JSON.parse(r.stdout) : { ok: false, error: r.stderr };
+    if (r.code !== 0 || !doc.ok) throw new Error(`drive.py on ${this.db} failed: ${doc.error ?? r.stderr}`);
+    return doc.results;
+  }
+
+  /** One statement through Python's own sqlite3 module, committed. */
+  async pysql(statement: string, params: unknown[] = []): Promise<void> {
+    const script =
+      "import json, sqlite3, sys\n" +
+      "c = sqlite3.connect(sys.argv[1], timeout=20)\n" +
+      "c.execute(sys.argv[2], json.loads(sys.argv[3]))\n" +
+      "c.commit()\n";
+    const r = await runProcess(this.python, ["-c", script, this.db, statement, JSON.stringify(params)]);
+    if (r.code !== 0) throw new Error(`python sqlite3 on ${this.db} failed: ${r.stderr}`);
+  }
+}
+
+export type DriveOp =
+  | { op: "create"; model: string; fields: Record<string, unknown> }
+  | { op: "update" | "save"; model: string; pk: string | number; fields: Record<string, unknown> }
+  | { op: "delete"; model: string; pk: string | number }
+  | {
+      op: "m2m_add" | "m2m_remove";
+      model: string;
+      pk: string | number;
+      field: string;
+      pks: Array<string | number>;
+    };
+
+/** A fresh UUID as Django stores a UUIDField in SQLite: 32 hex digits. */
+export function hexId(): string {
+  return crypto.randomUUID().replaceAll("-", "");
+}
+
+/** The app's tables in a database (those whose name starts with `prefix`), sorted. */
+export function appTables(db: string, prefix: string): string[] {
+  const d = new Database(db, { readonly: true, fileMustExist: true });
+  try {
+    return (
+      d
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ORDER BY name")
+        .pluck()
+        .all(`${prefix}%`) as string[]
+    ).filter((n) => n.startsWith(prefix));
+  } finally {
+    d.close();
+  }
+}
+
+/**
+ * Every row of every given table, ordered by primary key, each value with its
+ * storage class (so 1 and '1' differ): the form replicas are compared in.
+ */
+export function dumpTables(db: string, tables: string[]): Record<string, string[]> {
+  const d = new Database(db, { readonly: true, fileMustExist: true });
+  d.pragma("busy_timeout = 20000");
+  try {
+    const out: Record<string, string[]> = {};
+    for (const t of tables) {
+      const cols = d.prepare(`SELECT name, pk FROM pragma_table_info(?) ORDER BY cid`).all(t) as Array<{
+        name: string;
+        pk: number;
+      }>;
+      const key = cols
+        .filter((c) => c.pk > 0)
+        .sort((a, b) => a.pk - b.pk)
+        .map((c) => `"${c.name}"`);
+      const values = cols.map((c) => `typeof("${c.name}"), quote("${c.name}")`).join(", ");
+      out[t] = d
+        .prepare(`SELECT json_array(${values}) FROM "${t}" ORDER BY ${key.length ? key.join(", ") : "rowid"}`)
+        .pluck()
+        .all() as string[];
+    }
+    return out;
+  } finally {
+    d.close();
+  }
+}
+
+/** `PRAGMA foreign_key_check` of the whole database: empty when every reference holds. */
+export function foreignKeyViolations(db: string): unknown[] {
+  const d = new Database(db, { readonly: true, fileMustExist: true });
+  d.pragma("busy_timeout = 20000");
+  try {
+    return d.pragma("foreign_key_check") as unknown[];
+  } finally {
+    d.close();
+  }
+}
+
+/** One value read back, for the ledger checks. */
+export function readOne(db: string, statement: string, ...params: unknown[]): unknown {
+  const d = new Database(db, { readonly: true, fileMustExist: true });
+  d.pragma("busy_timeout = 20000");
+  try {
+    return d
+      .prepare(statement)
+      .pluck()
+      .get(...params);
+  } finally {
+    d.close();
+  }
+}
+
+export interface ConflictDoc {
+  conflicts: Array<{ id: unknown; kind: string; table: string }>;
+  quarantined: Array<{ table?: string }>;
+}
+
+/** `tidewire conflicts list <db> --json`; a run that fails or prints no document is reported as such. */
+export async function conflictsOf(db: string): Promise<ConflictDoc | { error: string }> {
+  const r = await tidewire(["conflicts", "list", db, "--json"]);
+  if (r.code !== 0) return { error: `conflicts list exited ${r.code}: ${r.stderr.trim()}` };
+  try {
+    return JSON.parse(r.stdout) as ConflictDoc;
+  } catch {
+    return { error: `conflicts list printed no JSON document: ${r.stdout.slice(0, 200)}` };
+  }
+}
+
+/** How many conflicts of `kind` a document lists for `table` (any table when omitted). */
+export function countConflicts(
+  doc: ConflictDoc | { error: string },
+  kind: string,
+  tables?: string[],
+): number {
+  if ("error" in doc) return Number.NaN;
+  return doc.conflicts.filter((c) => c.kind === kind && (!tables || tables.includes(c.table))).length;
+}
+
+export interface SyncRun {
+  db: string;
+  code: number | null;
+  stderr: string;
+}
+
+/** One `tidewire sync --once` of a replica against the hub, every bucket, both directions. */
+export async function syncOnce(db: string, url: string): Promise<SyncRun> {
+  const r = await tidewire(["sync", db, "--remote", url, "--token", TOKEN, "--once", "--json"]);
+  return { db, code: r.code, stderr: r.stderr.trim() };
+}
+
+/**
+ * Syncs the replicas one after another, `passes` times over, so that each
+ * has seen every other's changes (two passes suffice through a relay hub),
+ * and soft-asserts that every run succeeded: a run that fails is reported
+ * with its error, and the test goes on to report the state it left.
+ */
+export async function syncAll(dbs: string[], url: string, passes = 2): Promise<SyncRun[]> {
+  const runs: SyncRun[] = [];
+  for (let p = 0; p < passes; p++) {
+    for (const db of dbs) {
+      const r = await syncOnce(db, url);
+      runs.push(r);
+      expect.soft(r.code, `tidewire sync ${db}: ${r.stderr}`).toBe(0);
+    }
+  }
+  return runs;
+}
+
+/** Soft-asserts that every replica holds the same rows as the first, table by table. */
+export function expectConverged(dbs: string[], tables: string[]): void {
+  const first = dumpTables(dbs[0]!, tables);
+  for (const db of dbs.slice(1)) {
+    const other = dumpTables(db, tables);
+    for (const t of tables) expect.soft(other[t], `${t} on ${db} against ${dbs[0]}`).toEqual(first[t]);
+  }
+}
+
+/** Soft-asserts that `PRAGMA foreign_key_check` is empty on every replica. */
+export function expectForeignKeysHold(dbs: string[]): void {
+  for (const db of dbs) expect.soft(foreignKeyViolations(db), `foreign_key_check on ${db}`).toEqual([]);
+}
