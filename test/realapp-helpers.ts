@@ -10,6 +10,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { expect } from "vitest";
+import { Replica } from "../src/replica/replica.js";
+import { SyncManager } from "../src/sync/sync-manager.js";
+import { HttpTransport } from "../src/sync/transport-http.js";
 import { listeningUrl, type Run, runNode } from "./helpers.js";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -243,10 +246,34 @@ export interface SyncRun {
   stderr: string;
 }
 
-/** One `tidewire sync --once` of a replica against the hub, every bucket, both directions. */
-export async function syncOnce(db: string, url: string): Promise<SyncRun> {
-  const r = await tidewire(["sync", db, "--remote", url, "--token", TOKEN, "--once", "--json"]);
-  return { db, code: r.code, stderr: r.stderr.trim() };
+/**
+ * One sync of a replica with the hub, every bucket, both directions: what
+ * `tidewire sync --once` runs (a fresh Replica.open, SyncManager.initialSync,
+ * close), in this process because a CLI process costs seconds on the loaded
+ * CI machine; `cli: true` runs the real command instead.
+ */
+export async function syncOnce(db: string, url: string, { cli = false } = {}): Promise<SyncRun> {
+  if (cli) {
+    const r = await tidewire(["sync", db, "--remote", url, "--token", TOKEN, "--once", "--json"]);
+    return { db, code: r.code, stderr: r.stderr.trim() };
+  }
+  const transport = new HttpTransport(url, { token: TOKEN });
+  let replica: Replica | null = null;
+  try {
+    replica = Replica.open(db);
+    const manager = new SyncManager(replica, transport);
+    try {
+      await manager.initialSync();
+    } finally {
+      await manager.stop();
+    }
+    return { db, code: 0, stderr: "" };
+  } catch (err) {
+    return { db, code: 1, stderr: `tidewire: ${(err as Error).message}` };
+  } finally {
+    await transport.close();
+    replica?.close();
+  }
 }
 
 /**

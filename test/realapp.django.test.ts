@@ -73,16 +73,27 @@ describe("a Django app kept in sync by three replicas and a hub (issue 11)", { t
     const all = [r1!, r2!, r3!];
     const dbs = all.map((r) => r.db);
 
-    // Seed on r1 through the ORM: every kind of column, FKs of both actions, both M2M kinds.
-    const [l1, l2, a, b, c, rock, jazz] = await r1!.orm([
+    // Seed on r1 through the ORM, in one transaction ("$N" is the key operation N returned): every kind of
+    // column, FKs of both actions, both kinds of M2M.
+    const seed = await r1!.orm([
       { op: "create", model: "Label", fields: { name: "Northern", country: "GB", founded: "1978-05-01" } },
       { op: "create", model: "Label", fields: { name: "Blue Dot", country: "US" } },
       {
         op: "create",
         model: "Artist",
-        fields: { name: "Ada", birth_date: "1970-01-02", created_at: NOW, meta: { tags: ["x"], n: 1 } },
+        fields: {
+          name: "Ada",
+          birth_date: "1970-01-02",
+          created_at: NOW,
+          meta: { tags: ["x"], n: 1 },
+          label_id: "$0",
+        },
       },
-      { op: "create", model: "Artist", fields: { name: "Bo", active: false, created_at: NOW } },
+      {
+        op: "create",
+        model: "Artist",
+        fields: { name: "Bo", active: false, created_at: NOW, label_id: "$1" },
+      },
       {
         op: "create",
         model: "Artist",
@@ -90,98 +101,89 @@ describe("a Django app kept in sync by three replicas and a hub (issue 11)", { t
       },
       { op: "create", model: "Tag", fields: { name: "rock" } },
       { op: "create", model: "Tag", fields: { name: "jazz" } },
-    ]);
-    const [a1, b1, c1, g] = await r1!
-      .orm([
-        { op: "update", model: "Artist", pk: a!, fields: { label_id: l1 } },
-        { op: "update", model: "Artist", pk: b!, fields: { label_id: l2 } },
-        {
-          op: "create",
-          model: "Album",
-          fields: { artist_id: a, title: "First", released: "1990-02-03", price: "12.50" },
+      {
+        op: "create",
+        model: "Album",
+        fields: { artist_id: "$2", title: "First", released: "1990-02-03", price: "12.50" },
+      },
+      {
+        op: "create",
+        model: "Album",
+        fields: {
+          artist_id: "$3",
+          title: "Blue",
+          released: "1995-06-07",
+          price: "9.99",
+          notes: "liner notes",
         },
-        {
-          op: "create",
-          model: "Album",
-          fields: {
-            artist_id: b,
-            title: "Blue",
-            released: "1995-06-07",
-            price: "9.99",
-            notes: "liner notes",
-          },
-        },
-        {
-          op: "create",
-          model: "Album",
-          fields: { artist_id: c, title: "Sea", released: "2001-01-01", price: "0.00" },
-        },
-        { op: "create", model: "Group", fields: { name: "The Three" } },
-      ])
-      .then((k) => k.slice(2));
-    await r1!.orm([
-      { op: "m2m_add", model: "Album", pk: a1!, field: "tags", pks: [rock!] },
+      },
+      {
+        op: "create",
+        model: "Album",
+        fields: { artist_id: "$4", title: "Sea", released: "2001-01-01", price: "0.00" },
+      },
+      { op: "create", model: "Group", fields: { name: "The Three" } },
+      { op: "m2m_add", model: "Album", pk: "$7", field: "tags", pks: ["$5"] },
       {
         op: "create",
         model: "Membership",
-        fields: { band_id: g, artist_id: a, role: "voice", joined: "2000-01-01" },
+        fields: { band_id: "$10", artist_id: "$2", role: "voice", joined: "2000-01-01" },
       },
     ]);
+    const [, l2, a, b, c, rock, jazz, , b1, c1, g] = seed;
     await syncAll(dbs, hub.url);
     expectConverged(dbs, appTables(r1!.db, "music_"));
 
-    // The concurrent round: no sync between these writes.
-    // 1. One column of NOT NULL tables, from the shell, Python's sqlite3 and the ORM (QuerySet.update).
+    // The concurrent round: no sync until every replica has written; each replica's ORM writes in one call.
+    // 1. One column of NOT NULL tables: the shell (r2), Python's sqlite3 (r3), QuerySet.update (r1).
     sql(r2!.db, `UPDATE music_artist SET name = 'Ada Lovelace' WHERE id = '${a}';`);
     await r3!.pysql("UPDATE music_album SET price = ? WHERE id = ?", ["19.99", b1]);
-    await r1!.orm([{ op: "update", model: "Album", pk: b1!, fields: { released: "1996-06-07" } }]);
-    // 2. The same pair in the through model on r1 and r2 (UUID keys, UNIQUE (band, artist)) ...
-    const [m1] = await r1!.orm([
+    const w1 = await r1!.orm([
+      { op: "update", model: "Album", pk: b1!, fields: { released: "1996-06-07" } },
+      // 2. The same pair in the through model on r1 and r2 (UUID keys, UNIQUE (band, artist)).
       { op: "create", model: "Membership", fields: { band_id: g, artist_id: b, role: "bass" } },
+      // 4. A parent deleted (CASCADE to its album, in Django's own delete) while r2 adds a child under it.
+      { op: "delete", model: "Artist", pk: c! },
+      // 5. Rows created at once: a UUID artist (r2 makes another), an AutoField label (r3 gets the same id).
+      { op: "create", model: "Artist", fields: { name: "Xan", created_at: NOW } },
+      { op: "create", model: "Label", fields: { name: "Ember", country: "DE" } },
     ]);
-    const [m2] = await r2!.orm([
+    const [, m1, , x1, lab1] = w1;
+    const w2 = await r2!.orm([
       { op: "create", model: "Membership", fields: { band_id: g, artist_id: b, role: "drums" } },
-    ]);
-    // ... and the same pair in the auto M2M table on r2 and r3, where r3 first adds another pair, so the
-    // same (album, tag) gets different surrogate ids and r3's other pair the id r2 gave the shared one.
-    await r3!.orm([{ op: "m2m_add", model: "Album", pk: c1!, field: "tags", pks: [rock!] }]);
-    await r3!.orm([{ op: "m2m_add", model: "Album", pk: b1!, field: "tags", pks: [jazz!] }]);
-    await r2!.orm([{ op: "m2m_add", model: "Album", pk: b1!, field: "tags", pks: [jazz!] }]);
-    // 3. One unique name created on two replicas.
-    const [nova2] = await r2!.orm([
+      // The same (album, tag) pair r3 adds, under the surrogate id r3 gives another pair.
+      { op: "m2m_add", model: "Album", pk: b1!, field: "tags", pks: [jazz!] },
+      // 3. One unique name created on two replicas.
       { op: "create", model: "Artist", fields: { name: "Nova", created_at: NOW } },
-    ]);
-    const [nova3] = await r3!.orm([
-      { op: "create", model: "Artist", fields: { name: "Nova", created_at: NOW, active: false } },
-    ]);
-    // 4. A parent deleted on one replica while a child is inserted under it on another: CASCADE (album) ...
-    await r1!.orm([{ op: "delete", model: "Artist", pk: c! }]);
-    const [c2] = await r2!.orm([
       {
         op: "create",
         model: "Album",
         fields: { artist_id: c, title: "Late", released: "2020-02-02", price: "5.00" },
       },
+      // SET_NULL (artist.label): r2 points artist a at label l2 while r3 deletes l2.
+      { op: "update", model: "Artist", pk: a!, fields: { label_id: l2 } },
+      { op: "create", model: "Artist", fields: { name: "Yul", created_at: NOW } },
     ]);
-    // ... and SET_NULL (artist.label): r3 deletes label l2 while r2 points artist a at it.
-    await r3!.orm([{ op: "delete", model: "Label", pk: l2! }]);
-    await r2!.orm([{ op: "update", model: "Artist", pk: a!, fields: { label_id: l2 } }]);
-    // 5. Rows created at once: UUID keys (both stay) and the AutoField label (both get the same id).
-    const [x1] = await r1!.orm([{ op: "create", model: "Artist", fields: { name: "Xan", created_at: NOW } }]);
-    const [y2] = await r2!.orm([{ op: "create", model: "Artist", fields: { name: "Yul", created_at: NOW } }]);
-    const [lab1] = await r1!.orm([
-      { op: "create", model: "Label", fields: { name: "Ember", country: "DE" } },
-    ]);
-    const [lab3] = await r3!.orm([
+    const [m2, , nova2, c2, , y2] = w2;
+    const w3 = await r3!.orm([
+      { op: "m2m_add", model: "Album", pk: c1!, field: "tags", pks: [rock!] },
+      { op: "m2m_add", model: "Album", pk: b1!, field: "tags", pks: [jazz!] },
+      { op: "create", model: "Artist", fields: { name: "Nova", created_at: NOW, active: false } },
+      { op: "delete", model: "Label", pk: l2! },
       { op: "create", model: "Label", fields: { name: "Frost", country: "NO" } },
     ]);
+    const [, , nova3, , lab3] = w3;
     expect(lab1, "both replicas' AutoField picked the same id (the case under test)").toBe(lab3);
+    expect(
+      readOne(r2!.db, "SELECT id FROM music_album_tags WHERE album_id = ? AND tag_id = ?", b1, jazz),
+      "r2 gave (b1, jazz) the id r3 gave (c1, rock)",
+    ).toBe(readOne(r3!.db, "SELECT id FROM music_album_tags WHERE album_id = ? AND tag_id = ?", c1, rock));
 
     await syncAll(dbs, hub.url, 3);
 
     // An empty fourth replica, migrated by Django, joins by initial sync.
     const [r4] = await replicas(dir, ["r4"]);
-    const joined = await syncOnce(r4!.db, hub.url);
+    const joined = await syncOnce(r4!.db, hub.url, { cli: true });
     expect.soft(joined.code, `initial sync of r4: ${joined.stderr}`).toBe(0);
     const every = [...dbs, r4!.db];
     const tables = appTables(r1!.db, "music_");
@@ -197,11 +199,21 @@ describe("a Django app kept in sync by three replicas and a hub (issue 11)", { t
       readOne(r1!.db, `SELECT count(*) FROM "${table}" WHERE "${col}" = ?`, id) === 1;
 
     // 1. Single-column updates of NOT NULL tables arrived everywhere, no conflict needed.
-    expect.soft(readOne(r4!.db, "SELECT name FROM music_artist WHERE id = ?", a)).toBe("Ada Lovelace");
     expect
-      .soft(readOne(r4!.db, "SELECT CAST(price AS TEXT) FROM music_album WHERE id = ?", b1))
+      .soft(readOne(r4!.db, "SELECT name FROM music_artist WHERE id = ?", a), "the shell's rename of a on r4")
+      .toBe("Ada Lovelace");
+    expect
+      .soft(
+        readOne(r4!.db, "SELECT CAST(price AS TEXT) FROM music_album WHERE id = ?", b1),
+        "Python's price of b1 on r4",
+      )
       .toBe("19.99");
-    expect.soft(readOne(r4!.db, "SELECT released FROM music_album WHERE id = ?", b1)).toBe("1996-06-07");
+    expect
+      .soft(
+        readOne(r4!.db, "SELECT released FROM music_album WHERE id = ?", b1),
+        "the ORM's release date of b1 on r4",
+      )
+      .toBe("1996-06-07");
     // 2. Through model: one membership for (g, b) survives; the other's writer records a unique conflict.
     const mKept = [m1, m2].filter((m) => has("music_membership", "id", m));
     expect.soft(mKept, "one membership of the pair survives").toHaveLength(1);
@@ -213,6 +225,7 @@ describe("a Django app kept in sync by three replicas and a hub (issue 11)", { t
     expect
       .soft(
         readOne(r1!.db, "SELECT count(*) FROM music_album_tags WHERE album_id = ? AND tag_id = ?", b1, jazz),
+        "the pair (b1, jazz) once",
       )
       .toBe(1);
     const c1rock = readOne(
@@ -276,6 +289,207 @@ describe("a Django app kept in sync by three replicas and a hub (issue 11)", { t
     // Nothing is left in quarantine once every replica has the same schema.
     for (const [db, doc] of docs)
       if (!("error" in doc)) expect.soft(doc.quarantined, `quarantine of ${db}`).toEqual([]);
+    hub.child.kill("SIGTERM");
+  });
+});
+
+/** A row the test expects deleted, in the ledger. */
+const GONE = Symbol("gone");
+
+/** One write the test made, and what its final state must be (names as at the time of the write). */
+interface Entry {
+  writer: DjangoReplica;
+  table: string;
+  id: unknown;
+  col: string;
+  value: unknown | typeof GONE;
+}
+
+/** Later migrations rename these: the ledger checks the final names once every replica has run them. */
+const RENAMED_TABLES: Record<string, string> = { music_band: "music_group" };
+const RENAMED_COLUMNS: Record<string, string> = { "music_artist.born": "birth_date" };
+
+function finalName(e: Entry): { table: string; col: string } {
+  return { table: RENAMED_TABLES[e.table] ?? e.table, col: RENAMED_COLUMNS[`${e.table}.${e.col}`] ?? e.col };
+}
+
+/** Soft-asserts that `db` holds the entry's write: the value, or no row. */
+function expectHeld(db: string, e: Entry, table: string, col: string, why: string): void {
+  if (e.value === GONE) {
+    const n = readOne(db, `SELECT count(*) FROM "${table}" WHERE id = ?`, e.id);
+    expect.soft(n, `${why}: ${table} ${e.id} stays deleted on ${db}`).toBe(0);
+    return;
+  }
+  let got: unknown;
+  try {
+    got = readOne(db, `SELECT "${col}" FROM "${table}" WHERE id = ?`, e.id);
+  } catch (err) {
+    got = `read failed: ${(err as Error).message}`;
+  }
+  expect.soft(got, `${why}: ${table}.${col} of ${e.id} on ${db}`).toEqual(e.value);
+}
+
+describe("the Django app's migrations run on tracked replicas at different times (issue 12)", {
+  timeout: 180_000,
+}, () => {
+  it("AddField, a rebuilding AlterField, RenameField, RemoveField, RenameModel and AddIndex lose no write and converge", async () => {
+    if (!python) return;
+    const dir = tempDir();
+    const hub = await startHub(dir);
+    const [r1, r2, r3] = (await replicas(dir, ["r1", "r2", "r3"], "0001")) as [
+      DjangoReplica,
+      DjangoReplica,
+      DjangoReplica,
+    ];
+    const dbs = [r1.db, r2.db, r3.db];
+    const ledger: Entry[] = [];
+    const step: Entry[] = [];
+    const wrote = (writer: DjangoReplica, table: string, id: unknown, col: string, value: unknown) => {
+      const e = { writer, table, id, col, value };
+      ledger.push(e);
+      step.push(e);
+    };
+    /** Syncs everyone, then checks that no write of this step was reverted on the replica that made it. */
+    const settle = async (label: string) => {
+      await syncAll(dbs, hub.url);
+      for (const e of step.splice(0)) expectHeld(e.writer.db, e, e.table, e.col, `${label}, not reverted`);
+    };
+
+    const [, a, b, rock, al1, g, , ma] = await r1.orm([
+      { op: "create", model: "Label", fields: { name: "Northern", country: "GB" } },
+      { op: "create", model: "Artist", fields: { name: "Ada", born: "1970-01-02", created_at: NOW } },
+      {
+        op: "create",
+        model: "Artist",
+        fields: { name: "Bo", created_at: NOW, meta: { k: [1] }, label_id: "$0" },
+      },
+      { op: "create", model: "Tag", fields: { name: "rock" } },
+      {
+        op: "create",
+        model: "Album",
+        fields: { artist_id: "$1", title: "First", released: "1990-02-03", price: "12.50", rating: 2 },
+      },
+      { op: "create", model: "Band", fields: { name: "The Three" } },
+      { op: "m2m_add", model: "Album", pk: "$4", field: "tags", pks: ["$3"] },
+      { op: "create", model: "Membership", fields: { band_id: "$5", artist_id: "$1", role: "voice" } },
+    ]);
+    await settle("seed");
+    expectConverged(dbs, appTables(r1.db, "music_"));
+
+    // Step 1: r1 adds a column (0002, ALTER TABLE ADD COLUMN) and writes it; r2 and r3, still at 0001, write too.
+    await r1.migrate("0002");
+    await r1.orm([{ op: "update", model: "Album", pk: al1!, fields: { notes: "r1 notes" } }]);
+    wrote(r1, "music_album", al1, "notes", "r1 notes");
+    sql(r2.db, `UPDATE music_artist SET name = 'Bo Two' WHERE id = '${b}';`);
+    wrote(r2, "music_artist", b, "name", "Bo Two");
+    const [al3] = await r3.orm([
+      {
+        op: "create",
+        model: "Album",
+        fields: { artist_id: b, title: "Three", released: "2003-03-03", price: "3.00" },
+      },
+    ]);
+    wrote(r3, "music_album", al3, "title", "Three");
+    await settle("step 1 (r1 at 0002)");
+
+    // Step 2: r2 migrates to 0002, writes, then runs 0003 (Django rebuilds music_album) and writes again.
+    await r2.migrate("0002");
+    const [al2, al2b] = await r2.orm([
+      {
+        op: "create",
+        model: "Album",
+        fields: { artist_id: a, title: "Two", released: "2002-02-02", price: "2.00", notes: "two" },
+      },
+      {
+        op: "create",
+        model: "Album",
+        fields: { artist_id: a, title: "Two B", released: "2002-02-03", price: "2.50" },
+      },
+    ]);
+    wrote(r2, "music_album", al2, "notes", "two");
+    await r2.migrate("0003");
+    // r3's album of step 1 must have reached r2 for this edit: a failure here is reported, and the test goes on.
+    const edited = await r2
+      .orm([{ op: "update", model: "Album", pk: al3!, fields: { title: "Three (remaster)" } }])
+      .catch((err: Error) => {
+        expect.soft(err.message, "r2 can edit the album r3 created in step 1").toBe("");
+        return null;
+      });
+    if (edited) wrote(r2, "music_album", al3, "title", "Three (remaster)");
+    await r2.pysql("UPDATE music_album SET price = ? WHERE id = ?", ["7.50", al1]);
+    wrote(r2, "music_album", al1, "price", 7.5);
+    await r2.orm([{ op: "delete", model: "Album", pk: al2b! }]);
+    wrote(r2, "music_album", al2b, "title", GONE);
+    await r1.orm([{ op: "update", model: "Artist", pk: a!, fields: { active: false } }]);
+    wrote(r1, "music_artist", a, "active", 0);
+    await settle("step 2 (r2 rebuilt music_album)");
+
+    // Step 3: r3 runs 0002-0004 (the rebuild and RENAME COLUMN born -> birth_date); r1 writes born at 0002.
+    await r3.migrate("0004");
+    await r3.orm([{ op: "update", model: "Artist", pk: a!, fields: { birth_date: "1971-03-04" } }]);
+    wrote(r3, "music_artist", a, "birth_date", "1971-03-04");
+    sql(r1.db, `UPDATE music_artist SET born = '1980-12-12' WHERE id = '${b}';`);
+    wrote(r1, "music_artist", b, "born", "1980-12-12");
+    // r2, at 0003, writes the column 0005 drops on r1 in the next step.
+    sql(r2.db, `UPDATE music_album SET rating = 3 WHERE id = '${al3}';`);
+    await settle("step 3 (r3 renamed born)");
+
+    // Step 4: r1 runs everything left: DROP COLUMN rating (0005), RenameModel Band -> Group with the rebuild
+    // of music_membership (0006), CREATE INDEX (0007); r2 (0003) and r3 (0004) keep writing the old schema.
+    await r1.migrate();
+    const [mb] = await r1.orm([
+      {
+        op: "create",
+        model: "Membership",
+        fields: { band_id: g, artist_id: b, role: "keys", joined: "2010-10-10" },
+      },
+      { op: "update", model: "Group", pk: g!, fields: { name: "The Two" } },
+    ]);
+    wrote(r1, "music_membership", mb, "role", "keys");
+    wrote(r1, "music_group", g, "name", "The Two");
+    const [side] = await r2.orm([{ op: "create", model: "Band", fields: { name: "Side Project" } }]);
+    wrote(r2, "music_band", side, "name", "Side Project");
+    await r3.pysql("UPDATE music_album SET released = ? WHERE id = ?", ["1990-02-04", al1]);
+    wrote(r3, "music_album", al1, "released", "1990-02-04");
+    await settle("step 4 (r1 at 0007)");
+
+    // Step 5: the others catch up, and everyone writes after the last migration.
+    await r2.migrate();
+    await r3.migrate();
+    await r3.orm([{ op: "update", model: "Album", pk: al1!, fields: { notes: "r3 notes" } }]);
+    wrote(r3, "music_album", al1, "notes", "r3 notes");
+    await r2.orm([{ op: "delete", model: "Membership", pk: ma! }]);
+    wrote(r2, "music_membership", ma, "role", GONE);
+    const [al5] = await r1.orm([
+      {
+        op: "create",
+        model: "Album",
+        fields: { artist_id: b, title: "Five", released: "2005-05-05", price: "5.55" },
+      },
+      { op: "m2m_add", model: "Album", pk: "$0", field: "tags", pks: [rock!] },
+    ]);
+    wrote(r1, "music_album", al5, "title", "Five");
+    await settle("step 5 (all at 0007)");
+
+    // Every replica: the same rows, foreign keys holding, every write in its final state, nothing quarantined.
+    const tables = appTables(r1.db, "music_");
+    expect(tables).toContain("music_group");
+    expectConverged(dbs, tables);
+    expectForeignKeysHold(dbs);
+    const superseded = new Set<string>();
+    for (const e of [...ledger].reverse()) {
+      const { table, col } = finalName(e);
+      const slot = `${table}.${col}.${String(e.id)}`;
+      if (superseded.has(slot)) continue;
+      superseded.add(slot);
+      for (const db of dbs) expectHeld(db, e, table, col, "after every migration");
+    }
+    for (const db of dbs) {
+      const doc = await conflictsOf(db);
+      expect
+        .soft("error" in doc ? doc.error : doc.quarantined, `quarantine of ${db} once all migrated`)
+        .toEqual([]);
+    }
     hub.child.kill("SIGTERM");
   });
 });

@@ -22,6 +22,9 @@ Operations (model names as in music/models.py; foreign keys as "<field>_id"):
     {"op": "save",   "model": "Artist", "pk": "...", "fields": {...}}  Model.save(): every column
     {"op": "delete", "model": "Artist", "pk": "..."}                    Django's on_delete runs (CASCADE, SET_NULL)
     {"op": "m2m_add" | "m2m_remove", "model": "Album", "pk": "...", "field": "tags", "pks": ["..."]}
+
+A string "$N" anywhere in an operation stands for the key operation N of the
+same list returned, so one call can create rows that refer to each other.
 """
 
 import json
@@ -33,6 +36,16 @@ from pathlib import Path
 
 def key(value):
     return value.hex if isinstance(value, uuid.UUID) else value
+
+
+def resolve(value, results):
+    if isinstance(value, str) and value.startswith("$") and value[1:].isdigit():
+        return results[int(value[1:])]
+    if isinstance(value, list):
+        return [resolve(v, results) for v in value]
+    if isinstance(value, dict):
+        return {k: resolve(v, results) for k, v in value.items()}
+    return value
 
 
 def run(op, apps):
@@ -83,7 +96,9 @@ def main():
     try:
         ops = json.loads(sys.argv[1])
         with transaction.atomic():
-            results = [run(op, apps) for op in ops]
+            results = []
+            for op in ops:
+                results.append(run(resolve(op, results), apps))
     except Exception as err:  # one JSON document whatever failed
         print(json.dumps({"ok": False, "error": f"{type(err).__name__}: {err}"}))
         return 1
