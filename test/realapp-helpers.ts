@@ -307,3 +307,63 @@ export function expectConverged(dbs: string[], tables: string[]): void {
 export function expectForeignKeysHold(dbs: string[]): void {
   for (const db of dbs) expect.soft(foreignKeyViolations(db), `foreign_key_check on ${db}`).toEqual([]);
 }
+
+/** A row the test expects deleted, in a Ledger. */
+export const GONE = Symbol("gone");
+
+/** One write a test made (names as at the time of the write) and the state it must leave. */
+export interface Write {
+  db: string;
+  table: string;
+  id: unknown;
+  col: string;
+  value: unknown;
+}
+
+/**
+ * The writes a schema-evolution test made, to show that none was lost or
+ * reverted: `checkStep` right after a sync (on the replica that wrote, under
+ * the names it wrote with), `checkFinal` at the end (on every replica, under
+ * the names the migrations gave; the latest write per row and column wins).
+ */
+export class Ledger {
+  private readonly all: Write[] = [];
+  private step: Write[] = [];
+
+  wrote(db: string, table: string, id: unknown, col: string, value: unknown): void {
+    const w = { db, table, id, col, value };
+    this.all.push(w);
+    this.step.push(w);
+  }
+
+  checkStep(label: string): void {
+    for (const w of this.step.splice(0)) expectHeld(w.db, w, w.table, w.col, `${label}, not reverted`);
+  }
+
+  checkFinal(dbs: string[], rename: (w: Write) => { table: string; col: string }): void {
+    const seen = new Set<string>();
+    for (const w of [...this.all].reverse()) {
+      const { table, col } = rename(w);
+      const slot = `${table}.${col}.${String(w.id)}`;
+      if (seen.has(slot)) continue;
+      seen.add(slot);
+      for (const db of dbs) expectHeld(db, w, table, col, "after every migration");
+    }
+  }
+}
+
+/** Soft-asserts that `db` holds the write: its value, or no row for GONE. */
+function expectHeld(db: string, w: Write, table: string, col: string, why: string): void {
+  if (w.value === GONE) {
+    const n = readOne(db, `SELECT count(*) FROM "${table}" WHERE id = ?`, w.id);
+    expect.soft(n, `${why}: ${table} ${w.id} stays deleted on ${db}`).toBe(0);
+    return;
+  }
+  let got: unknown;
+  try {
+    got = readOne(db, `SELECT "${col}" FROM "${table}" WHERE id = ?`, w.id);
+  } catch (err) {
+    got = `read failed: ${(err as Error).message}`;
+  }
+  expect.soft(got, `${why}: ${table}.${col} of ${w.id} on ${db}`).toEqual(w.value);
+}

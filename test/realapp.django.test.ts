@@ -26,12 +26,15 @@ import {
   ensureBuilt,
   expectConverged,
   expectForeignKeysHold,
+  GONE,
   killChildren,
+  Ledger,
   readOne,
   startHub,
   syncAll,
   syncOnce,
   tidewire,
+  type Write,
 } from "./realapp-helpers.js";
 
 const tempDir = useTempDirs("tidewire-django-");
@@ -293,40 +296,12 @@ describe("a Django app kept in sync by three replicas and a hub (issue 11)", { t
   });
 });
 
-/** A row the test expects deleted, in the ledger. */
-const GONE = Symbol("gone");
-
-/** One write the test made, and what its final state must be (names as at the time of the write). */
-interface Entry {
-  writer: DjangoReplica;
-  table: string;
-  id: unknown;
-  col: string;
-  value: unknown | typeof GONE;
-}
-
 /** Later migrations rename these: the ledger checks the final names once every replica has run them. */
 const RENAMED_TABLES: Record<string, string> = { music_band: "music_group" };
 const RENAMED_COLUMNS: Record<string, string> = { "music_artist.born": "birth_date" };
 
-function finalName(e: Entry): { table: string; col: string } {
-  return { table: RENAMED_TABLES[e.table] ?? e.table, col: RENAMED_COLUMNS[`${e.table}.${e.col}`] ?? e.col };
-}
-
-/** Soft-asserts that `db` holds the entry's write: the value, or no row. */
-function expectHeld(db: string, e: Entry, table: string, col: string, why: string): void {
-  if (e.value === GONE) {
-    const n = readOne(db, `SELECT count(*) FROM "${table}" WHERE id = ?`, e.id);
-    expect.soft(n, `${why}: ${table} ${e.id} stays deleted on ${db}`).toBe(0);
-    return;
-  }
-  let got: unknown;
-  try {
-    got = readOne(db, `SELECT "${col}" FROM "${table}" WHERE id = ?`, e.id);
-  } catch (err) {
-    got = `read failed: ${(err as Error).message}`;
-  }
-  expect.soft(got, `${why}: ${table}.${col} of ${e.id} on ${db}`).toEqual(e.value);
+function finalName(w: Write): { table: string; col: string } {
+  return { table: RENAMED_TABLES[w.table] ?? w.table, col: RENAMED_COLUMNS[`${w.table}.${w.col}`] ?? w.col };
 }
 
 describe("the Django app's migrations run on tracked replicas at different times (issue 12)", {
@@ -342,17 +317,13 @@ describe("the Django app's migrations run on tracked replicas at different times
       DjangoReplica,
     ];
     const dbs = [r1.db, r2.db, r3.db];
-    const ledger: Entry[] = [];
-    const step: Entry[] = [];
-    const wrote = (writer: DjangoReplica, table: string, id: unknown, col: string, value: unknown) => {
-      const e = { writer, table, id, col, value };
-      ledger.push(e);
-      step.push(e);
-    };
+    const ledger = new Ledger();
+    const wrote = (writer: DjangoReplica, table: string, id: unknown, col: string, value: unknown) =>
+      ledger.wrote(writer.db, table, id, col, value);
     /** Syncs everyone, then checks that no write of this step was reverted on the replica that made it. */
     const settle = async (label: string) => {
       await syncAll(dbs, hub.url);
-      for (const e of step.splice(0)) expectHeld(e.writer.db, e, e.table, e.col, `${label}, not reverted`);
+      ledger.checkStep(label);
     };
 
     const [, a, b, rock, al1, g, , ma] = await r1.orm([
@@ -476,14 +447,7 @@ describe("the Django app's migrations run on tracked replicas at different times
     expect(tables).toContain("music_group");
     expectConverged(dbs, tables);
     expectForeignKeysHold(dbs);
-    const superseded = new Set<string>();
-    for (const e of [...ledger].reverse()) {
-      const { table, col } = finalName(e);
-      const slot = `${table}.${col}.${String(e.id)}`;
-      if (superseded.has(slot)) continue;
-      superseded.add(slot);
-      for (const db of dbs) expectHeld(db, e, table, col, "after every migration");
-    }
+    ledger.checkFinal(dbs, finalName);
     for (const db of dbs) {
       const doc = await conflictsOf(db);
       expect
