@@ -250,9 +250,14 @@ export interface SyncRun {
  * One sync of a replica with the hub, every bucket, both directions: what
  * `tidewire sync --once` runs (a fresh Replica.open, SyncManager.initialSync,
  * close), in this process because a CLI process costs seconds on the loaded
- * CI machine; `cli: true` runs the real command instead.
+ * CI machine; `cli: true` runs the real command instead, `batchSize` pages
+ * the exchange finely (an initial sync over many pages).
  */
-export async function syncOnce(db: string, url: string, { cli = false } = {}): Promise<SyncRun> {
+export async function syncOnce(
+  db: string,
+  url: string,
+  { cli = false, batchSize }: { cli?: boolean; batchSize?: number } = {},
+): Promise<SyncRun> {
   if (cli) {
     const r = await tidewire(["sync", db, "--remote", url, "--token", TOKEN, "--once", "--json"]);
     return { db, code: r.code, stderr: r.stderr.trim() };
@@ -261,7 +266,7 @@ export async function syncOnce(db: string, url: string, { cli = false } = {}): P
   let replica: Replica | null = null;
   try {
     replica = Replica.open(db);
-    const manager = new SyncManager(replica, transport);
+    const manager = new SyncManager(replica, transport, { batchSize });
     try {
       await manager.initialSync();
     } finally {
