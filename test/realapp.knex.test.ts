@@ -177,7 +177,7 @@ describe("Knex migrations and a raw rebuild on tracked replicas at different tim
       { id: b, name: "Bo", created_at: NOW },
     ]);
     await k1.knex("books").insert([
-      { id: a1, author_id: a, title: "First", isbn: "111", price: 12.5 },
+      { id: a1, author_id: a, title: "First", isbn: "111", price: 12.5, published: false },
       { id: b1, author_id: b, title: "Blue", price: 9.99, published: false },
     ]);
     await settle("seed");
