@@ -487,6 +487,17 @@ function instant(text: string): string {
   return `${new Date(ms).toISOString().slice(0, 19)}.${frac.padEnd(6, "0")}`;
 }
 
+/** JSON with object keys sorted: jsonb keeps keys in its own order. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v && typeof v === "object")
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
+  return JSON.stringify(v);
+}
+
 /** One value in a form both sides agree on, by the column's declared SQLite type (Django's). */
 function comparable(declared: string, column: string, v: unknown): unknown {
   if (v === null || v === undefined) return null;
@@ -498,7 +509,7 @@ function comparable(declared: string, column: string, v: unknown): unknown {
   if (type.startsWith("decimal")) return Number(s);
   if (column === "meta") {
     try {
-      return JSON.parse(s);
+      return canonicalJson(JSON.parse(s));
     } catch {
       return `not JSON: ${s}`;
     }
