@@ -1,10 +1,11 @@
 /**
- * Helpers for the real-application tests (issues 11 and 12): a hub run as
- * `tidewire serve`, replicas driven through the CLI, the Django app of
- * test/apps/django (its manage.py and drive.py), Python's sqlite3 module as
- * one more client, and dumps that compare replicas table by table.
+ * Helpers for the real-application tests (issues 11 and 12), whatever the
+ * app: a hub run as `tidewire serve`, replicas synced and inspected (dumps
+ * compared table by table, foreign_key_check, `tidewire conflicts list`), and
+ * a ledger of writes that must not be lost. The Django app's own helpers are
+ * in realapp-django.ts.
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,7 +18,6 @@ import { listeningUrl, type Run, runNode } from "./helpers.js";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const CLI = join(ROOT, "dist/cli/main.js");
-export const DJANGO_APP = join(ROOT, "test/apps/django");
 export const TOKEN = "realapp-token-0123456789abcdef";
 
 /** Builds dist/ once when a CLI test finds it missing. */
@@ -66,82 +66,6 @@ export function runProcess(
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
-}
-
-/**
- * The python that has Django: $TIDEWIRE_PYTHON, or python3 on PATH. Missing
- * Django is a visible skip on a developer machine and a failure under
- * CI=true, where .ci/run installs it.
- */
-export function djangoPython(): string | null {
-  const python = process.env.TIDEWIRE_PYTHON ?? "python3";
-  const probe = spawnSync(
-    python,
-    ["-c", "import django, sys; sys.exit(0 if django.VERSION[0] >= 5 else 1)"],
-    {
-      encoding: "utf8",
-    },
-  );
-  if (probe.status === 0) return python;
-  const why = probe.error?.message ?? (probe.stderr.trim().split("\n").pop() || "Django older than 5");
-  if (process.env.CI === "true") throw new Error(`Django 5 is not importable by ${python} under CI: ${why}`);
-  console.warn(`SKIPPED: real-application Django tests, ${python} has no Django 5 (${why})`);
-  return null;
-}
-
-/** The Django app bound to one database file. */
-export class DjangoReplica {
-  constructor(
-    readonly python: string,
-    readonly db: string,
-  ) {}
-
-  private env(): NodeJS.ProcessEnv {
-    return { TIDEWIRE_DJANGO_DB: this.db, PYTHONDONTWRITEBYTECODE: "1" };
-  }
-
-  /** `manage.py migrate music [target]`: to the latest migration, or to one (e.g. "0003"). */
-  async migrate(target?: string): Promise<void> {
-    const args = [join(DJANGO_APP, "manage.py"), "migrate", "music", ...(target ? [target] : []), "-v", "0"];
-    const r = await runProcess(this.python, args, this.env(), DJANGO_APP);
-    if (r.code !== 0) throw new Error(`manage.py migrate ${target ?? ""} on ${this.db} failed: ${r.stderr}`);
-  }
-
-  /** ORM writes through drive.py, in one transaction; the keys of the rows touched. */
-  async orm(ops: DriveOp[]): Promise<Array<string | number>> {
-    const r = await runProcess(this.python, [join(DJANGO_APP, "drive.py"), JSON.stringify(ops)], this.env());
-    const doc = r.stdout ? JSON.parse(r.stdout) : { ok: false, error: r.stderr };
-    if (r.code !== 0 || !doc.ok) throw new Error(`drive.py on ${this.db} failed: ${doc.error ?? r.stderr}`);
-    return doc.results;
-  }
-
-  /** One statement through Python's own sqlite3 module, committed. */
-  async pysql(statement: string, params: unknown[] = []): Promise<void> {
-    const script =
-      "import json, sqlite3, sys\n" +
-      "c = sqlite3.connect(sys.argv[1], timeout=20)\n" +
-      "c.execute(sys.argv[2], json.loads(sys.argv[3]))\n" +
-      "c.commit()\n";
-    const r = await runProcess(this.python, ["-c", script, this.db, statement, JSON.stringify(params)]);
-    if (r.code !== 0) throw new Error(`python sqlite3 on ${this.db} failed: ${r.stderr}`);
-  }
-}
-
-export type DriveOp =
-  | { op: "create"; model: string; fields: Record<string, unknown> }
-  | { op: "update" | "save"; model: string; pk: string | number; fields: Record<string, unknown> }
-  | { op: "delete"; model: string; pk: string | number }
-  | {
-      op: "m2m_add" | "m2m_remove";
-      model: string;
-      pk: string | number;
-      field: string;
-      pks: Array<string | number>;
-    };
-
-/** A fresh UUID as Django stores a UUIDField in SQLite: 32 hex digits. */
-export function hexId(): string {
-  return crypto.randomUUID().replaceAll("-", "");
 }
 
 /** The app's tables in a database (those whose name starts with `prefix`), sorted. */
