@@ -32,6 +32,7 @@
 import { InvalidArgumentError } from "../errors.js";
 import type { Store } from "../store.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
+import { refreshFingerprints } from "./fingerprint.js";
 import type { Clock } from "./hlc.js";
 import { compareClocks, isNodeId } from "./hlc.js";
 import { Checker, type Incoming } from "./incoming.js";
@@ -258,6 +259,12 @@ export class Applier {
       }
     }
     for (const g of groups.values()) rowsOf(this.store.db, g.t).upsert(g.names, g.flat);
+    // SCHEMA EVOLUTION (fingerprint.ts): the rows written here get fingerprints of
+    // what they hold now, or ingest and reconciliation would take them for local writes.
+    refreshFingerprints(
+      this.store.db,
+      [...rows.values()].filter((s) => s.won.size > 0 && s.row?.val === ALIVE_N),
+    );
   }
 }
 
