@@ -13,7 +13,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { InvalidArgumentError } from "../errors.js";
 import { dbFirstArgv } from "./db-first.js";
-import { registerInit } from "./init.js";
+import { registerInit, registerUntrack } from "./init.js";
 import { printJson } from "./io.js";
 import { registerJobs } from "./jobs.js";
 import { registerMesh } from "./mesh.js";
@@ -40,6 +40,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(`tidewire: ${text.replace(/^error: /, "")}`) });
   registerInit(program);
+  registerUntrack(program);
   registerJobs(program);
   registerPeers(program);
   registerPins(program);

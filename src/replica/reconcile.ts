@@ -16,7 +16,8 @@
  * - a column new to capture takes the value of its live log entry (a change
  *   that arrived before this replica had the column) and otherwise, when it is
  *   not the default, is captured as an update;
- * - a column renamed (`prev.renames`) keeps its entries under the new name; a
+ * - a column renamed (`prev.renames`) keeps its entries under the new name,
+ *   each with a new sequence number, so it is sent again under that name; a
  *   peer's entry under the new name, newer than ours, wins and its value is
  *   written to the table; a dropped column's entries are deleted, so it is no
  *   longer sent.
@@ -162,7 +163,9 @@ export class Reconciler {
       const at = { tbl: t.id, now, was };
       this.sql.dropOlderOurs.run(at);
       this.sql.dropOlderTheirs.run(at);
-      this.sql.renameColumn.run(at);
+      const { hlc, seq } = this.clock.read();
+      const moved = BigInt(this.sql.renameColumn.run({ ...at, seq }).changes);
+      this.clock.observe(hlc, seq + moved);
     }
   }
 
@@ -220,6 +223,14 @@ function prepare(db: Database.Database) {
       `DELETE FROM tw_log AS n WHERE n.tbl = :tbl AND n.col = :now AND EXISTS (
          SELECT 1 FROM tw_log AS o WHERE o.tbl = :tbl AND o.pk = n.pk AND o.col = :was)`,
     ),
-    renameColumn: db.prepare("UPDATE tw_log SET col = :now WHERE tbl = :tbl AND col = :was"),
+    // Each renamed entry takes a new sequence number (clock and origin kept), so it
+    // is sent again under its new name: a peer that renamed first has only
+    // seen it under the old one, which it no longer has.
+    renameColumn: db.prepare(
+      `UPDATE tw_log SET col = :now, seq = :seq + n.i
+       FROM (SELECT pk AS k, row_number() OVER (ORDER BY seq, pk) AS i FROM tw_log WHERE tbl = :tbl AND col = :was) AS n
+       WHERE tbl = :tbl AND col = :was AND pk = n.k`,
+    ),
+    counter: db.prepare("SELECT seq FROM tw_clock WHERE id = 0").pluck().safeIntegers(true),
   };
 }

@@ -19,6 +19,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { checkName } from "../queue/validate.js";
 import type { Store } from "../store.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
+import { columnHash, fingerprint } from "./fingerprint.js";
 import type { Clock } from "./hlc.js";
 import { compareClocks } from "./hlc.js";
 import { type ChangeLog, decodeRowValues, type Entry } from "./log.js";
@@ -109,7 +110,7 @@ export class Tracker {
     if (relayed && relayed.pk.length === info.pk.length) {
       this.materializeRelayed(t);
       reconciler.run(t, info, { columns: t.columns, renames: new Map() });
-    } else reconciler.run(t, info, prev && sameKey ? previous(prev, info) : null);
+    } else reconciler.run(t, info, prev && sameKey ? this.previous(prev, info) : null);
     this.clock.suppress(false);
     return describeTracked(t);
   }
@@ -126,6 +127,38 @@ export class Tracker {
       this.catalog.refresh(true);
       return true;
     });
+  }
+
+  /**
+   * The columns capture knew, and which of today's were renamed from which. A
+   * column renamed in place (ALTER TABLE … RENAME COLUMN) keeps its position:
+   * with as many columns as before, a new name where an old one vanished at
+   * the same place is taken for that column renamed if its values still match
+   * the old column's fingerprints (in a sample of rows), so a column dropped
+   * and another added between two checks is not.
+   */
+  private previous(prev: TrackedTable, info: TableInfo): Previous {
+    const renames = new Map<string, string>();
+    if (prev.columns.length !== info.columns.length) return { columns: prev.columns, renames };
+    const now = new Set(info.columns);
+    const sample = this.sql.sample.all(prev.id) as Array<{ pk: SqlValue; fp: Uint8Array | null }>;
+    const rows = rowsOf(this.store.db, this.catalog.getById(prev.id)!);
+    const current = rows.readMany(sample.map((r) => r.pk));
+    prev.columns.forEach((c, i) => {
+      const n = info.columns[i] as string;
+      if (n === c || now.has(c) || prev.columnSet.has(n)) return;
+      let same = 0;
+      let seen = 0;
+      for (const r of sample) {
+        const values = current.get(keyString(r.pk));
+        const was = columnHash(r.fp, i, prev.columns.length);
+        if (!values || !was) continue;
+        seen++;
+        if (was.equals(fingerprint([values[i] as SqlValue]))) same++;
+      }
+      if (seen === 0 || same * 2 >= seen) renames.set(n, c);
+    });
+    return { columns: prev.columns, renames };
   }
 
   /**
@@ -187,24 +220,6 @@ function keptKey(prev: TrackedTable, info: TableInfo): boolean {
   return prev.pk.every((c, i) => c === info.pk[i] || !now.has(c));
 }
 
-/**
- * The columns capture knew, and which of today's were renamed from which:
- * a column renamed in place (ALTER TABLE … RENAME COLUMN) keeps its position,
- * so with as many columns as before, a new name where an old one vanished at
- * the same place is that column renamed.
- */
-function previous(prev: TrackedTable, info: TableInfo): Previous {
-  const renames = new Map<string, string>();
-  if (prev.columns.length === info.columns.length) {
-    const now = new Set(info.columns);
-    prev.columns.forEach((c, i) => {
-      const n = info.columns[i] as string;
-      if (n !== c && !now.has(c) && !prev.columnSet.has(n)) renames.set(n, c);
-    });
-  }
-  return { columns: prev.columns, renames };
-}
-
 export function describeTracked(t: TrackedTable): TrackedTableInfo {
   return { table: t.name, bucket: t.bucket, key: [...t.pk], columns: [...t.columns] };
 }
@@ -221,6 +236,10 @@ function prepare(db: Database.Database) {
     remove: db.prepare("DELETE FROM tw_tracked WHERE id = ?"),
     entries: db
       .prepare("SELECT pk, col, val, hlc, origin, seq, src, vals FROM tw_log WHERE tbl = ?")
+      .safeIntegers(true),
+    // Rows whose fingerprints tell a renamed column from a dropped one (see `previous`).
+    sample: db
+      .prepare("SELECT pk, fp FROM tw_log WHERE tbl = ? AND col = '' AND val = 1 AND fp IS NOT NULL LIMIT 64")
       .safeIntegers(true),
     clearValues: db.prepare("UPDATE tw_log SET vals = NULL WHERE tbl = ? AND vals IS NOT NULL"),
   };
