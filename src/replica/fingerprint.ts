@@ -24,26 +24,24 @@ export const FP_BYTES = 8;
 const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
 
+let h1 = 0;
+let h2 = 0;
+
+function mix(w: number): void {
+  h1 = Math.imul(h1 ^ w, 2654435761);
+  h2 = Math.imul(h2 ^ w, 1597334677);
+}
+
 /** Two 32-bit lanes (cyrb53's mixing), seeded by storage class. */
 function hashInto(v: SqlValue, out: Buffer, at: number): void {
-  let tag: number;
-  let h1: number;
-  let h2: number;
-  const mix = (w: number) => {
-    h1 = Math.imul(h1 ^ w, 2654435761);
-    h2 = Math.imul(h2 ^ w, 1597334677);
-  };
-  if (v === null) tag = 1;
-  else if (typeof v === "bigint") tag = 2;
-  else if (typeof v === "number") tag = 3;
-  else if (typeof v === "string") tag = 4;
-  else tag = 5;
+  const tag =
+    v === null ? 1 : typeof v === "bigint" ? 2 : typeof v === "number" ? 3 : typeof v === "string" ? 4 : 5;
   h1 = 0xdeadbeef ^ tag;
   h2 = 0x41c6ce57 ^ tag;
   if (typeof v === "bigint") {
+    // SQLite has no integer beyond 64 bits.
     mix(Number(BigInt.asUintN(32, v)));
     mix(Number(BigInt.asUintN(32, v >> 32n)));
-    // Beyond 64 bits SQLite has no integer; a bigint here always fits.
   } else if (typeof v === "number") {
     f64[0] = v;
     mix(u32[0] as number);
@@ -55,10 +53,10 @@ function hashInto(v: SqlValue, out: Buffer, at: number): void {
     for (let i = 0; i < v.length; i++) mix(v[i] as number);
     mix(v.length);
   }
-  h1 = Math.imul(h1! ^ (h1! >>> 16), 2246822507) ^ Math.imul(h2! ^ (h2! >>> 13), 3266489909);
-  h2 = Math.imul(h2! ^ (h2! >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  out.writeUInt32LE(h1 >>> 0, at);
-  out.writeUInt32LE(h2 >>> 0, at + 4);
+  const a = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  const b = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(a ^ (a >>> 13), 3266489909);
+  out.writeUInt32LE(a >>> 0, at);
+  out.writeUInt32LE(b >>> 0, at + 4);
 }
 
 /** The fingerprint of a row's captured columns' values, in column order. */

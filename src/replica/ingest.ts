@@ -56,6 +56,7 @@ interface KeyEvents {
 
 const ALIVE_N = BigInt(ALIVE);
 const DELETED_N = BigInt(DELETED);
+const UPDATE_N = BigInt(UPDATE);
 
 export class Ingester {
   private readonly sql: ReturnType<typeof prepare>;
@@ -118,9 +119,9 @@ export class Ingester {
         keys.set(id, k);
       }
       k.last = at;
-      if (kind === BigInt(UPDATE)) k.after = k.row !== null;
+      if (kind === UPDATE_N) k.after = k.row !== null;
       else {
-        k.row = { ...at, kind: Number(kind) };
+        k.row = { hlc: at.hlc, seq: at.seq, kind: Number(kind) };
         k.after = false;
       }
     }
