@@ -16,7 +16,8 @@
  */
 import type Database from "better-sqlite3";
 import type { TrackedTable } from "./catalog.js";
-import { rowsOf } from "./rows.js";
+import { chunkSize, placeholders, rowsOf } from "./rows.js";
+import { quoteIdent } from "./schema.js";
 import { keyString, type SqlValue } from "./values.js";
 
 export const FP_BYTES = 8;
@@ -102,10 +103,47 @@ export function storeFingerprint(db: Database.Database, tbl: number, pk: SqlValu
   st.run(fp, tbl, pk);
 }
 
+/** The SQL function (on tidewire's own connection only) that fingerprints its arguments. */
+const FP_FUNCTION = "tidewire_fingerprint";
+const registered = new WeakSet<Database.Database>();
+const refreshers = new WeakMap<TrackedTable, Map<number, Database.Statement>>();
+
+function refresher(db: Database.Database, t: TrackedTable, n: number): Database.Statement {
+  if (!registered.has(db)) {
+    db.function(
+      FP_FUNCTION,
+      { deterministic: true, varargs: true, safeIntegers: true },
+      (...values: unknown[]) => fingerprint(values as SqlValue[]),
+    );
+    registered.add(db);
+  }
+  let bySize = refreshers.get(t);
+  if (!bySize) {
+    bySize = new Map();
+    refreshers.set(t, bySize);
+  }
+  let st = bySize.get(n);
+  if (!st) {
+    const key = quoteIdent(t.pk[0]!);
+    const cols = t.columns.map((c) => `r.${quoteIdent(c)}`).join(", ");
+    // A key the table's collation matches under another spelling finds no row
+    // here: the JS path below reads it as the applier wrote it.
+    st = db.prepare(
+      `UPDATE tw_log SET fp = ${FP_FUNCTION}(${cols}) FROM ${quoteIdent(t.name)} AS r
+       WHERE tw_log.tbl = ? AND tw_log.col = '' AND tw_log.pk IN (${placeholders(n)}) AND r.${key} = tw_log.pk`,
+    );
+    bySize.set(n, st);
+  }
+  return st;
+}
+
 /**
  * Rewrites the fingerprints of these rows from what their tables hold now:
  * the applier calls it, capture suppressed, for the rows it wrote (see the
- * contract above). Rows of relayed tables, and keys without a row, are skipped.
+ * contract above). Rows of relayed tables, and keys without a row, are
+ * skipped. A single-column key's rows are fingerprinted inside SQLite, a
+ * chunk of keys per statement (the hash is a function on this connection,
+ * never in a trigger); a composite key's are read row by row.
  */
 export function refreshFingerprints(
   db: Database.Database,
@@ -119,6 +157,15 @@ export function refreshFingerprints(
     else byTable.set(t, [key]);
   }
   for (const [t, keys] of byTable) {
+    if (t.pk.length === 1 && t.columns.length > 0) {
+      let done = 0;
+      for (let i = 0; i < keys.length; ) {
+        const n = chunkSize(keys.length - i);
+        done += refresher(db, t, n).run(t.id, ...keys.slice(i, i + n)).changes;
+        i += n;
+      }
+      if (done === keys.length) continue;
+    }
     const values = rowsOf(db, t).readMany(keys);
     for (const key of keys) {
       const v = values.get(keyString(key));
