@@ -50,9 +50,10 @@ export {
 } from "./queue/worker.js";
 export * from "./remote/index.js";
 export { type ApplyOptions, type ApplyResult, ClockDriftError, InvalidChangeError } from "./replica/apply.js";
+export type { CaptureStatus } from "./replica/evolve.js";
 export { formatHlc, parseHlc } from "./replica/hlc.js";
 export type { Change, ChangeSet, ChangesSinceOptions, LogStats } from "./replica/log.js";
-export { Replica, type ReplicaOptions, type ReplicaStats } from "./replica/replica.js";
+export { CaptureBrokenError, Replica, type ReplicaOptions, type ReplicaStats } from "./replica/replica.js";
 export { NotTrackableError } from "./replica/schema.js";
 export type { TrackedTableInfo, TrackOptions } from "./replica/track.js";
 export type { SqlValue, WireValue } from "./replica/values.js";

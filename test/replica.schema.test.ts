@@ -110,6 +110,17 @@ describe("a table rebuild from the sqlite3 shell", () => {
     const [mid] = a.captureStatus();
     expect(mid).toMatchObject({ state: "missing", present: null });
     expect(mid?.problem).toMatch(/tidewire untrack .* --table items/);
+    // Nothing is applied to it meanwhile; the error says what to run.
+    const change = {
+      table: "items",
+      pk: [1],
+      op: "update",
+      columns: { qty: 9 },
+      hlc: a.now(),
+      origin: "z",
+      seq: 1,
+    };
+    expect(() => a.apply([change])).toThrow(/tracked table "items" is missing: .*tidewire untrack/);
     shell(a, "ALTER TABLE new__items RENAME TO items; UPDATE items SET qty = 2 WHERE id = 1;");
     expect(a.changesSince(1).changes.map((c) => [c.op, c.columns])).toEqual([["update", { qty: 2 }]]);
     expect(a.captureStatus()).toMatchObject([{ state: "ok", problem: null }]);

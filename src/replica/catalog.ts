@@ -100,6 +100,16 @@ export class Catalog {
     return this.problems.get(name) ?? null;
   }
 
+  /** The first problem among these tables' names, or null (cheap when there is none). */
+  problemOf(names: Iterable<unknown>): string | null {
+    if (this.problems.size === 0) return null;
+    for (const n of names) {
+      const p = typeof n === "string" ? this.problems.get(n) : undefined;
+      if (p !== undefined) return p;
+    }
+    return null;
+  }
+
   /** Recorded by the schema watch (evolve.ts) at each check; null clears. */
   setProblem(name: string, problem: string | null): void {
     if (problem === null) this.problems.delete(name);

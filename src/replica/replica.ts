@@ -14,7 +14,7 @@
  * does a timer (`ingestIntervalMs`) and `close`, so the staged rows stay few
  * when nobody reads.
  */
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { openStore, type Store, type StoreOptions } from "../store.js";
 import { Applier, type ApplyOptions, type ApplyResult } from "./apply.js";
 import { Catalog } from "./catalog.js";
@@ -24,6 +24,14 @@ import { Ingester } from "./ingest.js";
 import { ChangeLog, type ChangeSet, type ChangesSinceOptions, type LogStats } from "./log.js";
 import { describeTracked, type TrackedTableInfo, Tracker, type TrackOptions } from "./track.js";
 import { legacyCaptureTables } from "./triggers.js";
+
+/** A batch touches a tracked table whose capture a schema change broke; the message says what to run. */
+export class CaptureBrokenError extends TidewireError {
+  constructor(message: string) {
+    super(message, "ERR_CAPTURE_BROKEN");
+    this.name = "CaptureBrokenError";
+  }
+}
 
 export interface ReplicaOptions {
   /** This database's node id, the first time it is opened as a replica (default: random). */
@@ -187,6 +195,13 @@ export class Replica {
     // One transaction: local writes are in the log before the batch is compared with it.
     return this.store.write(() => {
       this.catchUp();
+      // SCHEMA EVOLUTION: a batch for a table whose capture a schema change broke
+      // (the table gone, or no longer trackable) is refused with what to run,
+      // until the applier holds such changes itself (Catalog.problem).
+      const problem = Array.isArray(changes)
+        ? this.catalog.problemOf(changes.map((c) => (c as { table?: unknown } | null)?.table))
+        : null;
+      if (problem !== null) throw new CaptureBrokenError(problem);
       return this.applier.apply(changes, options);
     });
   }
