@@ -121,6 +121,7 @@ describe("a table rebuild from the sqlite3 shell", () => {
       seq: 1,
     };
     expect(() => a.apply([change])).toThrow(/tracked table "items" is missing: .*tidewire untrack/);
+    expect(() => a.changesSince(0)).toThrow(/tracked table "items" is missing/);
     shell(a, "ALTER TABLE new__items RENAME TO items; UPDATE items SET qty = 2 WHERE id = 1;");
     expect(a.changesSince(1).changes.map((c) => [c.op, c.columns])).toEqual([["update", { qty: 2 }]]);
     expect(a.captureStatus()).toMatchObject([{ state: "ok", problem: null }]);

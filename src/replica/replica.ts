@@ -187,6 +187,15 @@ export class Replica {
 
   changesSince(cursor: string | number | bigint, options?: ChangesSinceOptions): ChangeSet {
     this.catchUp();
+    // A table whose capture is broken has no rows to serve values from: say what to run.
+    const buckets = Array.isArray(options?.buckets) ? new Set<unknown>(options.buckets) : null;
+    const problem = this.catalog.problemOf(
+      this.catalog
+        .list()
+        .filter((t) => !buckets || buckets.has(t.bucket))
+        .map((t) => t.name),
+    );
+    if (problem !== null) throw new CaptureBrokenError(problem);
     return this.log.since(cursor, options);
   }
 

@@ -121,6 +121,7 @@ export class Tracker {
       this.catalog.refresh(true);
       const t = this.catalog.get(name);
       dropCaptureTriggers(this.store.db, name);
+      this.catalog.setProblem(name, null);
       if (!t) return false;
       this.log.dropTable(t.id);
       this.sql.remove.run(t.id);
