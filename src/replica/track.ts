@@ -142,6 +142,8 @@ export class Tracker {
     const renames = new Map<string, string>();
     if (prev.columns.length !== info.columns.length) return { columns: prev.columns, renames };
     const now = new Set(info.columns);
+    const moved = prev.columns.some((c, i) => c !== info.columns[i] && !now.has(c));
+    if (!moved) return { columns: prev.columns, renames };
     const sample = this.sql.sample.all(prev.id) as Array<{ pk: SqlValue; fp: Uint8Array | null }>;
     const rows = rowsOf(this.store.db, this.catalog.getById(prev.id)!);
     const current = rows.readMany(sample.map((r) => r.pk));
