@@ -43,7 +43,7 @@ function syncAll(replicas: Replica[]): void {
 }
 
 const shell = (r: Replica, statements: string) => sql(r.store.path, statements);
-const rowsOf = (r: Replica, table = "items") => dump(r.store.db, table, "id");
+const rowsOf = (r: Replica, table = "items") => dump(r.store.db, table, table === "pairs" ? "1, 2" : "id");
 const REBUILD = (cols: string, select: string) => `PRAGMA foreign_keys = OFF;
   BEGIN;
   CREATE TABLE new__items (${cols});
@@ -186,6 +186,32 @@ describe("ALTER TABLE on tracked tables", () => {
       { id: 1, title: "PEN", qty: 1, color: "red" },
       { id: 3, title: "ink", qty: 10, color: null },
       { id: 4, title: "box", qty: 4, color: null },
+    ]);
+  });
+});
+
+describe("keys", () => {
+  it("a composite key survives a rebuild and a key column's rename; gap writes are found", () => {
+    const dir = tempDir();
+    const schema = "CREATE TABLE pairs (x TEXT, y INTEGER, v, PRIMARY KEY (x, y)) WITHOUT ROWID";
+    const [a, b] = [open(dir, "a", schema, "pairs"), open(dir, "b", schema, "pairs")];
+    shell(a, "INSERT INTO pairs VALUES ('p', 1, 'one'), ('p', 2, 'two'), ('q', 1, x'00');");
+    syncAll([a, b]);
+    shell(
+      a,
+      `BEGIN; CREATE TABLE new__pairs (x TEXT, y INTEGER, v, w, PRIMARY KEY (x, y)) WITHOUT ROWID;
+       INSERT INTO new__pairs SELECT x, y, v, NULL FROM pairs; DROP TABLE pairs;
+       ALTER TABLE new__pairs RENAME TO pairs; COMMIT;
+       UPDATE pairs SET v = 'ONE' WHERE x = 'p' AND y = 1; DELETE FROM pairs WHERE x = 'q';
+       ALTER TABLE pairs RENAME COLUMN y TO n; UPDATE pairs SET w = 2 WHERE n = 2;`,
+    );
+    expect(a.tables()).toMatchObject([{ table: "pairs", key: ["x", "n"], columns: ["v", "w"] }]);
+    shell(b, "ALTER TABLE pairs ADD COLUMN w; ALTER TABLE pairs RENAME COLUMN y TO n;");
+    syncAll([a, b]);
+    expect(rowsOf(b, "pairs").replaceAll('"y"', '"n"')).toBe(rowsOf(a, "pairs"));
+    expect(a.store.db.prepare("SELECT x, n, v, w FROM pairs ORDER BY x, n").all()).toEqual([
+      { x: "p", n: 1, v: "ONE", w: null },
+      { x: "p", n: 2, v: "two", w: 2 },
     ]);
   });
 });

@@ -168,8 +168,9 @@ export class Replica {
     return this.catalog.list().map((t) => inspectCapture(this.store, t));
   }
 
-  /** The tracked tables, by name. */
+  /** The tracked tables, by name, as capture follows them after any schema change. */
   tables(): TrackedTableInfo[] {
+    this.watch.check();
     return this.catalog.list().map(describeTracked);
   }
 
