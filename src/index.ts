@@ -56,9 +56,10 @@ export {
   ClockDriftError,
   InvalidChangeError,
 } from "./replica/apply.js";
+export type { CaptureStatus } from "./replica/evolve.js";
 export { formatHlc, parseHlc } from "./replica/hlc.js";
 export type { Change, ChangeSet, ChangesSinceOptions, LogStats } from "./replica/log.js";
-export { Replica, type ReplicaOptions, type ReplicaStats } from "./replica/replica.js";
+export { CaptureBrokenError, Replica, type ReplicaOptions, type ReplicaStats } from "./replica/replica.js";
 export { NotTrackableError } from "./replica/schema.js";
 export type { TrackedTableInfo, TrackOptions } from "./replica/track.js";
 export type { SqlValue, WireValue } from "./replica/values.js";

@@ -261,6 +261,19 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX tw_conflicts_quarantine ON tw_conflicts (kind) WHERE kind IN ('held', 'failed');
     `,
   },
+  {
+    version: 10,
+    name: "replica-fingerprints",
+    sql: `
+      -- Capture triggers name only the key (so the app's ALTER TABLE … DROP COLUMN and
+      -- table rebuilds work); ingest finds which columns an update changed by comparing
+      -- the row with its fingerprint: on a live row entry (col ''), 8 bytes of hash per
+      -- captured column, in tw_tracked.cols order (src/replica/fingerprint.ts). NULL
+      -- elsewhere, and on rows logged before this migration until their table is
+      -- re-tracked (which a replica does on open).
+      ALTER TABLE tw_log ADD COLUMN fp BLOB;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -4,7 +4,9 @@
  *
  * Contract: reads only, on any Store, read-only ones included: staged writes
  * are counted, not ingested, and nothing is migrated, so a file that is not
- * (yet) a replica is reported as such. Peers' tokens are never part of it.
+ * (yet) a replica is reported as such: capture a schema change broke is
+ * reported (`capture`), not restored (the next ingest or sync does that).
+ * Peers' tokens are never part of it.
  */
 
 import { type Cursor, CursorStore } from "./cursor-store.js";
@@ -13,6 +15,7 @@ import { Queue } from "./queue/queue.js";
 import type { QueueStats } from "./queue/types.js";
 import { Catalog } from "./replica/catalog.js";
 import { type ConflictCounts, Conflicts } from "./replica/conflicts.js";
+import { type CaptureStatus, inspectCapture } from "./replica/evolve.js";
 import { formatHlc, hlcMillis } from "./replica/hlc.js";
 import { COUNT_STAGED } from "./replica/ingest.js";
 import { ChangeLog } from "./replica/log.js";
@@ -25,6 +28,12 @@ export interface Status {
   clock: { hlc: string; time: string } | null;
   buckets: Record<string, string[]>;
   tables: TrackedTableInfo[];
+  /**
+   * Per tracked table: whether capture is installed, the columns tracked
+   * against those present, and whether a schema change awaits reconciliation
+   * (`state`, with `problem` saying what to run when capture cannot restore itself).
+   */
+  capture: CaptureStatus[];
   log: ReplicaStats | null;
   cursors: Cursor[];
   /** Tokens left out (see `tidewire peers`). */
@@ -40,6 +49,7 @@ export function readStatus(store: Store): Status {
     clock: null,
     buckets: {},
     tables: [],
+    capture: [],
     log: null,
     cursors: [],
     peers: [],
@@ -56,6 +66,7 @@ export function readStatus(store: Store): Status {
     }
     const catalog = new Catalog(store.db);
     status.tables = catalog.list().map(describeTracked);
+    status.capture = catalog.list().map((t) => inspectCapture(store, t, store.path));
     for (const t of status.tables) {
       const list = status.buckets[t.bucket] ?? [];
       list.push(t.table);

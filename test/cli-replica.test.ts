@@ -142,3 +142,60 @@ describe("tidewire status", () => {
     oneErrorLine(missing, /no database at/);
   });
 });
+
+describe("tidewire untrack, and status after schema changes", () => {
+  it("untracks (the app's DROP COLUMN then needs nothing), refuses an untracked table, and status shows capture per table", async () => {
+    const db = appDb();
+    expect((await tidewire(["init", db, "--table", "items", "--table", "orders"])).code).toBe(0);
+    let doc = JSON.parse((await tidewire(["status", db, "--json"])).stdout);
+    expect(doc.capture).toEqual([
+      {
+        table: "items",
+        bucket: "default",
+        state: "ok",
+        installed: true,
+        tracked: ["name"],
+        present: ["name"],
+        problem: null,
+      },
+      {
+        table: "orders",
+        bucket: "default",
+        state: "ok",
+        installed: true,
+        tracked: ["item", "qty"],
+        present: ["item", "qty"],
+        problem: null,
+      },
+    ]);
+    // A migration's rebuild while no replica is open: status reports it, changes nothing.
+    sql(
+      db,
+      `BEGIN; CREATE TABLE new__orders (id TEXT PRIMARY KEY, item INTEGER, qty INTEGER, note TEXT);
+      INSERT INTO new__orders (id, item, qty) SELECT id, item, qty FROM orders; DROP TABLE orders;
+      ALTER TABLE new__orders RENAME TO orders; COMMIT;`,
+    );
+    const text = await tidewire(["status", db]);
+    expect(text.stdout).toMatch(
+      /^ {2}orders +reconcile pending \(next ingest or sync\) +missing +item, qty +item, qty, note$/m,
+    );
+    doc = JSON.parse((await tidewire(["status", db, "--json"])).stdout);
+    expect(doc.capture[1]).toMatchObject({ state: "reconcile", installed: false });
+    sql(db, "DROP TABLE items;");
+    const gone = await tidewire(["status", db]);
+    expect(gone.stdout).toMatch(
+      /tracked table "items" is missing: .* run `tidewire untrack .*app\.db --table items`/,
+    );
+
+    const refused = await tidewire(["untrack", db, "--table", "orders", "--table", "nope"]);
+    expect(refused.code).toBe(1);
+    oneErrorLine(refused, /table "nope" is not tracked/);
+    const out = await tidewire(["untrack", db, "--table", "items", "--table", "orders", "--json"]);
+    expect(out.code).toBe(0);
+    expect(JSON.parse(out.stdout)).toMatchObject({ ok: true, untracked: ["items", "orders"] });
+    doc = JSON.parse((await tidewire(["status", db, "--json"])).stdout);
+    expect([doc.tables, doc.capture]).toEqual([[], []]);
+    expect(sql(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger';").trim()).toBe("0");
+    expect((await tidewire(["untrack", db])).code).toBe(2);
+  });
+});

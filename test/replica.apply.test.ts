@@ -27,8 +27,10 @@ function open(nodeId: string, options: { maxDriftMs?: number } = {}): Replica {
   return r;
 }
 
+/** One write, logged at once: each key's events are logged one at a time (ingest coalesces a key's events between two ingests). */
 function run(r: Replica, sql: string, ...params: unknown[]): void {
   r.store.db.prepare(sql).run(...params);
+  r.ingest();
 }
 
 function rows(r: Replica): unknown[] {

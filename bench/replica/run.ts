@@ -2,7 +2,12 @@
  * bench/replica: what change capture and apply cost, measured against the
  * same work without them, in one invocation on this machine.
  *
- *   node --import tsx bench/replica/run.ts [--n 50000] [--single 2000] [--runs 5]
+ *   node --import tsx bench/replica/run.ts [--n 50000] [--single 2000] [--runs 5] [--before DIR]
+ *
+ * `--before DIR`: also measure the tidewire source tree in DIR (DIR/src, e.g.
+ * `git archive <commit> src | tar -x -C DIR`, with node_modules beside it),
+ * in the same run, each round running both trees' tracked work beside the one
+ * untracked baseline, so "before" and "after" meet the same machine load.
  *
  * - capture overhead, the writer's cost: N inserts, then N updates, on a
  *   tracked table, divided by the same on an identical untracked table; in
@@ -22,17 +27,25 @@
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Change } from "../../src/replica/log.js";
 import { Replica } from "../../src/replica/replica.js";
 import { openStore, type Store } from "../../src/store.js";
+
+/** One tidewire source tree under test. */
+interface Impl {
+  name: string;
+  Replica: typeof Replica;
+  openStore: typeof openStore;
+}
 
 const { values: args } = parseArgs({
   options: {
     n: { type: "string", default: "50000" },
     single: { type: "string", default: "2000" },
     runs: { type: "string", default: "5" },
+    before: { type: "string" },
   },
 });
 const N = Number(args.n);
@@ -41,18 +54,28 @@ const RUNS = Number(args.runs);
 const BATCH = 1000;
 const SCHEMA = "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL)";
 
+const IMPLS: Impl[] = [{ name: "this tree", Replica, openStore }];
+if (args.before) {
+  const root = resolve(args.before);
+  IMPLS.unshift({
+    name: `before (${root})`,
+    Replica: (await import(join(root, "src/replica/replica.ts"))).Replica,
+    openStore: (await import(join(root, "src/store.ts"))).openStore,
+  });
+}
+
 const dir = mkdtempSync(join(tmpdir(), "tidewire-bench-replica-"));
 let fileNo = 0;
 
-function freshStore(tracked: boolean): { store: Store; ingest: () => void; close: () => void } {
+function freshStore(impl: Impl | null): { store: Store; ingest: () => void; close: () => void } {
   const path = join(dir, `db-${fileNo++}.db`);
-  if (!tracked) {
+  if (!impl) {
     const store = openStore(path);
     store.db.exec(SCHEMA);
     return { store, ingest: () => {}, close: () => store.close() };
   }
   // No ingest timer: ingest is timed on its own, when the bench calls it.
-  const r = Replica.open(path, { nodeId: "bench", ingestIntervalMs: 0 });
+  const r = impl.Replica.open(path, { nodeId: "bench", ingestIntervalMs: 0 });
   r.store.db.exec(SCHEMA);
   r.track("items");
   return { store: r.store, ingest: () => r.ingest(), close: () => r.close() };
@@ -74,8 +97,8 @@ interface Times {
 }
 
 /** ms for n inserts then n updates, `perTx` rows per transaction, each followed by an ingest. */
-function writes(tracked: boolean, n: number, perTx: number): Times {
-  const { store, ingest, close } = freshStore(tracked);
+function writes(impl: Impl | null, n: number, perTx: number): Times {
+  const { store, ingest, close } = freshStore(impl);
   const insertRow = store.db.prepare("INSERT INTO items (id, name, qty, price) VALUES (?, ?, ?, ?)");
   const updateRow = store.db.prepare("UPDATE items SET qty = ?, price = ? WHERE id = ?");
   const ins = store.writer((from: number, to: number) => {
@@ -102,57 +125,60 @@ function writes(tracked: boolean, n: number, perTx: number): Times {
 }
 
 function captureOverhead(n: number, perTx: number) {
-  const t = {
-    plainInsert: [] as number[],
-    plainUpdate: [] as number[],
+  const plainInsert: number[] = [];
+  const plainUpdate: number[] = [];
+  const per = IMPLS.map(() => ({
     insert: [] as number[],
     update: [] as number[],
     ingestInsert: [] as number[],
     ingestUpdate: [] as number[],
     allInsert: [] as number[],
     allUpdate: [] as number[],
-  };
-  const ratios = {
-    insert: [] as number[],
-    update: [] as number[],
-    allInsert: [] as number[],
-    allUpdate: [] as number[],
-  };
+    ratios: {
+      insert: [] as number[],
+      update: [] as number[],
+      allInsert: [] as number[],
+      allUpdate: [] as number[],
+    },
+  }));
   for (let r = 0; r < RUNS; r++) {
-    const plain = writes(false, n, perTx);
-    const tracked = writes(true, n, perTx);
-    t.plainInsert.push(plain.insert);
-    t.plainUpdate.push(plain.update);
-    t.insert.push(tracked.insert);
-    t.update.push(tracked.update);
-    t.ingestInsert.push(tracked.ingestInsert);
-    t.ingestUpdate.push(tracked.ingestUpdate);
-    t.allInsert.push(tracked.insert + tracked.ingestInsert);
-    t.allUpdate.push(tracked.update + tracked.ingestUpdate);
-    ratios.insert.push(tracked.insert / plain.insert);
-    ratios.update.push(tracked.update / plain.update);
-    ratios.allInsert.push((tracked.insert + tracked.ingestInsert) / plain.insert);
-    ratios.allUpdate.push((tracked.update + tracked.ingestUpdate) / plain.update);
+    const plain = writes(null, n, perTx);
+    plainInsert.push(plain.insert);
+    plainUpdate.push(plain.update);
+    IMPLS.forEach((impl, i) => {
+      const t = per[i]!;
+      const tracked = writes(impl, n, perTx);
+      t.insert.push(tracked.insert);
+      t.update.push(tracked.update);
+      t.ingestInsert.push(tracked.ingestInsert);
+      t.ingestUpdate.push(tracked.ingestUpdate);
+      t.allInsert.push(tracked.insert + tracked.ingestInsert);
+      t.allUpdate.push(tracked.update + tracked.ingestUpdate);
+      t.ratios.insert.push(tracked.insert / plain.insert);
+      t.ratios.update.push(tracked.update / plain.update);
+      t.ratios.allInsert.push((tracked.insert + tracked.ingestInsert) / plain.insert);
+      t.ratios.allUpdate.push((tracked.update + tracked.ingestUpdate) / plain.update);
+    });
   }
   const us = (ms: number[]) => (best(ms) * 1000) / n;
-  return {
-    insert: best(t.insert) / best(t.plainInsert),
-    update: best(t.update) / best(t.plainUpdate),
-    medianInsert: median(ratios.insert),
-    medianUpdate: median(ratios.update),
+  return per.map((t) => ({
+    insert: best(t.insert) / best(plainInsert),
+    update: best(t.update) / best(plainUpdate),
+    medianInsert: median(t.ratios.insert),
+    medianUpdate: median(t.ratios.update),
     ingestInsertUs: us(t.ingestInsert),
     ingestUpdateUs: us(t.ingestUpdate),
-    allInsert: best(t.allInsert) / best(t.plainInsert),
-    allUpdate: best(t.allUpdate) / best(t.plainUpdate),
-    medianAllInsert: median(ratios.allInsert),
-    medianAllUpdate: median(ratios.allUpdate),
-    plainInsertPerSec: (n / best(t.plainInsert)) * 1000,
-    plainUpdatePerSec: (n / best(t.plainUpdate)) * 1000,
-  };
+    allInsert: best(t.allInsert) / best(plainInsert),
+    allUpdate: best(t.allUpdate) / best(plainUpdate),
+    medianAllInsert: median(t.ratios.allInsert),
+    medianAllUpdate: median(t.ratios.allUpdate),
+    plainInsertPerSec: (n / best(plainInsert)) * 1000,
+    plainUpdatePerSec: (n / best(plainUpdate)) * 1000,
+  }));
 }
 
 function sourceChanges(n: number): Change[] {
-  const { store, close } = freshStore(true);
+  const { store, close } = freshStore(IMPLS[IMPLS.length - 1]!);
   const r = Replica.attach(store, { nodeId: "bench" });
   const insert = store.db.prepare("INSERT INTO items (id, name, qty, price) VALUES (?, ?, ?, ?)");
   store.write(() => {
@@ -172,10 +198,10 @@ function applyThroughput(n: number) {
     BigInt(c.columns.qty as number),
     (c.columns.price as { real: number }).real,
   ]);
-  const applyRates: number[] = [];
+  const applyRates = IMPLS.map(() => [] as number[]);
   const floorRates: number[] = [];
   for (let r = 0; r < RUNS; r++) {
-    const plain = freshStore(false);
+    const plain = freshStore(null);
     const insert = plain.store.db.prepare("INSERT INTO items (id, name, qty, price) VALUES (?, ?, ?, ?)");
     const tx = plain.store.writer((from: number, to: number) => {
       for (let i = from; i < to; i++) insert.run(...(rows[i] as unknown[]));
@@ -185,22 +211,26 @@ function applyThroughput(n: number) {
     floorRates.push((n / (performance.now() - t0)) * 1000);
     plain.close();
 
-    const target = Replica.open(join(dir, `db-${fileNo++}.db`), { nodeId: "target" });
-    target.store.db.exec(SCHEMA);
-    target.track("items");
-    t0 = performance.now();
-    for (let i = 0; i < n; i += BATCH) target.apply(changes.slice(i, i + BATCH));
-    applyRates.push((n / (performance.now() - t0)) * 1000);
-    target.close();
+    IMPLS.forEach((impl, k) => {
+      const target = impl.Replica.open(join(dir, `db-${fileNo++}.db`), { nodeId: "target" });
+      target.store.db.exec(SCHEMA);
+      target.track("items");
+      t0 = performance.now();
+      for (let i = 0; i < n; i += BATCH) target.apply(changes.slice(i, i + BATCH));
+      applyRates[k]!.push((n / (performance.now() - t0)) * 1000);
+      target.close();
+    });
   }
-  const apply = Math.max(...applyRates);
   const floor = Math.max(...floorRates);
-  const ratios = applyRates.map((a, i) => a / (floorRates[i] as number));
-  return { apply, floor, ratio: apply / floor, medianRatio: median(ratios) };
+  return applyRates.map((rates) => {
+    const apply = Math.max(...rates);
+    const ratios = rates.map((a, i) => a / (floorRates[i] as number));
+    return { apply, floor, ratio: apply / floor, medianRatio: median(ratios) };
+  });
 }
 
 function logAfterUpdates(updates: number) {
-  const r = Replica.open(join(dir, `db-${fileNo++}.db`), { nodeId: "bench" });
+  const r = IMPLS[IMPLS.length - 1]!.Replica.open(join(dir, `db-${fileNo++}.db`), { nodeId: "bench" });
   r.store.db.exec(SCHEMA);
   r.track("items");
   r.store.db.prepare("INSERT INTO items VALUES (1, 'pen', 0, 1.0)").run();
@@ -212,9 +242,9 @@ function logAfterUpdates(updates: number) {
 }
 
 const started = Date.now();
-const single = captureOverhead(SINGLE, 1);
-const batched = captureOverhead(N, BATCH);
-const apply = applyThroughput(N);
+const singles = captureOverhead(SINGLE, 1);
+const batcheds = captureOverhead(N, BATCH);
+const applies = applyThroughput(N);
 const log = logAfterUpdates(10_000);
 rmSync(dir, { recursive: true, force: true });
 
@@ -224,7 +254,11 @@ const machine = `${cpus().length} × ${cpus()[0]?.model.trim()}, load ${loadavg(
   .map((l) => l.toFixed(1))
   .join("/")}, node ${process.version}`;
 console.log(`bench/replica — ${new Date(started).toISOString()} — ${machine}
-runs ${RUNS} (best of, medians of the per-round ratios in brackets), N ${N} batched (transactions of ${BATCH}), ${SINGLE} single-row
+runs ${RUNS} (best of, medians of the per-round ratios in brackets), N ${N} batched (transactions of ${BATCH}), ${SINGLE} single-row`);
+IMPLS.forEach((impl, i) => {
+  const [single, batched, apply] = [singles[i]!, batcheds[i]!, applies[i]!];
+  console.log(`
+## ${impl.name}
 
 | capture overhead, the writer's cost (tracked ÷ untracked time; triggers only, ingest deferred) | inserts | updates |
 |---|---|---|
@@ -244,6 +278,7 @@ untracked baseline: ${k(single.plainInsertPerSec)} inserts/s and ${k(single.plai
 |---|---|
 | Replica.apply (${N} inserted rows, 3 columns each) | ${k(apply.apply)} |
 | floor: bare batched INSERT of the same rows | ${k(apply.floor)} |
-| ratio apply ÷ floor | ${f(apply.ratio)} (${f(apply.medianRatio)}) |
-
+| ratio apply ÷ floor | ${f(apply.ratio)} (${f(apply.medianRatio)}) |`);
+});
+console.log(`
 log after 10,000 updates of one row's column: ${log.entries} clocks (the row entry and 3 columns), ${log.stored} stored entries, last sequence ${log.lastSeq}`);

@@ -4,10 +4,16 @@
  * Contract: the database must exist (it holds the tables to track). Every
  * table is tracked in one transaction: one that cannot be (no such table, no
  * explicit PRIMARY KEY) fails the command (exit 1) and leaves every table as
- * it was. Running it again is harmless, and is how a column added with
- * ALTER TABLE joins the capture.
+ * it was. Running it again is harmless; schema changes need no re-run
+ * (capture follows them by itself, src/replica/evolve.ts).
+ *
+ * `tidewire untrack <db> --table <table> ...`: stop capturing tables, in one
+ * transaction: their triggers are dropped and their log entries forgotten
+ * (writes staged before are logged first). A table that is not tracked fails
+ * the command (exit 1) and untracks none.
  */
 import { type Command, InvalidArgumentError as UsageError } from "commander";
+import { TidewireError } from "../errors.js";
 import { Replica } from "../replica/replica.js";
 import { readTable } from "../replica/schema.js";
 import { DEFAULT_BUCKET, type TrackedTableInfo } from "../replica/track.js";
@@ -84,4 +90,34 @@ function keyWarnings(replica: Replica, tracked: TrackedTableInfo[]): string[] {
     );
   }
   return out;
+}
+
+function collectTable(value: string, previous: string[] | undefined): string[] {
+  if (value.trim() === "") throw new UsageError("Expected a table name.");
+  return [...(previous ?? []), value];
+}
+
+export function registerUntrack(program: Command): void {
+  program
+    .command("untrack")
+    .description("stop tracking tables: drop their capture triggers and forget their change log")
+    .argument("<db>", "the database file (it must exist)")
+    .requiredOption("--table <table>", "a tracked table; repeatable", collectTable)
+    .option("--json", "print one JSON document on stdout")
+    .action((db: string, flags: { table: string[]; json?: boolean }) => {
+      const path = existingDatabase(db);
+      const replica = Replica.open(path);
+      try {
+        replica.store.write(() => {
+          for (const table of flags.table) {
+            if (!replica.untrack(table))
+              throw new TidewireError(`table "${table}" is not tracked in ${db}`, "ERR_NOT_TRACKED");
+          }
+        });
+      } finally {
+        replica.close();
+      }
+      if (flags.json) printJson({ ok: true, nodeId: replica.nodeId, untracked: flags.table });
+      else printText(flags.table.map((t) => `untracked ${t}`).join("\n"));
+    });
 }

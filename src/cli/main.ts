@@ -14,7 +14,7 @@ import { Command, CommanderError } from "commander";
 import { InvalidArgumentError } from "../errors.js";
 import { registerConflicts } from "./conflicts.js";
 import { dbFirstArgv } from "./db-first.js";
-import { registerInit } from "./init.js";
+import { registerInit, registerUntrack } from "./init.js";
 import { printJson } from "./io.js";
 import { registerJobs } from "./jobs.js";
 import { registerMesh } from "./mesh.js";
@@ -42,6 +42,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (text, write) => write(`tidewire: ${text.replace(/^error: /, "")}`) });
   registerConflicts(program);
   registerInit(program);
+  registerUntrack(program);
   registerJobs(program);
   registerPeers(program);
   registerPins(program);

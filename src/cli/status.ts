@@ -1,6 +1,8 @@
 /**
  * `tidewire status <db> [--json]`: what a database holds as a replica and a
- * queue: node id, clock, tracked tables by bucket, the change log's size,
+ * queue: node id, clock, tracked tables by bucket, each table's capture
+ * (installed, columns tracked against present, a pending reconciliation or a
+ * problem and what to run), the change log's size,
  * cursors, peers (id, address, state, last seen, rtt), and job counts per queue.
  *
  * Contract: reads only. The database is opened read-only and never migrated,
@@ -43,6 +45,24 @@ function render(s: Status): string {
   const buckets = Object.entries(s.buckets);
   out.push(buckets.length ? "tables" : "tables   none tracked");
   for (const [bucket, tables] of buckets) out.push(`  ${bucket}: ${tables.join(", ")}`);
+  if (s.capture.length > 0) {
+    out.push("capture");
+    out.push(
+      indent(
+        table(
+          ["TABLE", "STATE", "TRIGGERS", "COLUMNS TRACKED", "COLUMNS PRESENT"],
+          s.capture.map((c) => [
+            c.renamedTo ? `${c.table} -> ${c.renamedTo}` : c.table,
+            c.state === "reconcile" ? "reconcile pending (next ingest or sync)" : c.state,
+            c.installed ? "installed" : "missing",
+            c.tracked.join(", ") || "-",
+            c.present === null ? "(no table)" : c.present.join(", ") || "-",
+          ]),
+        ),
+      ),
+    );
+    for (const c of s.capture) if (c.problem) out.push(`  ${c.problem}`);
+  }
   if (s.log) {
     const l = s.log;
     out.push(

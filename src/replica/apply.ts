@@ -30,6 +30,7 @@ import { InvalidArgumentError } from "../errors.js";
 import type { Store } from "../store.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
 import { Conflicts, rowKey } from "./conflicts.js";
+import { refreshFingerprints } from "./fingerprint.js";
 import { ForeignKeys } from "./foreign-keys.js";
 import type { Clock } from "./hlc.js";
 import { isNodeId } from "./hlc.js";
@@ -165,6 +166,12 @@ export class Applier {
     const wire: unknown[] = [];
     const notHere: Array<{ change: unknown; reason: string }> = [];
     for (let i = 0; i < changes.length; i++) {
+      // A table whose capture a schema change broke takes nothing until that is fixed.
+      const problem = this.catalog.problemOf([(changes[i] as { table?: unknown } | null)?.table]);
+      if (problem !== null) {
+        notHere.push({ change: changes[i], reason: problem });
+        continue;
+      }
       try {
         batch.push(this.checker.check(changes[i], i, now));
         wire.push(changes[i]);
@@ -558,6 +565,12 @@ export class Applier {
       }
     }
     for (const [t, flat] of groups) rowsOf(db, t).upsert(t.columns, flat);
+    // The rows written here get fingerprints of what they hold now (fingerprint.ts),
+    // or ingest and reconciliation would take them for local writes.
+    refreshFingerprints(
+      db,
+      rows.filter((s) => s.won.size > 0 && s.row?.val === ALIVE_N),
+    );
   }
 }
 

@@ -6,7 +6,11 @@
  * Contract: reads are served from memory and reloaded whenever SQLite's
  * schema version moves (every track and untrack rebuilds triggers, which
  * moves it, in this process or any other), so a replica never applies changes
- * with a stale idea of a table's columns.
+ * with a stale idea of a table's columns. A tracked table whose capture a
+ * schema change broke beyond what the schema watch repairs by itself (the
+ * table is gone, or no longer trackable) has a `problem` (evolve.ts sets it
+ * at every check): nothing may be applied to it until the problem is gone,
+ * or the applier would write rows reconciliation has not seen.
  */
 import type Database from "better-sqlite3";
 import { schemaVersion } from "./schema.js";
@@ -46,6 +50,7 @@ export class Catalog {
    * refresh): the applier defers their checks to commit only then.
    */
   foreignKeys = true;
+  private readonly problems = new Map<string, string>();
 
   constructor(private readonly db: Database.Database) {
     this.sql = {
@@ -84,6 +89,31 @@ export class Catalog {
     }
     this.foreignKeys = this.sql.foreignKeys.get() === 1;
     this.version = v;
+  }
+
+  /**
+   * Why this tracked table's capture is broken, as one sentence saying what to
+   * run, or null when it is captured. The applier must hold changes for a
+   * table with a problem (they are for rows reconciliation has not seen).
+   */
+  problem(name: string): string | null {
+    return this.problems.get(name) ?? null;
+  }
+
+  /** The first problem among these tables' names, or null (cheap when there is none). */
+  problemOf(names: Iterable<unknown>): string | null {
+    if (this.problems.size === 0) return null;
+    for (const n of names) {
+      const p = typeof n === "string" ? this.problems.get(n) : undefined;
+      if (p !== undefined) return p;
+    }
+    return null;
+  }
+
+  /** Recorded by the schema watch (evolve.ts) at each check; null clears. */
+  setProblem(name: string, problem: string | null): void {
+    if (problem === null) this.problems.delete(name);
+    else this.problems.set(name, problem);
   }
 
   get(name: string): TrackedTable | undefined {

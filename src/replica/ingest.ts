@@ -1,26 +1,62 @@
 /**
  * Ingester: moves the row events the capture triggers staged in `tw_pending`
- * into the compacted log, set-wise, in one write transaction.
+ * into the compacted log, in one write transaction per chunk.
  *
- * Contract: the log ends exactly as if every event had been logged when it
- * was written. In capture order each event takes the next sequence number and
+ * Contract: in capture order each event takes the next sequence number and
  * the HLC max(previous + 1, ms << 16), ms being when its write happened (a late
- * ingest does not make a write look newer than it was); a row event (an
- * insert, row entry 1, or a delete, 0) drops the key's older column entries;
- * an update writes one entry per changed column, valued NULL (the table holds
- * the value). Updating one cell 10,000 times leaves one entry. The clock is
+ * ingest does not make a write look newer than it was). Then each key the
+ * chunk touched is logged from what its table holds now, against what the
+ * log last saw of it (its row entry and fingerprint, fingerprint.ts):
+ *
+ * - the row is gone: a tombstone at its last delete event (or, with none, at
+ *   its last event, when the log held it as existing);
+ * - the row exists and the chunk inserted it (or the log did not hold it as
+ *   existing): its row entry, at the insert, or at its last event when updates
+ *   followed; a row event drops the key's older column entries;
+ * - otherwise an entry per column whose fingerprint differs, at the key's
+ *   last event, valued NULL (the table holds the value).
+ *
+ * So a key with one event between ingests is logged exactly as if each
+ * event were logged when it was written; several events of one key in a
+ * chunk coalesce into what they did (a value changed and changed back is no
+ * change). Updating one cell 10,000 times leaves one entry. The clock is
  * written once per chunk. Staged events are invisible to the log, so
- * everything that reads or compares against it ingests first (replica.ts),
- * and anything that rewrites triggers does so in the transaction of an
- * ingest: a staged mask always refers to the column list of `tw_tracked`.
- * An ingest goes a chunk of the oldest events per transaction; one that
- * fails, or whose process dies, leaves that chunk's events staged.
+ * everything that reads or compares against it ingests first (replica.ts).
+ * Events of a table that is not tracked, or whose capture is broken (see
+ * `Catalog.problem`), are dropped: the reconciliation that restores capture
+ * finds what they did (evolve.ts). An ingest goes a chunk of the oldest
+ * events per transaction; one that fails, or whose process dies, leaves that
+ * chunk's events staged.
  */
 import type Database from "better-sqlite3";
 import type { Store } from "../store.js";
+import type { Catalog, TrackedTable } from "./catalog.js";
+import { changedColumns, fingerprint, storeFingerprint } from "./fingerprint.js";
 import type { Clock } from "./hlc.js";
 import { sqlMillis } from "./hlc.js";
-import { MASK_BITS, MASK_DIGITS, UPDATE } from "./triggers.js";
+import type { CaptureState, ChangeLog } from "./log.js";
+import { rowsOf } from "./rows.js";
+import { ALIVE, DELETED, ROW, UPDATE } from "./triggers.js";
+import { keyString, type SqlValue } from "./values.js";
+
+/** An event's clock: its HLC and sequence number. */
+interface At {
+  hlc: bigint;
+  seq: bigint;
+}
+
+/** What the chunk did to one key. */
+interface KeyEvents {
+  key: SqlValue;
+  last: At;
+  /** The last insert or delete, with its kind; `after`: updates followed it. */
+  row: (At & { kind: number }) | null;
+  after: boolean;
+}
+
+const ALIVE_N = BigInt(ALIVE);
+const DELETED_N = BigInt(DELETED);
+const UPDATE_N = BigInt(UPDATE);
 
 export class Ingester {
   private readonly sql: ReturnType<typeof prepare>;
@@ -28,6 +64,8 @@ export class Ingester {
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
+    private readonly catalog: Catalog,
+    private readonly log: ChangeLog,
     private readonly chunk = INGEST_CHUNK,
   ) {
     this.sql = prepare(store.db);
@@ -38,16 +76,16 @@ export class Ingester {
     return this.sql.any.get() !== undefined;
   }
 
-  /** How many rows wait in `tw_pending` (an update of a wide table is several). */
+  /** How many events wait in `tw_pending`. */
   staged(): number {
     return this.sql.count.get() as number;
   }
 
   /**
-   * Logs every staged event, at most `chunk` (see the constructor) per transaction (so a bulk load
-   * staged by another program holds the write lock, and memory, a chunk at a
-   * time); returns how many. Each chunk in its own IMMEDIATE transaction, or
-   * all as part of the caller's.
+   * Logs every staged event, at most `chunk` (see the constructor) per
+   * transaction (so a bulk load staged by another program holds the write
+   * lock, and memory, a chunk at a time); returns how many. Each chunk in its
+   * own IMMEDIATE transaction, or all as part of the caller's.
    */
   ingest(): number {
     let total = 0;
@@ -65,13 +103,74 @@ export class Ingester {
     const first = this.sql.first.get() as bigint | null;
     if (first === null) return 0;
     const span = this.sql.span.get({ first, upto: first + chunk - 1n }) as Span;
-    const at = { hlc, seq, before: first - 1n, last: span.last };
-    this.sql.log.run({ ...at, node: this.clock.nodeId });
-    this.sql.prune.run(at);
+    const before = first - 1n;
+    const byTable = new Map<number, Map<string, KeyEvents>>();
+    for (const [tbl, pk, kind, i, h] of this.sql.events.all({ hlc, before, last: span.last }) as EventRow[]) {
+      let keys = byTable.get(Number(tbl));
+      if (!keys) {
+        keys = new Map();
+        byTable.set(Number(tbl), keys);
+      }
+      const id = keyString(pk);
+      const at = { hlc: h, seq: seq + i };
+      let k = keys.get(id);
+      if (!k) {
+        k = { key: pk, last: at, row: null, after: false };
+        keys.set(id, k);
+      }
+      k.last = at;
+      if (kind === UPDATE_N) k.after = k.row !== null;
+      else {
+        k.row = { hlc: at.hlc, seq: at.seq, kind: Number(kind) };
+        k.after = false;
+      }
+    }
+    this.catalog.refresh();
+    for (const [tbl, keys] of byTable) {
+      const t = this.catalog.getById(tbl);
+      if (!t || t.relayed || this.catalog.problem(t.name) !== null) continue;
+      this.logTable(t, keys);
+    }
     this.sql.clear.run({ last: span.last });
-    const events = span.last - at.before;
-    this.clock.observe(events + max(hlc, span.top + at.before), seq + events);
+    const events = span.last - before;
+    this.clock.observe(events + max(hlc, span.top + before), seq + events);
     return Number(events);
+  }
+
+  /** Logs the keys of one table the chunk touched, from the table and the log's state of them. */
+  private logTable(t: TrackedTable, keys: Map<string, KeyEvents>): void {
+    const db = this.store.db;
+    const node = this.clock.nodeId;
+    const list = [...keys.values()].map((k) => k.key);
+    const rows = rowsOf(db, t).readMany(list);
+    const state = this.log.captureState(t.id, list);
+    const flat: unknown[] = [];
+    const rowEntry = (k: KeyEvents, s: CaptureState | undefined, at: At, val: bigint, fp: Buffer | null) => {
+      flat.push(t.id, k.key, ROW, val, at.hlc, node, at.seq, fp);
+      // Every column entry the log holds is older than an event of this chunk.
+      if (s?.columns) this.log.dropColumnEntries(t.id, k.key);
+    };
+    for (const [id, k] of keys) {
+      const values = rows.get(id);
+      const s = state.get(id);
+      const alive = s?.val === ALIVE_N;
+      if (!values) {
+        if (k.row?.kind === DELETED) rowEntry(k, s, k.row, DELETED_N, null);
+        else if (alive) rowEntry(k, s, k.last, DELETED_N, null);
+        continue;
+      }
+      const fp = fingerprint(values);
+      if (k.row || !alive) {
+        const at = k.row?.kind === ALIVE && !k.after ? k.row : k.last;
+        rowEntry(k, s, at, ALIVE_N, fp);
+        continue;
+      }
+      const changed = changedColumns(s?.fp, fp) ?? t.columns.map((_, i) => i);
+      if (changed.length === 0) continue;
+      for (const i of changed) flat.push(t.id, k.key, t.columns[i], null, k.last.hlc, node, k.last.seq, null);
+      storeFingerprint(db, t.id, k.key, fp);
+    }
+    this.log.putLocal(flat);
   }
 }
 
@@ -83,6 +182,9 @@ interface Span {
   last: bigint;
   top: bigint;
 }
+
+/** tbl, pk, kind, i (1-based position in the chunk), hlc. */
+type EventRow = [bigint, SqlValue, bigint, bigint, bigint];
 
 function max(a: bigint, b: bigint): bigint {
   return a > b ? a : b;
@@ -110,40 +212,15 @@ function prepare(db: Database.Database) {
         `SELECT max(id) AS last, max(${MS} * 65536 - id) AS top FROM tw_pending WHERE id BETWEEN :first AND :upto`,
       )
       .safeIntegers(true),
-    // Upserts that keep the greatest sequence: several events of one cell in
-    // one ingest may meet in any order and the last still wins. As ChangeLog.put
-    // does for a local entry: src NULL (it came from no peer), vals NULL (its
-    // values are in the table).
-    log: db.prepare(
-      `WITH events AS (
-         SELECT tbl, pk, kind, mask, id - :before AS i,
+    events: db
+      .prepare(
+        `SELECT tbl, pk, kind, id - :before,
                 id - :before + max(:hlc, :before + max(${MS} * 65536 - id)
-                  OVER (ORDER BY id ROWS UNBOUNDED PRECEDING)) AS hlc
-         FROM tw_pending WHERE id <= :last
-       ),
-       columns AS MATERIALIZED (
-         SELECT t.id AS tbl, c.key / ${MASK_BITS} AS word, c.key % ${MASK_BITS} AS bit, c.value AS col
-         FROM tw_tracked AS t, json_each(t.cols) AS c
-       )
-       INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq)
-       SELECT e.tbl, e.pk, coalesce(c.col, ''), CASE WHEN e.kind < ${UPDATE} THEN e.kind END, e.hlc, :node, :seq + e.i
-       FROM events AS e
-       LEFT JOIN columns AS c ON e.kind = ${UPDATE} AND c.tbl = e.tbl
-       WHERE e.kind < ${UPDATE} OR (CASE WHEN typeof(e.mask) = 'integer' THEN e.mask
-         ELSE CAST(substr(e.mask, c.word * ${MASK_DIGITS} + 1, ${MASK_DIGITS}) AS INTEGER) END >> c.bit) & 1
-       ON CONFLICT (tbl, pk, col) DO UPDATE SET
-         val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq,
-         src = NULL, vals = NULL
-       WHERE excluded.seq > tw_log.seq`,
-    ),
-    // A row event hides every older write of its key's columns (its own sequence
-    // number is :seq + id - :before); a key's last row event hides the most.
-    prune: db.prepare(
-      `DELETE FROM tw_log WHERE (tbl, pk, col) IN (
-         SELECT e.tbl, e.pk, e.col FROM tw_pending AS p
-         JOIN tw_log AS e ON e.tbl = p.tbl AND e.pk = p.pk AND e.col > '' AND e.seq < :seq + p.id - :before
-         WHERE p.kind < ${UPDATE} AND p.id <= :last)`,
-    ),
+                  OVER (ORDER BY id ROWS UNBOUNDED PRECEDING))
+         FROM tw_pending WHERE id <= :last ORDER BY id`,
+      )
+      .raw(true)
+      .safeIntegers(true),
     clear: db.prepare("DELETE FROM tw_pending WHERE id <= :last"),
   };
 }

@@ -23,7 +23,7 @@ import { checkInteger, checkName } from "../queue/validate.js";
 import type { Catalog } from "./catalog.js";
 import { isNodeId } from "./hlc.js";
 import { type PageQuery, Pager } from "./pager.js";
-import { fromWire, type SqlValue, setColumn, toWire, type WireValue } from "./values.js";
+import { fromWire, keyString, type SqlValue, setColumn, toWire, type WireValue } from "./values.js";
 
 export interface Change {
   table: string;
@@ -83,6 +83,14 @@ export interface Entry {
   vals?: string | null;
 }
 
+/** What capture needs of a key's log: its row entry's value and fingerprint, and whether column entries exist. */
+export interface CaptureState {
+  /** The row entry's value (1 exists, 0 tombstone); undefined with no row entry. */
+  val?: SqlValue;
+  fp: Uint8Array | null;
+  columns: boolean;
+}
+
 export interface LogStats {
   /** Clocks the log knows: stored entries plus the columns live row entries stand for. */
   entries: number;
@@ -103,6 +111,7 @@ const DEFAULT_LIMIT = 1000;
 const LOAD_CHUNK = 256;
 const PUT_CHUNK = 64;
 const PUT_WIDTH = 9;
+const LOCAL_WIDTH = 8;
 const CURSOR = /^(0|[1-9][0-9]{0,17})$/;
 
 /** A relayed row entry's `vals`: these columns' values, as a JSON object of wire values. */
@@ -133,6 +142,7 @@ export function parseCursor(cursor: unknown): bigint {
 export class ChangeLog {
   private readonly sql: ReturnType<typeof prepare>;
   private readonly puts = new Map<number, Database.Statement>();
+  private readonly locals = new Map<number, Database.Statement>();
   private readonly read: (q: PageQuery) => ChangeSet;
 
   constructor(
@@ -184,6 +194,70 @@ export class ChangeLog {
       out.push(...(this.sql.loadMany.all(tbl, ...chunk) as Array<Entry & { pk: SqlValue }>));
     }
     return out;
+  }
+
+  /**
+   * Per key (by `keyString`) of one table: its row entry's value and
+   * fingerprint and whether it has column entries; read as `loadMany` reads.
+   */
+  captureState(tbl: number, keys: SqlValue[]): Map<string, CaptureState> {
+    const wanted = new Set(keys.map(keyString));
+    const out = new Map<string, CaptureState>();
+    const take = (rows: Array<[SqlValue, string, SqlValue, Uint8Array | null]>) => {
+      for (const [pk, col, val, fp] of rows) {
+        const id = keyString(pk);
+        if (!wanted.has(id)) continue;
+        let s = out.get(id);
+        if (!s) {
+          s = { fp: null, columns: false };
+          out.set(id, s);
+        }
+        if (col === "") {
+          s.val = val;
+          s.fp = fp;
+        } else s.columns = true;
+      }
+    };
+    const span = integerSpan(keys);
+    if (span) take(this.sql.stateRange.all(tbl, span.min, span.max) as never);
+    else {
+      for (let i = 0; i < keys.length; i += LOAD_CHUNK) {
+        const chunk = keys.slice(i, i + LOAD_CHUNK);
+        while (chunk.length < LOAD_CHUNK) chunk.push(null);
+        take(this.sql.stateMany.all(tbl, ...chunk) as never);
+      }
+    }
+    return out;
+  }
+
+  /** Drops a key's column entries (a local row event hides them all: they are older). */
+  dropColumnEntries(tbl: number, pk: SqlValue): void {
+    this.sql.dropColumns.run(tbl, pk);
+  }
+
+  /**
+   * Upserts local entries (no source, no relayed values), PUT_CHUNK per
+   * statement, given flat: 8 values per entry (tbl, pk, col, val, hlc, origin,
+   * seq, fp); a row entry carries its fingerprint, a column entry NULL.
+   */
+  putLocal(flat: unknown[]): void {
+    const per = PUT_CHUNK * LOCAL_WIDTH;
+    for (let i = 0; i < flat.length; i += per) {
+      const chunk = flat.length - i >= per ? flat.slice(i, i + per) : flat.slice(i);
+      const rows = chunk.length / LOCAL_WIDTH;
+      let st = this.locals.get(rows);
+      if (!st) {
+        st = this.db.prepare(
+          `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq, fp)
+           VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}
+           ON CONFLICT (tbl, pk, col) DO UPDATE SET
+             val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq,
+             src = NULL, vals = NULL, fp = excluded.fp`,
+        );
+        this.locals.set(rows, st);
+      }
+      st.run(...chunk);
+    }
   }
 
   /** Upserts a local entry (no source). */
@@ -290,6 +364,18 @@ function prepare(db: Database.Database) {
          WHERE tbl = ? AND pk IN (${Array.from({ length: LOAD_CHUNK }, () => "?").join(", ")})`,
       )
       .safeIntegers(true),
+    stateMany: db
+      .prepare(
+        `SELECT pk, col, val, fp FROM tw_log
+         WHERE tbl = ? AND pk IN (${Array.from({ length: LOAD_CHUNK }, () => "?").join(", ")})`,
+      )
+      .raw(true)
+      .safeIntegers(true),
+    stateRange: db
+      .prepare("SELECT pk, col, val, fp FROM tw_log WHERE tbl = ? AND pk BETWEEN ? AND ?")
+      .raw(true)
+      .safeIntegers(true),
+    dropColumns: db.prepare("DELETE FROM tw_log WHERE tbl = ? AND pk = ? AND col > ''"),
     // One seek and a scan along the key: the IN form builds and probes a list per key.
     loadRange: db
       .prepare(

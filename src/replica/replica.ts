@@ -14,7 +14,7 @@
  * does a timer (`ingestIntervalMs`) and `close`, so the staged rows stay few
  * when nobody reads.
  */
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { openStore, type Store, type StoreOptions } from "../store.js";
 import { Applier, type ApplyOptions, type ApplyResult } from "./apply.js";
 import { Catalog } from "./catalog.js";
@@ -25,6 +25,7 @@ import {
   isQuarantine,
   type QuarantinedChange,
 } from "./conflicts.js";
+import { type CaptureStatus, inspectCapture, SchemaWatch } from "./evolve.js";
 import { Clock, checkNodeId, DEFAULT_MAX_DRIFT_MS, formatHlc } from "./hlc.js";
 import { Ingester } from "./ingest.js";
 import { ChangeLog, type ChangeSet, type ChangesSinceOptions, type LogStats } from "./log.js";
@@ -32,6 +33,14 @@ import { versionOf } from "./merge.js";
 import { RestoreRefusedError, restoreVersion } from "./restore.js";
 import { describeTracked, type TrackedTableInfo, Tracker, type TrackOptions } from "./track.js";
 import { legacyCaptureTables } from "./triggers.js";
+
+/** A batch touches a tracked table whose capture a schema change broke; the message says what to run. */
+export class CaptureBrokenError extends TidewireError {
+  constructor(message: string) {
+    super(message, "ERR_CAPTURE_BROKEN");
+    this.name = "CaptureBrokenError";
+  }
+}
 
 export interface ReplicaOptions {
   /** This database's node id, the first time it is opened as a replica (default: random). */
@@ -74,6 +83,7 @@ export class Replica {
   private readonly tracker: Tracker;
   private readonly applier: Applier;
   private readonly ingester: Ingester;
+  private readonly watch: SchemaWatch;
   private readonly timer: ReturnType<typeof setInterval> | null = null;
   private closed = false;
 
@@ -90,20 +100,22 @@ export class Replica {
     this.log = new ChangeLog(store.db, this.catalog);
     this.tracker = new Tracker(store, this.clock, this.catalog, this.log);
     this.applier = new Applier(store, this.clock, this.catalog, this.log, options.relay === true);
-    this.ingester = new Ingester(store, this.clock, options.ingestChunk);
+    this.ingester = new Ingester(store, this.clock, this.catalog, this.log, options.ingestChunk);
+    this.watch = new SchemaWatch(store, this.catalog, this.tracker, () => this.ingester.ingest());
     const every = options.ingestIntervalMs ?? DEFAULT_INGEST_INTERVAL_MS;
     if (every > 0) {
       this.timer = setInterval(() => {
         // A failed ingest (the file busy past every retry) leaves the rows
         // staged: the next tick or read takes them.
         try {
-          this.ingester.ingest();
+          this.catchUp();
         } catch {}
       }, every);
       this.timer.unref();
     }
     // Direct-capture triggers (before migration 8) still work, logging as they
-    // write: swap them for staged ones once, which is what the upgrade is for.
+    // write, and migration 8's name every column: swap them for key-only ones
+    // once (their staged events ingested first), which also fingerprints every row.
     for (const name of legacyCaptureTables(store.db)) {
       const t = this.catalog.get(name);
       if (t) this.track(name, { bucket: t.bucket });
@@ -138,7 +150,7 @@ export class Replica {
   // Triggers are rewritten in the transaction that ingests what the old ones staged.
   track(table: string, options?: TrackOptions): TrackedTableInfo {
     return this.store.write(() => {
-      this.ingester.ingest();
+      this.catchUp();
       return this.tracker.track(table, options);
     });
   }
@@ -146,18 +158,28 @@ export class Replica {
   /** Stops capturing `table` and forgets its log entries; false when it was not tracked. */
   untrack(table: string): boolean {
     return this.store.write(() => {
-      this.ingester.ingest();
+      this.catchUp();
       return this.tracker.untrack(table);
     });
   }
 
-  /** Moves the writes capture staged into the log; returns how many events. */
+  /**
+   * Moves the writes capture staged into the log; returns how many events.
+   * First restores the capture of any table a schema change touched (evolve.ts).
+   */
   ingest(): number {
-    return this.ingester.ingest();
+    return this.catchUp();
   }
 
-  /** The tracked tables, by name. */
+  /** How capture of each tracked table stands against its schema (restoring what it can first). */
+  captureStatus(): CaptureStatus[] {
+    this.catchUp();
+    return this.catalog.list().map((t) => inspectCapture(this.store, t));
+  }
+
+  /** The tracked tables, by name, as capture follows them after any schema change. */
   tables(): TrackedTableInfo[] {
+    this.watch.check();
     return this.catalog.list().map(describeTracked);
   }
 
@@ -174,7 +196,16 @@ export class Replica {
   }
 
   changesSince(cursor: string | number | bigint, options?: ChangesSinceOptions): ChangeSet {
-    this.ingester.ingest();
+    this.catchUp();
+    // A table whose capture is broken has no rows to serve values from: say what to run.
+    const buckets = Array.isArray(options?.buckets) ? new Set<unknown>(options.buckets) : null;
+    const problem = this.catalog.problemOf(
+      this.catalog
+        .list()
+        .filter((t) => !buckets || buckets.has(t.bucket))
+        .map((t) => t.name),
+    );
+    if (problem !== null) throw new CaptureBrokenError(problem);
     return this.log.since(cursor, options);
   }
 
@@ -182,7 +213,10 @@ export class Replica {
   apply(changes: unknown, options?: ApplyOptions): ApplyResult {
     // One transaction: local writes are in the log before the batch is compared with it.
     return this.store.write(() => {
-      this.ingester.ingest();
+      this.catchUp();
+      // A change for a table whose capture a schema change broke (the table
+      // gone, or no longer trackable) is quarantined by the applier with the
+      // problem, which says what to run (Catalog.problem).
       return this.applier.apply(changes, options);
     });
   }
@@ -271,18 +305,18 @@ export class Replica {
 
   /** The clock as it stands, staged writes counted: 16 hex digits. */
   now(): string {
-    this.ingester.ingest();
+    this.catchUp();
     return formatHlc(this.clock.read().hlc);
   }
 
   /** The log's last sequence number, staged writes ingested: the cursor a reader of everything ends at. */
   head(): string {
-    this.ingester.ingest();
+    this.catchUp();
     return String(this.clock.read().seq);
   }
 
   stats(): ReplicaStats {
-    this.ingester.ingest();
+    this.catchUp();
     return { ...this.log.stats(), staged: this.ingester.staged() };
   }
 
@@ -299,7 +333,13 @@ export class Replica {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    this.ingester.ingest();
+    this.catchUp();
+  }
+
+  /** Capture restored where a schema change broke it, then the staged writes logged. */
+  private catchUp(): number {
+    this.watch.check();
+    return this.ingester.ingest();
   }
 }
 

@@ -22,6 +22,7 @@
 import type Database from "better-sqlite3";
 import type { Catalog, TrackedTable } from "./catalog.js";
 import type { Conflicts, NewConflict, RowVersion } from "./conflicts.js";
+import { refreshFingerprints } from "./fingerprint.js";
 import type { ForeignKey, ForeignKeys } from "./foreign-keys.js";
 import { type Clock, compareClocks, formatHlc } from "./hlc.js";
 import type { ChangeLog, Entry } from "./log.js";
@@ -126,6 +127,8 @@ export class Resolver {
       const { hlc, seq } = this.clock.tick();
       for (const col of cols) this.log.put(t.id, key, { col, val: null, hlc, origin, seq });
     }
+    // The rows set to NULL hold new values: new fingerprints, or ingest would take them for local writes.
+    refreshFingerprints(this.db, round.nulls.values());
     for (const c of round.conflicts) this.conflicts.record(c);
   }
 

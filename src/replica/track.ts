@@ -2,37 +2,32 @@
  * Tracker: starts, refreshes and stops the capture of application tables.
  *
  * Contract: `track` is idempotent and atomic (one IMMEDIATE transaction). It
- * rebuilds the table's triggers from its current columns, so after
- * `ALTER TABLE … ADD COLUMN` a second `track` captures the new column, and
- * then reconciles the log with the table:
- *
- * - a row the log does not hold as existing is captured as an insert (the
- *   first `track` of a table captures every row this way);
- * - a key the log holds as existing that the table lacks is captured as a
- *   delete;
- * - a column new to capture takes the value of its live log entry — a change
- *   that arrived before this replica had the column — and otherwise, when it
- *   is not the default, is captured as an update.
- *
- * The log keeps no copy of the values the table holds, so an update made to
- * an existing row while no trigger was there cannot be seen, and is not
- * captured. Tracking a table this replica relayed (see `incoming.ts`) first
- * writes the relayed log's existing rows into it, whose values win over a
- * row the table already had under that key. `untrack` drops the triggers and
- * the table's log entries.
+ * installs the table's key-only triggers and records its current columns,
+ * then reconciles the log with the table (reconcile.ts): every insert,
+ * update and delete the triggers did not see is captured. `restore` is the
+ * same for a table a schema change touched (the schema watch, evolve.ts,
+ * calls it): columns are matched old to new, a column renamed in place keeps
+ * its log entries, a dropped one's entries go, an added one takes the value
+ * a peer sent before this replica had it. A key of another arity starts the
+ * table's log afresh. Tracking a table this replica relayed (see
+ * `incoming.ts`) first writes the relayed log's existing rows into it, whose
+ * values win over a row the table already had under that key. `untrack`
+ * drops the triggers and the table's log entries.
  */
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { checkName } from "../queue/validate.js";
 import type { Store } from "../store.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
+import { columnHash, fingerprint } from "./fingerprint.js";
 import type { Clock } from "./hlc.js";
 import { compareClocks } from "./hlc.js";
 import { type ChangeLog, decodeRowValues, type Entry } from "./log.js";
+import { type Previous, Reconciler } from "./reconcile.js";
 import { rowsOf } from "./rows.js";
-import { evalDefault, NotTrackableError, quoteIdent, readTable, type TableInfo } from "./schema.js";
-import { ALIVE, DELETED, dropCaptureTriggers, installCaptureTriggers, ROW } from "./triggers.js";
-import { compositeKeyProblem, decodeKey, encodeKey, keyString, type SqlValue, sameValue } from "./values.js";
+import { readTable, type TableInfo } from "./schema.js";
+import { ALIVE, dropCaptureTriggers, installCaptureTriggers, ROW } from "./triggers.js";
+import { decodeKey, keyString, type SqlValue } from "./values.js";
 
 export interface TrackOptions {
   /** The bucket the table syncs in (default "default"). */
@@ -71,36 +66,53 @@ export class Tracker {
     if (options === null || typeof options !== "object")
       throw new InvalidArgumentError("options", "must be an object");
     const given = options.bucket === undefined ? undefined : checkName("bucket", options.bucket);
-    return this.store.write(() => {
-      const info = readTable(this.store.db, name);
+    return this.store.write(() => this.install(name, given));
+  }
+
+  /**
+   * Brings capture of a tracked table back in line with its schema, in the
+   * caller's write transaction: after a rebuild (the triggers went with the
+   * old table), a column change, or `ALTER TABLE … RENAME TO` (`renamedTo`:
+   * the triggers followed the table there).
+   */
+  restore(t: TrackedTable, renamedTo?: string): TrackedTableInfo {
+    if (renamedTo !== undefined) {
+      this.sql.rename.run(renamedTo, t.id);
       this.catalog.refresh(true);
-      const prev = this.catalog.get(name);
-      const relayed = prev ? undefined : this.catalog.peekRelayed(name);
-      const bucket = given ?? relayed?.bucket ?? DEFAULT_BUCKET;
-      const sameKey = prev !== undefined && prev.pk.join("\u0000") === info.pk.join("\u0000");
-      const fields = [bucket, JSON.stringify(info.pk), JSON.stringify(info.columns)] as const;
-      const old = prev ?? relayed;
-      let id: number;
-      if (old) {
-        id = old.id;
-        // A new key makes the old entries' keys meaningless: start the table's log afresh.
-        if (prev ? !sameKey : old.pk.length !== info.pk.length) this.log.dropTable(id);
-        this.sql.update.run(...fields, id);
-      } else {
-        id = Number(this.sql.insert.get(name, ...fields, Date.now()));
-      }
-      installCaptureTriggers(this.store.db, id, info);
-      this.catalog.refresh(true);
-      const t = this.catalog.getById(id)!;
-      this.clock.suppress(true);
-      if (relayed) this.spreadRelayedValues(t);
-      if (relayed && relayed.pk.length === info.pk.length) {
-        this.materializeRelayed(t);
-        this.reconcile(t, info, t.columnSet);
-      } else this.reconcile(t, info, prev && sameKey ? prev.columnSet : null);
-      this.clock.suppress(false);
-      return describeTracked(t);
-    });
+    }
+    return this.install(renamedTo ?? t.name, t.bucket);
+  }
+
+  private install(name: string, given: string | undefined): TrackedTableInfo {
+    const info = readTable(this.store.db, name);
+    this.catalog.refresh(true);
+    const prev = this.catalog.get(name);
+    const relayed = prev ? undefined : this.catalog.peekRelayed(name);
+    const bucket = given ?? relayed?.bucket ?? DEFAULT_BUCKET;
+    const sameKey = prev !== undefined && keptKey(prev, info);
+    const fields = [bucket, JSON.stringify(info.pk), JSON.stringify(info.columns)] as const;
+    const old = prev ?? relayed;
+    let id: number;
+    if (old) {
+      id = old.id;
+      // A new key makes the old entries' keys meaningless: start the table's log afresh.
+      if (prev ? !sameKey : old.pk.length !== info.pk.length) this.log.dropTable(id);
+      this.sql.update.run(...fields, id);
+    } else {
+      id = Number(this.sql.insert.get(name, ...fields, Date.now()));
+    }
+    installCaptureTriggers(this.store.db, id, info);
+    this.catalog.refresh(true);
+    const t = this.catalog.getById(id)!;
+    this.clock.suppress(true);
+    const reconciler = new Reconciler(this.store.db, this.clock, this.log);
+    if (relayed) this.spreadRelayedValues(t);
+    if (relayed && relayed.pk.length === info.pk.length) {
+      this.materializeRelayed(t);
+      reconciler.run(t, info, { columns: t.columns, renames: new Map() });
+    } else reconciler.run(t, info, prev && sameKey ? this.previous(prev, info) : null);
+    this.clock.suppress(false);
+    return describeTracked(t);
   }
 
   untrack(table: unknown): boolean {
@@ -109,6 +121,7 @@ export class Tracker {
       this.catalog.refresh(true);
       const t = this.catalog.get(name);
       dropCaptureTriggers(this.store.db, name);
+      this.catalog.setProblem(name, null);
       if (!t) return false;
       this.log.dropTable(t.id);
       this.sql.remove.run(t.id);
@@ -117,91 +130,38 @@ export class Tracker {
     });
   }
 
-  private reconcile(t: TrackedTable, info: TableInfo, captured: ReadonlySet<string> | null): void {
-    const db = this.store.db;
-    const keys = new Map<string, KeyState>();
-    for (const e of this.sql.entries.all(t.id) as Array<Entry & { pk: SqlValue }>) {
-      const id = keyString(e.pk);
-      let k = keys.get(id);
-      if (!k) {
-        k = { key: e.pk, row: null, cols: new Map() };
-        keys.set(id, k);
-      }
-      if (e.col === ROW) k.row = e;
-      else k.cols.set(e.col, e);
-    }
-    const defaults = new Map<string, { value: unknown; known: boolean }>();
-    const isDefault = (col: string, v: SqlValue): boolean => {
-      let d = defaults.get(col);
-      if (!d) {
-        try {
-          d = { value: evalDefault(db, info.defaults.get(col) ?? null), known: true };
-        } catch {
-          d = { value: null, known: false };
-        }
-        defaults.set(col, d);
-      }
-      return d.known && sameValue(d.value as SqlValue, v);
-    };
-    const select = `SELECT ${[...t.pk, ...t.columns].map(quoteIdent).join(", ")} FROM ${quoteIdent(t.name)}`;
-    const rows = db.prepare(select).raw(true).safeIntegers(true).all() as SqlValue[][];
-    const seen = new Set<string>();
-    const setters = new Map<string, Database.Statement>();
-    const where = t.pk.map((c) => `${quoteIdent(c)} = ?`).join(" AND ");
-    const setColumn = (col: string, val: SqlValue, parts: SqlValue[]) => {
-      let st = setters.get(col);
-      if (!st) {
-        st = db.prepare(`UPDATE ${quoteIdent(t.name)} SET ${quoteIdent(col)} = ? WHERE ${where}`);
-        setters.set(col, st);
-      }
-      st.run(val, ...parts);
-    };
-    for (const r of rows) {
-      const parts = r.slice(0, t.pk.length);
-      for (const p of parts) {
-        const problem = t.pk.length > 1 ? compositeKeyProblem(p) : p === null ? "a NULL key" : null;
-        if (problem) throw new NotTrackableError(t.name, `a row has ${problem}`);
-      }
-      const key = encodeKey(parts);
-      const id = keyString(key);
-      seen.add(id);
-      const values = new Map(t.columns.map((c, i) => [c, r[t.pk.length + i] as SqlValue]));
-      const k = keys.get(id);
-      if (k?.row?.val !== BigInt(ALIVE)) {
-        this.capture(t, key, true, values);
-        continue;
-      }
-      const row = k.row;
-      const changed = new Map<string, SqlValue>();
-      for (const [c, v] of values) {
-        // A captured column's value is the table's own: the log has nothing to compare it with.
-        if (!captured || captured.has(c)) continue;
-        const e = k.cols.get(c);
-        const live = e && compareClocks(e.hlc, e.origin, row.hlc, row.origin) >= 0 ? e : undefined;
-        if (live) {
-          if (!sameValue(live.val, v)) setColumn(c, live.val, parts);
-        } else if (!isDefault(c, v)) changed.set(c, v);
-      }
-      if (changed.size > 0) this.capture(t, key, false, changed);
-    }
-    for (const [id, k] of keys) {
-      if (!seen.has(id) && k.row?.val === BigInt(ALIVE)) this.captureDelete(t, k.key);
-    }
-  }
-
   /**
-   * One local event, as the triggers record it: an insert is its row entry
-   * alone, an update an entry per column; the values stay in the table.
+   * The columns capture knew, and which of today's were renamed from which. A
+   * column renamed in place (ALTER TABLE … RENAME COLUMN) keeps its position:
+   * with as many columns as before, a new name where an old one vanished at
+   * the same place is taken for that column renamed if its values still match
+   * the old column's fingerprints (in a sample of rows), so a column dropped
+   * and another added between two checks is not.
    */
-  private capture(t: TrackedTable, key: SqlValue, insert: boolean, values: Map<string, SqlValue>): void {
-    const { hlc, seq } = this.clock.tick();
-    const origin = this.clock.nodeId;
-    if (insert) {
-      this.log.prune(t.id, key, hlc, origin);
-      this.log.put(t.id, key, { col: ROW, val: BigInt(ALIVE), hlc, origin, seq });
-      return;
-    }
-    for (const col of values.keys()) this.log.put(t.id, key, { col, val: null, hlc, origin, seq });
+  private previous(prev: TrackedTable, info: TableInfo): Previous {
+    const renames = new Map<string, string>();
+    if (prev.columns.length !== info.columns.length) return { columns: prev.columns, renames };
+    const now = new Set(info.columns);
+    const moved = prev.columns.some((c, i) => c !== info.columns[i] && !now.has(c));
+    if (!moved) return { columns: prev.columns, renames };
+    const sample = this.sql.sample.all(prev.id) as Array<{ pk: SqlValue; fp: Uint8Array | null }>;
+    const rows = rowsOf(this.store.db, this.catalog.getById(prev.id)!);
+    const current = rows.readMany(sample.map((r) => r.pk));
+    prev.columns.forEach((c, i) => {
+      const n = info.columns[i] as string;
+      if (n === c || now.has(c) || prev.columnSet.has(n)) return;
+      let same = 0;
+      let seen = 0;
+      for (const r of sample) {
+        const values = current.get(keyString(r.pk));
+        const was = columnHash(r.fp, i, prev.columns.length);
+        if (!values || !was) continue;
+        seen++;
+        if (was.equals(fingerprint([values[i] as SqlValue]))) same++;
+      }
+      if (seen === 0 || same * 2 >= seen) renames.set(n, c);
+    });
+    return { columns: prev.columns, renames };
   }
 
   /**
@@ -251,13 +211,16 @@ export class Tracker {
     }
     w.upsert(t.columns, flat);
   }
+}
 
-  private captureDelete(t: TrackedTable, key: SqlValue): void {
-    const { hlc, seq } = this.clock.tick();
-    const origin = this.clock.nodeId;
-    this.log.prune(t.id, key, hlc, origin);
-    this.log.put(t.id, key, { col: ROW, val: BigInt(DELETED), hlc, origin, seq });
-  }
+/**
+ * Whether the log's keys still name the table's rows: the same arity, each
+ * part the same column, or one renamed in place (its old name is gone).
+ */
+function keptKey(prev: TrackedTable, info: TableInfo): boolean {
+  if (prev.pk.length !== info.pk.length) return false;
+  const now = new Set([...info.pk, ...info.columns]);
+  return prev.pk.every((c, i) => c === info.pk[i] || !now.has(c));
 }
 
 export function describeTracked(t: TrackedTable): TrackedTableInfo {
@@ -272,9 +235,14 @@ function prepare(db: Database.Database) {
       )
       .pluck(),
     update: db.prepare("UPDATE tw_tracked SET bucket = ?, pk = ?, cols = ?, relayed = 0 WHERE id = ?"),
+    rename: db.prepare("UPDATE tw_tracked SET name = ? WHERE id = ?"),
     remove: db.prepare("DELETE FROM tw_tracked WHERE id = ?"),
     entries: db
       .prepare("SELECT pk, col, val, hlc, origin, seq, src, vals FROM tw_log WHERE tbl = ?")
+      .safeIntegers(true),
+    // Rows whose fingerprints tell a renamed column from a dropped one (see `previous`).
+    sample: db
+      .prepare("SELECT pk, fp FROM tw_log WHERE tbl = ? AND col = '' AND val = 1 AND fp IS NOT NULL LIMIT 64")
       .safeIntegers(true),
     clearValues: db.prepare("UPDATE tw_log SET vals = NULL WHERE tbl = ? AND vals IS NOT NULL"),
   };

@@ -8,9 +8,11 @@
  * capture order: the writer pays for one unindexed append, and `ingest.ts`
  * later turns them into the compacted log with the semantics stated there
  * and in log.ts. One row per event: an insert (kind 1), a delete (kind 0), an
- * update (kind 2, with the mask of the columns whose value or storage class
- * changed); a key change is two: a tombstone for the old key, an insert for
- * the new. Clocks are not written here: the event
+ * update (kind 2); a key change is two: a tombstone for the old key, an
+ * insert for the new. Triggers name the key columns and nothing else, so the
+ * app's ALTER TABLE … ADD/RENAME/DROP COLUMN of other columns never meets
+ * them; which columns an update changed, ingest finds against the row's
+ * fingerprint (fingerprint.ts). Clocks are not written here: the event
  * keeps the time of the write (`julianday('now')`), from which ingest takes
  * its HLC. Values stay in the table. Nothing is captured while
  * `tw_clock.suppress` is set, which only the applier does, inside its own
@@ -28,13 +30,6 @@ export const DELETED = 0;
 
 /** The kind of a pending update (the others are ALIVE and DELETED). */
 export const UPDATE = 2;
-
-/**
- * Columns per integer of an update's mask (bit 63 would make it negative),
- * and the decimal digits each integer takes in a wide table's text mask.
- */
-export const MASK_BITS = 63;
-export const MASK_DIGITS = 19;
 
 /** The stored key of the NEW or OLD row, as `encodeKey` computes it in JS. */
 export function keyExpr(t: TableInfo, row: "NEW" | "OLD"): string {
@@ -59,31 +54,8 @@ function guard(t: TableInfo): string {
   return `SELECT RAISE(ABORT, ${quoteText(message)}) WHERE ${bad.join(" OR ")};`;
 }
 
-/**
- * The mask of the columns an UPDATE changed: an integer, bit i for column i;
- * past MASK_BITS columns, text, each MASK_BITS columns' integer in
- * MASK_DIGITS digits. One row per event either way, so ingest can number
- * events by rowid. CASE, not OR: its WHEN stops at the first true test, so
- * the storage class of a column whose value changed is never read (measured:
- * 10% of an update).
- */
-function mask(t: TableInfo): string {
-  const words: string[] = [];
-  for (let from = 0; from < t.columns.length; from += MASK_BITS) {
-    const arms = t.columns.slice(from, from + MASK_BITS).map((c, i) => {
-      const n = `NEW.${quoteIdent(c)}`;
-      const o = `OLD.${quoteIdent(c)}`;
-      // COLLATE BINARY: under the column's own collation 'a' and 'A' may be "equal".
-      return `CASE WHEN ${n} IS NOT ${o} COLLATE BINARY OR typeof(${n}) <> typeof(${o}) THEN ${1n << BigInt(i)} ELSE 0 END`;
-    });
-    words.push(arms.join(" + "));
-  }
-  if (words.length === 1) return words[0] as string;
-  return `printf('${`%0${MASK_DIGITS}d`.repeat(words.length)}', ${words.join(", ")})`;
-}
-
-function pending(id: number, key: string, kind: number, mask = "NULL"): string {
-  return `INSERT INTO tw_pending (tbl, pk, kind, mask, jd) VALUES (${id}, ${key}, ${kind}, ${mask}, ${SQL_NOW_JD});`;
+function pending(id: number, key: string, kind: number): string {
+  return `INSERT INTO tw_pending (tbl, pk, kind, jd) VALUES (${id}, ${key}, ${kind}, ${SQL_NOW_JD});`;
 }
 
 function keyUnchanged(t: TableInfo): string {
@@ -117,11 +89,10 @@ END`,
   ${pending(id, OLD, DELETED)}
 END`,
   ];
-  if (t.columns.length > 0) {
-    out.push(`CREATE TRIGGER ${upd} AFTER UPDATE ON ${table} WHEN ${on} AND ${keyUnchanged(t)} BEGIN
-  ${pending(id, NEW, UPDATE, mask(t))}
+  // Always, even with no other column yet: ADD COLUMN must find capture ready.
+  out.push(`CREATE TRIGGER ${upd} AFTER UPDATE ON ${table} WHEN ${on} AND ${keyUnchanged(t)} BEGIN
+  ${pending(id, NEW, UPDATE)}
 END`);
-  }
   return out;
 }
 
@@ -136,12 +107,16 @@ export function dropCaptureTriggers(db: Database.Database, table: string): void 
   for (const name of names) db.exec(`DROP TRIGGER IF EXISTS ${quoteIdent(name)}`);
 }
 
-/** Tables whose capture triggers predate staged capture: they write tw_log themselves. */
+/**
+ * Tables whose capture triggers predate key-only capture: direct capture
+ * (they write tw_log themselves) or migration 8's masked updates.
+ */
 export function legacyCaptureTables(db: Database.Database): string[] {
   return db
     .prepare(
       `SELECT DISTINCT tbl_name FROM sqlite_schema
-       WHERE type = 'trigger' AND name GLOB 'tw_[0-9]*_*' AND sql NOT LIKE '%tw_pending%'`,
+       WHERE type = 'trigger' AND name GLOB 'tw_[0-9]*_*'
+         AND (sql NOT LIKE '%tw_pending%' OR sql LIKE '%, mask,%')`,
     )
     .pluck()
     .all() as string[];
@@ -150,4 +125,28 @@ export function legacyCaptureTables(db: Database.Database): string[] {
 export function installCaptureTriggers(db: Database.Database, id: number, t: TableInfo): void {
   dropCaptureTriggers(db, t.name);
   for (const sql of captureTriggers(id, t)) db.exec(sql);
+}
+
+export interface InstalledTrigger {
+  name: string;
+  /** The table SQLite says it is on (it follows ALTER TABLE … RENAME TO). */
+  table: string;
+  sql: string;
+}
+
+/** The capture triggers of tracked table `id`, as the schema holds them now. */
+export function installedTriggers(db: Database.Database, id: number): InstalledTrigger[] {
+  return db
+    .prepare(
+      "SELECT name, tbl_name AS 'table', sql FROM sqlite_schema WHERE type = 'trigger' AND name GLOB ? ORDER BY name",
+    )
+    .all(`tw_${id}_*`) as InstalledTrigger[];
+}
+
+/** Whether the installed triggers are exactly those `captureTriggers(id, t)` makes. */
+export function triggersCurrent(installed: InstalledTrigger[], id: number, t: TableInfo): boolean {
+  const want = captureTriggers(id, t);
+  if (installed.length !== want.length) return false;
+  const have = new Set(installed.filter((i) => i.table === t.name).map((i) => i.sql));
+  return want.every((sql) => have.has(sql));
 }
