@@ -263,12 +263,13 @@ export async function pgAndSqlite(
     .safeIntegers(true)
     .all() as Value[][];
   return {
-    pg: (pgRows.rows as Array<Array<string | null>>).map((r) => r.map((v, i) => fromPg(v, types[cols[i]!]!))),
-    sqlite: src.map((r) => r.map((v, i) => fromSqlite(v, types[cols[i]!]!))),
+    pg: (pgRows.rows as Array<Array<string | null>>).map((r) => r.map((v, i) => pgForm(v, types[cols[i]!]!))),
+    sqlite: src.map((r) => r.map((v, i) => sqliteForm(v, types[cols[i]!]!))),
   };
 }
 
-function fromPg(v: string | null, type: string): string {
+/** A PostgreSQL value's text output in the form `sqliteForm` gives the SQLite value it came from. */
+export function pgForm(v: string | null, type: string): string {
   if (v === null) return "null";
   if (type === "any") return line([fromWireValue(JSON.parse(v))]);
   if (type === "boolean") return v === "true" ? "1" : "0";
@@ -282,7 +283,7 @@ function fromPg(v: string | null, type: string): string {
   return v;
 }
 
-function fromSqlite(v: Value, type: string): string {
+export function sqliteForm(v: Value, type: string): string {
   if (v === null) return "null";
   if (type === "any") return line([v]);
   if (type === "bytea") return Buffer.from(v as Uint8Array).toString("hex");
@@ -308,8 +309,18 @@ function sortedJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** A decimal as sign, significant digits and exponent: 12.50, 1.25e1 and 12.5 are one form. */
 function decimal(s: string): string {
-  return s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s;
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(s);
+  if (!m) return s;
+  let digits = `${m[2]}${m[3] ?? ""}`;
+  let point = m[2]!.length + Number(m[4] ?? 0);
+  while (digits.startsWith("0")) {
+    digits = digits.slice(1);
+    point--;
+  }
+  digits = digits.replace(/0+$/, "");
+  return digits === "" ? "0" : `${m[1] === "-" ? "-" : ""}0.${digits}e${point}`;
 }
 
 /** HH:MM:SS with the fraction's trailing zeros dropped, as PostgreSQL prints a time. */

@@ -7,14 +7,22 @@
  * rows on the next cycle. Each test has its own schema.
  */
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, RemoteError, RemoteSync, Replica } from "../src/index.js";
-import { MISFIT, parseOverride, parsePgType, toPgValue } from "../src/remote/pg-types.js";
+import { MISFIT, parseOverride, parsePgType, renderPgType, toPgValue } from "../src/remote/pg-types.js";
 import { useTempDirs } from "./helpers.js";
-import { DATABASE_URL, pgAndSqlite, pgColumnTypes, postgresReachable } from "./remote-helpers.js";
+import {
+  DATABASE_URL,
+  pgAndSqlite,
+  pgColumnTypes,
+  pgForm,
+  postgresReachable,
+  sqliteForm,
+} from "./remote-helpers.js";
 
 const tempDir = useTempDirs("tidewire-pgtypes-");
 
@@ -88,26 +96,13 @@ async function done(x: { sync: RemoteSync; replica: Replica }) {
   x.replica.close();
 }
 
-/** The DDL `manage.py sqlmigrate` prints for Django 5.2 (ForeignKey, Date/DateTime/Decimal/Boolean/JSON/UUID/Char/Time). */
-export const DJANGO_DDL = `
-CREATE TABLE "shop_author" ("id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, "name" varchar(100) NOT NULL);
-CREATE TABLE "shop_book" ("id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, "title" varchar(100) NOT NULL, "published" date NOT NULL, "updated" datetime NOT NULL, "price" decimal NOT NULL, "in_print" bool NOT NULL, "meta" text NULL CHECK ((JSON_VALID("meta") OR "meta" IS NULL)), "ref" char(32) NOT NULL, "at" time NULL, "author_id" bigint NOT NULL REFERENCES "shop_author" ("id") DEFERRABLE INITIALLY DEFERRED);
-CREATE INDEX "shop_book_author_id_82b8ab51" ON "shop_book" ("author_id");
-`;
-
-/** What Django 5.2 stored for two books (read back from a real run): a decimal becomes REAL or INTEGER by NUMERIC affinity. */
-const DJANGO_ROWS = `
-INSERT INTO shop_author VALUES (1, 'Ann'), (2, 'Ünal ''Q''');
-INSERT INTO shop_book VALUES
- (1, 'T', '2024-05-01', '2024-05-01 12:30:00.123456', '12.50', 1, '{"a": [1, 2.5, null]}', 'a852714f82d84414ad5d129a2ec93546', '12:30:00', 1),
- (2, 'U', '2024-02-29', '2024-05-01 12:30:00', '100.00', 0, NULL, 'cd78fca6902d4b6c9273a21280e361d9', NULL, 2),
- (3, 'V', '0001-01-01', '9999-12-31 23:59:59.999999', '-0.05', 0, '"text"', '00000000000000000000000000000000', '23:59:59.999999', 1);
-`;
+/** A Django 5.2 schema and the rows Django stored (see the file's header). */
+const DJANGO_SHOP = readFileSync(new URL("./fixtures/django-shop.sql", import.meta.url), "utf8");
 
 describe("PostgreSQL types as ORMs declare them (skipped with a message when no server)", () => {
   it("Django 5.2: date, datetime, decimal, bool, JSONField (text + json_valid), UUIDField (char(32)), varchar(n), ForeignKey", async (ctx) => {
     if (!reachable) return ctx.skip();
-    const x = await pushAndCompare(DJANGO_DDL, DJANGO_ROWS, {
+    const x = await pushAndCompare(DJANGO_SHOP, "", {
       shop_author: { id: "bigint", name: "character varying(100)" },
       shop_book: {
         id: "bigint",
@@ -429,3 +424,107 @@ describe("columns that hold any SQLite value", () => {
     await done(x);
   });
 });
+
+describe("the conversion agrees with PostgreSQL", () => {
+  const pad = (n: number, w: number) => String(n).padStart(w, "0");
+  const date = fc
+    .tuple(
+      fc.integer({ min: 0, max: 10_000 }),
+      fc.integer({ min: 0, max: 13 }),
+      fc.integer({ min: 0, max: 32 }),
+    )
+    .map(([y, m, d]) => `${pad(y, 4)}-${pad(m, 2)}-${pad(d, 2)}`);
+  const time = fc
+    .tuple(
+      fc.integer({ min: 0, max: 25 }),
+      fc.integer({ min: 0, max: 61 }),
+      fc.option(fc.integer({ min: 0, max: 61 })),
+      fc.option(fc.stringMatching(/^[0-9]{1,8}$/)),
+    )
+    .map(
+      ([h, m, s, f]) =>
+        `${pad(h, 2)}:${pad(m, 2)}${s === null ? "" : `:${pad(s, 2)}${f === null ? "" : `.${f}`}`}`,
+    );
+  const zone = fc.constantFrom("", "", "Z", "+02:00", "-0530", "+16:00", "+02", "-14:45");
+  const stamp = fc.tuple(date, fc.constantFrom(" ", "T", "x"), time, zone).map((p) => p.join(""));
+  const decimalText = fc
+    .tuple(
+      fc.stringMatching(/^-?[0-9]{0,9}$/),
+      fc.option(fc.stringMatching(/^[0-9]{0,5}$/)),
+      fc.option(fc.integer({ min: -9, max: 9 })),
+    )
+    .map(([i, f, e]) => `${i}${f === null ? "" : `.${f}`}${e === null ? "" : `e${e}`}`);
+  const value = (text: fc.Arbitrary<string>) =>
+    fc.oneof(
+      text,
+      fc.string({ maxLength: 12 }),
+      fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
+      fc.integer({ min: -3, max: 3 }).map(BigInt),
+      fc.double({ noNaN: true }), // SQLite stores NaN as NULL
+      fc.uint8Array({ maxLength: 4 }),
+    );
+  const cases: Array<[string, fc.Arbitrary<unknown>]> = [
+    ["date", value(date)],
+    ["time", value(time)],
+    ["timestamp", value(stamp)],
+    ["timestamptz", value(stamp)],
+    ["numeric(5,2)", value(decimalText)],
+    ["numeric", value(decimalText)],
+    ["boolean", value(fc.constantFrom("t", "true", "1"))],
+    ["smallint", value(fc.constant("1"))],
+    ["uuid", value(fc.uuid().map((u) => (u.length % 2 ? u.toUpperCase() : u.replaceAll("-", ""))))],
+    ["json", value(fc.oneof(fc.json(), fc.string({ maxLength: 6 })))],
+    ["jsonb", value(fc.oneof(fc.json(), fc.constant('"\\u0000"'), fc.constant('"\\ud800"')))],
+    ["varchar(3)", value(fc.string({ maxLength: 5, unit: "binary" }))],
+    ["any", value(fc.string({ maxLength: 5, unit: "binary" }))],
+  ];
+
+  it("every value it accepts for a type, PostgreSQL accepts and prints back as the same value", async (ctx) => {
+    if (!reachable) return ctx.skip();
+    await admin.query("SET TimeZone = 'UTC'");
+    for (const [name, arb] of cases) {
+      const type = parsePgType(name)!;
+      await fc.assert(
+        fc.asyncProperty(arb, async (raw) => {
+          const v = raw as Parameters<typeof toPgValue>[0];
+          const out = toPgValue(v, type);
+          if (out === MISFIT) return;
+          const rs = await admin.query({
+            text: `SELECT $1::${renderPgType(type)}::text AS t`,
+            values: [out],
+          });
+          const shown = name === "any" ? "any" : await pgColumnTypeName(name);
+          expect(pgForm(rs.rows[0].t, shown), `${name} ${String(raw)}`).toBe(sqliteForm(v, shown));
+        }),
+        { numRuns: 150 },
+      );
+    }
+  });
+
+  it("the --pg-type grammar", () => {
+    expect(parseOverride("shop_book.price=NUMERIC( 8 , 2 )")).toEqual({
+      table: "shop_book",
+      column: "price",
+      type: { kind: "numeric", precision: 8, scale: 2 },
+    });
+    expect(parseOverride("a.b.c=timestamp with time zone")).toMatchObject({ table: "a.b", column: "c" });
+    for (const bad of [
+      "price=text",
+      ".c=text",
+      "t.=text",
+      "t.c",
+      "t.c=text;",
+      "t.c=varchar(0)",
+      "t.c=date(3)",
+      't.c="text"',
+    ]) {
+      expect(() => parseOverride(bad), bad).toThrow();
+    }
+  });
+});
+
+/** format_type()'s name for a type of the grammar. */
+async function pgColumnTypeName(name: string): Promise<string> {
+  const rs = await admin.query(`SELECT format_type($1::regtype, NULL) AS t`, [name.replace(/\(.*$/, "")]);
+  return rs.rows[0].t;
+}

@@ -226,6 +226,8 @@ const TIME = /^(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?$/;
 const STAMP =
   /^(\d{4})-(\d{2})-(\d{2})[T ]((?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?)(Z|[+-](?:0\d|1[0-5])(?::?[0-5]\d)?)?$/;
 const DECIMAL_TEXT = /^[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,4}))?$/;
+/** What numeric's input takes: digits before or after the point, an optional exponent. */
+const DECIMAL_INPUT = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?$/;
 const UUID = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})$/i;
 
 /** The value as `t` takes it (a pg parameter), or MISFIT. NULL fits every type. */
@@ -301,7 +303,7 @@ function numeric(v: Value, t: PgType): PgParam | typeof MISFIT {
     text = String(v);
     // Unconstrained numeric keeps the scale it is given: 1.0 stays 1.0.
     if (t.precision === undefined && /^-?\d+$/.test(text)) text = `${text}.0`;
-  } else if (typeof v === "string" && DECIMAL_TEXT.test(v) && /\d/.test(v)) text = v;
+  } else if (typeof v === "string" && DECIMAL_INPUT.test(v)) text = v;
   else return MISFIT;
   if (t.precision === undefined) return text;
   return fitsDigits(text, t.precision, t.scale ?? 0) ? text : MISFIT;
