@@ -262,9 +262,17 @@ export async function pgAndSqlite(
     .raw(true)
     .safeIntegers(true)
     .all() as Value[][];
+  // Sorted by their compared form: a key of any type orders differently on the two sides.
+  const sorted = (rows: string[][]) =>
+    rows
+      .map((r) => [JSON.stringify(r), r] as const)
+      .sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))
+      .map((x) => x[1]);
   return {
-    pg: (pgRows.rows as Array<Array<string | null>>).map((r) => r.map((v, i) => pgForm(v, types[cols[i]!]!))),
-    sqlite: src.map((r) => r.map((v, i) => sqliteForm(v, types[cols[i]!]!))),
+    pg: sorted(
+      (pgRows.rows as Array<Array<string | null>>).map((r) => r.map((v, i) => pgForm(v, types[cols[i]!]!))),
+    ),
+    sqlite: sorted(src.map((r) => r.map((v, i) => sqliteForm(v, types[cols[i]!]!)))),
   };
 }
 

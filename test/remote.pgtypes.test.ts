@@ -528,3 +528,31 @@ async function pgColumnTypeName(name: string): Promise<string> {
   const rs = await admin.query(`SELECT format_type($1::regtype, NULL) AS t`, [name.replace(/\(.*$/, "")]);
   return rs.rows[0].t;
 }
+
+describe("key columns", () => {
+  it("a key declared with a type that would make distinct SQLite keys equal is created as text: no row overwrites another", async (ctx) => {
+    if (!reachable) return ctx.skip();
+    const x = await pushAndCompare(
+      `CREATE TABLE k1 (at DATETIME PRIMARY KEY, v TEXT);
+       CREATE TABLE k2 (price DECIMAL(8,2) PRIMARY KEY, v TEXT);
+       CREATE TABLE k3 (id UUID PRIMARY KEY, doc JSON, v TEXT);
+       CREATE TABLE k4 (day DATE, n INTEGER, flag BOOLEAN, v TEXT, PRIMARY KEY (day, n, flag));`,
+      `INSERT INTO k1 VALUES ('2024-05-01 12:00', 'a'), ('2024-05-01 12:00:00', 'b'), ('2024-05-01T12:00:00.000', 'c');
+       INSERT INTO k2 VALUES ('12.50', 'a'), ('12.5x', 'b'), (7, 'c');
+       INSERT INTO k3 VALUES ('550e8400-e29b-41d4-a716-446655440000', '{}', 'a'), ('550E8400E29B41D4A716446655440000', '[]', 'b');
+       INSERT INTO k4 VALUES ('2024-05-01', 1, 1, 'a'), ('2024-05-01', 1, 0, 'b');`,
+      {
+        k1: { at: "text", v: "text" },
+        k2: { price: "any", v: "text" },
+        k3: { id: "text", doc: "json", v: "text" },
+        k4: { day: "date", n: "bigint", flag: "boolean", v: "text" },
+      },
+    );
+    for (const t of ["k1", "k2", "k3"]) {
+      const n = await admin.query(`SELECT count(*)::int AS n FROM "${x.schema}"."${t}"`);
+      expect(n.rows[0].n, t).toBe(x.replica.store.db.prepare(`SELECT count(*) FROM ${t}`).pluck().get());
+    }
+    expect(x.result.fallbacks.map((f) => `${f.table}.${f.column}:${f.type}`)).toEqual(["k2.price:any"]);
+    await done(x);
+  });
+});

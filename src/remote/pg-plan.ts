@@ -8,14 +8,39 @@
  * every value the column has now, and each column that did not get its
  * declared type's mapping is reported as a Fallback with the value that
  * decided it: never a silent change. A value no type holds (text holding
- * U+0000) refuses the push. Scans the table once; a second time only when a
+ * U+0000) refuses the push. A key column only gets a type whose equality
+ * is the SQLite values' own (KEY_SAFE): as a timestamp, '12:00' and
+ * '12:00:00' would be one key and one row would overwrite the other. Scans the table once; a second time only when a
  * column's first candidate failed.
  */
 import { InvalidArgumentError } from "../errors.js";
 import type { TableSchema } from "./payload.js";
-import { candidateTypes, MISFIT, type PgType, parseOverride, pgTypeName, toPgValue } from "./pg-types.js";
+import {
+  candidateTypes,
+  MISFIT,
+  type PgKind,
+  type PgType,
+  parseOverride,
+  pgTypeName,
+  toPgValue,
+} from "./pg-types.js";
 import { DATA_REFUSED, RemoteError } from "./target.js";
 import { describeValue, storageClass, type Value } from "./values.js";
+
+/** Types in which two values are equal only when the SQLite values they came from are (json has no equality at all). */
+const KEY_SAFE = new Set<PgKind>([
+  "smallint",
+  "integer",
+  "bigint",
+  "double precision",
+  "boolean",
+  "date",
+  "text",
+  "varchar",
+  "bytea",
+  "any",
+]);
+const KEY_FALLBACK: PgType[] = [{ kind: "text" }, { kind: "bigint" }, { kind: "any" }];
 
 /** Overrides by `overrideKey(table, column)`. */
 export type PgOverrides = ReadonlyMap<string, PgType>;
@@ -81,7 +106,12 @@ export function planPgTypes(
   const fallbacks: Fallback[] = [];
   const planned = tables.map((t) => {
     const fixed = t.columns.map((c) => overrides.get(overrideKey(t.name, c.name)));
-    const candidates = t.columns.map((c, i) => (fixed[i] ? [fixed[i]] : candidateTypes(c)));
+    const keys = new Set(t.key);
+    const candidates = t.columns.map((c, i) => {
+      if (fixed[i]) return [fixed[i]];
+      const all = candidateTypes(c);
+      return keys.has(c.name) && !KEY_SAFE.has(all[0]!.kind) ? KEY_FALLBACK : all;
+    });
     const chosen = choose(t, rows, candidates);
     return {
       ...t,
