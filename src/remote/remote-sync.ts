@@ -35,61 +35,20 @@ import {
   parseOverrides,
   planPgTypes,
 } from "./pg-plan.js";
+import {
+  checkBuckets,
+  checkTarget,
+  type PushProgress,
+  type PushResult,
+  type RemoteSyncOptions,
+} from "./push-options.js";
 import { Source } from "./source.js";
 import { PayloadSpool } from "./spool.js";
 import { HISTORY_TABLE } from "./sql.js";
-import {
-  type Backend,
-  DATA_REFUSED,
-  describeError,
-  openTarget,
-  RemoteError,
-  type RemoteTarget,
-  type TargetOptions,
-} from "./target.js";
+import { DATA_REFUSED, describeError, openTarget, RemoteError, type RemoteTarget } from "./target.js";
 import { encodeValue, fromWire, type Value } from "./values.js";
 
-export interface RemoteSyncOptions extends TargetOptions {
-  /** A target URL (sqlite:PATH, postgres://…, libsql://…, file:PATH, d1:NAME) or an adapter. */
-  target: string | RemoteTarget;
-  /** Only the tables of these buckets (default: every tracked table). */
-  buckets?: string[];
-  /** Changes per incremental payload (default 1000). */
-  batchSize?: number;
-  /** Rows per payload of a full push (default 5000). */
-  chunkRows?: number;
-  /** History rows the target keeps; 0 keeps all (default 1000). */
-  keepHistory?: number;
-  /** The outbox payloads are spooled in (default "remote"). */
-  outbox?: string;
-  /** PostgreSQL only: a column's type, chosen instead of the mapping, as `{ "table.column": "numeric(8,2)" }`. */
-  pgTypes?: Record<string, string>;
-  onProgress?: (p: PushProgress) => void;
-}
-
-export interface PushProgress {
-  table: string;
-  rows: number;
-  total: number;
-}
-
-export interface PushResult {
-  target: string;
-  backend: Backend;
-  mode: "full" | "incremental";
-  /** Payloads sent, spooled ones from an earlier failed cycle included. */
-  payloads: number;
-  /** Of those, how many the target already had (counted as success). */
-  duplicates: number;
-  /** Spooled payloads from an earlier cycle sent first. */
-  retried: number;
-  /** Row upserts and deletes sent. */
-  mutations: number;
-  /** A full push to PostgreSQL: the columns created with another type than their declaration maps to, and why. */
-  fallbacks: Fallback[];
-  cursor: string;
-  durationMs: number;
-}
+export type { PushProgress, PushResult, RemoteSyncOptions } from "./push-options.js";
 
 interface Stat {
   mode: "full" | "incremental";
@@ -450,27 +409,4 @@ function shapeOf(schemas: TableSchema[], overrides: string): string {
     overrides,
   ]);
   return createHash("sha256").update(text).digest("hex").slice(0, 16);
-}
-
-function checkBuckets(b: unknown): string[] {
-  if (!Array.isArray(b) || b.length === 0)
-    throw new InvalidArgumentError("buckets", "must be a non-empty array of names");
-  return b.map((x, i) => checkName(`buckets[${i}]`, x));
-}
-
-function checkTarget(t: unknown): RemoteTarget {
-  const o = t as Partial<RemoteTarget> | null;
-  if (
-    !o ||
-    typeof o !== "object" ||
-    typeof o.apply !== "function" ||
-    typeof o.id !== "string" ||
-    typeof o.close !== "function"
-  ) {
-    throw new InvalidArgumentError(
-      "target",
-      "must be a target URL or an object with id, backend, apply and close",
-    );
-  }
-  return o as RemoteTarget;
 }
