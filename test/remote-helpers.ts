@@ -4,12 +4,14 @@
  * of target in one comparable form (each value tagged with its storage class).
  */
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createClient } from "@libsql/client";
 import Database from "better-sqlite3";
 import fc from "fast-check";
 import pg from "pg";
+import { afterAll, beforeAll } from "vitest";
 import { Replica } from "../src/index.js";
 import { encodeValue, type Value } from "../src/remote/values.js";
 import { fromWire as fromWireValue } from "../src/replica/values.js";
@@ -353,4 +355,57 @@ function instant(s: string): string {
         ? `${m[4]}:00`
         : m[4].replace(/^([+-]\d{2})(\d{2})$/, "$1:$2");
   return `${Date.parse(`${m[1]}T${time}${zone}`) / 1000}${frac ? `.${frac}` : ""}Z`;
+}
+
+/**
+ * A PostgreSQL connection for one test file and the schemas its tests make,
+ * dropped after the file. `reachable()` is false when there is no server
+ * (under CI=true that check fails instead of skipping).
+ */
+export function usePostgres(prefix: string): {
+  reachable: () => boolean;
+  admin: () => pg.Client;
+  newSchema: () => string;
+} {
+  let up = false;
+  let client: pg.Client | null = null;
+  const made: string[] = [];
+  beforeAll(async () => {
+    up = await postgresReachable();
+    if (up) {
+      client = new pg.Client({ connectionString: DATABASE_URL });
+      await client.connect();
+    }
+  });
+  afterAll(async () => {
+    for (const s of made) await client?.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+    await client?.end();
+  });
+  return {
+    reachable: () => up,
+    admin: () => {
+      if (!client) throw new Error("PostgreSQL is not connected");
+      return client;
+    },
+    newSchema: () => {
+      const s = `${prefix}${randomBytes(6).toString("hex")}`;
+      made.push(s);
+      return s;
+    },
+  };
+}
+
+/** A replica in `dir` with `ddl` run, every table it made tracked, then `fill` run. */
+export function trackedReplica(dir: string, ddl: string, fill: string): Replica {
+  const r = Replica.open(join(dir, "source.db"));
+  r.store.db.exec(ddl);
+  const tables = r.store.db
+    .prepare(
+      "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'tw\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite_%'",
+    )
+    .pluck()
+    .all() as string[];
+  for (const t of tables) r.track(t);
+  r.store.db.exec(fill);
+  return r;
 }
