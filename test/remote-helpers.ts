@@ -4,14 +4,17 @@
  * of target in one comparable form (each value tagged with its storage class).
  */
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createClient } from "@libsql/client";
 import Database from "better-sqlite3";
 import fc from "fast-check";
 import pg from "pg";
+import { afterAll, beforeAll } from "vitest";
 import { Replica } from "../src/index.js";
 import { encodeValue, type Value } from "../src/remote/values.js";
+import { fromWire as fromWireValue } from "../src/replica/values.js";
 import { serviceReachable } from "./helpers.js";
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -215,4 +218,194 @@ export function postgresReachable(): Promise<boolean> {
     await c.connect();
     await c.end();
   });
+}
+
+/** A column on the PostgreSQL side: its type as format_type() prints it, "any" for tidewire's any columns. */
+export async function pgColumnTypes(
+  client: pg.Client,
+  schema: string,
+  table: string,
+): Promise<Record<string, string>> {
+  const rs = await client.query<{ name: string; type: string; note: string | null }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, col_description(a.attrelid, a.attnum) AS note
+     FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+    [`"${schema}"."${table}"`],
+  );
+  return Object.fromEntries(
+    rs.rows.map((r) => [r.name, r.note?.startsWith("tidewire:any") && r.type === "jsonb" ? "any" : r.type]),
+  );
+}
+
+/**
+ * Every row of a table on both sides, value by value: PostgreSQL's text
+ * output of each column and the SQLite value, each brought to one form by
+ * what the PostgreSQL type implies and nothing more (a date's output form, a
+ * boolean for 0/1, a decimal's trailing zeros, a uuid's dashes, an instant's
+ * zone). `any` columns are decoded from the wire form and compared with their
+ * storage class. Returns the two sides, for `expect(a).toEqual(b)`.
+ */
+export async function pgAndSqlite(
+  client: pg.Client,
+  schema: string,
+  db: Database.Database,
+  table: string,
+  key: string,
+): Promise<{ pg: string[][]; sqlite: string[][] }> {
+  const types = await pgColumnTypes(client, schema, table);
+  const cols = Object.keys(types);
+  const q = (c: string) => `"${c.replaceAll('"', '""')}"`;
+  const pgRows = await client.query({
+    // Ordered by the table's column, not the text output column of the same name.
+    text: `SELECT ${cols.map((c) => `t.${q(c)}::text`).join(", ")} FROM "${schema}".${q(table)} t ORDER BY t.${q(key)}`,
+    rowMode: "array",
+  });
+  const src = db
+    .prepare(`SELECT ${cols.map(q).join(", ")} FROM ${q(table)} ORDER BY ${q(key)}`)
+    .raw(true)
+    .safeIntegers(true)
+    .all() as Value[][];
+  // Sorted by their compared form: a key of any type orders differently on the two sides.
+  const sorted = (rows: string[][]) =>
+    rows
+      .map((r) => [JSON.stringify(r), r] as const)
+      .sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))
+      .map((x) => x[1]);
+  return {
+    pg: sorted(
+      (pgRows.rows as Array<Array<string | null>>).map((r) => r.map((v, i) => pgForm(v, types[cols[i]!]!))),
+    ),
+    sqlite: sorted(src.map((r) => r.map((v, i) => sqliteForm(v, types[cols[i]!]!)))),
+  };
+}
+
+/** A PostgreSQL value's text output in the form `sqliteForm` gives the SQLite value it came from. */
+export function pgForm(v: string | null, type: string): string {
+  if (v === null) return "null";
+  if (type === "any") return line([fromWireValue(JSON.parse(v))]);
+  if (type === "boolean") return v === "true" ? "1" : "0";
+  if (type === "bytea") return v.slice(2);
+  if (type.startsWith("numeric")) return decimal(v);
+  if (type === "double precision") return String(Number(v));
+  if (type.startsWith("timestamp")) return instant(v);
+  if (type.startsWith("time")) return clock(v);
+  if (type === "uuid") return v.replaceAll("-", "");
+  if (type === "jsonb") return sortedJson(JSON.parse(v));
+  return v;
+}
+
+export function sqliteForm(v: Value, type: string): string {
+  if (v === null) return "null";
+  if (type === "any") return line([v]);
+  if (type === "bytea") return Buffer.from(v as Uint8Array).toString("hex");
+  if (type.startsWith("numeric")) return decimal(String(v));
+  if (type === "double precision") return String(Number(v));
+  if (type.startsWith("timestamp")) return instant(String(v));
+  if (type.startsWith("time")) return clock(String(v));
+  if (type === "uuid") return String(v).replaceAll("-", "").toLowerCase();
+  if (type === "jsonb") return sortedJson(JSON.parse(String(v)));
+  return String(v);
+}
+
+/** JSON with object keys sorted: jsonb keeps keys in its own order. */
+function sortedJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(sortedJson).join(",")}]`;
+  if (v !== null && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${sortedJson(o[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** A decimal as sign, significant digits and exponent: 12.50, 1.25e1 and 12.5 are one form. */
+function decimal(s: string): string {
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(s);
+  if (!m) return s;
+  let digits = `${m[2]}${m[3] ?? ""}`;
+  let point = m[2]!.length + Number(m[4] ?? 0);
+  while (digits.startsWith("0")) {
+    digits = digits.slice(1);
+    point--;
+  }
+  digits = digits.replace(/0+$/, "");
+  return digits === "" ? "0" : `${m[1] === "-" ? "-" : ""}0.${digits}e${point}`;
+}
+
+/** HH:MM:SS with the fraction's trailing zeros dropped, as PostgreSQL prints a time. */
+function clock(s: string): string {
+  const [hm, frac] = s.split(".");
+  const full = hm!.length === 5 ? `${hm}:00` : hm!;
+  const f = (frac ?? "").replace(/0+$/, "");
+  return f ? `${full}.${f}` : full;
+}
+
+/** A timestamp as "date time[.fraction]" plus, when it has a zone, the instant in UTC seconds. */
+function instant(s: string): string {
+  const m = /^(\d{4}-\d{2}-\d{2})[T ]([\d:]+)(?:\.(\d+))?(Z|[+-]\d{2}(?::?\d{2})?)?$/.exec(s);
+  if (!m) return `unparsed ${s}`;
+  const frac = (m[3] ?? "").replace(/0+$/, "");
+  const time = clock(m[2]!);
+  if (m[4] === undefined) return `${m[1]} ${time}${frac ? `.${frac}` : ""}`;
+  const zone =
+    m[4] === "Z"
+      ? "+00:00"
+      : m[4].length === 3
+        ? `${m[4]}:00`
+        : m[4].replace(/^([+-]\d{2})(\d{2})$/, "$1:$2");
+  return `${Date.parse(`${m[1]}T${time}${zone}`) / 1000}${frac ? `.${frac}` : ""}Z`;
+}
+
+/**
+ * A PostgreSQL connection for one test file and the schemas its tests make,
+ * dropped after the file. `reachable()` is false when there is no server
+ * (under CI=true that check fails instead of skipping).
+ */
+export function usePostgres(prefix: string): {
+  reachable: () => boolean;
+  admin: () => pg.Client;
+  newSchema: () => string;
+} {
+  let up = false;
+  let client: pg.Client | null = null;
+  const made: string[] = [];
+  beforeAll(async () => {
+    up = await postgresReachable();
+    if (up) {
+      client = new pg.Client({ connectionString: DATABASE_URL });
+      await client.connect();
+    }
+  });
+  afterAll(async () => {
+    for (const s of made) await client?.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+    await client?.end();
+  });
+  return {
+    reachable: () => up,
+    admin: () => {
+      if (!client) throw new Error("PostgreSQL is not connected");
+      return client;
+    },
+    newSchema: () => {
+      const s = `${prefix}${randomBytes(6).toString("hex")}`;
+      made.push(s);
+      return s;
+    },
+  };
+}
+
+/** A replica in `dir` with `ddl` run, every table it made tracked, then `fill` run. */
+export function trackedReplica(dir: string, ddl: string, fill: string): Replica {
+  const r = Replica.open(join(dir, "source.db"));
+  r.store.db.exec(ddl);
+  const tables = r.store.db
+    .prepare(
+      "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'tw\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite_%'",
+    )
+    .pluck()
+    .all() as string[];
+  for (const t of tables) r.track(t);
+  r.store.db.exec(fill);
+  return r;
 }

@@ -9,10 +9,19 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
+import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Replica } from "../src/index.js";
 import { type Run, runNode, useTempDirs, waitFor } from "./helpers.js";
-import { dumpSqlite, dumpSqliteFile, runOps, sourceReplica } from "./remote-helpers.js";
+import {
+  DATABASE_URL,
+  dumpSqlite,
+  dumpSqliteFile,
+  pgColumnTypes,
+  postgresReachable,
+  runOps,
+  sourceReplica,
+} from "./remote-helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist/cli/main.js");
@@ -120,6 +129,84 @@ describe("tidewire remote push", () => {
     );
     expect(down.stderr).not.toContain("pw");
     expect(JSON.parse(down.stdout)).toMatchObject({ ok: false, error: { code: "ERR_REMOTE" } });
+  });
+
+  it("--pg-type: a type outside the grammar, a malformed pair, a repeated column or a non-PostgreSQL target is a usage error", async () => {
+    const { db } = source();
+    const before = dumpSource(db);
+    const pgUrl = "postgres://postgres@127.0.0.1:1/test";
+    const cases: Array<[string[], RegExp]> = [
+      [
+        ["--target", pgUrl, "--pg-type", "items.name=text); DROP TABLE items; --"],
+        /is not a type tidewire writes/,
+      ],
+      [["--target", pgUrl, "--pg-type", "items.name"], /Expected table.column=TYPE/],
+      [["--target", pgUrl, "--pg-type", "name=text"], /is not table.column=TYPE/],
+      [["--target", pgUrl, "--pg-type", "items.name=text", "--pg-type", "items.name=date"], /given twice/],
+      [["--target", "sqlite:x.db", "--pg-type", "items.name=text"], /applies to postgres:\/\/ targets only/],
+      [["--target", pgUrl, "--pg-type", "items.nope=text"], /items\.nope is not a column of a pushed table/],
+    ];
+    for (const [args, pattern] of cases) {
+      const run = await tidewire(["remote", "push", db, ...args]);
+      expect(run.code, args.join(" ")).toBe(2);
+      oneErrorLine(run, pattern);
+    }
+    expect(dumpSource(db)).toEqual(before);
+  });
+
+  it("--pg-type sets a column's type on PostgreSQL; a column created with a fallback type is a warning on stderr (skipped with no server)", async (ctx) => {
+    if (!(await postgresReachable())) return ctx.skip();
+    const { db } = source();
+    const r = Replica.open(db);
+    r.store.db.exec("CREATE TABLE ev (id INTEGER PRIMARY KEY, day DATE, amount DECIMAL(6,2))");
+    r.track("ev");
+    r.store.db.exec("INSERT INTO ev VALUES (1, '2024-05-01', 12.5), (2, 'tomorrow', '3.25')");
+    r.close();
+    const schema = `tw_cli_${Date.now().toString(36)}_${process.pid}`;
+    const admin = new pg.Client({ connectionString: DATABASE_URL });
+    await admin.connect();
+    try {
+      const target = `${DATABASE_URL}?schema=${schema}`;
+      const run = await tidewire([
+        "remote",
+        "push",
+        db,
+        "--target",
+        target,
+        "--pg-type",
+        "items.name=varchar(20)",
+      ]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).toBe(
+        'tidewire: warning: ev.day (declared "DATE") was created as text, not date: it holds the TEXT "tomorrow"; choose with --pg-type ev.day=TYPE\n',
+      );
+      expect(await pgColumnTypes(admin, schema, "items")).toMatchObject({ name: "character varying(20)" });
+      expect(await pgColumnTypes(admin, schema, "ev")).toEqual({
+        id: "bigint",
+        day: "text",
+        amount: "numeric(6,2)",
+      });
+      const json = await tidewire([
+        "remote",
+        "push",
+        db,
+        "--target",
+        target,
+        "--pg-type",
+        "items.name=text",
+        "--json",
+      ]);
+      expect(json.code).toBe(0);
+      expect(json.stderr).toBe("");
+      expect(JSON.parse(json.stdout)).toMatchObject({
+        mode: "full",
+        fallbacks: [{ table: "ev", column: "day", mapped: "date", type: "text" }],
+      });
+      expect((await pgColumnTypes(admin, schema, "items")).name).toBe("text");
+    } finally {
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await admin.end();
+    }
   });
 
   it("--interval 0 is clamped to 1 s with a warning, pushes on, and stops cleanly on SIGTERM", async () => {

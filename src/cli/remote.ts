@@ -1,6 +1,7 @@
 /**
  * `tidewire remote push <db> --target URL [--once | --interval SECONDS]
- * [--resync] [--keep-history N] [--local | --remote] [--config FILE] [--json]`:
+ * [--resync] [--keep-history N] [--pg-type TABLE.COLUMN=TYPE ...] [--local | --remote]
+ * [--config FILE] [--json]`:
  * mirror a database's tracked tables to a remote SQL store.
  *
  * Contract: the database must exist and track tables. --once (the default)
@@ -9,7 +10,9 @@
  * pushes until SIGINT/SIGTERM, then stops cleanly after the cycle in flight
  * and exits 0; an interval of 0 is clamped to 1 s with a warning on stderr.
  * --json prints one document: the cycle's result, or with --interval a
- * summary of the cycles when stopped.
+ * summary of the cycles when stopped. A full push to PostgreSQL that created
+ * a column with another type than its declaration maps to says so on stderr
+ * (and in the JSON document's `fallbacks`).
  */
 import { type Command, InvalidArgumentError as UsageError } from "commander";
 import { StoreError } from "../errors.js";
@@ -28,7 +31,17 @@ interface PushFlags {
   local?: boolean;
   remote?: boolean;
   config?: string;
+  pgType?: Record<string, string>;
   json?: boolean;
+}
+
+/** `--pg-type table.column=TYPE`, repeatable; the type is checked against the grammar by RemoteSync. */
+function pgType(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const eq = value.indexOf("=");
+  if (eq <= 0) throw new UsageError("Expected table.column=TYPE.");
+  const column = value.slice(0, eq);
+  if (Object.hasOwn(previous, column)) throw new UsageError(`${column} is given twice.`);
+  return { ...previous, [column]: value.slice(eq + 1) };
 }
 
 function seconds(value: string): number {
@@ -52,6 +65,11 @@ export function registerRemote(program: Command): void {
     .option("--resync", "drop the target's copies and push everything again")
     .option("--keep-history <n>", "sync history rows the target keeps, 0 for all", nonNegativeInt, 1000)
     .option("--batch-size <n>", "changes per incremental payload", positiveInt, 1000)
+    .option(
+      "--pg-type <table.column=TYPE>",
+      "postgres: create this column with TYPE instead of the mapped type (repeatable); TYPE is one of bigint, integer, smallint, double precision, numeric[(p,s)], text, varchar(n), boolean, date, time, timestamp, timestamptz, json, jsonb, uuid, bytea, any",
+      pgType,
+    )
     .option("--local", "d1: use wrangler's local D1 (the default)")
     .option("--remote", "d1: use the D1 database on Cloudflare")
     .option("--config <file>", "d1: the wrangler configuration file")
@@ -74,6 +92,7 @@ export function registerRemote(program: Command): void {
           d1,
           keepHistory: flags.keepHistory,
           batchSize: flags.batchSize,
+          pgTypes: flags.pgType,
           onProgress:
             flags.json || !process.stderr.isTTY
               ? undefined
@@ -119,6 +138,7 @@ function refuseUntracked(path: string): void {
 async function once(sync: RemoteSync, replica: Replica, flags: PushFlags): Promise<void> {
   replica.store.checkpoint();
   const r = await sync.push({ resync: flags.resync });
+  if (!flags.json) warnFallbacks(r);
   if (flags.json) printJson({ ok: true, ...r });
   else printText(describe(r));
 }
@@ -143,7 +163,10 @@ async function loop(sync: RemoteSync, interval: number, flags: PushFlags): Promi
         if (r) {
           cycles.ok++;
           last = r;
-          if (!flags.json) printText(describe(r));
+          if (!flags.json) {
+            warnFallbacks(r);
+            printText(describe(r));
+          }
         } else {
           cycles.failed++;
           lastError = err?.message ?? "unknown error";
@@ -153,6 +176,14 @@ async function loop(sync: RemoteSync, interval: number, flags: PushFlags): Promi
     });
   });
   if (flags.json) printJson({ ok: true, cycles, last, lastError });
+}
+
+function warnFallbacks(r: PushResult): void {
+  for (const f of r.fallbacks) {
+    process.stderr.write(
+      `tidewire: warning: ${f.table}.${f.column} (declared ${JSON.stringify(f.declared)}) was created as ${f.type}, not ${f.mapped}: it holds the ${f.value}; choose with --pg-type ${f.table}.${f.column}=TYPE\n`,
+    );
+  }
 }
 
 function describe(r: PushResult): string {

@@ -24,6 +24,12 @@ export interface ColumnSchema {
   affinity: Affinity;
   /** True when the column has no declared type at all (SQLite's BLOB affinity, "any"). */
   untyped: boolean;
+  /** The declared type as SQLite reports it: read to choose a target type, never copied into SQL. */
+  declared?: string;
+  /** The table checks the column with json_valid() (Django's JSONField is "text" with that CHECK). */
+  json?: boolean;
+  /** In a full push's reset: the PostgreSQL type chosen from the data (pg-types.ts grammar). */
+  pg?: string;
 }
 
 export interface TableSchema {
@@ -78,7 +84,11 @@ export function syncKey(p: Pick<Payload, "mode" | "scope" | "reset" | "tables" |
 }
 
 function canonicalSchema(t: TableSchema): string {
-  return JSON.stringify([t.name, t.key, t.columns.map((c) => [c.name, c.affinity, c.untyped])]);
+  return JSON.stringify([
+    t.name,
+    t.key,
+    t.columns.map((c) => [c.name, c.affinity, c.untyped, c.declared ?? null, c.json ?? false, c.pg ?? null]),
+  ]);
 }
 
 interface Serialized {

@@ -4,28 +4,35 @@
  * Contract: tables live in `schema` (default public, created when missing).
  * A payload is one transaction: claim the sync key in the history table
  * (nothing back: already applied, roll back, "duplicate"), the statements,
- * the pruning, COMMIT. SQLite values are converted by the column's mapped
- * type (docs/architecture.md, "Remote push"); a value that does not fit —
- * TEXT in a bigint column, U+0000 in text, which PostgreSQL cannot store —
- * fails the payload with an error naming table and column, and nothing of it
- * is applied. A connection that fails is dropped and made again next time.
+ * the pruning, COMMIT. Each value is converted by its column's type as the
+ * target's catalog has it (pg-types.ts), so an incremental payload needs no
+ * knowledge of the types a full push chose. A value the type cannot hold
+ * exactly, a table or column missing on the target, or a data error from
+ * PostgreSQL itself (SQLSTATE class 22, a NULL key) fails the payload with a
+ * DATA_REFUSED error naming table, column and value, and nothing of it is
+ * applied. A connection that fails is dropped and made again next time.
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { InvalidArgumentError } from "../errors.js";
-import type { ColumnSchema, Payload, TableSchema } from "./payload.js";
+import type { Payload, TableSchema } from "./payload.js";
 import {
-  columnType,
-  historySql,
-  type Renderer,
-  renderPayload,
-  type Statement,
-  unnestUpsertSql,
-} from "./sql.js";
-import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "./target.js";
-import { quoteIdent, storageClass, type Value } from "./values.js";
+  ANY_COMMENT,
+  MISFIT,
+  type PgParam,
+  type PgType,
+  parsePgType,
+  pgTypeName,
+  toPgValue,
+} from "./pg-types.js";
+import { historySql, type Renderer, renderPayload, type Statement, unnestUpsertSql } from "./sql.js";
+import { type ApplyOutcome, DATA_REFUSED, describeError, RemoteError, type RemoteTarget } from "./target.js";
+import { describeValue, quoteIdent, storageClass, type Value } from "./values.js";
 
-type PgParam = string | number | Buffer | null;
+/** A table's columns and their types on the target, as its catalog says. */
+const CATALOG = `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+  col_description(a.attrelid, a.attnum) AS note
+  FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`;
 
 export class PostgresTarget implements RemoteTarget {
   readonly backend = "postgres";
@@ -34,6 +41,8 @@ export class PostgresTarget implements RemoteTarget {
   private readonly schema: string;
   private client: pg.Client | null = null;
   private readonly renderer: Renderer;
+  /** Per table, its columns' types on the target; read once per connection, forgotten on reset or failure. */
+  private readonly catalog = new Map<string, Map<string, PgType>>();
 
   constructor(url: string) {
     let u: URL;
@@ -70,8 +79,6 @@ export class PostgresTarget implements RemoteTarget {
     const client = await this.connect();
     const h = historySql(this.renderer);
     const statements = renderPayload(payload, this.renderer);
-    const types = typesOf(payload.tables);
-    const keys = new Map(payload.tables.map((t) => [t.name, t.key]));
     try {
       await client.query("BEGIN");
       const claimed = await client.query(h.claim, [payload.key, payload.name, new Date(), payload.mode]);
@@ -79,32 +86,78 @@ export class PostgresTarget implements RemoteTarget {
         await client.query("ROLLBACK");
         return "duplicate";
       }
+      for (const t of payload.reset) this.catalog.delete(t.name);
       const schemas = new Map(payload.tables.map((t) => [t.name, t]));
       for (const s of statements) {
         const t = s.table === undefined ? undefined : schemas.get(s.table);
-        if (s.kind === "upsert" && t) {
-          // Rows go as one array per column (see unnestUpsertSql).
-          const text = unnestUpsertSql(t, this.renderer);
-          await client.query({
-            name: statementName(text),
-            text,
-            values: columnArrays(s, types.get(t.name) ?? []),
-          });
+        if (!t) {
+          await client.query(s.sql);
           continue;
         }
-        const values = convertParams(s, types, keys);
-        await client.query(
-          values.length ? { name: statementName(s.sql), text: s.sql, values } : { text: s.sql },
-        );
+        const types = await this.columnTypes(client, t);
+        if (s.kind === "upsert") {
+          // Rows go as one array per column (see unnestUpsertSql).
+          const text = unnestUpsertSql(t, this.renderer, types);
+          await client.query({ name: statementName(text), text, values: columnArrays(t, s, types) });
+        } else {
+          const keyTypes = t.key.map((k) => types[t.columns.findIndex((c) => c.name === k)]!);
+          const values = s.params.map((v, i) =>
+            convert(t, t.key[i % t.key.length]!, keyTypes[i % t.key.length]!, v),
+          );
+          await client.query({ name: statementName(s.sql), text: s.sql, values });
+        }
       }
       if (keepHistory > 0) await client.query(h.prune, [keepHistory]);
       await client.query("COMMIT");
       return "applied";
     } catch (err) {
+      this.catalog.clear();
       await client.query("ROLLBACK").catch(() => this.drop());
       if (err instanceof RemoteError) throw err;
-      throw new RemoteError(`${this.id} refused payload ${payload.name}: ${describeError(err)}`);
+      const code = (err as { code?: unknown }).code;
+      const data = typeof code === "string" && (code.startsWith("22") || code === "23502");
+      throw new RemoteError(
+        `${this.id} refused payload ${payload.name}: ${describeError(err)}`,
+        data ? DATA_REFUSED : undefined,
+      );
     }
+  }
+
+  /** The target's type of each of the table's columns, in the schema's order. */
+  private async columnTypes(client: pg.Client, t: TableSchema): Promise<PgType[]> {
+    let types = this.catalog.get(t.name);
+    if (!types) {
+      const rs = await client.query<{ name: string; type: string; note: string | null }>(CATALOG, [
+        this.renderer.table(t.name),
+      ]);
+      if (rs.rows.length === 0) {
+        throw new RemoteError(`table ${JSON.stringify(t.name)} is missing on ${this.id}`, DATA_REFUSED);
+      }
+      types = new Map();
+      for (const r of rs.rows) {
+        const type =
+          r.type === "jsonb" && r.note === ANY_COMMENT ? ({ kind: "any" } as const) : parsePgType(r.type);
+        if (!type) {
+          throw new RemoteError(
+            `column ${JSON.stringify(r.name)} of table ${JSON.stringify(t.name)} is ${r.type} on ${this.id}, a type tidewire does not write`,
+            DATA_REFUSED,
+          );
+        }
+        types.set(r.name, type);
+      }
+      this.catalog.set(t.name, types);
+    }
+    const known = types;
+    return t.columns.map((c) => {
+      const type = known.get(c.name);
+      if (!type) {
+        throw new RemoteError(
+          `table ${JSON.stringify(t.name)} on ${this.id} has no column ${JSON.stringify(c.name)}`,
+          DATA_REFUSED,
+        );
+      }
+      return type;
+    });
   }
 
   async close(): Promise<void> {
@@ -145,72 +198,22 @@ function statementName(sql: string): string {
   return `tw_${createHash("sha1").update(sql).digest("hex").slice(0, 20)}`;
 }
 
-interface Typed {
-  table: string;
-  column: ColumnSchema;
-  type: string;
-}
-
-function typesOf(tables: TableSchema[]): Map<string, Typed[]> {
-  const m = new Map<string, Typed[]>();
-  for (const t of tables) {
-    m.set(
-      t.name,
-      t.columns.map((c) => ({ table: t.name, column: c, type: columnType(c, "postgres") })),
-    );
-  }
-  return m;
-}
-
-/** Parameters come in the order the renderer bound them: whole rows for an upsert, keys for a delete. */
-function convertParams(s: Statement, types: Map<string, Typed[]>, keys: Map<string, string[]>): PgParam[] {
-  if (s.params.length === 0 || s.table === undefined) return [];
-  const cols = types.get(s.table) ?? [];
-  const key = keys.get(s.table) ?? [];
-  const order = s.kind === "delete" ? key.map((k) => cols.find((c) => c.column.name === k)!) : cols;
-  return s.params.map((v, i) => toPg(v, order[i % order.length]!));
-}
-
 /** An upsert's row-major parameters as one converted array per column. */
-function columnArrays(s: Statement, cols: Typed[]): PgParam[][] {
-  const arrays: PgParam[][] = cols.map(() => []);
+function columnArrays(t: TableSchema, s: Statement, types: PgType[]): PgParam[][] {
+  const n = types.length;
+  const arrays: PgParam[][] = types.map(() => []);
   s.params.forEach((v, i) => {
-    const c = i % cols.length;
-    arrays[c]!.push(toPg(v, cols[c]!));
+    const c = i % n;
+    arrays[c]!.push(convert(t, t.columns[c]!.name, types[c]!, v));
   });
   return arrays;
 }
 
-export function toPg(v: Value, c: Typed): PgParam {
-  if (v === null) return null;
-  const refuse = (): never => {
-    throw new RemoteError(
-      `column ${JSON.stringify(c.column.name)} of table ${JSON.stringify(c.table)} is ${c.type} on PostgreSQL and cannot hold the ${storageClass(v).toUpperCase()} value ${describe(v)}`,
-    );
-  };
-  switch (c.type) {
-    case "bigint":
-      if (typeof v === "bigint") return v.toString();
-      if (typeof v === "number" && Number.isInteger(v)) return String(v);
-      return refuse();
-    case "double precision":
-    case "numeric":
-      if (typeof v === "bigint") return v.toString();
-      if (typeof v === "number") return Number.isFinite(v) ? v : v > 0 ? "Infinity" : "-Infinity";
-      return refuse();
-    case "text":
-      if (typeof v === "string") return v.includes("\u0000") ? refuse() : v;
-      if (typeof v === "bigint" || typeof v === "number") return String(v);
-      return refuse();
-    default:
-      if (typeof v === "string") return Buffer.from(v, "utf8");
-      if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-      return refuse();
-  }
-}
-
-function describe(v: Value): string {
-  const s =
-    v instanceof Uint8Array ? `x'${Buffer.from(v).toString("hex").slice(0, 16)}'` : JSON.stringify(String(v));
-  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
+function convert(t: TableSchema, column: string, type: PgType, v: Value): PgParam {
+  const out = toPgValue(v, type);
+  if (out !== MISFIT) return out;
+  throw new RemoteError(
+    `column ${JSON.stringify(column)} of table ${JSON.stringify(t.name)} is ${pgTypeName(type)} on PostgreSQL and cannot hold the ${storageClass(v).toUpperCase()} value ${describeValue(v)}`,
+    DATA_REFUSED,
+  );
 }

@@ -12,7 +12,12 @@
  * carry whole current rows (or deletes) for the keys the change log names,
  * so they are idempotent and never depend on rows the target may lack.
  * The cursor value is `<sequence>@<shape>`: a tracked table gaining a
- * column changes the shape, and the next push is a full one.
+ * column, a changed declared type or a changed `--pg-type` override changes
+ * the shape, and the next push is a full one. A payload the target refused
+ * for its data (DATA_REFUSED) is never sent again: it and any payload
+ * spooled behind it are dropped and the cursor deleted, so the next cycle
+ * is a full push from the current rows, which chooses PostgreSQL column
+ * types from the data as it is then (pg-plan.ts).
  */
 import { createHash } from "node:crypto";
 import { ulid } from "ulid";
@@ -22,56 +27,28 @@ import { remoteSyncDuration, remoteSyncLastSuccess, remoteSyncTotal } from "../m
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
 import { makePayload, type Payload, type TableSchema } from "./payload.js";
+import {
+  checkOverrides,
+  type Fallback,
+  overridesText,
+  type PgOverrides,
+  parseOverrides,
+  planPgTypes,
+} from "./pg-plan.js";
+import {
+  checkBuckets,
+  checkTarget,
+  type PushProgress,
+  type PushResult,
+  type RemoteSyncOptions,
+} from "./push-options.js";
 import { Source } from "./source.js";
 import { PayloadSpool } from "./spool.js";
 import { HISTORY_TABLE } from "./sql.js";
-import {
-  type Backend,
-  describeError,
-  openTarget,
-  RemoteError,
-  type RemoteTarget,
-  type TargetOptions,
-} from "./target.js";
+import { DATA_REFUSED, describeError, openTarget, RemoteError, type RemoteTarget } from "./target.js";
 import { encodeValue, fromWire, type Value } from "./values.js";
 
-export interface RemoteSyncOptions extends TargetOptions {
-  /** A target URL (sqlite:PATH, postgres://…, libsql://…, file:PATH, d1:NAME) or an adapter. */
-  target: string | RemoteTarget;
-  /** Only the tables of these buckets (default: every tracked table). */
-  buckets?: string[];
-  /** Changes per incremental payload (default 1000). */
-  batchSize?: number;
-  /** Rows per payload of a full push (default 5000). */
-  chunkRows?: number;
-  /** History rows the target keeps; 0 keeps all (default 1000). */
-  keepHistory?: number;
-  /** The outbox payloads are spooled in (default "remote"). */
-  outbox?: string;
-  onProgress?: (p: PushProgress) => void;
-}
-
-export interface PushProgress {
-  table: string;
-  rows: number;
-  total: number;
-}
-
-export interface PushResult {
-  target: string;
-  backend: Backend;
-  mode: "full" | "incremental";
-  /** Payloads sent, spooled ones from an earlier failed cycle included. */
-  payloads: number;
-  /** Of those, how many the target already had (counted as success). */
-  duplicates: number;
-  /** Spooled payloads from an earlier cycle sent first. */
-  retried: number;
-  /** Row upserts and deletes sent. */
-  mutations: number;
-  cursor: string;
-  durationMs: number;
-}
+export type { PushProgress, PushResult, RemoteSyncOptions } from "./push-options.js";
 
 interface Stat {
   mode: "full" | "incremental";
@@ -79,6 +56,7 @@ interface Stat {
   duplicates: number;
   retried: number;
   mutations: number;
+  fallbacks: Fallback[];
 }
 
 export class RemoteSync {
@@ -91,6 +69,7 @@ export class RemoteSync {
   private readonly batchSize: number;
   private readonly chunkRows: number;
   private readonly keepHistory: number;
+  private readonly pgTypes: PgOverrides;
   private readonly onProgress: ((p: PushProgress) => void) | undefined;
   private running: Promise<PushResult> | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -112,7 +91,11 @@ export class RemoteSync {
     }
     this.onProgress = o.onProgress;
     const outboxName = o.outbox === undefined ? "remote" : checkName("outbox", o.outbox);
+    this.pgTypes = parseOverrides(o.pgTypes);
     this.target = typeof o.target === "string" ? openTarget(o.target, { d1: o.d1 }) : checkTarget(o.target);
+    if (this.pgTypes.size > 0 && this.target.backend !== "postgres") {
+      throw new InvalidArgumentError("pg-type", "applies to postgres:// targets only");
+    }
     this.cursorKey = {
       peer: this.target.id,
       bucket: this.buckets ? this.buckets.join(",") : "*",
@@ -216,13 +199,15 @@ export class RemoteSync {
       duplicates: 0,
       retried: 0,
       mutations: 0,
+      fallbacks: [] as Fallback[],
     };
     try {
       const schemas = this.schemas();
+      checkOverrides(this.pgTypes, schemas);
       if (resync)
         for (const id of this.spool.pending()) this.spool.abandon(id, "replaced by a full push (resync)");
       else await this.sendPending(stat);
-      const shape = shapeOf(schemas);
+      const shape = shapeOf(schemas, overridesText(this.pgTypes));
       const cursor = this.cursors.get(this.cursorKey);
       const at = cursor?.split("@");
       if (resync || !at || at[1] !== shape) await this.fullPush(schemas, shape, stat);
@@ -267,8 +252,20 @@ export class RemoteSync {
     const upto = String(this.replica.stats().lastSeq);
     const gen = ulid();
     const base = { mode: "full" as const, reset: [], cursor: null };
+    // PostgreSQL's column types are chosen from the data now, and kept in the spooled reset.
+    const plan =
+      this.target.backend === "postgres"
+        ? planPgTypes(schemas, (t) => this.source.scan(t), this.pgTypes)
+        : { tables: schemas, fallbacks: [] };
+    stat.fallbacks = plan.fallbacks;
     await this.deliver(
-      makePayload({ ...base, scope: `full:${gen}:reset`, reset: schemas, tables: schemas, mutations: [] }),
+      makePayload({
+        ...base,
+        scope: `full:${gen}:reset`,
+        reset: plan.tables,
+        tables: plan.tables,
+        mutations: [],
+      }),
       stat,
     );
     for (const t of schemas) {
@@ -357,6 +354,7 @@ export class RemoteSync {
     } catch (err) {
       const e =
         err instanceof RemoteError ? err : new RemoteError(`${this.target.id}: ${describeError(err)}`);
+      if (e.code === DATA_REFUSED) throw this.refused(e);
       const fate = this.spool.failed(id, e)
         ? "the payload has spent its attempts and is dropped; the next cycle rebuilds it from the change log"
         : "the payload stays in the outbox for the next cycle";
@@ -373,6 +371,22 @@ export class RemoteSync {
     if (outcome === "duplicate") stat.duplicates++;
   }
 
+  /**
+   * Resending a payload the target refused for its data would fail forever:
+   * it (and whatever is spooled behind it) is dropped, and the cursor goes,
+   * so the next cycle pushes the current rows in full.
+   */
+  private refused(e: RemoteError): RemoteError {
+    for (const id of this.spool.pending()) this.spool.abandon(id, `refused for its data: ${e.message}`);
+    if (this.cursors.get(this.cursorKey) !== undefined) this.cursors.delete(this.cursorKey);
+    return new RemoteError(
+      `${e.message}; the payload was dropped and the next cycle pushes every table again from the current rows, ` +
+        "creating a column whose values do not fit its type as text or any (see docs/architecture.md, Remote push) " +
+        "unless --pg-type sets it; fix the row first if the value is wrong",
+      DATA_REFUSED,
+    );
+  }
+
   /** Sends spooled payloads left by an earlier cycle, oldest first; stops at the first failure. */
   private async sendPending(stat: Stat): Promise<void> {
     for (const id of this.spool.pending()) {
@@ -384,33 +398,15 @@ export class RemoteSync {
   }
 }
 
-/** A fingerprint of the tables' names, keys, columns and affinities. */
-function shapeOf(schemas: TableSchema[]): string {
-  const text = JSON.stringify(
-    schemas.map((t) => [t.name, t.key, t.columns.map((c) => [c.name, c.affinity, c.untyped])]),
-  );
+/** A fingerprint of the tables' names, keys, columns, declared types, and the type overrides. */
+function shapeOf(schemas: TableSchema[], overrides: string): string {
+  const text = JSON.stringify([
+    schemas.map((t) => [
+      t.name,
+      t.key,
+      t.columns.map((c) => [c.name, c.affinity, c.untyped, c.declared ?? "", c.json ?? false]),
+    ]),
+    overrides,
+  ]);
   return createHash("sha256").update(text).digest("hex").slice(0, 16);
-}
-
-function checkBuckets(b: unknown): string[] {
-  if (!Array.isArray(b) || b.length === 0)
-    throw new InvalidArgumentError("buckets", "must be a non-empty array of names");
-  return b.map((x, i) => checkName(`buckets[${i}]`, x));
-}
-
-function checkTarget(t: unknown): RemoteTarget {
-  const o = t as Partial<RemoteTarget> | null;
-  if (
-    !o ||
-    typeof o !== "object" ||
-    typeof o.apply !== "function" ||
-    typeof o.id !== "string" ||
-    typeof o.close !== "function"
-  ) {
-    throw new InvalidArgumentError(
-      "target",
-      "must be a target URL or an object with id, backend, apply and close",
-    );
-  }
-  return o as RemoteTarget;
 }

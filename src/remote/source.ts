@@ -16,6 +16,7 @@ import { affinityOf } from "./sql.js";
 import { quoteIdent, type Value } from "./values.js";
 
 interface TableStatements {
+  all: Database.Statement;
   byKey: Database.Statement;
   first: Database.Statement;
   after: Database.Statement;
@@ -25,12 +26,16 @@ interface TableStatements {
 export class Source {
   private readonly prepared = new Map<string, TableStatements>();
   private readonly columnsSql: Database.Statement;
+  private readonly tableSql: Database.Statement;
 
   constructor(private readonly store: Store) {
     this.columnsSql = store.db.prepare("SELECT name, type FROM pragma_table_info(?) ORDER BY cid");
+    this.tableSql = store.db
+      .prepare("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?")
+      .pluck();
   }
 
-  /** Key and tracked columns of each table, with their affinities, in table order. */
+  /** Key and tracked columns of each table, with their affinities and declared types, in table order. */
   schemas(tables: TrackedTableInfo[]): TableSchema[] {
     return tables.map((t) => {
       const declared = new Map(
@@ -38,12 +43,22 @@ export class Source {
       );
       const tracked = new Set([...t.key, ...t.columns]);
       const names = [...declared.keys()].filter((n) => tracked.has(n));
+      const sql = String(this.tableSql.get(t.table) ?? "");
       return {
         name: t.table,
         key: [...t.key],
-        columns: names.map((name) => ({ name, ...affinityOf(declared.get(name) ?? "") })),
+        columns: names.map((name) => {
+          const type = declared.get(name) ?? "";
+          const c = { name, ...affinityOf(type), declared: type };
+          return checksJson(sql, name) ? { ...c, json: true } : c;
+        }),
       };
     });
+  }
+
+  /** Every row, in no order, read as the push reads them (for choosing a target's column types). */
+  scan(t: TableSchema): IterableIterator<Value[]> {
+    return this.statements(t).all.iterate() as IterableIterator<Value[]>;
   }
 
   /** The current row for each key (in the schema's column order), or null where it is gone. */
@@ -81,6 +96,7 @@ export class Source {
       const tuple = `(${order}) > (${key.map(() => "?").join(", ")})`;
       const raw = (sql: string) => db.prepare(sql).raw(true).safeIntegers(true);
       s = {
+        all: raw(`SELECT ${cols} FROM ${table}`),
         byKey: raw(`SELECT ${cols} FROM ${table} WHERE ${match}`),
         first: raw(`SELECT ${cols} FROM ${table} ORDER BY ${order} LIMIT ?`),
         after: raw(`SELECT ${cols} FROM ${table} WHERE ${tuple} ORDER BY ${order} LIMIT ?`),
@@ -90,4 +106,11 @@ export class Source {
     }
     return s;
   }
+}
+
+/** Whether the table's SQL has `json_valid(<column>)`, the name bare or quoted any of SQLite's ways. */
+function checksJson(sql: string, column: string): boolean {
+  const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const names = [`"${column.replaceAll('"', '""')}"`, `\`${column}\``, `[${column}]`, column].map(esc);
+  return new RegExp(`json_valid\\s*\\(\\s*(?:${names.join("|")})\\s*\\)`, "i").test(sql);
 }

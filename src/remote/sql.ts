@@ -8,9 +8,11 @@
  * caller's `bind`, which returns a placeholder (and keeps the value as a
  * parameter) or, for D1's --file, the value's SQL literal. No text a user
  * gave ever becomes SQL otherwise: column types are chosen from the
- * column's affinity, not copied from its declaration.
+ * column's affinity (SQLite) or parsed into pg-types.ts's grammar and
+ * rendered from it (PostgreSQL), never copied from a declaration.
  */
 import type { Affinity, ColumnSchema, Payload, TableSchema } from "./payload.js";
+import { ANY_COMMENT, declaredTypes, type PgType, parsePgType, renderPgType } from "./pg-types.js";
 import { quoteIdent, sqlLiteral, type Value } from "./values.js";
 
 export type Dialect = "sqlite" | "postgres";
@@ -55,31 +57,39 @@ export function affinityOf(declared: string): { affinity: Affinity; untyped: boo
 /**
  * The column type on the target. SQLite targets get the affinity's own name
  * ("INT", not "INTEGER", so a one-column key never becomes a rowid alias that
- * would refuse the text an INT key column may hold). PostgreSQL gets the
- * mapping documented in docs/architecture.md.
+ * would refuse the text an INT key column may hold). PostgreSQL gets the type
+ * the full push chose from the data (`pg`), or else the declared type's
+ * mapping (docs/architecture.md, "Remote push").
  */
 export function columnType(c: ColumnSchema, dialect: Dialect): string {
   if (dialect === "sqlite") {
     if (c.untyped) return "";
     return c.affinity === "INTEGER" ? "INT" : c.affinity;
   }
-  switch (c.affinity) {
-    case "INTEGER":
-      return "bigint";
-    case "REAL":
-      return "double precision";
-    case "TEXT":
-      return "text";
-    case "NUMERIC":
-      return "numeric";
-    case "BLOB":
-      return c.untyped ? "text" : "bytea";
-  }
+  return renderPgType(pgColumnType(c));
+}
+
+export function pgColumnType(c: ColumnSchema): PgType {
+  if (c.pg === undefined) return declaredTypes(c)[0]!;
+  const t = parsePgType(c.pg);
+  if (!t)
+    throw new Error(
+      `column ${JSON.stringify(c.name)} has the unknown PostgreSQL type ${JSON.stringify(c.pg)}`,
+    );
+  return t;
 }
 
 export function createTableSql(t: TableSchema, r: Renderer): string {
   const cols = t.columns.map((c) => `${quoteIdent(c.name)} ${columnType(c, r.dialect)}`.trimEnd());
   return `CREATE TABLE ${r.table(t.name)} (${cols.join(", ")}, PRIMARY KEY (${t.key.map(quoteIdent).join(", ")}))`;
+}
+
+/** PostgreSQL: marks each `any` column, so the catalog tells it from a plain jsonb column. */
+function anyComments(t: TableSchema, r: Renderer): string[] {
+  if (r.dialect !== "postgres") return [];
+  return t.columns
+    .filter((c) => pgColumnType(c).kind === "any")
+    .map((c) => `COMMENT ON COLUMN ${r.table(t.name)}.${quoteIdent(c.name)} IS ${sqlLiteral(ANY_COMMENT)}`);
 }
 
 export function dropTableSql(t: TableSchema, r: Renderer): string {
@@ -92,6 +102,7 @@ export function renderPayload(p: Payload, r: Renderer): Statement[] {
   for (const t of p.reset) {
     out.push({ sql: dropTableSql(t, r), params: [], kind: "ddl" });
     out.push({ sql: createTableSql(t, r), params: [], kind: "ddl" });
+    for (const sql of anyComments(t, r)) out.push({ sql, params: [], kind: "ddl" });
   }
   const byTable = new Map<string, { upserts: Value[][]; deletes: Value[][] }>();
   for (const m of p.mutations) {
@@ -123,10 +134,11 @@ export function renderPayload(p: Payload, r: Renderer): Statement[] {
  * PostgreSQL's form of an upsert: one array parameter per column, spread by
  * unnest, so a statement of any number of rows has as many parameters as the
  * table has columns and PostgreSQL parses one short text, whatever the rows.
+ * `types` are the columns' types on the target, in the schema's order.
  */
-export function unnestUpsertSql(t: TableSchema, r: Renderer): string {
+export function unnestUpsertSql(t: TableSchema, r: Renderer, types: PgType[]): string {
   const { bind } = r.binder();
-  const arrays = t.columns.map((c) => `${bind(null)}::${columnType(c, "postgres")}[]`);
+  const arrays = types.map((type) => `${bind(null)}::${renderPgType(type)}[]`);
   return `INSERT INTO ${r.table(t.name)} (${t.columns.map((c) => quoteIdent(c.name)).join(", ")}) SELECT * FROM unnest(${arrays.join(", ")}) ${conflictAction(t)}`;
 }
 

@@ -33,6 +33,14 @@ export interface TargetOptions {
   d1?: D1Options;
 }
 
+/**
+ * The code of a RemoteError for a payload the target refused because of its
+ * data (a value its column's type cannot hold) or because the target's
+ * tables no longer match: resending the same payload cannot succeed, so the
+ * push drops it and rebuilds from the current rows (remote-sync.ts).
+ */
+export const DATA_REFUSED = "ERR_REMOTE_DATA";
+
 /** The target failed or could not be reached; whatever it was sending is kept for the next attempt. */
 export class RemoteError extends TidewireError {
   constructor(message: string, code = "ERR_REMOTE") {

@@ -76,6 +76,13 @@ export function sqlLiteral(v: Value): string {
   return `X'${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("hex")}'`;
 }
 
+/** A short form of a value for an error message: its text or hex, cut at 40 characters. */
+export function describeValue(v: Value): string {
+  const s =
+    v instanceof Uint8Array ? `x'${Buffer.from(v).toString("hex").slice(0, 16)}'` : JSON.stringify(String(v));
+  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
+}
+
 /** An identifier, always quoted: any name, even one that is a keyword or holds a quote, stays a name. */
 export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;

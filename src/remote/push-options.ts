@@ -1,0 +1,77 @@
+/**
+ * The options of a push (RemoteSyncOptions) and what one cycle reports
+ * (PushResult), with the checks of the options that are not plain numbers
+ * or names.
+ *
+ * Contract: a check answers bad input with an InvalidArgumentError naming
+ * the option, before anything is opened or sent.
+ */
+import { InvalidArgumentError } from "../errors.js";
+import { checkName } from "../queue/validate.js";
+import type { Fallback } from "./pg-plan.js";
+import type { Backend, RemoteTarget, TargetOptions } from "./target.js";
+
+export interface RemoteSyncOptions extends TargetOptions {
+  /** A target URL (sqlite:PATH, postgres://…, libsql://…, file:PATH, d1:NAME) or an adapter. */
+  target: string | RemoteTarget;
+  /** Only the tables of these buckets (default: every tracked table). */
+  buckets?: string[];
+  /** Changes per incremental payload (default 1000). */
+  batchSize?: number;
+  /** Rows per payload of a full push (default 5000). */
+  chunkRows?: number;
+  /** History rows the target keeps; 0 keeps all (default 1000). */
+  keepHistory?: number;
+  /** The outbox payloads are spooled in (default "remote"). */
+  outbox?: string;
+  /** PostgreSQL only: a column's type, chosen instead of the mapping, as `{ "table.column": "numeric(8,2)" }`. */
+  pgTypes?: Record<string, string>;
+  onProgress?: (p: PushProgress) => void;
+}
+
+export interface PushProgress {
+  table: string;
+  rows: number;
+  total: number;
+}
+
+export interface PushResult {
+  target: string;
+  backend: Backend;
+  mode: "full" | "incremental";
+  /** Payloads sent, spooled ones from an earlier failed cycle included. */
+  payloads: number;
+  /** Of those, how many the target already had (counted as success). */
+  duplicates: number;
+  /** Spooled payloads from an earlier cycle sent first. */
+  retried: number;
+  /** Row upserts and deletes sent. */
+  mutations: number;
+  /** A full push to PostgreSQL: the columns created with another type than their declaration maps to, and why. */
+  fallbacks: Fallback[];
+  cursor: string;
+  durationMs: number;
+}
+
+export function checkBuckets(b: unknown): string[] {
+  if (!Array.isArray(b) || b.length === 0)
+    throw new InvalidArgumentError("buckets", "must be a non-empty array of names");
+  return b.map((x, i) => checkName(`buckets[${i}]`, x));
+}
+
+export function checkTarget(t: unknown): RemoteTarget {
+  const o = t as Partial<RemoteTarget> | null;
+  if (
+    !o ||
+    typeof o !== "object" ||
+    typeof o.apply !== "function" ||
+    typeof o.id !== "string" ||
+    typeof o.close !== "function"
+  ) {
+    throw new InvalidArgumentError(
+      "target",
+      "must be a target URL or an object with id, backend, apply and close",
+    );
+  }
+  return o as RemoteTarget;
+}
