@@ -37,10 +37,14 @@ export function tidewire(args: string[]): Promise<Run> & { child: ChildProcess }
   return run;
 }
 
-/** A relay hub (no copy of the app's schema) on loopback, one read-write token. */
+/**
+ * A relay hub (no copy of the app's schema) on loopback, one admin token: the
+ * app's own replicas, trusted to bring the tables its migrations create
+ * (a read-write token may only write tables the hub already has or declares).
+ */
 export async function startHub(dir: string): Promise<{ url: string; child: ChildProcess }> {
   const tokens = join(dir, "tokens.json");
-  writeFileSync(tokens, JSON.stringify({ tokens: [{ token: TOKEN, buckets: "*", access: "read-write" }] }));
+  writeFileSync(tokens, JSON.stringify({ tokens: [{ token: TOKEN, buckets: "*", access: "admin" }] }));
   const run = tidewire(["serve", "--db", join(dir, "hub.db"), "--port", "0", "--tokens-file", tokens]);
   return { url: await listeningUrl(run.child, 60_000), child: run.child };
 }

@@ -26,6 +26,8 @@ export interface ForeignKey {
   /** `to` is the parent's primary key, in key order. */
   toKey: boolean;
   onDelete: DeleteAction;
+  /** Every `from` column may hold NULL (and none is part of the child's key). */
+  nullable: boolean;
 }
 
 interface FkRow {
@@ -108,6 +110,12 @@ export class ForeignKeys {
       return key;
     };
     for (const child of tables) {
+      const nullableCols = new Set(
+        this.db
+          .prepare('SELECT name FROM pragma_table_info(?) WHERE "notnull" = 0 AND pk = 0')
+          .pluck()
+          .all(child) as string[],
+      );
       const rows = this.db
         .prepare("SELECT * FROM pragma_foreign_key_list(?) ORDER BY id, seq")
         .all(child) as FkRow[];
@@ -128,6 +136,7 @@ export class ForeignKeys {
           to,
           toKey: to.length === key.length && to.every((c, i) => c === key[i]),
           onDelete: normalizeAction(first.on_delete),
+          nullable: parts.every((p) => nullableCols.has(p.from)),
         };
         push(this.byChild, child, fk);
         push(this.byParent, fk.parent, fk);

@@ -179,7 +179,7 @@ export class Resolver {
         const reason = `its parent ${describeKey(parent, parts)} was deleted`;
         if (s) {
           this.orphanState(round, s, fk, reason);
-        } else if (fk.onDelete === "SET NULL" && fk.from.every((c) => !child.pkSet.has(c))) {
+        } else if (setsNull(fk)) {
           this.setNull(round, child, childParts, fk.from);
           round.conflicts.push(
             conflict("orphan", child, lost, null, `${reason}; ${fk.from.join(", ")} set to NULL`),
@@ -200,7 +200,7 @@ export class Resolver {
   private orphanState(round: Round, s: RowState, fk: ForeignKey, reason: string): void {
     const mine = intended(s, (c) => rowsOf(this.db, s.t).defaultOf(c));
     const lost = versionOf(s.parts, mine, s.row ?? undefined);
-    if (fk.onDelete === "SET NULL" && fk.from.every((c) => !s.t.pkSet.has(c))) {
+    if (setsNull(fk)) {
       const at = s.row as Entry;
       for (const c of fk.from)
         s.cols.set(c, { col: c, val: null, hlc: at.hlc, origin: at.origin, seq: at.seq, implicit: true });
@@ -350,6 +350,19 @@ export class Resolver {
     this.uniques.set(t, list);
     return list;
   }
+}
+
+/**
+ * Whether an orphan keeps its row with the reference set to NULL: the key
+ * says ON DELETE SET NULL, or it says nothing of its own (NO ACTION,
+ * RESTRICT: the application would have refused the delete, or — as Django
+ * and other ORMs that run ON DELETE in their own code — acted itself) and the
+ * reference may be NULL. Otherwise (CASCADE, SET DEFAULT, a NOT NULL
+ * reference) the orphan is removed.
+ */
+function setsNull(fk: ForeignKey): boolean {
+  if (!fk.nullable) return false;
+  return fk.onDelete === "SET NULL" || fk.onDelete === "NO ACTION" || fk.onDelete === "RESTRICT";
 }
 
 /** Whether claim a is earlier than b: by clock, then origin, then key. */
