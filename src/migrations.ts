@@ -274,6 +274,16 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE tw_log ADD COLUMN fp BLOB;
     `,
   },
+  {
+    version: 14,
+    name: "replica-table-renames",
+    sql: `
+      -- A tracked table renamed here (ALTER TABLE … RENAME TO, Django's RenameModel):
+      -- its old name, so changes peers still send under it (they have not migrated
+      -- yet, or sent them before) apply to the table under its new name.
+      CREATE TABLE tw_renames (old TEXT PRIMARY KEY, new TEXT NOT NULL, at INTEGER NOT NULL) WITHOUT ROWID;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

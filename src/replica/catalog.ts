@@ -45,6 +45,9 @@ export class Catalog {
   private readonly relayedByName = new Map<string, TrackedTable>();
   private readonly byId = new Map<number, TrackedTable>();
   private readonly sql: { all: Database.Statement; foreignKeys: Database.Statement };
+  /** Old names of tables renamed here (null: a file from before migration 14, read as it is). */
+  private readonly renames: Database.Statement | null;
+  private readonly aliases = new Map<string, TrackedTable>();
   /**
    * Whether any table of the schema declares a foreign key (as of the last
    * refresh): the applier defers their checks to commit only then.
@@ -62,6 +65,11 @@ export class Catalog {
         )
         .pluck(),
     };
+    let renames: Database.Statement | null = null;
+    try {
+      renames = db.prepare("SELECT old, new FROM tw_renames");
+    } catch {}
+    this.renames = renames;
   }
 
   /** Reloads when the schema changed since the last load, or when forced. */
@@ -86,6 +94,11 @@ export class Catalog {
       };
       (t.relayed ? this.relayedByName : this.byName).set(t.name, t);
       this.byId.set(t.id, t);
+    }
+    this.aliases.clear();
+    for (const r of (this.renames?.all() ?? []) as Array<{ old: string; new: string }>) {
+      const t = this.byName.get(r.new);
+      if (t && !this.byName.has(r.old)) this.aliases.set(r.old, t);
     }
     this.foreignKeys = this.sql.foreignKeys.get() === 1;
     this.version = v;
@@ -124,6 +137,11 @@ export class Catalog {
   /** As `get`, without checking for a schema change: for a loop that refreshed once. */
   peek(name: string): TrackedTable | undefined {
     return this.byName.get(name);
+  }
+
+  /** A tracked table by a name it had before a rename here, without checking for a schema change. */
+  peekRenamed(oldName: string): TrackedTable | undefined {
+    return this.aliases.get(oldName);
   }
 
   /** A relayed table by name, without checking for a schema change (see `peek`). */

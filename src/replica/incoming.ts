@@ -218,7 +218,7 @@ export class Checker {
 
   private table(o: Record<string, unknown>, index: number): TrackedTable {
     const name = o.table as string;
-    const tracked = this.catalog.peek(name);
+    const tracked = this.catalog.peek(name) ?? this.catalog.peekRenamed(name);
     if (tracked) return tracked;
     const fail = (reason: string, code?: string): never => {
       throw new InvalidChangeError(index, reason, describeChange(o), code);

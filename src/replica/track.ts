@@ -78,6 +78,17 @@ export class Tracker {
   restore(t: TrackedTable, renamedTo?: string): TrackedTableInfo {
     if (renamedTo !== undefined) {
       this.sql.rename.run(renamedTo, t.id);
+      // Peers still send changes under the old name (they have not migrated yet, or sent
+      // them before): remember it. A name taken back loses its alias; chains follow.
+      this.sql.aliasDrop.run(renamedTo);
+      this.sql.aliasFollow.run(renamedTo, t.name);
+      this.sql.alias.run(t.name, renamedTo, Date.now());
+      // And send the table again under its new name: its entries take new sequence
+      // numbers (one per event, as before), so every peer's cursor is behind them.
+      const { hlc, seq } = this.clock.read();
+      const events = BigInt(this.sql.events.get(t.id) as number);
+      this.sql.resequence.run({ tbl: t.id, base: seq });
+      this.clock.observe(hlc, seq + events);
       this.catalog.refresh(true);
     }
     return this.install(renamedTo ?? t.name, t.bucket);
@@ -236,6 +247,16 @@ function prepare(db: Database.Database) {
       .pluck(),
     update: db.prepare("UPDATE tw_tracked SET bucket = ?, pk = ?, cols = ?, relayed = 0 WHERE id = ?"),
     rename: db.prepare("UPDATE tw_tracked SET name = ? WHERE id = ?"),
+    alias: db.prepare("INSERT OR REPLACE INTO tw_renames (old, new, at) VALUES (?, ?, ?)"),
+    aliasDrop: db.prepare("DELETE FROM tw_renames WHERE old = ?"),
+    aliasFollow: db.prepare("UPDATE tw_renames SET new = ? WHERE new = ?"),
+    // Entries of one event share a sequence number: they keep sharing one.
+    resequence: db.prepare(
+      `UPDATE tw_log SET seq = :base + n.r
+       FROM (SELECT s, row_number() OVER (ORDER BY s) AS r FROM (SELECT DISTINCT seq AS s FROM tw_log WHERE tbl = :tbl)) AS n
+       WHERE tbl = :tbl AND seq = n.s`,
+    ),
+    events: db.prepare("SELECT count(DISTINCT seq) FROM tw_log WHERE tbl = ?").pluck(),
     remove: db.prepare("DELETE FROM tw_tracked WHERE id = ?"),
     entries: db
       .prepare("SELECT pk, col, val, hlc, origin, seq, src, vals FROM tw_log WHERE tbl = ?")
