@@ -208,6 +208,80 @@ describe.each(IMPLS)("Worker on $name", (impl) => {
     expect(q.get(job.id)).toMatchObject({ state: "failed", lastError: "plain string failure" });
   });
 
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
+  const thrown: Array<[string, () => unknown, RegExp]> = [
+    ["an object with no prototype", () => Object.create(null), /handler threw an object/],
+    [
+      "an object whose toString throws",
+      () => ({
+        toString() {
+          throw new Error("no toString for you");
+        },
+      }),
+      /handler threw an object/,
+    ],
+    ["a Symbol", () => Symbol("odd"), /handler threw Symbol\(odd\)/],
+    ["undefined", () => undefined, /handler threw undefined/],
+    ["null", () => null, /handler threw null/],
+    ["a frozen object", () => Object.freeze({ code: 7 }), /handler threw an object \{"code":7\}/],
+    [
+      "an Error whose message getter throws",
+      () =>
+        Object.defineProperty(new Error("x"), "message", {
+          get() {
+            throw new Error("getter");
+          },
+        }),
+      /^Error$/,
+    ],
+    [
+      "an object whose getters throw",
+      () => ({
+        get boom() {
+          throw new Error("getter");
+        },
+      }),
+      /handler threw an object/,
+    ],
+    ["a revoked Proxy", () => revoked.proxy, /handler threw/],
+    ["a number", () => 42, /handler threw 42/],
+    ["an empty string", () => "", /handler threw an empty string/],
+  ];
+  it.each(thrown)(
+    "turns a thrown %s into a failed attempt with a readable message",
+    async (_, make, text) => {
+      const unhandled: unknown[] = [];
+      const onUnhandled = (reason: unknown) => unhandled.push(reason);
+      process.on("unhandledRejection", onUnhandled);
+      try {
+        const q = impl.make();
+        const job = q.add("odd", null, { maxAttempts: 2 });
+        const w = worker(q, {
+          odd: async () => {
+            throw make();
+          },
+          fine: () => {},
+        });
+        const failed = next<FailedArgs>(w, "failed");
+        w.start();
+        const [, error, final] = await failed;
+        expect(final).toBe(false);
+        expect(error.message).toMatch(text);
+        expect(q.get(job.id)).toMatchObject({ state: "pending", attempts: 1 });
+        expect(q.get(job.id)!.lastError).toMatch(text);
+        // The worker (and the process) goes on.
+        const completed = next<[Job]>(w, "completed");
+        const fine = q.add("fine");
+        expect((await completed)[0].id).toBe(fine.id);
+        await sleep(20);
+        expect(unhandled).toEqual([]);
+      } finally {
+        process.off("unhandledRejection", onUnhandled);
+      }
+    },
+  );
+
   it.each(["mystery", "toString", "constructor", "hasOwnProperty", "__proto__"])(
     "fails a job of unknown type %s at once with an error naming the type",
     async (type) => {
