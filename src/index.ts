@@ -44,6 +44,8 @@ export {
   type Handler,
   type HandlerContext,
   type Handlers,
+  JobTimeoutError,
+  type StopOptions,
   UnrecoverableError,
   Worker,
   type WorkerOptions,

@@ -227,6 +227,15 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE tw_pending (id INTEGER PRIMARY KEY, tbl, pk, kind, mask, jd);
     `,
   },
+  {
+    version: 11,
+    name: "job-timeout",
+    sql: `
+      -- A job's own time limit per attempt (AddOptions.timeoutMs); NULL: the worker's
+      -- limit for its type, if any. Old rows keep NULL, which is what they meant.
+      ALTER TABLE tw_jobs ADD COLUMN timeout_ms INTEGER;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

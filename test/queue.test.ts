@@ -693,6 +693,51 @@ describe.each(IMPLS)("$name", (impl) => {
       expect(invalidArgument(() => q.stuck({ pendingForMs: Number.NaN })).argument).toBe("pendingForMs");
     });
 
+    it("stuck lists a job running longer than olderThanMs even while its lease is renewed", () => {
+      const { q, clock } = setup();
+      const long = q.add("long");
+      const waiting = q.add("waiting", null, { delayMs: 1_000 });
+      expect(claimOne(q, 2_000).id).toBe(long.id);
+      for (let i = 0; i < 10; i++) {
+        clock.advance(1_000);
+        expect(q.extendLeases(OWNER, 2_000)).toEqual([long.id]);
+      }
+      expect(q.stuck()).toEqual([]);
+      expect(q.stuck({ olderThanMs: 10_001 })).toEqual([]);
+      const [stuck] = q.stuck({ olderThanMs: 9_999, pendingForMs: 60_000 });
+      expect(stuck).toMatchObject({ id: long.id, state: "running", startedAt: clock.t - 10_000 });
+      expect(q.stuck({ olderThanMs: 9_999 }).map((j) => j.id)).toEqual([long.id]);
+      // pendingForMs defaults to olderThanMs: the due job has waited 9 s.
+      expect(q.stuck({ olderThanMs: 8_000 }).map((j) => j.id)).toEqual([long.id, waiting.id]);
+      expect(invalidArgument(() => q.stuck({ olderThanMs: -1 })).argument).toBe("olderThanMs");
+    });
+
+    it("keeps a job's timeoutMs and refuses a bad one", () => {
+      const { q } = setup();
+      const job = q.add("t", null, { timeoutMs: 1_500 });
+      expect(job.timeoutMs).toBe(1_500);
+      expect(q.get(job.id)!.timeoutMs).toBe(1_500);
+      expect(q.add("t").timeoutMs).toBeNull();
+      const many = q.addMany([
+        { type: "t", options: { timeoutMs: 7 } },
+        { type: "t", options: { key: "k", timeoutMs: 8 } },
+      ]);
+      expect(many.map((j) => q.get(j.id)!.timeoutMs)).toEqual([7, 8]);
+      const bulk = q.addMany(
+        Array.from({ length: 100 }, (_, i) => ({ type: "b", options: { timeoutMs: i + 1 } })),
+      );
+      expect(q.get(bulk[99]!.id)!.timeoutMs).toBe(100);
+      expect(claimOne(q).timeoutMs).toBe(1_500);
+      for (const bad of [0, -1, 1.5, Number.NaN, 2 ** 31, "5"]) {
+        expect(invalidArgument(() => q.add("t", null, { timeoutMs: bad as number })).argument).toBe(
+          "timeoutMs",
+        );
+      }
+      expect(invalidArgument(() => q.addMany([{ type: "t", options: { timeoutMs: 0 } }])).argument).toBe(
+        "items[0].timeoutMs",
+      );
+    });
+
     it("cleanup removes only finished jobs older than the window", () => {
       const { q, clock } = setup();
       const ids = {

@@ -13,6 +13,7 @@ import {
   type JobState,
   type ListOptions,
   type SortBy,
+  type StuckOptions,
 } from "./types.js";
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
@@ -29,6 +30,7 @@ export interface NormalizedAdd {
   maxAttempts: number;
   backoff: string | null;
   key: string | null;
+  timeoutMs: number | null;
 }
 
 export function checkName(argument: string, value: unknown): string {
@@ -139,6 +141,17 @@ export function checkDuration(argument: string, value: unknown): number {
   return value;
 }
 
+/** A time limit: a whole number of ms, at least 1, at most what setTimeout can wait (~24.8 days). */
+export function checkTimeout(argument: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
+    throw new InvalidArgumentError(
+      argument,
+      `must be a whole number of ms from 1 to ${2 ** 31 - 1}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
 export function checkState(argument: string, value: unknown): JobState {
   if (!JOB_STATES.includes(value as JobState)) {
     throw new InvalidArgumentError(
@@ -187,6 +200,7 @@ export function normalizeAdd(
       : checkInteger(`${argPrefix}maxAttempts`, o.maxAttempts, 1);
   validateBackoff(`${argPrefix}backoff`, o.backoff);
   const key = o.key === undefined || o.key === null ? null : checkName(`${argPrefix}key`, o.key);
+  const timeoutMs = o.timeoutMs === undefined ? null : checkTimeout(`${argPrefix}timeoutMs`, o.timeoutMs);
   return {
     type: name,
     payload: text,
@@ -196,6 +210,7 @@ export function normalizeAdd(
     maxAttempts,
     backoff: o.backoff ? JSON.stringify(o.backoff) : null,
     key,
+    timeoutMs,
   };
 }
 
@@ -256,10 +271,20 @@ export function normalizeCleanup(options: CleanupOptions | undefined): {
   return { olderThanMs, states };
 }
 
-/** stuck's threshold: how long a due job may wait before it counts as stuck (5 minutes by default). */
-export function normalizeStuckWait(options: { pendingForMs?: number } | undefined): number {
-  const wait = options?.pendingForMs;
-  return wait === undefined ? 300_000 : checkDuration("pendingForMs", wait);
+/**
+ * stuck's thresholds: how long a job may run (olderThanMs, 5 minutes by default) and how long a
+ * due job may wait (pendingForMs, olderThanMs by default) before it counts as stuck.
+ */
+export function normalizeStuck(options: StuckOptions | undefined): {
+  olderThanMs: number;
+  pendingForMs: number;
+} {
+  const o = options ?? {};
+  if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+  const olderThanMs = o.olderThanMs === undefined ? 300_000 : checkDuration("olderThanMs", o.olderThanMs);
+  const pendingForMs =
+    o.pendingForMs === undefined ? olderThanMs : checkDuration("pendingForMs", o.pendingForMs);
+  return { olderThanMs, pendingForMs };
 }
 
 /** The Job a freshly added row is, before anyone has read it back. */
@@ -279,6 +304,7 @@ export function pendingJob(id: number, queue: string, r: NormalizedAdd, now: num
     leaseOwner: null,
     leaseExpiresAt: null,
     lastError: null,
+    timeoutMs: r.timeoutMs,
     createdAt: now,
     startedAt: null,
     finishedAt: null,
