@@ -8,6 +8,7 @@ import { resolve } from "node:path";
 import { InvalidArgumentError as UsageError } from "commander";
 import ms from "ms";
 import { StoreError } from "../errors.js";
+import { SCHEMA_VERSION } from "../migrations.js";
 import { openStore, type Store } from "../store.js";
 
 /** The absolute path of a database a command reads; a command never creates one that is not there. */
@@ -33,7 +34,9 @@ export function openDatabase(db: string, write: boolean): Store {
       "ERR_NOT_TIDEWIRE",
     );
   }
-  if (!write) return store;
+  // A file of an older tidewire lacks columns this one reads: bring it up to date first.
+  const behind = (store.db.pragma("user_version", { simple: true }) as number) < SCHEMA_VERSION;
+  if (!write && !behind) return store;
   store.close();
   return openStore(path);
 }
