@@ -58,9 +58,31 @@ function strictReplacer(this: unknown, key: string, value: unknown): unknown {
     case "undefined":
       if (Array.isArray(this)) throw new Error(`${describeKey(key)} is undefined`);
       return value;
+    case "object": {
+      // toJSON has run already (a Date is its ISO string by now). What is left must be
+      // plain: JSON would store a Map, a Set or a class instance as {} or a bag of fields.
+      const kind = foreignKind(value);
+      if (kind !== null)
+        throw new Error(
+          `${describeKey(key)} is ${kind}, which JSON cannot keep; convert it to a plain object or array`,
+        );
+      return value;
+    }
     default:
       return value;
   }
+}
+
+const BOXED = new Set<unknown>([Number.prototype, String.prototype, Boolean.prototype]);
+
+/** null for a value JSON keeps as it is (plain object, array, boxed primitive), else what it is. */
+function foreignKind(value: object | null): string | null {
+  if (value === null || Array.isArray(value)) return null;
+  const proto = Object.getPrototypeOf(value);
+  if (proto === Object.prototype || proto === null || BOXED.has(proto)) return null;
+  const tag = Object.prototype.toString.call(value).slice(8, -1);
+  const name = typeof proto?.constructor === "function" ? proto.constructor.name : "";
+  return `a ${tag !== "Object" ? tag : name || "class instance"}`;
 }
 
 function describeKey(key: string): string {
@@ -91,7 +113,10 @@ export function encodePayload(argument: string, payload: unknown): [text: string
   try {
     text = JSON.stringify(payload, strictReplacer);
   } catch (err) {
-    throw new InvalidArgumentError(argument, `is not JSON-serialisable: ${(err as Error).message}`);
+    const message = (err as Error).message;
+    // V8's words for a cycle run to several lines of path; one sentence says it.
+    const why = /circular/i.test(message) ? "it contains a cycle (an object that contains itself)" : message;
+    throw new InvalidArgumentError(argument, `is not JSON-serialisable: ${why}`);
   }
   if (text === undefined) throw new InvalidArgumentError(argument, "is not JSON-serialisable");
   return [text, JSON.parse(text)];
