@@ -52,6 +52,7 @@ export {
 } from "./queue/worker.js";
 export * from "./remote/index.js";
 export { type ApplyOptions, type ApplyResult, ClockDriftError, InvalidChangeError } from "./replica/apply.js";
+export type { ClockResetOptions, ClockResetResult } from "./replica/clock-reset.js";
 export { formatHlc, parseHlc } from "./replica/hlc.js";
 export type { Change, ChangeSet, ChangesSinceOptions, LogStats } from "./replica/log.js";
 export { Replica, type ReplicaOptions, type ReplicaStats } from "./replica/replica.js";

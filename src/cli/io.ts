@@ -5,7 +5,7 @@
  */
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { InvalidArgumentError as UsageError } from "commander";
+import { Option, InvalidArgumentError as UsageError } from "commander";
 import ms from "ms";
 import { StoreError } from "../errors.js";
 import { SCHEMA_VERSION } from "../migrations.js";
@@ -71,6 +71,14 @@ export function duration(value: string): number {
     throw new UsageError("Expected a duration such as 7d, 12h, 30m or 90s.");
   }
   return n;
+}
+
+/** `--max-drift <duration>` of serve, sync and clock reset: the Replica's maxDriftMs. */
+export function maxDriftOption(): Option {
+  return new Option(
+    "--max-drift <duration>",
+    "refuse changes stamped further ahead of this machine's time than this, e.g. 60s, 5m (default 60s)",
+  ).argParser(duration);
 }
 
 export function nonEmpty(value: string): string {

@@ -12,6 +12,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { InvalidArgumentError } from "../errors.js";
+import { registerClock } from "./clock.js";
 import { dbFirstArgv } from "./db-first.js";
 import { registerInit } from "./init.js";
 import { printJson } from "./io.js";
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
     // Set before any subcommand exists: subcommands copy these settings when created.
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(`tidewire: ${text.replace(/^error: /, "")}`) });
+  registerClock(program);
   registerInit(program);
   registerJobs(program);
   registerPeers(program);

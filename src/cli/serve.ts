@@ -6,7 +6,7 @@
 import { type Command, Option, InvalidArgumentError as UsageError } from "commander";
 import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT, startDaemon, stopOnSignals } from "../daemon/daemon.js";
 import { LOG_LEVELS, type LogLevel } from "../log.js";
-import { duration, nonEmpty, nonNegativeInt, portNumber, positiveInt } from "./io.js";
+import { duration, maxDriftOption, nonEmpty, nonNegativeInt, portNumber, positiveInt } from "./io.js";
 
 interface ServeFlags {
   db: string;
@@ -25,6 +25,7 @@ interface ServeFlags {
   tlsKey?: string;
   redis?: string;
   meshBucket?: string[];
+  maxDrift?: number;
 }
 
 export function registerServe(program: Command): void {
@@ -77,6 +78,7 @@ export function registerServe(program: Command): void {
         .argParser(duration)
         .default(30_000, "30s"),
     )
+    .addOption(maxDriftOption())
     .addOption(new Option("--tls-cert <file>", "serve HTTPS with this PEM certificate chain"))
     .addOption(new Option("--tls-key <file>", "the PEM private key of --tls-cert"))
     .addOption(
@@ -119,6 +121,7 @@ export function registerServe(program: Command): void {
         pingIntervalMs: flags.pingInterval,
         tls,
         mesh,
+        maxDriftMs: flags.maxDrift,
       });
       stopOnSignals(daemon);
     });
