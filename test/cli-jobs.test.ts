@@ -273,6 +273,26 @@ describe("jobs stuck", () => {
   });
 });
 
+describe("a file an older tidewire wrote", () => {
+  it("is brought up to date by jobs list and by status, instead of failing on a missing column", async () => {
+    const store = openStore(db);
+    store.db.exec("ALTER TABLE tw_jobs DROP COLUMN timeout_ms; PRAGMA user_version = 10;");
+    store.close();
+    const list = await tidewire(["jobs", db, "list", "--json"], dir);
+    expect(list.stderr).toBe("");
+    expect(list.code).toBe(0);
+    expect(JSON.parse(list.stdout).jobs.map((j: { timeoutMs: unknown }) => j.timeoutMs)).toContain(null);
+
+    const again = openStore(db);
+    again.db.exec("ALTER TABLE tw_jobs DROP COLUMN timeout_ms; PRAGMA user_version = 10;");
+    again.close();
+    const status = await tidewire(["status", db, "--json"], dir);
+    expect(status.stderr).toBe("");
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout).queues.default.pending).toBeGreaterThan(0);
+  });
+});
+
 describe("jobs cleanup", () => {
   it("removes finished jobs older than 7 days by default", async () => {
     const run = await tidewire(["jobs", db, "cleanup"], dir);

@@ -34,11 +34,21 @@ export function openDatabase(db: string, write: boolean): Store {
       "ERR_NOT_TIDEWIRE",
     );
   }
-  // A file of an older tidewire lacks columns this one reads: bring it up to date first.
-  const behind = (store.db.pragma("user_version", { simple: true }) as number) < SCHEMA_VERSION;
-  if (!write && !behind) return store;
+  if (!write) return upToDate(store);
   store.close();
   return openStore(path);
+}
+
+/**
+ * A read-only store of a tidewire file an older tidewire wrote lacks columns
+ * this one reads (its queue would not even prepare): reopen it read-write, which
+ * migrates it. Any other store is returned as it is.
+ */
+export function upToDate(store: Store): Store {
+  const behind = (store.db.pragma("user_version", { simple: true }) as number) < SCHEMA_VERSION;
+  if (!store.readonly || !behind || !store.hasTable("tw_jobs")) return store;
+  store.close();
+  return openStore(store.path);
 }
 
 export function positiveInt(value: string): number {
