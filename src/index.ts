@@ -44,6 +44,8 @@ export {
   type Handler,
   type HandlerContext,
   type Handlers,
+  JobTimeoutError,
+  type StopOptions,
   UnrecoverableError,
   Worker,
   type WorkerOptions,
@@ -56,6 +58,7 @@ export {
   ClockDriftError,
   InvalidChangeError,
 } from "./replica/apply.js";
+export type { ClockResetOptions, ClockResetResult } from "./replica/clock-reset.js";
 export type { CaptureStatus } from "./replica/evolve.js";
 export { formatHlc, parseHlc } from "./replica/hlc.js";
 export type { Change, ChangeSet, ChangesSinceOptions, LogStats } from "./replica/log.js";

@@ -275,7 +275,16 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    version: 14,
+    version: 11,
+    name: "job-timeout",
+    sql: `
+      -- A job's own time limit per attempt (AddOptions.timeoutMs); NULL: the worker's
+      -- limit for its type, if any. Old rows keep NULL, which is what they meant.
+      ALTER TABLE tw_jobs ADD COLUMN timeout_ms INTEGER;
+    `,
+  },
+  {
+    version: 12,
     name: "replica-table-renames",
     sql: `
       -- A tracked table renamed here (ALTER TABLE … RENAME TO, Django's RenameModel):

@@ -2,7 +2,9 @@
  * Store: one SQLite file opened with tidewire's pragmas and migrations.
  *
  * Contract: `openStore` creates the parent folder, refuses (and leaves alone) a
- * file that is not a SQLite database, applies the pragmas, and brings the
+ * file that is not a SQLite database, and an existing empty file unless
+ * `allowEmptyFile` (a database truncated to 0 bytes must not silently come back
+ * as a new, empty one), applies the pragmas, and brings the
  * schema to the latest version recorded in `PRAGMA user_version`. Writes go
  * through `store.write`, an IMMEDIATE transaction that is retried with
  * exponential backoff when SQLITE_BUSY/SQLITE_LOCKED escapes the busy timeout.
@@ -37,6 +39,12 @@ export interface StoreOptions {
   foreignKeys?: boolean;
   readonly?: boolean;
   retry?: Partial<RetryOptions>;
+  /**
+   * Make an existing 0-byte file a new database (default false: refused, as a file
+   * truncated to nothing would otherwise come back as an empty database). A missing
+   * file is always created.
+   */
+  allowEmptyFile?: boolean;
 }
 
 const DEFAULTS = {
@@ -47,6 +55,7 @@ const DEFAULTS = {
   autoVacuum: "INCREMENTAL",
   foreignKeys: true,
   readonly: false,
+  allowEmptyFile: false,
 } as const;
 
 export const DEFAULT_RETRY: RetryOptions = { attempts: 5, baseMs: 10, maxMs: 500 };
@@ -75,7 +84,7 @@ export class Store {
     this.path = path === ":memory:" ? path : resolve(path);
     this.readonly = opts.readonly;
     if (this.path !== ":memory:") {
-      checkIsSqliteFile(this.path);
+      checkIsSqliteFile(this.path, opts.allowEmptyFile);
       if (!opts.readonly) mkdirSync(dirname(this.path), { recursive: true });
     }
     try {
@@ -209,11 +218,20 @@ export function sleepSync(ms: number): void {
   Atomics.wait(sleepCell, 0, 0, ms);
 }
 
-function checkIsSqliteFile(path: string): void {
+/** How long an empty file may take to become a database another process is creating. */
+const EMPTY_FILE_GRACE_MS = 500;
+
+function checkIsSqliteFile(path: string, allowEmpty: boolean): void {
   if (!existsSync(path)) return;
   const st = statSync(path);
   if (!st.isFile()) throw new StoreError(`${path} is not a file`, "ERR_NOT_A_DATABASE");
-  if (st.size === 0) return;
+  if (st.size === 0) {
+    if (allowEmpty || becomesDatabase(path)) return;
+    throw new StoreError(
+      `${path} is an empty file (0 bytes), not a database; delete it to start a new database there, or pass allowEmptyFile`,
+      "ERR_EMPTY_FILE",
+    );
+  }
   const fd = openSync(path, "r");
   try {
     const head = Buffer.alloc(SQLITE_HEADER.length);
@@ -223,6 +241,28 @@ function checkIsSqliteFile(path: string): void {
     }
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Whether an empty file is a database after all: a new WAL database keeps its
+ * pages in the -wal file until a checkpoint, and one another process has just
+ * created is empty until its first commit, so give that one a moment.
+ */
+function becomesDatabase(path: string): boolean {
+  const deadline = Date.now() + EMPTY_FILE_GRACE_MS;
+  for (;;) {
+    if (fileSize(path) > 0 || fileSize(`${path}-wal`) > 0) return true;
+    if (Date.now() >= deadline) return false;
+    sleepSync(20);
+  }
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
   }
 }
 
@@ -253,6 +293,8 @@ function validateOptions(o: Required<Omit<StoreOptions, "retry">>): void {
     throw new InvalidArgumentError("autoVacuum", `unknown mode ${String(o.autoVacuum)}`);
   if (!Number.isInteger(o.busyTimeoutMs) || o.busyTimeoutMs < 0)
     throw new InvalidArgumentError("busyTimeoutMs", "must be a non-negative integer");
+  if (typeof o.allowEmptyFile !== "boolean")
+    throw new InvalidArgumentError("allowEmptyFile", `must be a boolean, got ${String(o.allowEmptyFile)}`);
   if (!Number.isInteger(o.cacheSizeKiB) || o.cacheSizeKiB <= 0)
     throw new InvalidArgumentError("cacheSizeKiB", "must be a positive integer");
 }

@@ -227,6 +227,72 @@ describe("jobs retry and cancel", () => {
   });
 });
 
+describe("jobs stuck", () => {
+  /** A job claimed 10 minutes ago whose lease its worker still renews. */
+  function seedLongRunner(): number {
+    const store = openStore(db);
+    try {
+      const queue = new Queue(store);
+      const job = queue.add("long", null, { priority: 100 });
+      expect(queue.claim("w1", 1, 60_000)[0]!.id).toBe(job.id);
+      store.db
+        .prepare("UPDATE tw_jobs SET started_at = ?, lease_expires_at = ? WHERE id = ?")
+        .run(Date.now() - 10 * 60_000, Date.now() + 60_000, job.id);
+      return job.id;
+    } finally {
+      store.close();
+    }
+  }
+
+  it("lists a job running longer than --older-than though its lease is renewed", async () => {
+    const id = seedLongRunner();
+    const run = await tidewire(["jobs", db, "stuck", "--json"], dir);
+    expect(run.code).toBe(0);
+    const doc = JSON.parse(run.stdout);
+    expect(doc).toMatchObject({ ok: true, queue: "default", olderThanMs: 300_000 });
+    expect(doc.stuck).toHaveLength(1);
+    expect(doc.stuck[0]).toMatchObject({
+      reason: "running",
+      job: { id, state: "running", leaseOwner: "w1" },
+    });
+    expect(doc.stuck[0].forMs).toBeGreaterThanOrEqual(10 * 60_000);
+
+    const text = await tidewire(["jobs", "stuck", db, "--older-than", "5m"], dir);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(new RegExp(`^${id}\\s+running\\s+long\\s+1/3\\s+10m\\s+running\\s+w1$`, "m"));
+
+    const none = await tidewire(["jobs", db, "stuck", "--older-than", "20m"], dir);
+    expect(none.code).toBe(0);
+    expect(none.stdout).toMatch(/no job in queue default has been running or waiting longer than 20m/);
+  });
+
+  it("refuses a bad --older-than (exit 2)", async () => {
+    const run = await tidewire(["jobs", db, "stuck", "--older-than", "soon"], dir);
+    expect(run.code).toBe(2);
+    expectOneErrorLine(run, /older-than/);
+  });
+});
+
+describe("a file an older tidewire wrote", () => {
+  it("is brought up to date by jobs list and by status, instead of failing on a missing column", async () => {
+    const store = openStore(db);
+    store.db.exec("ALTER TABLE tw_jobs DROP COLUMN timeout_ms; PRAGMA user_version = 10;");
+    store.close();
+    const list = await tidewire(["jobs", db, "list", "--json"], dir);
+    expect(list.stderr).toBe("");
+    expect(list.code).toBe(0);
+    expect(JSON.parse(list.stdout).jobs.map((j: { timeoutMs: unknown }) => j.timeoutMs)).toContain(null);
+
+    const again = openStore(db);
+    again.db.exec("ALTER TABLE tw_jobs DROP COLUMN timeout_ms; PRAGMA user_version = 10;");
+    again.close();
+    const status = await tidewire(["status", db, "--json"], dir);
+    expect(status.stderr).toBe("");
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout).queues.default.pending).toBeGreaterThan(0);
+  });
+});
+
 describe("jobs cleanup", () => {
   it("removes finished jobs older than 7 days by default", async () => {
     const run = await tidewire(["jobs", db, "cleanup"], dir);

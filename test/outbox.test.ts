@@ -469,6 +469,8 @@ describe("bad input", () => {
       ["headers", call(() => ob.store("x", { headers: { n: 1n } }))],
       ["headers", call(() => ob.store("x", { headers: { f: () => 1 } }))],
       ["headers", call(() => ob.store("x", { headers: circular }))],
+      ["headers", call(() => ob.store("x", { headers: { m: new Map([["a", 1]]) } }))],
+      ["headers", call(() => ob.store("x", { headers: { when: [new Set([1])] } }))],
       ["priority", call(() => ob.store("x", { priority: 1.5 }))],
       ["priority", call(() => ob.store("x", { priority: Number.NaN }))],
       ["priority", call(() => ob.store("x", { priority: "9" as never }))],

@@ -230,11 +230,42 @@ describe("openStore files", () => {
     expect(() => openStore(dir)).toThrow(StoreError);
   });
 
-  it("opens an empty existing file as a new database", () => {
+  it("refuses an existing empty file with a clear error, leaving it as it was", () => {
+    const dir = tempDir();
+    const path = join(dir, "data.db");
+    writeFileSync(path, "");
+    let error: unknown;
+    try {
+      track(openStore(path));
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(StoreError);
+    expect((error as StoreError).code).toBe("ERR_EMPTY_FILE");
+    expect((error as Error).message).toBe(
+      `${path} is an empty file (0 bytes), not a database; delete it to start a new database there, or pass allowEmptyFile`,
+    );
+    expect(statSync(path).size).toBe(0);
+    expect(readdirSync(dir)).toEqual(["data.db"]);
+    expect(invalidArgument(() => openStore(path, { allowEmptyFile: "yes" as never })).argument).toBe(
+      "allowEmptyFile",
+    );
+  });
+
+  it("makes an existing empty file a new database with allowEmptyFile", () => {
     const path = dbPath();
     writeFileSync(path, "");
-    const store = track(openStore(path));
+    const store = track(openStore(path, { allowEmptyFile: true }));
     expect(pragma(store, "user_version")).toBe(SCHEMA_VERSION);
+  });
+
+  it("opens a new WAL database whose pages are still all in its -wal file", () => {
+    const path = dbPath();
+    const first = track(openStore(path));
+    new Queue(first).add("seen", { a: 1 });
+    // Until a checkpoint the main file may hold nothing; the database is the -wal file.
+    const second = track(openStore(path));
+    expect(new Queue(second).list().map((j) => j.type)).toEqual(["seen"]);
   });
 });
 

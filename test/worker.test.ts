@@ -208,6 +208,80 @@ describe.each(IMPLS)("Worker on $name", (impl) => {
     expect(q.get(job.id)).toMatchObject({ state: "failed", lastError: "plain string failure" });
   });
 
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
+  const thrown: Array<[string, () => unknown, RegExp]> = [
+    ["an object with no prototype", () => Object.create(null), /handler threw an object/],
+    [
+      "an object whose toString throws",
+      () => ({
+        toString() {
+          throw new Error("no toString for you");
+        },
+      }),
+      /handler threw an object/,
+    ],
+    ["a Symbol", () => Symbol("odd"), /handler threw Symbol\(odd\)/],
+    ["undefined", () => undefined, /handler threw undefined/],
+    ["null", () => null, /handler threw null/],
+    ["a frozen object", () => Object.freeze({ code: 7 }), /handler threw an object \{"code":7\}/],
+    [
+      "an Error whose message getter throws",
+      () =>
+        Object.defineProperty(new Error("x"), "message", {
+          get() {
+            throw new Error("getter");
+          },
+        }),
+      /^Error$/,
+    ],
+    [
+      "an object whose getters throw",
+      () => ({
+        get boom() {
+          throw new Error("getter");
+        },
+      }),
+      /handler threw an object/,
+    ],
+    ["a revoked Proxy", () => revoked.proxy, /handler threw/],
+    ["a number", () => 42, /handler threw 42/],
+    ["an empty string", () => "", /handler threw an empty string/],
+  ];
+  it.each(thrown)(
+    "turns a thrown %s into a failed attempt with a readable message",
+    async (_, make, text) => {
+      const unhandled: unknown[] = [];
+      const onUnhandled = (reason: unknown) => unhandled.push(reason);
+      process.on("unhandledRejection", onUnhandled);
+      try {
+        const q = impl.make();
+        const job = q.add("odd", null, { maxAttempts: 2 });
+        const w = worker(q, {
+          odd: async () => {
+            throw make();
+          },
+          fine: () => {},
+        });
+        const failed = next<FailedArgs>(w, "failed");
+        w.start();
+        const [, error, final] = await failed;
+        expect(final).toBe(false);
+        expect(error.message).toMatch(text);
+        expect(q.get(job.id)).toMatchObject({ state: "pending", attempts: 1 });
+        expect(q.get(job.id)!.lastError).toMatch(text);
+        // The worker (and the process) goes on.
+        const completed = next<[Job]>(w, "completed");
+        const fine = q.add("fine");
+        expect((await completed)[0].id).toBe(fine.id);
+        await sleep(20);
+        expect(unhandled).toEqual([]);
+      } finally {
+        process.off("unhandledRejection", onUnhandled);
+      }
+    },
+  );
+
   it.each(["mystery", "toString", "constructor", "hasOwnProperty", "__proto__"])(
     "fails a job of unknown type %s at once with an error naming the type",
     async (type) => {
@@ -378,6 +452,94 @@ describe.each(IMPLS)("Worker on $name", (impl) => {
     });
   });
 
+  it("fails an attempt that outlives the job's timeoutMs, aborts its signal and frees its slot", async () => {
+    const q = impl.make({ backoff: { baseMs: 60_000, jitter: 0 } });
+    const hung = q.add("hang", null, { timeoutMs: 100, maxAttempts: 2 });
+    expect(q.get(hung.id)!.timeoutMs).toBe(100);
+    let signal: AbortSignal | undefined;
+    const w = worker(
+      q,
+      {
+        hang: (_job, context) => {
+          signal = context.signal;
+          return new Promise(() => {}); // never settles
+        },
+        fine: () => {},
+      },
+      { concurrency: 1 },
+    );
+    const failed = next<FailedArgs>(w, "failed");
+    w.start();
+    const [job, error, final] = await failed;
+    expect(job.id).toBe(hung.id);
+    expect(error.message).toBe("timed out after 100 ms");
+    expect(final).toBe(false);
+    expect(signal!.aborted).toBe(true);
+    expect(String(signal!.reason)).toMatch(/timed out after 100 ms/);
+    expect(q.get(hung.id)).toMatchObject({
+      state: "pending",
+      attempts: 1,
+      lastError: "timed out after 100 ms",
+    });
+    // The one slot is free again though the handler never settled.
+    const completed = next<[Job]>(w, "completed");
+    const fine = q.add("fine");
+    expect((await completed)[0].id).toBe(fine.id);
+    // And stop() has no handler left to wait for.
+    await w.stop();
+  });
+
+  it("takes a type's timeout from the worker, the job's own winning over it", async () => {
+    const q = impl.make();
+    const quick = q.add("slow", { ms: 150 }, { maxAttempts: 1 });
+    const strict = q.add("slow", { ms: 150 }, { maxAttempts: 1, timeoutMs: 20 });
+    const other = q.add("other", { ms: 150 }, { maxAttempts: 1 });
+    const pause = (j: Job<{ ms: number }>) => sleep(j.payload.ms);
+    const w = worker(
+      q,
+      { slow: pause, other: pause },
+      { concurrency: 3, timeoutMs: 40, timeouts: { slow: 60_000 } },
+    );
+    w.start();
+    await waitFor(
+      () => [quick, strict, other].every((j) => ["completed", "failed"].includes(q.get(j.id)!.state)),
+      "all three settled",
+    );
+    expect(q.get(quick.id)!.state).toBe("completed");
+    expect(q.get(strict.id)).toMatchObject({ state: "failed", lastError: "timed out after 20 ms" });
+    expect(q.get(other.id)).toMatchObject({ state: "failed", lastError: "timed out after 40 ms" });
+  });
+
+  it("stop({ timeoutMs }) returns though a handler never settles, leaving its job to lease expiry", async () => {
+    const q = impl.make();
+    const hung = q.add("hang");
+    let signal: AbortSignal | undefined;
+    const w = worker(
+      q,
+      {
+        hang: (_job, context) => {
+          signal = context.signal;
+          return new Promise(() => {});
+        },
+      },
+      { leaseMs: 300 },
+    );
+    w.start();
+    await waitFor(() => signal !== undefined, "the handler started");
+    const before = performance.now();
+    await w.stop({ timeoutMs: 200 });
+    expect(performance.now() - before).toBeGreaterThanOrEqual(190);
+    expect(signal!.aborted).toBe(true);
+    expect(w.held).toBe(0);
+    // Still running, leased to the stopped worker, no longer renewed: the reaper takes it back.
+    expect(q.get(hung.id)).toMatchObject({ state: "running", leaseOwner: w.id });
+    await waitFor(() => {
+      q.reapExpired();
+      return q.get(hung.id)!.state === "pending";
+    }, "the lease to expire");
+    expect(q.get(hung.id)).toMatchObject({ attempts: 1, lastError: expect.stringMatching(/lease expired/) });
+  });
+
   it("picks up a job added in-process at once, without waiting for its poll", async () => {
     const q = impl.make();
     let failOnce = true;
@@ -483,6 +645,11 @@ describe("Worker arguments", () => {
     ["pollIntervalMs", () => new Worker(q(), {}, { pollIntervalMs: 0 })],
     ["leaseMs", () => new Worker(q(), {}, { leaseMs: -1 })],
     ["batchSize", () => new Worker(q(), {}, { batchSize: 0 })],
+    ["timeoutMs", () => new Worker(q(), {}, { timeoutMs: 0 })],
+    ["timeoutMs", () => new Worker(q(), {}, { timeoutMs: 2 ** 31 })],
+    ["timeouts.send", () => new Worker(q(), {}, { timeouts: { send: -5 } })],
+    ["timeouts", () => new Worker(q(), {}, { timeouts: 5 as unknown as Record<string, number> })],
+    ["timeoutMs", () => new Worker(q(), {}).stop({ timeoutMs: Number.NaN })],
     ["handlers", () => new Worker(q(), null as unknown as Handlers)],
     ["handlers.send", () => new Worker(q(), { send: "not a function" as unknown as () => void })],
     ["handlers.other", () => new Worker(q(), { ok: () => {}, other: undefined as unknown as () => void })],

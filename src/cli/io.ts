@@ -5,9 +5,10 @@
  */
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { InvalidArgumentError as UsageError } from "commander";
+import { Option, InvalidArgumentError as UsageError } from "commander";
 import ms from "ms";
 import { StoreError } from "../errors.js";
+import { SCHEMA_VERSION } from "../migrations.js";
 import { openStore, type Store } from "../store.js";
 
 /** The absolute path of a database a command reads; a command never creates one that is not there. */
@@ -33,9 +34,21 @@ export function openDatabase(db: string, write: boolean): Store {
       "ERR_NOT_TIDEWIRE",
     );
   }
-  if (!write) return store;
+  if (!write) return upToDate(store);
   store.close();
   return openStore(path);
+}
+
+/**
+ * A read-only store of a tidewire file an older tidewire wrote lacks columns
+ * this one reads (its queue would not even prepare): reopen it read-write, which
+ * migrates it. Any other store is returned as it is.
+ */
+export function upToDate(store: Store): Store {
+  const behind = (store.db.pragma("user_version", { simple: true }) as number) < SCHEMA_VERSION;
+  if (!store.readonly || !behind || !store.hasTable("tw_jobs")) return store;
+  store.close();
+  return openStore(store.path);
 }
 
 export function positiveInt(value: string): number {
@@ -68,6 +81,14 @@ export function duration(value: string): number {
     throw new UsageError("Expected a duration such as 7d, 12h, 30m or 90s.");
   }
   return n;
+}
+
+/** `--max-drift <duration>` of serve, sync and clock reset: the Replica's maxDriftMs. */
+export function maxDriftOption(): Option {
+  return new Option(
+    "--max-drift <duration>",
+    "refuse changes stamped further ahead of this machine's time than this, e.g. 60s, 5m (default 60s)",
+  ).argParser(duration);
 }
 
 export function nonEmpty(value: string): string {

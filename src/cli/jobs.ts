@@ -1,5 +1,5 @@
 /**
- * `tidewire jobs <db> list|stats|retry|cancel|cleanup`: the queue of a database
+ * `tidewire jobs <db> list|stats|stuck|retry|cancel|cleanup`: the queue of a database
  * file, seen and handled from a shell.
  *
  * Contract: the database must already exist (a typo in a path must not leave
@@ -39,8 +39,9 @@ interface ListFlags extends Common {
   order: "asc" | "desc";
 }
 
-const ACTIONS = ["list", "stats", "retry", "cancel", "cleanup"];
+const ACTIONS = ["list", "stats", "stuck", "retry", "cancel", "cleanup"];
 const DEFAULT_RETENTION = "7d";
+const DEFAULT_STUCK = "5m";
 
 export function registerJobs(program: Command): void {
   const jobs = commandGroup(program, "jobs", "inspect and manage the job queue in a database file", ACTIONS);
@@ -83,6 +84,44 @@ export function registerJobs(program: Command): void {
     );
     printText(table(["queue", flags.queue], rows));
   });
+
+  command(
+    jobs,
+    "stuck",
+    "list jobs running (even with a renewed lease) or waiting longer than a threshold, and running jobs whose lease expired",
+  )
+    .addOption(
+      new Option("--older-than <duration>", "how long counts as stuck, e.g. 5m, 30s, 2h")
+        .argParser(duration)
+        .default(duration(DEFAULT_STUCK), DEFAULT_STUCK),
+    )
+    .action((db: string, flags: Common & { olderThan: number }) => {
+      const { list, now } = withQueue(db, flags.queue, (queue) => ({
+        list: queue.stuck({ olderThanMs: flags.olderThan }),
+        now: queue.now(),
+      }));
+      const jobs = list.map((job) => ({ ...stuckFor(job, now), job }));
+      if (flags.json) {
+        printJson({ ok: true, queue: flags.queue, olderThanMs: flags.olderThan, stuck: jobs });
+        return;
+      }
+      printText(
+        jobs.length === 0
+          ? `no job in queue ${flags.queue} has been running or waiting longer than ${ms(flags.olderThan)}`
+          : table(
+              ["ID", "STATE", "TYPE", "ATTEMPTS", "FOR", "WHY", "LEASE OWNER"],
+              jobs.map(({ job, forMs, reason }) => [
+                String(job.id),
+                job.state,
+                job.type,
+                `${job.attempts}/${job.maxAttempts}`,
+                ms(forMs),
+                reason,
+                job.leaseOwner ?? "-",
+              ]),
+            ),
+      );
+    });
 
   command(jobs, "retry", "run a failed or cancelled job again, with a fresh set of attempts")
     .argument("<id>", "the job's id", positiveInt)
@@ -177,6 +216,14 @@ function withQueue<T>(db: string, queueName: string, fn: (queue: Queue) => T, wr
   } finally {
     store.close();
   }
+}
+
+/** Why `stuck` listed a job, and for how long it has been so. */
+function stuckFor(job: Job, now: number): { reason: string; forMs: number } {
+  if (job.state === "pending") return { reason: "waiting", forMs: Math.max(0, now - job.runAt) };
+  const forMs = Math.max(0, now - (job.startedAt ?? now));
+  if (job.leaseExpiresAt !== null && job.leaseExpiresAt < now) return { reason: "lease expired", forMs };
+  return { reason: "running", forMs };
 }
 
 function found(queue: Queue, id: number): Job {

@@ -12,6 +12,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { InvalidArgumentError } from "../errors.js";
+import { registerClock } from "./clock.js";
 import { registerConflicts } from "./conflicts.js";
 import { dbFirstArgv } from "./db-first.js";
 import { registerInit, registerUntrack } from "./init.js";
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(`tidewire: ${text.replace(/^error: /, "")}`) });
   registerConflicts(program);
+  registerClock(program);
   registerInit(program);
   registerUntrack(program);
   registerJobs(program);

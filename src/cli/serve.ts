@@ -7,7 +7,7 @@ import { type Command, Option, InvalidArgumentError as UsageError } from "comman
 import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT, startDaemon, stopOnSignals } from "../daemon/daemon.js";
 import { LOG_LEVELS, type LogLevel } from "../log.js";
 import { tableSpec } from "./init.js";
-import { duration, nonEmpty, nonNegativeInt, portNumber, positiveInt } from "./io.js";
+import { duration, maxDriftOption, nonEmpty, nonNegativeInt, portNumber, positiveInt } from "./io.js";
 
 interface ServeFlags {
   db: string;
@@ -28,6 +28,7 @@ interface ServeFlags {
   tlsKey?: string;
   redis?: string;
   meshBucket?: string[];
+  maxDrift?: number;
 }
 
 export function registerServe(program: Command): void {
@@ -90,6 +91,7 @@ export function registerServe(program: Command): void {
         "a table the hub accepts into a bucket (default: default) when a writer of that bucket first pushes it; other new tables need an admin token (repeat)",
       ).argParser(tableSpec),
     )
+    .addOption(maxDriftOption())
     .addOption(new Option("--tls-cert <file>", "serve HTTPS with this PEM certificate chain"))
     .addOption(new Option("--tls-key <file>", "the PEM private key of --tls-cert"))
     .addOption(
@@ -140,6 +142,7 @@ export function registerServe(program: Command): void {
         pingIntervalMs: flags.pingInterval,
         tls,
         mesh,
+        maxDriftMs: flags.maxDrift,
       });
       stopOnSignals(daemon);
     });

@@ -11,7 +11,7 @@
 import type { Command } from "commander";
 import { readStatus, type Status } from "../status.js";
 import { openStore } from "../store.js";
-import { existingDatabase, printJson, printText, table } from "./io.js";
+import { existingDatabase, printJson, printText, table, upToDate } from "./io.js";
 import { peersTable } from "./peers.js";
 
 export function registerStatus(program: Command): void {
@@ -22,7 +22,7 @@ export function registerStatus(program: Command): void {
     .option("--json", "print one JSON document on stdout")
     .action((db: string, flags: { json?: boolean }) => {
       const path = existingDatabase(db);
-      const store = openStore(path, { readonly: true });
+      const store = upToDate(openStore(path, { readonly: true }));
       let status: Status;
       try {
         status = readStatus(store);

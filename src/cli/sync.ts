@@ -20,7 +20,7 @@ import {
   type SyncPosition,
 } from "../sync/sync-manager.js";
 import { HttpTransport } from "../sync/transport-http.js";
-import { duration, existingDatabase, nonEmpty, printJson, printText } from "./io.js";
+import { duration, existingDatabase, maxDriftOption, nonEmpty, printJson, printText } from "./io.js";
 
 interface SyncFlags {
   remote: string;
@@ -31,6 +31,7 @@ interface SyncFlags {
   watch?: boolean;
   interval: number;
   maxBackoff: number;
+  maxDrift?: number;
   json?: boolean;
 }
 
@@ -63,11 +64,12 @@ export function registerSync(program: Command): void {
         .argParser(duration)
         .default(30_000),
     )
+    .addOption(maxDriftOption())
     .option("--json", "print one JSON summary on stdout")
     .action(async (db: string, flags: SyncFlags) => {
       const path = existingDatabase(db);
       const transport = new HttpTransport(flags.remote, { token: flags.token });
-      const replica = Replica.open(path);
+      const replica = Replica.open(path, { maxDriftMs: flags.maxDrift });
       try {
         const manager = new SyncManager(replica, transport, {
           direction: flags.direction,

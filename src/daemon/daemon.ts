@@ -99,6 +99,8 @@ export interface DaemonOptions extends PeerJobOptions {
   mesh?: { redis: string; buckets?: string[]; prefix?: string; maxLen?: number };
   /** Serve HTTPS: PEM files of the certificate chain and its private key (both, or neither). */
   tls?: { certFile: string; keyFile: string };
+  /** Refuse changes stamped further ahead of this machine's time than this, ms (the Replica's, default 60,000). */
+  maxDriftMs?: number;
 }
 
 export interface Daemon {
@@ -146,7 +148,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   try {
     const queue = new Queue(store);
     // A relay: it keeps and serves the log of buckets whose tables it does not have.
-    const replica = Replica.attach(store, { relay: true });
+    const replica = Replica.attach(store, { relay: true, maxDriftMs: options.maxDriftMs });
     // Peer work: PingPeer and SyncBucket jobs, enqueued by two periodic jobs (src/daemon/sync-jobs.ts).
     const peers = new Peers(store);
     const cursors = new CursorStore(store, { flushIntervalMs: 0 });

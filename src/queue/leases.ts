@@ -21,7 +21,7 @@ import type { BackoffOptions, Job, Settlement, SettleResult } from "./types.js";
  * every column (RETURNING *) made the claim ~1.5x slower, all of it spent building values.
  */
 const CLAIMED_COLUMNS =
-  "id, type, payload, priority, run_at, attempts, max_attempts, backoff, key, last_error, created_at";
+  "id, type, payload, priority, run_at, attempts, max_attempts, backoff, key, last_error, timeout_ms, created_at";
 type ClaimedRow = Pick<
   JobRow,
   | "id"
@@ -34,6 +34,7 @@ type ClaimedRow = Pick<
   | "backoff"
   | "key"
   | "last_error"
+  | "timeout_ms"
   | "created_at"
 >;
 
@@ -146,6 +147,7 @@ export class Leases {
       leaseOwner: owner,
       leaseExpiresAt: now + leaseMs,
       lastError: r.last_error,
+      timeoutMs: r.timeout_ms,
       createdAt: r.created_at,
       startedAt: now,
       finishedAt: null,

@@ -24,6 +24,7 @@ import {
   type QueueStats,
   type Settlement,
   type SettleResult,
+  type StuckOptions,
 } from "./types.js";
 import {
   checkFrom,
@@ -34,7 +35,7 @@ import {
   normalizeAdd,
   normalizeCleanup,
   normalizeList,
-  normalizeStuckWait,
+  normalizeStuck,
   pendingJob,
 } from "./validate.js";
 
@@ -173,14 +174,15 @@ export class MemoryQueue implements JobQueue {
     };
   }
 
-  stuck(options?: { pendingForMs?: number }): Job[] {
-    const wait = normalizeStuckWait(options);
+  stuck(options?: StuckOptions): Job[] {
+    const { olderThanMs, pendingForMs } = normalizeStuck(options);
     const now = this.now();
     return [...this.jobs.values()]
       .filter(
         (j) =>
-          (j.state === "running" && (j.leaseExpiresAt ?? 0) < now) ||
-          (j.state === "pending" && j.runAt < now - wait),
+          (j.state === "running" &&
+            ((j.leaseExpiresAt ?? 0) < now || (j.startedAt ?? now) < now - olderThanMs)) ||
+          (j.state === "pending" && j.runAt < now - pendingForMs),
       )
       .map(copy);
   }

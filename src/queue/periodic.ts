@@ -128,5 +128,6 @@ export function periodicJob(
     maxAttempts: s.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
     backoff: null,
     key: null,
+    timeoutMs: null,
   };
 }

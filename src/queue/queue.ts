@@ -35,6 +35,7 @@ import {
   type Settlement,
   type SettleResult,
   type SortBy,
+  type StuckOptions,
 } from "./types.js";
 import {
   checkFrom,
@@ -45,7 +46,7 @@ import {
   normalizeAdd,
   normalizeCleanup,
   normalizeList,
-  normalizeStuckWait,
+  normalizeStuck,
   pendingJob,
 } from "./validate.js";
 
@@ -61,7 +62,7 @@ const KEY_FREE = `(key IS NULL OR NOT EXISTS (
   SELECT 1 FROM tw_jobs AS other
    WHERE other.queue = tw_jobs.queue AND other.key = tw_jobs.key
      AND other.state IN ('pending', 'running') AND other.id <> tw_jobs.id))`;
-/** Rows per bulk INSERT: 100 rows x 8 values stays far below SQLite's 32,766 bound parameters. */
+/** Rows per bulk INSERT: 100 rows x 9 values stays far below SQLite's 32,766 bound parameters. */
 const BULK_ROWS = 100;
 const ORDER_COLUMN: Record<SortBy, string> = { created: "id", priority: "priority", runAt: "run_at" };
 
@@ -90,14 +91,14 @@ export class Queue implements JobQueue {
     const db = this.db;
     this.sql = {
       insert: db.prepare<
-        [string, string, string, number, number, number, string | null, string | null, number]
+        [string, string, string, number, number, number, string | null, string | null, number | null, number]
       >(
-        `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, created_at)
-         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, timeout_ms, created_at)
+         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)`,
       ),
       insertBulk: db.prepare<unknown[]>(
-        `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, created_at)
-         VALUES ${Array.from({ length: BULK_ROWS }, () => "(?, ?, ?, 'pending', ?, ?, ?, ?, NULL, ?)").join(", ")}
+        `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, timeout_ms, created_at)
+         VALUES ${Array.from({ length: BULK_ROWS }, () => "(?, ?, ?, 'pending', ?, ?, ?, ?, NULL, ?, ?)").join(", ")}
          RETURNING id`,
       ),
       byKey: db.prepare<[string, string]>(
@@ -126,8 +127,9 @@ export class Queue implements JobQueue {
       oldestPending: db.prepare<[string, number]>(
         `SELECT min(run_at) AS t FROM tw_jobs WHERE queue = ? AND state = 'pending' AND run_at <= ?`,
       ),
-      stuck: db.prepare<{ queue: string; now: number; pendingBefore: number }>(
-        `SELECT * FROM tw_jobs WHERE queue = @queue AND state = 'running' AND lease_expires_at < @now
+      stuck: db.prepare<{ queue: string; now: number; startedBefore: number; pendingBefore: number }>(
+        `SELECT * FROM tw_jobs WHERE queue = @queue AND state = 'running'
+            AND (lease_expires_at < @now OR started_at < @startedBefore)
          UNION ALL
          SELECT * FROM tw_jobs WHERE queue = @queue AND state = 'pending' AND run_at < @pendingBefore
          ORDER BY id`,
@@ -196,7 +198,17 @@ export class Queue implements JobQueue {
       const args: unknown[] = [];
       for (const i of chunk) {
         const r = rows[i]!;
-        args.push(this.name, r.type, r.payload, r.priority, r.runAt, r.maxAttempts, r.backoff, now);
+        args.push(
+          this.name,
+          r.type,
+          r.payload,
+          r.priority,
+          r.runAt,
+          r.maxAttempts,
+          r.backoff,
+          r.timeoutMs,
+          now,
+        );
       }
       const ids = (this.sql.insertBulk.all(args) as Array<{ id: number }>)
         .map((r) => r.id)
@@ -225,6 +237,7 @@ export class Queue implements JobQueue {
       r.maxAttempts,
       r.backoff,
       r.key,
+      r.timeoutMs,
       now,
     );
     return this.newJob(Number(info.lastInsertRowid), r, now);
@@ -315,11 +328,21 @@ export class Queue implements JobQueue {
     };
   }
 
-  /** Running jobs whose lease has expired, and due jobs that have waited longer than `pendingForMs`. */
-  stuck(options?: { pendingForMs?: number }): Job[] {
-    const wait = normalizeStuckWait(options);
+  /**
+   * Running jobs whose lease has expired or that started more than `olderThanMs` ago (a
+   * renewed lease does not hide a handler that never ends), and due jobs that have waited
+   * longer than `pendingForMs`.
+   */
+  stuck(options?: StuckOptions): Job[] {
+    const { olderThanMs, pendingForMs } = normalizeStuck(options);
     const now = this.now();
-    return (this.sql.stuck.all({ queue: this.name, now, pendingBefore: now - wait }) as JobRow[]).map(toJob);
+    const rows = this.sql.stuck.all({
+      queue: this.name,
+      now,
+      startedBefore: now - olderThanMs,
+      pendingBefore: now - pendingForMs,
+    }) as JobRow[];
+    return rows.map(toJob);
   }
 
   cleanup(options?: CleanupOptions): number {

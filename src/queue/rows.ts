@@ -19,6 +19,7 @@ export interface JobRow {
   lease_owner: string | null;
   lease_expires_at: number | null;
   last_error: string | null;
+  timeout_ms: number | null;
   created_at: number;
   started_at: number | null;
   finished_at: number | null;
@@ -40,6 +41,7 @@ export function toJob(r: JobRow): Job {
     leaseOwner: r.lease_owner,
     leaseExpiresAt: r.lease_expires_at,
     lastError: r.last_error,
+    timeoutMs: r.timeout_ms,
     createdAt: r.created_at,
     startedAt: r.started_at,
     finishedAt: r.finished_at,

@@ -32,6 +32,8 @@ export interface Job<P = unknown> {
   leaseOwner: string | null;
   leaseExpiresAt: number | null;
   lastError: string | null;
+  /** This job's own limit on one attempt, ms (null: the worker's limit for its type, if any). */
+  timeoutMs: number | null;
   createdAt: number;
   startedAt: number | null;
   finishedAt: number | null;
@@ -47,6 +49,11 @@ export interface AddOptions {
   backoff?: BackoffOptions;
   /** Unique among the queue's unfinished jobs: adding a taken key returns the existing job. */
   key?: string;
+  /**
+   * An attempt that runs longer fails ("timed out after N ms") and is retried along the
+   * backoff; the handler's signal is aborted. Wins over the worker's limit for the type.
+   */
+  timeoutMs?: number;
 }
 
 export interface AddManyItem<P = unknown> {
@@ -71,6 +78,13 @@ export interface QueueStats extends Record<JobState, number> {
   averageAttempts: number;
   /** How long the oldest due pending job has waited, ms (0 when none). */
   oldestPendingAgeMs: number;
+}
+
+export interface StuckOptions {
+  /** A running job started longer ago than this is stuck, even while its lease is renewed (default 5 min). */
+  olderThanMs?: number;
+  /** A due pending job that has waited longer than this is stuck (default: olderThanMs). */
+  pendingForMs?: number;
 }
 
 export interface CleanupOptions {
@@ -116,7 +130,7 @@ export interface JobQueue {
   retry(id: number): boolean;
   cancel(id: number): boolean;
   stats(): QueueStats;
-  stuck(options?: { pendingForMs?: number }): Job[];
+  stuck(options?: StuckOptions): Job[];
   cleanup(options?: CleanupOptions): number;
   every(name: string, everyMs: number, type: string, payload?: unknown, options?: PeriodicOptions): void;
   cron(name: string, expression: string, type: string, payload?: unknown, options?: PeriodicOptions): void;

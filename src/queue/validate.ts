@@ -13,6 +13,7 @@ import {
   type JobState,
   type ListOptions,
   type SortBy,
+  type StuckOptions,
 } from "./types.js";
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
@@ -29,6 +30,7 @@ export interface NormalizedAdd {
   maxAttempts: number;
   backoff: string | null;
   key: string | null;
+  timeoutMs: number | null;
 }
 
 export function checkName(argument: string, value: unknown): string {
@@ -56,9 +58,31 @@ function strictReplacer(this: unknown, key: string, value: unknown): unknown {
     case "undefined":
       if (Array.isArray(this)) throw new Error(`${describeKey(key)} is undefined`);
       return value;
+    case "object": {
+      // toJSON has run already (a Date is its ISO string by now). What is left must be
+      // plain: JSON would store a Map, a Set or a class instance as {} or a bag of fields.
+      const kind = foreignKind(value);
+      if (kind !== null)
+        throw new Error(
+          `${describeKey(key)} is ${kind}, which JSON cannot keep; convert it to a plain object or array`,
+        );
+      return value;
+    }
     default:
       return value;
   }
+}
+
+const BOXED = new Set<unknown>([Number.prototype, String.prototype, Boolean.prototype]);
+
+/** null for a value JSON keeps as it is (plain object, array, boxed primitive), else what it is. */
+function foreignKind(value: object | null): string | null {
+  if (value === null || Array.isArray(value)) return null;
+  const proto = Object.getPrototypeOf(value);
+  if (proto === Object.prototype || proto === null || BOXED.has(proto)) return null;
+  const tag = Object.prototype.toString.call(value).slice(8, -1);
+  const name = typeof proto?.constructor === "function" ? proto.constructor.name : "";
+  return `a ${tag !== "Object" ? tag : name || "class instance"}`;
 }
 
 function describeKey(key: string): string {
@@ -89,7 +113,10 @@ export function encodePayload(argument: string, payload: unknown): [text: string
   try {
     text = JSON.stringify(payload, strictReplacer);
   } catch (err) {
-    throw new InvalidArgumentError(argument, `is not JSON-serialisable: ${(err as Error).message}`);
+    const message = (err as Error).message;
+    // V8's words for a cycle run to several lines of path; one sentence says it.
+    const why = /circular/i.test(message) ? "it contains a cycle (an object that contains itself)" : message;
+    throw new InvalidArgumentError(argument, `is not JSON-serialisable: ${why}`);
   }
   if (text === undefined) throw new InvalidArgumentError(argument, "is not JSON-serialisable");
   return [text, JSON.parse(text)];
@@ -135,6 +162,17 @@ export function checkInteger(argument: string, value: unknown, min: number): num
 export function checkDuration(argument: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
     throw new InvalidArgumentError(argument, `must be a finite number of ms >= 0, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** A time limit: a whole number of ms, at least 1, at most what setTimeout can wait (~24.8 days). */
+export function checkTimeout(argument: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
+    throw new InvalidArgumentError(
+      argument,
+      `must be a whole number of ms from 1 to ${2 ** 31 - 1}, got ${String(value)}`,
+    );
   }
   return value;
 }
@@ -187,6 +225,7 @@ export function normalizeAdd(
       : checkInteger(`${argPrefix}maxAttempts`, o.maxAttempts, 1);
   validateBackoff(`${argPrefix}backoff`, o.backoff);
   const key = o.key === undefined || o.key === null ? null : checkName(`${argPrefix}key`, o.key);
+  const timeoutMs = o.timeoutMs === undefined ? null : checkTimeout(`${argPrefix}timeoutMs`, o.timeoutMs);
   return {
     type: name,
     payload: text,
@@ -196,6 +235,7 @@ export function normalizeAdd(
     maxAttempts,
     backoff: o.backoff ? JSON.stringify(o.backoff) : null,
     key,
+    timeoutMs,
   };
 }
 
@@ -256,10 +296,20 @@ export function normalizeCleanup(options: CleanupOptions | undefined): {
   return { olderThanMs, states };
 }
 
-/** stuck's threshold: how long a due job may wait before it counts as stuck (5 minutes by default). */
-export function normalizeStuckWait(options: { pendingForMs?: number } | undefined): number {
-  const wait = options?.pendingForMs;
-  return wait === undefined ? 300_000 : checkDuration("pendingForMs", wait);
+/**
+ * stuck's thresholds: how long a job may run (olderThanMs, 5 minutes by default) and how long a
+ * due job may wait (pendingForMs, olderThanMs by default) before it counts as stuck.
+ */
+export function normalizeStuck(options: StuckOptions | undefined): {
+  olderThanMs: number;
+  pendingForMs: number;
+} {
+  const o = options ?? {};
+  if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+  const olderThanMs = o.olderThanMs === undefined ? 300_000 : checkDuration("olderThanMs", o.olderThanMs);
+  const pendingForMs =
+    o.pendingForMs === undefined ? olderThanMs : checkDuration("pendingForMs", o.pendingForMs);
+  return { olderThanMs, pendingForMs };
 }
 
 /** The Job a freshly added row is, before anyone has read it back. */
@@ -279,6 +329,7 @@ export function pendingJob(id: number, queue: string, r: NormalizedAdd, now: num
     leaseOwner: null,
     leaseExpiresAt: null,
     lastError: null,
+    timeoutMs: r.timeoutMs,
     createdAt: now,
     startedAt: null,
     finishedAt: null,

@@ -9,7 +9,12 @@
  * writes their outcomes. A handler gets an AbortSignal that fires when the
  * worker learns, at a lease renewal, that the job is no longer its own
  * (cancelled, or reaped after a lapse): the outcome would be dropped anyway,
- * so a long handler should stop. Events: "completed" (job), "failed" (job,
+ * so a long handler should stop. An attempt that outlives its time limit (the
+ * job's `timeoutMs`, else the worker's for its type) fails at once, "timed out
+ * after N ms", and is retried along the backoff: its signal is aborted, its
+ * slot is freed, and whatever the handler does later is ignored. `stop({
+ * timeoutMs })` returns after that long even if a handler never settles:
+ * those jobs keep their lease until it expires and the reaper takes them. Events: "completed" (job), "failed" (job,
  * error, final), "stale" (job: its lease was lost before the outcome was
  * written), "error" (err: the queue itself failed; the worker keeps polling).
  */
@@ -19,10 +24,15 @@ import { EventEmitter } from "node:events";
 import { hostname } from "node:os";
 import { InvalidArgumentError } from "../errors.js";
 import { jobDuration, jobsCompleted, jobsFailed } from "../metrics.js";
+import { describeThrown, UnrecoverableError } from "./thrown.js";
 import type { Job, JobQueue, Settlement } from "./types.js";
+import { checkTimeout } from "./validate.js";
 
 export interface HandlerContext {
-  /** Aborted when the job's lease is lost (the job was cancelled or reaped); its outcome will be dropped. */
+  /**
+   * Aborted when the job's lease is lost (the job was cancelled or reaped), when the attempt
+   * timed out, or when `stop({ timeoutMs })` gave up waiting: its outcome will be dropped.
+   */
   signal: AbortSignal;
 }
 
@@ -47,12 +57,30 @@ export interface WorkerOptions {
    * (default false: every job is claimed, and one with no handler fails at once).
    */
   handledTypesOnly?: boolean;
+  /** Time limit of one attempt of any job, ms (default: none). A job's own timeoutMs wins. */
+  timeoutMs?: number;
+  /** Time limit of one attempt per job type, ms; wins over `timeoutMs`, loses to the job's own. */
+  timeouts?: Record<string, number>;
 }
 
-/** Throw this from a handler to fail the job at once, with no retry. */
-export class UnrecoverableError extends Error {
-  override name = "UnrecoverableError";
+export interface StopOptions {
+  /**
+   * Wait at most this long for running handlers (default: for ever). Those still running are
+   * aborted and abandoned: their leases are no longer renewed, so they return to pending
+   * (an attempt spent) when the lease expires, and their outcome is never written.
+   */
+  timeoutMs?: number;
 }
+
+/** The error of an attempt that outlived its time limit. */
+export class JobTimeoutError extends Error {
+  override name = "JobTimeoutError";
+  constructor(readonly timeoutMs: number) {
+    super(`timed out after ${timeoutMs} ms`);
+  }
+}
+
+export { UnrecoverableError };
 
 export class Worker extends EventEmitter {
   readonly id: string;
@@ -62,6 +90,10 @@ export class Worker extends EventEmitter {
   private readonly batchSize: number;
   private readonly reapIntervalMs: number;
   private readonly types: readonly string[] | undefined;
+  private readonly timeoutMs: number | null;
+  private readonly timeouts: ReadonlyMap<string, number>;
+  /** Bumped when stop({ timeoutMs }) abandons running handlers: their outcomes are then dropped. */
+  private generation = 0;
   private readonly buffer: Job[] = [];
   private readonly outcomes: Settlement[] = [];
   private readonly durations = new Map<number, number>();
@@ -100,6 +132,12 @@ export class Worker extends EventEmitter {
       options.reapIntervalMs ?? Math.min(5_000, this.leaseMs),
     );
     this.types = options.handledTypesOnly ? Object.keys(handlers) : undefined;
+    this.timeoutMs = options.timeoutMs === undefined ? null : checkTimeout("timeoutMs", options.timeoutMs);
+    if (options.timeouts !== undefined && (options.timeouts === null || typeof options.timeouts !== "object"))
+      throw new InvalidArgumentError("timeouts", "must be an object mapping job types to ms");
+    this.timeouts = new Map(
+      Object.entries(options.timeouts ?? {}).map(([type, t]) => [type, checkTimeout(`timeouts.${type}`, t)]),
+    );
     this.id = options.id ?? `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
   }
 
@@ -123,8 +161,14 @@ export class Worker extends EventEmitter {
     return this;
   }
 
-  /** Stops claiming, releases unstarted jobs, waits for running handlers, writes their outcomes. */
-  stop(): Promise<void> {
+  /**
+   * Stops claiming, releases unstarted jobs, waits for running handlers (at most
+   * `timeoutMs`, when given), writes their outcomes.
+   */
+  stop(options: StopOptions = {}): Promise<void> {
+    if (options === null || typeof options !== "object")
+      throw new InvalidArgumentError("options", "must be an object");
+    const limit = options.timeoutMs === undefined ? null : checkTimeout("timeoutMs", options.timeoutMs);
     if (this.stopping) return this.stopping;
     this.running = false;
     this.unsubscribe?.();
@@ -134,12 +178,38 @@ export class Worker extends EventEmitter {
     this.stopping = (async () => {
       const unstarted = this.buffer.splice(0);
       if (unstarted.length > 0) this.guard(() => this.queue.release(this.id, unstarted));
-      while (this.inFlight > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
+      const deadline = limit === null ? null : performance.now() + limit;
+      while (this.inFlight > 0) {
+        const left = deadline === null ? null : deadline - performance.now();
+        if (left !== null && left <= 0) {
+          this.abandon(limit!);
+          break;
+        }
+        await new Promise<void>((r) => {
+          this.idleWaiters.push(r);
+          if (left !== null) setTimeout(r, left);
+        });
+      }
       this.flush();
       if (this.leaseTimer) clearInterval(this.leaseTimer);
       this.leaseTimer = null;
     })();
     return this.stopping;
+  }
+
+  /** stop() waited long enough: drop the running handlers, leaving their jobs to lease expiry. */
+  private abandon(waitedMs: number): void {
+    this.generation++;
+    for (const [job, context] of this.contexts) {
+      context.abort(
+        new Error(
+          `worker ${this.id} stopped after waiting ${waitedMs} ms; job ${job.id} is left to lease expiry`,
+        ),
+      );
+      this.durations.delete(job.id);
+    }
+    this.contexts.clear();
+    this.inFlight = 0;
   }
 
   private wake(): void {
@@ -189,29 +259,54 @@ export class Worker extends EventEmitter {
         continue;
       }
       this.inFlight++;
-      void this.run(job);
+      // run() catches what a handler throws; this catch is for a bug of ours, which must not
+      // become an unhandled rejection that ends the process (in the daemon, the hub).
+      this.run(job).catch((err) =>
+        this.guard(() => {
+          throw err;
+        }),
+      );
     }
     if (lapsed.length > 0) this.guard(() => this.queue.release(this.id, lapsed));
   }
 
   private async run(job: Job): Promise<void> {
     const started = performance.now();
+    const generation = this.generation;
     let outcome: Settlement;
     // Own properties only: a job of type "toString" or "__proto__" must not find Object.prototype's.
     const handler = Object.hasOwn(this.handlers, job.type) ? this.handlers[job.type] : undefined;
     const context = new LazyContext();
     this.contexts.set(job, context);
+    const limit = job.timeoutMs ?? this.timeouts.get(job.type) ?? this.timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
     try {
       if (!handler)
         throw new UnrecoverableError(`no handler for job type "${job.type}" in worker ${this.id}`);
-      await handler(job, context);
+      const work = handler(job, context);
+      if (limit === null) await work;
+      else {
+        // The handler may never settle: the attempt ends at the limit all the same, and its
+        // promise is left behind (race subscribed to it, so a late rejection is handled).
+        const expired = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            const err = new JobTimeoutError(limit);
+            context.abort(err);
+            reject(err);
+          }, limit);
+        });
+        await Promise.race([work, expired]);
+      }
       outcome = { job, ok: true };
     } catch (err) {
-      const e = err instanceof Error ? err : new Error(String(err));
-      outcome = { job, ok: false, error: e.message || e.name, retry: !(e instanceof UnrecoverableError) };
+      const { message, unrecoverable } = describeThrown(err);
+      outcome = { job, ok: false, error: message, retry: !unrecoverable };
     } finally {
-      this.contexts.delete(job);
+      clearTimeout(timer);
+      if (generation === this.generation) this.contexts.delete(job);
     }
+    // stop({ timeoutMs }) gave up on this handler: its job is left to lease expiry.
+    if (generation !== this.generation) return;
     this.durations.set(job.id, (performance.now() - started) / 1000);
     this.outcomes.push(outcome);
     this.inFlight--;

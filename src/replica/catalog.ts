@@ -45,7 +45,7 @@ export class Catalog {
   private readonly relayedByName = new Map<string, TrackedTable>();
   private readonly byId = new Map<number, TrackedTable>();
   private readonly sql: { all: Database.Statement; foreignKeys: Database.Statement };
-  /** Old names of tables renamed here (null: a file from before migration 14, read as it is). */
+  /** Old names of tables renamed here (null: a file from before migration 12, read as it is). */
   private readonly renames: Database.Statement | null;
   private readonly aliases = new Map<string, TrackedTable>();
   /**

@@ -130,6 +130,14 @@ export class Clock {
     }
   }
 
+  /**
+   * Sets the clock and sequence counter as given, even backwards: only for the
+   * clock reset (clock-reset.ts), which has made sure no log entry is newer.
+   */
+  set(hlc: bigint, seq: bigint): void {
+    this.sql.set.run(hlc, seq);
+  }
+
   /** Turns capture off (or back on) for this transaction's own writes. */
   suppress(on: boolean): void {
     this.sql.suppress.run(on ? 1 : 0);
@@ -145,5 +153,6 @@ function prepare(db: Database.Database) {
       .safeIntegers(true),
     observe: db.prepare("UPDATE tw_clock SET hlc = MAX(hlc, ?), seq = MAX(seq, ?)"),
     suppress: db.prepare("UPDATE tw_clock SET suppress = ?"),
+    set: db.prepare("UPDATE tw_clock SET hlc = ?, seq = ?"),
   };
 }

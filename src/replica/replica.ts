@@ -18,6 +18,7 @@ import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { openStore, type Store, type StoreOptions } from "../store.js";
 import { Applier, type ApplyOptions, type ApplyResult } from "./apply.js";
 import { Catalog } from "./catalog.js";
+import { type ClockResetOptions, type ClockResetResult, resetClock } from "./clock-reset.js";
 import {
   type Conflict,
   type ConflictCounts,
@@ -315,6 +316,23 @@ export class Replica {
     return String(this.clock.read().seq);
   }
 
+  /**
+   * Recovers from a clock that ran ahead: re-stamps this node's own changes
+   * stamped beyond the drift window and sets the clock back (see clock-reset.ts).
+   */
+  resetClock(options: ClockResetOptions = {}): ClockResetResult {
+    if (options === null || typeof options !== "object")
+      throw new InvalidArgumentError("options", "must be an object");
+    const drift = options.maxDriftMs ?? this.clock.maxDriftMs;
+    checkMs("maxDriftMs", drift);
+    const now = options.now ?? Date.now();
+    checkMs("now", now);
+    return this.store.write(() => {
+      this.ingester.ingest();
+      return resetClock(this.store.db, this.clock, drift, now);
+    });
+  }
+
   stats(): ReplicaStats {
     this.catchUp();
     return { ...this.log.stats(), staged: this.ingester.staged() };
@@ -365,8 +383,11 @@ function checkOptions(options: ReplicaOptions): void {
   if (chunk !== undefined && (!Number.isSafeInteger(chunk) || chunk < 1)) {
     throw new InvalidArgumentError("ingestChunk", `must be a whole number >= 1, got ${String(chunk)}`);
   }
-  const d = options.maxDriftMs;
-  if (d !== undefined && (typeof d !== "number" || !Number.isFinite(d) || d < 0)) {
-    throw new InvalidArgumentError("maxDriftMs", `must be a finite number of ms >= 0, got ${String(d)}`);
+  if (options.maxDriftMs !== undefined) checkMs("maxDriftMs", options.maxDriftMs);
+}
+
+function checkMs(argument: string, d: unknown): void {
+  if (typeof d !== "number" || !Number.isFinite(d) || d < 0) {
+    throw new InvalidArgumentError(argument, `must be a finite number of ms >= 0, got ${String(d)}`);
   }
 }
