@@ -21,6 +21,9 @@ interface ServeFlags {
   syncInterval: number;
   pingInterval: number;
   requestTimeout: number;
+  busyTimeout: number;
+  lockWait: number;
+  metricsToken?: string;
   tlsCert?: string;
   tlsKey?: string;
   redis?: string;
@@ -77,6 +80,28 @@ export function registerServe(program: Command): void {
         .argParser(duration)
         .default(30_000, "30s"),
     )
+    .addOption(
+      new Option(
+        "--busy-timeout <duration>",
+        "how long the daemon's connection waits for another program's write lock (it blocks every endpoint meanwhile)",
+      )
+        .argParser(duration)
+        .default(20, "20ms"),
+    )
+    .addOption(
+      new Option(
+        "--lock-wait <duration>",
+        "how long a sync request waits, off the event loop, for another program's write lock before 503 (and /readyz fails past it)",
+      )
+        .argParser(duration)
+        .default(2_000, "2s"),
+    )
+    .addOption(
+      new Option(
+        "--metrics-token <token>",
+        "GET /metrics needs this bearer token (default: /metrics is public)",
+      ),
+    )
     .addOption(new Option("--tls-cert <file>", "serve HTTPS with this PEM certificate chain"))
     .addOption(new Option("--tls-key <file>", "the PEM private key of --tls-cert"))
     .addOption(
@@ -115,6 +140,9 @@ export function registerServe(program: Command): void {
         insecure: flags.insecure,
         rateLimitPerSecond: flags.rateLimit,
         requestTimeoutMs: flags.requestTimeout,
+        busyTimeoutMs: Math.round(flags.busyTimeout),
+        lockWaitMs: Math.round(flags.lockWait),
+        metricsToken: flags.metricsToken,
         syncIntervalMs: flags.syncInterval,
         pingIntervalMs: flags.pingInterval,
         tls,

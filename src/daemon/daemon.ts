@@ -40,6 +40,7 @@ import {
   peerPinSources,
   schedulePeerJobs,
 } from "./sync-jobs.js";
+import { DAEMON_BUSY_TIMEOUT_MS, DEFAULT_LOCK_WAIT_MS, WriteGate } from "./write-gate.js";
 
 export const DEFAULT_DB_PATH = "./data/tidewire.db";
 export const DEFAULT_HOST = "127.0.0.1";
@@ -89,6 +90,16 @@ export interface DaemonOptions extends PeerJobOptions {
    * (default: the buckets its tables and relayed tables carry, or "default").
    */
   mesh?: { redis: string; buckets?: string[]; prefix?: string; maxLen?: number };
+  /**
+   * How long the daemon's connection waits for another program's write lock
+   * before SQLite gives up, ms (default 20). It blocks the event loop, so it
+   * stays short: requests wait longer off the loop (`lockWaitMs`).
+   */
+  busyTimeoutMs?: number;
+  /** How long a sync request waits for another program's write lock before its 503, ms (default 2,000). */
+  lockWaitMs?: number;
+  /** GET /metrics needs this bearer token (default: /metrics is public). */
+  metricsToken?: string;
   /** Serve HTTPS: PEM files of the certificate chain and its private key (both, or neither). */
   tls?: { certFile: string; keyFile: string };
 }
@@ -113,6 +124,14 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const host = options.host ?? DEFAULT_HOST;
   const port = checkInteger("port", options.port ?? DEFAULT_PORT, 0);
   const requestTimeoutMs = checkInteger("requestTimeoutMs", options.requestTimeoutMs ?? 30_000, 0);
+  const busyTimeoutMs = checkInteger("busyTimeoutMs", options.busyTimeoutMs ?? DAEMON_BUSY_TIMEOUT_MS, 0);
+  const lockWaitMs = checkInteger("lockWaitMs", options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS, 0);
+  const { metricsToken } = options;
+  if (
+    metricsToken !== undefined &&
+    (typeof metricsToken !== "string" || !/^[\x21-\x7e]{16,512}$/.test(metricsToken))
+  )
+    throw new InvalidArgumentError("metricsToken", "must be 16 to 512 printable characters without spaces");
   if (port > 65_535) throw new InvalidArgumentError("port", `must be at most 65535, got ${port}`);
   for (const type of Object.keys(options.handlers ?? {})) {
     if (type in MAINTENANCE_JOBS || PEER_JOB_TYPES.includes(type)) {
@@ -130,6 +149,10 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const logger = options.logger ?? createLogger({ level: options.logLevel });
   const startedAt = Date.now();
   const store = openStore(dbPath);
+  // Opened with the long busy wait (start-up may wait for a lock), then shortened: from here on
+  // every call runs on the event loop, and one that meets a lock must fail fast (WriteGate waits).
+  store.setBusyWait(busyTimeoutMs, { attempts: 1, baseMs: 5, maxMs: 5 });
+  const gate = new WriteGate(store, { waitMs: lockWaitMs });
   let app: ReturnType<typeof Server.buildServer> | undefined;
   let mesh: RedisStreamsTransport | undefined;
   let unwatch: (() => void) | undefined;
@@ -183,9 +206,19 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     // Changes that came through the mesh wake the hub's live subscribers as a push would.
     mesh?.on("applied", (e) => e.applied > 0 && hub.emit("changes", [e.bucket]));
     // So do writes that applications make to the hub's own tables.
-    unwatch = hub.watchLocalWrites();
+    unwatch = hub.watchLocalWrites(25, gate);
     await mesh?.start();
-    const http = buildServer({ store, queue, logger, startedAt, hub: hubRoutes, tls, requestTimeoutMs });
+    const http = buildServer({
+      store,
+      queue,
+      logger,
+      startedAt,
+      hub: hubRoutes,
+      tls,
+      requestTimeoutMs,
+      gate,
+      metricsToken,
+    });
     app = http;
     let url: string;
     try {
@@ -232,6 +265,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
         try {
           await worker.stop();
         } finally {
+          gate.close();
           store.close();
         }
         logger.info("stopped");
@@ -245,6 +279,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     unwatch?.();
     await app?.close().catch(() => {});
     await mesh?.stop().catch(() => {});
+    gate.close();
     store.close();
     throw err;
   }

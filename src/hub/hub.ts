@@ -18,6 +18,7 @@ import { TidewireError } from "../errors.js";
 import { hubChanges } from "../metrics.js";
 import type { Change } from "../replica/log.js";
 import type { Replica } from "../replica/replica.js";
+import { isBusy } from "../store.js";
 import {
   type BatchLimits,
   CAPABILITIES,
@@ -195,7 +196,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
    * so the hub's own pushes (which emit already) cost nothing here. Returns
    * the function that stops watching.
    */
-  watchLocalWrites(intervalMs = 25): () => void {
+  watchLocalWrites(intervalMs = 25, gate?: { readonly locked: boolean; noteBusy(): void }): () => void {
     const db = this.replica.store.db;
     const version = db.prepare("PRAGMA data_version").pluck();
     const logMark = db.prepare("SELECT seq FROM tw_clock WHERE id = 0").pluck();
@@ -203,19 +204,23 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     let seen = version.get();
     let mark = logMark.get();
     const timer = setInterval(() => {
+      // Another program holds the write lock: the gate says when it is free, so no tick waits for it.
+      if (gate?.locked) return;
       try {
         const v = version.get();
         if (v === seen) return;
-        seen = v;
         // Other programs' writes are staged by capture: the log moves once they are ingested.
         this.replica.ingest();
+        // Only now: an ingest that met the lock must be tried again at the next tick.
+        seen = v;
         const m = logMark.get();
         if (m === mark) return;
         mark = m;
         const touched = buckets.all() as string[];
         if (touched.length > 0) this.emit("changes", touched);
-      } catch {
+      } catch (err) {
         // A busy or closing database: the next tick looks again.
+        if (isBusy(err)) gate?.noteBusy();
       }
     }, intervalMs);
     timer.unref();

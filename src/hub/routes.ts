@@ -12,8 +12,10 @@
  */
 import rateLimit from "@fastify/rate-limit";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { DatabaseBusyError, WriteGate } from "../daemon/write-gate.js";
 import type { Pins } from "../pins/pins.js";
 import { pinRoutes } from "../pins/routes.js";
+import { isBusy } from "../store.js";
 import { PROTOCOL_VERSION } from "../sync/protocol.js";
 import type { Auth } from "./auth.js";
 import { type Hub, HubError, type Scope } from "./hub.js";
@@ -27,6 +29,8 @@ export interface HubRoutesOptions {
   rateLimitPerSecond?: number;
   /** Serve GET/PUT /v1/pins/:hash from these pins (src/pins/routes.ts). */
   pins?: Pins;
+  /** Where requests wait, off the event loop, for another program's write lock (default: a gate of its own). */
+  gate?: WriteGate;
   /** Epoch ms the server started (buildServer's, which /healthz reports too). */
   startedAt?: number;
 }
@@ -42,6 +46,8 @@ declare module "fastify" {
 
 export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions): Promise<void> {
   const { hub, auth } = options;
+  const gate = options.gate ?? new WriteGate(hub.replica.store);
+  if (!options.gate) app.addHook("onClose", () => gate.close());
   const startedAt = options.startedAt ?? Date.now();
   const perSecond = options.rateLimitPerSecond ?? 200;
   if (perSecond > 0)
@@ -57,6 +63,10 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
     });
 
   app.setErrorHandler((err: FastifyError | HubError, request, reply) => {
+    // A lock met outside the gate (a route that does not wait) is as temporary as one met inside.
+    const busy = err instanceof DatabaseBusyError ? err : isBusy(err) ? new DatabaseBusyError(1, 0) : null;
+    if (busy) reply.header("retry-after", String(busy.retryAfterSeconds));
+    if (busy) return send(reply, busy.status, busy.code, busy.message);
     if (err instanceof HubError) return send(reply, err.status, err.code, err.message);
     const status = (err as FastifyError).statusCode ?? 500;
     if (status >= 400 && status < 500) {
@@ -97,7 +107,8 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
       if (request.body === undefined || request.body === null) {
         throw new HubError(400, "ERR_MALFORMED", "the request needs a JSON body");
       }
-      return handle(request.body, request.scope!);
+      const body = request.body;
+      return gate.run(() => handle(body, request.scope!));
     });
   route("/v1/handshake", (b, s) => hub.handshake(b, s));
   route("/v1/pull", (b, s) => hub.pull(b, s));

@@ -1,0 +1,197 @@
+/**
+ * `tidewire serve` under strain, as a real child process on loopback: another
+ * program holding the database's write lock (the `sqlite3` shell in BEGIN
+ * IMMEDIATE) must not freeze the endpoints; /metrics must not grow with the
+ * node ids clients make up; live sockets are capped per token and in total
+ * (under a low `ulimit -n`); wrong tokens are rate-limited by address.
+ */
+import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { SyncManager } from "../src/sync/sync-manager.js";
+import { HttpTransport } from "../src/sync/transport-http.js";
+import { useTempDirs, waitFor } from "./helpers.js";
+import { openItems, rows } from "./sync-helpers.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const CLI = join(ROOT, "dist/cli/main.js");
+const TOKEN = "strain-full-token-000001";
+const tempDir = useTempDirs("tidewire-strain-");
+
+const children: ChildProcessWithoutNullStreams[] = [];
+const cleanup: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+});
+
+beforeAll(() => {
+  if (!existsSync(CLI)) execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
+});
+
+/** A child process, its output kept; `bash -c` lets a test lower its limits before exec. */
+function spawnKept(command: string, args: string[]) {
+  const child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] });
+  children.push(child);
+  const out = { stdout: "", stderr: "" };
+  child.stdout.setEncoding("utf8").on("data", (d: string) => {
+    out.stdout += d;
+  });
+  child.stderr.setEncoding("utf8").on("data", (d: string) => {
+    out.stderr += d;
+  });
+  return { child, out };
+}
+
+/** `tidewire serve` on a temp database, on a free loopback port; `ulimit` lowers its open-file limit. */
+async function serve(flags: string[] = [], ulimit?: number) {
+  const db = join(tempDir(), "hub.db");
+  const args = [CLI, "serve", "--db", db, "--port", "0", "--token", TOKEN, ...flags];
+  const { child, out } =
+    ulimit === undefined
+      ? spawnKept(process.execPath, args)
+      : spawnKept("bash", ["-c", `ulimit -n ${ulimit} && exec "$0" "$@"`, process.execPath, ...args]);
+  await waitFor(
+    () => /listening on http/.test(out.stdout) || child.exitCode !== null,
+    "the daemon to listen",
+    {
+      timeoutMs: 20_000,
+      intervalMs: 20,
+    },
+  );
+  const url = /listening on (http:\/\/[^,\s]+)/.exec(out.stdout)?.[1];
+  if (!url) throw new Error(`the daemon did not start: ${out.stderr}`);
+  return { url, db, child, out };
+}
+
+/** GET or POST with a deadline, timed: a frozen daemon fails the test instead of hanging it. */
+async function call(url: string, init: RequestInit & { token?: string | null; body?: string } = {}) {
+  const { token = TOKEN, ...rest } = init;
+  const started = performance.now();
+  const res = await fetch(url, {
+    ...rest,
+    headers: {
+      ...(rest.body ? { "content-type": "application/json" } : {}),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, text, ms: performance.now() - started };
+}
+
+const push = (url: string, nodeId: string, id: number, token: string | null = TOKEN) =>
+  call(`${url}/v1/push`, {
+    method: "POST",
+    token,
+    body: JSON.stringify({
+      nodeId,
+      cursor: String(id),
+      changes: [
+        {
+          table: "items",
+          bucket: "default",
+          pk: [id],
+          op: "insert",
+          columns: { name: `n${id}`, qty: id },
+          hlc: "0000018f00000000",
+          origin: nodeId,
+          seq: id,
+        },
+      ],
+    }),
+  });
+
+/** The `sqlite3` shell holding BEGIN IMMEDIATE on `db` until `release` is called. */
+async function holdWriteLock(db: string) {
+  const { child, out } = spawnKept("sqlite3", [db]);
+  child.stdin.write(".timeout 10000\nBEGIN IMMEDIATE;\nSELECT 'locked';\n");
+  await waitFor(() => out.stdout.includes("locked"), "the shell to take the write lock", {
+    timeoutMs: 15_000,
+  });
+  return async () => {
+    child.stdin.end("ROLLBACK;\n.quit\n");
+    await new Promise((r) => child.once("exit", r));
+  };
+}
+
+describe("an outside write lock on the hub's file", () => {
+  it("leaves /healthz fast, fails /readyz, answers a push 503 + Retry-After, and syncs after release", async () => {
+    const hub = await serve();
+    const client = openItems(tempDir(), "client-1");
+    cleanup.push(() => client.close());
+    const transport = new HttpTransport(hub.url, { token: TOKEN, retries: 0 });
+    cleanup.push(() => transport.close());
+    const manager = new SyncManager(client, transport, { intervalMs: 60_000, buckets: ["default"] });
+    client.store.db.prepare("INSERT INTO items VALUES (1, 'before', 1)").run();
+    await manager.syncOnce();
+    expect((await call(`${hub.url}/readyz`)).status).toBe(200);
+
+    // A subscriber from before the lock: it must hear of the push made after the release.
+    const notices: string[] = [];
+    const ws = new WebSocket(`${hub.url.replace("http", "ws")}/v1/live?buckets=default`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    cleanup.push(() => ws.terminate());
+    ws.on("message", (d) => notices.push(String(d)));
+    await new Promise((r, j) => ws.once("open", r).once("error", j));
+
+    const release = await holdWriteLock(hub.db);
+    let released = false;
+    cleanup.push(() => (released ? undefined : release()));
+    // The daemon's worker, scheduler and watcher all meet the lock within a second.
+    const health: number[] = [];
+    const deadline = Date.now() + 3_000;
+    while (Date.now() < deadline) {
+      const h = await call(`${hub.url}/healthz`);
+      expect(h.status).toBe(200);
+      health.push(h.ms);
+    }
+    expect(Math.max(...health)).toBeLessThan(1_000);
+    expect(JSON.parse((await call(`${hub.url}/healthz`)).text)).toMatchObject({ ok: true, writable: false });
+
+    // Past the lock wait (2 s by default) /readyz says the hub cannot take writes.
+    let ready = await call(`${hub.url}/readyz`);
+    const readyDeadline = Date.now() + 10_000;
+    while (ready.status !== 503 && Date.now() < readyDeadline) ready = await call(`${hub.url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(ready.ms).toBeLessThan(1_000);
+    expect(JSON.parse(ready.text).error).toMatch(/write lock for \d+ ms/);
+
+    const refused = await push(hub.url, "client-2", 2);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(JSON.parse(refused.text).error.code).toBe("ERR_DATABASE_BUSY");
+    expect(refused.ms).toBeLessThan(5_000);
+    // A new live socket is still accepted while the lock is held.
+    const during = new WebSocket(`${hub.url.replace("http", "ws")}/v1/live?buckets=default`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    cleanup.push(() => during.terminate());
+    await new Promise((r, j) => during.once("open", r).once("error", j));
+    const h = await call(`${hub.url}/healthz`);
+    expect(h.ms).toBeLessThan(1_000);
+    console.log(
+      `lock held: /healthz max ${Math.max(...health, h.ms).toFixed(0)} ms over ${health.length + 1} calls, ` +
+        `/readyz ${ready.ms.toFixed(0)} ms (503), push ${refused.ms.toFixed(0)} ms (503)`,
+    );
+
+    released = true;
+    await release();
+    let after = await call(`${hub.url}/readyz`);
+    const afterDeadline = Date.now() + 10_000;
+    while (after.status !== 200 && Date.now() < afterDeadline) after = await call(`${hub.url}/readyz`);
+    expect(after.status).toBe(200);
+
+    notices.length = 0;
+    client.store.db.prepare("INSERT INTO items VALUES (3, 'after', 3)").run();
+    const result = await manager.syncOnce();
+    expect(result.pushed).toBe(1);
+    await waitFor(() => notices.length > 0, "a live notice after the release", { timeoutMs: 10_000 });
+    expect(JSON.parse(notices[0]!)).toEqual({ type: "changes", buckets: ["default"] });
+    expect(rows(client)).toHaveLength(2);
+  }, 60_000);
+});
