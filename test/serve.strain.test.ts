@@ -6,7 +6,7 @@
  * (under a low `ulimit -n`); wrong tokens are rate-limited by address.
  */
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -194,4 +194,84 @@ describe("an outside write lock on the hub's file", () => {
     expect(JSON.parse(notices[0]!)).toEqual({ type: "changes", buckets: ["default"] });
     expect(rows(client)).toHaveLength(2);
   }, 60_000);
+});
+
+/** The daemon's resident set, MiB, from /proc (Linux). */
+function rssMiB(pid: number): number {
+  const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  return Number(kb) / 1024;
+}
+
+/** Runs `n` calls of `fn(i)`, `width` at a time. */
+async function pool(n: number, width: number, fn: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < n) await fn(next++);
+    }),
+  );
+}
+
+describe("/metrics", () => {
+  it("stays the same size and names no client however many node ids push and pull", async () => {
+    const metricsToken = "strain-metrics-token-01";
+    const hub = await serve(["--rate-limit", "0", "--metrics-token", metricsToken]);
+    const metrics = () => call(`${hub.url}/metrics`, { token: metricsToken });
+    // One row every pull is served, one change every push repeats: the data stays the same size.
+    expect((await push(hub.url, "seed-node", 1)).status).toBe(200);
+    const pid = hub.child.pid!;
+    const start = { bytes: (await metrics()).text.length, rss: rssMiB(pid) };
+
+    const ids = Array.from({ length: 20_000 }, (_, i) => `spray-${i.toString(36)}-node`);
+    const spray = (from: number, to: number) =>
+      pool(to - from, 8, async (k) => {
+        const i = from + k;
+        const nodeId = ids[i]!;
+        const res =
+          i % 2 === 0
+            ? await push(hub.url, nodeId, 1)
+            : await call(`${hub.url}/v1/pull`, {
+                method: "POST",
+                body: JSON.stringify({ nodeId, cursor: "0", buckets: ["default"], limit: 1 }),
+              });
+        if (res.status !== 200) throw new Error(`${nodeId}: ${res.status} ${res.text}`);
+      });
+    // The first thousand fill what is bounded anyway (GC kinds, heap spaces, histogram buckets).
+    await spray(0, 1_000);
+    const warm = await metrics();
+    expect(warm.status).toBe(200);
+    const before = { bytes: warm.text.length, rss: rssMiB(pid) };
+    await spray(1_000, ids.length);
+
+    const after = await metrics();
+    const rss = rssMiB(pid);
+    console.log(
+      `20,000 node ids: /metrics ${start.bytes} bytes at start, ${before.bytes} after 1,000 ids, ` +
+        `${after.text.length} after 20,000; daemon RSS ${start.rss.toFixed(1)} -> ${before.rss.toFixed(1)} -> ${rss.toFixed(1)} MiB`,
+    );
+    expect(after.text.length).toBeLessThan(before.bytes + 2_048);
+    expect(after.text).not.toContain("spray-");
+    expect(after.text).toMatch(/tidewire_hub_changes_total\{direction="push"\} 10001/);
+    expect(after.text).toMatch(/tidewire_hub_changes_total\{direction="pull"\} 10000/);
+
+    // Per-client detail is in the status, behind a token, and bounded too.
+    const status = JSON.parse((await call(`${hub.url}/v1/status`)).text) as {
+      clients: Array<{ nodeId: string }>;
+    };
+    expect(status.clients.length).toBeLessThanOrEqual(1_000);
+    expect(status.clients[0]!.nodeId).toMatch(/^spray-/);
+
+    // Behind --metrics-token: no token, or a sync token, is not enough; /healthz and /readyz stay public.
+    expect((await call(`${hub.url}/metrics`, { token: null })).status).toBe(401);
+    expect((await call(`${hub.url}/metrics`)).status).toBe(401);
+    expect((await call(`${hub.url}/healthz`, { token: null })).status).toBe(200);
+    expect((await call(`${hub.url}/readyz`, { token: null })).status).toBe(200);
+  }, 400_000);
+
+  it("is public without --metrics-token", async () => {
+    const hub = await serve();
+    const res = await call(`${hub.url}/metrics`, { token: null });
+    expect(res.status).toBe(200);
+    expect(res.text).toContain("tidewire_hub_changes_total");
+  });
 });

@@ -16,7 +16,6 @@
 import { EventEmitter } from "node:events";
 import { TidewireError } from "../errors.js";
 import { hubChanges } from "../metrics.js";
-import type { Change } from "../replica/log.js";
 import type { Replica } from "../replica/replica.js";
 import { isBusy } from "../store.js";
 import {
@@ -127,7 +126,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
       excludeSource: req.nodeId,
     });
     const fit = fitBatch(set.changes, this.limits);
-    this.count(req.nodeId, "pull", fit.changes);
+    hubChanges.labels("pull").inc(fit.changes.length);
     this.clients.record(req.nodeId, "pull", req.buckets, fit.changes.length);
     if (!fit.cut) return set;
     return { changes: fit.changes, cursor: String(fit.changes.at(-1)!.seq), hasMore: true };
@@ -181,7 +180,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
         throw new HubError(422, err.code, err.message);
       throw err;
     }
-    this.count(req.nodeId, "push", req.changes, tables);
+    hubChanges.labels("push").inc(req.changes.length);
     this.clients.record(req.nodeId, "push", touched, req.changes.length);
     if (result.applied > 0) this.emit("changes", [...touched]);
     return { cursor: req.cursor, received: result.received, applied: result.applied };
@@ -232,15 +231,6 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     if (this.declared === "*" || this.declared.has(bucket)) return true;
     for (const b of tables.values()) if (b === bucket) return true;
     return false;
-  }
-
-  private count(peer: string, direction: "push" | "pull", changes: Change[], tables = this.tablesByName()) {
-    const per = new Map<string, number>();
-    for (const c of changes) {
-      const b = tables.get(c.table) ?? "?";
-      per.set(b, (per.get(b) ?? 0) + 1);
-    }
-    for (const [bucket, n] of per) hubChanges.labels(peer, bucket, direction).inc(n);
   }
 
   private tablesByName(): Map<string, string> {
