@@ -6,15 +6,20 @@
  * (under a low `ulimit -n`); wrong tokens are rate-limited by address.
  */
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
+import { buildServer } from "../src/daemon/server.js";
+import { Auth } from "../src/hub/auth.js";
+import type { HubRoutesOptions } from "../src/hub/routes.js";
+import { createLogger } from "../src/log.js";
+import { Queue } from "../src/queue/queue.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
 import { useTempDirs, waitFor } from "./helpers.js";
-import { openItems, rows } from "./sync-helpers.js";
+import { hubOn, openItems, rows } from "./sync-helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist/cli/main.js");
@@ -49,7 +54,8 @@ function spawnKept(command: string, args: string[]) {
 /** `tidewire serve` on a temp database, on a free loopback port; `ulimit` lowers its open-file limit. */
 async function serve(flags: string[] = [], ulimit?: number) {
   const db = join(tempDir(), "hub.db");
-  const args = [CLI, "serve", "--db", db, "--port", "0", "--token", TOKEN, ...flags];
+  const auth = flags.includes("--tokens-file") ? [] : ["--token", TOKEN];
+  const args = [CLI, "serve", "--db", db, "--port", "0", ...auth, ...flags];
   const { child, out } =
     ulimit === undefined
       ? spawnKept(process.execPath, args)
@@ -273,5 +279,157 @@ describe("/metrics", () => {
     const res = await call(`${hub.url}/metrics`, { token: null });
     expect(res.status).toBe(200);
     expect(res.text).toContain("tidewire_hub_changes_total");
+  });
+});
+
+const READER_1 = "strain-reader-token-0001";
+const READER_2 = "strain-reader-token-0002";
+
+function tokensFile(): string {
+  const file = join(tempDir(), "tokens.json");
+  writeFileSync(
+    file,
+    JSON.stringify({
+      tokens: [
+        { token: TOKEN, buckets: "*", access: "read-write", name: "admin" },
+        { token: READER_1, buckets: ["default"], access: "read", name: "reader-1" },
+        { token: READER_2, buckets: ["default"], access: "read", name: "reader-2" },
+      ],
+    }),
+  );
+  return file;
+}
+
+interface Upgrade {
+  ws?: WebSocket;
+  status?: number;
+  retryAfter?: string;
+  body?: string;
+  error?: string;
+}
+
+/** One GET /v1/live upgrade: the open socket, or the status the hub refused it with, or the error. */
+function upgrade(url: string, token: string | null): Promise<Upgrade> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(`${url.replace("http", "ws")}/v1/live?buckets=default`, {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      handshakeTimeout: 5_000,
+    });
+    ws.once("open", () => resolve({ ws }));
+    ws.once("unexpected-response", (_req, res) => {
+      let body = "";
+      res.setEncoding("utf8").on("data", (d: string) => {
+        body += d;
+      });
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode,
+          retryAfter: res.headers["retry-after"] as string | undefined,
+          body,
+        }),
+      );
+    });
+    ws.once("error", (err) => resolve({ error: err.message }));
+  });
+}
+
+/** Opens live sockets with `token` until one is not opened (at most `max`); the open ones are closed after the test. */
+async function openUntilRefused(url: string, token: string, max: number) {
+  const open: WebSocket[] = [];
+  for (let i = 0; i < max; i++) {
+    const u = await upgrade(url, token);
+    if (!u.ws) return { opened: open.length, open, last: u };
+    const ws = u.ws;
+    cleanup.push(() => ws.terminate());
+    open.push(ws);
+  }
+  return { opened: open.length, open, last: {} as Upgrade };
+}
+
+describe("live sockets", () => {
+  it("are capped per token and in total, so a daemon under ulimit -n 256 keeps answering", async () => {
+    const hub = await serve(["--tokens-file", tokensFile()], 256);
+    const first = await openUntilRefused(hub.url, READER_1, 400);
+    expect(first.last).toMatchObject({ status: 429 });
+    expect(first.opened).toBe(100);
+    expect(JSON.parse(first.last.body!).error).toMatchObject({
+      code: "ERR_TOO_MANY_SOCKETS",
+      message: expect.stringMatching(/100 live sockets open, the most the hub allows per token/),
+    });
+    // Another token fills the rest: the total is half of the 256 descriptors the daemon may open.
+    const second = await openUntilRefused(hub.url, READER_2, 400);
+    expect(second.last).toMatchObject({ status: 503, retryAfter: "30" });
+    expect(first.opened + second.opened).toBe(128);
+    expect(JSON.parse(second.last.body!).error.code).toBe("ERR_LIVE_FULL");
+    console.log(`ulimit -n 256: ${first.opened} + ${second.opened} live sockets, then refused`);
+
+    const health = await call(`${hub.url}/healthz`, { token: null });
+    expect(health.status).toBe(200);
+    expect(health.ms).toBeLessThan(1_000);
+    expect((await push(hub.url, "legit-node", 1)).status).toBe(200);
+    // A socket closed frees its place.
+    first.open[0]!.close();
+    let again = await upgrade(hub.url, READER_1);
+    for (let i = 0; i < 100 && again.status === 429; i++) again = await upgrade(hub.url, READER_1);
+    expect(again.ws).toBeDefined();
+    again.ws!.terminate();
+  }, 120_000);
+});
+
+/** A hub app in this process, for limits whose windows a test must see pass. */
+async function serveHere(hubOptions: Partial<HubRoutesOptions>) {
+  const hub = hubOn(tempDir());
+  const app = buildServer({
+    store: hub.replica.store,
+    queue: new Queue(hub.replica.store),
+    logger: createLogger({ level: "silent" }),
+    hub: { hub, auth: Auth.token(TOKEN), ...hubOptions },
+  });
+  const url = await app.listen({ host: "127.0.0.1", port: 0 });
+  cleanup.push(() => hub.replica.close());
+  cleanup.push(() => app.close());
+  return url;
+}
+
+describe("wrong or missing tokens", () => {
+  it("lock the address out only for the rest of the window; live upgrades count against the rate limit", async () => {
+    const url = await serveHere({ authFailures: 3, authFailureWindowMs: 1_000, rateLimitPerSecond: 5 });
+    const statuses = [];
+    for (let i = 0; i < 4; i++)
+      statuses.push((await push(url, "guesser", 1, `wrong-token-guess-${i}`)).status);
+    expect(statuses).toEqual([401, 401, 401, 429]);
+    expect((await push(url, "guesser", 1)).status).toBe(429);
+    let after = await push(url, "guesser", 1);
+    const deadline = Date.now() + 10_000;
+    while (after.status === 429 && Date.now() < deadline) after = await push(url, "guesser", 1);
+    expect(after.status).toBe(200);
+
+    // 5 upgrades per second per token: a burst of 12 meets the limit.
+    const burst = await Promise.all(Array.from({ length: 12 }, () => upgrade(url, TOKEN)));
+    for (const u of burst) u.ws?.terminate();
+    const limited = burst.filter((u) => u.status === 429);
+    expect(limited.length).toBeGreaterThan(0);
+    expect(JSON.parse(limited[0]!.body!).error.code).toBe("ERR_RATE_LIMITED");
+  });
+
+  it("are rate-limited by address: after 60 in a minute every request from it is 429, the right token too", async () => {
+    const hub = await serve();
+    const answers: number[] = [];
+    for (let i = 0; i < 70; i++) {
+      const res = await push(hub.url, "guesser", 1, i % 2 ? null : `wrong-token-guess-${i}`);
+      answers.push(res.status);
+    }
+    expect(answers.slice(0, 60).every((s) => s === 401)).toBe(true);
+    expect(answers.slice(60).every((s) => s === 429)).toBe(true);
+    const refused = await push(hub.url, "guesser", 1);
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(Number(refused.headers.get("retry-after"))).toBeLessThanOrEqual(60);
+    expect(JSON.parse(refused.text).error.code).toBe("ERR_TOO_MANY_AUTH_FAILURES");
+    // WebSocket upgrades from the address too, the right token included.
+    expect(await upgrade(hub.url, TOKEN)).toMatchObject({ status: 429 });
+    expect(await upgrade(hub.url, "wrong-token-for-live-0")).toMatchObject({ status: 429 });
+    // What needs no token is not limited.
+    expect((await call(`${hub.url}/healthz`, { token: null })).status).toBe(200);
   });
 });

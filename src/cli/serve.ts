@@ -24,6 +24,9 @@ interface ServeFlags {
   busyTimeout: number;
   lockWait: number;
   metricsToken?: string;
+  maxLive?: number;
+  maxLivePerToken: number;
+  authFailures: number;
   tlsCert?: string;
   tlsKey?: string;
   redis?: string;
@@ -98,6 +101,25 @@ export function registerServe(program: Command): void {
     )
     .addOption(
       new Option(
+        "--max-live <n>",
+        "live sockets (GET /v1/live) open at once in all (default 1000, at most half the open-file limit)",
+      ).argParser(positiveInt),
+    )
+    .addOption(
+      new Option("--max-live-per-token <n>", "live sockets open at once per token")
+        .argParser(positiveInt)
+        .default(100),
+    )
+    .addOption(
+      new Option(
+        "--auth-failures <n>",
+        "requests with a wrong or missing token per address per minute; past it the address gets 429 until the minute ends",
+      )
+        .argParser(positiveInt)
+        .default(60),
+    )
+    .addOption(
+      new Option(
         "--metrics-token <token>",
         "GET /metrics needs this bearer token (default: /metrics is public)",
       ),
@@ -143,6 +165,9 @@ export function registerServe(program: Command): void {
         busyTimeoutMs: Math.round(flags.busyTimeout),
         lockWaitMs: Math.round(flags.lockWait),
         metricsToken: flags.metricsToken,
+        maxLive: flags.maxLive,
+        maxLivePerToken: flags.maxLivePerToken,
+        authFailures: flags.authFailures,
         syncIntervalMs: flags.syncInterval,
         pingIntervalMs: flags.pingInterval,
         tls,

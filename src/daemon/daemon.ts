@@ -98,6 +98,12 @@ export interface DaemonOptions extends PeerJobOptions {
   busyTimeoutMs?: number;
   /** How long a sync request waits for another program's write lock before its 503, ms (default 2,000). */
   lockWaitMs?: number;
+  /** Live sockets (GET /v1/live) open at once, in all (default 1,000, held under half the open-file limit). */
+  maxLive?: number;
+  /** Live sockets open at once per token (default 100). */
+  maxLivePerToken?: number;
+  /** Requests with a wrong or missing token per address per minute before it gets 429 (default 60). */
+  authFailures?: number;
   /** GET /metrics needs this bearer token (default: /metrics is public). */
   metricsToken?: string;
   /** Serve HTTPS: PEM files of the certificate chain and its private key (both, or neither). */
@@ -201,7 +207,21 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const { buildServer } = await import("./server.js");
     const { auth, generated, source } = resolveAuth({ ...authOptions, dbPath: store.path });
     const hub = new Hub(replica, { limits: options.limits, relay: true, buckets: auth.buckets() });
-    const hubRoutes = { hub, auth, rateLimitPerSecond: options.rateLimitPerSecond, pins };
+    const hubRoutes = {
+      hub,
+      auth,
+      rateLimitPerSecond: options.rateLimitPerSecond,
+      pins,
+      maxLive: options.maxLive === undefined ? undefined : checkInteger("maxLive", options.maxLive, 1),
+      maxLivePerToken:
+        options.maxLivePerToken === undefined
+          ? undefined
+          : checkInteger("maxLivePerToken", options.maxLivePerToken, 1),
+      authFailures:
+        options.authFailures === undefined
+          ? undefined
+          : checkInteger("authFailures", options.authFailures, 1),
+    };
     mesh = options.mesh && new RedisStreamsTransport(replica, { ...options.mesh, logger, peers });
     // Changes that came through the mesh wake the hub's live subscribers as a push would.
     mesh?.on("applied", (e) => e.applied > 0 && hub.emit("changes", [e.bucket]));

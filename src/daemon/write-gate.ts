@@ -15,7 +15,7 @@
  * file can be written now, and since when it could not.
  */
 import type Database from "better-sqlite3";
-import { HubError } from "../hub/hub.js";
+import { RetryLaterError } from "../hub/limits.js";
 import { isBusy, type Store } from "../store.js";
 
 export interface WriteGateOptions {
@@ -30,15 +30,13 @@ export const DEFAULT_LOCK_WAIT_MS = 2_000;
 export const DAEMON_BUSY_TIMEOUT_MS = 20;
 
 /** A request refused because another program held the database's write lock for longer than it may wait. */
-export class DatabaseBusyError extends HubError {
-  constructor(
-    readonly retryAfterSeconds: number,
-    waitedMs: number,
-  ) {
+export class DatabaseBusyError extends RetryLaterError {
+  constructor(retryAfterSeconds: number, waitedMs: number) {
     super(
       503,
       "ERR_DATABASE_BUSY",
       `another program holds the hub's database write lock${waitedMs > 0 ? ` (waited ${waitedMs} ms)` : ""}; nothing was applied, retry after ${retryAfterSeconds} s`,
+      retryAfterSeconds,
     );
     this.name = "DatabaseBusyError";
   }

@@ -3,7 +3,9 @@
  * POST /v1/pull, POST /v1/push, and GET /v1/live (see live.ts).
  *
  * Contract: every /v1 request must carry a bearer token the Auth knows (401
- * otherwise), is counted against that token's rate limit (429), and must be
+ * otherwise; an address that sent too many wrong or missing tokens gets 429
+ * for the rest of the window, whatever it sends), is counted against that
+ * token's rate limit (429), and must be
  * JSON within the body limit (400 malformed, 413 too large, 415 not JSON).
  * Every refusal is a 4xx whose body is `{ error: { code, message } }`, the
  * message one clear sentence; the hub's state is untouched by a refused
@@ -19,6 +21,13 @@ import { isBusy } from "../store.js";
 import { PROTOCOL_VERSION } from "../sync/protocol.js";
 import type { Auth } from "./auth.js";
 import { type Hub, HubError, type Scope } from "./hub.js";
+import {
+  DEFAULT_AUTH_FAILURES_PER_MINUTE,
+  liveCaps,
+  RetryLaterError,
+  tooManyFailures,
+  WindowCounter,
+} from "./limits.js";
 import { attachLive } from "./live.js";
 import { StatusReader } from "./status-reader.js";
 
@@ -31,6 +40,18 @@ export interface HubRoutesOptions {
   pins?: Pins;
   /** Where requests wait, off the event loop, for another program's write lock (default: a gate of its own). */
   gate?: WriteGate;
+  /** Live sockets open at once, in all (default 1,000, held under half the open-file limit). */
+  maxLive?: number;
+  /** Live sockets open at once per token (default 100). */
+  maxLivePerToken?: number;
+  /**
+   * Requests with a wrong or missing token per address per window (default
+   * 60); past it every request from that address is 429 until the window
+   * ends, the right token included, so a guess cannot be told right by its answer.
+   */
+  authFailures?: number;
+  /** That window, ms (default 60,000). */
+  authFailureWindowMs?: number;
   /** Epoch ms the server started (buildServer's, which /healthz reports too). */
   startedAt?: number;
 }
@@ -64,9 +85,11 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
 
   app.setErrorHandler((err: FastifyError | HubError, request, reply) => {
     // A lock met outside the gate (a route that does not wait) is as temporary as one met inside.
-    const busy = err instanceof DatabaseBusyError ? err : isBusy(err) ? new DatabaseBusyError(1, 0) : null;
-    if (busy) reply.header("retry-after", String(busy.retryAfterSeconds));
-    if (busy) return send(reply, busy.status, busy.code, busy.message);
+    const later = err instanceof RetryLaterError ? err : isBusy(err) ? new DatabaseBusyError(1, 0) : null;
+    if (later) {
+      reply.header("retry-after", String(later.retryAfterSeconds));
+      return send(reply, later.status, later.code, later.message);
+    }
     if (err instanceof HubError) return send(reply, err.status, err.code, err.message);
     const status = (err as FastifyError).statusCode ?? 500;
     if (status >= 400 && status < 500) {
@@ -80,9 +103,17 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
     send(reply, 404, "ERR_NOT_FOUND", `no such endpoint: ${request.method} ${request.url.split("?")[0]}`),
   );
 
+  const failures = new WindowCounter(
+    options.authFailures ?? DEFAULT_AUTH_FAILURES_PER_MINUTE,
+    options.authFailureWindowMs ?? 60_000,
+  );
   app.addHook("onRequest", async (request, reply) => {
+    // Before the token is looked at: an address out of tries learns nothing from the answer.
+    const locked = failures.blocked(`addr:${request.ip}`);
+    if (locked > 0) throw tooManyFailures(locked);
     const scope = auth.identify(request.headers.authorization);
     if (!scope) {
+      failures.hit(`addr:${request.ip}`);
       reply.header("www-authenticate", 'Bearer realm="tidewire"');
       throw new HubError(
         401,
@@ -113,7 +144,11 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
   route("/v1/handshake", (b, s) => hub.handshake(b, s));
   route("/v1/pull", (b, s) => hub.pull(b, s));
   route("/v1/push", (b, s) => hub.push(b, s));
-  const liveSubscribers = attachLive(app, hub, auth);
+  const liveSubscribers = attachLive(app, hub, auth, {
+    ...liveCaps({ maxLive: options.maxLive, maxLivePerToken: options.maxLivePerToken }),
+    perSecond,
+    failures,
+  });
   const statusReader = new StatusReader(hub.replica.store);
   app.addHook("onClose", () => statusReader.close());
   app.get("/v1/status", async (request) => {
