@@ -28,7 +28,7 @@ import { Scheduler } from "../queue/scheduler.js";
 import { checkInteger } from "../queue/validate.js";
 import { type Handlers, Worker } from "../queue/worker.js";
 import { Replica } from "../replica/replica.js";
-import { openStore, type Store } from "../store.js";
+import { isBusy, openStore, type Store } from "../store.js";
 import type { BatchLimits } from "../sync/protocol.js";
 import type * as Server from "./server.js";
 import {
@@ -200,7 +200,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const worker = new Worker(queue, handlers, { concurrency: options.concurrency, handledTypesOnly: true });
     const scheduler = new Scheduler(queue);
     for (const [type, everyMs] of Object.entries(MAINTENANCE_JOBS)) queue.every(type, everyMs, type);
-    logEvents(worker, scheduler, logger);
+    logEvents(worker, scheduler, logger, gate);
     collectProcessMetrics();
 
     // Loaded here, not on import: importing the library should not load fastify.
@@ -345,7 +345,20 @@ function maintenanceHandlers(store: Store, queue: Queue, logger: Logger): Handle
   };
 }
 
-function logEvents(worker: Worker, scheduler: Scheduler, logger: Logger): void {
+function logEvents(worker: Worker, scheduler: Scheduler, logger: Logger, gate: WriteGate): void {
+  // Another program's write lock is one event, logged when it starts and ends, not at every poll.
+  gate.on("locked", () =>
+    logger.warn(
+      "another program holds the database's write lock: writes wait, /readyz fails past --lock-wait",
+    ),
+  );
+  gate.on("released", (heldMs) => logger.info({ heldMs }, "the database's write lock is free again"));
+  const busy = (err: unknown, what: string) => {
+    if (!isBusy(err)) return false;
+    gate.noteBusy();
+    logger.debug({ err }, `${what}: the database is locked by another program; next tick`);
+    return true;
+  };
   worker.on("completed", (job) => logger.debug({ jobId: job.id, type: job.type }, "job completed"));
   worker.on("failed", (job, err: Error, final: boolean) =>
     logger.warn(
@@ -356,9 +369,15 @@ function logEvents(worker: Worker, scheduler: Scheduler, logger: Logger): void {
   worker.on("stale", (job) =>
     logger.warn({ jobId: job.id, type: job.type }, "job outcome dropped: its lease was lost first"),
   );
-  worker.on("error", (err) => logger.error({ err }, "the worker could not reach the queue"));
+  worker.on(
+    "error",
+    (err) => busy(err, "worker") || logger.error({ err }, "the worker could not reach the queue"),
+  );
   scheduler.on("fired", (n: number) => logger.debug({ fired: n }, "periodic jobs enqueued"));
-  scheduler.on("error", (err) => logger.error({ err }, "periodic jobs could not be fired"));
+  scheduler.on(
+    "error",
+    (err) => busy(err, "scheduler") || logger.error({ err }, "periodic jobs could not be fired"),
+  );
 }
 
 /** Reads the TLS files before anything starts, so a wrong path is one clear error, not a half-started daemon. */

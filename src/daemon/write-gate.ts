@@ -14,6 +14,7 @@
  * instead of each spinning on the lock. `state` tells /readyz whether the
  * file can be written now, and since when it could not.
  */
+import { EventEmitter } from "node:events";
 import type Database from "better-sqlite3";
 import { RetryLaterError } from "../hub/limits.js";
 import { isBusy, type Store } from "../store.js";
@@ -51,7 +52,8 @@ export interface GateState {
   error: string | null;
 }
 
-export class WriteGate {
+/** "locked" when a call first meets another program's lock, "released" with how long it was held. */
+export class WriteGate extends EventEmitter<{ locked: []; released: [heldMs: number] }> {
   readonly waitMs: number;
   private readonly probeMs: number;
   private lockedSince: number | null = null;
@@ -65,6 +67,7 @@ export class WriteGate {
     private readonly store: Store,
     options: WriteGateOptions = {},
   ) {
+    super();
     this.waitMs = options.waitMs ?? DEFAULT_LOCK_WAIT_MS;
     this.probeMs = options.probeMs ?? 50;
     this.begin = store.db.prepare("BEGIN IMMEDIATE");
@@ -81,6 +84,7 @@ export class WriteGate {
     this.lockedSince = Date.now();
     this.timer = setInterval(() => this.probe(), this.probeMs);
     this.timer.unref();
+    this.emit("locked");
   }
 
   /**
@@ -157,9 +161,11 @@ export class WriteGate {
 
   private release(): void {
     if (this.lockedSince === null) return;
+    const heldMs = Date.now() - this.lockedSince;
     this.lockedSince = null;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     for (const w of [...this.waiters]) w();
+    this.emit("released", heldMs);
   }
 }
