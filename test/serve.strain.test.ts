@@ -11,7 +11,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
+import { startDaemon } from "../src/daemon/daemon.js";
 import { buildServer } from "../src/daemon/server.js";
+import { InvalidArgumentError } from "../src/errors.js";
 import { Auth } from "../src/hub/auth.js";
 import type { HubRoutesOptions } from "../src/hub/routes.js";
 import { createLogger } from "../src/log.js";
@@ -431,5 +433,22 @@ describe("wrong or missing tokens", () => {
     expect(await upgrade(hub.url, "wrong-token-for-live-0")).toMatchObject({ status: 429 });
     // What needs no token is not limited.
     expect((await call(`${hub.url}/healthz`, { token: null })).status).toBe(200);
+  });
+});
+
+describe("the limits' options", () => {
+  it.each([
+    [{ maxLive: 0 }, /maxLive/],
+    [{ maxLivePerToken: 1.5 }, /maxLivePerToken/],
+    [{ authFailures: -1 }, /authFailures/],
+    [{ busyTimeoutMs: -1 }, /busyTimeoutMs/],
+    [{ lockWaitMs: Number.NaN }, /lockWaitMs/],
+    [{ metricsToken: "short" }, /metricsToken: must be 16 to 512 printable characters/],
+  ] as const)("%o is refused before anything is opened", async (bad, message) => {
+    const dbPath = join(tempDir(), "never.db");
+    const err = await startDaemon({ dbPath, port: 0, token: TOKEN, ...bad }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect((err as Error).message).toMatch(message);
+    expect(existsSync(dbPath)).toBe(false);
   });
 });

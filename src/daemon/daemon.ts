@@ -132,6 +132,14 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const requestTimeoutMs = checkInteger("requestTimeoutMs", options.requestTimeoutMs ?? 30_000, 0);
   const busyTimeoutMs = checkInteger("busyTimeoutMs", options.busyTimeoutMs ?? DAEMON_BUSY_TIMEOUT_MS, 0);
   const lockWaitMs = checkInteger("lockWaitMs", options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS, 0);
+  // Checked before the store is opened: a bad option changes nothing.
+  const optional = (name: "maxLive" | "maxLivePerToken" | "authFailures") =>
+    options[name] === undefined ? undefined : checkInteger(name, options[name], 1);
+  const hubLimits = {
+    maxLive: optional("maxLive"),
+    maxLivePerToken: optional("maxLivePerToken"),
+    authFailures: optional("authFailures"),
+  };
   const { metricsToken } = options;
   if (
     metricsToken !== undefined &&
@@ -212,15 +220,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
       auth,
       rateLimitPerSecond: options.rateLimitPerSecond,
       pins,
-      maxLive: options.maxLive === undefined ? undefined : checkInteger("maxLive", options.maxLive, 1),
-      maxLivePerToken:
-        options.maxLivePerToken === undefined
-          ? undefined
-          : checkInteger("maxLivePerToken", options.maxLivePerToken, 1),
-      authFailures:
-        options.authFailures === undefined
-          ? undefined
-          : checkInteger("authFailures", options.authFailures, 1),
+      ...hubLimits,
     };
     mesh = options.mesh && new RedisStreamsTransport(replica, { ...options.mesh, logger, peers });
     // Changes that came through the mesh wake the hub's live subscribers as a push would.
