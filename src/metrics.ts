@@ -3,7 +3,8 @@
  * process. It is separate from prom-client's global registry so an application
  * that embeds tidewire keeps control of its own; `tidewire serve` exposes it on
  * GET /metrics. Counters live here, not beside their callers, so the names and
- * labels are reviewed in one place.
+ * labels are reviewed in one place: every label takes its values from a set
+ * bounded by the code or the operator's configuration, never from a client.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
@@ -89,10 +90,15 @@ export const syncLastSuccess = new Gauge({
   registers: [registry],
 });
 
+/**
+ * By direction only: a client names its node id and, on a relay, its buckets
+ * and tables, so a label taken from them would grow /metrics (and memory)
+ * with every id a client makes up. Per-client counts are in GET /v1/status.
+ */
 export const hubChanges = new Counter({
   name: "tidewire_hub_changes_total",
-  help: "Changes the hub received by push or served by pull, by peer node, bucket and direction",
-  labelNames: ["peer", "bucket", "direction"] as const,
+  help: "Changes the hub received by push or served by pull, by direction (per client: GET /v1/status)",
+  labelNames: ["direction"] as const,
   registers: [registry],
 });
 

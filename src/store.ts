@@ -69,7 +69,7 @@ export class Store {
   readonly db: Database.Database;
   readonly path: string;
   readonly readonly: boolean;
-  readonly retry: RetryOptions;
+  retry: RetryOptions;
   /** Busy errors retried by this store since it opened. */
   busyRetries = 0;
   private closed = false;
@@ -145,6 +145,21 @@ export class Store {
         sleepSync(Math.min(this.retry.maxMs, this.retry.baseMs * 2 ** attempt));
       }
     }
+  }
+
+  /**
+   * Changes how long a call waits for another connection's lock: SQLite's busy
+   * timeout, then `retry`. The daemon opens with the defaults (start-up may
+   * wait) and then shortens both, because on its event loop every ms a call
+   * waits is a ms no request is answered (see src/daemon/write-gate.ts).
+   */
+  setBusyWait(busyTimeoutMs: number, retry: Partial<RetryOptions> = {}): void {
+    if (!Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0)
+      throw new InvalidArgumentError("busyTimeoutMs", "must be a non-negative integer");
+    const next = { ...this.retry, ...definedOnly(retry) };
+    validateRetry(next);
+    this.db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    this.retry = next;
   }
 
   /**

@@ -437,3 +437,26 @@ describe("busy retry", () => {
     expect(store.busyRetries).toBe(0);
   });
 });
+
+describe("setBusyWait", () => {
+  it("shortens the wait for another connection's lock, and refuses bad values changing nothing", () => {
+    const path = dbPath();
+    const store = track(openStore(path));
+    const other = track(new Database(path));
+    other.exec("BEGIN IMMEDIATE");
+    store.setBusyWait(20, { attempts: 1, baseMs: 5, maxMs: 5 });
+    expect(pragma(store, "busy_timeout")).toBe(20);
+    const started = performance.now();
+    expect(() => store.write(() => store.db.exec("CREATE TABLE t (x)"))).toThrow(/database is locked/);
+    // Two waits of 20 ms and a 5 ms pause, not the default 30 s.
+    expect(performance.now() - started).toBeLessThan(1_000);
+    other.exec("ROLLBACK");
+
+    expect(invalidArgument(() => store.setBusyWait(-1)).argument).toBe("busyTimeoutMs");
+    expect(invalidArgument(() => store.setBusyWait(10, { attempts: Number.NaN })).argument).toBe(
+      "retry.attempts",
+    );
+    expect(pragma(store, "busy_timeout")).toBe(20);
+    expect(store.retry).toEqual({ attempts: 1, baseMs: 5, maxMs: 5 });
+  });
+});

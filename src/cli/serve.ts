@@ -24,6 +24,12 @@ interface ServeFlags {
   requestTimeout: number;
   keepAliveTimeout: number;
   table?: Array<{ table: string; bucket: string }>;
+  busyTimeout: number;
+  lockWait: number;
+  metricsToken?: string;
+  maxLive?: number;
+  maxLivePerToken: number;
+  authFailures: number;
   tlsCert?: string;
   tlsKey?: string;
   redis?: string;
@@ -92,6 +98,47 @@ export function registerServe(program: Command): void {
       ).argParser(tableSpec),
     )
     .addOption(maxDriftOption())
+    .addOption(
+      new Option(
+        "--busy-timeout <duration>",
+        "how long the daemon's connection waits for another program's write lock (it blocks every endpoint meanwhile)",
+      )
+        .argParser(duration)
+        .default(20, "20ms"),
+    )
+    .addOption(
+      new Option(
+        "--lock-wait <duration>",
+        "how long a sync request waits, off the event loop, for another program's write lock before 503 (and /readyz fails past it)",
+      )
+        .argParser(duration)
+        .default(2_000, "2s"),
+    )
+    .addOption(
+      new Option(
+        "--max-live <n>",
+        "live sockets (GET /v1/live) open at once in all (default 1000, at most half the open-file limit)",
+      ).argParser(positiveInt),
+    )
+    .addOption(
+      new Option("--max-live-per-token <n>", "live sockets open at once per token")
+        .argParser(positiveInt)
+        .default(100),
+    )
+    .addOption(
+      new Option(
+        "--auth-failures <n>",
+        "requests with a wrong or missing token per address per minute; past it the address gets 429 until the minute ends",
+      )
+        .argParser(positiveInt)
+        .default(60),
+    )
+    .addOption(
+      new Option(
+        "--metrics-token <token>",
+        "GET /metrics needs this bearer token (default: /metrics is public)",
+      ),
+    )
     .addOption(new Option("--tls-cert <file>", "serve HTTPS with this PEM certificate chain"))
     .addOption(new Option("--tls-key <file>", "the PEM private key of --tls-cert"))
     .addOption(
@@ -138,6 +185,12 @@ export function registerServe(program: Command): void {
         requestTimeoutMs: flags.requestTimeout,
         keepAliveTimeoutMs: flags.keepAliveTimeout,
         tables: Object.fromEntries(tables),
+        busyTimeoutMs: Math.round(flags.busyTimeout),
+        lockWaitMs: Math.round(flags.lockWait),
+        metricsToken: flags.metricsToken,
+        maxLive: flags.maxLive,
+        maxLivePerToken: flags.maxLivePerToken,
+        authFailures: flags.authFailures,
         syncIntervalMs: flags.syncInterval,
         pingIntervalMs: flags.pingInterval,
         tls,

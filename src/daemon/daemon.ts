@@ -28,7 +28,7 @@ import { Scheduler } from "../queue/scheduler.js";
 import { checkInteger } from "../queue/validate.js";
 import { type Handlers, Worker } from "../queue/worker.js";
 import { Replica } from "../replica/replica.js";
-import { openStore, type Store } from "../store.js";
+import { isBusy, openStore, type Store } from "../store.js";
 import type { BatchLimits } from "../sync/protocol.js";
 import type * as Server from "./server.js";
 import {
@@ -40,6 +40,7 @@ import {
   peerPinSources,
   schedulePeerJobs,
 } from "./sync-jobs.js";
+import { DAEMON_BUSY_TIMEOUT_MS, DEFAULT_LOCK_WAIT_MS, WriteGate } from "./write-gate.js";
 
 export const DEFAULT_DB_PATH = "./data/tidewire.db";
 export const DEFAULT_HOST = "127.0.0.1";
@@ -97,6 +98,22 @@ export interface DaemonOptions extends PeerJobOptions {
    * (default: the buckets its tables and relayed tables carry, or "default").
    */
   mesh?: { redis: string; buckets?: string[]; prefix?: string; maxLen?: number };
+  /**
+   * How long the daemon's connection waits for another program's write lock
+   * before SQLite gives up, ms (default 20). It blocks the event loop, so it
+   * stays short: requests wait longer off the loop (`lockWaitMs`).
+   */
+  busyTimeoutMs?: number;
+  /** How long a sync request waits for another program's write lock before its 503, ms (default 2,000). */
+  lockWaitMs?: number;
+  /** Live sockets (GET /v1/live) open at once, in all (default 1,000, held under half the open-file limit). */
+  maxLive?: number;
+  /** Live sockets open at once per token (default 100). */
+  maxLivePerToken?: number;
+  /** Requests with a wrong or missing token per address per minute before it gets 429 (default 60). */
+  authFailures?: number;
+  /** GET /metrics needs this bearer token (default: /metrics is public). */
+  metricsToken?: string;
   /** Serve HTTPS: PEM files of the certificate chain and its private key (both, or neither). */
   tls?: { certFile: string; keyFile: string };
   /** Refuse changes stamped further ahead of this machine's time than this, ms (the Replica's, default 60,000). */
@@ -125,6 +142,22 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const requestTimeoutMs = checkInteger("requestTimeoutMs", options.requestTimeoutMs ?? 30_000, 0);
   const keepAliveTimeoutMs = checkInteger("keepAliveTimeoutMs", options.keepAliveTimeoutMs ?? 5_000, 1);
   const declared = checkTables(options.tables);
+  const busyTimeoutMs = checkInteger("busyTimeoutMs", options.busyTimeoutMs ?? DAEMON_BUSY_TIMEOUT_MS, 0);
+  const lockWaitMs = checkInteger("lockWaitMs", options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS, 0);
+  // Checked before the store is opened: a bad option changes nothing.
+  const optional = (name: "maxLive" | "maxLivePerToken" | "authFailures") =>
+    options[name] === undefined ? undefined : checkInteger(name, options[name], 1);
+  const hubLimits = {
+    maxLive: optional("maxLive"),
+    maxLivePerToken: optional("maxLivePerToken"),
+    authFailures: optional("authFailures"),
+  };
+  const { metricsToken } = options;
+  if (
+    metricsToken !== undefined &&
+    (typeof metricsToken !== "string" || !/^[\x21-\x7e]{16,512}$/.test(metricsToken))
+  )
+    throw new InvalidArgumentError("metricsToken", "must be 16 to 512 printable characters without spaces");
   if (port > 65_535) throw new InvalidArgumentError("port", `must be at most 65535, got ${port}`);
   for (const type of Object.keys(options.handlers ?? {})) {
     if (type in MAINTENANCE_JOBS || PEER_JOB_TYPES.includes(type)) {
@@ -142,6 +175,10 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const logger = options.logger ?? createLogger({ level: options.logLevel });
   const startedAt = Date.now();
   const store = openStore(dbPath);
+  // Opened with the long busy wait (start-up may wait for a lock), then shortened: from here on
+  // every call runs on the event loop, and one that meets a lock must fail fast (WriteGate waits).
+  store.setBusyWait(busyTimeoutMs, { attempts: 1, baseMs: 5, maxMs: 5 });
+  const gate = new WriteGate(store, { waitMs: lockWaitMs });
   let app: ReturnType<typeof Server.buildServer> | undefined;
   let mesh: RedisStreamsTransport | undefined;
   let unwatch: (() => void) | undefined;
@@ -183,7 +220,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const worker = new Worker(queue, handlers, { concurrency: options.concurrency, handledTypesOnly: true });
     const scheduler = new Scheduler(queue);
     for (const [type, everyMs] of Object.entries(MAINTENANCE_JOBS)) queue.every(type, everyMs, type);
-    logEvents(worker, scheduler, logger);
+    logEvents(worker, scheduler, logger, gate);
     collectProcessMetrics();
 
     // Loaded here, not on import: importing the library should not load fastify.
@@ -191,12 +228,18 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const { auth, generated, source } = resolveAuth({ ...authOptions, dbPath: store.path });
     const tables = mergeTables(declared, auth.tables);
     const hub = new Hub(replica, { limits: options.limits, relay: true, buckets: auth.buckets(), tables });
-    const hubRoutes = { hub, auth, rateLimitPerSecond: options.rateLimitPerSecond, pins };
+    const hubRoutes = {
+      hub,
+      auth,
+      rateLimitPerSecond: options.rateLimitPerSecond,
+      pins,
+      ...hubLimits,
+    };
     mesh = options.mesh && new RedisStreamsTransport(replica, { ...options.mesh, logger, peers });
     // Changes that came through the mesh wake the hub's live subscribers as a push would.
     mesh?.on("applied", (e) => e.applied > 0 && hub.emit("changes", [e.bucket]));
     // So do writes that applications make to the hub's own tables.
-    unwatch = hub.watchLocalWrites();
+    unwatch = hub.watchLocalWrites(25, gate);
     await mesh?.start();
     const http = buildServer({
       store,
@@ -207,6 +250,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
       tls,
       requestTimeoutMs,
       keepAliveTimeoutMs,
+      gate,
+      metricsToken,
     });
     app = http;
     let url: string;
@@ -254,6 +299,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
         try {
           await worker.stop();
         } finally {
+          gate.close();
           store.close();
         }
         logger.info("stopped");
@@ -267,6 +313,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     unwatch?.();
     await app?.close().catch(() => {});
     await mesh?.stop().catch(() => {});
+    gate.close();
     store.close();
     throw err;
   }
@@ -312,7 +359,20 @@ function maintenanceHandlers(store: Store, queue: Queue, logger: Logger): Handle
   };
 }
 
-function logEvents(worker: Worker, scheduler: Scheduler, logger: Logger): void {
+function logEvents(worker: Worker, scheduler: Scheduler, logger: Logger, gate: WriteGate): void {
+  // Another program's write lock is one event, logged when it starts and ends, not at every poll.
+  gate.on("locked", () =>
+    logger.warn(
+      "another program holds the database's write lock: writes wait, /readyz fails past --lock-wait",
+    ),
+  );
+  gate.on("released", (heldMs) => logger.info({ heldMs }, "the database's write lock is free again"));
+  const busy = (err: unknown, what: string) => {
+    if (!isBusy(err)) return false;
+    gate.noteBusy();
+    logger.debug({ err }, `${what}: the database is locked by another program; next tick`);
+    return true;
+  };
   worker.on("completed", (job) => logger.debug({ jobId: job.id, type: job.type }, "job completed"));
   worker.on("failed", (job, err: Error, final: boolean) =>
     logger.warn(
@@ -323,9 +383,15 @@ function logEvents(worker: Worker, scheduler: Scheduler, logger: Logger): void {
   worker.on("stale", (job) =>
     logger.warn({ jobId: job.id, type: job.type }, "job outcome dropped: its lease was lost first"),
   );
-  worker.on("error", (err) => logger.error({ err }, "the worker could not reach the queue"));
+  worker.on(
+    "error",
+    (err) => busy(err, "worker") || logger.error({ err }, "the worker could not reach the queue"),
+  );
   scheduler.on("fired", (n: number) => logger.debug({ fired: n }, "periodic jobs enqueued"));
-  scheduler.on("error", (err) => logger.error({ err }, "periodic jobs could not be fired"));
+  scheduler.on(
+    "error",
+    (err) => busy(err, "scheduler") || logger.error({ err }, "periodic jobs could not be fired"),
+  );
 }
 
 /** `tables` as given: names a relayed table could have, each in a bucket. */

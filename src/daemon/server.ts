@@ -5,13 +5,17 @@
  *
  * Contract: `buildServer` returns a fastify app that is not yet listening, so
  * the daemon and tests alike decide where it listens. /healthz reads the queue
- * and answers 503 when the database cannot be read. /metrics is the registry
+ * and answers 503 when the database cannot be read; it never waits for a
+ * write lock, and says whether the file can be written now. /readyz answers
+ * 503 while the file cannot be written, or another program has held its
+ * write lock for longer than a request waits for it (the WriteGate's
+ * `waitMs`). /metrics (behind `metricsToken` when given) is the registry
  * in metrics.ts, with the queue depth gauge refreshed at each scrape (depth
  * is a property of the file, which other processes write too, so it cannot
  * be kept up to date by counting). Every request carries an id, taken from a
  * well-formed X-Request-Id or made up, echoed back and logged on one line.
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyReply, type FastifyRequest, LogController } from "fastify";
 import { dashboardRoutes } from "../hub/dashboard.js";
 import { type HubRoutesOptions, hubRoutes } from "../hub/routes.js";
@@ -19,6 +23,7 @@ import type { Logger } from "../log.js";
 import { queueDepth, registry } from "../metrics.js";
 import { JOB_STATES, type JobQueue } from "../queue/types.js";
 import type { Store } from "../store.js";
+import { WriteGate } from "./write-gate.js";
 
 export interface ServerOptions {
   store: Store;
@@ -34,6 +39,10 @@ export interface ServerOptions {
   requestTimeoutMs?: number;
   /** How long a connection may sit idle between requests, ms (default 5,000). */
   keepAliveTimeoutMs?: number;
+  /** Watches the database's write lock for /readyz and the hub's requests (default: one of its own). */
+  gate?: WriteGate;
+  /** GET /metrics needs `Authorization: Bearer <this>` (default: public). */
+  metricsToken?: string;
 }
 
 /**
@@ -94,17 +103,49 @@ export function buildServer(options: ServerOptions) {
     reply.header("x-request-id", request.id);
   });
 
+  const gate = options.gate ?? new WriteGate(store);
+  if (!options.gate) app.addHook("onClose", () => gate.close());
+  const writeState = () => {
+    const s = gate.state();
+    const lockedMs = s.lockedSince === null ? 0 : Date.now() - s.lockedSince;
+    return { writable: s.writable, lockedMs, ...(s.error ? { writeError: s.error } : {}) };
+  };
+
   app.get("/healthz", async (_request, reply) => {
     const about = { db: store.path, queue: queue.name, uptimeSeconds: (Date.now() - startedAt) / 1000 };
     try {
-      return { ok: true, ...about, stats: queue.stats() };
+      // Reads never wait for a write lock in WAL mode; the write state is a look, not a wait.
+      return { ok: true, ...about, ...writeState(), stats: queue.stats() };
     } catch (err) {
       reply.code(503);
       return { ok: false, ...about, error: `cannot read the database: ${(err as Error).message}` };
     }
   });
 
+  app.get("/readyz", async (_request, reply) => {
+    const w = writeState();
+    const ready = w.writeError === undefined && w.lockedMs < gate.waitMs;
+    if (!ready) {
+      reply.code(503).header("retry-after", "1");
+      const why = w.writeError
+        ? `the database cannot be written: ${w.writeError}`
+        : `another program has held the database's write lock for ${w.lockedMs} ms`;
+      return { ok: false, ...w, error: why };
+    }
+    return { ok: true, ...w };
+  });
+
+  const metricsAuth = options.metricsToken === undefined ? null : bearer(options.metricsToken);
   app.get("/metrics", async (request, reply) => {
+    if (metricsAuth && !metricsAuth(request.headers.authorization)) {
+      reply.code(401).header("www-authenticate", 'Bearer realm="tidewire-metrics"');
+      return {
+        error: {
+          code: "ERR_UNAUTHORIZED",
+          message: "GET /metrics needs the metrics token (Authorization: Bearer <token>)",
+        },
+      };
+    }
     try {
       const stats = queue.stats();
       for (const state of JOB_STATES) queueDepth.labels(queue.name, state).set(stats[state]);
@@ -117,9 +158,21 @@ export function buildServer(options: ServerOptions) {
   });
 
   if (options.hub) {
-    app.register(hubRoutes, { ...options.hub, startedAt });
+    app.register(hubRoutes, { gate, ...options.hub, startedAt });
     app.register(dashboardRoutes);
   }
 
   return app;
+}
+
+/** A constant-time check of `Authorization: Bearer <token>` against one token. */
+function bearer(token: string): (header: string | undefined) => boolean {
+  const want = createHash("sha256").update(`Bearer ${token}`).digest();
+  return (header) =>
+    timingSafeEqual(
+      createHash("sha256")
+        .update(header ?? "")
+        .digest(),
+      want,
+    );
 }

@@ -20,8 +20,8 @@
 import { EventEmitter } from "node:events";
 import { hubChanges } from "../metrics.js";
 import type { Authorizer } from "../replica/apply.js";
-import type { Change } from "../replica/log.js";
 import type { Replica } from "../replica/replica.js";
+import { isBusy } from "../store.js";
 import {
   type BatchLimits,
   CAPABILITIES,
@@ -143,7 +143,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
       excludeSource: req.nodeId,
     });
     const fit = fitBatch(set.changes, this.limits);
-    this.count(req.nodeId, "pull", fit.changes);
+    hubChanges.labels("pull").inc(fit.changes.length);
     this.clients.record(req.nodeId, "pull", req.buckets, fit.changes.length);
     if (!fit.cut) return set;
     return { changes: fit.changes, cursor: String(fit.changes.at(-1)!.seq), hasMore: true };
@@ -178,7 +178,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     } catch (err) {
       throw pushRefusal(err, this.replica, req.changes, req.nodeId) ?? err;
     }
-    this.count(req.nodeId, "push", req.changes, tables);
+    hubChanges.labels("push").inc(req.changes.length);
     const touched = new Set(tables.values());
     this.clients.record(req.nodeId, "push", touched, req.changes.length);
     if (result.applied > 0) this.emit("changes", [...touched]);
@@ -194,7 +194,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
    * so the hub's own pushes (which emit already) cost nothing here. Returns
    * the function that stops watching.
    */
-  watchLocalWrites(intervalMs = 25): () => void {
+  watchLocalWrites(intervalMs = 25, gate?: { readonly locked: boolean; noteBusy(): void }): () => void {
     const db = this.replica.store.db;
     const version = db.prepare("PRAGMA data_version").pluck();
     const logMark = db.prepare("SELECT seq FROM tw_clock WHERE id = 0").pluck();
@@ -202,19 +202,23 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     let seen = version.get();
     let mark = logMark.get();
     const timer = setInterval(() => {
+      // Another program holds the write lock: the gate says when it is free, so no tick waits for it.
+      if (gate?.locked) return;
       try {
         const v = version.get();
         if (v === seen) return;
-        seen = v;
         // Other programs' writes are staged by capture: the log moves once they are ingested.
         this.replica.ingest();
+        // Only now: an ingest that met the lock must be tried again at the next tick.
+        seen = v;
         const m = logMark.get();
         if (m === mark) return;
         mark = m;
         const touched = buckets.all() as string[];
         if (touched.length > 0) this.emit("changes", touched);
-      } catch {
+      } catch (err) {
         // A busy or closing database: the next tick looks again.
+        if (isBusy(err)) gate?.noteBusy();
       }
     }, intervalMs);
     timer.unref();
@@ -260,15 +264,6 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     if (this.declared === "*" || this.declared.has(bucket)) return true;
     for (const b of tables.values()) if (b === bucket) return true;
     return false;
-  }
-
-  private count(peer: string, direction: "push" | "pull", changes: Change[], tables = this.tablesByName()) {
-    const per = new Map<string, number>();
-    for (const c of changes) {
-      const b = tables.get(c.table) ?? "?";
-      per.set(b, (per.get(b) ?? 0) + 1);
-    }
-    for (const [bucket, n] of per) hubChanges.labels(peer, bucket, direction).inc(n);
   }
 
   /** Tracked and relayed tables alike, as the replica knows them. */

@@ -3,7 +3,10 @@
  * POST /v1/pull, POST /v1/push, and GET /v1/live (see live.ts).
  *
  * Contract: every /v1 request must carry a bearer token the Auth knows (401
- * otherwise; a path that names no endpoint is a 404 whatever the token), is counted against that token's rate limit (429), and must be
+ * otherwise; a path that names no endpoint is a 404 whatever the token; an
+ * address that sent too many wrong or missing tokens gets 429 for the rest of
+ * the window, whatever it sends), is counted against that token's rate limit
+ * (429), and must be
  * JSON within the body limit (400 malformed, 413 too large, 415 not JSON).
  * Every refusal is a 4xx whose body is `{ error: { code, message } }`, the
  * message one clear sentence; the hub's state is untouched by a refused
@@ -12,11 +15,20 @@
  */
 import rateLimit from "@fastify/rate-limit";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { DatabaseBusyError, WriteGate } from "../daemon/write-gate.js";
 import type { Pins } from "../pins/pins.js";
 import { pinRoutes } from "../pins/routes.js";
+import { isBusy } from "../store.js";
 import { PROTOCOL_VERSION } from "../sync/protocol.js";
 import type { Auth } from "./auth.js";
 import { type Hub, HubError, type Scope } from "./hub.js";
+import {
+  DEFAULT_AUTH_FAILURES_PER_MINUTE,
+  liveCaps,
+  RetryLaterError,
+  tooManyFailures,
+  WindowCounter,
+} from "./limits.js";
 import { attachLive } from "./live.js";
 import { StatusReader } from "./status-reader.js";
 
@@ -27,6 +39,20 @@ export interface HubRoutesOptions {
   rateLimitPerSecond?: number;
   /** Serve GET/PUT /v1/pins/:hash from these pins (src/pins/routes.ts). */
   pins?: Pins;
+  /** Where requests wait, off the event loop, for another program's write lock (default: a gate of its own). */
+  gate?: WriteGate;
+  /** Live sockets open at once, in all (default 1,000, held under half the open-file limit). */
+  maxLive?: number;
+  /** Live sockets open at once per token (default 100). */
+  maxLivePerToken?: number;
+  /**
+   * Requests with a wrong or missing token per address per window (default
+   * 60); past it every request from that address is 429 until the window
+   * ends, the right token included, so a guess cannot be told right by its answer.
+   */
+  authFailures?: number;
+  /** That window, ms (default 60,000). */
+  authFailureWindowMs?: number;
   /** Epoch ms the server started (buildServer's, which /healthz reports too). */
   startedAt?: number;
 }
@@ -44,6 +70,8 @@ declare module "fastify" {
 
 export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions): Promise<void> {
   const { hub, auth } = options;
+  const gate = options.gate ?? new WriteGate(hub.replica.store);
+  if (!options.gate) app.addHook("onClose", () => gate.close());
   const startedAt = options.startedAt ?? Date.now();
   const perSecond = options.rateLimitPerSecond ?? 200;
   if (perSecond > 0)
@@ -59,6 +87,12 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
     });
 
   app.setErrorHandler((err: FastifyError | HubError, request, reply) => {
+    // A lock met outside the gate (a route that does not wait) is as temporary as one met inside.
+    const later = err instanceof RetryLaterError ? err : isBusy(err) ? new DatabaseBusyError(1, 0) : null;
+    if (later) {
+      reply.header("retry-after", String(later.retryAfterSeconds));
+      return send(reply, later.status, later.code, later.message);
+    }
     if (err instanceof HubError) return send(reply, err.status, err.code, err.message);
     // The database's or a pin's: the same request may succeed once there is room.
     if (DISK_FULL.has((err as { code?: unknown }).code)) {
@@ -77,11 +111,19 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
     send(reply, 404, "ERR_NOT_FOUND", `no such endpoint: ${request.method} ${request.url.split("?")[0]}`),
   );
 
+  const failures = new WindowCounter(
+    options.authFailures ?? DEFAULT_AUTH_FAILURES_PER_MINUTE,
+    options.authFailureWindowMs ?? 60_000,
+  );
   app.addHook("onRequest", async (request, reply) => {
     // An unknown path is not a question about the token.
     if (request.is404) return;
+    // Before the token is looked at: an address out of tries learns nothing from the answer.
+    const locked = failures.blocked(`addr:${request.ip}`);
+    if (locked > 0) throw tooManyFailures(locked);
     const scope = auth.identify(request.headers.authorization);
     if (!scope) {
+      failures.hit(`addr:${request.ip}`);
       reply.header("www-authenticate", 'Bearer realm="tidewire"');
       throw new HubError(
         401,
@@ -106,12 +148,17 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
       if (request.body === undefined || request.body === null) {
         throw new HubError(400, "ERR_MALFORMED", "the request needs a JSON body");
       }
-      return handle(request.body, request.scope!);
+      const body = request.body;
+      return gate.run(() => handle(body, request.scope!));
     });
   route("/v1/handshake", (b, s) => hub.handshake(b, s));
   route("/v1/pull", (b, s) => hub.pull(b, s));
   route("/v1/push", (b, s) => hub.push(b, s));
-  const liveSubscribers = attachLive(app, hub, auth);
+  const liveSubscribers = attachLive(app, hub, auth, {
+    ...liveCaps({ maxLive: options.maxLive, maxLivePerToken: options.maxLivePerToken }),
+    perSecond,
+    failures,
+  });
   const statusReader = new StatusReader(hub.replica.store);
   app.addHook("onClose", () => statusReader.close());
   app.get("/v1/status", async (request) => {

@@ -7,7 +7,8 @@
  * that gets no answer in `timeoutMs` is aborted. A call that fails to connect
  * or loses its connection (refused, reset, closed early) is retried up to
  * `retries` times with a doubling pause: every call is safe to repeat, since
- * applying a batch twice changes nothing. An answer is parsed with the
+ * applying a batch twice changes nothing. A 503 (the hub's database locked by
+ * another program) is retried as often, after its Retry-After (10 s at most). An answer is parsed with the
  * protocol's schemas; a hub refusal becomes a HubRefusedError with the hub's
  * code and message. `subscribe` keeps a WebSocket open, reconnecting with
  * backoff, and reports a change notice (and every reconnection, since a
@@ -200,6 +201,11 @@ export class HttpTransport implements Transport {
           `${url.pathname}: ${this.peer} answered ${res.status} with a body that is not JSON`,
         );
       }
+      if (res.status === 503 && attempt < this.retries) {
+        // The hub is up but cannot write now (another program holds its lock): wait as it asks, briefly.
+        await new Promise((r) => setTimeout(r, retryAfterMs(res, this.retryDelayMs * 2 ** attempt)));
+        continue;
+      }
       if (!res.ok) {
         const e = errorResponse.safeParse(doc);
         throw e.success
@@ -213,6 +219,13 @@ export class HttpTransport implements Transport {
       return parse(schema, doc, what) as T;
     }
   }
+}
+
+/** A 503's Retry-After in ms (seconds form only), at least `floorMs`, at most 10 s so a call never stalls long. */
+function retryAfterMs(res: Response, floorMs: number): number {
+  const seconds = Number(res.headers.get("retry-after"));
+  const asked = Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0;
+  return Math.min(10_000, Math.max(floorMs, asked));
 }
 
 function errorCode(err: unknown): string | null {
