@@ -290,7 +290,7 @@ export const MIGRATIONS: readonly Migration[] = [
       -- A tracked table renamed here (ALTER TABLE … RENAME TO, Django's RenameModel):
       -- its old name, so changes peers still send under it (they have not migrated
       -- yet, or sent them before) apply to the table under its new name.
-      CREATE TABLE tw_renames (old TEXT PRIMARY KEY, new TEXT NOT NULL, at INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS tw_renames (old TEXT PRIMARY KEY, new TEXT NOT NULL, at INTEGER NOT NULL) WITHOUT ROWID;
     `,
   },
 ];

@@ -42,8 +42,11 @@ describe("StreamReader gaps", () => {
     reader.add("peer", "default");
     const key = streamKey("tw", "default", "peer");
 
-    // A table this replica lacks: refused, and a fill asked for at once.
-    const refused = reader.handle(key, [["1-0", encodeEntry("0", "1", [change("nope", 1)])]]);
+    // A change the replica refuses (a key of two parts for a one-column key): a fill asked for at once.
+    // (A table this replica lacks is no longer refused: the change waits in quarantine.)
+    const refused = reader.handle(key, [
+      ["1-0", encodeEntry("0", "1", [{ ...change("items", 1), pk: [1, 2] }])],
+    ]);
     expect(refused.refused).toHaveLength(1);
     expect(refused.gaps.map((g) => g.reason)).toEqual(["refused"]);
     expect(reader.requests.splice(0)).toEqual([{ peer: "peer", bucket: "default", from: 0n }]);

@@ -309,7 +309,7 @@ function tokensFile(): string {
     file,
     JSON.stringify({
       tokens: [
-        { token: TOKEN, buckets: "*", access: "read-write", name: "admin" },
+        { token: TOKEN, buckets: "*", access: "admin", name: "admin" },
         { token: READER_1, buckets: ["default"], access: "read", name: "reader-1" },
         { token: READER_2, buckets: ["default"], access: "read", name: "reader-2" },
       ],
