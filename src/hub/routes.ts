@@ -17,6 +17,7 @@ import { pinRoutes } from "../pins/routes.js";
 import { PROTOCOL_VERSION } from "../sync/protocol.js";
 import type { Auth } from "./auth.js";
 import { type Hub, HubError, type Scope } from "./hub.js";
+import { jobRoutes } from "./jobs-routes.js";
 import { attachLive } from "./live.js";
 import { StatusReader } from "./status-reader.js";
 
@@ -141,6 +142,7 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
       ...read.status,
     };
   });
+  await app.register(jobRoutes, { store: hub.replica.store });
   if (options.pins) await app.register(pinRoutes, { pins: options.pins });
 }
 

@@ -132,3 +132,8 @@ export class QueueAdmin {
     return { queue: this.queue, state: f.state, type: f.type, q: likePattern(f.q) };
   }
 }
+
+/** The queues that hold any job, by name: what an operator may browse. */
+export function queueNames(store: Store): string[] {
+  return store.db.prepare("SELECT DISTINCT queue FROM tw_jobs ORDER BY queue").pluck().all() as string[];
+}
