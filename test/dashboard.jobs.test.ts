@@ -72,6 +72,8 @@ async function openJobs(url: string, token: string): Promise<Page> {
   const page = await browser!.newPage();
   const errors: string[] = [];
   page.on("pageerror", (err) => errors.push(err.message));
+  // The hub's deliberate refusals (403, 409) show in the console as failed loads; nothing else may.
+  page.on("console", (m) => m.type() === "error" && !/40[39]/.test(m.text()) && errors.push(m.text()));
   Object.assign(page, { errors });
   await page.goto(`${url}/dashboard#token=${token}`);
   await page.waitForSelector("#main:not([hidden])", WAIT);
@@ -137,6 +139,7 @@ describe.skipIf(!hasChromium)("the Jobs view, in Chromium", () => {
     await expect.poll(() => page.textContent("#action-msg"), WAIT).toBe(`retry: job ${id} is now pending`);
     expect(await page.textContent("#d-state")).toBe("pending");
     expect(inFile("SELECT state || ':' || attempts FROM tw_jobs WHERE id = ?", id)).toBe("pending:0");
+    expect((page as Page & { errors: string[] }).errors).toEqual([]);
     await page.close();
   });
 

@@ -23,6 +23,8 @@ const FILES = {
   "/dashboard/app.js": ["app.js", "text/javascript; charset=utf-8"],
   "/dashboard/jobs.js": ["jobs.js", "text/javascript; charset=utf-8"],
   "/dashboard/style.css": ["style.css", "text/css; charset=utf-8"],
+  // Named by the page, so Chromium does not ask for /favicon.ico and log its 404 as an error.
+  "/dashboard/favicon.svg": ["favicon.svg", "image/svg+xml"],
 } as const;
 
 const CSP = [
