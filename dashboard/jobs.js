@@ -112,6 +112,32 @@ async function load() {
   );
   $("bulk-start").textContent = `Apply to all ${number.format(body.total)}…`;
   $("bulk-start").disabled = body.total === 0;
+  loadSchedules();
+}
+
+async function loadSchedules() {
+  const [ok, body] = await call("GET", `/v1/periodic?${new URLSearchParams({ queue: view.queue })}`);
+  if (!ok) return;
+  const rows = body.schedules.map((p) => {
+    const tr = document.createElement("tr");
+    const every = p.cron === null ? `${Math.round(p.everyMs / 1000)} s` : `cron ${p.cron}`;
+    for (const text of [p.name, p.type, every, when(p.nextRunAt), when(p.lastRunAt)]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.append(td);
+    }
+    return tr;
+  });
+  if (rows.length === 0) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = 5;
+    td.className = "empty";
+    td.textContent = "no periodic schedules in this queue";
+    tr.append(td);
+    rows.push(tr);
+  }
+  $("schedules").tBodies[0].replaceChildren(...rows);
 }
 
 function fillQueues(names, current) {

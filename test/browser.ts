@@ -42,7 +42,8 @@ export const HOSTILE_PAYLOAD = "<img src=x onerror=window.pwned=1>";
 /**
  * Seeds `db` (a new file) with a relay's tables and queue "ops": 30 pending
  * `email` jobs, 3 failed `report` jobs with a stack in their error, 2 delayed
- * `sync` jobs and one `email` whose payload is markup. Returns the ids by kind.
+ * `sync` jobs, one `email` whose payload is markup, and two periodic schedules
+ * (an interval and a cron). Returns the ids by kind.
  */
 export function seedJobs(db: string): { failed: number[]; delayed: number[]; hostile: number } {
   const replica = Replica.open(db);
@@ -63,6 +64,8 @@ export function seedJobs(db: string): { failed: number[]; delayed: number[]; hos
     );
     const delayed = [1, 2].map((i) => ops.add("sync", { bucket: `b${i}` }, { delayMs: 3_600_000 * i }).id);
     const hostile = ops.add("email", { to: HOSTILE_PAYLOAD }).id;
+    ops.every("nightly-report", 86_400_000, "report", { month: "current" });
+    ops.cron("hourly-sync", "0 * * * *", "sync");
     return { failed, delayed, hostile };
   } finally {
     replica.close();

@@ -105,6 +105,12 @@ describe.skipIf(!hasChromium)("the Jobs view, in Chromium", () => {
     expect(await page.textContent("#jobs-status")).toBe("36 matching jobs in queue ops");
     expect(await page.textContent("#page-info")).toBe("1–25 of 36");
     expect(await rows(page)).toHaveLength(25);
+    await expect
+      .poll(() => page.$$eval("#schedules tbody tr", (trs) => trs.map((tr) => tr.textContent)), WAIT)
+      .toEqual([
+        expect.stringMatching(/^hourly-syncsynccron 0 \* \* \* \*20/),
+        expect.stringMatching(/^nightly-reportreport86400 s20.*–$/),
+      ]);
     await page.click("#page-next");
     await expect.poll(() => page.textContent("#page-info"), WAIT).toBe("26–36 of 36");
     expect(await rows(page)).toHaveLength(11);

@@ -85,6 +85,12 @@ describe("console job endpoints", () => {
     );
     expect((await call("GET", "/v1/jobs?limit=-1", READER)).status).toBe(400);
     expect((await call("GET", "/v1/jobs", "no-such-token-000000")).status).toBe(401);
+    ops.every("tick", 60_000, "mail");
+    const periodic = await call("GET", "/v1/periodic?queue=ops", READER);
+    expect(periodic.body.schedules).toEqual([
+      expect.objectContaining({ name: "tick", everyMs: 60_000, lastRunAt: null }),
+    ]);
+    expect(periodic.body.schedules[0].nextRunAt).toBeGreaterThan(Date.now());
   });
 
   it("acts on one job with an admin token, and refuses a reader, another origin and a wrong state", async () => {

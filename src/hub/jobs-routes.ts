@@ -4,6 +4,7 @@
  *
  *   GET  /v1/jobs?queue=&state=&type=&q=&limit=&offset=&sort=&order=  → { queue, queues, jobs, total }
  *   GET  /v1/jobs/:id?queue=                                          → { job }
+ *   GET  /v1/periodic?queue=                                          → { queue, schedules } (with next run)
  *   POST /v1/jobs/:id/{retry|cancel|run|priority|delete} {queue, priority?} → { ok, action, id, changed, job }
  *   POST /v1/jobs/bulk {queue, action, filter, expect, priority?}      → { ok, action, matched, changed }
  *
@@ -62,6 +63,11 @@ export async function jobRoutes(app: FastifyInstance, options: { store: Store })
       }),
     );
     return { queue: queue.name, queues: queueNames(store), ...page };
+  });
+
+  app.get("/v1/periodic", async (request) => {
+    const queue = queueOf((request.query as { queue?: string }).queue);
+    return { queue: queue.name, schedules: queue.listPeriodic() };
   });
 
   app.get("/v1/jobs/:id", async (request) => {
