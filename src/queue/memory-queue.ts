@@ -384,7 +384,7 @@ export class MemoryQueue implements JobQueue {
   update(id: number, patch: JobUpdate): boolean {
     const job = this.jobs.get(checkId(id));
     const { priority, runAt } = normalizeUpdate(patch);
-    if (!job || job.state !== "pending") return false;
+    if (job?.state !== "pending") return false;
     if (priority !== null) job.priority = priority;
     if (runAt !== null) {
       job.runAt = runAt;
