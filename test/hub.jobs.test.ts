@@ -85,6 +85,7 @@ describe("console job endpoints", () => {
       "ERR_INVALID_ARGUMENT",
     );
     expect((await call("GET", "/v1/jobs?limit=-1", READER)).status).toBe(400);
+    expect((await call("GET", "/v1/jobs?limit=501", READER)).status).toBe(400);
     expect((await call("GET", "/v1/jobs", "no-such-token-000000")).status).toBe(401);
     ops.every("tick", 60_000, "mail");
     const periodic = await call("GET", "/v1/periodic?queue=ops", READER);
@@ -107,6 +108,10 @@ describe("console job endpoints", () => {
       { origin: "https://evil.example" },
     );
     expect(cross).toMatchObject({ status: 403, body: { error: { code: "ERR_CROSS_ORIGIN" } } });
+    for (const origin of ["null", "http://127.0.0.1.evil.example", `http://127.0.0.1:${d.port + 1}`]) {
+      const refused = await call("POST", `/v1/jobs/${job.id}/run`, ADMIN, { queue: "ops" }, { origin });
+      expect(refused.status, origin).toBe(403);
+    }
     expect(ops.get(job.id)?.runAt).toBeGreaterThan(Date.now() + 60_000);
 
     const run = await call("POST", `/v1/jobs/${job.id}/run`, ADMIN, { queue: "ops" }, { origin: d.url });

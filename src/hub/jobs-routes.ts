@@ -12,7 +12,8 @@
  * (`requireAdmin`), carried in the Authorization header (the hub reads no
  * cookie, so a browser cannot send one on its own), and a request whose
  * Origin header is present and is not this hub's own origin is refused (403
- * ERR_CROSS_ORIGIN) before anything is read: a page elsewhere cannot drive an
+ * ERR_CROSS_ORIGIN; compared by host and port, as a TLS-terminating proxy
+ * changes the scheme the hub sees) before anything is read: a page elsewhere cannot drive an
  * operator's browser against the hub. A bulk action must send back the count
  * it was shown (`expect`); if the matching jobs moved since, 409
  * ERR_COUNT_CHANGED and nothing changes. A single action the job's state does
@@ -32,6 +33,8 @@ import { HubError, requireAdmin } from "./hub.js";
 const SORTS: Record<string, SortBy> = { created: "created", priority: "priority", runAt: "runAt" };
 /** Queues kept open (prepared statements) by name; beyond this, one is made per request. */
 const QUEUE_CACHE = 32;
+/** Jobs per GET /v1/jobs page: a page is read and sent whole. */
+const MAX_PAGE = 500;
 
 export async function jobRoutes(app: FastifyInstance, options: { store: Store }): Promise<void> {
   const { store } = options;
@@ -51,6 +54,8 @@ export async function jobRoutes(app: FastifyInstance, options: { store: Store })
   app.get("/v1/jobs", async (request) => {
     const p = request.query as Record<string, string | undefined>;
     const queue = queueOf(p.queue);
+    if ((int("limit", p.limit) ?? 0) > MAX_PAGE)
+      throw new HubError(400, "ERR_INVALID_ARGUMENT", `limit: at most ${MAX_PAGE} jobs a page`);
     const page = guard(() =>
       queue.search({
         state: (p.state || undefined) as JobState | undefined,
@@ -148,12 +153,12 @@ const REFUSAL: Record<JobAction, string> = {
 /** The checks every write makes, in this order: same origin, admin token, a JSON object body. */
 function writeBody(request: FastifyRequest, what: string): Record<string, unknown> {
   const origin = request.headers.origin;
-  const own = `${request.protocol}://${request.host}`;
-  if (origin !== undefined && origin !== own) {
+  // By host (name and port), not scheme: behind a proxy that terminates TLS the hub sees http.
+  if (origin !== undefined && originHost(origin) !== request.headers.host) {
     throw new HubError(
       403,
       "ERR_CROSS_ORIGIN",
-      `requests from ${origin} may not change jobs; only ${own} may`,
+      `requests from ${origin} may not change jobs; only pages served by this hub (${request.headers.host}) may`,
     );
   }
   requireAdmin(request.scope!, what);
@@ -161,6 +166,14 @@ function writeBody(request: FastifyRequest, what: string): Record<string, unknow
   if (typeof body !== "object" || Array.isArray(body))
     throw new HubError(400, "ERR_MALFORMED", "the body must be a JSON object");
   return body as Record<string, unknown>;
+}
+
+function originHost(origin: string): string | null {
+  try {
+    return new URL(origin).host;
+  } catch {
+    return null; // "null" (a sandboxed or file: page) or garbage: never the hub's own
+  }
 }
 
 function actionOf(value: unknown): JobAction {
