@@ -36,6 +36,7 @@ export { isPinHash, PinMismatchError, PinNotFoundError, PinTooLargeError } from 
 export { DEFAULT_MAX_PIN_BYTES, type PinInfo, PinStore, type PinStoreOptions } from "./pins/pin-store.js";
 export { type CollectResult, DEFAULT_GRACE_MS, Pins } from "./pins/pins.js";
 export type { PinColumn } from "./pins/references.js";
+export { CountChangedError } from "./queue/admin.js";
 export { MemoryQueue } from "./queue/memory-queue.js";
 export { Queue, type QueueOptions } from "./queue/queue.js";
 export { Scheduler } from "./queue/scheduler.js";

@@ -198,3 +198,10 @@ export const changesQuarantined = new Counter({
   labelNames: ["kind"] as const,
   registers: [registry],
 });
+
+export const consoleActions = new Counter({
+  name: "tidewire_console_actions_total",
+  help: "Job actions asked of the hub's console API, by action (retry, cancel, run, priority, delete), target (one, bulk) and result (changed, unchanged, refused)",
+  labelNames: ["action", "target", "result"] as const,
+  registers: [registry],
+});

@@ -11,10 +11,11 @@ import { type ChildProcess, execFileSync } from "node:child_process";
 import { accessSync, constants, existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Clients } from "../src/hub/clients.js";
 import { Replica } from "../src/replica/replica.js";
+import { launchChromium } from "./browser.js";
 import { listeningUrl, type Run, runNode, serviceReachable, sleep, sql, useTempDirs } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -36,21 +37,7 @@ const hasChromium = await serviceReachable("Chromium", CHROMIUM, async () =>
 beforeAll(async () => {
   if (!existsSync(join(ROOT, "dist/hub/dashboard.js")))
     execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
-  if (hasChromium)
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      // Without the background-networking flags Chromium keeps dialling out, which this
-      // machine's closed network refuses; --no-sandbox because CI runs as root.
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+  if (hasChromium) browser = await launchChromium();
 }, 60_000);
 afterAll(async () => {
   await browser?.close();

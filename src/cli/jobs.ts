@@ -24,8 +24,9 @@ import {
   printText,
   table,
 } from "./io.js";
+import { type BulkFlags, bulkJobs, bulkOptions, registerJobsUpdate } from "./jobs-console.js";
 
-interface Common {
+export interface Common {
   queue: string;
   json?: boolean;
 }
@@ -39,7 +40,7 @@ interface ListFlags extends Common {
   order: "asc" | "desc";
 }
 
-const ACTIONS = ["list", "stats", "stuck", "retry", "cancel", "cleanup"];
+const ACTIONS = ["list", "stats", "stuck", "retry", "cancel", "cleanup", "update"];
 const DEFAULT_RETENTION = "7d";
 const DEFAULT_STUCK = "5m";
 
@@ -123,9 +124,12 @@ export function registerJobs(program: Command): void {
       );
     });
 
-  command(jobs, "retry", "run a failed or cancelled job again, with a fresh set of attempts")
-    .argument("<id>", "the job's id", positiveInt)
-    .action((db: string, id: number, flags: Common) => {
+  bulkOptions(
+    command(jobs, "retry", "run a failed or cancelled job (or every one matching --state/--type) again"),
+  )
+    .argument("[id]", "the job's id", positiveInt)
+    .action((db: string, id: number | undefined, flags: BulkFlags) => {
+      if (id === undefined) return bulkJobs("retry", db, flags);
       const job = withQueue(
         db,
         flags.queue,
@@ -146,9 +150,12 @@ export function registerJobs(program: Command): void {
       else printText(`job ${id} (${job.type}) is pending again with ${job.maxAttempts} attempts`);
     });
 
-  command(jobs, "cancel", "cancel a pending or running job")
-    .argument("<id>", "the job's id", positiveInt)
-    .action((db: string, id: number, flags: Common) => {
+  bulkOptions(
+    command(jobs, "cancel", "cancel a pending or running job (or every one matching --state/--type)"),
+  )
+    .argument("[id]", "the job's id", positiveInt)
+    .action((db: string, id: number | undefined, flags: BulkFlags) => {
+      if (id === undefined) return bulkJobs("cancel", db, flags);
       const { job, was } = withQueue(
         db,
         flags.queue,
@@ -196,20 +203,28 @@ export function registerJobs(program: Command): void {
           `removed ${removed} finished job${removed === 1 ? "" : "s"} older than ${ms(flags.olderThan)} from queue ${flags.queue}`,
         );
     });
+
+  registerJobsUpdate(jobs);
 }
 
-function command(jobs: Command, name: string, description: string): Command {
+export function command(jobs: Command, name: string, description: string): Command {
   return jobs
     .command(name)
     .description(description)
-    .usage(name === "retry" || name === "cancel" ? "<id> [options]" : "[options]")
+    .usage(
+      name === "retry" || name === "cancel"
+        ? "[id] [options]"
+        : name === "update"
+          ? "<id> [options]"
+          : "[options]",
+    )
     .argument("<db>", "the database file (it must exist)")
     .addOption(new Option("--queue <name>", "the queue").argParser(nonEmpty).default("default"))
     .option("--json", "print one JSON document on stdout");
 }
 
 /** Runs `fn` on the named queue; only commands that change jobs (`write`) open the file read-write. */
-function withQueue<T>(db: string, queueName: string, fn: (queue: Queue) => T, write = false): T {
+export function withQueue<T>(db: string, queueName: string, fn: (queue: Queue) => T, write = false): T {
   const store = openDatabase(db, write);
   try {
     return fn(new Queue(store, queueName));
@@ -226,7 +241,7 @@ function stuckFor(job: Job, now: number): { reason: string; forMs: number } {
   return { reason: "running", forMs };
 }
 
-function found(queue: Queue, id: number): Job {
+export function found(queue: Queue, id: number): Job {
   const job = queue.get(id);
   if (!job) throw new TidewireError(`no job ${id} in queue ${queue.name}`, "ERR_NO_JOB");
   return job;

@@ -22,6 +22,7 @@ import { isBusy } from "../store.js";
 import { PROTOCOL_VERSION } from "../sync/protocol.js";
 import type { Auth } from "./auth.js";
 import { type Hub, HubError, type Scope } from "./hub.js";
+import { jobRoutes } from "./jobs-routes.js";
 import {
   DEFAULT_AUTH_FAILURES_PER_MINUTE,
   liveCaps,
@@ -188,6 +189,7 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
       ...read.status,
     };
   });
+  await app.register(jobRoutes, { store: hub.replica.store });
   if (options.pins) await app.register(pinRoutes, { pins: options.pins });
 }
 

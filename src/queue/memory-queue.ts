@@ -6,22 +6,30 @@
 import { EventEmitter } from "node:events";
 import { InvalidArgumentError } from "../errors.js";
 import { jobsAdded } from "../metrics.js";
+import { CountChangedError } from "./admin.js";
 import { backoffDelay, resolveBackoff, validateBackoff } from "./backoff.js";
+import { matchesFilter } from "./filter.js";
 import { cronSpec, everySpec, nextPeriodicRun, type PeriodicSpec, periodicJob } from "./periodic.js";
 import {
   type AddManyItem,
   type AddOptions,
   type BackoffOptions,
+  type BulkOptions,
   type CleanupOptions,
   FINISHED_STATES,
   JOB_STATES,
   type Job,
+  type JobAction,
+  type JobFilter,
+  type JobPage,
   type JobQueue,
   type JobState,
+  type JobUpdate,
   type ListOptions,
   type PeriodicJob,
   type PeriodicOptions,
   type QueueStats,
+  type SearchOptions,
   type Settlement,
   type SettleResult,
   type StuckOptions,
@@ -33,9 +41,12 @@ import {
   checkState,
   type NormalizedAdd,
   normalizeAdd,
+  normalizeBulk,
   normalizeCleanup,
+  normalizeFilter,
   normalizeList,
   normalizeStuck,
+  normalizeUpdate,
   pendingJob,
 } from "./validate.js";
 
@@ -356,6 +367,77 @@ export class MemoryQueue implements JobQueue {
   onAdded(listener: () => void): () => void {
     this.events.on("added", listener);
     return () => this.events.off("added", listener);
+  }
+
+  // The operator's console, with the Queue's rules (admin.ts).
+
+  search(options?: SearchOptions): JobPage {
+    const o = normalizeList(options);
+    const key = o.sortBy === "created" ? "id" : o.sortBy;
+    const dir = o.order === "desc" ? -1 : 1;
+    const all = this.matching(options).sort((a, b) => dir * (a[key] - b[key] || a.id - b.id));
+    return { jobs: all.slice(o.offset, o.offset + o.limit).map(copy), total: all.length };
+  }
+
+  count(filter?: JobFilter): number {
+    return this.matching(filter).length;
+  }
+
+  update(id: number, patch: JobUpdate): boolean {
+    const job = this.jobs.get(checkId(id));
+    const { priority, runAt } = normalizeUpdate(patch);
+    if (job?.state !== "pending") return false;
+    if (priority !== null) job.priority = priority;
+    if (runAt !== null) {
+      job.runAt = runAt;
+      this.events.emit("added");
+    }
+    return true;
+  }
+
+  remove(id: number): boolean {
+    const job = this.jobs.get(checkId(id));
+    if (!job || job.state === "running") return false;
+    return this.jobs.delete(id);
+  }
+
+  act(action: JobAction, id: number, options?: { priority?: number }): boolean {
+    checkId(id);
+    const o = normalizeBulk(action, options);
+    return this.applyOne(o.action, id, o.priority);
+  }
+
+  bulk(action: JobAction, filter?: JobFilter, options?: BulkOptions): number {
+    const matched = this.matching(filter).sort((a, b) => a.id - b.id);
+    const o = normalizeBulk(action, options);
+    if (o.expect !== null && matched.length !== o.expect)
+      throw new CountChangedError(o.expect, matched.length);
+    let changed = 0;
+    for (const job of matched) if (this.applyOne(o.action, job.id, o.priority)) changed++;
+    return changed;
+  }
+
+  private matching(filter: JobFilter | undefined): Job[] {
+    const f = normalizeFilter(filter);
+    return [...this.jobs.values()].filter((j) => matchesFilter(j, f));
+  }
+
+  private applyOne(action: JobAction, id: number, priority: number | null): boolean {
+    switch (action) {
+      case "retry":
+        return this.retry(id);
+      case "cancel":
+        return this.cancel(id);
+      case "run": {
+        const job = this.jobs.get(id);
+        const now = this.now();
+        return job?.state === "pending" && job.runAt > now && this.update(id, { runAt: now });
+      }
+      case "priority":
+        return this.update(id, { priority: priority ?? 0 });
+      case "delete":
+        return this.remove(id);
+    }
   }
 }
 

@@ -14,6 +14,7 @@ import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { jobsAdded } from "../metrics.js";
 import type { Store } from "../store.js";
+import { QueueAdmin } from "./admin.js";
 import { resolveBackoff, validateBackoff } from "./backoff.js";
 import { Leases } from "./leases.js";
 import { cronSpec, everySpec, type PeriodicSpec } from "./periodic.js";
@@ -23,15 +24,21 @@ import {
   type AddManyItem,
   type AddOptions,
   type BackoffOptions,
+  type BulkOptions,
   type CleanupOptions,
   JOB_STATES,
   type Job,
+  type JobAction,
+  type JobFilter,
+  type JobPage,
   type JobQueue,
   type JobState,
+  type JobUpdate,
   type ListOptions,
   type PeriodicJob,
   type PeriodicOptions,
   type QueueStats,
+  type SearchOptions,
   type Settlement,
   type SettleResult,
   type SortBy,
@@ -44,6 +51,7 @@ import {
   checkState,
   type NormalizedAdd,
   normalizeAdd,
+  normalizeBulk,
   normalizeCleanup,
   normalizeList,
   normalizeStuck,
@@ -64,6 +72,7 @@ const KEY_FREE = `(key IS NULL OR NOT EXISTS (
      AND other.state IN ('pending', 'running') AND other.id <> tw_jobs.id))`;
 /** Rows per bulk INSERT: 100 rows x 9 values stays far below SQLite's 32,766 bound parameters. */
 const BULK_ROWS = 100;
+const CANCELLABLE = JSON.stringify(["pending", "running"]);
 const ORDER_COLUMN: Record<SortBy, string> = { created: "id", priority: "priority", runAt: "run_at" };
 
 export class Queue implements JobQueue {
@@ -76,6 +85,7 @@ export class Queue implements JobQueue {
   private readonly listSql = new Map<string, Database.Statement>();
   private readonly leases: Leases;
   private readonly schedules: Schedules;
+  private readonly admin: QueueAdmin;
 
   constructor(
     readonly store: Store,
@@ -144,6 +154,9 @@ export class Queue implements JobQueue {
     this.addBatch = store.writer((rows: NormalizedAdd[], now: number) => this.insertBatch(rows, now));
     this.leases = new Leases(store, this.name, this.backoff, () => this.now());
     this.schedules = new Schedules(db, this.name);
+    this.admin = new QueueAdmin(store, this.name, (action, id, priority) =>
+      this.applyOne(action, id, priority),
+    );
   }
 
   now(): number {
@@ -416,5 +429,64 @@ export class Queue implements JobQueue {
   onAdded(listener: () => void): () => void {
     this.events.on("added", listener);
     return () => this.events.off("added", listener);
+  }
+
+  // The operator's console: search, re-prioritise, re-schedule, delete, bulk actions (admin.ts).
+
+  /** A page of the jobs matching `options` (state, type, text `q`), and how many match in all. */
+  search(options?: SearchOptions): JobPage {
+    return this.admin.search(options);
+  }
+
+  count(filter?: JobFilter): number {
+    return this.admin.count(filter);
+  }
+
+  /** A pending job's new priority and/or due time; false if the job is not pending. */
+  update(id: number, patch: JobUpdate): boolean {
+    checkId(id);
+    const changed = this.store.write(() => this.admin.updateRow(id, patch));
+    if (changed && patch.runAt !== undefined) this.events.emit("added");
+    return changed;
+  }
+
+  /** Deletes a job that is not running; false if there is none or it runs. */
+  remove(id: number): boolean {
+    checkId(id);
+    return this.store.write(() => this.admin.removeRow(id));
+  }
+
+  /** Applies `action` to every job `filter` matches, in one transaction; returns how many changed. */
+  bulk(action: JobAction, filter?: JobFilter, options?: BulkOptions): number {
+    const n = this.admin.bulk(action, filter, options);
+    if (n > 0 && (action === "retry" || action === "run")) this.events.emit("added");
+    return n;
+  }
+
+  /** One action on one job (see JOB_ACTIONS); false if the job's state does not allow it. */
+  act(action: JobAction, id: number, options?: { priority?: number }): boolean {
+    checkId(id);
+    const o = normalizeBulk(action, options);
+    const changed = this.store.write(() => this.applyOne(o.action, id, o.priority));
+    if (changed && (action === "retry" || action === "run")) this.events.emit("added");
+    return changed;
+  }
+
+  /** One job, inside the bulk's transaction, with the single-job statements' rules. */
+  private applyOne(action: JobAction, id: number, priority: number | null): boolean {
+    const now = this.now();
+    const queue = this.name;
+    switch (action) {
+      case "retry":
+        return this.sql.retry.run({ now, id, queue }).changes > 0;
+      case "cancel":
+        return this.sql.move.run({ to: "cancelled", now, id, queue, from: CANCELLABLE }).changes > 0;
+      case "run":
+        return this.admin.promoteRow(id, now);
+      case "priority":
+        return this.admin.updateRow(id, { priority: priority ?? 0 });
+      case "delete":
+        return this.admin.removeRow(id);
+    }
   }
 }

@@ -139,6 +139,14 @@ export interface JobQueue {
   /** Enqueues every periodic job whose time has come; returns how many fired. */
   firePeriodic(): number;
 
+  /** The operator's console: a filtered page with its total, and actions on one job or a filter's jobs. */
+  search(options?: SearchOptions): JobPage;
+  count(filter?: JobFilter): number;
+  update(id: number, patch: JobUpdate): boolean;
+  remove(id: number): boolean;
+  act(action: JobAction, id: number, options?: { priority?: number }): boolean;
+  bulk(action: JobAction, filter?: JobFilter, options?: BulkOptions): number;
+
   /** Takes up to `limit` due jobs (of `types` only, when given) and leases them to `owner`. */
   claim(owner: string, limit: number, leaseMs: number, types?: readonly string[]): Job[];
   settle(owner: string, settlements: Settlement[]): SettleResult;
@@ -151,4 +159,41 @@ export interface JobQueue {
   /** Called when a job is added in this process, so an idle worker need not wait for its poll. */
   onAdded(listener: () => void): () => void;
   now(): number;
+}
+
+/** Which jobs of a queue an operator means: all given conditions hold. */
+export interface JobFilter {
+  state?: JobState;
+  type?: string;
+  /** Text the payload (as JSON) or the last error contains; ASCII letters match either case. */
+  q?: string;
+}
+
+export interface SearchOptions extends ListOptions, JobFilter {}
+
+/** One page of a search, and how many jobs match in all. */
+export interface JobPage {
+  jobs: Job[];
+  total: number;
+}
+
+/** A pending job's new priority and/or due time. */
+export interface JobUpdate {
+  priority?: number;
+  runAt?: number | Date;
+}
+
+/**
+ * What an operator may do to a job or to every job matching a filter:
+ * retry (failed or cancelled), cancel (pending or running), run (a pending
+ * job becomes due now), priority (of a pending job), delete (any job not running).
+ */
+export const JOB_ACTIONS = ["retry", "cancel", "run", "priority", "delete"] as const;
+export type JobAction = (typeof JOB_ACTIONS)[number];
+
+export interface BulkOptions {
+  /** The new priority, for the "priority" action. */
+  priority?: number;
+  /** How many jobs the caller saw match the filter: a different count refuses the action (ERR_COUNT_CHANGED). */
+  expect?: number;
 }

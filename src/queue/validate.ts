@@ -6,11 +6,15 @@ import { InvalidArgumentError } from "../errors.js";
 import { validateBackoff } from "./backoff.js";
 import {
   type AddOptions,
+  type BulkOptions,
   type CleanupOptions,
   FINISHED_STATES,
+  JOB_ACTIONS,
   JOB_STATES,
   type Job,
+  type JobFilter,
   type JobState,
+  type JobUpdate,
   type ListOptions,
   type SortBy,
   type StuckOptions,
@@ -333,5 +337,54 @@ export function pendingJob(id: number, queue: string, r: NormalizedAdd, now: num
     createdAt: now,
     startedAt: null,
     finishedAt: null,
+  };
+}
+
+/** A JobFilter checked, with nulls for the conditions not given. */
+export function normalizeFilter(filter: JobFilter | undefined) {
+  const f = filter ?? {};
+  if (typeof f !== "object") throw new InvalidArgumentError("filter", "must be an object");
+  if (f.q !== undefined && (typeof f.q !== "string" || f.q.length > 1000))
+    throw new InvalidArgumentError("q", "must be a string of at most 1000 characters");
+  return {
+    state: f.state === undefined ? null : checkState("state", f.state),
+    type: f.type === undefined ? null : checkName("type", f.type),
+    q: f.q === undefined || f.q === "" ? null : f.q,
+  };
+}
+
+/** `q` as a LIKE pattern (ESCAPE '\'): the caller's %, _ and \ match themselves. */
+export function likePattern(q: string | null): string | null {
+  return q === null ? null : `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+export function normalizeUpdate(patch: JobUpdate | undefined): {
+  priority: number | null;
+  runAt: number | null;
+} {
+  if (patch === null || typeof patch !== "object")
+    throw new InvalidArgumentError("update", "must be an object");
+  const priority = patch.priority === undefined ? null : checkInteger("priority", patch.priority, -(2 ** 31));
+  let runAt: number | null = null;
+  if (patch.runAt !== undefined) {
+    const t = patch.runAt instanceof Date ? patch.runAt.getTime() : patch.runAt;
+    if (typeof t !== "number" || !Number.isFinite(t) || t < 0)
+      throw new InvalidArgumentError("runAt", `must be a Date or epoch ms, got ${String(patch.runAt)}`);
+    runAt = Math.round(t);
+  }
+  if (priority === null && runAt === null) throw new InvalidArgumentError("update", "give priority or runAt");
+  return { priority, runAt };
+}
+
+export function normalizeBulk(action: unknown, options: BulkOptions | undefined) {
+  const o = options ?? {};
+  const act = checkOneOf("action", action, JOB_ACTIONS);
+  const priority = o.priority === undefined ? null : checkInteger("priority", o.priority, -(2 ** 31));
+  if (act === "priority" && priority === null)
+    throw new InvalidArgumentError("priority", "the priority action needs a priority");
+  return {
+    action: act,
+    priority,
+    expect: o.expect === undefined ? null : checkInteger("expect", o.expect, 0),
   };
 }

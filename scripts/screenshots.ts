@@ -1,0 +1,59 @@
+/**
+ * `npm run screenshots`: PNGs of the dashboard's main views in
+ * docs/screenshots/, taken in Debian's chromium (playwright-core) against a
+ * real `tidewire serve` on a temporary database seeded as the browser tests
+ * seed it (test/browser.ts). Rerun it after changing the dashboard.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Page } from "playwright-core";
+import { JOBS_ADMIN, launchChromium, ROOT, seedJobs, serveJobs } from "../test/browser.js";
+
+const OUT = join(ROOT, "docs/screenshots");
+const WAIT = { timeout: 60_000 };
+
+async function waitForText(page: Page, selector: string, pattern: RegExp): Promise<void> {
+  await page.locator(selector, { hasText: pattern }).waitFor(WAIT);
+}
+
+async function filter(page: Page, state: string, type: string): Promise<void> {
+  await page.selectOption("#f-state", state);
+  await page.fill("#f-type", type);
+  await page.click("#f-apply");
+  await waitForText(page, "#jobs-status", /matching jobs? in queue ops$/);
+}
+
+const dir = mkdtempSync(join(tmpdir(), "tidewire-shots-"));
+mkdirSync(OUT, { recursive: true });
+const db = join(dir, "hub.db");
+const seeded = seedJobs(db);
+const { url, child } = await serveJobs(db, dir);
+const browser = await launchChromium();
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, colorScheme: "light" });
+  await page.goto(`${url}/dashboard#token=${JOBS_ADMIN}`);
+  await page.waitForSelector("#main:not([hidden])", WAIT);
+  await waitForText(page, "#state", /^updated /);
+  await page.screenshot({ path: join(OUT, "overview.png"), fullPage: true });
+
+  await page.click("#show-jobs");
+  await waitForText(page, "#jobs-status", /matching jobs? in queue ops$/);
+  await page.screenshot({ path: join(OUT, "jobs.png"), fullPage: true });
+
+  await filter(page, "failed", "");
+  await page.click(`#jobs-table button:text-is("${seeded.failed[0]}")`);
+  await page.waitForSelector("#job-detail:not([hidden])", WAIT);
+  await page.screenshot({ path: join(OUT, "job-detail.png"), fullPage: true });
+
+  await filter(page, "pending", "email");
+  await page.selectOption("#bulk-action", "cancel");
+  await page.click("#bulk-start");
+  await page.waitForSelector("#bulk-confirm:not([hidden])", WAIT);
+  await page.screenshot({ path: join(OUT, "bulk-confirm.png"), fullPage: true });
+  console.log(`wrote overview.png, jobs.png, job-detail.png, bulk-confirm.png to ${OUT}`);
+} finally {
+  await browser.close();
+  child.kill("SIGTERM");
+  rmSync(dir, { recursive: true, force: true });
+}

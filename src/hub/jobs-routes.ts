@@ -1,0 +1,213 @@
+/**
+ * The operations console's job endpoints, registered inside the hub's /v1
+ * scope (so its token check, rate limit and error envelope apply):
+ *
+ *   GET  /v1/jobs?queue=&state=&type=&q=&limit=&offset=&sort=&order=  → { queue, queues, jobs, total }
+ *   GET  /v1/jobs/:id?queue=                                          → { job }
+ *   GET  /v1/periodic?queue=                                          → { queue, schedules } (with next run)
+ *   POST /v1/jobs/:id/{retry|cancel|run|priority|delete} {queue, priority?} → { ok, action, id, changed, job }
+ *   POST /v1/jobs/bulk {queue, action, filter, expect, priority?}      → { ok, action, matched, changed }
+ *
+ * Contract: reads need any valid token. Writes need an admin token
+ * (`requireAdmin`), carried in the Authorization header (the hub reads no
+ * cookie, so a browser cannot send one on its own), and a request whose
+ * Origin header is present and is not this hub's own origin is refused (403
+ * ERR_CROSS_ORIGIN; compared by host and port, as a TLS-terminating proxy
+ * changes the scheme the hub sees) before anything is read: a page elsewhere cannot drive an
+ * operator's browser against the hub. A bulk action must send back the count
+ * it was shown (`expect`); if the matching jobs moved since, 409
+ * ERR_COUNT_CHANGED and nothing changes. A single action the job's state does
+ * not allow is a 409 ERR_JOB_STATE naming the state. Every write is logged
+ * (token name, action, target, result) and counted
+ * (tidewire_console_actions_total). All queue access goes through the Queue.
+ */
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { InvalidArgumentError } from "../errors.js";
+import { consoleActions } from "../metrics.js";
+import { CountChangedError, queueNames } from "../queue/admin.js";
+import { Queue } from "../queue/queue.js";
+import { JOB_ACTIONS, type JobAction, type JobFilter, type JobState, type SortBy } from "../queue/types.js";
+import type { Store } from "../store.js";
+import { HubError, requireAdmin } from "./hub.js";
+
+const SORTS: Record<string, SortBy> = { created: "created", priority: "priority", runAt: "runAt" };
+/** Queues kept open (prepared statements) by name; beyond this, one is made per request. */
+const QUEUE_CACHE = 32;
+/** Jobs per GET /v1/jobs page: a page is read and sent whole. */
+const MAX_PAGE = 500;
+
+export async function jobRoutes(app: FastifyInstance, options: { store: Store }): Promise<void> {
+  const { store } = options;
+  const cache = new Map<string, Queue>();
+  const queueOf = (name: unknown): Queue =>
+    guard(() => {
+      const n = name === undefined || name === "" ? "default" : name;
+      if (typeof n !== "string") throw new InvalidArgumentError("queue", "must be a string");
+      let q = cache.get(n);
+      if (!q) {
+        q = new Queue(store, n);
+        if (cache.size < QUEUE_CACHE) cache.set(n, q);
+      }
+      return q;
+    });
+
+  app.get("/v1/jobs", async (request) => {
+    const p = request.query as Record<string, string | undefined>;
+    const queue = queueOf(p.queue);
+    if ((int("limit", p.limit) ?? 0) > MAX_PAGE)
+      throw new HubError(400, "ERR_INVALID_ARGUMENT", `limit: at most ${MAX_PAGE} jobs a page`);
+    const page = guard(() =>
+      queue.search({
+        state: (p.state || undefined) as JobState | undefined,
+        type: p.type || undefined,
+        q: p.q || undefined,
+        limit: int("limit", p.limit),
+        offset: int("offset", p.offset),
+        sortBy: p.sort === undefined ? undefined : (SORTS[p.sort] ?? (p.sort as SortBy)),
+        order: (p.order || undefined) as "asc" | "desc" | undefined,
+      }),
+    );
+    return { queue: queue.name, queues: queueNames(store), ...page };
+  });
+
+  app.get("/v1/periodic", async (request) => {
+    const queue = queueOf((request.query as { queue?: string }).queue);
+    return { queue: queue.name, schedules: queue.listPeriodic() };
+  });
+
+  app.get("/v1/jobs/:id", async (request) => {
+    const id = int("id", (request.params as { id: string }).id);
+    const queue = queueOf((request.query as { queue?: string }).queue);
+    const job = guard(() => queue.get(id ?? 0));
+    if (!job) throw new HubError(404, "ERR_NO_JOB", `no job ${id} in queue ${queue.name}`);
+    return { job };
+  });
+
+  app.post("/v1/jobs/bulk", async (request) => {
+    const body = writeBody(request, "a bulk job action");
+    const action = actionOf(body.action);
+    const queue = queueOf(body.queue);
+    const filter = (body.filter ?? {}) as JobFilter;
+    if (typeof body.expect !== "number") {
+      count(action, "bulk", "refused");
+      throw new HubError(
+        400,
+        "ERR_EXPECT_REQUIRED",
+        "a bulk action needs `expect`: the count of matching jobs you were shown",
+      );
+    }
+    try {
+      const changed = guard(() =>
+        queue.bulk(action, filter, {
+          expect: body.expect as number,
+          priority: body.priority as number | undefined,
+        }),
+      );
+      count(action, "bulk", changed > 0 ? "changed" : "unchanged");
+      request.log.info(
+        { token: request.scope!.id, action, queue: queue.name, filter, changed },
+        "console bulk action",
+      );
+      return { ok: true, action, queue: queue.name, matched: body.expect, changed };
+    } catch (err) {
+      count(action, "bulk", "refused");
+      request.log.info(
+        { token: request.scope!.id, action, queue: queue.name, filter, err },
+        "console bulk action refused",
+      );
+      throw err;
+    }
+  });
+
+  app.post("/v1/jobs/:id/:action", async (request) => {
+    const params = request.params as { id: string; action: string };
+    const body = writeBody(request, `the job action ${JSON.stringify(params.action)}`);
+    const action = actionOf(params.action);
+    const id = int("id", params.id) ?? 0;
+    const queue = queueOf(body.queue);
+    const before = guard(() => queue.get(id));
+    if (!before) {
+      count(action, "one", "refused");
+      throw new HubError(404, "ERR_NO_JOB", `no job ${id} in queue ${queue.name}`);
+    }
+    const changed = guard(() => queue.act(action, id, { priority: body.priority as number | undefined }));
+    count(action, "one", changed ? "changed" : "refused");
+    request.log.info(
+      { token: request.scope!.id, action, queue: queue.name, id, changed },
+      "console job action",
+    );
+    if (!changed)
+      throw new HubError(409, "ERR_JOB_STATE", `job ${id} is ${before.state}; ${REFUSAL[action]}`);
+    return { ok: true, action, id, changed, job: queue.get(id) ?? null };
+  });
+}
+
+const REFUSAL: Record<JobAction, string> = {
+  retry: "only failed or cancelled jobs can be retried (or another job holds its key)",
+  cancel: "only pending or running jobs can be cancelled",
+  run: "only a pending job due later can be run now",
+  priority: "only a pending job's priority can change",
+  delete: "a running job cannot be deleted; cancel it first",
+};
+
+/** The checks every write makes, in this order: same origin, admin token, a JSON object body. */
+function writeBody(request: FastifyRequest, what: string): Record<string, unknown> {
+  const origin = request.headers.origin;
+  // By host (name and port), not scheme: behind a proxy that terminates TLS the hub sees http.
+  if (origin !== undefined && originHost(origin) !== request.headers.host) {
+    throw new HubError(
+      403,
+      "ERR_CROSS_ORIGIN",
+      `requests from ${origin} may not change jobs; only pages served by this hub (${request.headers.host}) may`,
+    );
+  }
+  requireAdmin(request.scope!, what);
+  const body = request.body ?? {};
+  if (typeof body !== "object" || Array.isArray(body))
+    throw new HubError(400, "ERR_MALFORMED", "the body must be a JSON object");
+  return body as Record<string, unknown>;
+}
+
+function originHost(origin: string): string | null {
+  try {
+    return new URL(origin).host;
+  } catch {
+    return null; // "null" (a sandboxed or file: page) or garbage: never the hub's own
+  }
+}
+
+function actionOf(value: unknown): JobAction {
+  if (!JOB_ACTIONS.includes(value as JobAction))
+    throw new HubError(
+      404,
+      "ERR_NOT_FOUND",
+      `no job action ${JSON.stringify(value)}; one of ${JOB_ACTIONS.join(", ")}`,
+    );
+  return value as JobAction;
+}
+
+function count(action: JobAction, target: "one" | "bulk", result: "changed" | "unchanged" | "refused") {
+  consoleActions.labels(action, target, result).inc();
+}
+
+function int(name: string, text: string | undefined): number | undefined {
+  if (text === undefined || text === "") return undefined;
+  if (!/^\d{1,15}$/.test(text))
+    throw new HubError(
+      400,
+      "ERR_INVALID_ARGUMENT",
+      `${name}: must be a whole number, got ${JSON.stringify(text)}`,
+    );
+  return Number(text);
+}
+
+/** The queue's own refusals, as the client's fault. */
+function guard<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof CountChangedError) throw new HubError(409, err.code, err.message);
+    if (err instanceof InvalidArgumentError) throw new HubError(400, err.code, err.message);
+    throw err;
+  }
+}
