@@ -72,3 +72,51 @@ export function templated(
     return Replica.open(target, { ...options, nodeId });
   };
 }
+
+/** A random subset of the sender's whole log, shuffled, some changes twice, in random batches. */
+export function gossip(from: Replica, to: Replica, seed: number): void {
+  const random = rng(seed);
+  const all = from.changesSince("0", { limit: 100_000 }).changes;
+  const picked = all.filter(() => random() < 0.7);
+  for (let i = Math.floor(random() * 3); i > 0 && all.length > 0; i--) {
+    picked.push(all[Math.floor(random() * all.length)] as Change);
+  }
+  deliver(to, shuffle(picked, random), random);
+}
+
+/**
+ * Paged, origin-filtered pulls between every pair until a round moves nothing.
+ * With `bySource`, each batch is applied as coming from its sender and each
+ * pull leaves out what the puller sent (as SyncManager and the hub do).
+ */
+export function syncToQuiescence(replicas: Replica[], seed: number, bySource: boolean): void {
+  const random = rng(seed);
+  const cursors = new Map<string, string>();
+  for (let round = 0; round < 50; round++) {
+    let moved = 0;
+    for (const to of shuffle(replicas, random)) {
+      for (const from of replicas) {
+        if (from === to) continue;
+        const id = `${from.nodeId}>${to.nodeId}`;
+        let cursor = cursors.get(id) ?? "0";
+        const pages: Change[] = [];
+        for (;;) {
+          const page = from.changesSince(cursor, {
+            limit: 1 + Math.floor(random() * 7),
+            excludeOrigin: to.nodeId,
+            ...(bySource ? { excludeSource: to.nodeId } : {}),
+          });
+          pages.push(...page.changes);
+          cursor = page.cursor;
+          if (!page.hasMore) break;
+        }
+        cursors.set(id, cursor);
+        moved += pages.length;
+        const batch = random() < 0.5 ? shuffle(pages, random) : pages;
+        deliver(to, batch, random, 8, bySource ? from.nodeId : undefined);
+      }
+    }
+    if (moved === 0) return;
+  }
+  throw new Error("no quiescence after 50 rounds");
+}

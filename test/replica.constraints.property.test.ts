@@ -13,9 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import type { Change } from "../src/replica/log.js";
 import type { Replica } from "../src/replica/replica.js";
-import { deliver, dump, rng, shuffle, templated } from "./replica-helpers.js";
+import { dump, gossip, syncToQuiescence, templated } from "./replica-helpers.js";
 
 const RUNS = 150;
 const root = mkdtempSync(join(tmpdir(), "tidewire-constraints-prop-"));
@@ -94,47 +93,6 @@ function write(replica: Replica, s: Exclude<Step, { kind: "sync" }>): void {
   }
 }
 
-function gossip(from: Replica, to: Replica, seed: number): void {
-  const random = rng(seed);
-  const all = from.changesSince("0", { limit: 100_000 }).changes;
-  const picked = all.filter(() => random() < 0.7);
-  for (let i = Math.floor(random() * 3); i > 0 && all.length > 0; i--) {
-    picked.push(all[Math.floor(random() * all.length)] as Change);
-  }
-  deliver(to, shuffle(picked, random), random);
-}
-
-function syncToQuiescence(nodes: Replica[], seed: number): void {
-  const random = rng(seed);
-  const cursors = new Map<string, string>();
-  for (let round = 0; round < 60; round++) {
-    let moved = 0;
-    for (const to of shuffle(nodes, random)) {
-      for (const from of nodes) {
-        if (from === to) continue;
-        const id = `${from.nodeId}>${to.nodeId}`;
-        let cursor = cursors.get(id) ?? "0";
-        const pages: Change[] = [];
-        for (;;) {
-          const page = from.changesSince(cursor, {
-            limit: 1 + Math.floor(random() * 7),
-            excludeOrigin: to.nodeId,
-            excludeSource: to.nodeId,
-          });
-          pages.push(...page.changes);
-          cursor = page.cursor;
-          if (!page.hasMore) break;
-        }
-        cursors.set(id, cursor);
-        moved += pages.length;
-        deliver(to, random() < 0.5 ? shuffle(pages, random) : pages, random, 8, from.nodeId);
-      }
-    }
-    if (moved === 0) return;
-  }
-  throw new Error("no quiescence after 60 rounds");
-}
-
 function snapshot(replica: Replica): string[] {
   return TABLES.map((t) => dump(replica.store.db, t, "id"));
 }
@@ -166,7 +124,7 @@ describe("convergence with UNIQUE, FOREIGN KEY and NOT NULL in force", () => {
                 if (from !== to) gossip(from, to, s.seed);
               } else write(replicas[s.r % n] as Replica, s);
             }
-            syncToQuiescence(nodes, seed);
+            syncToQuiescence(nodes, seed, true);
             const want = snapshot(replicas[0] as Replica);
             for (const replica of replicas) {
               expect(snapshot(replica), replica.nodeId).toEqual(want);
