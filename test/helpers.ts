@@ -94,7 +94,17 @@ export function runNode(
   cwd?: string,
   env?: NodeJS.ProcessEnv,
 ): Promise<Run> & { child: ChildProcess } {
-  const child = spawn(process.execPath, args, {
+  return runCommand(process.execPath, args, cwd, env);
+}
+
+/** As `runNode`, for any program. */
+export function runCommand(
+  cmd: string,
+  args: string[],
+  cwd?: string,
+  env?: NodeJS.ProcessEnv,
+): Promise<Run> & { child: ChildProcess } {
+  const child = spawn(cmd, args, {
     cwd,
     env: env ? { ...process.env, ...env } : undefined,
     stdio: ["ignore", "pipe", "pipe"],

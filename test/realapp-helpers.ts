@@ -5,7 +5,7 @@
  * a ledger of writes that must not be lost. The Django app's own helpers are
  * in realapp-django.ts.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,7 +14,7 @@ import { expect } from "vitest";
 import { Replica } from "../src/replica/replica.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
-import { listeningUrl, type Run, runNode } from "./helpers.js";
+import { listeningUrl, type Run, runCommand, runNode } from "./helpers.js";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const CLI = join(ROOT, "dist/cli/main.js");
@@ -56,20 +56,9 @@ export function runProcess(
   env: NodeJS.ProcessEnv = {},
   cwd?: string,
 ): Promise<Run> {
-  const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d) => {
-      stderr += d;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  const run = runCommand(cmd, args, cwd, env);
+  children.push(run.child);
+  return run;
 }
 
 /** The app's tables in a database (those whose name starts with `prefix`), sorted. */

@@ -27,8 +27,7 @@ import type { ForeignKey, ForeignKeys } from "./foreign-keys.js";
 import { type Clock, compareClocks, formatHlc } from "./hlc.js";
 import type { ChangeLog, Entry } from "./log.js";
 import { aliveAfter, DELETED_N, intended, isLive, type RowState, rowId, versionOf } from "./merge.js";
-import { rowsOf } from "./rows.js";
-import { quoteIdent } from "./schema.js";
+import { columnOf, rowsOf, type UniqueIndex, uniqueIndexes } from "./rows.js";
 import { ROW } from "./triggers.js";
 import { compareValues, encodeKey, type SqlValue } from "./values.js";
 
@@ -56,10 +55,7 @@ export class Round {
 }
 
 export class Resolver {
-  private readonly uniques = new Map<
-    TrackedTable,
-    Array<{ name: string; cols: string[]; find: Database.Statement }>
-  >();
+  private readonly uniques = new WeakMap<TrackedTable, UniqueIndex[]>();
 
   constructor(
     private readonly db: Database.Database,
@@ -90,10 +86,15 @@ export class Resolver {
    */
   decideUnique(s: RowState): Decision | null {
     const mine = intended(s, (c) => rowsOf(this.db, s.t).defaultOf(c));
-    for (const u of this.uniqueIndexes(s.t)) {
-      const values = u.cols.map((c) => (s.t.pkSet.has(c) ? s.parts[s.t.pk.indexOf(c)] : mine.get(c)) ?? null);
+    let unique = this.uniques.get(s.t);
+    if (!unique) {
+      unique = uniqueIndexes(this.db, s.t.name, false);
+      this.uniques.set(s.t, unique);
+    }
+    for (const u of unique) {
+      const values = u.cols.map((c) => columnOf(s.t, s.parts, mine, c));
       if (values.some((v) => v === null)) continue;
-      const other = u.find.get(...values, ...s.parts) as SqlValue[] | undefined;
+      const other = rowsOf(this.db, s.t).othersHolding(u.cols, values, s.parts)[0];
       if (!other) continue;
       const otherKey = encodeKey(other);
       const a = this.claimOf(s, u.cols);
@@ -246,9 +247,7 @@ export class Resolver {
         if (fks.length === 0) continue;
         const mine = intended(s, (c) => rowsOf(this.db, s.t).defaultOf(c));
         for (const fk of fks) {
-          const values = fk.from.map(
-            (c) => (s.t.pkSet.has(c) ? s.parts[s.t.pk.indexOf(c)] : mine.get(c)) ?? null,
-          );
+          const values = fk.from.map((c) => columnOf(s.t, s.parts, mine, c));
           if (values.some((v) => v === null)) continue;
           const parent = this.parentState(round, fk, values);
           if (parent === "ok") continue;
@@ -318,37 +317,6 @@ export class Resolver {
         best = { hlc: e.hlc, origin: e.origin, key };
     }
     return best;
-  }
-
-  /** The table's unique indexes other than its key, with a statement that finds another row holding a value. */
-  private uniqueIndexes(t: TrackedTable) {
-    let list = this.uniques.get(t);
-    if (list) return list;
-    list = [];
-    const indexes = this.db
-      .prepare(
-        "SELECT name FROM pragma_index_list(?) WHERE \"unique\" = 1 AND origin <> 'pk' AND partial = 0",
-      )
-      .pluck()
-      .all(t.name) as string[];
-    for (const name of indexes) {
-      const cols = this.db
-        .prepare("SELECT name FROM pragma_index_info(?) ORDER BY seqno")
-        .pluck()
-        .all(name) as Array<string | null>;
-      if (cols.some((c) => c === null)) continue; // an expression: no column to compare
-      const names = cols as string[];
-      const where = names.map((c) => `${quoteIdent(c)} = ?`).join(" AND ");
-      const self = t.pk.map((c) => `${quoteIdent(c)} = ?`).join(" AND ");
-      const pk = t.pk.map(quoteIdent).join(", ");
-      const find = this.db
-        .prepare(`SELECT ${pk} FROM ${quoteIdent(t.name)} WHERE ${where} AND NOT (${self}) LIMIT 1`)
-        .raw(true)
-        .safeIntegers(true);
-      list.push({ name, cols: names, find });
-    }
-    this.uniques.set(t, list);
-    return list;
   }
 }
 

@@ -14,7 +14,7 @@ import type Database from "better-sqlite3";
 import { TidewireError } from "../errors.js";
 import type { TrackedTable } from "./catalog.js";
 import type { RowVersion } from "./conflicts.js";
-import { rowsOf } from "./rows.js";
+import { columnOf, rowsOf, uniqueIndexes } from "./rows.js";
 import { quoteIdent } from "./schema.js";
 import { fromWire, type SqlValue } from "./values.js";
 
@@ -75,32 +75,15 @@ function displace(
   values: Map<string, SqlValue>,
 ): Displaced[] {
   const out: Displaced[] = [];
-  const indexes = db
-    .prepare("SELECT name FROM pragma_index_list(?) WHERE \"unique\" = 1 AND origin <> 'pk'")
-    .pluck()
-    .all(t.name) as string[];
-  const self = t.pk.map((c) => `${quoteIdent(c)} = ?`).join(" AND ");
-  for (const index of indexes) {
-    const cols = db
-      .prepare("SELECT name FROM pragma_index_info(?) ORDER BY seqno")
-      .pluck()
-      .all(index) as Array<string | null>;
-    if (cols.some((c) => c === null || (!values.has(c) && !t.pkSet.has(c)))) continue;
-    const wanted = (cols as string[]).map(
-      (c) => (t.pkSet.has(c) ? parts[t.pk.indexOf(c)] : values.get(c)) ?? null,
-    );
+  const rows = rowsOf(db, t);
+  for (const { name: index, cols } of uniqueIndexes(db, t.name, true)) {
+    if (cols.some((c) => !values.has(c) && !t.pkSet.has(c))) continue;
+    const wanted = cols.map((c) => columnOf(t, parts, values, c));
     if (wanted.some((v) => v === null)) continue;
-    const where = (cols as string[]).map((c) => `${quoteIdent(c)} = ?`).join(" AND ");
-    const found = db
-      .prepare(
-        `SELECT ${t.pk.map(quoteIdent).join(", ")} FROM ${quoteIdent(t.name)} WHERE ${where} AND NOT (${self})`,
-      )
-      .raw(true)
-      .safeIntegers(true)
-      .all(...wanted, ...parts) as SqlValue[][];
+    const found = rows.othersHolding(cols, wanted, parts);
     for (const other of found) {
-      const row = rowsOf(db, t).read(other);
-      rowsOf(db, t).remove(other);
+      const row = rows.read(other);
+      rows.remove(other);
       out.push({ parts: other, values: row ?? new Map(), index });
     }
   }

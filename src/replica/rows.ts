@@ -36,6 +36,42 @@ export function placeholders(n: number): string {
   return Array.from({ length: n }, () => "?").join(", ");
 }
 
+/**
+ * A table's UNIQUE indexes other than its key, as column lists; an index on
+ * an expression is left out (no column to compare), and a partial one unless
+ * `partial` (its WHERE is not compared).
+ */
+export interface UniqueIndex {
+  name: string;
+  cols: string[];
+}
+
+export function uniqueIndexes(db: Database.Database, table: string, partial: boolean): UniqueIndex[] {
+  const names = db
+    .prepare(
+      `SELECT name FROM pragma_index_list(?) WHERE "unique" = 1 AND origin <> 'pk'${partial ? "" : " AND partial = 0"}`,
+    )
+    .pluck()
+    .all(table) as string[];
+  const info = db.prepare("SELECT name FROM pragma_index_info(?) ORDER BY seqno").pluck();
+  const out: UniqueIndex[] = [];
+  for (const name of names) {
+    const cols = info.all(name) as Array<string | null>;
+    if (cols.every((c) => c !== null)) out.push({ name, cols: cols as string[] });
+  }
+  return out;
+}
+
+/** A column's value in a row given as its key's parts and its other columns' values. */
+export function columnOf(
+  t: TrackedTable,
+  parts: SqlValue[],
+  values: ReadonlyMap<string, SqlValue>,
+  col: string,
+): SqlValue {
+  return (t.pkSet.has(col) ? parts[t.pk.indexOf(col)] : values.get(col)) ?? null;
+}
+
 const writers = new WeakMap<TrackedTable, RowWriter>();
 
 /** The RowWriter of a tracked table (one per catalog entry, so per schema). */
@@ -56,6 +92,7 @@ export class RowWriter {
   private readonly upserts = new Map<string, Database.Statement>();
   private readonly updates = new Map<string, Database.Statement>();
   private readonly manyUpdates = new Map<string, Database.Statement>();
+  private readonly holders = new Map<string, Database.Statement>();
   private readonly defaults = new Map<string, SqlValue>();
 
   constructor(
@@ -195,6 +232,27 @@ export class RowWriter {
       this.updates.set(id, st);
     }
     return st.run(...values, ...parts).changes > 0;
+  }
+
+  /**
+   * The keys of the rows other than `parts` whose `cols` hold `values` (a
+   * unique index's columns: at most one such row before a write breaks it).
+   */
+  othersHolding(cols: string[], values: SqlValue[], parts: SqlValue[]): SqlValue[][] {
+    const id = cols.join("\u0000");
+    let st = this.holders.get(id);
+    if (!st) {
+      const where = cols.map((c) => `${quoteIdent(c)} = ?`).join(" AND ");
+      const self = this.t.pk.map((c) => `${quoteIdent(c)} = ?`).join(" AND ");
+      st = this.db
+        .prepare(
+          `SELECT ${this.t.pk.map(quoteIdent).join(", ")} FROM ${quoteIdent(this.t.name)} WHERE ${where} AND NOT (${self})`,
+        )
+        .raw(true)
+        .safeIntegers(true);
+      this.holders.set(id, st);
+    }
+    return st.all(...values, ...parts) as SqlValue[][];
   }
 
   /** The column's declared default, evaluated once. */
