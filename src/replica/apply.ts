@@ -29,18 +29,12 @@ import Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import type { Store } from "../store.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
-import { Conflicts, rowKey } from "./conflicts.js";
+import { Conflicts } from "./conflicts.js";
 import { refreshFingerprints } from "./fingerprint.js";
 import { ForeignKeys } from "./foreign-keys.js";
 import type { Clock } from "./hlc.js";
 import { isNodeId } from "./hlc.js";
-import {
-  type Authorizer,
-  Checker,
-  type Incoming,
-  InvalidChangeError,
-  NotTrackedHereError,
-} from "./incoming.js";
+import { type Authorizer, Checker, type Incoming, NotTrackedHereError } from "./incoming.js";
 import { type ChangeLog, decodeRowValues, type Entry, encodeRowValues } from "./log.js";
 import {
   ALIVE_N,
@@ -54,6 +48,7 @@ import {
   versionOf,
 } from "./merge.js";
 import { type Decision, Resolver, Round } from "./resolve.js";
+import { Retrier, touchedKeys } from "./retry.js";
 import { rowsOf } from "./rows.js";
 import { schemaVersion } from "./schema.js";
 import { ROW } from "./triggers.js";
@@ -92,8 +87,6 @@ export interface ApplyResult {
 
 /** Rounds of one batch before what still fails is quarantined without another. */
 const MAX_ROUNDS = 8;
-/** Passes of retries after one batch: a chain of held parents this deep is let go at once. */
-const MAX_RETRY_PASSES = 16;
 
 /** The write phase learned something: merge the batch again from the start. */
 class Restart extends Error {}
@@ -102,7 +95,7 @@ export class Applier {
   readonly conflicts: Conflicts;
   private readonly checker: Checker;
   private readonly resolver: Resolver;
-  private retrying = false;
+  private readonly retrier: Retrier;
 
   constructor(
     private readonly store: Store,
@@ -114,6 +107,7 @@ export class Applier {
     this.checker = new Checker(store.db, clock, catalog, relay);
     this.conflicts = new Conflicts(store.db);
     this.resolver = new Resolver(store.db, catalog, log, clock, this.conflicts, new ForeignKeys(store.db));
+    this.retrier = new Retrier(store.db, this.conflicts, (changes, from) => this.applyIn(changes, from));
   }
 
   apply(changes: unknown, options: ApplyOptions = {}): ApplyResult {
@@ -131,8 +125,8 @@ export class Applier {
     try {
       return this.store.write(() => {
         const result = this.applyIn(changes, from, options, state);
-        if (!this.retrying && this.conflicts.anyQuarantined())
-          this.retry(result.filled, touchedKeys(result.written), false);
+        if (!this.retrier.running && this.conflicts.anyQuarantined())
+          this.retrier.retry(result.filled, touchedKeys(result.written), false);
         return { received: result.received, applied: result.applied, quarantined: result.quarantined.size };
       });
     } catch (err) {
@@ -148,7 +142,7 @@ export class Applier {
    * when their parent's table takes rows or the schema has changed.
    */
   retryQuarantined(): number {
-    return this.store.write(() => this.retry(new Set(), new Set(), true));
+    return this.store.write(() => this.retrier.retry(new Set(), new Set(), true));
   }
 
   /** The batch's work, inside the caller's transaction. */
@@ -358,73 +352,6 @@ export class Applier {
   }
 
   /**
-   * Applies quarantined changes again; those that apply now are released.
-   * A held parent that applies lets its held children go too: again until
-   * nothing more applies.
-   */
-  private retry(filled: Set<string>, touched: Set<string>, everything: boolean): number {
-    this.retrying = true;
-    let applied = 0;
-    try {
-      for (let pass = 0, wanted = filled, rows = touched; pass < MAX_RETRY_PASSES; pass++) {
-        const due = this.conflicts.due(wanted, rows, schemaVersion(this.store.db), everything && pass === 0);
-        if (due.length === 0) break;
-        this.conflicts.release(due.map((q) => q.id));
-        const bySource = new Map<string | null, unknown[]>();
-        for (const q of due) {
-          const list = bySource.get(q.from);
-          if (list) list.push(q.change);
-          else bySource.set(q.from, [q.change]);
-        }
-        wanted = new Set();
-        rows = new Set();
-        let still = 0;
-        for (const [from, changes] of bySource) {
-          const r = this.applyKept(changes, from);
-          still += r.still;
-          for (const t of r.filled) wanted.add(t);
-          for (const k of touchedKeys(r.written)) rows.add(k);
-        }
-        applied += due.length - still;
-        if (wanted.size === 0 && rows.size === 0) break;
-      }
-      return applied;
-    } finally {
-      this.retrying = false;
-    }
-  }
-
-  /**
-   * Applies kept changes; one the checks now refuse (a schema that moved
-   * under it, a clock) is kept as failed with that reason, and the rest go
-   * on. Returns how many are still quarantined, and the tables that took rows.
-   */
-  private applyKept(
-    changes: unknown[],
-    from: string | null,
-  ): { still: number; filled: Set<string>; written: RowState[] } {
-    let left = changes;
-    let refused = 0;
-    for (;;) {
-      try {
-        const r = this.store.db.transaction(() => this.applyIn(left, from))();
-        return { still: refused + r.quarantined.size, filled: r.filled, written: r.written };
-      } catch (err) {
-        if (!(err instanceof InvalidChangeError) || left[err.index] === undefined) throw err;
-        this.conflicts.quarantine({
-          kind: "failed",
-          change: left[err.index] as never,
-          from,
-          reason: err.reason,
-          schemaVersion: schemaVersion(this.store.db),
-        });
-        refused++;
-        left = left.filter((_, i) => i !== err.index);
-      }
-    }
-  }
-
-  /**
    * The current cells of every key the batch touches (`of[i]` is change i's):
    * stored entries, one query per table per 256 keys, and for an existing row
    * its values.
@@ -592,11 +519,6 @@ function implicitValues(s: RowState): string {
   const cells: Array<[string, SqlValue]> = [];
   for (const [col, e] of s.cols) if ((e as Cell).implicit) cells.push([col, e.val]);
   return encodeRowValues(cells);
-}
-
-/** The rows' identities across the wire (`rowKey`), as the quarantine keeps them. */
-function touchedKeys(states: RowState[]): Set<string> {
-  return new Set(states.map((s) => rowKey(s.t.name, JSON.stringify(s.parts.map(toWire)))));
 }
 
 /** A failure caused by the data, not by the database: a constraint, a type, a size. */
