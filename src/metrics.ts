@@ -124,6 +124,35 @@ export const remoteSyncLastSuccess = new Gauge({
   registers: [registry],
 });
 
+/** Per registered remote target (tw_remotes): its id is a label only while it is registered. */
+export const remoteTargetCycles = new Counter({
+  name: "tidewire_remote_target_cycles_total",
+  help: "RemoteSync jobs' cycles, by target backend, registered target id and result (ok or error)",
+  labelNames: ["backend", "target", "result"] as const,
+  registers: [registry],
+});
+
+export const remoteTargetRows = new Counter({
+  name: "tidewire_remote_target_rows_total",
+  help: "Row upserts and deletes RemoteSync jobs sent to (push) or took from (pull) a registered target",
+  labelNames: ["backend", "target", "direction"] as const,
+  registers: [registry],
+});
+
+export const remoteTargetLastSuccess = new Gauge({
+  name: "tidewire_remote_target_last_success_timestamp_seconds",
+  help: "When a RemoteSync job's cycle last succeeded, by target backend and registered target id (Unix time)",
+  labelNames: ["backend", "target"] as const,
+  registers: [registry],
+});
+
+export const remoteTargetPending = new Gauge({
+  name: "tidewire_remote_target_pending_payloads",
+  help: "Payloads spooled for a registered target and not yet accepted by it",
+  labelNames: ["backend", "target"] as const,
+  registers: [registry],
+});
+
 export const peerUp = new Gauge({
   name: "tidewire_peer_up",
   help: "Whether a peer answered its last ping (1) or not (0), by peer id",

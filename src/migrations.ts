@@ -293,6 +293,37 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE IF NOT EXISTS tw_renames (old TEXT PRIMARY KEY, new TEXT NOT NULL, at INTEGER NOT NULL) WITHOUT ROWID;
     `,
   },
+  {
+    version: 13,
+    name: "remote-targets",
+    sql: `
+      -- Remote targets the daemon keeps in sync (src/remote/registry.ts). url holds any
+      -- secret (a PostgreSQL password, a libSQL authToken) and is never shown; target is
+      -- the same URL without them, the name every output uses and the key of the target's
+      -- cursors and spooled payloads, so one store is registered once. tables, buckets and
+      -- d1 are JSON (NULL: no filter, not D1). The last_* fields are the outcome of the
+      -- daemon's RemoteSync jobs; last_error is kept after a success (compare the times).
+      CREATE TABLE tw_remotes (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        target TEXT NOT NULL UNIQUE,
+        backend TEXT NOT NULL,
+        direction TEXT NOT NULL DEFAULT 'both' CHECK (direction IN ('push', 'pull', 'both')),
+        interval_ms INTEGER NOT NULL DEFAULT 60000 CHECK (interval_ms > 0),
+        tables TEXT,
+        buckets TEXT,
+        d1 TEXT,
+        paused INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        last_attempt_at INTEGER,
+        last_push_at INTEGER,
+        last_pull_at INTEGER,
+        last_success_at INTEGER,
+        last_error TEXT,
+        last_error_at INTEGER
+      );
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

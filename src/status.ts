@@ -6,13 +6,14 @@
  * are counted, not ingested, and nothing is migrated, so a file that is not
  * (yet) a replica is reported as such: capture a schema change broke is
  * reported (`capture`), not restored (the next ingest or sync does that).
- * Peers' tokens are never part of it.
+ * Peers' tokens and remote targets' secrets are never part of it.
  */
 
 import { type Cursor, CursorStore } from "./cursor-store.js";
 import { Peers, type PublicPeer, publicPeer } from "./mesh/peers.js";
 import { Queue } from "./queue/queue.js";
 import type { QueueStats } from "./queue/types.js";
+import { Remotes, type RemoteStatus } from "./remote/registry.js";
 import { Catalog } from "./replica/catalog.js";
 import { type ConflictCounts, Conflicts } from "./replica/conflicts.js";
 import { type CaptureStatus, inspectCapture } from "./replica/evolve.js";
@@ -39,6 +40,8 @@ export interface Status {
   /** Tokens left out (see `tidewire peers`). */
   peers: PublicPeer[];
   queues: Record<string, QueueStats>;
+  /** Remote targets the daemon syncs (see `tidewire remote list`), secrets left out; empty before migration 13. */
+  remotes: RemoteStatus[];
   /** What conflict rules overrode and what waits in quarantine (see `tidewire conflicts`); null before migration 9. */
   conflicts: ConflictCounts | null;
 }
@@ -54,6 +57,7 @@ export function readStatus(store: Store): Status {
     cursors: [],
     peers: [],
     queues: {},
+    remotes: [],
     conflicts: null,
   };
   if (store.hasTable("tw_clock") && store.hasTable("tw_log")) {
@@ -81,6 +85,7 @@ export function readStatus(store: Store): Status {
   if (store.hasTable("tw_conflicts")) status.conflicts = new Conflicts(store.db).counts();
   if (store.hasTable("tw_cursors")) status.cursors = new CursorStore(store, { flushIntervalMs: 0 }).getAll();
   if (store.hasTable("tw_peers")) status.peers = new Peers(store).list().map(publicPeer);
+  if (store.hasTable("tw_remotes")) status.remotes = new Remotes(store).status();
   if (store.hasTable("tw_jobs")) {
     const names = store.db
       .prepare("SELECT DISTINCT queue FROM tw_jobs ORDER BY queue")

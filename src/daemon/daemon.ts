@@ -30,6 +30,7 @@ import { type Handlers, Worker } from "../queue/worker.js";
 import { Replica } from "../replica/replica.js";
 import { isBusy, openStore, type Store } from "../store.js";
 import type { BatchLimits } from "../sync/protocol.js";
+import { type RemoteJobOptions, type RemoteJobs, remoteJobOptions, remoteJobs } from "./remote-jobs.js";
 import type * as Server from "./server.js";
 import {
   PEER_JOB_TYPES,
@@ -54,7 +55,8 @@ export const MAINTENANCE_JOBS = {
 } as const;
 
 /** Peer work (PingPeer, SyncBucket jobs; see sync-jobs.ts) is tuned by the PeerJobOptions. */
-export interface DaemonOptions extends PeerJobOptions {
+/** Remote targets (RemoteSync jobs on the queue "remote"; see remote-jobs.ts) are tuned by the RemoteJobOptions. */
+export interface DaemonOptions extends PeerJobOptions, RemoteJobOptions {
   dbPath?: string;
   host?: string;
   /** 0 picks a free port; `Daemon.url` tells which. */
@@ -133,6 +135,8 @@ export interface Daemon {
   readonly pins: Pins;
   /** The mesh member, when the daemon joined one (`mesh` option, `--redis`). */
   readonly mesh: RedisStreamsTransport | undefined;
+  /** The remote targets' queue, worker and scheduler. */
+  readonly remotes: RemoteJobs;
   stop(): Promise<void>;
 }
 
@@ -172,6 +176,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   checkAuthOptions(authOptions);
   const tls = readTls(options.tls);
   const peerOptions = peerJobOptions(options);
+  const remoteOptions = remoteJobOptions(options);
   const logger = options.logger ?? createLogger({ level: options.logLevel });
   const startedAt = Date.now();
   const store = openStore(dbPath);
@@ -221,6 +226,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const scheduler = new Scheduler(queue);
     for (const [type, everyMs] of Object.entries(MAINTENANCE_JOBS)) queue.every(type, everyMs, type);
     logEvents(worker, scheduler, logger, gate);
+    const remotes = remoteJobs({ store, replica, logger, options: remoteOptions });
+    logEvents(remotes.worker, remotes.scheduler, logger, gate);
     collectProcessMetrics();
 
     // Loaded here, not on import: importing the library should not load fastify.
@@ -280,6 +287,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     logger.info({ dashboard }, `dashboard at ${dashboard}`);
     worker.start();
     scheduler.start();
+    remotes.start();
 
     let stopping: Promise<void> | null = null;
     const stop = () => {
@@ -297,7 +305,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
         scheduler.stop();
         unwatch?.();
         try {
-          await worker.stop();
+          // A remote cycle in flight finishes; its connection closes with it.
+          await Promise.all([worker.stop(), remotes.stop()]);
         } finally {
           gate.close();
           store.close();
@@ -308,7 +317,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     };
     const bound = http.server.address();
     const boundPort = typeof bound === "object" && bound ? bound.port : port;
-    return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, peers, pins, mesh, stop };
+    return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, peers, pins, mesh, remotes, stop };
   } catch (err) {
     unwatch?.();
     await app?.close().catch(() => {});

@@ -222,7 +222,7 @@ function peerOf(peers: Peers, job: Job<{ peer: string }>): Peer | undefined {
 }
 
 /** A payload that can never work fails its job at once, without retries. */
-function checkPayload<T>(check: () => T): T {
+export function checkPayload<T>(check: () => T): T {
   try {
     return check();
   } catch (err) {

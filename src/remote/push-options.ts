@@ -16,6 +16,8 @@ export interface RemoteSyncOptions extends TargetOptions {
   target: string | RemoteTarget;
   /** Only the tables of these buckets (default: every tracked table). */
   buckets?: string[];
+  /** Only these tracked tables (with `buckets`, those of them in the buckets). */
+  tables?: string[];
   /** Changes per incremental payload (default 1000). */
   batchSize?: number;
   /** Rows per payload of a full push (default 5000). */
@@ -53,10 +55,10 @@ export interface PushResult {
   durationMs: number;
 }
 
-export function checkBuckets(b: unknown): string[] {
+export function checkBuckets(b: unknown, argument = "buckets"): string[] {
   if (!Array.isArray(b) || b.length === 0)
-    throw new InvalidArgumentError("buckets", "must be a non-empty array of names");
-  return b.map((x, i) => checkName(`buckets[${i}]`, x));
+    throw new InvalidArgumentError(argument, "must be a non-empty array of names");
+  return b.map((x, i) => checkName(`${argument}[${i}]`, x));
 }
 
 export function checkTarget(t: unknown): RemoteTarget {

@@ -66,6 +66,7 @@ export class RemoteSync {
   private readonly cursors: CursorStore;
   private readonly cursorKey: { peer: string; bucket: string; direction: "push" };
   private readonly buckets: string[] | undefined;
+  private readonly tables: string[] | undefined;
   private readonly batchSize: number;
   private readonly chunkRows: number;
   private readonly keepHistory: number;
@@ -83,6 +84,7 @@ export class RemoteSync {
       throw new InvalidArgumentError("options", "must be an object");
     const o = options;
     this.buckets = o.buckets === undefined ? undefined : checkBuckets(o.buckets);
+    this.tables = o.tables === undefined ? undefined : checkBuckets(o.tables, "tables");
     this.batchSize = o.batchSize === undefined ? 1000 : checkInteger("batchSize", o.batchSize, 1);
     this.chunkRows = o.chunkRows === undefined ? 5000 : checkInteger("chunkRows", o.chunkRows, 1);
     this.keepHistory = o.keepHistory === undefined ? 1000 : checkInteger("keepHistory", o.keepHistory, 0);
@@ -98,7 +100,8 @@ export class RemoteSync {
     }
     this.cursorKey = {
       peer: this.target.id,
-      bucket: this.buckets ? this.buckets.join(",") : "*",
+      // A table filter is its own cursor: the other tables' rows were never pushed under it.
+      bucket: `${this.buckets ? this.buckets.join(",") : "*"}${this.tables ? `/${this.tables.join(",")}` : ""}`,
       direction: "push",
     };
     checkName("target", this.target.id);
@@ -227,10 +230,13 @@ export class RemoteSync {
 
   private schemas(): TableSchema[] {
     const wanted = this.buckets ? new Set(this.buckets) : null;
-    const tables = this.replica.tables().filter((t) => !wanted || wanted.has(t.bucket));
+    const only = this.tables ? new Set(this.tables) : null;
+    const tables = this.replica
+      .tables()
+      .filter((t) => (!wanted || wanted.has(t.bucket)) && (!only || only.has(t.table)));
     if (tables.length === 0) {
       throw new RemoteError(
-        `${this.replica.store.path} has no tracked tables${wanted ? " in those buckets" : ""} to push; track some with tidewire init`,
+        `${this.replica.store.path} has no tracked tables${wanted || only ? " matching the bucket and table filter" : ""} to push; track some with tidewire init`,
         "ERR_NOTHING_TRACKED",
       );
     }
