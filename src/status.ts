@@ -13,7 +13,7 @@ import { type Cursor, CursorStore } from "./cursor-store.js";
 import { Peers, type PublicPeer, publicPeer } from "./mesh/peers.js";
 import { Queue } from "./queue/queue.js";
 import type { QueueStats } from "./queue/types.js";
-import { Remotes, type RemoteStatus } from "./remote/registry.js";
+import { type RemoteStatus, Remotes } from "./remote/registry.js";
 import { Catalog } from "./replica/catalog.js";
 import { type ConflictCounts, Conflicts } from "./replica/conflicts.js";
 import { type CaptureStatus, inspectCapture } from "./replica/evolve.js";

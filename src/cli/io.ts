@@ -83,6 +83,18 @@ export function duration(value: string): number {
   return n;
 }
 
+/** A duration of at least 1 ms (an interval: 0 would run without pause), rounded to whole ms. */
+export function positiveDuration(value: string): number {
+  const n = Math.round(duration(value));
+  if (n < 1) throw new UsageError("Expected a duration of at least 1ms, such as 30s or 5m.");
+  return n;
+}
+
+/** A repeatable option's values, in the order given. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
 /** `--max-drift <duration>` of serve, sync and clock reset: the Replica's maxDriftMs. */
 export function maxDriftOption(): Option {
   return new Option(

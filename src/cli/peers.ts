@@ -12,7 +12,7 @@ import { type Command, Option } from "commander";
 import { TidewireError } from "../errors.js";
 import { Peers, type PublicPeer, publicPeer } from "../mesh/peers.js";
 import { commandGroup, subcommand } from "./db-first.js";
-import { openDatabase, printJson, printText, table } from "./io.js";
+import { collect, openDatabase, printJson, printText, table } from "./io.js";
 
 interface Common {
   json?: boolean;
@@ -85,10 +85,6 @@ export function registerPeers(program: Command): void {
       if (flags.json) printJson({ ok: true, removed: id });
       else printText(`peer ${id} removed, with its cursors`);
     });
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }
 
 /** Read-write even to list: a database from before the peer registry gets its table (migration 4). */

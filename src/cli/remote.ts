@@ -20,6 +20,7 @@ import { type PushResult, RemoteSync } from "../remote/remote-sync.js";
 import { Replica } from "../replica/replica.js";
 import { openStore } from "../store.js";
 import { existingDatabase, nonNegativeInt, positiveInt, printJson, printText } from "./io.js";
+import { registerRemoteTargets } from "./remote-targets.js";
 
 interface PushFlags {
   target: string;
@@ -53,6 +54,7 @@ function seconds(value: string): number {
 
 export function registerRemote(program: Command): void {
   const remote = program.command("remote").description("mirror a database to remote SQL stores");
+  registerRemoteTargets(remote);
   const push = remote.command("push");
   // A conflict between options is a usage error, printed by commander like its own.
   const usage = (message: string): never => push.error(message, { exitCode: 2, code: "commander.usage" });

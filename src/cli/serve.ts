@@ -3,11 +3,19 @@
  * Logs are JSON lines on stdout; a failure to start is reported like any other
  * CLI error (exit 1), a bad option like any usage error (exit 2).
  */
-import { type Command, Option, InvalidArgumentError as UsageError } from "commander";
+import { type Command, Option } from "commander";
 import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT, startDaemon, stopOnSignals } from "../daemon/daemon.js";
 import { LOG_LEVELS, type LogLevel } from "../log.js";
 import { tableSpec } from "./init.js";
-import { duration, maxDriftOption, nonEmpty, nonNegativeInt, portNumber, positiveInt } from "./io.js";
+import {
+  duration,
+  maxDriftOption,
+  nonEmpty,
+  nonNegativeInt,
+  portNumber,
+  positiveDuration,
+  positiveInt,
+} from "./io.js";
 
 interface ServeFlags {
   db: string;
@@ -21,6 +29,7 @@ interface ServeFlags {
   rateLimit: number;
   syncInterval: number;
   pingInterval: number;
+  remoteScan: number;
   requestTimeout: number;
   keepAliveTimeout: number;
   table?: Array<{ table: string; bucket: string }>;
@@ -77,6 +86,14 @@ export function registerServe(program: Command): void {
       new Option("--ping-interval <duration>", "how often each peer is pinged (PingPeer jobs)")
         .argParser(positiveDuration)
         .default(15_000, "15s"),
+    )
+    .addOption(
+      new Option(
+        "--remote-scan <duration>",
+        "how often the registered remote targets (tidewire remote add) are checked for due RemoteSync jobs",
+      )
+        .argParser(positiveDuration)
+        .default(5_000, "5s"),
     )
     .addOption(
       new Option(
@@ -193,17 +210,11 @@ export function registerServe(program: Command): void {
         authFailures: flags.authFailures,
         syncIntervalMs: flags.syncInterval,
         pingIntervalMs: flags.pingInterval,
+        remoteScanMs: flags.remoteScan,
         tls,
         mesh,
         maxDriftMs: flags.maxDrift,
       });
       stopOnSignals(daemon);
     });
-}
-
-/** A period of at least 1 ms, whole milliseconds (the queue's schedules count in ms). */
-function positiveDuration(value: string): number {
-  const n = Math.round(duration(value));
-  if (n < 1) throw new UsageError("Expected a duration of at least 1ms, such as 30s or 5m.");
-  return n;
 }

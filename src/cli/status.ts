@@ -13,6 +13,7 @@ import { readStatus, type Status } from "../status.js";
 import { openStore } from "../store.js";
 import { existingDatabase, printJson, printText, table, upToDate } from "./io.js";
 import { peersTable } from "./peers.js";
+import { remotesTable } from "./remote-targets.js";
 
 export function registerStatus(program: Command): void {
   program
@@ -90,6 +91,8 @@ function render(s: Status): string {
   }
   if (s.peers.length === 0) out.push("peers    none");
   else out.push("peers", indent(peersTable(s.peers)));
+  if (s.remotes.length === 0) out.push("remotes  none");
+  else out.push("remotes", indent(remotesTable(s.remotes)));
   const queues = Object.entries(s.queues);
   if (queues.length === 0) out.push("queues   none");
   else {

@@ -317,7 +317,21 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     };
     const bound = http.server.address();
     const boundPort = typeof bound === "object" && bound ? bound.port : port;
-    return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, peers, pins, mesh, remotes, stop };
+    return {
+      url,
+      port: boundPort,
+      store,
+      queue,
+      worker,
+      scheduler,
+      logger,
+      hub,
+      peers,
+      pins,
+      mesh,
+      remotes,
+      stop,
+    };
   } catch (err) {
     unwatch?.();
     await app?.close().catch(() => {});

@@ -34,8 +34,8 @@ import { Scheduler } from "../queue/scheduler.js";
 import type { BackoffOptions, Job } from "../queue/types.js";
 import { checkInteger } from "../queue/validate.js";
 import { type Handlers, UnrecoverableError, Worker } from "../queue/worker.js";
-import { type PushResult, RemoteSync } from "../remote/remote-sync.js";
 import { checkRemoteId, type Direction, type Remote, Remotes } from "../remote/registry.js";
+import { type PushResult, RemoteSync } from "../remote/remote-sync.js";
 import { describeError, RemoteError } from "../remote/target.js";
 import type { Replica } from "../replica/replica.js";
 import type { Store } from "../store.js";
@@ -153,7 +153,8 @@ export function remoteJobHandlers(ctx: RemoteJobContext, queue: Queue): Handlers
           );
       }
       known = seen;
-      for (const s of remotes.status()) remoteTargetPending.set({ backend: s.backend, target: s.id }, s.pending);
+      for (const s of remotes.status())
+        remoteTargetPending.set({ backend: s.backend, target: s.id }, s.pending);
       queue.addMany(
         list
           .filter((r) => !r.paused)

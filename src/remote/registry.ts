@@ -198,7 +198,9 @@ export class Remotes {
 
   /** Every target as shown outside the daemon, with its spooled payloads counted. */
   status(): RemoteStatus[] {
-    return this.list().map((r) => publicRemote(r, new PayloadSpool(this.store, OUTBOX, r.target).pending().length));
+    return this.list().map((r) =>
+      publicRemote(r, new PayloadSpool(this.store, OUTBOX, r.target).pending().length),
+    );
   }
 
   private row(id: string): RemoteRow | undefined {
@@ -247,7 +249,10 @@ export function checkRemoteId(id: unknown): string {
 /** File paths resolved against this process's directory, which the daemon does not share. */
 function normalizeUrl(url: unknown): string {
   if (typeof url !== "string" || url.trim() === "")
-    throw new InvalidArgumentError("url", "must be a URL: sqlite:PATH, postgres://…, libsql://…, file:PATH or d1:NAME");
+    throw new InvalidArgumentError(
+      "url",
+      "must be a URL: sqlite:PATH, postgres://…, libsql://…, file:PATH or d1:NAME",
+    );
   if (url.startsWith("sqlite:") && url.length > "sqlite:".length) return `sqlite:${resolve(url.slice(7))}`;
   if (url.startsWith("file:") && !url.startsWith("file://") && url.length > "file:".length) {
     const [path, query] = splitOnce(url.slice(5), "?");
@@ -269,7 +274,10 @@ function checkD1(url: unknown, d1: D1Options | undefined): D1Options | null {
     return null;
   }
   if (d1 === null || typeof d1 !== "object" || typeof d1.config !== "string" || d1.config === "")
-    throw new InvalidArgumentError("config", "a registered d1:NAME target needs the wrangler configuration file (--config)");
+    throw new InvalidArgumentError(
+      "config",
+      "a registered d1:NAME target needs the wrangler configuration file (--config)",
+    );
   if (d1.local && d1.remote) throw new InvalidArgumentError("d1", "--local and --remote exclude each other");
   return { ...(d1.remote ? { remote: true } : { local: true }), config: resolve(d1.config) };
 }
