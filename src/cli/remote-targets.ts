@@ -54,10 +54,14 @@ export function registerRemoteTargets(remote: Command): void {
     .option("--remote", "d1: the D1 database on Cloudflare")
     .option("--config <file>", "d1: the wrangler configuration file (required for d1:NAME)")
     .option("--json", "print one JSON document on stdout")
-    .action((db: string, url: string, flags: AddFlags) => {
+    .action((db: string, url: string, flags: AddFlags, cmd: Command) => {
       const isD1 = url.startsWith("d1:");
+      // A conflict between options is a usage error, printed by commander like its own.
       if (!isD1 && (flags.local || flags.remote || flags.config !== undefined))
-        throw new UsageError("--local, --remote and --config apply to d1:NAME targets only");
+        cmd.error("error: --local, --remote and --config apply to d1:NAME targets only", {
+          exitCode: 2,
+          code: "commander.usage",
+        });
       const added = withRemotes(db, (r) => {
         const one = r.add({
           url,

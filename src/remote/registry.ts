@@ -304,6 +304,7 @@ export function deriveId(backend: Backend, target: string): string {
         ? `${u.pathname.replace(/^\/+/, "") || u.hostname}${schema && schema !== "public" ? `.${schema}` : ""}`
         : (u.hostname.split(".")[0] ?? u.hostname);
   }
+  // A name of no usable characters leaves the backend alone.
   const raw = `${backend === "postgres" ? "pg" : backend}-${name}`;
   return checkRemoteId(
     raw
