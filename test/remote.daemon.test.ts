@@ -237,6 +237,12 @@ describe("tidewire serve with registered remote targets", () => {
     });
     first.child.kill("SIGKILL");
     expect(await first.exited).toEqual({ code: null, signal: "SIGKILL" });
+    // It died mid-push: the full push's cursor, saved with its last payload, is not there.
+    const source = new Database(db, { readonly: true });
+    expect(
+      source.prepare("SELECT count(*) FROM tw_cursors WHERE peer = ?").pluck().get(`sqlite:${mirror}`),
+    ).toBe(0);
+    source.close();
     write(db, round(1));
 
     const second = serve(db);
