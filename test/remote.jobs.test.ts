@@ -1,0 +1,130 @@
+/**
+ * RemoteSync jobs in a daemon started in-process (`startDaemon` on loopback,
+ * real SQLite files, a real closed port for an unreachable PostgreSQL): an
+ * unreachable target's job is retried with backoff and its error recorded in
+ * the registry, status and metrics; a cycle that cannot succeed (no table
+ * matches the filter, a direction this version cannot run) fails at once; a
+ * paused target gets no job; a target added while the daemon runs is synced
+ * with its rows, its metrics labelled by backend and id.
+ */
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { type Daemon, startDaemon } from "../src/daemon/daemon.js";
+import { REMOTE_SYNC, remoteJobOptions } from "../src/daemon/remote-jobs.js";
+import { createLogger } from "../src/log.js";
+import { registry as metricsRegistry } from "../src/metrics.js";
+import { Remotes } from "../src/remote/registry.js";
+import { readStatus } from "../src/status.js";
+import { freePort, invalidArgument, useTempDirs, waitFor } from "./helpers.js";
+import { dumpSqliteFile, runOps, sourceReplica } from "./remote-helpers.js";
+
+const tempDir = useTempDirs("tidewire-remote-jobs-");
+const LONG = { timeoutMs: 30_000, intervalMs: 20 };
+const daemons: Daemon[] = [];
+afterEach(async () => {
+  for (const d of daemons.splice(0)) await d.stop();
+});
+
+async function daemon(dir: string): Promise<{ d: Daemon; remotes: Remotes }> {
+  const r = sourceReplica(dir);
+  runOps(r.store.db, [{ kind: "put", id: 1, name: "pen", qty: 1n, price: 1.5, data: null }]);
+  const dbPath = r.store.path;
+  r.close();
+  const d = await startDaemon({
+    dbPath,
+    port: 0,
+    token: "remote-jobs-token-0123456789abcdef",
+    logger: createLogger({ level: "silent" }),
+    remoteScanMs: 50,
+    remoteBackoff: { baseMs: 50, maxMs: 100, jitter: 0 },
+    remoteMaxAttempts: 20,
+  });
+  daemons.push(d);
+  return { d, remotes: new Remotes(d.store) };
+}
+
+const syncJobs = (d: Daemon, remote: string) =>
+  d.remotes.queue
+    .list({ type: REMOTE_SYNC, limit: 1000 })
+    .filter((j) => (j.payload as { remote: string }).remote === remote);
+
+describe("RemoteSync jobs", () => {
+  it("syncs a target added while it runs, and labels its metrics by backend and id", async () => {
+    const dir = tempDir();
+    const { d, remotes } = await daemon(dir);
+    const mirror = join(dir, "mirror.db");
+    remotes.add({ url: `sqlite:${mirror}`, id: "file", intervalMs: 50 });
+    await waitFor(() => remotes.get("file")?.lastSuccessAt !== null, "a successful cycle", LONG);
+    expect(dumpSqliteFile(mirror)).toEqual(dumpSqliteFile(d.store.path));
+    const text = await metricsRegistry.metrics();
+    expect(text).toMatch(
+      /tidewire_remote_target_cycles_total\{backend="sqlite",target="file",result="ok"\} [1-9]/,
+    );
+    expect(text).toMatch(/tidewire_remote_target_pending_payloads\{backend="sqlite",target="file"\} 0/);
+    expect(readStatus(d.store).remotes[0]).toMatchObject({ id: "file", lastError: null, pending: 0 });
+  });
+
+  it("retries an unreachable target with backoff and records its error; a paused target gets no job", async () => {
+    const dir = tempDir();
+    const { d, remotes } = await daemon(dir);
+    const port = await freePort();
+    remotes.add({ url: `postgres://postgres:pw-s3cret@127.0.0.1:${port}/none`, id: "down", intervalMs: 50 });
+    await waitFor(() => syncJobs(d, "down").some((j) => j.attempts >= 3), "three attempts of one job", LONG);
+    const jobs = syncJobs(d, "down");
+    // One job, retried: the dedup key keeps the scans from piling up more.
+    expect(jobs.filter((j) => j.state === "pending" || j.state === "running")).toHaveLength(1);
+    const down = remotes.get("down")!;
+    expect(down.lastError).toMatch(/cannot reach postgres:\/\/postgres@127\.0\.0\.1/);
+    expect(down.lastError).not.toMatch(/s3cret/);
+    expect(down.lastErrorAt).toEqual(expect.any(Number));
+    expect(down.lastSuccessAt).toBeNull();
+    expect(await metricsRegistry.metrics()).toMatch(
+      /tidewire_remote_target_cycles_total\{backend="postgres",target="down",result="error"\} [1-9]/,
+    );
+
+    expect(remotes.setPaused("down", true)).toBe(true);
+    // A job already queued finds the target paused and does nothing; the scans add none after it.
+    await waitFor(
+      () => syncJobs(d, "down").every((j) => j.state !== "pending" && j.state !== "running"),
+      "the queued job to end",
+      LONG,
+    );
+    const count = syncJobs(d, "down").length;
+    const attempt = remotes.get("down")!.lastAttemptAt;
+    const scans = d.remotes.queue.list({ type: "tidewire.syncRemotes", limit: 1000 }).length;
+    await waitFor(
+      () => d.remotes.queue.list({ type: "tidewire.syncRemotes", limit: 1000 }).length >= scans + 3,
+      "three more scans",
+      LONG,
+    );
+    expect(syncJobs(d, "down")).toHaveLength(count);
+    expect(remotes.get("down")!.lastAttemptAt).toBe(attempt);
+  });
+
+  it("fails at once a cycle that cannot succeed: a filter matching no table, a pull this version cannot run", async () => {
+    const dir = tempDir();
+    const { d, remotes } = await daemon(dir);
+    remotes.add({
+      url: `sqlite:${join(dir, "a.db")}`,
+      id: "nobucket",
+      buckets: ["elsewhere"],
+      intervalMs: 3_600_000,
+    });
+    remotes.add({ url: `sqlite:${join(dir, "b.db")}`, id: "pull", direction: "pull", intervalMs: 3_600_000 });
+    for (const id of ["nobucket", "pull"]) {
+      await waitFor(() => syncJobs(d, id).some((j) => j.state === "failed"), `${id}'s job to fail`, LONG);
+      expect(syncJobs(d, id)[0]).toMatchObject({ state: "failed", attempts: 1 });
+    }
+    expect(remotes.get("nobucket")!.lastError).toMatch(
+      /no tracked tables matching the bucket and table filter/,
+    );
+    expect(remotes.get("pull")!.lastError).toMatch(/pulling from a remote target is not available/);
+  });
+
+  it("refuses bad options before anything starts", () => {
+    invalidArgument(() => remoteJobOptions({ remoteScanMs: 0 }));
+    invalidArgument(() => remoteJobOptions({ remoteConcurrency: 1.5 }));
+    invalidArgument(() => remoteJobOptions({ remoteMaxAttempts: -1 }));
+    invalidArgument(() => remoteJobOptions({ remoteBackoff: { baseMs: -5 } }));
+  });
+});
