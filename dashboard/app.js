@@ -129,6 +129,22 @@ function render(s) {
     ],
     "no peers",
   );
+  // The richer view is the console's; this is the list, from the same `remotes` (secrets never in it).
+  fill(
+    "remotes",
+    s.remotes ?? [],
+    (r) => [
+      r.id,
+      [r.target, "mono"],
+      r.paused ? `${r.direction} (paused)` : r.direction,
+      ago(r.lastSuccessAt),
+      [number.format(r.pending), "n"],
+      r.lastError !== null && (r.lastSuccessAt === null || r.lastErrorAt > r.lastSuccessAt)
+        ? r.lastError
+        : "",
+    ],
+    "no remote targets",
+  );
   fill(
     "cursors",
     s.cursors,

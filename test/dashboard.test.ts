@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Clients } from "../src/hub/clients.js";
+import { Remotes } from "../src/remote/registry.js";
 import { Replica } from "../src/replica/replica.js";
 import { launchChromium } from "./browser.js";
 import { listeningUrl, type Run, runNode, serviceReachable, sleep, sql, useTempDirs } from "./helpers.js";
@@ -26,6 +27,8 @@ const LIMITED = "dashboard-notes-only-0002";
 // Names a careless page would turn into markup that runs.
 const HOSTILE_TABLE = "<img src=x onerror=window.pwned=1>";
 const HOSTILE_BUCKET = "<b onmouseover=window.pwned=2>bucket</b>";
+const HOSTILE_FILE = "<img src=y onerror=window.pwned=3>.db";
+const PG_SECRET = "dashboard-pg-s3cret";
 
 const tempDir = useTempDirs("tidewire-dashboard-");
 const children: ChildProcess[] = [];
@@ -60,6 +63,13 @@ async function startHub(dir: string): Promise<{ url: string; nodeId: string }> {
     CREATE TABLE "${HOSTILE_TABLE}" (id INTEGER PRIMARY KEY)`);
   replica.track("notes");
   replica.track(HOSTILE_TABLE, { bucket: HOSTILE_BUCKET });
+  // A registered remote target whose file name is markup and whose URL would carry a password.
+  new Remotes(replica.store).add({ url: `sqlite:${join(dir, HOSTILE_FILE)}`, id: "mirror" });
+  new Remotes(replica.store).add({
+    url: `postgres://app:${PG_SECRET}@127.0.0.1:1/none`,
+    id: "pg",
+    intervalMs: 3_600_000,
+  });
   const nodeId = replica.nodeId;
   replica.close();
   const tokens = join(dir, "tokens.json");
@@ -132,6 +142,19 @@ describe.skipIf(!hasChromium)("the dashboard, in Chromium", () => {
 
     const clientRow = async () => (await tableRows(page, "clients")).find((r) => r.startsWith(clientNode));
     expect(await clientRow()).toMatch(/ \| 3 \| 0 \| default$/);
+    // Remote targets: listed by id with the URL as text, never the password.
+    const mirrorRow = async () => (await tableRows(page, "remotes")).find((r) => r.startsWith("mirror"));
+    // Pushed once by the daemon's RemoteSync job: a success, nothing pending, no error.
+    await expect
+      .poll(mirrorRow, { timeout: 30_000 })
+      .toMatch(/^mirror \| sqlite:.* \| both \| \d+ s ago \| 0 \| $/);
+    expect(await mirrorRow()).toContain(HOSTILE_FILE);
+    const remoteRows = await tableRows(page, "remotes");
+    expect(remoteRows.find((r) => r.startsWith("pg"))).toMatch(
+      /^pg \| postgres:\/\/app@127\.0\.0\.1:1\/none \| both \| /,
+    );
+    expect(await page.content()).not.toContain(PG_SECRET);
+    expect(await page.evaluate("window.pwned")).toBeUndefined();
     expect(await page.textContent("#log-detail")).toMatch(/^3 rows, 0 tombstones/);
 
     // The page refreshes itself: a second sync shows without a reload.
