@@ -7,7 +7,8 @@
  * (labelled by backend and target id); `remote remove` stops them and drops
  * the labels. A SQLite file target survives a SIGKILL of the daemon in the
  * middle of a full push: after a restart the file matches the source and
- * every payload is in the target's history once. SIGTERM stops cleanly.
+ * every payload is in the target's history once. SIGTERM in the middle of a
+ * cycle lets it finish, then exits 0.
  */
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -260,8 +261,20 @@ describe("tidewire serve with registered remote targets", () => {
     const names = historyNames(mirror);
     expect(names.length).toBeGreaterThan(2);
     expect(names.length).toBe(new Set(names).size);
+
+    // SIGTERM while a cycle sends 60,000 changes in 60 payloads: the cycle finishes, then the daemon exits.
+    const sent = names.length;
+    const bulk = new Database(db);
+    bulk.pragma("busy_timeout = 10000");
+    bulk.exec("UPDATE items SET qty = qty + 1");
+    bulk.close();
+    await waitFor(() => historyNames(mirror).length > sent, "the cycle to start sending", {
+      ...LONG,
+      intervalMs: 5,
+    });
     second.child.kill("SIGTERM");
     expect(await second.exited).toEqual({ code: 0, signal: null });
     expect(second.lines.some((l) => l.msg === "stopped")).toBe(true);
+    expect(same(dumpSqliteFile(mirror), dumpSqliteFile(db))).toBe(true);
   });
 });
