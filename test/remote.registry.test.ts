@@ -189,6 +189,13 @@ describe("Remotes", () => {
     expect(remotes.setPaused("a", true)).toBe(true);
     expect(remotes.get("a")?.paused).toBe(true);
     expect(remotes.setPaused("zz", true)).toBe(false);
+    const before = remotes.get("a");
+    invalidArgument(() => remotes.noteError("a", ""));
+    invalidArgument(() => remotes.noteError("a", "x", -1));
+    invalidArgument(() => remotes.noteAttempt("a", 1.5));
+    invalidArgument(() => remotes.noteSuccess("a", { push: "yes" } as never));
+    invalidArgument(() => remotes.setPaused("a", 1 as never));
+    expect(remotes.get("a")).toEqual(before);
   });
 });
 

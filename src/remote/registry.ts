@@ -182,18 +182,34 @@ export class Remotes {
 
   /** A cycle started (due-ness is counted from here). */
   noteAttempt(id: string, at = Date.now()): void {
-    this.store.write(() => this.sql.attempt.run(at, checkRemoteId(id)));
+    const key = checkRemoteId(id);
+    const when = checkInteger("at", at, 0);
+    this.store.write(() => this.sql.attempt.run(when, key));
   }
 
   /** A cycle succeeded, having pushed and/or pulled. */
   noteSuccess(id: string, did: { push: boolean; pull: boolean }, at = Date.now()): void {
+    const key = checkRemoteId(id);
+    if (
+      did === null ||
+      typeof did !== "object" ||
+      typeof did.push !== "boolean" ||
+      typeof did.pull !== "boolean"
+    )
+      throw new InvalidArgumentError("did", "must be { push: boolean, pull: boolean }");
+    const when = checkInteger("at", at, 0);
     this.store.write(() =>
-      this.sql.success.run({ id: checkRemoteId(id), at, push: did.push ? 1 : 0, pull: did.pull ? 1 : 0 }),
+      this.sql.success.run({ id: key, at: when, push: did.push ? 1 : 0, pull: did.pull ? 1 : 0 }),
     );
   }
 
+  /** A cycle failed with `error` (kept, cut to 1,000 characters, until the next error). */
   noteError(id: string, error: string, at = Date.now()): void {
-    this.store.write(() => this.sql.error.run(error.slice(0, MAX_ERROR), at, checkRemoteId(id)));
+    const key = checkRemoteId(id);
+    if (typeof error !== "string" || error.trim() === "")
+      throw new InvalidArgumentError("error", "must be a non-empty string");
+    const when = checkInteger("at", at, 0);
+    this.store.write(() => this.sql.error.run(error.slice(0, MAX_ERROR), when, key));
   }
 
   /** Every target as shown outside the daemon, with its spooled payloads counted. */
