@@ -7,8 +7,8 @@ export {
   type Direction,
 } from "./cursor-store.js";
 export { type Daemon, type DaemonOptions, startDaemon, stopOnSignals } from "./daemon/daemon.js";
-export { type PeerJobOptions, PING_PEER, SYNC_BUCKET } from "./daemon/sync-jobs.js";
 export { REMOTE_QUEUE, REMOTE_SYNC, type RemoteJobOptions } from "./daemon/remote-jobs.js";
+export { type PeerJobOptions, PING_PEER, SYNC_BUCKET } from "./daemon/sync-jobs.js";
 export { InvalidArgumentError, StoreError, TidewireError } from "./errors.js";
 export { Auth, type AuthOptions, resolveAuth } from "./hub/auth.js";
 export { FULL_SCOPE, Hub, HubError, type HubOptions, requireAdmin, type Scope } from "./hub/hub.js";

@@ -1,6 +1,5 @@
 /** The remote push's public surface, re-exported by the package entry point. */
 export type { ColumnSchema, Mutation, Payload, SyncMode, TableSchema } from "./payload.js";
-export { type PushProgress, type PushResult, RemoteSync, type RemoteSyncOptions } from "./remote-sync.js";
 export {
   type Direction,
   type Remote,
@@ -8,6 +7,7 @@ export {
   type RemoteStatus,
   Remotes,
 } from "./registry.js";
+export { type PushProgress, type PushResult, RemoteSync, type RemoteSyncOptions } from "./remote-sync.js";
 export { HISTORY_TABLE } from "./sql.js";
 export {
   type ApplyOutcome,
