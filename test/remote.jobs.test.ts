@@ -10,7 +10,7 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Daemon, startDaemon } from "../src/daemon/daemon.js";
-import { REMOTE_SYNC, remoteJobOptions } from "../src/daemon/remote-jobs.js";
+import { CLEANUP_REMOTES, REMOTE_SYNC, remoteJobOptions } from "../src/daemon/remote-jobs.js";
 import { createLogger } from "../src/log.js";
 import { registry as metricsRegistry } from "../src/metrics.js";
 import { Remotes } from "../src/remote/registry.js";
@@ -119,6 +119,25 @@ describe("RemoteSync jobs", () => {
       /no tracked tables matching the bucket and table filter/,
     );
     expect(remotes.get("pull")!.lastError).toMatch(/pulling from a remote target is not available/);
+  });
+
+  it("cleans its own queue: completed jobs after a day, failed ones after the queue's seven days", async () => {
+    const dir = tempDir();
+    const { d } = await daemon(dir);
+    const q = d.remotes.queue;
+    const day = 86_400_000;
+    const old = (state: "completed" | "failed", ageMs: number) => {
+      const job = q.add("Old", {});
+      d.store.db
+        .prepare("UPDATE tw_jobs SET state = ?, finished_at = ? WHERE id = ?")
+        .run(state, Date.now() - ageMs, job.id);
+      return job.id;
+    };
+    const gone = [old("completed", 2 * day), old("failed", 8 * day)];
+    const kept = [old("completed", day / 2), old("failed", 2 * day)];
+    const cleaned = q.add(CLEANUP_REMOTES, {});
+    await waitFor(() => q.get(cleaned.id)?.state === "completed", "the cleanup job", LONG);
+    expect([...gone, ...kept].map((id) => q.get(id) !== undefined)).toEqual([false, false, true, true]);
   });
 
   it("refuses bad options before anything starts", () => {

@@ -45,6 +45,14 @@ export const REMOTE_QUEUE = "remote";
 export const REMOTE_SYNC = "RemoteSync";
 /** The periodic job (name and type alike) that fans out into RemoteSync jobs. */
 export const SYNC_REMOTES = "tidewire.syncRemotes";
+/**
+ * The remote queue's own cleanup (the daemon's tidewire.cleanup sees only the
+ * default queue): a scan every few seconds leaves a completed job each time,
+ * worth keeping a day; failed and cancelled jobs are kept the queue's 7 days.
+ */
+export const CLEANUP_REMOTES = "tidewire.cleanupRemotes";
+const CLEANUP_EVERY_MS = 3_600_000;
+const KEEP_COMPLETED_MS = 86_400_000;
 export const remoteKey = (id: string) => `${REMOTE_SYNC}:${id}`;
 /** The fan-out goes before the cycles it enqueues: it only writes a few rows. */
 const PRIORITY = { fanOut: 30, sync: 10 } as const;
@@ -109,6 +117,7 @@ export interface RemoteJobContext {
 export function remoteJobs(ctx: RemoteJobContext): RemoteJobs {
   const queue = new Queue(ctx.store, REMOTE_QUEUE);
   queue.every(SYNC_REMOTES, ctx.options.remoteScanMs, SYNC_REMOTES, {}, { priority: PRIORITY.fanOut });
+  queue.every(CLEANUP_REMOTES, CLEANUP_EVERY_MS, CLEANUP_REMOTES);
   const worker = new Worker(queue, remoteJobHandlers(ctx, queue), {
     concurrency: ctx.options.remoteConcurrency,
     leaseMs: LEASE_MS,
@@ -172,6 +181,11 @@ export function remoteJobHandlers(ctx: RemoteJobContext, queue: Queue): Handlers
       );
     },
     [REMOTE_SYNC]: (job: Job<RemoteSyncPayload>) => remoteSync(ctx, remotes, job),
+    [CLEANUP_REMOTES]: () => {
+      const removed =
+        queue.cleanup({ olderThanMs: KEEP_COMPLETED_MS, states: ["completed"] }) + queue.cleanup();
+      logger.debug({ removed, queue: REMOTE_QUEUE }, `cleanup removed ${removed} finished remote jobs`);
+    },
   };
 }
 
