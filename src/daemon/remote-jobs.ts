@@ -204,9 +204,16 @@ async function remoteSync(ctx: RemoteJobContext, remotes: Remotes, job: Job<Remo
       tables: remote.tables ?? undefined,
     });
     const done = await runCycle(sync, remote.direction);
-    remotes.noteSuccess(id, { push: done.push !== null, pull: false });
+    remotes.noteSuccess(id, { push: done.push !== null, pull: done.pulled !== null });
     remoteTargetCycles.inc({ ...labels, result: "ok" });
     remoteTargetLastSuccess.set(labels, Date.now() / 1000);
+    if (done.pulled) {
+      remoteTargetRows.inc({ ...labels, direction: "pull" }, done.pulled);
+      ctx.logger.info(
+        { remote: id, target: remote.target, pulled: done.pulled },
+        `pulled ${done.pulled} rows from remote ${id}`,
+      );
+    }
     if (done.push) {
       remoteTargetRows.inc({ ...labels, direction: "push" }, done.push.mutations);
       const { mode, mutations, payloads, retried, durationMs } = done.push;
@@ -229,17 +236,24 @@ async function remoteSync(ctx: RemoteJobContext, remotes: Remotes, job: Job<Remo
   }
 }
 
+/** What one cycle did: the push's result, and the rows a pull applied (null: that side did not run). */
+interface CycleDone {
+  push: PushResult | null;
+  pulled: number | null;
+}
+
 /**
- * One cycle in the target's direction.
- * MERGE(pull): when RemoteSync gains its combined per-cycle method, this is
- * the one place to switch to it (push, pull or both by `direction`).
+ * One cycle in the target's direction: the one place that calls RemoteSync.
+ * MERGE(pull): once RemoteSync has its combined per-cycle method, the body
+ * becomes that call for `direction` (push, pull or both), returning what it
+ * pushed and how many rows it pulled; the handler records both.
  */
-async function runCycle(sync: RemoteSync, direction: Direction): Promise<{ push: PushResult | null }> {
+async function runCycle(sync: RemoteSync, direction: Direction): Promise<CycleDone> {
   if (direction === "pull")
     throw new UnrecoverableError(
       "pulling from a remote target is not available in this version; register it with --direction push",
     );
-  return { push: await sync.push() };
+  return { push: await sync.push(), pulled: null };
 }
 
 /** What the same cycle would meet again: retrying in seconds cannot help. */
