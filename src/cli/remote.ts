@@ -53,7 +53,11 @@ function seconds(value: string): number {
 }
 
 export function registerRemote(program: Command): void {
-  const remote = program.command("remote").description("mirror a database to remote SQL stores");
+  const remote = program
+    .command("remote")
+    .description(
+      "mirror a database to remote SQL stores: push once or on an interval, or register targets for the daemon",
+    );
   registerRemoteTargets(remote);
   const push = remote.command("push");
   // A conflict between options is a usage error, printed by commander like its own.
