@@ -276,7 +276,9 @@ describe("jobs stuck", () => {
 describe("a file an older tidewire wrote", () => {
   it("is brought up to date by jobs list and by status, instead of failing on a missing column", async () => {
     const store = openStore(db);
-    store.db.exec("ALTER TABLE tw_jobs DROP COLUMN timeout_ms; PRAGMA user_version = 10;");
+    store.db.exec(
+      "ALTER TABLE tw_jobs DROP COLUMN trace; ALTER TABLE tw_jobs DROP COLUMN timeout_ms; PRAGMA user_version = 10;",
+    );
     store.close();
     const list = await tidewire(["jobs", db, "list", "--json"], dir);
     expect(list.stderr).toBe("");
@@ -284,7 +286,9 @@ describe("a file an older tidewire wrote", () => {
     expect(JSON.parse(list.stdout).jobs.map((j: { timeoutMs: unknown }) => j.timeoutMs)).toContain(null);
 
     const again = openStore(db);
-    again.db.exec("ALTER TABLE tw_jobs DROP COLUMN timeout_ms; PRAGMA user_version = 10;");
+    again.db.exec(
+      "ALTER TABLE tw_jobs DROP COLUMN trace; ALTER TABLE tw_jobs DROP COLUMN timeout_ms; PRAGMA user_version = 10;",
+    );
     again.close();
     const status = await tidewire(["status", db, "--json"], dir);
     expect(status.stderr).toBe("");
