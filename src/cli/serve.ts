@@ -6,10 +6,12 @@
 import { type Command, Option, InvalidArgumentError as UsageError } from "commander";
 import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT, startDaemon, stopOnSignals } from "../daemon/daemon.js";
 import { LOG_LEVELS, type LogLevel } from "../log.js";
+import { enableTracing } from "../trace.js";
 import { tableSpec } from "./init.js";
 import { duration, maxDriftOption, nonEmpty, nonNegativeInt, portNumber, positiveInt } from "./io.js";
 
 interface ServeFlags {
+  trace?: boolean;
   db: string;
   host: string;
   port: number;
@@ -152,6 +154,12 @@ export function registerServe(program: Command): void {
     )
     .addOption(new Option("--concurrency <n>", "jobs run at once (default 10)").argParser(positiveInt))
     .addOption(
+      new Option(
+        "--trace",
+        "OpenTelemetry spans (jobs, sync, hub requests) to the SDK this process registered, e.g. node --import ./otel.mjs; needs @opentelemetry/api",
+      ),
+    )
+    .addOption(
       new Option("--log-level <level>", "least severe level logged (debug with --verbose)")
         .choices(LOG_LEVELS)
         .default("info"),
@@ -169,6 +177,11 @@ export function registerServe(program: Command): void {
           cmd.error(`error: --table ${table} is given two buckets`, { exitCode: 2 });
         tables.set(table, bucket);
       }
+      // Before the daemon opens anything, so its first job and request are traced too.
+      if (flags.trace && !(await enableTracing()))
+        cmd.error("error: --trace needs the package @opentelemetry/api installed beside tidewire", {
+          exitCode: 1,
+        });
       const mesh = flags.redis ? { redis: flags.redis, buckets: flags.meshBucket } : undefined;
       const tls =
         flags.tlsCert && flags.tlsKey ? { certFile: flags.tlsCert, keyFile: flags.tlsKey } : undefined;
