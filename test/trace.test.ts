@@ -4,11 +4,13 @@
  * added it (the context read from the row) — with error status on failure;
  * a sync cycle over real HTTP has push and pull children, pull an apply
  * child, and the hub's request spans join the client's trace, named by the
- * route pattern and holding no token; a remote push has its span. And in
+ * route pattern and holding no token; a remote push has its span; `tidewire
+ * serve --trace` under a preloaded SDK traces its requests. And in
  * child processes with module hooks: nothing imports @opentelemetry/api
  * until enableTracing() is called, and an absent api leaves tracing off and
  * everything working.
  */
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
@@ -31,7 +33,7 @@ import { openStore } from "../src/store.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
 import { disableTracing, enableTracing } from "../src/trace.js";
-import { runNode, useTempDirs, waitFor } from "./helpers.js";
+import { listeningUrl, runNode, useTempDirs, waitFor } from "./helpers.js";
 import { hubOn, openItems } from "./sync-helpers.js";
 
 const tempDir = useTempDirs("tidewire-trace-");
@@ -279,6 +281,73 @@ describe("a remote push", () => {
     const failed = one("tidewire.remote.push");
     expect(failed.status.code).toBe(SpanStatusCode.ERROR);
     expect(JSON.stringify(failed.attributes)).not.toContain("secret");
+  });
+});
+
+describe("tidewire serve --trace", () => {
+  const CLI = join(import.meta.dirname, "..", "dist", "cli", "main.js");
+  beforeAll(() => {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
+  });
+
+  it("gives the hub's requests spans, in the caller's trace, through the SDK the process registered", async () => {
+    const dir = tempDir();
+    const file = join(dir, "spans.jsonl");
+    const token = "serve-trace-token-0001";
+    const daemon = spawn(
+      process.execPath,
+      [
+        "--import",
+        "./test/fixtures/otel-file-sdk.mjs",
+        CLI,
+        "serve",
+        "--trace",
+        "--db",
+        join(dir, "hub.db"),
+        "--port",
+        "0",
+        "--token",
+        token,
+      ],
+      { env: { ...process.env, OTEL_SPANS_FILE: file }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    cleanup.push(() => {
+      if (daemon.exitCode === null) daemon.kill("SIGKILL");
+    });
+    const url = await listeningUrl(daemon);
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const parentId = "00f067aa0ba902b7";
+    const res = await fetch(`${url}/v1/status`, {
+      headers: { authorization: `Bearer ${token}`, traceparent: `00-${traceId}-${parentId}-01` },
+    });
+    expect(res.status).toBe(200);
+    const lines = () =>
+      existsSync(file)
+        ? readFileSync(file, "utf8")
+            .trim()
+            .split("\n")
+            .map((l) => JSON.parse(l) as { name: string; traceId: string; parent: string | null })
+        : [];
+    await waitFor(() => lines().some((s) => s.name === "GET /v1/status"), "the status request's span", {
+      timeoutMs: 15_000,
+    });
+    const span = lines().find((s) => s.name === "GET /v1/status")!;
+    expect(span).toMatchObject({ traceId, parent: parentId, kind: SpanKind.SERVER });
+    expect(readFileSync(file, "utf8")).not.toContain(token);
+  });
+
+  it("refuses --trace, exit 1 with one line, when @opentelemetry/api is absent", async () => {
+    const dir = tempDir();
+    const run = await runNode(
+      ["--import", "./test/fixtures/otel-register.mjs", CLI, "serve", "--trace", "--db", join(dir, "x.db")],
+      undefined,
+      { OTEL_HOOK_LOG: join(dir, "hook.log"), OTEL_HOOK_ABSENT: "1" },
+    );
+    expect(run.code).toBe(1);
+    expect(run.stderr.trim()).toBe(
+      "tidewire: --trace needs the package @opentelemetry/api installed beside tidewire",
+    );
+    expect(existsSync(join(dir, "x.db"))).toBe(false);
   });
 });
 

@@ -5,6 +5,7 @@
  */
 import { type Command, Option, InvalidArgumentError as UsageError } from "commander";
 import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT, startDaemon, stopOnSignals } from "../daemon/daemon.js";
+import { TidewireError } from "../errors.js";
 import { LOG_LEVELS, type LogLevel } from "../log.js";
 import { enableTracing } from "../trace.js";
 import { tableSpec } from "./init.js";
@@ -179,9 +180,10 @@ export function registerServe(program: Command): void {
       }
       // Before the daemon opens anything, so its first job and request are traced too.
       if (flags.trace && !(await enableTracing()))
-        cmd.error("error: --trace needs the package @opentelemetry/api installed beside tidewire", {
-          exitCode: 1,
-        });
+        throw new TidewireError(
+          "--trace needs the package @opentelemetry/api installed beside tidewire",
+          "ERR_NO_OTEL_API",
+        );
       const mesh = flags.redis ? { redis: flags.redis, buckets: flags.meshBucket } : undefined;
       const tls =
         flags.tlsCert && flags.tlsKey ? { certFile: flags.tlsCert, keyFile: flags.tlsKey } : undefined;
