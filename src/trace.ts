@@ -12,6 +12,7 @@
  */
 type Api = typeof import("@opentelemetry/api");
 type OtelSpan = import("@opentelemetry/api").Span;
+type Tracer = import("@opentelemetry/api").Tracer;
 type Context = import("@opentelemetry/api").Context;
 type Attributes = Record<string, string | number | boolean | string[]>;
 
@@ -19,8 +20,12 @@ type Attributes = Record<string, string | number | boolean | string[]>;
 export type Kind = "internal" | "server" | "client" | "producer" | "consumer";
 
 let api: Api | null = null;
+/**
+ * Taken once: getTracer on the api's proxy provider makes a new proxy per call. The
+ * proxy finds a provider registered after it was made, so this one stays valid.
+ */
+let tracer: Tracer | null = null;
 let loading: Promise<boolean> | null = null;
-const TRACER = "tidewire";
 
 /**
  * Loads `@opentelemetry/api` (once; later calls share the answer) and turns
@@ -30,6 +35,7 @@ export function enableTracing(): Promise<boolean> {
   loading ??= import("@opentelemetry/api").then(
     (m) => {
       api = m;
+      tracer = m.trace.getTracer("tidewire");
       return true;
     },
     () => false,
@@ -77,9 +83,11 @@ export function startSpan(name: string, options: SpanOptions = {}): SpanHandle |
   if (options.headers !== undefined) parent = a.propagation.extract(a.ROOT_CONTEXT, options.headers);
   else if (options.parent === undefined) parent = a.context.active();
   else parent = contextOf(a, options.parent);
-  const span = a.trace
-    .getTracer(TRACER)
-    .startSpan(name, { kind: kindOf(a, options.kind), attributes: options.attributes }, parent);
+  const span = tracer!.startSpan(
+    name,
+    { kind: kindOf(a, options.kind), attributes: options.attributes },
+    parent,
+  );
   return new Handle(a, span, a.trace.setSpan(parent, span));
 }
 
