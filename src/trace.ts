@@ -124,6 +124,15 @@ export function inSpan<T>(name: string, attributes: Attributes, fn: (span: SpanH
   return result;
 }
 
+/**
+ * Runs fn with no span active: a background loop's cycles are roots of their
+ * own, not children (for ever) of whatever span was active when the loop started.
+ */
+export function detached<T>(fn: () => T): T {
+  const a = api;
+  return a === null ? fn() : a.context.with(a.ROOT_CONTEXT, fn);
+}
+
 /** The active span's context as a W3C traceparent, or null (tracing off, or no valid span active). */
 export function activeTraceparent(): string | null {
   const a = api;

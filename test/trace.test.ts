@@ -32,6 +32,7 @@ import { RemoteSync } from "../src/remote/remote-sync.js";
 import { openStore } from "../src/store.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
+import { MemoryTransport } from "../src/sync/transport-memory.js";
 import { disableTracing, enableTracing } from "../src/trace.js";
 import { listeningUrl, runNode, useTempDirs, waitFor } from "./helpers.js";
 import { hubOn, openItems } from "./sync-helpers.js";
@@ -169,6 +170,36 @@ describe("a job's run", () => {
       expect(s.status).toEqual({ code: SpanStatusCode.ERROR, message: "card declined" });
       const exception = s.events.find((e) => e.name === "exception");
       expect(exception?.attributes).toMatchObject({ "exception.message": "card declined" });
+    }
+  });
+});
+
+describe("background loops", () => {
+  it("a cycle of SyncManager's or RemoteSync's loop is a root, whoever started the loop", async () => {
+    const dir = tempDir();
+    const hub = hubOn(dir);
+    cleanup.push(() => hub.replica.close());
+    const client = openItems(dir, "client");
+    cleanup.push(() => client.close());
+    client.store.db.exec("INSERT INTO items VALUES (1, 'pen', 1)");
+    const [transport] = MemoryTransport.pair(hub);
+    const manager = new SyncManager(client, transport, { intervalMs: 10 });
+    const remote = new RemoteSync(client, { target: `sqlite:${join(dir, "mirror.db")}` });
+    cleanup.push(() => remote.close());
+    cleanup.push(() => manager.stop());
+    const boot = tracer.startSpan("boot");
+    context.with(trace.setSpan(context.active(), boot), () => {
+      manager.start();
+      remote.start({ intervalSeconds: 1 });
+    });
+    boot.end();
+    await waitFor(
+      () => named("tidewire.sync.cycle").length >= 2 && named("tidewire.remote.push").length >= 1,
+      "two sync cycles and a remote push",
+    );
+    for (const s of [...named("tidewire.sync.cycle"), ...named("tidewire.remote.push")]) {
+      expect(s.parentSpanContext).toBeUndefined();
+      expect(s.spanContext().traceId).not.toBe(boot.spanContext().traceId);
     }
   });
 });

@@ -26,7 +26,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { remoteSyncDuration, remoteSyncLastSuccess, remoteSyncTotal } from "../metrics.js";
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
-import { inSpan } from "../trace.js";
+import { detached, inSpan } from "../trace.js";
 import { makePayload, type Payload, type TableSchema } from "./payload.js";
 import {
   checkOverrides,
@@ -178,7 +178,7 @@ export class RemoteSync {
       this.timer = null;
       if (this.stopped) return;
       try {
-        const r = await this.push({ resync });
+        const r = await detached(() => this.push({ resync }));
         resync = false;
         options.onCycle?.(r, null);
       } catch (err) {

@@ -24,7 +24,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { syncChanges, syncCycleDuration, syncCycles, syncLastSuccess } from "../metrics.js";
 import type { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
-import { inSpan } from "../trace.js";
+import { detached, inSpan } from "../trace.js";
 import { CAPABILITIES, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError } from "./protocol.js";
 import { pullAll, pushAll } from "./transfer.js";
 import { HubRefusedError, type Transport } from "./transport.js";
@@ -238,7 +238,7 @@ export class SyncManager extends EventEmitter<Events> {
   private kick(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.syncOnce()
+    detached(() => this.syncOnce())
       .then(
         () => this.arm(this.intervalMs),
         () => this.arm(this.retryIn),
