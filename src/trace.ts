@@ -32,15 +32,19 @@ let loading: Promise<boolean> | null = null;
  * tracing on. Resolves false, and changes nothing, when the package is not installed.
  */
 export function enableTracing(): Promise<boolean> {
-  loading ??= import("@opentelemetry/api").then(
+  if (loading) return loading;
+  const attempt: Promise<boolean> = import("@opentelemetry/api").then(
     (m) => {
+      // disableTracing() came before the import finished: it wins.
+      if (loading !== attempt) return false;
       api = m;
       tracer = m.trace.getTracer("tidewire");
       return true;
     },
     () => false,
   );
-  return loading;
+  loading = attempt;
+  return attempt;
 }
 
 /** Turns spans off again (the api stays loaded); enableTracing() turns them back on. */
