@@ -26,6 +26,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { buildServer } from "../src/daemon/server.js";
 import { Auth } from "../src/hub/auth.js";
 import { createLogger } from "../src/log.js";
+import { MemoryQueue } from "../src/queue/memory-queue.js";
 import { Queue } from "../src/queue/queue.js";
 import { Worker } from "../src/queue/worker.js";
 import { RemoteSync } from "../src/remote/remote-sync.js";
@@ -145,6 +146,18 @@ describe("a job's run", () => {
     expect(parentOf(receipt)).toBe(child.spanId);
     expect(receipt.attributes["messaging.message.id"]).toBe(String(child.jobId));
     expect(new Set(named("run row").map(parentOf))).toEqual(new Set([parent.spanContext().spanId]));
+  });
+
+  it("is a child of the add()'s span on a MemoryQueue too", async () => {
+    const queue = new MemoryQueue();
+    const parent = tracer.startSpan("in memory");
+    const job = context.with(trace.setSpan(context.active(), parent), () => queue.add("ping"));
+    parent.end();
+    expect(job.trace).toBe(`00-${parent.spanContext().traceId}-${parent.spanContext().spanId}-01`);
+    const worker = new Worker(queue, { ping: () => {} }, { pollIntervalMs: 5 }).start();
+    cleanup.push(() => worker.stop());
+    await waitFor(() => named("run ping").length === 1, "the run span");
+    expect(parentOf(one("run ping"))).toBe(parent.spanContext().spanId);
   });
 
   it("ends with error status and the exception on failure, one span per attempt", async () => {
