@@ -97,3 +97,4 @@ export {
 export { HubRefusedError, type Transport } from "./sync/transport.js";
 export { HttpTransport, type HttpTransportOptions, TransportError } from "./sync/transport-http.js";
 export { MemoryTransport, type Switchboard } from "./sync/transport-memory.js";
+export { disableTracing, enableTracing, tracingEnabled } from "./trace.js";

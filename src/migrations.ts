@@ -324,6 +324,16 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 15,
+    name: "otel",
+    sql: `
+      -- The W3C traceparent of the span active at add() (src/trace.ts), so the run's span is
+      -- its child even in another process or after a restart. NULL when tracing was off or
+      -- no span was active, which is every row written before this migration.
+      ALTER TABLE tw_jobs ADD COLUMN trace TEXT;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

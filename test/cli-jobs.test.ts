@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Queue } from "../src/queue/queue.js";
-import { openStore } from "../src/store.js";
+import { openStore, type Store } from "../src/store.js";
 import { type Run, runNode } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -273,10 +273,21 @@ describe("jobs stuck", () => {
   });
 });
 
+/** Undoes every migration after 10, as a file tidewire 10 wrote would be. */
+function downgradeTo10(store: Store): void {
+  store.db.exec(`
+    ALTER TABLE tw_jobs DROP COLUMN trace;
+    ALTER TABLE tw_jobs DROP COLUMN timeout_ms;
+    DROP TABLE IF EXISTS tw_renames;
+    DROP TABLE IF EXISTS tw_remotes;
+    PRAGMA user_version = 10;
+  `);
+}
+
 describe("a file an older tidewire wrote", () => {
   it("is brought up to date by jobs list and by status, instead of failing on a missing column", async () => {
     const store = openStore(db);
-    store.db.exec("ALTER TABLE tw_jobs DROP COLUMN timeout_ms; PRAGMA user_version = 10;");
+    downgradeTo10(store);
     store.close();
     const list = await tidewire(["jobs", db, "list", "--json"], dir);
     expect(list.stderr).toBe("");
@@ -284,7 +295,7 @@ describe("a file an older tidewire wrote", () => {
     expect(JSON.parse(list.stdout).jobs.map((j: { timeoutMs: unknown }) => j.timeoutMs)).toContain(null);
 
     const again = openStore(db);
-    again.db.exec("ALTER TABLE tw_jobs DROP COLUMN timeout_ms; PRAGMA user_version = 10;");
+    downgradeTo10(again);
     again.close();
     const status = await tidewire(["status", db, "--json"], dir);
     expect(status.stderr).toBe("");

@@ -20,6 +20,8 @@ export interface BenchConfig {
   tmpDir: string;
   redisUrl: string;
   postgresUrl: string;
+  /** A built checkout of Tidewire (its dist/) for the paired system tidewire-base (--base). */
+  base?: string;
 }
 
 export interface System {

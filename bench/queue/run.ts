@@ -12,7 +12,7 @@
 import { fork } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { BenchConfig } from "./common.js";
 import type { ChildRequest, ChildResult, Figures } from "./protocol.js";
@@ -37,7 +37,9 @@ const USAGE = `usage: npm run bench:queue -- [options]
   --warmup W          jobs in each child's untimed warm-up pass (default 2000)
   --redis URL         default redis://127.0.0.1:6379
   --postgres URL      default postgres://postgres@127.0.0.1:5432/test
-  --profile DIR       write a V8 CPU profile of each child into DIR`;
+  --profile DIR       write a V8 CPU profile of each child into DIR
+  --base DIR          a built checkout of Tidewire (e.g. main's) for tidewire-base, measured beside
+                      this build in the same rounds: --only tidewire,tidewire-base --base DIR`;
 
 interface Options {
   n: number;
@@ -49,6 +51,7 @@ interface Options {
   redisUrl: string;
   postgresUrl: string;
   profileDir: string | undefined;
+  base: string | undefined;
 }
 
 class UsageError extends Error {}
@@ -73,6 +76,7 @@ function parseOptions(argv: string[]): Options {
       redis: { type: "string" },
       postgres: { type: "string" },
       profile: { type: "string" },
+      base: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -106,6 +110,7 @@ function parseOptions(argv: string[]): Options {
     redisUrl: values.redis ?? "redis://127.0.0.1:6379",
     postgresUrl: values.postgres ?? "postgres://postgres@127.0.0.1:5432/test",
     profileDir: values.profile,
+    base: values.base === undefined ? undefined : resolve(values.base),
   };
 }
 
@@ -263,7 +268,7 @@ function report(options: Options, outcomes: Outcome[], started: Date, load: stri
       lines.push("- processing within 1.5x of the floor: the floor was not measured");
     }
     const peers = outcomes
-      .filter((o) => o.entry.name !== "tidewire" && o.entry.name !== "floor")
+      .filter((o) => !o.entry.name.startsWith("tidewire") && o.entry.name !== "floor")
       .map((o) => ({ o, m: medians(o) }))
       .filter((x): x is { o: Outcome; m: Figures } => x.m !== undefined);
     if (peers.length > 0) {
@@ -320,6 +325,7 @@ async function main(): Promise<number> {
           tmpDir,
           redisUrl: options.redisUrl,
           postgresUrl: options.postgresUrl,
+          base: options.base,
         };
         const t0 = performance.now();
         const result = await runChild(

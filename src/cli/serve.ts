@@ -5,7 +5,9 @@
  */
 import { type Command, Option } from "commander";
 import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT, startDaemon, stopOnSignals } from "../daemon/daemon.js";
+import { TidewireError } from "../errors.js";
 import { LOG_LEVELS, type LogLevel } from "../log.js";
+import { enableTracing } from "../trace.js";
 import { tableSpec } from "./init.js";
 import {
   duration,
@@ -18,6 +20,7 @@ import {
 } from "./io.js";
 
 interface ServeFlags {
+  trace?: boolean;
   db: string;
   host: string;
   port: number;
@@ -169,6 +172,12 @@ export function registerServe(program: Command): void {
     )
     .addOption(new Option("--concurrency <n>", "jobs run at once (default 10)").argParser(positiveInt))
     .addOption(
+      new Option(
+        "--trace",
+        "OpenTelemetry spans (jobs, sync, hub requests) to the SDK this process registered, e.g. node --import ./otel.mjs; needs @opentelemetry/api",
+      ),
+    )
+    .addOption(
       new Option("--log-level <level>", "least severe level logged (debug with --verbose)")
         .choices(LOG_LEVELS)
         .default("info"),
@@ -186,6 +195,12 @@ export function registerServe(program: Command): void {
           cmd.error(`error: --table ${table} is given two buckets`, { exitCode: 2 });
         tables.set(table, bucket);
       }
+      // Before the daemon opens anything, so its first job and request are traced too.
+      if (flags.trace && !(await enableTracing()))
+        throw new TidewireError(
+          "--trace needs the package @opentelemetry/api installed beside tidewire",
+          "ERR_NO_OTEL_API",
+        );
       const mesh = flags.redis ? { redis: flags.redis, buckets: flags.meshBucket } : undefined;
       const tls =
         flags.tlsCert && flags.tlsKey ? { certFile: flags.tlsCert, keyFile: flags.tlsKey } : undefined;

@@ -31,6 +31,7 @@ import {
   WindowCounter,
 } from "./limits.js";
 import { attachLive } from "./live.js";
+import { traceRequests } from "./request-spans.js";
 import { StatusReader } from "./status-reader.js";
 
 export interface HubRoutesOptions {
@@ -75,6 +76,7 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
   if (!options.gate) app.addHook("onClose", () => gate.close());
   const startedAt = options.startedAt ?? Date.now();
   const perSecond = options.rateLimitPerSecond ?? 200;
+  traceRequests(app);
   if (perSecond > 0)
     await app.register(rateLimit, {
       max: perSecond,

@@ -21,7 +21,7 @@ import type { BackoffOptions, Job, Settlement, SettleResult } from "./types.js";
  * every column (RETURNING *) made the claim ~1.5x slower, all of it spent building values.
  */
 const CLAIMED_COLUMNS =
-  "id, type, payload, priority, run_at, attempts, max_attempts, backoff, key, last_error, timeout_ms, created_at";
+  "id, type, payload, priority, run_at, attempts, max_attempts, backoff, key, last_error, timeout_ms, created_at, trace";
 type ClaimedRow = Pick<
   JobRow,
   | "id"
@@ -36,6 +36,7 @@ type ClaimedRow = Pick<
   | "last_error"
   | "timeout_ms"
   | "created_at"
+  | "trace"
 >;
 
 export class Leases {
@@ -151,6 +152,7 @@ export class Leases {
       createdAt: r.created_at,
       startedAt: now,
       finishedAt: null,
+      trace: r.trace,
     }));
   }
 

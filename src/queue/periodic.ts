@@ -129,5 +129,7 @@ export function periodicJob(
     backoff: null,
     key: null,
     timeoutMs: null,
+    // A schedule fires on its own clock: no caller's span is its parent.
+    trace: null,
   };
 }

@@ -70,7 +70,7 @@ const KEY_FREE = `(key IS NULL OR NOT EXISTS (
   SELECT 1 FROM tw_jobs AS other
    WHERE other.queue = tw_jobs.queue AND other.key = tw_jobs.key
      AND other.state IN ('pending', 'running') AND other.id <> tw_jobs.id))`;
-/** Rows per bulk INSERT: 100 rows x 9 values stays far below SQLite's 32,766 bound parameters. */
+/** Rows per bulk INSERT: 100 rows x 10 values stays far below SQLite's 32,766 bound parameters. */
 const BULK_ROWS = 100;
 const CANCELLABLE = JSON.stringify(["pending", "running"]);
 const ORDER_COLUMN: Record<SortBy, string> = { created: "id", priority: "priority", runAt: "run_at" };
@@ -101,14 +101,26 @@ export class Queue implements JobQueue {
     const db = this.db;
     this.sql = {
       insert: db.prepare<
-        [string, string, string, number, number, number, string | null, string | null, number | null, number]
+        [
+          string,
+          string,
+          string,
+          number,
+          number,
+          number,
+          string | null,
+          string | null,
+          number | null,
+          number,
+          string | null,
+        ]
       >(
-        `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, timeout_ms, created_at)
-         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, timeout_ms, created_at, trace)
+         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       insertBulk: db.prepare<unknown[]>(
-        `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, timeout_ms, created_at)
-         VALUES ${Array.from({ length: BULK_ROWS }, () => "(?, ?, ?, 'pending', ?, ?, ?, ?, NULL, ?, ?)").join(", ")}
+        `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, timeout_ms, created_at, trace)
+         VALUES ${Array.from({ length: BULK_ROWS }, () => "(?, ?, ?, 'pending', ?, ?, ?, ?, NULL, ?, ?, ?)").join(", ")}
          RETURNING id`,
       ),
       byKey: db.prepare<[string, string]>(
@@ -221,6 +233,7 @@ export class Queue implements JobQueue {
           r.backoff,
           r.timeoutMs,
           now,
+          r.trace,
         );
       }
       const ids = (this.sql.insertBulk.all(args) as Array<{ id: number }>)
@@ -252,6 +265,7 @@ export class Queue implements JobQueue {
       r.key,
       r.timeoutMs,
       now,
+      r.trace,
     );
     return this.newJob(Number(info.lastInsertRowid), r, now);
   }

@@ -23,6 +23,7 @@ export interface JobRow {
   created_at: number;
   started_at: number | null;
   finished_at: number | null;
+  trace: string | null;
 }
 
 export function toJob(r: JobRow): Job {
@@ -45,5 +46,6 @@ export function toJob(r: JobRow): Job {
     createdAt: r.created_at,
     startedAt: r.started_at,
     finishedAt: r.finished_at,
+    trace: r.trace,
   };
 }

@@ -37,6 +37,11 @@ export interface Job<P = unknown> {
   createdAt: number;
   startedAt: number | null;
   finishedAt: number | null;
+  /**
+   * The W3C traceparent of the span that was active at `add()`, kept so the run's span is its
+   * child in any process (null: tracing was off, or no span was active; see enableTracing).
+   */
+  trace: string | null;
 }
 
 export interface AddOptions {

@@ -3,6 +3,7 @@
  * all of its input before it writes anything, and names the bad argument.
  */
 import { InvalidArgumentError } from "../errors.js";
+import { activeTraceparent } from "../trace.js";
 import { validateBackoff } from "./backoff.js";
 import {
   type AddOptions,
@@ -35,6 +36,8 @@ export interface NormalizedAdd {
   backoff: string | null;
   key: string | null;
   timeoutMs: number | null;
+  /** The adder's W3C traceparent (src/trace.ts), null when tracing is off or no span is active. */
+  trace: string | null;
 }
 
 export function checkName(argument: string, value: unknown): string {
@@ -240,6 +243,7 @@ export function normalizeAdd(
     backoff: o.backoff ? JSON.stringify(o.backoff) : null,
     key,
     timeoutMs,
+    trace: activeTraceparent(),
   };
 }
 
@@ -337,6 +341,7 @@ export function pendingJob(id: number, queue: string, r: NormalizedAdd, now: num
     createdAt: now,
     startedAt: null,
     finishedAt: null,
+    trace: r.trace,
   };
 }
 

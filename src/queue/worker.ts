@@ -24,6 +24,7 @@ import { EventEmitter } from "node:events";
 import { hostname } from "node:os";
 import { InvalidArgumentError } from "../errors.js";
 import { jobDuration, jobsCompleted, jobsFailed } from "../metrics.js";
+import { type SpanHandle, startSpan, tracingEnabled } from "../trace.js";
 import { describeThrown, UnrecoverableError } from "./thrown.js";
 import type { Job, JobQueue, Settlement } from "./types.js";
 import { checkTimeout } from "./validate.js";
@@ -280,10 +281,12 @@ export class Worker extends EventEmitter {
     this.contexts.set(job, context);
     const limit = job.timeoutMs ?? this.timeouts.get(job.type) ?? this.timeoutMs;
     let timer: NodeJS.Timeout | undefined;
+    // Tested first: with tracing off, not even the span's attributes are built.
+    const span = tracingEnabled() ? this.runSpan(job) : undefined;
     try {
       if (!handler)
         throw new UnrecoverableError(`no handler for job type "${job.type}" in worker ${this.id}`);
-      const work = handler(job, context);
+      const work = span ? span.run(() => handler(job, context)) : handler(job, context);
       if (limit === null) await work;
       else {
         // The handler may never settle: the attempt ends at the limit all the same, and its
@@ -301,7 +304,9 @@ export class Worker extends EventEmitter {
     } catch (err) {
       const { message, unrecoverable } = describeThrown(err);
       outcome = { job, ok: false, error: message, retry: !unrecoverable };
+      span?.fail(err);
     } finally {
+      span?.end();
       clearTimeout(timer);
       if (generation === this.generation) this.contexts.delete(job);
     }
@@ -318,6 +323,27 @@ export class Worker extends EventEmitter {
       this.dispatch();
     }
     if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /**
+   * The span of one attempt: a child of the span that was active at add() (kept in the
+   * job's row), else a root — never whatever happens to be active here, which is often
+   * the add() that woke this worker, for a job it did not create.
+   */
+  private runSpan(job: Job): SpanHandle | undefined {
+    return startSpan(`run ${job.type}`, {
+      kind: "consumer",
+      parent: job.trace,
+      attributes: {
+        "messaging.system": "tidewire",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": job.queue,
+        "messaging.message.id": String(job.id),
+        "tidewire.job.type": job.type,
+        "tidewire.job.attempt": job.attempts,
+        "tidewire.worker.id": this.id,
+      },
+    });
   }
 
   private scheduleFlush(): void {

@@ -26,6 +26,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { remoteSyncDuration, remoteSyncLastSuccess, remoteSyncTotal } from "../metrics.js";
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
+import { detached, inSpan } from "../trace.js";
 import { makePayload, type Payload, type TableSchema } from "./payload.js";
 import {
   checkOverrides,
@@ -129,7 +130,20 @@ export class RemoteSync {
     }
     if (this.running)
       return Promise.reject(new RemoteError(`a push to ${this.target.id} is already running`));
-    const run = this.cycle(options.resync === true).finally(() => {
+    const resync = options.resync === true;
+    const run = inSpan(
+      "tidewire.remote.push",
+      { "tidewire.remote.target": this.target.id, "tidewire.remote.backend": this.target.backend },
+      async (span) => {
+        const r = await this.cycle(resync);
+        span?.set({
+          "tidewire.remote.mode": r.mode,
+          "tidewire.remote.payloads": r.payloads,
+          "tidewire.remote.mutations": r.mutations,
+        });
+        return r;
+      },
+    ).finally(() => {
       this.running = null;
     });
     this.running = run;
@@ -167,7 +181,7 @@ export class RemoteSync {
       this.timer = null;
       if (this.stopped) return;
       try {
-        const r = await this.push({ resync });
+        const r = await detached(() => this.push({ resync }));
         resync = false;
         options.onCycle?.(r, null);
       } catch (err) {

@@ -24,6 +24,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { syncChanges, syncCycleDuration, syncCycles, syncLastSuccess } from "../metrics.js";
 import type { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
+import { detached, inSpan } from "../trace.js";
 import { CAPABILITIES, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError } from "./protocol.js";
 import { pullAll, pushAll } from "./transfer.js";
 import { HubRefusedError, type Transport } from "./transport.js";
@@ -237,7 +238,7 @@ export class SyncManager extends EventEmitter<Events> {
   private kick(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.syncOnce()
+    detached(() => this.syncOnce())
       .then(
         () => this.arm(this.intervalMs),
         () => this.arm(this.retryIn),
@@ -263,7 +264,26 @@ export class SyncManager extends EventEmitter<Events> {
     return Math.max(0, Math.round(base * (1 + jitter * (2 * Math.random() - 1))));
   }
 
-  private async cycle(
+  /** A cycle in a span of its own (when tracing is on), with its push and pull legs as children. */
+  private cycle(
+    progress?: (n: number, hasMore: boolean, position: SyncPosition) => void,
+  ): Promise<CycleResult> {
+    return inSpan(
+      "tidewire.sync.cycle",
+      { "tidewire.peer": this.transport.peer, "tidewire.sync.direction": this.direction },
+      async (span) => {
+        const result = await this.runCycle(progress);
+        span?.set({
+          "tidewire.sync.pushed": result.pushed,
+          "tidewire.sync.pulled": result.pulled,
+          "tidewire.sync.applied": result.applied,
+        });
+        return result;
+      },
+    );
+  }
+
+  private async runCycle(
     progress?: (n: number, hasMore: boolean, position: SyncPosition) => void,
   ): Promise<CycleResult> {
     const started = performance.now();
@@ -301,11 +321,13 @@ export class SyncManager extends EventEmitter<Events> {
       };
       if (this.direction !== "pull") {
         const key = this.key(hub, "push");
-        await pushAll({ ...leg, key, progress: report("push", key, () => this.replica.head()) });
+        const push = { ...leg, key, progress: report("push", key, () => this.replica.head()) };
+        await inSpan("tidewire.sync.push", {}, () => pushAll(push));
       }
       if (this.direction !== "push") {
         const key = this.key(hub, "pull");
-        await pullAll({ ...leg, key, progress: report("pull", key, () => this.hubHead) });
+        const pull = { ...leg, key, progress: report("pull", key, () => this.hubHead) };
+        await inSpan("tidewire.sync.pull", {}, () => pullAll(pull));
       }
       result.durationMs = performance.now() - started;
       this.failures = 0;

@@ -13,6 +13,7 @@
 import type { CursorKey, CursorStore } from "../cursor-store.js";
 import type { Change } from "../replica/log.js";
 import type { Replica } from "../replica/replica.js";
+import { inSpan } from "../trace.js";
 import { type BatchLimits, fitBatch, ProtocolError, type PullResponse } from "./protocol.js";
 import type { CycleResult } from "./sync-manager.js";
 import type { Transport } from "./transport.js";
@@ -131,7 +132,12 @@ export async function pullAll(leg: Leg): Promise<void> {
     pending = page.hasMore ? ask(page.cursor) : null;
     // A turn of the loop lets the request out before the apply holds the thread.
     if (pending) await turn();
-    if (page.changes.length) result.applied += leg.replica.apply(page.changes, { from: leg.hub }).applied;
+    if (page.changes.length) {
+      const changes = page.changes;
+      result.applied += inSpan("tidewire.sync.apply", { "tidewire.sync.changes": changes.length }, () =>
+        leg.replica.apply(changes, { from: leg.hub }),
+      ).applied;
+    }
     saveCursor(leg, key, page.cursor);
     result.pulled += page.changes.length;
     if (page.changes.length || !page.hasMore) progress?.(page.changes.length, page.hasMore, page.cursor);

@@ -16,6 +16,7 @@
  */
 import WebSocket from "ws";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { injectHeaders } from "../trace.js";
 import {
   errorResponse,
   type HandshakeRequest,
@@ -162,16 +163,19 @@ export class HttpTransport implements Transport {
   private async post<T>(path: string, body: unknown, schema: Parameters<typeof parse>[0], what: string) {
     const url = new URL(path, this.base);
     const payload = JSON.stringify(body);
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+    };
+    // The hub's request span joins this cycle's trace (a no-op while tracing is off).
+    injectHeaders(headers);
     for (let attempt = 0; ; attempt++) {
       let res: Response;
       let text: string;
       try {
         res = await fetch(url, {
           method: "POST",
-          headers: {
-            "content-type": "application/json",
-            ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
-          },
+          headers,
           body: payload,
           signal: AbortSignal.timeout(this.timeoutMs),
         });

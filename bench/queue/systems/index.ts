@@ -15,6 +15,13 @@ export interface SystemEntry {
 
 export const SYSTEMS: readonly SystemEntry[] = [
   { name: "tidewire", label: "Tidewire (file, WAL, sync NORMAL)", make: tidewire },
+  // Paired runs: the same measurement of another build (--base), and of this one with tracing on.
+  { name: "tidewire-base", label: "Tidewire, the build in --base", make: (c) => tidewire(c, "base") },
+  {
+    name: "tidewire-api",
+    label: "Tidewire, enableTracing() with no SDK registered",
+    make: (c) => tidewire(c, "api"),
+  },
   { name: "floor", label: "floor: bare better-sqlite3 loop", make: floor },
   { name: "bullmq", label: "BullMQ 6.7.0 (Redis)", make: bullmq },
   {

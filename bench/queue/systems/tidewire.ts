@@ -6,13 +6,15 @@
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { type BenchConfig, noop, type Payload, type System } from "../common.js";
+import { pathToFileURL } from "node:url";
+import { type BenchConfig, noop, type Payload, Skip, type System } from "../common.js";
 
 /** Types come from the source; the code that runs is the built package. */
 type TidewireModule = typeof import("../../../src/index.js");
 
-export async function loadTidewire(): Promise<TidewireModule> {
-  const specifier = "tidewire";
+/** This build (the package bench/ links to), or the one built in `base` (its dist/). */
+export async function loadTidewire(base?: string): Promise<TidewireModule> {
+  const specifier = base === undefined ? "tidewire" : pathToFileURL(join(base, "dist/index.js")).href;
   try {
     return (await import(specifier)) as TidewireModule;
   } catch (err) {
@@ -30,7 +32,13 @@ export function removeSqlite(path: string): void {
   for (const f of sqliteFiles(path)) rmSync(f, { force: true });
 }
 
-export function tidewire(config: BenchConfig): System {
+/**
+ * `variant`: "this" build as is; "base", the build in config.base (a paired run
+ * against another commit); "api", this build after enableTracing() with no SDK
+ * registered (the api's no-op tracer: what tracing costs an app that loads the api
+ * and exports nothing).
+ */
+export function tidewire(config: BenchConfig, variant: "this" | "base" | "api" = "this"): System {
   let tw: TidewireModule;
   let store: InstanceType<TidewireModule["Store"]> | undefined;
   let queue: InstanceType<TidewireModule["Queue"]>;
@@ -47,7 +55,10 @@ export function tidewire(config: BenchConfig): System {
 
   return {
     async open() {
-      tw = await loadTidewire();
+      if (variant === "base" && config.base === undefined) throw new Skip("no --base build given");
+      tw = await loadTidewire(variant === "base" ? config.base : undefined);
+      if (variant === "api" && !(await tw.enableTracing()))
+        throw new Skip("@opentelemetry/api is not installed");
       openFresh();
     },
     async reset() {
