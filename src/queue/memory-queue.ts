@@ -53,6 +53,7 @@ import {
 /** A stored schedule: its spec (payload as JSON text) plus when it fires next and fired last. */
 interface Periodic extends PeriodicSpec {
   lastRunAt: number | null;
+  pausedAt: number | null;
 }
 
 const byClaimOrder = (a: Job, b: Job) => b.priority - a.priority || a.runAt - b.runAt || a.id - b.id;
@@ -232,6 +233,7 @@ export class MemoryQueue implements JobQueue {
       ...spec,
       nextRunAt: sameSchedule ? old.nextRunAt : spec.nextRunAt,
       lastRunAt: old?.lastRunAt ?? null,
+      pausedAt: old?.pausedAt ?? null,
     });
   }
 
@@ -242,7 +244,7 @@ export class MemoryQueue implements JobQueue {
   listPeriodic(): PeriodicJob[] {
     return [...this.periodic.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
-      .map(({ name, type, payload, everyMs, cron, nextRunAt, lastRunAt }) => ({
+      .map(({ name, type, payload, everyMs, cron, nextRunAt, lastRunAt, pausedAt }) => ({
         name,
         type,
         payload: JSON.parse(payload),
@@ -250,14 +252,31 @@ export class MemoryQueue implements JobQueue {
         cron,
         nextRunAt,
         lastRunAt,
+        paused: pausedAt !== null,
+        pausedAt,
       }));
+  }
+
+  pausePeriodic(name: string): boolean {
+    const p = this.periodic.get(checkName("name", name));
+    if (!p || p.pausedAt !== null) return false;
+    p.pausedAt = this.now();
+    return true;
+  }
+
+  resumePeriodic(name: string): boolean {
+    const p = this.periodic.get(checkName("name", name));
+    if (!p || p.pausedAt === null) return false;
+    p.pausedAt = null;
+    p.nextRunAt = nextPeriodicRun(p, p.nextRunAt, this.now());
+    return true;
   }
 
   firePeriodic(): number {
     const now = this.now();
     let fired = 0;
     for (const p of this.periodic.values()) {
-      if (p.nextRunAt > now) continue;
+      if (p.nextRunAt > now || p.pausedAt !== null) continue;
       this.insert(periodicJob(p, now));
       p.nextRunAt = nextPeriodicRun(p, p.nextRunAt, now);
       p.lastRunAt = now;

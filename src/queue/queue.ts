@@ -392,6 +392,16 @@ export class Queue implements JobQueue {
     return this.schedules.list();
   }
 
+  pausePeriodic(name: string): boolean {
+    checkName("name", name);
+    return this.store.write(() => this.schedules.pause(name, this.now()));
+  }
+
+  resumePeriodic(name: string): boolean {
+    checkName("name", name);
+    return this.store.write(() => this.schedules.resume(name, this.now()));
+  }
+
   firePeriodic(): number {
     const types = this.store.write(() => {
       const now = this.now();

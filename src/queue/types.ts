@@ -105,8 +105,12 @@ export interface PeriodicJob {
   payload: unknown;
   everyMs: number | null;
   cron: string | null;
+  /** When it fires next; while paused, when it would have (resuming moves it past the pause). */
   nextRunAt: number;
   lastRunAt: number | null;
+  /** A paused schedule does not fire (see `pausePeriodic`). */
+  paused: boolean;
+  pausedAt: number | null;
 }
 
 /** The outcome of one attempt, written back in batches by the worker. */
@@ -136,6 +140,13 @@ export interface JobQueue {
   cron(name: string, expression: string, type: string, payload?: unknown, options?: PeriodicOptions): void;
   removePeriodic(name: string): boolean;
   listPeriodic(): PeriodicJob[];
+  /** Stops a schedule firing until resumed; false when there is none of that name or it is paused already. */
+  pausePeriodic(name: string): boolean;
+  /**
+   * Lets a paused schedule fire again, from its first slot after now: the runs it missed
+   * while paused are skipped, not fired at once. False when none of that name is paused.
+   */
+  resumePeriodic(name: string): boolean;
   /** Enqueues every periodic job whose time has come; returns how many fired. */
   firePeriodic(): number;
 
