@@ -1,5 +1,5 @@
 /**
- * `tidewire jobs <db> list|stats|stuck|retry|cancel|cleanup`: the queue of a database
+ * `tidewire jobs <db> list|stats|stuck|retry|cancel|cleanup` (update, schedules, pause and resume live beside it): the queue of a database
  * file, seen and handled from a shell.
  *
  * Contract: the database must already exist (a typo in a path must not leave
@@ -25,6 +25,7 @@ import {
   table,
 } from "./io.js";
 import { type BulkFlags, bulkJobs, bulkOptions, registerJobsUpdate } from "./jobs-console.js";
+import { registerJobsSchedules } from "./jobs-schedules.js";
 
 export interface Common {
   queue: string;
@@ -40,7 +41,18 @@ interface ListFlags extends Common {
   order: "asc" | "desc";
 }
 
-const ACTIONS = ["list", "stats", "stuck", "retry", "cancel", "cleanup", "update"];
+const ACTIONS = [
+  "list",
+  "stats",
+  "stuck",
+  "retry",
+  "cancel",
+  "cleanup",
+  "update",
+  "schedules",
+  "pause",
+  "resume",
+];
 const DEFAULT_RETENTION = "7d";
 const DEFAULT_STUCK = "5m";
 
@@ -205,6 +217,7 @@ export function registerJobs(program: Command): void {
     });
 
   registerJobsUpdate(jobs);
+  registerJobsSchedules(jobs);
 }
 
 export function command(jobs: Command, name: string, description: string): Command {
@@ -216,7 +229,9 @@ export function command(jobs: Command, name: string, description: string): Comma
         ? "[id] [options]"
         : name === "update"
           ? "<id> [options]"
-          : "[options]",
+          : name === "pause" || name === "resume"
+            ? "<name> [options]"
+            : "[options]",
     )
     .argument("<db>", "the database file (it must exist)")
     .addOption(new Option("--queue <name>", "the queue").argParser(nonEmpty).default("default"))
