@@ -205,3 +205,9 @@ export const consoleActions = new Counter({
   labelNames: ["action", "target", "result"] as const,
   registers: [registry],
 });
+
+export const pagesReclaimed = new Counter({
+  name: "tidewire_vacuum_pages_reclaimed_total",
+  help: "Free database pages returned to the file system by incremental vacuum (src/storage.ts)",
+  registers: [registry],
+});

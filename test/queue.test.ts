@@ -630,7 +630,7 @@ describe.each(IMPLS)("$name", (impl) => {
       expect(q.release(OWNER, held)).toBe(0);
     });
 
-    it("stats counts per state, average attempts and the oldest due pending job's age", () => {
+    it("stats counts per state, attempts per state, average attempts and the oldest due pending job's age", () => {
       const { q, clock } = setup();
       expect(q.stats()).toEqual({
         pending: 0,
@@ -641,6 +641,7 @@ describe.each(IMPLS)("$name", (impl) => {
         total: 0,
         averageAttempts: 0,
         oldestPendingAgeMs: 0,
+        attempts: { pending: 0, running: 0, completed: 0, failed: 0, cancelled: 0 },
       });
       const t0 = clock.t;
       q.add("done", null, { priority: 9 });
@@ -665,6 +666,8 @@ describe.each(IMPLS)("$name", (impl) => {
         total: 6,
         averageAttempts: 3 / 6,
         oldestPendingAgeMs: clock.t - t0,
+        // The failed job spent its one attempt; the cancelled one never started.
+        attempts: { pending: 0, running: 1, completed: 1, failed: 1, cancelled: 0 },
       });
       expect(waiting.runAt).toBe(t0);
       // A pending job that is not yet due has not waited at all.

@@ -17,7 +17,6 @@ import {
   type BulkOptions,
   type CleanupOptions,
   FINISHED_STATES,
-  JOB_STATES,
   type Job,
   type JobAction,
   type JobFilter,
@@ -33,6 +32,7 @@ import {
   type Settlement,
   type SettleResult,
   type StuckOptions,
+  zeroPerState,
 } from "./types.js";
 import {
   checkFrom,
@@ -169,11 +169,13 @@ export class MemoryQueue implements JobQueue {
 
   stats(): QueueStats {
     const now = this.now();
-    const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+    const counts = zeroPerState();
+    const perState = zeroPerState();
     let attempts = 0;
     let oldest: number | null = null;
     for (const j of this.jobs.values()) {
       counts[j.state]++;
+      perState[j.state] += j.attempts;
       attempts += j.attempts;
       if (j.state === "pending" && j.runAt <= now && (oldest === null || j.runAt < oldest)) oldest = j.runAt;
     }
@@ -183,6 +185,7 @@ export class MemoryQueue implements JobQueue {
       total,
       averageAttempts: total === 0 ? 0 : attempts / total,
       oldestPendingAgeMs: oldest === null ? 0 : now - oldest,
+      attempts: perState,
     };
   }
 

@@ -6,6 +6,11 @@ export const JOB_STATES = ["pending", "running", "completed", "failed", "cancell
 export type JobState = (typeof JOB_STATES)[number];
 export const FINISHED_STATES: readonly JobState[] = ["completed", "failed", "cancelled"];
 
+/** A count for every state, all 0. */
+export function zeroPerState(): Record<JobState, number> {
+  return Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+}
+
 export interface BackoffOptions {
   /** Delay before the first retry. */
   baseMs?: number;
@@ -78,6 +83,8 @@ export interface QueueStats extends Record<JobState, number> {
   averageAttempts: number;
   /** How long the oldest due pending job has waited, ms (0 when none). */
   oldestPendingAgeMs: number;
+  /** Attempts spent, summed per state: many attempts on pending jobs mean retries piling up. */
+  attempts: Record<JobState, number>;
 }
 
 export interface StuckOptions {
