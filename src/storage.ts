@@ -105,7 +105,9 @@ export async function reclaimFreePages(store: Store, options: ReclaimOptions = {
       const started = performance.now();
       try {
         // Not store.write: its retry sleeps the thread; a held lock ends this run instead.
-        store.db.transaction(() => store.db.pragma(`incremental_vacuum(${Math.min(step, free)})`)).immediate();
+        store.db
+          .transaction(() => store.db.pragma(`incremental_vacuum(${Math.min(step, free)})`))
+          .immediate();
       } catch (err) {
         if (!isBusy(err)) throw err;
         stoppedBy = "busy";

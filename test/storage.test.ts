@@ -8,10 +8,12 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
+import { startDaemon } from "../src/daemon/daemon.js";
+import { createLogger } from "../src/log.js";
 import { Queue } from "../src/queue/queue.js";
 import { convertToIncremental, reclaimFreePages, storageStats } from "../src/storage.js";
 import { openStore, type Store } from "../src/store.js";
-import { useTempDirs } from "./helpers.js";
+import { useTempDirs, waitFor } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-storage-");
 const opened: Array<Store | Database.Database> = [];
@@ -27,14 +29,18 @@ function open(path: string): Store {
 
 /** Fills a queue with ~12 MB of finished jobs and deletes them with the queue's own cleanup. */
 function fillAndCleanUp(store: Store): void {
+  fill(store, Date.now() - 60_000);
+  expect(new Queue(store).cleanup({ olderThanMs: 1000 })).toBe(3000);
+  store.checkpoint("TRUNCATE");
+}
+
+function fill(store: Store, finishedAt: number): void {
   const queue = new Queue(store);
   const blob = "x".repeat(4000);
   for (let batch = 0; batch < 30; batch++) {
     queue.addMany(Array.from({ length: 100 }, (_, i) => ({ type: "big", payload: { i, blob } })));
   }
-  store.db.prepare("UPDATE tw_jobs SET state = 'completed', finished_at = ?").run(Date.now() - 60_000);
-  expect(queue.cleanup({ olderThanMs: 1000 })).toBe(3000);
-  store.checkpoint("TRUNCATE");
+  store.db.prepare("UPDATE tw_jobs SET state = 'completed', finished_at = ?").run(finishedAt);
 }
 
 const size = (path: string) => statSync(path).size;
@@ -157,5 +163,30 @@ describe("storage", () => {
     expect(size(path)).toBeLessThan(before.sizeBytes / 4);
     fillAndCleanUp(store);
     expect((await reclaimFreePages(store)).stoppedBy).toBeNull();
+  });
+
+  it("the daemon's cleanup job deletes old jobs and then shrinks the file", async () => {
+    const path = join(tempDir(), "hub.db");
+    const seed = openStore(path);
+    fill(seed, Date.now() - 8 * 86_400_000); // past the default 7-day retention
+    seed.close();
+    const bytesBefore = size(path);
+    const daemon = await startDaemon({
+      dbPath: path,
+      port: 0,
+      insecure: true,
+      logger: createLogger({ level: "silent" }),
+    });
+    try {
+      const job = daemon.queue.add("tidewire.cleanup");
+      await waitFor(() => daemon.queue.get(job.id)?.state === "completed", "the cleanup job", {
+        timeoutMs: 20_000,
+        intervalMs: 20,
+      });
+      expect(storageStats(daemon.store).freePages).toBe(0);
+      await waitFor(() => size(path) < bytesBefore / 4, "the file to shrink", { timeoutMs: 5_000 });
+    } finally {
+      await daemon.stop();
+    }
   });
 });
