@@ -25,6 +25,7 @@ import { backoffDelay, resolveBackoff, validateBackoff } from "../queue/backoff.
 import type { BackoffOptions } from "../queue/types.js";
 import { checkDuration, checkId, checkInteger, checkName, checkOneOf } from "../queue/validate.js";
 import type { Store } from "../store.js";
+import { emptyCounts } from "./counts.js";
 import {
   type CurrentRow,
   checkError,
@@ -40,7 +41,6 @@ import {
 import { checkFrom, checkState, FINAL_STATES, IllegalTransitionError } from "./states.js";
 import {
   type MessageBody,
-  OUTBOX_STATES,
   OUTBOX_TRANSITIONS,
   type OutboxCounts,
   type OutboxListOptions,
@@ -293,8 +293,7 @@ export class Outbox {
   }
 
   counts(): OutboxCounts {
-    const out = Object.fromEntries(OUTBOX_STATES.map((s) => [s, 0])) as OutboxCounts;
-    out.total = 0;
+    const out = emptyCounts();
     for (const r of this.sql.counts.all(this.name) as Array<{ state: OutboxState; n: number }>) {
       out[r.state] = r.n;
       out.total += r.n;
