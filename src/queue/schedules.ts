@@ -69,11 +69,6 @@ export class Schedules {
     return (this.sql.list.all(this.queue) as PeriodicRow[]).map(toPeriodic);
   }
 
-  get(name: string): PeriodicJob | undefined {
-    const row = this.sql.get.get(this.queue, name) as PeriodicRow | undefined;
-    return row && toPeriodic(row);
-  }
-
   /** Inside a write transaction: false when there is no such schedule or it is already paused. */
   pause(name: string, now: number): boolean {
     return this.sql.pause.run(now, this.queue, name).changes > 0;
