@@ -185,6 +185,8 @@ async function poll() {
       $("login").hidden = true;
       $("main").hidden = false;
       render(body);
+      // Other parts of the page (storage.js) read the same document instead of asking again.
+      document.dispatchEvent(new CustomEvent("tidewire:status", { detail: body }));
       // The hub recounts a large log only every so often (hub.statusAt says when it last did).
       const countedAt = Date.parse(body.hub.statusAt);
       const counted = Date.now() - countedAt > 3000 ? ` · counts from ${ago(countedAt)}` : "";
