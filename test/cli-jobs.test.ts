@@ -275,9 +275,14 @@ describe("jobs stuck", () => {
 });
 
 describe("a file an older tidewire wrote", () => {
+  // Back to version 10: undo what migrations 11 and 16 added (12 is idempotent).
+  const TO_VERSION_10 = `DROP INDEX tw_outbox_message_id; ALTER TABLE tw_outbox DROP COLUMN message_id;
+    ALTER TABLE tw_periodic DROP COLUMN paused_at; ALTER TABLE tw_jobs DROP COLUMN timeout_ms;
+    PRAGMA user_version = 10;`;
+
   it("is brought up to date by jobs list and by status, instead of failing on a missing column", async () => {
     const store = openStore(db);
-    store.db.exec("ALTER TABLE tw_jobs DROP COLUMN timeout_ms; PRAGMA user_version = 10;");
+    store.db.exec(TO_VERSION_10);
     store.close();
     const list = await tidewire(["jobs", db, "list", "--json"], dir);
     expect(list.stderr).toBe("");
@@ -285,7 +290,7 @@ describe("a file an older tidewire wrote", () => {
     expect(JSON.parse(list.stdout).jobs.map((j: { timeoutMs: unknown }) => j.timeoutMs)).toContain(null);
 
     const again = openStore(db);
-    again.db.exec("ALTER TABLE tw_jobs DROP COLUMN timeout_ms; PRAGMA user_version = 10;");
+    again.db.exec(TO_VERSION_10);
     again.close();
     const status = await tidewire(["status", db, "--json"], dir);
     expect(status.stderr).toBe("");
