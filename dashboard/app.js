@@ -45,8 +45,8 @@ function duration(seconds) {
   return `${s} s`;
 }
 
-/** Fills a table's body with one row per item; each cell is [text, className?]. */
-function fill(tableId, items, cells, emptyText) {
+/** Fills a table's body with one row per item; each cell is [text, className?]. Also used by storage.js and schedules.js. */
+export function fill(tableId, items, cells, emptyText) {
   const body = $(tableId).tBodies[0];
   const rows = items.map((item) => {
     const tr = document.createElement("tr");

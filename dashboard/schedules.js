@@ -4,6 +4,8 @@
 // the runs missed while paused: the hub answers with the next run, shown here.
 // Every value is set as text, never as markup.
 
+import { fill } from "./app.js";
+
 const $ = (id) => document.getElementById(id);
 
 /** Fills the schedules table of `queue`; `call` and `when` are the Jobs view's own. */
@@ -38,16 +40,8 @@ export async function loadSchedules({ queue, call, when }) {
     tr.append(td);
     return tr;
   });
-  if (rows.length === 0) {
-    const tr = document.createElement("tr");
-    const td = document.createElement("td");
-    td.colSpan = 7;
-    td.className = "empty";
-    td.textContent = "no periodic schedules in this queue";
-    tr.append(td);
-    rows.push(tr);
-  }
-  $("schedules").tBodies[0].replaceChildren(...rows);
+  if (rows.length === 0) fill("schedules", [], () => [], "no periodic schedules in this queue");
+  else $("schedules").tBodies[0].replaceChildren(...rows);
 }
 
 async function act(ctx, name, action) {
