@@ -10,6 +10,7 @@ import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { startDaemon } from "../src/daemon/daemon.js";
 import { createLogger } from "../src/log.js";
+import { registry } from "../src/metrics.js";
 import { Queue } from "../src/queue/queue.js";
 import { convertToIncremental, reclaimFreePages, storageStats } from "../src/storage.js";
 import { openStore, type Store } from "../src/store.js";
@@ -69,6 +70,7 @@ describe("storage", () => {
     const bytesAfter = size(path);
     expect(bytesAfter).toBe(result.after.sizeBytes);
     expect(bytesAfter).toBeLessThan(bytesBefore / 4);
+    expect(await registry.metrics()).toMatch(/^tidewire_vacuum_pages_reclaimed_total [1-9]\d*$/m);
     console.log(
       `file ${bytesBefore} -> ${bytesAfter} bytes, ${result.pagesFreed} pages in ${result.steps} steps, longest ${result.longestStepMs.toFixed(1)} ms`,
     );
