@@ -191,4 +191,38 @@ describe("storage", () => {
       await daemon.stop();
     }
   });
+
+  it("the daemon warns at start about a file cleanup cannot shrink, and its cleanup leaves that file's pages alone", async () => {
+    const path = join(tempDir(), "old-hub.db");
+    const raw = new Database(path);
+    raw.pragma("auto_vacuum = NONE");
+    raw.exec("CREATE TABLE app (v TEXT)");
+    raw.close();
+    const seed = openStore(path);
+    fill(seed, Date.now() - 8 * 86_400_000);
+    seed.close();
+    const lines: Array<{ level: number; msg: string }> = [];
+    const destination = { write: (line: string) => lines.push(JSON.parse(line)) };
+    const daemon = await startDaemon({
+      dbPath: path,
+      port: 0,
+      insecure: true,
+      logger: createLogger({ level: "info", destination }),
+    });
+    try {
+      const warning = lines.find((l) => /no incremental auto-vacuum/.test(l.msg));
+      expect(warning?.level).toBe(40); // pino's warn
+      expect(warning?.msg).toMatch(/tidewire vacuum .* --full/);
+      const job = daemon.queue.add("tidewire.cleanup");
+      await waitFor(() => daemon.queue.get(job.id)?.state === "completed", "the cleanup job", {
+        timeoutMs: 20_000,
+        intervalMs: 20,
+      });
+      // The jobs are gone; their pages stay on the freelist, for SQLite to reuse.
+      expect(daemon.queue.count({ type: "big" })).toBe(0);
+      expect(storageStats(daemon.store).freePages).toBeGreaterThan(2000);
+    } finally {
+      await daemon.stop();
+    }
+  });
 });
