@@ -1,3 +1,31 @@
+/**
+ * Outbox: a message spool in the Store's SQLite file.
+ *
+ * Contract: a message moves incoming -> active -> delivered, or from active
+ * to deferred (with a next attempt time from exponential backoff with jitter)
+ * and back to active once that time has come, or to bounced; delivered and
+ * bounced are final. `defer` bounces a message whose attempts are spent. No
+ * other move exists, and `moveToState` refuses any other. Each move is one
+ * IMMEDIATE transaction that re-reads the state it moves from, so two
+ * processes can never both move a message out of the same state.
+ *
+ * An attempt counts when a message enters active (by `claim` or
+ * `moveToState`), before anyone tries to deliver it: a deliverer that dies
+ * mid-attempt has still spent it, and `attempts` never exceeds `maxAttempts`.
+ * There is no lease: a message left active by a deliverer that died stays
+ * active until someone defers or bounces it (`list({ state: "active",
+ * sortBy: "updated" })` finds the oldest).
+ *
+ * Bodies are stored as bytes; a string body comes back as the same string,
+ * bytes come back as a Buffer.
+ *
+ * A message is named by the Outbox's number or by the caller's own string id
+ * given to `store` (a drop-in spool's ids; unique in its outbox). `store` may
+ * also carry a message over from another spool as it was, and `update`
+ * changes metadata without a move; both keep the invariants above (see
+ * src/outbox/spool.ts). A string id is resolved inside the same transaction
+ * as the move it names.
+ */
 import { InvalidArgumentError } from "../errors.js";
 import { backoffDelay, resolveBackoff, validateBackoff } from "../queue/backoff.js";
 import type { BackoffOptions } from "../queue/types.js";
@@ -42,6 +70,7 @@ import {
 } from "./types.js";
 
 const DEFAULT_MAX_ATTEMPTS = 5;
+const DAY_MS = 86_400_000;
 
 type InsertParams = NewMessage & {
   spool: string;
@@ -50,7 +79,6 @@ type InsertParams = NewMessage & {
   body: Buffer;
   now: number;
 };
-const DAY_MS = 86_400_000;
 
 export class Outbox {
   readonly name: string;
