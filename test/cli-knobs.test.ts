@@ -14,7 +14,7 @@ import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Outbox } from "../src/outbox/outbox.js";
 import { Queue } from "../src/queue/queue.js";
 import { openStore } from "../src/store.js";
-import { type Run, runNode, useTempDirs } from "./helpers.js";
+import { fileWithoutAutoVacuum, type Run, runNode, useTempDirs } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist/cli/main.js");
@@ -160,11 +160,7 @@ describe("tidewire vacuum", () => {
   });
 
   it("refuses a file without auto-vacuum (exit 1, untouched) until --full converts it", async () => {
-    const old = join(tempDir(), "old.db");
-    const raw = new Database(old);
-    raw.pragma("auto_vacuum = NONE");
-    raw.exec("CREATE TABLE app (v)");
-    raw.close();
+    const old = fileWithoutAutoVacuum(join(tempDir(), "old.db"));
     bloat(old);
     const before = statSync(old).size;
     const refused = await tidewire("vacuum", old);

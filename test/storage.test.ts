@@ -14,7 +14,7 @@ import { registry } from "../src/metrics.js";
 import { Queue } from "../src/queue/queue.js";
 import { convertToIncremental, reclaimFreePages, storageStats } from "../src/storage.js";
 import { openStore, type Store } from "../src/store.js";
-import { useTempDirs, waitFor } from "./helpers.js";
+import { fileWithoutAutoVacuum, useTempDirs, waitFor } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-storage-");
 const opened: Array<Store | Database.Database> = [];
@@ -145,12 +145,7 @@ describe("storage", () => {
   });
 
   it("a file without auto-vacuum is left alone until converted; converting shrinks it and makes it incremental", async () => {
-    const path = join(tempDir(), "old.db");
-    // A file an older tidewire (or another program) made: auto_vacuum NONE.
-    const raw = new Database(path);
-    raw.pragma("auto_vacuum = NONE");
-    raw.exec("CREATE TABLE app (v TEXT)");
-    raw.close();
+    const path = fileWithoutAutoVacuum(join(tempDir(), "old.db"));
     const store = open(path);
     fillAndCleanUp(store);
     const before = storageStats(store);
@@ -193,11 +188,7 @@ describe("storage", () => {
   });
 
   it("the daemon warns at start about a file cleanup cannot shrink, and its cleanup leaves that file's pages alone", async () => {
-    const path = join(tempDir(), "old-hub.db");
-    const raw = new Database(path);
-    raw.pragma("auto_vacuum = NONE");
-    raw.exec("CREATE TABLE app (v TEXT)");
-    raw.close();
+    const path = fileWithoutAutoVacuum(join(tempDir(), "old-hub.db"));
     const seed = openStore(path);
     fill(seed, Date.now() - 8 * 86_400_000);
     seed.close();
