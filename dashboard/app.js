@@ -45,8 +45,8 @@ function duration(seconds) {
   return `${s} s`;
 }
 
-/** Fills a table's body with one row per item; each cell is [text, className?]. */
-function fill(tableId, items, cells, emptyText) {
+/** Fills a table's body with one row per item; each cell is [text, className?]. Also used by storage.js and schedules.js. */
+export function fill(tableId, items, cells, emptyText) {
   const body = $(tableId).tBodies[0];
   const rows = items.map((item) => {
     const tr = document.createElement("tr");
@@ -201,6 +201,8 @@ async function poll() {
       $("login").hidden = true;
       $("main").hidden = false;
       render(body);
+      // Other parts of the page (storage.js) read the same document instead of asking again.
+      document.dispatchEvent(new CustomEvent("tidewire:status", { detail: body }));
       // The hub recounts a large log only every so often (hub.statusAt says when it last did).
       const countedAt = Date.parse(body.hub.statusAt);
       const counted = Date.now() - countedAt > 3000 ? ` · counts from ${ago(countedAt)}` : "";

@@ -6,6 +6,8 @@
 // action shows the count it will send back as `expect`: if the matching jobs
 // changed meanwhile, the hub refuses and the page counts again.
 
+import { loadSchedules } from "./schedules.js";
+
 const KEY = "tidewire.token";
 const PAGE = 25;
 const $ = (id) => document.getElementById(id);
@@ -112,32 +114,7 @@ async function load() {
   );
   $("bulk-start").textContent = `Apply to all ${number.format(body.total)}…`;
   $("bulk-start").disabled = body.total === 0;
-  loadSchedules();
-}
-
-async function loadSchedules() {
-  const [ok, body] = await call("GET", `/v1/periodic?${new URLSearchParams({ queue: view.queue })}`);
-  if (!ok) return;
-  const rows = body.schedules.map((p) => {
-    const tr = document.createElement("tr");
-    const every = p.cron === null ? `${Math.round(p.everyMs / 1000)} s` : `cron ${p.cron}`;
-    for (const text of [p.name, p.type, every, when(p.nextRunAt), when(p.lastRunAt)]) {
-      const td = document.createElement("td");
-      td.textContent = text;
-      tr.append(td);
-    }
-    return tr;
-  });
-  if (rows.length === 0) {
-    const tr = document.createElement("tr");
-    const td = document.createElement("td");
-    td.colSpan = 5;
-    td.className = "empty";
-    td.textContent = "no periodic schedules in this queue";
-    tr.append(td);
-    rows.push(tr);
-  }
-  $("schedules").tBodies[0].replaceChildren(...rows);
+  loadSchedules({ queue: view.queue, call, when });
 }
 
 function fillQueues(names, current) {

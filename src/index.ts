@@ -22,7 +22,9 @@ export {
 } from "./mesh/redis-streams.js";
 export { registry as metricsRegistry } from "./metrics.js";
 export { SCHEMA_VERSION } from "./migrations.js";
+export { outboxCounts } from "./outbox/counts.js";
 export * from "./outbox/outbox.js";
+export { DuplicateMessageError } from "./outbox/spool.js";
 export { IllegalTransitionError } from "./outbox/states.js";
 export * from "./outbox/types.js";
 export {
@@ -68,6 +70,15 @@ export { CaptureBrokenError, Replica, type ReplicaOptions, type ReplicaStats } f
 export { NotTrackableError } from "./replica/schema.js";
 export type { TrackedTableInfo, TrackOptions } from "./replica/track.js";
 export type { SqlValue, WireValue } from "./replica/values.js";
+export {
+  type AutoVacuumMode,
+  convertToIncremental,
+  type ReclaimOptions,
+  type ReclaimResult,
+  reclaimFreePages,
+  type StorageStats,
+  storageStats,
+} from "./storage.js";
 export { openStore, Store, type StoreOptions } from "./store.js";
 export {
   type BatchLimits,

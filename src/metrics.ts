@@ -230,7 +230,13 @@ export const changesQuarantined = new Counter({
 
 export const consoleActions = new Counter({
   name: "tidewire_console_actions_total",
-  help: "Job actions asked of the hub's console API, by action (retry, cancel, run, priority, delete), target (one, bulk) and result (changed, unchanged, refused)",
+  help: "Actions asked of the hub's console API, by action (retry, cancel, run, priority, delete; pause, resume), target (one, bulk job; schedule) and result (changed, unchanged, refused)",
   labelNames: ["action", "target", "result"] as const,
+  registers: [registry],
+});
+
+export const pagesReclaimed = new Counter({
+  name: "tidewire_vacuum_pages_reclaimed_total",
+  help: "Free database pages returned to the file system by incremental vacuum (src/storage.ts)",
   registers: [registry],
 });

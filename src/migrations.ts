@@ -334,6 +334,19 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE tw_jobs ADD COLUMN trace TEXT;
     `,
   },
+  {
+    version: 16,
+    name: "knobs",
+    sql: `
+      -- When an operator paused the schedule; NULL: it fires. A paused schedule keeps its
+      -- row (and its grid), so resuming needs nothing but this column cleared.
+      ALTER TABLE tw_periodic ADD COLUMN paused_at INTEGER;
+      -- The outbox as a drop-in spool: the caller's own id for a message (RetrySpool's
+      -- string ids), unique within a spool; NULL for messages stored without one.
+      ALTER TABLE tw_outbox ADD COLUMN message_id TEXT;
+      CREATE UNIQUE INDEX tw_outbox_message_id ON tw_outbox(spool, message_id) WHERE message_id IS NOT NULL;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

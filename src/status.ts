@@ -11,6 +11,8 @@
 
 import { type Cursor, CursorStore } from "./cursor-store.js";
 import { Peers, type PublicPeer, publicPeer } from "./mesh/peers.js";
+import { outboxCounts } from "./outbox/counts.js";
+import type { OutboxCounts } from "./outbox/types.js";
 import { Queue } from "./queue/queue.js";
 import type { QueueStats } from "./queue/types.js";
 import { type RemoteStatus, Remotes } from "./remote/registry.js";
@@ -22,6 +24,7 @@ import { COUNT_STAGED } from "./replica/ingest.js";
 import { ChangeLog } from "./replica/log.js";
 import type { ReplicaStats } from "./replica/replica.js";
 import { describeTracked, type TrackedTableInfo } from "./replica/track.js";
+import { type StorageStats, storageStats } from "./storage.js";
 import type { Store } from "./store.js";
 
 export interface Status {
@@ -44,6 +47,10 @@ export interface Status {
   remotes: RemoteStatus[];
   /** What conflict rules overrode and what waits in quarantine (see `tidewire conflicts`); null before migration 9. */
   conflicts: ConflictCounts | null;
+  /** The file's size, free pages and auto-vacuum mode (see src/storage.ts). */
+  storage: StorageStats;
+  /** Messages per state in each outbox (spool) that holds any. */
+  outboxes: Record<string, OutboxCounts>;
 }
 
 export function readStatus(store: Store): Status {
@@ -59,6 +66,8 @@ export function readStatus(store: Store): Status {
     queues: {},
     remotes: [],
     conflicts: null,
+    storage: storageStats(store),
+    outboxes: outboxCounts(store),
   };
   if (store.hasTable("tw_clock") && store.hasTable("tw_log")) {
     const row = store.db.prepare("SELECT node, hlc FROM tw_clock WHERE id = 0").safeIntegers(true).get() as

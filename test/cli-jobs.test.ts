@@ -161,9 +161,10 @@ describe("jobs stats", () => {
   it("counts jobs per state, as text and as JSON", async () => {
     const text = await tidewire(["jobs", db, "stats"], dir);
     expect(text.code).toBe(0);
-    expect(text.stdout).toMatch(/^queue\s+default$/m);
-    expect(text.stdout).toMatch(/^pending\s+2$/m);
-    expect(text.stdout).toMatch(/^failed\s+1$/m);
+    expect(text.stdout).toMatch(/^queue\s+default\s+attempts$/m);
+    // Jobs, then the attempts they spent (none of these ever ran).
+    expect(text.stdout).toMatch(/^pending\s+2\s+0$/m);
+    expect(text.stdout).toMatch(/^failed\s+1\s+0$/m);
     expect(text.stdout).toMatch(/^total\s+4$/m);
 
     const json = await tidewire(["jobs", db, "stats", "--json"], dir);
@@ -278,6 +279,9 @@ function downgradeTo10(store: Store): void {
   store.db.exec(`
     ALTER TABLE tw_jobs DROP COLUMN trace;
     ALTER TABLE tw_jobs DROP COLUMN timeout_ms;
+    DROP INDEX tw_outbox_message_id;
+    ALTER TABLE tw_outbox DROP COLUMN message_id;
+    ALTER TABLE tw_periodic DROP COLUMN paused_at;
     DROP TABLE IF EXISTS tw_renames;
     DROP TABLE IF EXISTS tw_remotes;
     PRAGMA user_version = 10;

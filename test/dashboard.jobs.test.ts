@@ -4,7 +4,9 @@
  * seeded queue, a job's page, a retry and a bulk cancel that change the
  * SQLite file (read back with a separate connection), a bulk action refused
  * because the count moved, an action refused for a read-only token, and a
- * payload made of markup shown as text.
+ * payload made of markup shown as text; the operator's knobs: a schedule
+ * paused and resumed (the file says so), refused for a read-only token, and
+ * the overview's database size, attempts per state and outbox counts.
  */
 import type { ChildProcess } from "node:child_process";
 import { execFileSync } from "node:child_process";
@@ -13,6 +15,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { Outbox } from "../src/outbox/outbox.js";
 import { Queue } from "../src/queue/queue.js";
 import { openStore } from "../src/store.js";
 import {
@@ -109,7 +112,7 @@ describe.skipIf(!hasChromium)("the Jobs view, in Chromium", () => {
       .poll(() => page.$$eval("#schedules tbody tr", (trs) => trs.map((tr) => tr.textContent)), WAIT)
       .toEqual([
         expect.stringMatching(/^hourly-syncsynccron 0 \* \* \* \*20/),
-        expect.stringMatching(/^nightly-reportreport86400 s20.*–$/),
+        expect.stringMatching(/^nightly-reportreport86400 s20.*–activePause$/),
       ]);
     await page.click("#page-next");
     await expect.poll(() => page.textContent("#page-info"), WAIT).toBe("26–36 of 36");
@@ -200,6 +203,69 @@ describe.skipIf(!hasChromium)("the Jobs view, in Chromium", () => {
       .poll(() => page.textContent("#action-msg"), WAIT)
       .toMatch(/^bulk retry refused: .*admin access/);
     expect(inFile("SELECT state FROM tw_jobs WHERE id = ?", id)).toBe("pending");
+    await page.close();
+  });
+});
+
+describe.skipIf(!hasChromium)("the operator's knobs, in Chromium", () => {
+  const pausedAt = (inFile: <T>(sql: string, ...args: unknown[]) => T) =>
+    inFile<number | null>(
+      "SELECT paused_at FROM tw_periodic WHERE queue = 'ops' AND name = 'nightly-report'",
+    );
+  const scheduleButton = '#schedules tr[data-name="nightly-report"] button';
+
+  it("pauses a schedule and resumes it, and the SQLite file says so", async () => {
+    const { url, inFile } = await hub();
+    const page = await openJobs(url, JOBS_ADMIN);
+    await page.waitForSelector(`${scheduleButton}[data-action="pause"]`, WAIT);
+    await page.click(scheduleButton);
+    await expect
+      .poll(() => page.textContent("#schedules-msg"), WAIT)
+      .toBe("schedule nightly-report is paused");
+    expect(pausedAt(inFile)).toBeGreaterThan(0);
+    await page.waitForSelector(`${scheduleButton}[data-action="resume"]`, WAIT);
+    expect(await page.textContent('#schedules tr[data-name="nightly-report"]')).toMatch(/paused since 20/);
+
+    await page.click(scheduleButton);
+    await expect
+      .poll(() => page.textContent("#schedules-msg"), WAIT)
+      .toMatch(/^schedule nightly-report is active; it runs next at 20/);
+    expect(pausedAt(inFile)).toBeNull();
+    const next = inFile<number>(
+      "SELECT next_run_at FROM tw_periodic WHERE queue = 'ops' AND name = 'nightly-report'",
+    );
+    expect(next).toBeGreaterThan(Date.now());
+    expect((page as Page & { errors: string[] }).errors).toEqual([]);
+    await page.close();
+  });
+
+  it("refuses to pause a schedule for a read-only token, changing nothing", async () => {
+    const { url, inFile } = await hub();
+    const page = await openJobs(url, JOBS_READER);
+    await page.waitForSelector(`${scheduleButton}[data-action="pause"]`, WAIT);
+    await page.click(scheduleButton);
+    await expect
+      .poll(() => page.textContent("#schedules-msg"), WAIT)
+      .toMatch(/^pause refused: .*needs a token with admin access/);
+    expect(pausedAt(inFile)).toBeNull();
+    await page.close();
+  });
+
+  it("shows the database's size and free pages, attempts per state and the outboxes' messages", async () => {
+    const { db, url } = await hub();
+    const store = openStore(db);
+    const mail = new Outbox(store, "mail");
+    mail.store("one");
+    mail.store("two", { id: "m-2", state: "deferred", attempts: 1, nextAttemptAt: Date.now() + 60_000 });
+    store.close();
+    const page = await browser!.newPage();
+    await page.goto(`${url}/dashboard#token=${JOBS_READER}`);
+    await page.waitForSelector("#main:not([hidden])", WAIT);
+    await expect.poll(() => page.textContent("#db-size"), WAIT).toMatch(/^\d+(\.\d)? (KiB|MiB)$/);
+    expect(await page.textContent("#db-detail")).toMatch(/free pages .* auto-vacuum incremental$/);
+    // The three failed reports spent one attempt each.
+    expect(await page.textContent("#queue-attempts tbody")).toBe("ops00030");
+    await expect.poll(() => page.textContent("#outboxes tbody"), WAIT).toBe("mail101002"); // incoming 1, active 0, deferred 1, delivered 0, bounced 0, total 2;
     await page.close();
   });
 });

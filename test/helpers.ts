@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterEach, expect } from "vitest";
 import { InvalidArgumentError } from "../src/errors.js";
 
@@ -167,4 +168,19 @@ export async function listeningUrl(child: ChildProcess, timeoutMs = 15_000): Pro
   });
   await waitFor(() => url !== "", "the hub to listen", { timeoutMs, intervalMs: 20 });
   return url;
+}
+
+/**
+ * A SQLite file as an older tidewire or another program made it: auto_vacuum
+ * NONE, which no Store can change without rewriting the file (src/storage.ts).
+ */
+export function fileWithoutAutoVacuum(path: string): string {
+  const raw = new Database(path);
+  try {
+    raw.pragma("auto_vacuum = NONE");
+    raw.exec("CREATE TABLE app (v TEXT)");
+  } finally {
+    raw.close();
+  }
+  return path;
 }

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { startDaemon } from "../src/daemon/daemon.js";
 import { createLogger } from "../src/log.js";
 import { registry } from "../src/metrics.js";
+import { Outbox } from "../src/outbox/outbox.js";
 import { Queue } from "../src/queue/queue.js";
 import { useTempDirs } from "./helpers.js";
 
@@ -164,5 +165,52 @@ describe("console job endpoints", () => {
     });
     expect(done.body).toMatchObject({ ok: true, matched: 5, changed: 5 });
     expect(ops.count({ state: "cancelled" })).toBe(5);
+  });
+
+  it("pauses and resumes a schedule with an admin token from the same origin; a reader or another origin cannot", async () => {
+    const { d, ops, call } = await hub();
+    ops.every("tick", 60_000, "mail");
+    const path = "/v1/periodic/tick/pause";
+    expect((await call("POST", path, READER, { queue: "ops" })).body.error.code).toBe("ERR_ADMIN_REQUIRED");
+    const cross = await call("POST", path, ADMIN, { queue: "ops" }, { origin: "https://evil.example" });
+    expect(cross).toMatchObject({ status: 403, body: { error: { code: "ERR_CROSS_ORIGIN" } } });
+    expect(ops.listPeriodic()[0]!.paused).toBe(false);
+
+    const paused = await call("POST", path, ADMIN, { queue: "ops" }, { origin: d.url });
+    expect(paused).toMatchObject({
+      status: 200,
+      body: { ok: true, action: "pause", name: "tick", changed: true, schedule: { paused: true } },
+    });
+    expect(ops.listPeriodic()[0]!.paused).toBe(true);
+    expect((await call("POST", path, ADMIN, { queue: "ops" })).body.changed).toBe(false);
+    const listed = await call("GET", "/v1/periodic?queue=ops", READER);
+    expect(listed.body.schedules[0]).toMatchObject({ name: "tick", paused: true });
+
+    const resumed = await call("POST", "/v1/periodic/tick/resume", ADMIN, { queue: "ops" });
+    expect(resumed.body).toMatchObject({ changed: true, schedule: { paused: false, pausedAt: null } });
+    expect(resumed.body.schedule.nextRunAt).toBeGreaterThan(Date.now());
+    expect(ops.listPeriodic()[0]!.paused).toBe(false);
+
+    const missing = await call("POST", "/v1/periodic/nope/pause", ADMIN, { queue: "ops" });
+    expect(missing).toMatchObject({ status: 404, body: { error: { code: "ERR_NO_SCHEDULE" } } });
+    expect((await call("POST", "/v1/periodic/tick/explode", ADMIN, { queue: "ops" })).status).toBe(404);
+    // The status document carries the operator's stats: attempts per state, outboxes, free pages.
+    new Outbox(d.store, "mail").store("hi");
+    ops.add("mail", null, { delayMs: 3_600_000 });
+    const status = await call("GET", "/v1/status", ADMIN);
+    expect(status.body.queues.ops.attempts).toEqual({
+      pending: 0,
+      running: 0,
+      completed: 0,
+      failed: 0,
+      cancelled: 0,
+    });
+    expect(status.body.outboxes.mail).toMatchObject({ incoming: 1, total: 1 });
+    expect(status.body.storage).toMatchObject({ autoVacuum: "incremental", pageSize: 4096 });
+    expect(status.body.storage.pageCount).toBeGreaterThan(0);
+    const metrics = await registry.metrics();
+    expect(metrics).toMatch(
+      /tidewire_console_actions_total\{action="pause",target="schedule",result="changed"\} [1-9]/,
+    );
   });
 });

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  DuplicateMessageError,
   IllegalTransitionError,
   InvalidArgumentError,
   OUTBOX_STATES,
@@ -85,6 +86,7 @@ describe("store, get and getMeta", () => {
     const meta = ob.store(body, { headers: { to: "a@b.c", n: [1, { deep: true }] }, priority: 3 });
     expect(meta).toEqual({
       id: meta.id,
+      messageId: null,
       outbox: "default",
       state: "incoming",
       headers: { to: "a@b.c", n: [1, { deep: true }] },
@@ -443,6 +445,106 @@ describe("counts and purge", () => {
   });
 });
 
+describe("the outbox as a drop-in spool", () => {
+  it("stores under the caller's id and finds, moves and settles the message by it", () => {
+    const ob = outbox();
+    const meta = ob.store("hello", { id: "msg-1@example" });
+    expect(meta).toMatchObject({ messageId: "msg-1@example", state: "incoming" });
+    expect(ob.getMeta("msg-1@example")).toEqual(meta);
+    expect(ob.get("msg-1@example")).toEqual({ ...meta, body: "hello" });
+    expect(ob.getMeta(meta.id)).toEqual(meta); // the number still works
+    expect(ob.moveToState("msg-1@example", "active")).toBe(true);
+    expect(ob.defer("msg-1@example", "421 later")).toMatchObject({
+      state: "deferred",
+      lastError: "421 later",
+    });
+    now += 60_000;
+    expect(ob.claim(1).map((m) => m.messageId)).toEqual(["msg-1@example"]);
+    expect(ob.delivered("msg-1@example")).toBe(true);
+    expect(ob.getMeta("msg-1@example")).toMatchObject({ state: "delivered", attempts: 2 });
+    // Unknown ids, and another outbox's: nothing found, nothing moved.
+    expect(ob.get("nope")).toBeUndefined();
+    expect(ob.moveToState("nope", "active")).toBe(false);
+    expect(ob.delivered("nope")).toBe(false);
+    expect(ob.defer("nope", "x")).toBeUndefined();
+    expect(ob.update("nope", { priority: 1 })).toBeUndefined();
+    const other = outbox("other");
+    expect(other.get("msg-1@example")).toBeUndefined();
+    expect(other.store("elsewhere", { id: "msg-1@example" }).messageId).toBe("msg-1@example");
+  });
+
+  it("refuses an id its outbox already holds, writing nothing", () => {
+    const ob = outbox();
+    ob.store("first", { id: "dup" });
+    const before = fingerprint();
+    let caught: unknown;
+    try {
+      ob.store("second", { id: "dup" });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(DuplicateMessageError);
+    expect(caught).toMatchObject({ code: "ERR_DUPLICATE_ID", outbox: "default", messageId: "dup" });
+    expect(fingerprint()).toBe(before);
+    expect(ob.get("dup")?.body).toBe("first");
+  });
+
+  it("stores a message carried over as it was: state, attempts, next attempt, last error", () => {
+    const ob = outbox("carried", { maxAttempts: 4 });
+    const later = ob.store("d", {
+      id: "d",
+      state: "deferred",
+      attempts: 2,
+      nextAttemptAt: new Date(T0 + 5000),
+      lastError: new Error("452 mailbox full"),
+    });
+    expect(later).toMatchObject({ state: "deferred", attempts: 2, maxAttempts: 4, nextAttemptAt: T0 + 5000 });
+    expect(later.lastError).toBe("452 mailbox full");
+    const done = ob.store("b", { state: "bounced", attempts: 4, lastError: "550 no such user" });
+    expect(done).toMatchObject({ state: "bounced", attempts: 4, nextAttemptAt: null });
+    expect(ob.store("a", { state: "active", attempts: 1 }).state).toBe("active");
+    expect(ob.claim(5)).toEqual([]); // the deferred one is not due yet
+    now = T0 + 5000;
+    expect(ob.claim(5)).toMatchObject([{ messageId: "d", state: "active", attempts: 3 }]);
+  });
+
+  it("updates metadata without moving the message; updatedAt stays the time of its last move", () => {
+    const ob = outbox();
+    const id = inState(ob, "deferred");
+    const before = ob.getMeta(id)!;
+    now += 10;
+    const after = ob.update(id, {
+      headers: { to: "b@c.d" },
+      priority: 7,
+      maxAttempts: 9,
+      nextAttemptAt: T0 + 1,
+      lastError: null,
+    });
+    expect(after).toEqual({
+      ...before,
+      headers: { to: "b@c.d" },
+      priority: 7,
+      maxAttempts: 9,
+      nextAttemptAt: T0 + 1,
+      lastError: null,
+    });
+    // Due now (it was set back): claimed at once, with its new priority.
+    expect(ob.claim(1)).toMatchObject([{ id, priority: 7, state: "active" }]);
+    expect(ob.update(id, { attempts: 3 })).toMatchObject({ state: "active", attempts: 3 });
+  });
+
+  it("gives messages stored without a priority the outbox's default priority", () => {
+    const ob = outbox("urgent", { defaultPriority: 5 });
+    expect(ob.defaultPriority).toBe(5);
+    const plain = ob.store("plain");
+    const low = ob.store("low", { priority: -1 });
+    const high = ob.store("high", { priority: 9 });
+    expect(plain.priority).toBe(5);
+    expect(ob.claim(3).map((m) => m.id)).toEqual([high.id, plain.id, low.id]);
+    expect(outbox().store("x").priority).toBe(0);
+  });
+});
+
 describe("bad input", () => {
   it("is refused with an error naming the argument, and nothing is written", () => {
     const ob = outbox();
@@ -489,7 +591,31 @@ describe("bad input", () => {
       ["limit", call(() => ob.claim("5" as never))],
       ["id", call(() => ob.get(-1))],
       ["id", call(() => ob.getMeta(1.5))],
-      ["id", call(() => ob.delivered("1" as never))],
+      ["id", call(() => ob.delivered({ id: 1 } as never))],
+      ["id", call(() => ob.get(""))],
+      ["id", call(() => ob.store("x", { id: "" }))],
+      ["id", call(() => ob.store("x", { id: 5 as never }))],
+      ["id", call(() => ob.store("x", { id: "k".repeat(201) }))],
+      ["state", call(() => ob.store("x", { state: "sent" as never }))],
+      ["attempts", call(() => ob.store("x", { attempts: -1 }))],
+      ["attempts", call(() => ob.store("x", { state: "active", attempts: 6 }))],
+      ["attempts", call(() => ob.store("x", { attempts: 1 }))], // incoming: never tried
+      ["attempts", call(() => ob.store("x", { state: "bounced" }))], // bounced without an attempt
+      ["attempts", call(() => ob.store("x", { state: "deferred", attempts: 5, nextAttemptAt: T0 }))],
+      ["nextAttemptAt", call(() => ob.store("x", { state: "deferred" }))],
+      ["nextAttemptAt", call(() => ob.store("x", { nextAttemptAt: T0 }))],
+      ["nextAttemptAt", call(() => ob.store("x", { state: "deferred", nextAttemptAt: "soon" as never }))],
+      ["lastError", call(() => ob.store("x", { lastError: 42 as never }))],
+      ["patch", call(() => ob.update(ids.incoming, {}))],
+      ["patch", call(() => ob.update(ids.incoming, null as never))],
+      ["patch", call(() => ob.update(ids.incoming, { state: "active" } as never))],
+      ["attempts", call(() => ob.update(ids.incoming, { attempts: 1 }))],
+      ["attempts", call(() => ob.update(ids.active, { attempts: 0 }))],
+      ["attempts", call(() => ob.update(ids.deferred, { maxAttempts: 1 }))],
+      ["maxAttempts", call(() => ob.update(ids.active, { maxAttempts: 0 }))],
+      ["nextAttemptAt", call(() => ob.update(ids.incoming, { nextAttemptAt: T0 }))],
+      ["priority", call(() => ob.update(ids.incoming, { priority: 0.5 }))],
+      ["defaultPriority", call(() => new Outbox(store, "x", { defaultPriority: 0.5 }))],
       ["id", call(() => ob.defer(Number.NaN, "x"))],
       ["error", call(() => ob.defer(ids.active, 42 as never))],
       ["id", call(() => ob.moveToState(0, "active"))],
@@ -538,7 +664,16 @@ type Op =
   | { k: "delivered"; pick: number }
   | { k: "defer"; pick: number }
   | { k: "move"; pick: number; to: OutboxState; from: OutboxState[] | undefined }
-  | { k: "tick"; ms: number };
+  | { k: "tick"; ms: number }
+  | { k: "storeAs"; state: OutboxState; attempts: number; maxAttempts: number; nextIn: number | null }
+  | {
+      k: "update";
+      pick: number;
+      attempts: number | undefined;
+      maxAttempts: number | undefined;
+      nextIn: number | undefined;
+      priority: number | undefined;
+    };
 
 const stateArb = fc.constantFrom(...OUTBOX_STATES);
 const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -558,7 +693,30 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     from: fc.option(fc.subarray([...OUTBOX_STATES], { minLength: 1 }), { nil: undefined }),
   }),
   fc.record({ k: fc.constant("tick" as const), ms: fc.integer({ min: 0, max: 150 }) }),
+  fc.record({
+    k: fc.constant("storeAs" as const),
+    state: stateArb,
+    attempts: fc.integer({ min: 0, max: 4 }),
+    maxAttempts: fc.integer({ min: 1, max: 4 }),
+    nextIn: fc.option(fc.integer({ min: 0, max: 200 }), { nil: null }),
+  }),
+  fc.record({
+    k: fc.constant("update" as const),
+    pick: fc.nat(),
+    attempts: fc.option(fc.integer({ min: 0, max: 4 }), { nil: undefined }),
+    maxAttempts: fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined }),
+    nextIn: fc.option(fc.integer({ min: 0, max: 200 }), { nil: undefined }),
+    priority: fc.option(fc.integer({ min: -2, max: 2 }), { nil: undefined }),
+  }),
 );
+
+/** The spool's rule for a message's attempts and next attempt time in a state (src/outbox/spool.ts). */
+function consistent(state: OutboxState, attempts: number, maxAttempts: number, next: boolean): boolean {
+  if (attempts > maxAttempts) return false;
+  if (state === "incoming") return attempts === 0 && !next;
+  if (state === "deferred") return attempts >= 1 && attempts < maxAttempts && next;
+  return attempts >= 1 && !next;
+}
 
 function checkInvariants(ob: Outbox, stored: number, before: Map<number, StoreMeta>): Map<number, StoreMeta> {
   const metas = ob.list({ limit: 10_000 });
@@ -682,6 +840,60 @@ describe("property: random operations, then a drain", () => {
               case "tick":
                 t += op.ms;
                 break;
+              case "storeAs": {
+                const options = {
+                  state: op.state,
+                  attempts: op.attempts,
+                  maxAttempts: op.maxAttempts,
+                  nextAttemptAt: op.nextIn === null ? undefined : t + op.nextIn,
+                };
+                const ok = consistent(op.state, op.attempts, op.maxAttempts, op.nextIn !== null);
+                const snapshot = fingerprint();
+                try {
+                  ids.push(ob.store("carried", options).id);
+                  expect(ok, JSON.stringify(op)).toBe(true);
+                } catch (err) {
+                  expect(err).toBeInstanceOf(InvalidArgumentError);
+                  expect(ok, JSON.stringify(op)).toBe(false);
+                  expect(fingerprint()).toBe(snapshot);
+                }
+                break;
+              }
+              case "update": {
+                const id = pick(op.pick);
+                const was = seen.get(id);
+                const patch = {
+                  attempts: op.attempts,
+                  maxAttempts: op.maxAttempts,
+                  nextAttemptAt: op.nextIn === undefined ? undefined : t + op.nextIn,
+                  priority: op.priority,
+                };
+                const empty = Object.values(patch).every((v) => v === undefined);
+                const ok =
+                  !empty &&
+                  (!was ||
+                    consistent(
+                      was.state,
+                      op.attempts ?? was.attempts,
+                      op.maxAttempts ?? was.maxAttempts,
+                      op.nextIn !== undefined || was.nextAttemptAt !== null,
+                    ));
+                const snapshot = fingerprint();
+                try {
+                  const res = ob.update(id, patch);
+                  expect(ok, JSON.stringify({ op, was })).toBe(true);
+                  if (!was) expect(res).toBeUndefined();
+                  else {
+                    expect(res).toMatchObject({ state: was.state, updatedAt: was.updatedAt });
+                    seen.set(id, res!); // a metadata change, not a move: the model takes it as the new truth
+                  }
+                } catch (err) {
+                  expect(err).toBeInstanceOf(InvalidArgumentError);
+                  expect(ok, JSON.stringify({ op, was })).toBe(false);
+                  expect(fingerprint()).toBe(snapshot);
+                }
+                break;
+              }
             }
             seen = checkInvariants(ob, ids.length, seen);
           }

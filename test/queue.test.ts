@@ -630,7 +630,7 @@ describe.each(IMPLS)("$name", (impl) => {
       expect(q.release(OWNER, held)).toBe(0);
     });
 
-    it("stats counts per state, average attempts and the oldest due pending job's age", () => {
+    it("stats counts per state, attempts per state, average attempts and the oldest due pending job's age", () => {
       const { q, clock } = setup();
       expect(q.stats()).toEqual({
         pending: 0,
@@ -641,6 +641,7 @@ describe.each(IMPLS)("$name", (impl) => {
         total: 0,
         averageAttempts: 0,
         oldestPendingAgeMs: 0,
+        attempts: { pending: 0, running: 0, completed: 0, failed: 0, cancelled: 0 },
       });
       const t0 = clock.t;
       q.add("done", null, { priority: 9 });
@@ -665,6 +666,8 @@ describe.each(IMPLS)("$name", (impl) => {
         total: 6,
         averageAttempts: 3 / 6,
         oldestPendingAgeMs: clock.t - t0,
+        // The failed job spent its one attempt; the cancelled one never started.
+        attempts: { pending: 0, running: 1, completed: 1, failed: 1, cancelled: 0 },
       });
       expect(waiting.runAt).toBe(t0);
       // A pending job that is not yet due has not waited at all.
@@ -787,6 +790,8 @@ describe.each(IMPLS)("$name", (impl) => {
           cron: null,
           nextRunAt: t0 + 1000,
           lastRunAt: null,
+          paused: false,
+          pausedAt: null,
         },
       ]);
       expect(q.firePeriodic()).toBe(0);
@@ -850,6 +855,83 @@ describe.each(IMPLS)("$name", (impl) => {
       q.cron("nine", "0 9 * * *", "morning", null, { timezone: "America/New_York" });
       // 09:00 in New York in January is 14:00 UTC.
       expect(q.listPeriodic()[0]!.nextRunAt).toBe(Date.UTC(2025, 0, 1, 14, 0, 0));
+    });
+
+    it("a paused schedule does not fire; resuming skips the runs it missed and keeps the grid", () => {
+      const { q, clock } = setup();
+      const t0 = clock.t;
+      q.every("tick", 1000, "tick");
+      expect(q.pausePeriodic("tick")).toBe(true);
+      expect(q.pausePeriodic("tick")).toBe(false); // already paused
+      expect(q.listPeriodic()[0]).toMatchObject({ paused: true, pausedAt: t0, nextRunAt: t0 + 1000 });
+      clock.advance(5500);
+      expect(q.firePeriodic()).toBe(0);
+      // Re-declaring the schedule (an application's restart) leaves the operator's pause alone.
+      q.every("tick", 1000, "tick");
+      expect(q.listPeriodic()[0]!.paused).toBe(true);
+      expect(q.firePeriodic()).toBe(0);
+      expect(q.resumePeriodic("tick")).toBe(true);
+      expect(q.resumePeriodic("tick")).toBe(false); // not paused
+      // Five runs were missed (t0+1000 .. t0+5000): none fires now, the next is the grid's next slot.
+      expect(q.listPeriodic()[0]).toMatchObject({ paused: false, pausedAt: null, nextRunAt: t0 + 6000 });
+      expect(q.firePeriodic()).toBe(0);
+      clock.advance(500);
+      expect(q.firePeriodic()).toBe(1);
+      expect(q.list({ type: "tick" })).toHaveLength(1);
+      expect(q.pausePeriodic("nope")).toBe(false);
+      expect(q.resumePeriodic("nope")).toBe(false);
+      expect(invalidArgument(() => q.pausePeriodic("")).argument).toBe("name");
+      expect(invalidArgument(() => q.resumePeriodic(7 as unknown as string)).argument).toBe("name");
+    });
+
+    it("a cron schedule resumes at its next time after the resume", () => {
+      const { q, clock } = setup();
+      clock.t = Date.UTC(2025, 0, 1, 12, 0, 0);
+      q.cron("five", "*/5 * * * *", "report", null, { timezone: "UTC" });
+      q.pausePeriodic("five");
+      clock.t = Date.UTC(2025, 0, 1, 13, 2, 0);
+      expect(q.firePeriodic()).toBe(0);
+      q.resumePeriodic("five");
+      expect(q.listPeriodic()[0]!.nextRunAt).toBe(Date.UTC(2025, 0, 1, 13, 5, 0));
+      expect(q.firePeriodic()).toBe(0);
+    });
+
+    it("pause and resume in any order: paused never fires, a fire is at most one job, the grid holds", () => {
+      type Op = { op: "advance"; ms: number } | { op: "pause" } | { op: "resume" } | { op: "fire" };
+      const opArb: fc.Arbitrary<Op> = fc.oneof(
+        fc.record({ op: fc.constant("advance" as const), ms: fc.integer({ min: 1, max: 3500 }) }),
+        fc.constant({ op: "pause" as const }),
+        fc.constant({ op: "resume" as const }),
+        fc.constant({ op: "fire" as const }),
+      );
+      fc.assert(
+        fc.property(fc.array(opArb, { maxLength: 40 }), (ops) => {
+          const { q, clock } = setup();
+          const t0 = clock.t;
+          q.every("tick", 1000, "tick");
+          let paused = false;
+          let fired = 0;
+          for (const o of ops) {
+            if (o.op === "advance") clock.advance(o.ms);
+            else if (o.op === "pause") {
+              expect(q.pausePeriodic("tick")).toBe(!paused);
+              paused = true;
+            } else if (o.op === "resume") {
+              expect(q.resumePeriodic("tick")).toBe(paused);
+              if (paused) expect(q.listPeriodic()[0]!.nextRunAt).toBeGreaterThan(clock.t);
+              paused = false;
+            } else {
+              const n = q.firePeriodic();
+              expect(n).toBeLessThanOrEqual(1);
+              if (paused) expect(n).toBe(0);
+              fired += n;
+            }
+            expect((q.listPeriodic()[0]!.nextRunAt - t0) % 1000).toBe(0);
+          }
+          expect(q.list({ type: "tick" })).toHaveLength(fired);
+        }),
+        { numRuns: 60 },
+      );
     });
 
     it("refuses invalid schedules, writing nothing", () => {

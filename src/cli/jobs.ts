@@ -1,5 +1,5 @@
 /**
- * `tidewire jobs <db> list|stats|stuck|retry|cancel|cleanup`: the queue of a database
+ * `tidewire jobs <db> list|stats|stuck|retry|cancel|cleanup` (update, schedules, pause and resume live beside it): the queue of a database
  * file, seen and handled from a shell.
  *
  * Contract: the database must already exist (a typo in a path must not leave
@@ -11,8 +11,10 @@
 import { type Command, Option } from "commander";
 import ms from "ms";
 import { TidewireError } from "../errors.js";
+import { outboxCounts } from "../outbox/counts.js";
 import { Queue } from "../queue/queue.js";
 import { JOB_STATES, type Job, type JobState, type SortBy } from "../queue/types.js";
+import { storageStats } from "../storage.js";
 import { commandGroup } from "./db-first.js";
 import {
   duration,
@@ -25,6 +27,8 @@ import {
   table,
 } from "./io.js";
 import { type BulkFlags, bulkJobs, bulkOptions, registerJobsUpdate } from "./jobs-console.js";
+import { registerJobsSchedules } from "./jobs-schedules.js";
+import { describeStorage, outboxesTable } from "./stats.js";
 
 export interface Common {
   queue: string;
@@ -40,7 +44,18 @@ interface ListFlags extends Common {
   order: "asc" | "desc";
 }
 
-const ACTIONS = ["list", "stats", "stuck", "retry", "cancel", "cleanup", "update"];
+const ACTIONS = [
+  "list",
+  "stats",
+  "stuck",
+  "retry",
+  "cancel",
+  "cleanup",
+  "update",
+  "schedules",
+  "pause",
+  "resume",
+];
 const DEFAULT_RETENTION = "7d";
 const DEFAULT_STUCK = "5m";
 
@@ -71,19 +86,30 @@ export function registerJobs(program: Command): void {
       else printText(list.length === 0 ? `no jobs in queue ${flags.queue} match` : jobsTable(list));
     });
 
-  command(jobs, "stats", "count the jobs in each state").action((db: string, flags: Common) => {
-    const stats = withQueue(db, flags.queue, (queue) => queue.stats());
+  command(
+    jobs,
+    "stats",
+    "count the jobs and their attempts in each state, the outboxes' messages, and the file's free pages",
+  ).action((db: string, flags: Common) => {
+    const { stats, storage, outboxes } = withQueue(db, flags.queue, (queue) => ({
+      stats: queue.stats(),
+      storage: storageStats(queue.store),
+      outboxes: outboxCounts(queue.store),
+    }));
     if (flags.json) {
-      printJson({ ok: true, queue: flags.queue, ...stats });
+      printJson({ ok: true, queue: flags.queue, ...stats, storage, outboxes });
       return;
     }
-    const rows = JOB_STATES.map((s) => [s, String(stats[s])]);
+    const rows = JOB_STATES.map((s) => [s, String(stats[s]), String(stats.attempts[s])]);
     rows.push(
-      ["total", String(stats.total)],
-      ["average attempts", stats.averageAttempts.toFixed(2)],
-      ["oldest due pending", stats.oldestPendingAgeMs > 0 ? ms(stats.oldestPendingAgeMs) : "-"],
+      ["total", String(stats.total), ""],
+      ["average attempts", stats.averageAttempts.toFixed(2), ""],
+      ["oldest due pending", stats.oldestPendingAgeMs > 0 ? ms(stats.oldestPendingAgeMs) : "-", ""],
     );
-    printText(table(["queue", flags.queue], rows));
+    const out = [table(["queue", flags.queue, "attempts"], rows)];
+    if (Object.keys(outboxes).length > 0) out.push("", outboxesTable(outboxes));
+    out.push("", `storage  ${describeStorage(storage)}`);
+    printText(out.join("\n"));
   });
 
   command(
@@ -205,6 +231,7 @@ export function registerJobs(program: Command): void {
     });
 
   registerJobsUpdate(jobs);
+  registerJobsSchedules(jobs);
 }
 
 export function command(jobs: Command, name: string, description: string): Command {
@@ -216,7 +243,9 @@ export function command(jobs: Command, name: string, description: string): Comma
         ? "[id] [options]"
         : name === "update"
           ? "<id> [options]"
-          : "[options]",
+          : name === "pause" || name === "resume"
+            ? "<name> [options]"
+            : "[options]",
     )
     .argument("<db>", "the database file (it must exist)")
     .addOption(new Option("--queue <name>", "the queue").argParser(nonEmpty).default("default"))

@@ -25,6 +25,7 @@ import { registerRemote } from "./remote.js";
 import { registerServe } from "./serve.js";
 import { registerStatus } from "./status.js";
 import { registerSync } from "./sync.js";
+import { registerVacuum } from "./vacuum.js";
 
 const USAGE = 2;
 const FAILURE = 1;
@@ -53,6 +54,7 @@ export function buildProgram(): Command {
   registerServe(program);
   registerStatus(program);
   registerSync(program);
+  registerVacuum(program);
   return program;
 }
 

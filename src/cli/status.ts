@@ -3,7 +3,8 @@
  * queue: node id, clock, tracked tables by bucket, each table's capture
  * (installed, columns tracked against present, a pending reconciliation or a
  * problem and what to run), the change log's size,
- * cursors, peers (id, address, state, last seen, rtt), and job counts per queue.
+ * cursors, peers (id, address, state, last seen, rtt), job counts and attempts per
+ * queue, the file's size and free pages, and message counts per outbox.
  *
  * Contract: reads only. The database is opened read-only and never migrated,
  * so a file that is not (yet) a replica is reported as such, not changed.
@@ -14,11 +15,14 @@ import { openStore } from "../store.js";
 import { existingDatabase, printJson, printText, table, upToDate } from "./io.js";
 import { peersTable } from "./peers.js";
 import { remotesTable } from "./remote-targets.js";
+import { describeStorage, outboxesTable, queuesTable } from "./stats.js";
 
 export function registerStatus(program: Command): void {
   program
     .command("status")
-    .description("show a database's node id, tracked tables, change log, cursors and queues")
+    .description(
+      "show a database's node id, tracked tables, change log, cursors, queues, outboxes and free pages",
+    )
     .argument("<db>", "the database file (it must exist)")
     .option("--json", "print one JSON document on stdout")
     .action((db: string, flags: { json?: boolean }) => {
@@ -95,20 +99,11 @@ function render(s: Status): string {
   else out.push("remotes", indent(remotesTable(s.remotes)));
   const queues = Object.entries(s.queues);
   if (queues.length === 0) out.push("queues   none");
-  else {
-    out.push("queues");
-    out.push(
-      indent(
-        table(
-          ["QUEUE", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"],
-          queues.map(([name, q]) => [
-            name,
-            ...[q.pending, q.running, q.completed, q.failed, q.cancelled].map(String),
-          ]),
-        ),
-      ),
-    );
-  }
+  else out.push("queues", indent(queuesTable(s.queues)));
+  const outboxes = Object.entries(s.outboxes);
+  if (outboxes.length === 0) out.push("outboxes none");
+  else out.push("outboxes", indent(outboxesTable(s.outboxes)));
+  out.push(`storage  ${describeStorage(s.storage)}`);
   return out.join("\n");
 }
 

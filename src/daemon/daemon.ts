@@ -28,6 +28,7 @@ import { Scheduler } from "../queue/scheduler.js";
 import { checkInteger } from "../queue/validate.js";
 import { type Handlers, Worker } from "../queue/worker.js";
 import { Replica } from "../replica/replica.js";
+import { reclaimFreePages, storageStats } from "../storage.js";
 import { isBusy, openStore, type Store } from "../store.js";
 import type { BatchLimits } from "../sync/protocol.js";
 import { type RemoteJobOptions, type RemoteJobs, remoteJobOptions, remoteJobs } from "./remote-jobs.js";
@@ -184,6 +185,10 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   // every call runs on the event loop, and one that meets a lock must fail fast (WriteGate waits).
   store.setBusyWait(busyTimeoutMs, { attempts: 1, baseMs: 5, maxMs: 5 });
   const gate = new WriteGate(store, { waitMs: lockWaitMs });
+  if (storageStats(store).autoVacuum !== "incremental")
+    logger.warn(
+      `${store.path} has no incremental auto-vacuum (an older file): cleanup cannot shrink it; stop the daemon and run \`tidewire vacuum ${store.path} --full\` once to convert it`,
+    );
   let app: ReturnType<typeof Server.buildServer> | undefined;
   let mesh: RedisStreamsTransport | undefined;
   let unwatch: (() => void) | undefined;
@@ -374,9 +379,16 @@ export function stopOnSignals(daemon: Daemon, exit: (code: number) => void = (co
 
 function maintenanceHandlers(store: Store, queue: Queue, logger: Logger): Handlers {
   return {
-    "tidewire.cleanup": () => {
+    "tidewire.cleanup": async (_job, { signal }) => {
       const removed = queue.cleanup();
       logger.info({ removed }, `cleanup removed ${removed} finished jobs past their retention`);
+      // The pages the deleted rows held go back to the file system, a few at a time (src/storage.ts).
+      const r = await reclaimFreePages(store, { signal });
+      if (r.stoppedBy === "auto_vacuum") return;
+      logger.info(
+        { pagesFreed: r.pagesFreed, steps: r.steps, longestStepMs: r.longestStepMs, stoppedBy: r.stoppedBy },
+        `returned ${r.pagesFreed} free pages (${r.before.sizeBytes - r.after.sizeBytes} bytes) to the file system`,
+      );
     },
     "tidewire.checkpoint": () => store.checkpoint(),
   };

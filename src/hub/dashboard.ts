@@ -1,6 +1,6 @@
 /**
  * The dashboard: GET /dashboard serves one static page (dashboard/ at the
- * package root: index.html, app.js, style.css, jobs.js) that shows the hub's
+ * package root: index.html, app.js, style.css, jobs.js, schedules.js, storage.js) that shows the hub's
  * GET /v1/status, refreshed every two seconds, and a Jobs view over GET/POST
  * /v1/jobs (src/hub/jobs-routes.ts); GET / redirects to it.
  *
@@ -22,6 +22,8 @@ const FILES = {
   "/dashboard": ["index.html", "text/html; charset=utf-8"],
   "/dashboard/app.js": ["app.js", "text/javascript; charset=utf-8"],
   "/dashboard/jobs.js": ["jobs.js", "text/javascript; charset=utf-8"],
+  "/dashboard/schedules.js": ["schedules.js", "text/javascript; charset=utf-8"],
+  "/dashboard/storage.js": ["storage.js", "text/javascript; charset=utf-8"],
   "/dashboard/style.css": ["style.css", "text/css; charset=utf-8"],
   // Named by the page, so Chromium does not ask for /favicon.ico and log its 404 as an error.
   "/dashboard/favicon.svg": ["favicon.svg", "image/svg+xml"],

@@ -7,6 +7,7 @@
  *   GET  /v1/periodic?queue=                                          → { queue, schedules } (with next run)
  *   POST /v1/jobs/:id/{retry|cancel|run|priority|delete} {queue, priority?} → { ok, action, id, changed, job }
  *   POST /v1/jobs/bulk {queue, action, filter, expect, priority?}      → { ok, action, matched, changed }
+ *   POST /v1/periodic/:name/{pause|resume} {queue}                     → { ok, action, name, changed, schedule }
  *
  * Contract: reads need any valid token. Writes need an admin token
  * (`requireAdmin`), carried in the Authorization header (the hub reads no
@@ -17,7 +18,9 @@
  * operator's browser against the hub. A bulk action must send back the count
  * it was shown (`expect`); if the matching jobs moved since, 409
  * ERR_COUNT_CHANGED and nothing changes. A single action the job's state does
- * not allow is a 409 ERR_JOB_STATE naming the state. Every write is logged
+ * not allow is a 409 ERR_JOB_STATE naming the state. Pausing a paused
+ * schedule (or resuming an active one) answers `changed: false`; an unknown
+ * one is a 404 ERR_NO_SCHEDULE. Every write is logged
  * (token name, action, target, result) and counted
  * (tidewire_console_actions_total). All queue access goes through the Queue.
  */
@@ -73,6 +76,36 @@ export async function jobRoutes(app: FastifyInstance, options: { store: Store })
   app.get("/v1/periodic", async (request) => {
     const queue = queueOf((request.query as { queue?: string }).queue);
     return { queue: queue.name, schedules: queue.listPeriodic() };
+  });
+
+  app.post("/v1/periodic/:name/:action", async (request) => {
+    const { name, action } = request.params as { name: string; action: string };
+    const body = writeBody(request, `the schedule action ${JSON.stringify(action)}`);
+    if (action !== "pause" && action !== "resume")
+      throw new HubError(
+        404,
+        "ERR_NOT_FOUND",
+        `no schedule action ${JSON.stringify(action)}; pause or resume`,
+      );
+    const queue = queueOf(body.queue);
+    const changed = guard(() =>
+      action === "pause" ? queue.pausePeriodic(name) : queue.resumePeriodic(name),
+    );
+    const schedule = queue.listPeriodic().find((p) => p.name === name);
+    consoleActions
+      .labels(action, "schedule", schedule ? (changed ? "changed" : "unchanged") : "refused")
+      .inc();
+    request.log.info(
+      { token: request.scope!.id, action, queue: queue.name, schedule: name, changed },
+      "console schedule action",
+    );
+    if (!schedule)
+      throw new HubError(
+        404,
+        "ERR_NO_SCHEDULE",
+        `no periodic schedule ${JSON.stringify(name)} in queue ${queue.name}`,
+      );
+    return { ok: true, action, queue: queue.name, name, changed, schedule };
   });
 
   app.get("/v1/jobs/:id", async (request) => {

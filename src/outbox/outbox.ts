@@ -18,13 +18,21 @@
  *
  * Bodies are stored as bytes; a string body comes back as the same string,
  * bytes come back as a Buffer.
+ *
+ * A message is named by the Outbox's number or by the caller's own string id
+ * given to `store` (a drop-in spool's ids; unique in its outbox). `store` may
+ * also carry a message over from another spool as it was, and `update`
+ * changes metadata without a move; both keep the invariants above (see
+ * src/outbox/spool.ts). A string id is resolved inside the same transaction
+ * as the move it names.
  */
-import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { backoffDelay, resolveBackoff, validateBackoff } from "../queue/backoff.js";
 import type { BackoffOptions } from "../queue/types.js";
-import { checkDuration, checkId, checkInteger, checkName, checkOneOf } from "../queue/validate.js";
+import { checkDuration, checkInteger, checkName } from "../queue/validate.js";
 import type { Store } from "../store.js";
+import { emptyCounts } from "./counts.js";
+import { Listing } from "./listing.js";
 import {
   type CurrentRow,
   checkError,
@@ -33,20 +41,28 @@ import {
   type MessageRow,
   type MetaRow,
   type MoveParams,
-  serializeHeaders,
   toMessage,
   toMeta,
 } from "./rows.js";
+import {
+  checkPatch,
+  checkRef,
+  DuplicateMessageError,
+  type NewMessage,
+  normalizePatch,
+  normalizeStore,
+  type PatchValues,
+} from "./spool.js";
 import { checkFrom, checkState, FINAL_STATES, IllegalTransitionError } from "./states.js";
 import {
   type MessageBody,
-  OUTBOX_STATES,
+  type MessageRef,
+  type MetaPatch,
   OUTBOX_TRANSITIONS,
   type OutboxCounts,
   type OutboxListOptions,
   type OutboxMessage,
   type OutboxOptions,
-  type OutboxSortBy,
   type OutboxState,
   type PurgeOptions,
   type StoreMessageOptions,
@@ -55,16 +71,23 @@ import {
 
 const DEFAULT_MAX_ATTEMPTS = 5;
 const DAY_MS = 86_400_000;
-const SORTS: readonly OutboxSortBy[] = ["created", "priority", "size", "updated"];
-const ORDERS = ["asc", "desc"] as const;
+
+type InsertParams = NewMessage & {
+  spool: string;
+  kind: "text" | "binary";
+  size: number;
+  body: Buffer;
+  now: number;
+};
 
 export class Outbox {
   readonly name: string;
   readonly maxAttempts: number;
+  readonly defaultPriority: number;
   private readonly backoff: Required<BackoffOptions>;
   private readonly clock: () => number;
   private readonly sql;
-  private readonly listSql = new Map<string, Database.Statement>();
+  private readonly listing: Listing;
 
   constructor(
     /** The Store this outbox lives in (`store` is the spool's verb here). */
@@ -77,6 +100,8 @@ export class Outbox {
     if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
     this.maxAttempts =
       o.maxAttempts === undefined ? DEFAULT_MAX_ATTEMPTS : checkInteger("maxAttempts", o.maxAttempts, 1);
+    this.defaultPriority =
+      o.defaultPriority === undefined ? 0 : checkInteger("defaultPriority", o.defaultPriority, -(2 ** 31));
     validateBackoff("backoff", o.backoff);
     this.backoff = resolveBackoff(o.backoff);
     if (o.clock !== undefined && typeof o.clock !== "function") {
@@ -85,15 +110,37 @@ export class Outbox {
     this.clock = o.clock ?? Date.now;
     const db = database.db;
     this.sql = {
-      insert: db.prepare<[string, string, string, number, number, number, number, number, Buffer]>(
-        `INSERT INTO tw_outbox (spool, state, headers, body_kind, size, priority, max_attempts,
-                                created_at, updated_at, body)
-         VALUES (?, 'incoming', ?, ?, ?, ?, ?, ?, ?, ?)
+      insert: db.prepare<InsertParams>(
+        `INSERT INTO tw_outbox (spool, message_id, state, headers, body_kind, size, priority, attempts,
+                                max_attempts, next_attempt_at, last_error, created_at, updated_at, body)
+         VALUES (@spool, @messageId, @state, @headers, @kind, @size, @priority, @attempts,
+                 @maxAttempts, @nextAttemptAt, @lastError, @now, @now, @body)
          RETURNING ${META_COLUMNS}`,
       ),
       get: db.prepare<[number, string]>(`SELECT * FROM tw_outbox WHERE id = ? AND spool = ?`),
       getMeta: db.prepare<[number, string]>(
         `SELECT ${META_COLUMNS} FROM tw_outbox WHERE id = ? AND spool = ?`,
+      ),
+      // The caller's own ids, through the partial unique index tw_outbox_message_id.
+      getByKey: db.prepare<[string, string]>(
+        `SELECT * FROM tw_outbox WHERE message_id = ? AND spool = ? AND message_id IS NOT NULL`,
+      ),
+      getMetaByKey: db.prepare<[string, string]>(
+        `SELECT ${META_COLUMNS} FROM tw_outbox WHERE message_id = ? AND spool = ? AND message_id IS NOT NULL`,
+      ),
+      idOfKey: db
+        .prepare<[string, string]>(
+          `SELECT id FROM tw_outbox WHERE message_id = ? AND spool = ? AND message_id IS NOT NULL`,
+        )
+        .pluck(),
+      patch: db.prepare<PatchValues & { id: number; spool: string }>(
+        `UPDATE tw_outbox
+            SET headers = coalesce(@headers, headers), priority = coalesce(@priority, priority),
+                attempts = coalesce(@attempts, attempts), max_attempts = coalesce(@maxAttempts, max_attempts),
+                next_attempt_at = CASE WHEN @setNext THEN @next ELSE next_attempt_at END,
+                last_error = CASE WHEN @setError THEN @error ELSE last_error END
+          WHERE id = @id AND spool = @spool
+        RETURNING ${META_COLUMNS}`,
       ),
       current: db.prepare<[number, string]>(
         `SELECT state, attempts, max_attempts FROM tw_outbox WHERE id = ? AND spool = ?`,
@@ -126,76 +173,82 @@ export class Outbox {
         `DELETE FROM tw_outbox WHERE spool = ? AND state IN (?, ?) AND updated_at < ?`,
       ),
     };
-    // ORDER BY cannot be a parameter: one fixed statement per filter, column and
-    // direction, so nothing the caller passes ever reaches the SQL text.
-    for (const filtered of [false, true]) {
-      for (const sortBy of SORTS) {
-        for (const order of ORDERS) {
-          this.listSql.set(
-            listKey(filtered, sortBy, order),
-            db.prepare(
-              `SELECT ${META_COLUMNS} FROM tw_outbox
-                WHERE spool = @spool${filtered ? " AND state = @state" : ""}
-                ORDER BY ${orderBy(sortBy, order)} LIMIT @limit OFFSET @offset`,
-            ),
-          );
-        }
-      }
-    }
+    this.listing = new Listing(db, this.name);
   }
 
   now(): number {
     return this.clock();
   }
 
-  /** Spools a new message in state incoming. */
+  /**
+   * Spools a new message, in state incoming unless `options` carry it over from
+   * another spool as it was (state, attempts, next attempt time, last error; see
+   * src/outbox/spool.ts for what must hold). An `id` this outbox already holds is
+   * refused with a DuplicateMessageError, and nothing is written.
+   */
   store(body: MessageBody, options?: StoreMessageOptions): StoreMeta {
     const { bytes, kind } = encodeBody(body);
     const o = options ?? {};
     if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
-    const headers = serializeHeaders(o.headers);
-    const priority = o.priority === undefined ? 0 : checkInteger("priority", o.priority, -(2 ** 31));
-    const maxAttempts =
-      o.maxAttempts === undefined ? this.maxAttempts : checkInteger("maxAttempts", o.maxAttempts, 1);
-    const row = this.database.write(() => {
-      const now = this.now();
-      return this.sql.insert.get(
-        this.name,
-        headers,
-        kind,
-        bytes.length,
-        priority,
-        maxAttempts,
-        now,
-        now,
-        bytes,
-      ) as MetaRow;
-    });
-    return toMeta(row);
+    const msg = normalizeStore(o, { priority: this.defaultPriority, maxAttempts: this.maxAttempts });
+    try {
+      const row = this.database.write(() => {
+        const now = this.now();
+        const params = { ...msg, spool: this.name, kind, size: bytes.length, body: bytes, now };
+        return this.sql.insert.get(params) as MetaRow;
+      });
+      return toMeta(row);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (msg.messageId !== null && code === "SQLITE_CONSTRAINT_UNIQUE")
+        throw new DuplicateMessageError(this.name, msg.messageId);
+      throw err;
+    }
   }
 
-  get(id: number): OutboxMessage | undefined {
-    const row = this.sql.get.get(checkId(id), this.name) as MessageRow | undefined;
+  /** By the Outbox's number or by the caller's own id. */
+  get(id: MessageRef): OutboxMessage | undefined {
+    const ref = checkRef(id);
+    const row = (
+      typeof ref === "string" ? this.sql.getByKey.get(ref, this.name) : this.sql.get.get(ref, this.name)
+    ) as MessageRow | undefined;
     return row && toMessage(row);
   }
 
-  getMeta(id: number): StoreMeta | undefined {
-    const row = this.sql.getMeta.get(checkId(id), this.name) as MetaRow | undefined;
+  getMeta(id: MessageRef): StoreMeta | undefined {
+    const ref = checkRef(id);
+    const row = (
+      typeof ref === "string"
+        ? this.sql.getMetaByKey.get(ref, this.name)
+        : this.sql.getMeta.get(ref, this.name)
+    ) as MetaRow | undefined;
     return row && toMeta(row);
   }
 
+  /**
+   * Changes a stored message's metadata (see MetaPatch); its state is left as it
+   * is. Returns the message, or undefined when there is none of that id. A patch
+   * that would break an invariant is refused and writes nothing.
+   */
+  update(id: MessageRef, patch: MetaPatch): StoreMeta | undefined {
+    const ref = checkRef(id);
+    checkPatch(patch);
+    return this.database.write(() => {
+      const rowId = this.rowId(ref);
+      const row = rowId === undefined ? undefined : (this.sql.getMeta.get(rowId, this.name) as MetaRow);
+      if (!row) return undefined;
+      const values = normalizePatch(patch, row);
+      return toMeta(this.sql.patch.get({ ...values, id: row.id, spool: this.name }) as MetaRow);
+    });
+  }
+
+  /** Inside a transaction: the Outbox's number of a message, undefined when there is none. */
+  private rowId(ref: number | string): number | undefined {
+    return typeof ref === "number" ? ref : (this.sql.idOfKey.get(ref, this.name) as number | undefined);
+  }
+
   list(options?: OutboxListOptions): StoreMeta[] {
-    const o = options ?? {};
-    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
-    const state = o.state === undefined ? null : checkState("state", o.state);
-    const sortBy = checkOneOf("sortBy", o.sortBy ?? "created", SORTS);
-    const order = checkOneOf("order", o.order ?? "asc", ORDERS);
-    const limit = o.limit === undefined ? 100 : checkInteger("limit", o.limit, 1);
-    const offset = o.offset === undefined ? 0 : checkInteger("offset", o.offset, 0);
-    const stmt = this.listSql.get(listKey(state !== null, sortBy, order))!;
-    const params: Record<string, unknown> = { spool: this.name, limit, offset };
-    if (state !== null) params.state = state;
-    return (stmt.all(params) as MetaRow[]).map(toMeta);
+    return this.listing.list(options);
   }
 
   /**
@@ -204,8 +257,8 @@ export class Outbox {
    * allow is refused: an InvalidArgumentError when `from`/`to` name one, an
    * IllegalTransitionError when it is the message's current state.
    */
-  moveToState(id: number, to: OutboxState, options?: { from?: OutboxState | OutboxState[] }): boolean {
-    checkId(id);
+  moveToState(ref: MessageRef, to: OutboxState, options?: { from?: OutboxState | OutboxState[] }): boolean {
+    const checked = checkRef(ref);
     checkState("to", to);
     if (to === "incoming") {
       throw new InvalidArgumentError(
@@ -217,8 +270,10 @@ export class Outbox {
     if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
     const from = checkFrom(o.from, to);
     return this.database.write(() => {
-      const cur = this.sql.current.get(id, this.name) as CurrentRow | undefined;
-      if (!cur || (from !== null && !from.includes(cur.state))) return false;
+      const id = this.rowId(checked);
+      const cur =
+        id === undefined ? undefined : (this.sql.current.get(id, this.name) as CurrentRow | undefined);
+      if (id === undefined || !cur || (from !== null && !from.includes(cur.state))) return false;
       if (!OUTBOX_TRANSITIONS[cur.state].includes(to)) throw new IllegalTransitionError(id, cur.state, to);
       const now = this.now();
       let next: number | null = null;
@@ -250,9 +305,11 @@ export class Outbox {
   }
 
   /** Active -> delivered; false when the message is not active. */
-  delivered(id: number): boolean {
-    checkId(id);
+  delivered(ref: MessageRef): boolean {
+    const checked = checkRef(ref);
     return this.database.write(() => {
+      const id = this.rowId(checked);
+      if (id === undefined) return false;
       const params: MoveParams = {
         to: "delivered",
         next: null,
@@ -271,12 +328,14 @@ export class Outbox {
    * bounced when none are left; keeps `error` as lastError. Returns the moved
    * message, or undefined when it is not active.
    */
-  defer(id: number, error: string | Error): StoreMeta | undefined {
-    checkId(id);
+  defer(ref: MessageRef, error: string | Error): StoreMeta | undefined {
+    const checked = checkRef(ref);
     const text = checkError(error);
     return this.database.write(() => {
-      const cur = this.sql.current.get(id, this.name) as CurrentRow | undefined;
-      if (cur?.state !== "active") return undefined;
+      const id = this.rowId(checked);
+      const cur =
+        id === undefined ? undefined : (this.sql.current.get(id, this.name) as CurrentRow | undefined);
+      if (id === undefined || cur?.state !== "active") return undefined;
       const now = this.now();
       const bounce = cur.attempts >= cur.max_attempts;
       const row = this.sql.move.get({
@@ -293,8 +352,7 @@ export class Outbox {
   }
 
   counts(): OutboxCounts {
-    const out = Object.fromEntries(OUTBOX_STATES.map((s) => [s, 0])) as OutboxCounts;
-    out.total = 0;
+    const out = emptyCounts();
     for (const r of this.sql.counts.all(this.name) as Array<{ state: OutboxState; n: number }>) {
       out[r.state] = r.n;
       out.total += r.n;
@@ -321,24 +379,5 @@ export class Outbox {
     }
     const [a, b = a] = states as [OutboxState, OutboxState?];
     return this.database.write(() => this.sql.purge.run(this.name, a, b, this.now() - olderThan).changes);
-  }
-}
-
-function listKey(filtered: boolean, sortBy: OutboxSortBy, order: "asc" | "desc"): string {
-  return `${filtered ? "state" : "all"}:${sortBy}:${order}`;
-}
-
-function orderBy(sortBy: OutboxSortBy, order: "asc" | "desc"): string {
-  const dir = order === "desc" ? "DESC" : "ASC";
-  switch (sortBy) {
-    case "created":
-      return `id ${dir}`;
-    case "priority":
-      // desc is the claim order and asc its exact reverse, so the state index serves both without a sort.
-      return order === "desc" ? "priority DESC, id ASC" : "priority ASC, id DESC";
-    case "size":
-      return `size ${dir}, id ${dir}`;
-    case "updated":
-      return `updated_at ${dir}, id ${dir}`;
   }
 }

@@ -10,6 +10,7 @@ import type { OutboxMessage, OutboxState, StoreMeta } from "./types.js";
 export interface MetaRow {
   id: number;
   spool: string;
+  message_id: string | null;
   state: OutboxState;
   headers: string;
   body_kind: "text" | "binary";
@@ -44,7 +45,7 @@ export interface MoveParams {
 }
 
 // Everything but the body, which can be large and is only read by get and claim.
-export const META_COLUMNS = `id, spool, state, headers, body_kind, size, priority, attempts, max_attempts,
+export const META_COLUMNS = `id, spool, message_id, state, headers, body_kind, size, priority, attempts, max_attempts,
   next_attempt_at, last_error, created_at, updated_at`;
 
 export function encodeBody(body: unknown): { bytes: Buffer; kind: "text" | "binary" } {
@@ -94,6 +95,7 @@ export function checkError(error: unknown): string {
 export function toMeta(r: MetaRow): StoreMeta {
   return {
     id: r.id,
+    messageId: r.message_id,
     outbox: r.spool,
     state: r.state,
     headers: JSON.parse(r.headers),

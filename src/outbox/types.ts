@@ -21,8 +21,13 @@ export type OutboxSortBy = "created" | "priority" | "size" | "updated";
 /** A string is stored as UTF-8; a Buffer or Uint8Array as its bytes. */
 export type MessageBody = string | Uint8Array;
 
+/** A message: the Outbox's own number, or the string id it was stored under (`store({ id })`). */
+export type MessageRef = number | string;
+
 export interface StoreMeta {
   id: number;
+  /** The caller's own id, given to `store`; null when none was. */
+  messageId: string | null;
   /** The outbox's name. */
   outbox: string;
   state: OutboxState;
@@ -49,17 +54,48 @@ export interface OutboxMessage extends StoreMeta {
 export interface OutboxOptions {
   /** Attempts before a message bounces, unless `store` gives its own (default 5). */
   maxAttempts?: number;
+  /** Priority of a message stored without one (default 0). Integer. */
+  defaultPriority?: number;
   backoff?: BackoffOptions;
   /** Clock in epoch ms; tests replace it to make deferred messages due at will. */
   clock?: () => number;
 }
 
 export interface StoreMessageOptions {
+  /** The caller's own id, unique in this outbox (at most 200 characters); the message is then found by it too. */
+  id?: string;
   /** A plain object of JSON values. */
   headers?: Record<string, unknown>;
-  /** Higher is claimed first. Integer. */
+  /** Higher is claimed first. Integer (default: the outbox's defaultPriority). */
   priority?: number;
   maxAttempts?: number;
+  /**
+   * The state to store it in (default incoming), with the attempts it already spent and,
+   * for deferred, when it is due: a message carried over from another spool as it was.
+   * An incoming message has spent no attempt; any other, at least one (a deferred one
+   * needs one left).
+   */
+  state?: OutboxState;
+  attempts?: number;
+  /** Required with state deferred; no other state has one. Epoch ms or Date. */
+  nextAttemptAt?: number | Date;
+  lastError?: string | Error | null;
+}
+
+/**
+ * A change to a stored message's metadata, in any state; its state only moves by
+ * `moveToState`, `claim`, `delivered` and `defer`. `updatedAt` stays the time of the
+ * last move. The result must keep the invariants `store` checks.
+ */
+export interface MetaPatch {
+  headers?: Record<string, unknown>;
+  priority?: number;
+  attempts?: number;
+  maxAttempts?: number;
+  /** Only for a deferred message: when it is due. */
+  nextAttemptAt?: number | Date;
+  /** null clears it. */
+  lastError?: string | Error | null;
 }
 
 export interface OutboxListOptions {

@@ -17,7 +17,6 @@ import {
   type BulkOptions,
   type CleanupOptions,
   FINISHED_STATES,
-  JOB_STATES,
   type Job,
   type JobAction,
   type JobFilter,
@@ -33,6 +32,7 @@ import {
   type Settlement,
   type SettleResult,
   type StuckOptions,
+  zeroPerState,
 } from "./types.js";
 import {
   checkFrom,
@@ -53,6 +53,7 @@ import {
 /** A stored schedule: its spec (payload as JSON text) plus when it fires next and fired last. */
 interface Periodic extends PeriodicSpec {
   lastRunAt: number | null;
+  pausedAt: number | null;
 }
 
 const byClaimOrder = (a: Job, b: Job) => b.priority - a.priority || a.runAt - b.runAt || a.id - b.id;
@@ -168,11 +169,13 @@ export class MemoryQueue implements JobQueue {
 
   stats(): QueueStats {
     const now = this.now();
-    const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+    const counts = zeroPerState();
+    const perState = zeroPerState();
     let attempts = 0;
     let oldest: number | null = null;
     for (const j of this.jobs.values()) {
       counts[j.state]++;
+      perState[j.state] += j.attempts;
       attempts += j.attempts;
       if (j.state === "pending" && j.runAt <= now && (oldest === null || j.runAt < oldest)) oldest = j.runAt;
     }
@@ -182,6 +185,7 @@ export class MemoryQueue implements JobQueue {
       total,
       averageAttempts: total === 0 ? 0 : attempts / total,
       oldestPendingAgeMs: oldest === null ? 0 : now - oldest,
+      attempts: perState,
     };
   }
 
@@ -232,6 +236,7 @@ export class MemoryQueue implements JobQueue {
       ...spec,
       nextRunAt: sameSchedule ? old.nextRunAt : spec.nextRunAt,
       lastRunAt: old?.lastRunAt ?? null,
+      pausedAt: old?.pausedAt ?? null,
     });
   }
 
@@ -242,7 +247,7 @@ export class MemoryQueue implements JobQueue {
   listPeriodic(): PeriodicJob[] {
     return [...this.periodic.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
-      .map(({ name, type, payload, everyMs, cron, nextRunAt, lastRunAt }) => ({
+      .map(({ name, type, payload, everyMs, cron, nextRunAt, lastRunAt, pausedAt }) => ({
         name,
         type,
         payload: JSON.parse(payload),
@@ -250,14 +255,31 @@ export class MemoryQueue implements JobQueue {
         cron,
         nextRunAt,
         lastRunAt,
+        paused: pausedAt !== null,
+        pausedAt,
       }));
+  }
+
+  pausePeriodic(name: string): boolean {
+    const p = this.periodic.get(checkName("name", name));
+    if (!p || p.pausedAt !== null) return false;
+    p.pausedAt = this.now();
+    return true;
+  }
+
+  resumePeriodic(name: string): boolean {
+    const p = this.periodic.get(checkName("name", name));
+    if (!p || p.pausedAt === null) return false;
+    p.pausedAt = null;
+    p.nextRunAt = nextPeriodicRun(p, p.nextRunAt, this.now());
+    return true;
   }
 
   firePeriodic(): number {
     const now = this.now();
     let fired = 0;
     for (const p of this.periodic.values()) {
-      if (p.nextRunAt > now) continue;
+      if (p.nextRunAt > now || p.pausedAt !== null) continue;
       this.insert(periodicJob(p, now));
       p.nextRunAt = nextPeriodicRun(p, p.nextRunAt, now);
       p.lastRunAt = now;

@@ -26,7 +26,6 @@ import {
   type BackoffOptions,
   type BulkOptions,
   type CleanupOptions,
-  JOB_STATES,
   type Job,
   type JobAction,
   type JobFilter,
@@ -43,6 +42,7 @@ import {
   type SettleResult,
   type SortBy,
   type StuckOptions,
+  zeroPerState,
 } from "./types.js";
 import {
   checkFrom,
@@ -334,7 +334,8 @@ export class Queue implements JobQueue {
 
   stats(): QueueStats {
     const now = this.now();
-    const out = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+    const out = zeroPerState();
+    const perState = zeroPerState();
     let total = 0;
     let attempts = 0;
     for (const r of this.sql.stats.all(this.name) as Array<{
@@ -343,6 +344,7 @@ export class Queue implements JobQueue {
       attempts: number;
     }>) {
       out[r.state] = r.n;
+      perState[r.state] = r.attempts;
       total += r.n;
       attempts += r.attempts;
     }
@@ -352,6 +354,7 @@ export class Queue implements JobQueue {
       total,
       averageAttempts: total === 0 ? 0 : attempts / total,
       oldestPendingAgeMs: oldest === null ? 0 : Math.max(0, now - oldest),
+      attempts: perState,
     };
   }
 
@@ -404,6 +407,16 @@ export class Queue implements JobQueue {
 
   listPeriodic(): PeriodicJob[] {
     return this.schedules.list();
+  }
+
+  pausePeriodic(name: string): boolean {
+    checkName("name", name);
+    return this.store.write(() => this.schedules.pause(name, this.now()));
+  }
+
+  resumePeriodic(name: string): boolean {
+    checkName("name", name);
+    return this.store.write(() => this.schedules.resume(name, this.now()));
   }
 
   firePeriodic(): number {

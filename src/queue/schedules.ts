@@ -5,7 +5,12 @@
  * schedules whose time has come, enqueues one job for each through the given
  * function and advances `next_run_at` — all in that one transaction, which is
  * what makes a period fire once across any number of processes. Saving a
- * schedule again keeps its next run unless its interval or cron changed.
+ * schedule again keeps its next run unless its interval or cron changed, and
+ * keeps it paused if it was: an application that re-declares its schedules at
+ * every start must not undo an operator's pause. A paused schedule never fires;
+ * `resume` moves its next run to the first slot after the moment it resumes
+ * (the interval's grid, or the cron's next time), so the runs missed while
+ * paused are skipped, not fired in a burst.
  */
 import type Database from "better-sqlite3";
 import { nextPeriodicRun, type PeriodicSpec, periodicJob } from "./periodic.js";
@@ -35,7 +40,16 @@ export class Schedules {
       remove: db.prepare<[string, string]>(`DELETE FROM tw_periodic WHERE queue = ? AND name = ?`),
       list: db.prepare<[string]>(`SELECT * FROM tw_periodic WHERE queue = ? ORDER BY name`),
       due: db.prepare<[string, number]>(
-        `SELECT * FROM tw_periodic WHERE queue = ? AND next_run_at <= ? ORDER BY next_run_at`,
+        `SELECT * FROM tw_periodic WHERE queue = ? AND next_run_at <= ? AND paused_at IS NULL
+          ORDER BY next_run_at`,
+      ),
+      get: db.prepare<[string, string]>(`SELECT * FROM tw_periodic WHERE queue = ? AND name = ?`),
+      pause: db.prepare<[number, string, string]>(
+        `UPDATE tw_periodic SET paused_at = ? WHERE queue = ? AND name = ? AND paused_at IS NULL`,
+      ),
+      resume: db.prepare<[number, string, string]>(
+        `UPDATE tw_periodic SET paused_at = NULL, next_run_at = ?
+          WHERE queue = ? AND name = ? AND paused_at IS NOT NULL`,
       ),
       advance: db.prepare<[number, number, string, string]>(
         `UPDATE tw_periodic SET next_run_at = ?, last_run_at = ? WHERE queue = ? AND name = ?`,
@@ -53,6 +67,24 @@ export class Schedules {
 
   list(): PeriodicJob[] {
     return (this.sql.list.all(this.queue) as PeriodicRow[]).map(toPeriodic);
+  }
+
+  /** Inside a write transaction: false when there is no such schedule or it is already paused. */
+  pause(name: string, now: number): boolean {
+    return this.sql.pause.run(now, this.queue, name).changes > 0;
+  }
+
+  /** Inside a write transaction: false when there is no such schedule or it is not paused. */
+  resume(name: string, now: number): boolean {
+    const p = this.sql.get.get(this.queue, name) as PeriodicRow | undefined;
+    if (p?.paused_at === null || p === undefined) return false;
+    // Strictly after now: a slot that falls due at the very moment of resuming was missed too.
+    const next = nextPeriodicRun(
+      { everyMs: p.every_ms, cron: p.cron, timezone: p.timezone },
+      p.next_run_at,
+      now,
+    );
+    return this.sql.resume.run(next, this.queue, name).changes > 0;
   }
 
   /** Inside a write transaction: enqueues each due schedule's job and advances it. Returns their types. */
@@ -83,6 +115,7 @@ interface PeriodicRow {
   max_attempts: number | null;
   next_run_at: number;
   last_run_at: number | null;
+  paused_at: number | null;
 }
 
 function toPeriodic(p: PeriodicRow): PeriodicJob {
@@ -94,5 +127,7 @@ function toPeriodic(p: PeriodicRow): PeriodicJob {
     cron: p.cron,
     nextRunAt: p.next_run_at,
     lastRunAt: p.last_run_at,
+    paused: p.paused_at !== null,
+    pausedAt: p.paused_at,
   };
 }

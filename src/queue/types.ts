@@ -6,6 +6,11 @@ export const JOB_STATES = ["pending", "running", "completed", "failed", "cancell
 export type JobState = (typeof JOB_STATES)[number];
 export const FINISHED_STATES: readonly JobState[] = ["completed", "failed", "cancelled"];
 
+/** A count for every state, all 0. */
+export function zeroPerState(): Record<JobState, number> {
+  return Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+}
+
 export interface BackoffOptions {
   /** Delay before the first retry. */
   baseMs?: number;
@@ -83,6 +88,8 @@ export interface QueueStats extends Record<JobState, number> {
   averageAttempts: number;
   /** How long the oldest due pending job has waited, ms (0 when none). */
   oldestPendingAgeMs: number;
+  /** Attempts spent, summed per state: many attempts on pending jobs mean retries piling up. */
+  attempts: Record<JobState, number>;
 }
 
 export interface StuckOptions {
@@ -110,8 +117,12 @@ export interface PeriodicJob {
   payload: unknown;
   everyMs: number | null;
   cron: string | null;
+  /** When it fires next; while paused, when it would have (resuming moves it past the pause). */
   nextRunAt: number;
   lastRunAt: number | null;
+  /** A paused schedule does not fire (see `pausePeriodic`). */
+  paused: boolean;
+  pausedAt: number | null;
 }
 
 /** The outcome of one attempt, written back in batches by the worker. */
@@ -141,6 +152,13 @@ export interface JobQueue {
   cron(name: string, expression: string, type: string, payload?: unknown, options?: PeriodicOptions): void;
   removePeriodic(name: string): boolean;
   listPeriodic(): PeriodicJob[];
+  /** Stops a schedule firing until resumed; false when there is none of that name or it is paused already. */
+  pausePeriodic(name: string): boolean;
+  /**
+   * Lets a paused schedule fire again, from its first slot after now: the runs it missed
+   * while paused are skipped, not fired at once. False when none of that name is paused.
+   */
+  resumePeriodic(name: string): boolean;
   /** Enqueues every periodic job whose time has come; returns how many fired. */
   firePeriodic(): number;
 
