@@ -14,7 +14,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from "
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { InvalidArgumentError, StoreError } from "./errors.js";
-import { sqliteBusyRetries } from "./metrics.js";
+import { type BusyOperation, sqliteBusyRetries } from "./metrics.js";
 import { migrate } from "./migrations.js";
 
 export type JournalMode = "WAL" | "DELETE" | "TRUNCATE" | "PERSIST" | "MEMORY" | "OFF";
@@ -101,9 +101,9 @@ export class Store {
         if (this.db.pragma("page_count", { simple: true }) === 0) {
           this.db.pragma(`auto_vacuum = ${opts.autoVacuum}`);
         }
-        this.retrying(() => this.db.pragma(`journal_mode = ${opts.journalMode}`));
+        this.retrying(() => this.db.pragma(`journal_mode = ${opts.journalMode}`), "open");
         this.db.pragma(`synchronous = ${opts.synchronous}`);
-        this.retrying(() => migrate(this.db));
+        this.retrying(() => migrate(this.db), "open");
       }
     } catch (err) {
       this.db.close();
@@ -117,31 +117,32 @@ export class Store {
   /**
    * Runs `fn` in an IMMEDIATE transaction (the write lock is taken up front, so
    * a reader never has to upgrade and deadlock), retrying busy errors. `fn` must
-   * be synchronous: better-sqlite3 transactions cannot span an await.
+   * be synchronous: better-sqlite3 transactions cannot span an await. `op`
+   * labels its busy retries in /metrics.
    */
-  write<T>(fn: () => T): T {
+  write<T>(fn: () => T, op: BusyOperation = "write"): T {
     const tx = this.db.transaction(fn);
-    return this.retrying(() => tx.immediate());
+    return this.retrying(() => tx.immediate(), op);
   }
 
   /**
    * `write` for a hot path: wraps `fn` once and returns a function that runs it
    * in an IMMEDIATE transaction with busy retry, sparing the per-call wrapping.
    */
-  writer<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+  writer<A extends unknown[], R>(fn: (...args: A) => R, op: BusyOperation = "write"): (...args: A) => R {
     const tx = this.db.transaction(fn);
-    return (...args: A) => this.retrying(() => tx.immediate(...args));
+    return (...args: A) => this.retrying(() => tx.immediate(...args), op);
   }
 
-  /** Runs `fn`, retrying SQLITE_BUSY/SQLITE_LOCKED with capped exponential backoff. */
-  retrying<T>(fn: () => T): T {
+  /** Runs `fn`, retrying SQLITE_BUSY/SQLITE_LOCKED with capped exponential backoff, counted under `op`. */
+  retrying<T>(fn: () => T, op: BusyOperation = "write"): T {
     for (let attempt = 0; ; attempt++) {
       try {
         return fn();
       } catch (err) {
         if (!isBusy(err) || attempt >= this.retry.attempts) throw err;
         this.busyRetries++;
-        sqliteBusyRetries.inc();
+        sqliteBusyRetries.labels(op).inc();
         sleepSync(Math.min(this.retry.maxMs, this.retry.baseMs * 2 ** attempt));
       }
     }
@@ -176,7 +177,7 @@ export class Store {
     const timeout = this.db.pragma("busy_timeout", { simple: true }) as number;
     if (mode === "TRUNCATE") this.db.pragma(`busy_timeout = ${Math.min(timeout, waitMs)}`);
     try {
-      const [r] = this.retrying(() => this.db.pragma(`wal_checkpoint(${mode})`)) as Array<{
+      const [r] = this.retrying(() => this.db.pragma(`wal_checkpoint(${mode})`), "checkpoint") as Array<{
         busy: number;
         log: number;
         checkpointed: number;

@@ -170,7 +170,7 @@ export class Outbox {
         now,
         bytes,
       ) as MetaRow;
-    });
+    }, "outbox");
     return toMeta(row);
   }
 
@@ -235,7 +235,7 @@ export class Outbox {
       }
       const params = { to, next, error: null, now, id, spool: this.name, from: cur.state };
       return this.sql.move.get(params) !== undefined;
-    });
+    }, "outbox");
   }
 
   /** Moves due incoming and deferred messages to active, highest priority then oldest first. */
@@ -243,6 +243,7 @@ export class Outbox {
     checkInteger("limit", limit, 1);
     const rows = this.database.write(
       () => this.sql.claim.all({ now: this.now(), spool: this.name, limit }) as MessageRow[],
+      "outbox",
     );
     // RETURNING gives no order; hand messages out in claim order.
     rows.sort((a, b) => b.priority - a.priority || a.id - b.id);
@@ -263,7 +264,7 @@ export class Outbox {
         from: "active",
       };
       return this.sql.move.get(params) !== undefined;
-    });
+    }, "outbox");
   }
 
   /**
@@ -289,7 +290,7 @@ export class Outbox {
         from: "active",
       }) as MetaRow;
       return toMeta(row);
-    });
+    }, "outbox");
   }
 
   counts(): OutboxCounts {
@@ -320,7 +321,10 @@ export class Outbox {
       }
     }
     const [a, b = a] = states as [OutboxState, OutboxState?];
-    return this.database.write(() => this.sql.purge.run(this.name, a, b, this.now() - olderThan).changes);
+    return this.database.write(
+      () => this.sql.purge.run(this.name, a, b, this.now() - olderThan).changes,
+      "outbox",
+    );
   }
 }
 
