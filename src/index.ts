@@ -93,6 +93,6 @@ export {
   type SyncState,
   type SyncStatus,
 } from "./sync/sync-manager.js";
-export { HubRefusedError, type Transport } from "./sync/transport.js";
+export { HubAuthError, HubBucketError, HubRefusedError, type Transport } from "./sync/transport.js";
 export { HttpTransport, type HttpTransportOptions, TransportError } from "./sync/transport-http.js";
 export { MemoryTransport, type Switchboard } from "./sync/transport-memory.js";

@@ -21,7 +21,7 @@ import type { Pins } from "../pins/pins.js";
 import { pinRoutes } from "../pins/routes.js";
 import { isBusy } from "../store.js";
 import { PROTOCOL_VERSION } from "../sync/protocol.js";
-import type { Auth } from "./auth.js";
+import { type Auth, unauthorized } from "./auth.js";
 import { type Hub, HubError, type Scope } from "./hub.js";
 import { jobRoutes } from "./jobs-routes.js";
 import {
@@ -127,11 +127,7 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
     if (!scope) {
       failures.hit(`addr:${request.ip}`);
       reply.header("www-authenticate", 'Bearer realm="tidewire"');
-      throw new HubError(
-        401,
-        "ERR_UNAUTHORIZED",
-        "a valid bearer token is required (Authorization: Bearer <token>)",
-      );
+      throw unauthorized(request.headers.authorization);
     }
     request.scope = scope;
   });
