@@ -10,7 +10,7 @@
  * exponential backoff when SQLITE_BUSY/SQLITE_LOCKED escapes the busy timeout.
  * `close` checkpoints the WAL so the file is whole on its own.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { InvalidArgumentError, StoreError } from "./errors.js";
@@ -60,7 +60,6 @@ const DEFAULTS = {
 
 export const DEFAULT_RETRY: RetryOptions = { attempts: 5, baseMs: 10, maxMs: 500 };
 
-const SQLITE_HEADER = Buffer.from("SQLite format 3\0", "latin1");
 const JOURNAL_MODES = new Set(["WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY", "OFF"]);
 const SYNCHRONOUS = new Set(["OFF", "NORMAL", "FULL", "EXTRA"]);
 const AUTO_VACUUM = new Set(["NONE", "FULL", "INCREMENTAL"]);
@@ -248,15 +247,22 @@ function checkIsSqliteFile(path: string, allowEmpty: boolean): void {
       "ERR_EMPTY_FILE",
     );
   }
-  const fd = openSync(path, "r");
+  // The header is read through SQLite, never through a descriptor of our own: closing any descriptor
+  // of a file drops every POSIX lock this process holds on it, so a second open in a process that has
+  // the file open already (the hub's status thread) left the first connection unlocked, and the next
+  // program to close its own connection took itself for the last, checkpointed and deleted the WAL the
+  // hub went on writing to: those writes were lost. SQLite keeps such a descriptor open until the
+  // process's last lock on the file is gone.
+  let probe: Database.Database | undefined;
   try {
-    const head = Buffer.alloc(SQLITE_HEADER.length);
-    const n = readSync(fd, head, 0, head.length, 0);
-    if (n < head.length || !head.equals(SQLITE_HEADER)) {
+    probe = new Database(path, { readonly: true, fileMustExist: true });
+    probe.pragma("schema_version");
+  } catch (err) {
+    if ((err as { code?: string }).code === "SQLITE_NOTADB")
       throw new StoreError(`${path} is not a SQLite database; it was left untouched`, "ERR_NOT_A_DATABASE");
-    }
+    // Anything else (no permission, say) is the real open's to report.
   } finally {
-    closeSync(fd);
+    probe?.close();
   }
 }
 

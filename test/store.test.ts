@@ -3,6 +3,7 @@
  * checkpoint on close, and the busy retry. One process; the multi-process
  * behaviour is tested elsewhere.
  */
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -224,6 +225,20 @@ describe("openStore files", () => {
     expect((error as Error).message).toMatch(/not a SQLite database/);
     expect(readFileSync(path).equals(content)).toBe(true);
     expect(readdirSync(dir)).toEqual(["data.db"]); // no -wal, -shm or journal left beside it
+  });
+
+  it("a second open in the same process leaves the first's locks: another program cannot delete the WAL under it", () => {
+    const path = dbPath();
+    const first = track(openStore(path));
+    first.write(() => first.db.exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)"));
+    // The hub's status thread does this: a read-only store on the file this process already has open.
+    openStore(path, { readonly: true }).close();
+    // Another program opens and closes the file. Had the first connection lost its locks, this one
+    // would take itself for the last, checkpoint and delete the WAL the first still writes to.
+    execFileSync("sqlite3", [path, "SELECT count(*) FROM t;"]);
+    expect(existsSync(`${path}-wal`)).toBe(true);
+    first.write(() => first.db.exec("INSERT INTO t VALUES (2)"));
+    expect(execFileSync("sqlite3", [path, "SELECT count(*) FROM t;"], { encoding: "utf8" })).toBe("2\n");
   });
 
   it("refuses a folder given as the database path", () => {
