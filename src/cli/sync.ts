@@ -8,7 +8,8 @@
  * for each refusal of the handshake (no token or a wrong one, a bucket the
  * hub does not serve or the token may not use, another protocol version)
  * and, with --json, the hub's code. `--watch` exits 1 the same way when its
- * first handshake fails; once it is accepted it keeps syncing, pushing every
+ * first handshake is refused, and waits (backing off) for a hub it cannot
+ * reach yet; once the handshake is accepted it keeps syncing, pushing every
  * --push-interval and pulling every --pull-interval (both --interval unless
  * given), pulling at once when the hub announces changes, backing off while
  * it is down and warning on stderr after --warn-after-failures failures in a
@@ -19,6 +20,7 @@
 import { type Command, Option } from "commander";
 import { TidewireError } from "../errors.js";
 import { Replica } from "../replica/replica.js";
+import { backoffDelay } from "../sync/failure-streak.js";
 import { ProtocolError } from "../sync/protocol.js";
 import {
   type CycleResult,
@@ -26,8 +28,8 @@ import {
   SyncManager,
   type SyncPosition,
 } from "../sync/sync-manager.js";
-import { HubAuthError, HubBucketError } from "../sync/transport.js";
-import { HttpTransport } from "../sync/transport-http.js";
+import { HubAuthError, HubBucketError, HubRefusedError } from "../sync/transport.js";
+import { HttpTransport, TransportError } from "../sync/transport-http.js";
 import {
   duration,
   existingDatabase,
@@ -163,7 +165,7 @@ async function watch(manager: SyncManager, flags: SyncFlags) {
   });
   let starting = true;
   manager.on("failed", (err, retryIn) => {
-    // A first handshake that failed: start() rejects with its error, which main tells once.
+    // A first handshake that failed: start() rejects with its error, told below.
     if (starting && retryIn === undefined) return;
     total.failures++;
     process.stderr.write(
@@ -181,22 +183,40 @@ async function watch(manager: SyncManager, flags: SyncFlags) {
       `tidewire: sync with ${manager.transport.peer} recovered after ${failures} failed cycles over ${(downMs / 1000).toFixed(1)} s\n`,
     );
   });
-  try {
-    await manager.start();
-    starting = false;
-  } catch (err) {
-    await manager.stop();
-    throw err;
-  }
-  await new Promise<void>((done) => {
+  let signalled = false;
+  const stopSignal = new Promise<void>((done) => {
     const stop = () => {
       process.off("SIGINT", stop);
       process.off("SIGTERM", stop);
+      signalled = true;
       done();
     };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
   });
+  // A refused first handshake ends the run (the same request would be refused again); a hub that
+  // cannot be reached yet is waited for, at the loop's own backoff, as the loop would.
+  while (!signalled) {
+    try {
+      await manager.start();
+      starting = false;
+      break;
+    } catch (err) {
+      if (!transient(err)) {
+        await manager.stop();
+        throw err;
+      }
+      total.failures++;
+      const delay = backoffDelay(manager.retry, manager.status.failures);
+      process.stderr.write(
+        `tidewire: sync failed: ${(err as Error).message}; retrying in ${(delay / 1000).toFixed(1)} s\n`,
+      );
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([stopSignal, new Promise((r) => (timer = setTimeout(r, delay)))]);
+      clearTimeout(timer);
+    }
+  }
+  await stopSignal;
   await manager.stop();
   return { ...total, lastSuccessAt: manager.status.lastSuccessAt ?? null };
 }
@@ -229,6 +249,11 @@ function explain(err: unknown, flags: SyncFlags, hub: string): unknown {
     );
   }
   return err;
+}
+
+/** A failure the next try may not meet: the hub out of reach, or a refusal it says is temporary. */
+function transient(err: unknown): boolean {
+  return err instanceof TransportError || (err instanceof HubRefusedError && !err.permanent);
 }
 
 function describe(r: CycleResult): string {

@@ -5,8 +5,9 @@
  * Contract: `fail` counts a failure and is true exactly once per streak,
  * when it reaches `warnAfter` (never when that is 0). `succeed` ends the
  * streak and returns how many failed and for how long only when the streak
- * had warned, so a recovery is told exactly when a warning was. `backoff` is
- * min(max, initial * multiplier^(failures-1)) with +-jitter.
+ * had warned, so a recovery is told exactly when a warning was. `backoff`
+ * (and `backoffDelay`) is min(max, initial * multiplier^(failures-1)) with
+ * +-jitter.
  */
 import type { RetryOptions } from "./sync-options.js";
 
@@ -33,8 +34,13 @@ export class FailureStreak {
   }
 
   backoff(retry: Required<RetryOptions>): number {
-    const { initialMs, maxMs, multiplier, jitter } = retry;
-    const base = Math.min(maxMs, initialMs * multiplier ** Math.max(0, this.failures - 1));
-    return Math.max(0, Math.round(base * (1 + jitter * (2 * Math.random() - 1))));
+    return backoffDelay(retry, this.failures);
   }
+}
+
+/** The pause after `failures` failures in a row, for a caller that retries what the loop does not (a first handshake). */
+export function backoffDelay(retry: Required<RetryOptions>, failures: number): number {
+  const { initialMs, maxMs, multiplier, jitter } = retry;
+  const base = Math.min(maxMs, initialMs * multiplier ** Math.max(0, failures - 1));
+  return Math.max(0, Math.round(base * (1 + jitter * (2 * Math.random() - 1))));
 }
