@@ -87,6 +87,7 @@ export {
   type InitialSyncOptions,
   type RetryOptions,
   type SyncDirection,
+  type SyncLogger,
   SyncManager,
   type SyncManagerOptions,
   type SyncPosition,
