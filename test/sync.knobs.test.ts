@@ -167,6 +167,8 @@ describe("push and pull intervals", () => {
     // ...while a's own write is still waiting: no push leg ran in all those cycles.
     expect(board.calls.push).toBe(0);
     expect(rows(h.replica)).toEqual([{ id: 2, name: "from b", qty: 2 }]);
+    // The loop's next wake-up is a pull's, not the push's hour away.
+    await waitFor(() => m.status.nextAt !== undefined, "the armed loop");
     expect(m.status.nextAt! - Date.now()).toBeLessThan(30_000);
   });
 
