@@ -1,15 +1,25 @@
 /**
  * FailureStreak: a SyncManager's failed cycles in a row, the backoff they
- * call for, and when the streak should warn.
+ * call for, and the warning and recovery it tells.
  *
  * Contract: `fail` counts a failure and is true exactly once per streak,
- * when it reaches `warnAfter` (never when that is 0). `succeed` ends the
- * streak and returns how many failed and for how long only when the streak
- * had warned, so a recovery is told exactly when a warning was. `backoff`
+ * when it reaches `warnAfter` (never when that is 0); `warn` then logs the
+ * warning and tells `onWarning`. `succeed` ends the streak, and only when
+ * the streak had warned logs the recovery and tells `onRecovered` how many
+ * failed and for how long, so a recovery is told exactly when a warning
+ * was. `backoff`
  * (and `backoffDelay`) is min(max, initial * multiplier^(failures-1)) with
  * +-jitter.
  */
-import type { RetryOptions } from "./sync-options.js";
+import type { RetryOptions, SyncLogger } from "./sync-options.js";
+
+export interface StreakReports {
+  /** Whom the manager syncs with, for the log lines. */
+  peer: string;
+  logger: SyncLogger;
+  onWarning: (error: Error, failures: number, since: number) => void;
+  onRecovered: (failures: number, downMs: number) => void;
+}
 
 export class FailureStreak {
   failures = 0;
@@ -17,7 +27,10 @@ export class FailureStreak {
   since = 0;
   private warned = false;
 
-  constructor(readonly warnAfter: number) {}
+  constructor(
+    readonly warnAfter: number,
+    private readonly reports: StreakReports,
+  ) {}
 
   fail(now: number): boolean {
     if (this.failures++ === 0) this.since = now;
@@ -26,11 +39,28 @@ export class FailureStreak {
     return true;
   }
 
-  succeed(now: number): { failures: number; downMs: number } | null {
-    const ended = this.warned ? { failures: this.failures, downMs: now - this.since } : null;
+  /** The streak has just reached `warnAfter` (`fail` said so). */
+  warn(error: Error): void {
+    const { peer, logger } = this.reports;
+    logger.warn(
+      { peer, failures: this.failures, since: new Date(this.since).toISOString(), error: error.message },
+      `sync with ${peer} has failed ${this.failures} times in a row: ${error.message}`,
+    );
+    this.reports.onWarning(error, this.failures, this.since);
+  }
+
+  succeed(now: number): void {
+    const { failures, warned } = this;
     this.failures = 0;
     this.warned = false;
-    return ended;
+    if (!warned) return;
+    const { peer, logger } = this.reports;
+    const downMs = now - this.since;
+    logger.info(
+      { peer, failures, downMs },
+      `sync with ${peer} recovered after ${failures} failed cycles over ${Math.round(downMs / 1000)} s`,
+    );
+    this.reports.onRecovered(failures, downMs);
   }
 
   backoff(retry: Required<RetryOptions>): number {

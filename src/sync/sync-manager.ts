@@ -38,7 +38,6 @@ import {
   type InitialSyncOptions,
   type RetryOptions,
   type SyncDirection,
-  type SyncLogger,
   type SyncManagerOptions,
   type SyncPosition,
   type SyncStatus,
@@ -81,7 +80,6 @@ export class SyncManager extends EventEmitter<Events> {
   readonly pullIntervalMs: number;
   readonly warnAfterFailures: number;
   readonly retry: Required<RetryOptions>;
-  private readonly logger: SyncLogger;
   private readonly schedule: SyncSchedule;
   private batchSize: number;
   private readonly cursors: CursorStore;
@@ -118,9 +116,13 @@ export class SyncManager extends EventEmitter<Events> {
     this.pushIntervalMs = settings.pushIntervalMs;
     this.pullIntervalMs = settings.pullIntervalMs;
     this.retry = settings.retry;
-    this.logger = settings.logger;
     this.warnAfterFailures = settings.warnAfterFailures;
-    this.streak = new FailureStreak(settings.warnAfterFailures);
+    this.streak = new FailureStreak(settings.warnAfterFailures, {
+      peer: transport.peer,
+      logger: settings.logger,
+      onWarning: (error, failures, since) => this.emit("warning", error, failures, since),
+      onRecovered: (failures, downMs) => this.emit("recovered", failures, downMs),
+    });
     this.cursors = options.cursors ?? new CursorStore(replica.store, { flushIntervalMs: 0 });
     const legs = BOTH.filter((l) => this.direction === "both" || this.direction === l);
     this.schedule = new SyncSchedule(legs, { push: this.pushIntervalMs, pull: this.pullIntervalMs });
@@ -314,7 +316,7 @@ export class SyncManager extends EventEmitter<Events> {
         await pullAll({ ...leg, key, progress: report("pull", key, () => this.hubHead) });
       }
       result.durationMs = performance.now() - started;
-      this.recovered();
+      this.streak.succeed(Date.now());
       const now = Date.now();
       this.setStatus({ state: "idle", failures: 0, lastSuccessAt: now });
       syncCycles.labels(peer, bucketLabel, "ok").inc();
@@ -344,36 +346,13 @@ export class SyncManager extends EventEmitter<Events> {
       // A first handshake that failed stops the loop before anyone hears of a next try.
       if (!shook) this.settleStart(error);
       this.emit("failed", error, this.started ? this.retryIn : undefined);
-      if (warn) this.warn(error);
+      if (warn) this.streak.warn(error);
       throw error;
     } finally {
       clearInterval(hold);
       syncChanges.labels(peer, bucketLabel, "push").inc(result.pushed);
       syncChanges.labels(peer, bucketLabel, "pull").inc(result.pulled);
     }
-  }
-
-  /** The streak of failures has just reached `warnAfterFailures`. */
-  private warn(error: Error): void {
-    const { failures, since } = this.streak;
-    const peer = this.transport.peer;
-    this.logger.warn(
-      { peer, failures, since: new Date(since).toISOString(), error: error.message },
-      `sync with ${peer} has failed ${failures} times in a row: ${error.message}`,
-    );
-    this.emit("warning", error, failures, since);
-  }
-
-  /** Ends the streak of failures, saying so when it had warned. */
-  private recovered(): void {
-    const ended = this.streak.succeed(Date.now());
-    if (!ended) return;
-    const peer = this.transport.peer;
-    this.logger.info(
-      { peer, ...ended },
-      `sync with ${peer} recovered after ${ended.failures} failed cycles over ${Math.round(ended.downMs / 1000)} s`,
-    );
-    this.emit("recovered", ended.failures, ended.downMs);
   }
 
   private async handshake(): Promise<string> {
