@@ -10,9 +10,11 @@
  * and when the store closes. `getOrStart` is "0" for a peer never seen.
  * Reopening a store restores every flushed cursor. A cursor is written after
  * the batch it covers is durable, so a crash in between re-sends a batch,
- * which applying twice makes harmless.
+ * which applying twice makes harmless. Every flush with something to write
+ * counts in /metrics (flushes, rows written, failures).
  */
 import { InvalidArgumentError, StoreError } from "./errors.js";
+import { cursorFlushErrors, cursorFlushes, cursorRowsFlushed } from "./metrics.js";
 import { checkName } from "./queue/validate.js";
 import type { Store } from "./store.js";
 
@@ -127,7 +129,7 @@ export class CursorStore {
     this.checkOpen();
     const k = normalize(key);
     const had = this.cursors.has(k.id);
-    this.store.write(() => this.sql.remove.run(k.peer, k.bucket, k.direction));
+    this.store.write(() => this.sql.remove.run(k.peer, k.bucket, k.direction), "cursor.delete");
     this.cursors.delete(k.id);
     this.dirty.delete(k.id);
     return had;
@@ -137,7 +139,7 @@ export class CursorStore {
   deletePeer(peer: string): number {
     this.checkOpen();
     const name = checkName("peer", peer);
-    const removed = this.store.write(() => this.sql.removePeer.run(name).changes);
+    const removed = this.store.write(() => this.sql.removePeer.run(name).changes, "cursor.delete");
     for (const [k, c] of this.cursors) {
       if (c.peer !== name) continue;
       this.cursors.delete(k);
@@ -162,14 +164,17 @@ export class CursorStore {
     const ids = [...this.dirty];
     this.dirty.clear();
     const rows = ids.map((i) => this.cursors.get(i)).filter((c): c is Cursor => c !== undefined);
+    cursorFlushes.inc();
     try {
       this.store.write(() => {
         for (const c of rows) this.sql.upsert.run(c.peer, c.bucket, c.direction, c.value, c.updatedAt);
-      });
+      }, "cursor.flush");
     } catch (err) {
       for (const i of ids) this.dirty.add(i);
+      cursorFlushErrors.inc();
       throw err;
     }
+    cursorRowsFlushed.inc(rows.length);
     for (const c of rows) c.dirty = this.dirty.has(id(c.peer, c.bucket, c.direction));
     return rows.length;
   }
@@ -177,7 +182,8 @@ export class CursorStore {
   /** Moves the WAL into the database file without waiting on readers or writers (PASSIVE). */
   checkpoint(): void {
     this.checkOpen();
-    if (!this.store.readonly) this.store.retrying(() => this.store.db.pragma("wal_checkpoint(PASSIVE)"));
+    if (!this.store.readonly)
+      this.store.retrying(() => this.store.db.pragma("wal_checkpoint(PASSIVE)"), "checkpoint");
   }
 
   /** Flushes, then checkpoints. Idempotent; runs by itself when the store closes. */

@@ -99,13 +99,14 @@ export {
   type InitialSyncOptions,
   type RetryOptions,
   type SyncDirection,
+  type SyncLogger,
   SyncManager,
   type SyncManagerOptions,
   type SyncPosition,
   type SyncState,
   type SyncStatus,
 } from "./sync/sync-manager.js";
-export { HubRefusedError, type Transport } from "./sync/transport.js";
+export { HubAuthError, HubBucketError, HubRefusedError, type Transport } from "./sync/transport.js";
 export { HttpTransport, type HttpTransportOptions, TransportError } from "./sync/transport-http.js";
 export { MemoryTransport, type Switchboard } from "./sync/transport-memory.js";
 export { disableTracing, enableTracing, tracingEnabled } from "./trace.js";

@@ -10,9 +10,67 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 
 export const registry = new Registry();
 
+/**
+ * Every place that retries a call which met SQLITE_BUSY/SQLITE_LOCKED names
+ * itself with one of these: a fixed set, so the label cannot grow. "write"
+ * is a `Store.write` nobody labelled (an application's own, say).
+ */
+export const BUSY_OPERATIONS = [
+  "write",
+  "open",
+  "checkpoint",
+  "cursor.flush",
+  "cursor.delete",
+  "queue.add",
+  "queue.claim",
+  "queue.settle",
+  "queue.lease",
+  "queue.admin",
+  "queue.schedule",
+  "replica.track",
+  "replica.apply",
+  "replica.ingest",
+  "replica.schema",
+  "replica.clock",
+  "replica.conflict",
+  "outbox",
+  "peers",
+  "remotes",
+  "pins",
+  "mesh.read",
+  "hub.handshake",
+  "hub.pull",
+  "hub.push",
+  "hub.refusal",
+  "hub.watch",
+  "daemon.worker",
+  "daemon.scheduler",
+] as const;
+
+export type BusyOperation = (typeof BUSY_OPERATIONS)[number];
+
 export const sqliteBusyRetries = new Counter({
   name: "tidewire_sqlite_busy_retries_total",
-  help: "SQLITE_BUSY or SQLITE_LOCKED errors that escaped the busy timeout and were retried",
+  help: "SQLITE_BUSY or SQLITE_LOCKED errors that escaped the busy timeout and were retried, by operation",
+  labelNames: ["operation"] as const,
+  registers: [registry],
+});
+
+export const cursorFlushes = new Counter({
+  name: "tidewire_cursor_flushes_total",
+  help: "CursorStore flushes that had dirty cursors to write, whatever their result",
+  registers: [registry],
+});
+
+export const cursorRowsFlushed = new Counter({
+  name: "tidewire_cursor_rows_flushed_total",
+  help: "Cursors CursorStore flushes wrote to tw_cursors",
+  registers: [registry],
+});
+
+export const cursorFlushErrors = new Counter({
+  name: "tidewire_cursor_flush_errors_total",
+  help: "CursorStore flushes that failed (their cursors stay dirty and are flushed later)",
   registers: [registry],
 });
 

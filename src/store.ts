@@ -10,11 +10,11 @@
  * exponential backoff when SQLITE_BUSY/SQLITE_LOCKED escapes the busy timeout.
  * `close` checkpoints the WAL so the file is whole on its own.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { InvalidArgumentError, StoreError } from "./errors.js";
-import { sqliteBusyRetries } from "./metrics.js";
+import { type BusyOperation, sqliteBusyRetries } from "./metrics.js";
 import { migrate } from "./migrations.js";
 
 export type JournalMode = "WAL" | "DELETE" | "TRUNCATE" | "PERSIST" | "MEMORY" | "OFF";
@@ -60,7 +60,6 @@ const DEFAULTS = {
 
 export const DEFAULT_RETRY: RetryOptions = { attempts: 5, baseMs: 10, maxMs: 500 };
 
-const SQLITE_HEADER = Buffer.from("SQLite format 3\0", "latin1");
 const JOURNAL_MODES = new Set(["WAL", "DELETE", "TRUNCATE", "PERSIST", "MEMORY", "OFF"]);
 const SYNCHRONOUS = new Set(["OFF", "NORMAL", "FULL", "EXTRA"]);
 const AUTO_VACUUM = new Set(["NONE", "FULL", "INCREMENTAL"]);
@@ -101,9 +100,9 @@ export class Store {
         if (this.db.pragma("page_count", { simple: true }) === 0) {
           this.db.pragma(`auto_vacuum = ${opts.autoVacuum}`);
         }
-        this.retrying(() => this.db.pragma(`journal_mode = ${opts.journalMode}`));
+        this.retrying(() => this.db.pragma(`journal_mode = ${opts.journalMode}`), "open");
         this.db.pragma(`synchronous = ${opts.synchronous}`);
-        this.retrying(() => migrate(this.db));
+        this.retrying(() => migrate(this.db), "open");
       }
     } catch (err) {
       this.db.close();
@@ -117,31 +116,32 @@ export class Store {
   /**
    * Runs `fn` in an IMMEDIATE transaction (the write lock is taken up front, so
    * a reader never has to upgrade and deadlock), retrying busy errors. `fn` must
-   * be synchronous: better-sqlite3 transactions cannot span an await.
+   * be synchronous: better-sqlite3 transactions cannot span an await. `op`
+   * labels its busy retries in /metrics.
    */
-  write<T>(fn: () => T): T {
+  write<T>(fn: () => T, op: BusyOperation = "write"): T {
     const tx = this.db.transaction(fn);
-    return this.retrying(() => tx.immediate());
+    return this.retrying(() => tx.immediate(), op);
   }
 
   /**
    * `write` for a hot path: wraps `fn` once and returns a function that runs it
    * in an IMMEDIATE transaction with busy retry, sparing the per-call wrapping.
    */
-  writer<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+  writer<A extends unknown[], R>(fn: (...args: A) => R, op: BusyOperation = "write"): (...args: A) => R {
     const tx = this.db.transaction(fn);
-    return (...args: A) => this.retrying(() => tx.immediate(...args));
+    return (...args: A) => this.retrying(() => tx.immediate(...args), op);
   }
 
-  /** Runs `fn`, retrying SQLITE_BUSY/SQLITE_LOCKED with capped exponential backoff. */
-  retrying<T>(fn: () => T): T {
+  /** Runs `fn`, retrying SQLITE_BUSY/SQLITE_LOCKED with capped exponential backoff, counted under `op`. */
+  retrying<T>(fn: () => T, op: BusyOperation = "write"): T {
     for (let attempt = 0; ; attempt++) {
       try {
         return fn();
       } catch (err) {
         if (!isBusy(err) || attempt >= this.retry.attempts) throw err;
         this.busyRetries++;
-        sqliteBusyRetries.inc();
+        sqliteBusyRetries.labels(op).inc();
         sleepSync(Math.min(this.retry.maxMs, this.retry.baseMs * 2 ** attempt));
       }
     }
@@ -176,7 +176,7 @@ export class Store {
     const timeout = this.db.pragma("busy_timeout", { simple: true }) as number;
     if (mode === "TRUNCATE") this.db.pragma(`busy_timeout = ${Math.min(timeout, waitMs)}`);
     try {
-      const [r] = this.retrying(() => this.db.pragma(`wal_checkpoint(${mode})`)) as Array<{
+      const [r] = this.retrying(() => this.db.pragma(`wal_checkpoint(${mode})`), "checkpoint") as Array<{
         busy: number;
         log: number;
         checkpointed: number;
@@ -247,15 +247,22 @@ function checkIsSqliteFile(path: string, allowEmpty: boolean): void {
       "ERR_EMPTY_FILE",
     );
   }
-  const fd = openSync(path, "r");
+  // The header is read through SQLite, never through a descriptor of our own: closing any descriptor
+  // of a file drops every POSIX lock this process holds on it, so a second open in a process that has
+  // the file open already (the hub's status thread) left the first connection unlocked, and the next
+  // program to close its own connection took itself for the last, checkpointed and deleted the WAL the
+  // hub went on writing to: those writes were lost. SQLite keeps such a descriptor open until the
+  // process's last lock on the file is gone.
+  let probe: Database.Database | undefined;
   try {
-    const head = Buffer.alloc(SQLITE_HEADER.length);
-    const n = readSync(fd, head, 0, head.length, 0);
-    if (n < head.length || !head.equals(SQLITE_HEADER)) {
+    probe = new Database(path, { readonly: true, fileMustExist: true });
+    probe.pragma("schema_version");
+  } catch (err) {
+    if ((err as { code?: string }).code === "SQLITE_NOTADB")
       throw new StoreError(`${path} is not a SQLite database; it was left untouched`, "ERR_NOT_A_DATABASE");
-    }
+    // Anything else (no permission, say) is the real open's to report.
   } finally {
-    closeSync(fd);
+    probe?.close();
   }
 }
 

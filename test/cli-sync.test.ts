@@ -6,10 +6,15 @@
  * Also: `--watch` picks up another client's write through the live notice
  * of a hub that relays the bucket without having its table, and stops on
  * SIGTERM with a JSON summary; exit statuses 0/1/2 and
- * one JSON document on stdout with --json.
+ * one JSON document on stdout with --json. The knobs: a sentence and the
+ * hub's code for each refused handshake (no token, a wrong one, a bucket
+ * out of scope or unknown, another protocol version), --push-interval and
+ * --pull-interval each keeping its own pace, and --warn-after-failures
+ * warning once while the hub is down and saying when it is back.
  */
 import { type ChildProcess, execFileSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +23,8 @@ import { listeningUrl, type Run, runNode, sql, useTempDirs, waitFor } from "./he
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist/cli/main.js");
 const TOKEN = "e2e-token-0123456789abcdef";
+/** May use bucket "other" only, which the hub serves because this token names it. */
+const OTHER = "e2e-other-bucket-0123456789";
 const tempDir = useTempDirs("tidewire-cli-sync-");
 
 const children: ChildProcess[] = [];
@@ -51,7 +58,12 @@ async function startHub(
   const tokens = join(dir, "tokens.json");
   writeFileSync(
     tokens,
-    JSON.stringify({ tokens: [{ token: TOKEN, buckets: ["default"], access: "read-write" }] }),
+    JSON.stringify({
+      tokens: [
+        { token: TOKEN, buckets: ["default"], access: "read-write" },
+        { token: OTHER, buckets: ["other"], access: "read-write" },
+      ],
+    }),
   );
   // A relay-only hub takes the clients' new table from a read-write token only when it declares it.
   const declare = tables ? [] : ["--table", "items=default"];
@@ -256,12 +268,17 @@ describe("tidewire sync, end to end", { timeout: 180_000 }, () => {
     const db = await client(dir, "c");
     const wrong = await tidewire(["sync", db, "--remote", hub.url, "--token", "not-the-token-000000"]);
     expect(wrong.code).toBe(1);
-    expect(wrong.stderr).toBe("tidewire: a valid bearer token is required (Authorization: Bearer <token>)\n");
+    expect(wrong.stderr).toBe(
+      `tidewire: the hub at ${hub.url} refused the token (--token or TIDEWIRE_TOKEN): it is not one the hub knows\n`,
+    );
     const bucket = await sync(db, hub.url, "--bucket", "nope");
     expect(bucket.code).toBe(1);
     expect(JSON.parse(bucket.stdout)).toEqual({
       ok: false,
-      error: { code: "ERR_UNKNOWN_BUCKET", message: 'the hub serves no bucket "nope"' },
+      error: {
+        code: "ERR_UNKNOWN_BUCKET",
+        message: `${hub.url} refused the handshake: the hub serves no bucket "nope"; sync only the buckets it serves (--bucket)`,
+      },
     });
     hub.child.kill("SIGTERM");
     await new Promise((r) => hub.child.on("exit", r));
@@ -279,5 +296,207 @@ describe("tidewire sync, end to end", { timeout: 180_000 }, () => {
     // The generated token was never written: this hub was given one.
     expect(existsSync(`${hub.db}.token`)).toBe(false);
     expect(readFileSync(hub.db).subarray(0, 15).toString()).toBe("SQLite format 3");
+  });
+});
+
+/** `tidewire serve --token` (every bucket: GET /v1/status answers it) on `db`, at `port` (0: any). */
+async function serveWithToken(db: string, port: number) {
+  const run = tidewire(["serve", "--db", db, "--port", String(port), "--token", TOKEN]);
+  const url = await listeningUrl(run.child);
+  return { url, child: run.child, port: Number(new URL(url).port) };
+}
+
+/** The hub's record of one client (GET /v1/status), or undefined before it is heard from. */
+async function clientOf(url: string, nodeId: string) {
+  const res = await fetch(`${url}/v1/status`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const status = (await res.json()) as {
+    clients: Array<{ nodeId: string; lastSeenAt: number; lastAction: string }>;
+  };
+  return status.clients.find((c) => c.nodeId === nodeId);
+}
+
+function nodeIdOf(db: string): string {
+  return sql(db, "SELECT node FROM tw_clock WHERE id = 0;").trim();
+}
+
+function stopped(child: ChildProcess): Promise<unknown> {
+  return child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((r) => child.once("exit", r));
+}
+
+describe("tidewire sync's knobs", { timeout: 180_000 }, () => {
+  it("says which refusal stopped the handshake, with the hub's code, and exits 1, --watch included (not for a hub down)", async () => {
+    const dir = tempDir();
+    const hub = await startHub(dir);
+    const db = await client(dir, "c");
+    const noToken = await tidewire(["sync", db, "--remote", hub.url, "--json"]);
+    expect(noToken.code).toBe(1);
+    expect(noToken.stderr).toBe(
+      `tidewire: the hub at ${hub.url} requires a token: pass --token or set TIDEWIRE_TOKEN\n`,
+    );
+    expect(JSON.parse(noToken.stdout).error.code).toBe("ERR_UNAUTHORIZED");
+    const forbidden = await sync(db, hub.url, "--bucket", "other");
+    expect(forbidden.code).toBe(1);
+    expect(forbidden.stderr).toBe(
+      `tidewire: ${hub.url} refused the handshake: this token may not read bucket "other"; use a token for that bucket, or leave it out (--bucket)\n`,
+    );
+    expect(JSON.parse(forbidden.stdout).error.code).toBe("ERR_FORBIDDEN_BUCKET");
+    // --watch stops at a refused first handshake instead of retrying it for ever.
+    const watch = await tidewire([
+      "sync",
+      db,
+      "--remote",
+      hub.url,
+      "--token",
+      "not-the-token-000000",
+      "--watch",
+    ]);
+    expect(watch.code).toBe(1);
+    expect(watch.stderr).toMatch(/^tidewire: the hub at \S+ refused the token \(--token or TIDEWIRE_TOKEN\)/);
+    hub.child.kill("SIGTERM");
+    await stopped(hub.child);
+    // A hub it cannot reach yet is waited for, not given up on: until SIGTERM, which ends the run well.
+    const down = tidewire(["sync", db, "--remote", hub.url, "--token", TOKEN, "--watch", "--json"]);
+    let waiting = "";
+    down.child.stderr!.on("data", (d: Buffer) => {
+      waiting += String(d);
+    });
+    await waitFor(() => (waiting.match(/sync failed/g) ?? []).length >= 2, "two tries", {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+    });
+    expect(waiting).toMatch(
+      /^tidewire: sync failed: \/v1\/handshake: cannot reach .*ECONNREFUSED.*; retrying in [\d.]+ s$/m,
+    );
+    down.child.kill("SIGTERM");
+    const gaveUp = await down;
+    expect(gaveUp.code).toBe(0);
+    expect(JSON.parse(gaveUp.stdout)).toMatchObject({ ok: true, cycles: 0 });
+    expect(JSON.parse(gaveUp.stdout).failures).toBeGreaterThanOrEqual(2);
+
+    // A hub of another protocol version, as a newer tidewire would answer.
+    const newer = createServer((req, res) => {
+      res.writeHead(400, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          error: {
+            code: "ERR_PROTOCOL_VERSION",
+            message: "protocol version 1 is not supported: this hub speaks version 2",
+          },
+        }),
+      );
+      req.resume();
+    });
+    await new Promise<void>((r) => newer.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(newer.address() as { port: number }).port}`;
+    try {
+      const version = await sync(db, url);
+      expect(version.code).toBe(1);
+      expect(version.stderr).toBe(
+        `tidewire: the hub at ${url} speaks another protocol version (protocol version 1 is not supported: this hub speaks version 2); run versions of tidewire that share one\n`,
+      );
+      expect(JSON.parse(version.stdout).error.code).toBe("ERR_PROTOCOL_VERSION");
+    } finally {
+      newer.close();
+    }
+  });
+
+  it("--pull-interval and --push-interval each keep their own pace", async () => {
+    const dir = tempDir();
+    const hubDb = join(dir, "hub.db");
+    sql(hubDb, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);");
+    expect((await tidewire(["init", hubDb, "--table", "items"])).code).toBe(0);
+    const hub = await serveWithToken(hubDb, 0);
+    const c = await client(dir, "c");
+    const node = nodeIdOf(c);
+    sql(c, "INSERT INTO items VALUES (1, 'first cycle', 1);");
+    const flags = ["sync", c, "--remote", hub.url, "--token", TOKEN, "--watch", "--json"];
+    const pulling = tidewire([...flags, "--push-interval", "1h", "--pull-interval", "100ms"]);
+    await waitFor(() => sql(hubDb, ROWS) === "1|first cycle|1\n", "the first cycle's push", {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+    });
+    sql(c, "INSERT INTO items VALUES (2, 'waits for the push interval', 2);");
+    // Three pulls seen by the hub after the write: the pull leg keeps its 100 ms pace...
+    const seen = new Set<number>();
+    await waitFor(
+      async () => {
+        const me = await clientOf(hub.url, node);
+        if (me?.lastAction === "pull") seen.add(me.lastSeenAt);
+        return seen.size >= 3;
+      },
+      "three pulls",
+      { timeoutMs: 30_000, intervalMs: 50 },
+    );
+    // ...and the push leg its hour: the second row is still only here.
+    expect(sql(hubDb, ROWS)).toBe("1|first cycle|1\n");
+    pulling.child.kill("SIGTERM");
+    const summary = JSON.parse((await pulling).stdout);
+    expect(summary).toMatchObject({ ok: true, pushed: 1, failures: 0, warnings: 0 });
+    expect(summary.cycles).toBeGreaterThanOrEqual(4);
+
+    const pushing = tidewire([...flags, "--push-interval", "100ms", "--pull-interval", "1h"]);
+    sql(c, "INSERT INTO items VALUES (3, 'pushed at its pace', 3);");
+    await waitFor(
+      () => sql(hubDb, "SELECT count(*) FROM items;") === "3\n" || pushing.child.exitCode !== null,
+      "rows 2 and 3 at the hub",
+      { timeoutMs: 30_000, intervalMs: 50 },
+    );
+    pushing.child.kill("SIGTERM");
+    const pushed = await pushing;
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(JSON.parse(pushed.stdout)).toMatchObject({ ok: true, pushed: 2 });
+    expect(sql(hubDb, "SELECT count(*) FROM items;")).toBe("3\n");
+    expect((await tidewire([...flags, "--push-interval", "soon"])).code).toBe(2);
+    expect((await tidewire([...flags, "--warn-after-failures", "-1"])).code).toBe(2);
+    hub.child.kill("SIGTERM");
+  });
+
+  it("--warn-after-failures warns once while the hub is down, and says when it is back", async () => {
+    const dir = tempDir();
+    const hubDb = join(dir, "hub.db");
+    sql(hubDb, "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);");
+    expect((await tidewire(["init", hubDb, "--table", "items"])).code).toBe(0);
+    const hub = await serveWithToken(hubDb, 0);
+    const c = await client(dir, "c");
+    const watch = tidewire([
+      ...["sync", c, "--remote", hub.url, "--token", TOKEN, "--watch", "--json"],
+      ...["--interval", "100ms", "--max-backoff", "100ms", "--warn-after-failures", "2"],
+    ]);
+    let stderr = "";
+    watch.child.stderr!.on("data", (d: Buffer) => {
+      stderr += String(d);
+    });
+    await waitFor(async () => (await clientOf(hub.url, nodeIdOf(c))) !== undefined, "the first handshake", {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+    });
+    hub.child.kill("SIGTERM");
+    await stopped(hub.child);
+    await waitFor(() => /sync failed(.|\n)*sync failed(.|\n)*sync failed/.test(stderr), "three failures", {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+    });
+    const warnings = stderr.match(/^tidewire: warning: .*$/gm) ?? [];
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(
+      new RegExp(
+        `^tidewire: warning: sync with ${hub.url} has failed 2 times in a row since \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z: .*cannot reach`,
+      ),
+    );
+    const back = await serveWithToken(hubDb, hub.port);
+    await waitFor(() => /recovered after/.test(stderr), "the recovery", {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+    });
+    expect(stderr).toMatch(
+      new RegExp(`^tidewire: sync with ${hub.url} recovered after \\d+ failed cycles over [\\d.]+ s$`, "m"),
+    );
+    watch.child.kill("SIGTERM");
+    const summary = JSON.parse((await watch).stdout);
+    expect(summary).toMatchObject({ ok: true, warnings: 1 });
+    expect(summary.failures).toBeGreaterThanOrEqual(3);
+    back.child.kill("SIGTERM");
   });
 });

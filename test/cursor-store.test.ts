@@ -1,13 +1,14 @@
 /**
  * CursorStore: in-memory sets marked dirty, flushes in one transaction with
  * busy retry that re-mark on failure, debounce, delete, getAll, checkpoint,
- * close, and reopening restores every flushed cursor. Real files; a second
- * connection plays the other process.
+ * close, and reopening restores every flushed cursor; flushes, rows and
+ * failures counted in /metrics, busy retries under "cursor.flush". Real
+ * files; a second connection plays the other process.
  */
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
-import { CursorStore, InvalidArgumentError, openStore, type Store } from "../src/index.js";
+import { CursorStore, InvalidArgumentError, metricsRegistry, openStore, type Store } from "../src/index.js";
 import { sleep, useTempDirs } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-cursors-");
@@ -22,6 +23,15 @@ function store(path = join(tempDir(), "c.db"), options = {}): Store {
   const s = openStore(path, options);
   stores.push(s);
   return s;
+}
+
+/** A metric's value now (for a labelled one, the series with these labels). */
+async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = metricsRegistry.getSingleMetric(name);
+  if (!m) throw new Error(`metric ${name} is not registered`);
+  const values = (await m.get()).values;
+  const match = values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x));
+  return match?.value ?? 0;
 }
 
 /** What another connection sees in the file. */
@@ -101,6 +111,37 @@ describe("CursorStore", () => {
     expect(c.flushDirty()).toBe(2);
     expect(c.dirtyCount()).toBe(0);
     expect(onDisk(path).map((x) => x.peer)).toEqual(["a", "b"]);
+  });
+
+  it("counts flushes, rows flushed and failed flushes, and its busy retries as cursor.flush", async () => {
+    const path = join(tempDir(), "c.db");
+    const retry = { attempts: 2, baseMs: 1, maxMs: 1 };
+    const s = store(path, { busyTimeoutMs: 0, retry });
+    const c = new CursorStore(s, { flushIntervalMs: 0 });
+    const read = async () => ({
+      flushes: await metric("tidewire_cursor_flushes_total"),
+      rows: await metric("tidewire_cursor_rows_flushed_total"),
+      errors: await metric("tidewire_cursor_flush_errors_total"),
+      busy: await metric("tidewire_sqlite_busy_retries_total", { operation: "cursor.flush" }),
+    });
+    const before = await read();
+    c.set("a", 1);
+    c.set("b", 1);
+    c.set("c", 1);
+    expect(c.flushDirty()).toBe(3);
+    expect(c.flushDirty()).toBe(0); // nothing dirty: not a flush
+    const other = new Database(path);
+    others.push(other);
+    other.exec("BEGIN IMMEDIATE");
+    c.set("a", 2);
+    expect(() => c.flushDirty()).toThrow(/locked|busy/i);
+    other.exec("ROLLBACK");
+    expect(c.flushDirty()).toBe(1);
+    const after = await read();
+    expect(after.flushes - before.flushes).toBe(3);
+    expect(after.rows - before.rows).toBe(4);
+    expect(after.errors - before.errors).toBe(1);
+    expect(after.busy - before.busy).toBe(retry.attempts);
   });
 
   it("debounces: dirty cursors are flushed flushIntervalMs after the first set", async () => {

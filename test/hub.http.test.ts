@@ -325,8 +325,7 @@ describe("over HTTP", () => {
     });
     expect(await ma.syncOnce()).toMatchObject({ pushed: 500 });
     expect(await mb.initialSync()).toMatchObject({ pulled: 500 });
-    ma.start();
-    mb.start();
+    await Promise.all([ma.start(), mb.start()]);
     await waitFor(
       () => ma.status.lastSuccessAt !== undefined && mb.status.lastSuccessAt !== undefined,
       "first cycles",
@@ -361,41 +360,50 @@ describe("over HTTP", () => {
     expect(text).not.toMatch(/tidewire_hub_changes_total\{[^}]*peer=/);
   });
 
-  it("a hub that is down: connection errors are retried, then the loop backs off and recovers", async () => {
+  it("a hub that goes down: connection errors are retried, then the loop backs off and recovers", async () => {
     const dir = tempDir();
     const a = openItems(dir, "a");
     cleanup.push(() => a.close());
-    // Nothing listens on this port yet.
-    const probe = buildServer({
-      store: a.store,
-      queue: new Queue(a.store),
-      logger: createLogger({ level: "silent" }),
+    const hub = hubOn(tempDir());
+    cleanup.push(() => hub.replica.close());
+    const listen = async (port: number) => {
+      const app = buildServer({
+        store: hub.replica.store,
+        queue: new Queue(hub.replica.store),
+        logger: createLogger({ level: "silent" }),
+        hub: { hub, auth: Auth.token(TOKEN) },
+      });
+      const url = await app.listen({ host: "127.0.0.1", port });
+      cleanup.push(() => app.close());
+      return { app, port: Number(new URL(url).port) };
+    };
+    const first = await listen(0);
+    const t = new HttpTransport(`http://127.0.0.1:${first.port}`, {
+      token: TOKEN,
+      retries: 1,
+      retryDelayMs: 5,
     });
-    const port = Number(new URL(await probe.listen({ host: "127.0.0.1", port: 0 })).port);
-    await probe.close();
-    const t = new HttpTransport(`http://127.0.0.1:${port}`, { token: TOKEN, retries: 1, retryDelayMs: 5 });
-    const m = new SyncManager(a, t, { intervalMs: 60_000, retry: { initialMs: 30, maxMs: 100, jitter: 0 } });
+    // Pushes every 50 ms, pulls every minute: only the push leg can meet the hub's absence in time.
+    const m = new SyncManager(a, t, {
+      pushIntervalMs: 50,
+      pullIntervalMs: 60_000,
+      retry: { initialMs: 30, maxMs: 100, jitter: 0 },
+    });
     cleanup.push(() => m.stop());
+    await m.start();
     const failed: Array<[string, number | undefined]> = [];
     m.on("failed", (err, retryIn) => failed.push([err.message, retryIn]));
-    m.start();
+    await first.app.close();
     await waitFor(() => failed.length >= 3, "three failures", { timeoutMs: 30_000 });
     expect(failed[0]![0]).toMatch(/cannot reach http:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
     expect(failed.slice(0, 3).map((f) => f[1])).toEqual([30, 60, 100]);
     a.store.db.exec("INSERT INTO items VALUES (1, 'pen', 1)");
-    // The hub comes up on that port.
-    const hub = hubOn(tempDir());
-    cleanup.push(() => hub.replica.close());
-    const app = buildServer({
-      store: hub.replica.store,
-      queue: new Queue(hub.replica.store),
-      logger: createLogger({ level: "silent" }),
-      hub: { hub, auth: Auth.token(TOKEN) },
+    // The hub comes back on that port.
+    await listen(first.port);
+    // The backoff is capped at 100 ms: 30 s only waits out a loaded machine.
+    await waitFor(() => m.status.state === "idle" && rows(hub.replica).length === 1, "recovery", {
+      timeoutMs: 30_000,
     });
-    await app.listen({ host: "127.0.0.1", port });
-    cleanup.push(() => app.close());
-    // The backoff is capped at 100 ms and the interval is 60 s: 30 s only waits out a loaded machine.
-    await waitFor(() => m.status.state === "idle", "recovery", { timeoutMs: 30_000 });
     expect(rows(hub.replica)).toEqual([{ id: 1, name: "pen", qty: 1 }]);
   });
 

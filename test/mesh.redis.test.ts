@@ -403,7 +403,7 @@ describe(
         const b = replica(dir, "b");
         const sa = new SyncManager(a, new HttpTransport(h1.url), { intervalMs: 60_000 });
         const sb = new SyncManager(b, new HttpTransport(h2.url), { intervalMs: 60_000 });
-        sb.start(); // its next poll is a minute away: only the live notice can bring the rows in time
+        await sb.start(); // its next poll is a minute away: only the live notice can bring the rows in time
         a.store.db.prepare("INSERT INTO items VALUES (1, 'from a', 1), (2, 'from a', 2)").run();
         await sa.syncOnce();
         await waitFor(() => rows(b).length === 2, "b, a client of hub2, to get a's rows", WAIT);

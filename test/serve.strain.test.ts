@@ -17,6 +17,7 @@ import { InvalidArgumentError } from "../src/errors.js";
 import { Auth } from "../src/hub/auth.js";
 import type { HubRoutesOptions } from "../src/hub/routes.js";
 import { createLogger } from "../src/log.js";
+import { BUSY_OPERATIONS } from "../src/metrics.js";
 import { Queue } from "../src/queue/queue.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
@@ -174,6 +175,13 @@ describe("an outside write lock on the hub's file", () => {
     expect(refused.headers.get("retry-after")).toBe("1");
     expect(JSON.parse(refused.text).error.code).toBe("ERR_DATABASE_BUSY");
     expect(refused.ms).toBeLessThan(5_000);
+    // Every busy retry the daemon made is counted under one of the fixed operations.
+    const scraped = (await call(`${hub.url}/metrics`)).text;
+    const busy = [...scraped.matchAll(/^tidewire_sqlite_busy_retries_total\{operation="([^"]+)"\} (\d+)$/gm)];
+    expect(
+      busy.map((m) => m[1]).filter((op) => !(BUSY_OPERATIONS as readonly string[]).includes(op!)),
+    ).toEqual([]);
+    expect(busy.reduce((n, m) => n + Number(m[2]), 0)).toBeGreaterThan(0);
     // A new live socket is still accepted while the lock is held.
     const during = new WebSocket(`${hub.url.replace("http", "ws")}/v1/live?buckets=default`, {
       headers: { authorization: `Bearer ${TOKEN}` },

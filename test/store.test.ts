@@ -3,6 +3,7 @@
  * checkpoint on close, and the busy retry. One process; the multi-process
  * behaviour is tested elsewhere.
  */
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -38,10 +39,11 @@ function pragma(store: Store, name: string): unknown {
   return store.db.pragma(name, { simple: true });
 }
 
-async function busyRetriesMetric(): Promise<number> {
+/** The busy-retry counter's value for one operation label. */
+async function busyRetriesMetric(operation: string): Promise<number> {
   const metric = metricsRegistry.getSingleMetric("tidewire_sqlite_busy_retries_total");
   if (!metric) throw new Error("metric tidewire_sqlite_busy_retries_total is not registered");
-  return (await metric.get()).values[0]?.value ?? 0;
+  return (await metric.get()).values.find((v) => v.labels.operation === operation)?.value ?? 0;
 }
 
 describe("openStore pragmas", () => {
@@ -225,6 +227,20 @@ describe("openStore files", () => {
     expect(readdirSync(dir)).toEqual(["data.db"]); // no -wal, -shm or journal left beside it
   });
 
+  it("a second open in the same process leaves the first's locks: another program cannot delete the WAL under it", () => {
+    const path = dbPath();
+    const first = track(openStore(path));
+    first.write(() => first.db.exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)"));
+    // The hub's status thread does this: a read-only store on the file this process already has open.
+    openStore(path, { readonly: true }).close();
+    // Another program opens and closes the file. Had the first connection lost its locks, this one
+    // would take itself for the last, checkpoint and delete the WAL the first still writes to.
+    execFileSync("sqlite3", [path, "SELECT count(*) FROM t;"]);
+    expect(existsSync(`${path}-wal`)).toBe(true);
+    first.write(() => first.db.exec("INSERT INTO t VALUES (2)"));
+    expect(execFileSync("sqlite3", [path, "SELECT count(*) FROM t;"], { encoding: "utf8" })).toBe("2\n");
+  });
+
   it("refuses a folder given as the database path", () => {
     const dir = tempDir();
     expect(() => openStore(dir)).toThrow(StoreError);
@@ -376,7 +392,7 @@ describe("busy retry", () => {
     const locker = track(new Database(path));
     locker.exec("BEGIN IMMEDIATE");
 
-    const before = await busyRetriesMetric();
+    const before = await busyRetriesMetric("write");
     let error: unknown;
     try {
       store.write(() => store.db.exec("CREATE TABLE t (x)"));
@@ -385,11 +401,18 @@ describe("busy retry", () => {
     }
     expect((error as { code?: string }).code).toBe("SQLITE_BUSY");
     expect(store.busyRetries).toBe(fastRetry.attempts);
-    expect((await busyRetriesMetric()) - before).toBe(fastRetry.attempts);
+    expect((await busyRetriesMetric("write")) - before).toBe(fastRetry.attempts);
+    // A labelled call counts under its own operation, and only there.
+    const [write, checkpoint] = [await busyRetriesMetric("write"), await busyRetriesMetric("checkpoint")];
+    expect(() => store.retrying(() => store.db.exec("BEGIN IMMEDIATE"), "checkpoint")).toThrow(
+      /locked|busy/i,
+    );
+    expect((await busyRetriesMetric("checkpoint")) - checkpoint).toBe(fastRetry.attempts);
+    expect(await busyRetriesMetric("write")).toBe(write);
 
     locker.exec("COMMIT");
     store.write(() => store.db.exec("CREATE TABLE t (x)"));
-    expect(store.busyRetries).toBe(fastRetry.attempts); // no new retries once the lock is gone
+    expect(store.busyRetries).toBe(2 * fastRetry.attempts); // no new retries once the lock is gone
     expect(store.db.prepare("SELECT count(*) FROM sqlite_master WHERE name = 't'").pluck().get()).toBe(1);
   });
 
@@ -420,11 +443,11 @@ describe("busy retry", () => {
       thread.once("error", reject);
     });
 
-    const before = await busyRetriesMetric();
+    const before = await busyRetriesMetric("queue.add");
     const queue = new Queue(store);
     const job = queue.add("after-the-lock", {}); // blocks in the retry loop until the thread commits
     expect(store.busyRetries).toBeGreaterThan(0);
-    expect((await busyRetriesMetric()) - before).toBe(store.busyRetries);
+    expect((await busyRetriesMetric("queue.add")) - before).toBe(store.busyRetries);
     expect(queue.get(job.id)?.type).toBe("after-the-lock");
     expect(await exited).toBe(0);
   });

@@ -223,14 +223,15 @@ describe("SyncManager over MemoryTransport", () => {
     const dir = tempDir();
     const h = hub(dir);
     const a = replica(dir, "a");
+    // The interval is past every backoff, so the recovered loop's next try tells the two apart.
     const { m, board } = manager(a, h, {
-      intervalMs: 60_000,
+      intervalMs: 1_000,
       retry: { initialMs: 20, maxMs: 160, multiplier: 2, jitter: 0.1 },
     });
+    await m.start();
     board.offline = true;
     const delays: number[] = [];
     m.on("failed", (_err, retryIn) => delays.push(retryIn!));
-    m.start();
     await waitFor(() => delays.length >= 6, "six failed cycles", { timeoutMs: 5_000 });
     const expected = [20, 40, 80, 160, 160, 160];
     delays.slice(0, 6).forEach((d, i) => {
@@ -239,12 +240,15 @@ describe("SyncManager over MemoryTransport", () => {
     });
     expect(m.status.state).toBe("error");
     a.store.db.exec("INSERT INTO items VALUES (1, 'pen', 1)");
+    const back = new Promise<number>((r) => m.once("synced", () => r(Date.now())));
     board.offline = false;
+    const backAt = await back;
     await waitFor(() => m.status.state === "idle", "recovery", { timeoutMs: 5_000 });
     expect(rows(h.replica)).toEqual(rows(a));
     expect(m.status.failures).toBe(0);
-    // Next try is the interval again, not a backoff.
-    expect(m.status.nextAt! - Date.now()).toBeGreaterThan(50_000);
+    // Next try is the interval again (from the recovering cycle; a live notice's pull may follow), not a backoff.
+    await waitFor(() => m.status.state === "idle" && (m.status.nextAt ?? 0) > backAt, "the re-armed loop");
+    expect(m.status.nextAt! - backAt).toBeGreaterThanOrEqual(1_000);
   });
 
   it("pulls at once when the hub says a bucket has new changes", async () => {
@@ -253,8 +257,7 @@ describe("SyncManager over MemoryTransport", () => {
     const [a, b] = [replica(dir, "a"), replica(dir, "b")];
     const ma = manager(a, h, { intervalMs: 60_000 }).m;
     const mb = manager(b, h, { intervalMs: 60_000 }).m;
-    ma.start();
-    mb.start();
+    await Promise.all([ma.start(), mb.start()]);
     await waitFor(
       () => ma.status.lastSuccessAt !== undefined && mb.status.lastSuccessAt !== undefined,
       "first cycles",

@@ -56,8 +56,9 @@ export function registerInit(program: Command): void {
       let tracked: TrackedTableInfo[];
       let warnings: string[];
       try {
-        tracked = replica.store.write(() =>
-          flags.table.map((s) => replica.track(s.table, { bucket: s.bucket })),
+        tracked = replica.store.write(
+          () => flags.table.map((s) => replica.track(s.table, { bucket: s.bucket })),
+          "replica.track",
         );
         warnings = keyWarnings(replica, tracked);
       } finally {
@@ -113,7 +114,7 @@ export function registerUntrack(program: Command): void {
             if (!replica.untrack(table))
               throw new TidewireError(`table "${table}" is not tracked in ${db}`, "ERR_NOT_TRACKED");
           }
-        });
+        }, "replica.track");
       } finally {
         replica.close();
       }

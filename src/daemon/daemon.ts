@@ -19,7 +19,7 @@ import { Hub } from "../hub/hub.js";
 import { createLogger, type Logger, type LogLevel } from "../log.js";
 import { Peers } from "../mesh/peers.js";
 import { RedisStreamsTransport } from "../mesh/redis-streams.js";
-import { collectProcessMetrics } from "../metrics.js";
+import { collectProcessMetrics, sqliteBusyRetries } from "../metrics.js";
 import { COLLECT_PINS, collectPinsHandler } from "../pins/collect-job.js";
 import { DOWNLOAD_PINS, downloadPinsHandler, type PinSource } from "../pins/download.js";
 import { Pins } from "../pins/pins.js";
@@ -402,8 +402,10 @@ function logEvents(worker: Worker, scheduler: Scheduler, logger: Logger, gate: W
     ),
   );
   gate.on("released", (heldMs) => logger.info({ heldMs }, "the database's write lock is free again"));
-  const busy = (err: unknown, what: string) => {
+  const busy = (err: unknown, what: "worker" | "scheduler") => {
     if (!isBusy(err)) return false;
+    // The next tick tries again: a retry like any other, counted so.
+    sqliteBusyRetries.labels(`daemon.${what}`).inc();
     gate.noteBusy();
     logger.debug({ err }, `${what}: the database is locked by another program; next tick`);
     return true;

@@ -17,6 +17,7 @@
 import { EventEmitter } from "node:events";
 import type Database from "better-sqlite3";
 import { RetryLaterError } from "../hub/limits.js";
+import { type BusyOperation, sqliteBusyRetries } from "../metrics.js";
 import { isBusy, type Store } from "../store.js";
 
 export interface WriteGateOptions {
@@ -89,14 +90,16 @@ export class WriteGate extends EventEmitter<{ locked: []; released: [heldMs: num
 
   /**
    * Runs `fn` (synchronous SQLite work, all or nothing) once the lock is
-   * free, retrying it while it meets the lock, for `waitMs` at most.
+   * free, retrying it while it meets the lock, for `waitMs` at most; each
+   * retry counts in /metrics under `op`.
    */
-  async run<T>(fn: () => T, waitMs = this.waitMs): Promise<T> {
+  async run<T>(fn: () => T, waitMs = this.waitMs, op: BusyOperation = "write"): Promise<T> {
     const deadline = Date.now() + waitMs;
-    for (;;) {
+    for (let again = false; ; again = true) {
       if (this.locked && !(await this.free(deadline))) {
         throw new DatabaseBusyError(1, waitMs);
       }
+      if (again) sqliteBusyRetries.labels(op).inc();
       try {
         return fn();
       } catch (err) {

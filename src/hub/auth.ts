@@ -20,6 +20,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { FULL_SCOPE, type Scope } from "./hub.js";
+import { HubError } from "./hub-error.js";
 
 export interface AuthOptions {
   token?: string;
@@ -211,6 +212,20 @@ export function resolveAuth(options: AuthOptions): ResolvedAuth {
   const token = randomBytes(24).toString("base64url");
   writeFileSync(path, `${token}\n`, { mode: 0o600, flag: "wx" });
   return { auth: Auth.token(token), generated: { token, path }, source: path };
+}
+
+/**
+ * The 401 for a request `identify` found no scope for. It says whether a
+ * token came at all, which the caller knows anyway; never why one is wrong.
+ */
+export function unauthorized(header: string | undefined): HubError {
+  return new HubError(
+    401,
+    "ERR_UNAUTHORIZED",
+    header === undefined || header === ""
+      ? "a bearer token is required (Authorization: Bearer <token>)"
+      : "the bearer token is not one this hub knows (Authorization: Bearer <token>)",
+  );
 }
 
 export function isLoopback(host: string): boolean {

@@ -18,7 +18,7 @@
  * relaying it to every other.
  */
 import { EventEmitter } from "node:events";
-import { hubChanges } from "../metrics.js";
+import { hubChanges, sqliteBusyRetries } from "../metrics.js";
 import type { Authorizer } from "../replica/apply.js";
 import type { Replica } from "../replica/replica.js";
 import { isBusy } from "../store.js";
@@ -218,7 +218,9 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
         if (touched.length > 0) this.emit("changes", touched);
       } catch (err) {
         // A busy or closing database: the next tick looks again.
-        if (isBusy(err)) gate?.noteBusy();
+        if (!isBusy(err)) return;
+        sqliteBusyRetries.labels("hub.watch").inc();
+        gate?.noteBusy();
       }
     }, intervalMs);
     timer.unref();

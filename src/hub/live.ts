@@ -18,7 +18,7 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { WebSocket, WebSocketServer } from "ws";
-import type { Auth } from "./auth.js";
+import { type Auth, unauthorized } from "./auth.js";
 import { type Hub, HubError } from "./hub.js";
 import { RetryLaterError, tooManyFailures, WindowCounter } from "./limits.js";
 
@@ -59,7 +59,7 @@ export function attachLive(app: FastifyInstance, hub: Hub, auth: Auth, limits: L
       const scope = auth.identify(req.headers.authorization);
       if (!scope) {
         limits.failures.hit(address);
-        throw new HubError(401, "ERR_UNAUTHORIZED", "a valid bearer token is required");
+        throw unauthorized(req.headers.authorization);
       }
       const early = limits.perSecond > 0 ? upgrades.hit(scope.id) : 0;
       if (early > 0)

@@ -94,7 +94,7 @@ function culprit(replica: Replica, changes: Change[], from: string): number | un
       const i = changes.findIndex((c) => children.has(c.table) && c.op !== "delete");
       if (i >= 0) found = i;
       throw ROLLBACK;
-    });
+    }, "hub.refusal");
   } catch {
     // ROLLBACK, or anything else (the disk, the lock): then the answer names no change.
   }

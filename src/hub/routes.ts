@@ -16,11 +16,12 @@
 import rateLimit from "@fastify/rate-limit";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { DatabaseBusyError, WriteGate } from "../daemon/write-gate.js";
+import type { BusyOperation } from "../metrics.js";
 import type { Pins } from "../pins/pins.js";
 import { pinRoutes } from "../pins/routes.js";
 import { isBusy } from "../store.js";
 import { PROTOCOL_VERSION } from "../sync/protocol.js";
-import type { Auth } from "./auth.js";
+import { type Auth, unauthorized } from "./auth.js";
 import { type Hub, HubError, type Scope } from "./hub.js";
 import { jobRoutes } from "./jobs-routes.js";
 import {
@@ -128,11 +129,7 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
     if (!scope) {
       failures.hit(`addr:${request.ip}`);
       reply.header("www-authenticate", 'Bearer realm="tidewire"');
-      throw new HubError(
-        401,
-        "ERR_UNAUTHORIZED",
-        "a valid bearer token is required (Authorization: Bearer <token>)",
-      );
+      throw unauthorized(request.headers.authorization);
     }
     request.scope = scope;
   });
@@ -146,17 +143,17 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
   );
 
   const bodyLimit = hub.limits.maxBytes + ENVELOPE_BYTES;
-  const route = (path: string, handle: (body: unknown, scope: Scope) => unknown) =>
+  const route = (path: string, op: BusyOperation, handle: (body: unknown, scope: Scope) => unknown) =>
     app.post(path, { bodyLimit }, async (request: FastifyRequest) => {
       if (request.body === undefined || request.body === null) {
         throw new HubError(400, "ERR_MALFORMED", "the request needs a JSON body");
       }
       const body = request.body;
-      return gate.run(() => handle(body, request.scope!));
+      return gate.run(() => handle(body, request.scope!), undefined, op);
     });
-  route("/v1/handshake", (b, s) => hub.handshake(b, s));
-  route("/v1/pull", (b, s) => hub.pull(b, s));
-  route("/v1/push", (b, s) => hub.push(b, s));
+  route("/v1/handshake", "hub.handshake", (b, s) => hub.handshake(b, s));
+  route("/v1/pull", "hub.pull", (b, s) => hub.pull(b, s));
+  route("/v1/push", "hub.push", (b, s) => hub.push(b, s));
   const liveSubscribers = attachLive(app, hub, auth, {
     ...liveCaps({ maxLive: options.maxLive, maxLivePerToken: options.maxLivePerToken }),
     perSecond,

@@ -107,7 +107,7 @@ export class Peers {
         });
       }
       return toPeer(this.row(id)!);
-    });
+    }, "peers");
   }
 
   get(id: string): Peer | undefined {
@@ -125,7 +125,10 @@ export class Peers {
     if (typeof rttMs !== "number" || !Number.isFinite(rttMs) || rttMs < 0)
       throw new InvalidArgumentError("rttMs", `must be a finite number >= 0, got ${String(rttMs)}`);
     const when = checkTime(at);
-    const changed = this.store.write(() => this.sql.up.run({ rttMs, at: when, id: peer }).changes > 0);
+    const changed = this.store.write(
+      () => this.sql.up.run({ rttMs, at: when, id: peer }).changes > 0,
+      "peers",
+    );
     if (changed) {
       peerUp.labels(peer).set(1);
       peerRtt.labels(peer).set(rttMs / 1000);
@@ -142,7 +145,7 @@ export class Peers {
     const peer = checkPeerId(id);
     const b = checkName("bucket", bucket);
     const when = checkTime(at);
-    this.store.write(() => this.sql.seen.run({ id: peer, bucket: b, at: when, now: Date.now() }));
+    this.store.write(() => this.sql.seen.run({ id: peer, bucket: b, at: when, now: Date.now() }), "peers");
     peerUp.labels(peer).set(1);
   }
 
@@ -154,6 +157,7 @@ export class Peers {
     const when = checkTime(at);
     const changed = this.store.write(
       () => this.sql.down.run({ error: error.slice(0, MAX_ERROR), at: when, id: peer }).changes > 0,
+      "peers",
     );
     if (changed) peerUp.labels(peer).set(0);
     return changed;
@@ -163,7 +167,7 @@ export class Peers {
   noteNodeId(id: string, nodeId: string): boolean {
     const peer = checkPeerId(id);
     const node = checkNodeId("nodeId", nodeId);
-    return this.store.write(() => this.sql.nodeId.run(node, peer).changes > 0);
+    return this.store.write(() => this.sql.nodeId.run(node, peer).changes > 0, "peers");
   }
 
   /**
@@ -182,7 +186,7 @@ export class Peers {
     const store = cursors ?? new CursorStore(this.store, { flushIntervalMs: 0 });
     // Cursors first: a crash in between leaves a peer to remove again, never cursors nobody owns.
     for (const name of cursorNames(toPeer(row))) store.deletePeer(name);
-    this.store.write(() => this.sql.remove.run(peer));
+    this.store.write(() => this.sql.remove.run(peer), "peers");
     peerUp.remove(peer);
     peerRtt.remove(peer);
     return true;

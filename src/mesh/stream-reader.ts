@@ -165,7 +165,7 @@ export class StreamReader {
       cursors.set(cursorKey(peer, bucket), formatPosition(p));
       if (atomic) cursors.flushDirty();
       return p;
-    });
+    }, "mesh.read");
     if (!atomic) cursors.flushDirty();
     const now = Date.now();
     if (pos.cursor > tail.pos.cursor && tail.gap) {

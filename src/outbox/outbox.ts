@@ -196,7 +196,7 @@ export class Outbox {
         const now = this.now();
         const params = { ...msg, spool: this.name, kind, size: bytes.length, body: bytes, now };
         return this.sql.insert.get(params) as MetaRow;
-      });
+      }, "outbox");
       return toMeta(row);
     } catch (err) {
       const code = (err as { code?: string }).code;
@@ -239,7 +239,7 @@ export class Outbox {
       if (!row) return undefined;
       const values = normalizePatch(patch, row);
       return toMeta(this.sql.patch.get({ ...values, id: row.id, spool: this.name }) as MetaRow);
-    });
+    }, "outbox");
   }
 
   /** Inside a transaction: the Outbox's number of a message, undefined when there is none. */
@@ -290,7 +290,7 @@ export class Outbox {
       }
       const params = { to, next, error: null, now, id, spool: this.name, from: cur.state };
       return this.sql.move.get(params) !== undefined;
-    });
+    }, "outbox");
   }
 
   /** Moves due incoming and deferred messages to active, highest priority then oldest first. */
@@ -298,6 +298,7 @@ export class Outbox {
     checkInteger("limit", limit, 1);
     const rows = this.database.write(
       () => this.sql.claim.all({ now: this.now(), spool: this.name, limit }) as MessageRow[],
+      "outbox",
     );
     // RETURNING gives no order; hand messages out in claim order.
     rows.sort((a, b) => b.priority - a.priority || a.id - b.id);
@@ -320,7 +321,7 @@ export class Outbox {
         from: "active",
       };
       return this.sql.move.get(params) !== undefined;
-    });
+    }, "outbox");
   }
 
   /**
@@ -348,7 +349,7 @@ export class Outbox {
         from: "active",
       }) as MetaRow;
       return toMeta(row);
-    });
+    }, "outbox");
   }
 
   counts(): OutboxCounts {
@@ -378,6 +379,9 @@ export class Outbox {
       }
     }
     const [a, b = a] = states as [OutboxState, OutboxState?];
-    return this.database.write(() => this.sql.purge.run(this.name, a, b, this.now() - olderThan).changes);
+    return this.database.write(
+      () => this.sql.purge.run(this.name, a, b, this.now() - olderThan).changes,
+      "outbox",
+    );
   }
 }

@@ -91,7 +91,7 @@ export class Pins {
           bytesFreed += f.size;
         }
       }
-    });
+    }, "pins");
     return { deleted, bytesFreed, kept: files.length - deleted.length, tempFilesRemoved };
   }
 }

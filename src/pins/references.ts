@@ -64,14 +64,14 @@ export class PinReferences {
         `table ${JSON.stringify(table)} has no column ${JSON.stringify(column)}`,
       );
     }
-    return this.store.write(() => this.insertSql.run(table, column, Date.now()).changes > 0);
+    return this.store.write(() => this.insertSql.run(table, column, Date.now()).changes > 0, "pins");
   }
 
   /** Forgets a declaration; false when there was none. */
   undeclare(table: string, column: string): boolean {
     checkName("table", table);
     checkName("column", column);
-    return this.store.write(() => this.deleteSql.run(table, column).changes > 0);
+    return this.store.write(() => this.deleteSql.run(table, column).changes > 0, "pins");
   }
 
   columns(): PinColumn[] {

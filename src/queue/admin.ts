@@ -124,7 +124,7 @@ export class QueueAdmin {
       let changed = 0;
       for (const id of ids) if (this.applyOne(o.action, id, o.priority)) changed++;
       return changed;
-    });
+    }, "queue.admin");
   }
 
   private params(filter: JobFilter | undefined): Params {

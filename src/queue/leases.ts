@@ -123,9 +123,11 @@ export class Leases {
           : this.sql.claimTypes.all(owner, now + leaseMs, now, this.name, now, types, limit)
       ) as ClaimedRow[];
       return { rows, now };
-    });
-    this.settleTx = store.writer((owner: string, settlements: Settlement[], result: SettleResult) =>
-      this.writeSettlements(owner, settlements, result),
+    }, "queue.claim");
+    this.settleTx = store.writer(
+      (owner: string, settlements: Settlement[], result: SettleResult) =>
+        this.writeSettlements(owner, settlements, result),
+      "queue.settle",
     );
   }
 
@@ -205,7 +207,7 @@ export class Leases {
   }
 
   extendLeases(owner: string, leaseMs: number): number[] {
-    return this.store.write(() => this.sql.extend.all(this.now() + leaseMs, owner, this.name));
+    return this.store.write(() => this.sql.extend.all(this.now() + leaseMs, owner, this.name), "queue.lease");
   }
 
   /** Returns claimed but unstarted jobs to pending without spending an attempt. */
@@ -215,10 +217,13 @@ export class Leases {
       let changed = 0;
       for (const job of jobs) changed += this.sql.release.run(job.id, owner, job.attempts).changes;
       return changed;
-    });
+    }, "queue.lease");
   }
 
   reapExpired(): number {
-    return this.store.write(() => this.sql.reap.run({ now: this.now(), queue: this.name }).changes);
+    return this.store.write(
+      () => this.sql.reap.run({ now: this.now(), queue: this.name }).changes,
+      "queue.lease",
+    );
   }
 }

@@ -162,8 +162,11 @@ export class Queue implements JobQueue {
             AND state IN (SELECT value FROM json_each(?)) AND finished_at < ?`,
       ),
     };
-    this.addOne = store.writer((r: NormalizedAdd, now: number) => this.insert(r, now));
-    this.addBatch = store.writer((rows: NormalizedAdd[], now: number) => this.insertBatch(rows, now));
+    this.addOne = store.writer((r: NormalizedAdd, now: number) => this.insert(r, now), "queue.add");
+    this.addBatch = store.writer(
+      (rows: NormalizedAdd[], now: number) => this.insertBatch(rows, now),
+      "queue.add",
+    );
     this.leases = new Leases(store, this.name, this.backoff, () => this.now());
     this.schedules = new Schedules(db, this.name);
     this.admin = new QueueAdmin(store, this.name, (action, id, priority) =>
@@ -313,6 +316,7 @@ export class Queue implements JobQueue {
       () =>
         this.sql.move.run({ to, now: this.now(), id, queue: this.name, from: from && JSON.stringify(from) })
           .changes,
+      "queue.admin",
     );
     if (changed > 0 && to === "pending") this.events.emit("added");
     return changed > 0;
@@ -323,6 +327,7 @@ export class Queue implements JobQueue {
     checkId(id);
     const changed = this.store.write(
       () => this.sql.retry.run({ now: this.now(), id, queue: this.name }).changes,
+      "queue.admin",
     );
     if (changed > 0) this.events.emit("added");
     return changed > 0;
@@ -379,6 +384,7 @@ export class Queue implements JobQueue {
     const { olderThanMs, states } = normalizeCleanup(options);
     return this.store.write(
       () => this.sql.cleanup.run(this.name, JSON.stringify(states), this.now() - olderThanMs).changes,
+      "queue.admin",
     );
   }
 
@@ -397,12 +403,12 @@ export class Queue implements JobQueue {
   }
 
   private upsertPeriodic(spec: PeriodicSpec): void {
-    this.store.write(() => this.schedules.upsert(spec, this.now()));
+    this.store.write(() => this.schedules.upsert(spec, this.now()), "queue.schedule");
   }
 
   removePeriodic(name: string): boolean {
     checkName("name", name);
-    return this.store.write(() => this.schedules.remove(name));
+    return this.store.write(() => this.schedules.remove(name), "queue.schedule");
   }
 
   listPeriodic(): PeriodicJob[] {
@@ -423,7 +429,7 @@ export class Queue implements JobQueue {
     const types = this.store.write(() => {
       const now = this.now();
       return this.schedules.fireDue(now, (job) => this.insert(job, now));
-    });
+    }, "queue.schedule");
     for (const type of types) jobsAdded.labels(type).inc();
     if (types.length > 0) this.events.emit("added");
     return types.length;
@@ -472,7 +478,7 @@ export class Queue implements JobQueue {
   /** A pending job's new priority and/or due time; false if the job is not pending. */
   update(id: number, patch: JobUpdate): boolean {
     checkId(id);
-    const changed = this.store.write(() => this.admin.updateRow(id, patch));
+    const changed = this.store.write(() => this.admin.updateRow(id, patch), "queue.admin");
     if (changed && patch.runAt !== undefined) this.events.emit("added");
     return changed;
   }
@@ -480,7 +486,7 @@ export class Queue implements JobQueue {
   /** Deletes a job that is not running; false if there is none or it runs. */
   remove(id: number): boolean {
     checkId(id);
-    return this.store.write(() => this.admin.removeRow(id));
+    return this.store.write(() => this.admin.removeRow(id), "queue.admin");
   }
 
   /** Applies `action` to every job `filter` matches, in one transaction; returns how many changed. */
@@ -494,7 +500,7 @@ export class Queue implements JobQueue {
   act(action: JobAction, id: number, options?: { priority?: number }): boolean {
     checkId(id);
     const o = normalizeBulk(action, options);
-    const changed = this.store.write(() => this.applyOne(o.action, id, o.priority));
+    const changed = this.store.write(() => this.applyOne(o.action, id, o.priority), "queue.admin");
     if (changed && (action === "retry" || action === "run")) this.events.emit("added");
     return changed;
   }

@@ -157,7 +157,7 @@ export class Remotes {
     const row = this.row(key);
     if (!row) return false;
     // Row first: once it is gone no new job starts, and what follows can be redone by hand.
-    this.store.write(() => this.sql.remove.run(key));
+    this.store.write(() => this.sql.remove.run(key), "remotes");
     this.forget(row.target, cursors);
     return true;
   }
@@ -177,14 +177,14 @@ export class Remotes {
   setPaused(id: string, paused: boolean): boolean {
     const key = checkRemoteId(id);
     if (typeof paused !== "boolean") throw new InvalidArgumentError("paused", "must be a boolean");
-    return this.store.write(() => this.sql.paused.run(paused ? 1 : 0, key).changes > 0);
+    return this.store.write(() => this.sql.paused.run(paused ? 1 : 0, key).changes > 0, "remotes");
   }
 
   /** A cycle started (due-ness is counted from here). */
   noteAttempt(id: string, at = Date.now()): void {
     const key = checkRemoteId(id);
     const when = checkInteger("at", at, 0);
-    this.store.write(() => this.sql.attempt.run(when, key));
+    this.store.write(() => this.sql.attempt.run(when, key), "remotes");
   }
 
   /** A cycle succeeded, having pushed and/or pulled. */
@@ -209,7 +209,7 @@ export class Remotes {
     if (typeof error !== "string" || error.trim() === "")
       throw new InvalidArgumentError("error", "must be a non-empty string");
     const when = checkInteger("at", at, 0);
-    this.store.write(() => this.sql.error.run(error.slice(0, MAX_ERROR), when, key));
+    this.store.write(() => this.sql.error.run(error.slice(0, MAX_ERROR), when, key), "remotes");
   }
 
   /** Every target as shown outside the daemon, with its spooled payloads counted. */

@@ -128,7 +128,7 @@ export class Applier {
         if (!this.retrier.running && this.conflicts.anyQuarantined())
           this.retrier.retry(result.filled, touchedKeys(result.written), false);
         return { received: result.received, applied: result.applied, quarantined: result.quarantined.size };
-      });
+      }, "replica.apply");
     } catch (err) {
       // The rollback took back relayed tables `commit` recorded: so must the catalog, or it keeps them.
       if (state.recorded) this.catalog.refresh(true);
@@ -142,7 +142,7 @@ export class Applier {
    * when their parent's table takes rows or the schema has changed.
    */
   retryQuarantined(): number {
-    return this.store.write(() => this.retrier.retry(new Set(), new Set(), true));
+    return this.store.write(() => this.retrier.retry(new Set(), new Set(), true), "replica.conflict");
   }
 
   /** The batch's work, inside the caller's transaction. */

@@ -127,6 +127,6 @@ export class SchemaWatch {
         }
       }
       this.seen = schemaVersion(this.store.db);
-    });
+    }, "replica.schema");
   }
 }

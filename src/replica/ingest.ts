@@ -90,7 +90,7 @@ export class Ingester {
   ingest(): number {
     let total = 0;
     while (this.waiting()) {
-      const n = this.store.write(() => this.ingestChunk(BigInt(this.chunk)));
+      const n = this.store.write(() => this.ingestChunk(BigInt(this.chunk)), "replica.ingest");
       if (n === 0) break;
       total += n;
     }

@@ -95,7 +95,7 @@ export class Replica {
   ) {
     this.store = store;
     const maxDriftMs = options.maxDriftMs ?? DEFAULT_MAX_DRIFT_MS;
-    this.clock = store.write(() => new Clock(store.db, options.nodeId, maxDriftMs));
+    this.clock = store.write(() => new Clock(store.db, options.nodeId, maxDriftMs), "replica.clock");
     this.nodeId = this.clock.nodeId;
     this.catalog = new Catalog(store.db);
     this.log = new ChangeLog(store.db, this.catalog);
@@ -153,7 +153,7 @@ export class Replica {
     return this.store.write(() => {
       this.catchUp();
       return this.tracker.track(table, options);
-    });
+    }, "replica.track");
   }
 
   /** Stops capturing `table` and forgets its log entries; false when it was not tracked. */
@@ -161,7 +161,7 @@ export class Replica {
     return this.store.write(() => {
       this.catchUp();
       return this.tracker.untrack(table);
-    });
+    }, "replica.track");
   }
 
   /**
@@ -219,7 +219,7 @@ export class Replica {
       // gone, or no longer trackable) is quarantined by the applier with the
       // problem, which says what to run (Catalog.problem).
       return this.applier.apply(changes, options);
-    });
+    }, "replica.apply");
   }
 
   /**
@@ -245,7 +245,7 @@ export class Replica {
     return this.store.write(() => {
       this.ingester.ingest();
       return this.applier.retryQuarantined();
-    });
+    }, "replica.conflict");
   }
 
   /**
@@ -301,7 +301,7 @@ export class Replica {
       }
       this.applier.conflicts.markRestored(id);
       return { id, restored: true };
-    });
+    }, "replica.conflict");
   }
 
   /** The clock as it stands, staged writes counted: 16 hex digits. */
@@ -330,7 +330,7 @@ export class Replica {
     return this.store.write(() => {
       this.ingester.ingest();
       return resetClock(this.store.db, this.clock, drift, now);
-    });
+    }, "replica.clock");
   }
 
   stats(): ReplicaStats {

@@ -66,7 +66,7 @@ export class Tracker {
     if (options === null || typeof options !== "object")
       throw new InvalidArgumentError("options", "must be an object");
     const given = options.bucket === undefined ? undefined : checkName("bucket", options.bucket);
-    return this.store.write(() => this.install(name, given));
+    return this.store.write(() => this.install(name, given), "replica.track");
   }
 
   /**
@@ -138,7 +138,7 @@ export class Tracker {
       this.sql.remove.run(t.id);
       this.catalog.refresh(true);
       return true;
-    });
+    }, "replica.track");
   }
 
   /**

@@ -10,106 +10,79 @@
  * the push cursor after the hub's acknowledgement, the pull cursor after the
  * local apply committed, and it is flushed at once, so a crash resumes from
  * the last batch and re-sends at most one (applying twice changes nothing).
- * `start` runs cycles every `intervalMs`, and after a failure waits
- * min(max, initial * multiplier^(failures-1)) with +-jitter instead; the loop
- * re-arms after every cycle whatever happened. A live notification from the
- * transport runs a cycle at once. `stop` stops the loop, waits for the cycle
- * in flight and flushes cursors. Events: "synced" (a CycleResult), "failed"
- * (the error, and the delay before the next try), "progress", "status".
+ * A handshake refused for the token is a HubAuthError, for a bucket a
+ * HubBucketError (see transport.ts), for the protocol version a ProtocolError.
+ * `start` runs the push leg every `pushIntervalMs` and the pull leg every
+ * `pullIntervalMs` (both `intervalMs` unless given; see SyncSchedule), and
+ * after a failure waits min(max, initial * multiplier^(failures-1)) with
+ * +-jitter instead; the loop re-arms after every cycle whatever happened. It
+ * resolves once the first handshake is accepted, and when that handshake
+ * fails rejects with its error and leaves nothing running; a manager already
+ * started rejects at once. A live notification from the transport runs the
+ * pull leg at once. `stop` stops the loop, waits for the cycle in flight and
+ * flushes cursors. After `warnAfterFailures` failed cycles in a row it warns
+ * once (logger, "warning" event), and says so when a cycle succeeds again
+ * ("recovered"). Events: "synced" (a CycleResult), "failed" (the error, and
+ * the delay before the next try), "warning", "recovered", "progress", "status".
  */
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { type CursorKey, CursorStore } from "../cursor-store.js";
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { syncChanges, syncCycleDuration, syncCycles, syncLastSuccess } from "../metrics.js";
 import type { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
 import { detached, inSpan } from "../trace.js";
+import { FailureStreak } from "./failure-streak.js";
 import { CAPABILITIES, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError } from "./protocol.js";
+import {
+  type CycleResult,
+  type InitialSyncOptions,
+  type RetryOptions,
+  type SyncDirection,
+  type SyncManagerOptions,
+  type SyncPosition,
+  type SyncStatus,
+  syncSettings,
+} from "./sync-options.js";
+import { type LegName, SyncSchedule } from "./sync-schedule.js";
 import { pullAll, pushAll } from "./transfer.js";
 import { HubRefusedError, type Transport } from "./transport.js";
-
-export type SyncDirection = "push" | "pull" | "both";
-
-export interface RetryOptions {
-  /** First delay after a failure, ms (default 1000). */
-  initialMs?: number;
-  /** Longest delay, ms (default 60 000). */
-  maxMs?: number;
-  /** Growth per consecutive failure (default 2). */
-  multiplier?: number;
-  /** +- this fraction of the delay at random (default 0.2). */
-  jitter?: number;
-}
-
-export interface SyncManagerOptions {
-  direction?: SyncDirection;
-  /** Changes per batch (default 1000; the hub may lower it). */
-  batchSize?: number;
-  /** Buckets to sync (default: every bucket this replica tracks, or "default"). */
-  buckets?: string[];
-  /** Pause between cycles of the background loop, ms (default 5000). */
-  intervalMs?: number;
-  retry?: RetryOptions;
-  /** Where cursors are kept (default: a CursorStore on the replica's store). */
-  cursors?: CursorStore;
-}
-
-export type SyncState = "idle" | "syncing" | "error";
-
-export interface SyncStatus {
-  state: SyncState;
-  /** The last failure's message while state is "error". */
-  message?: string;
-  /** Epoch ms of the last cycle that succeeded. */
-  lastSuccessAt?: number;
-  /** Consecutive failed cycles. */
-  failures: number;
-  /** Epoch ms the background loop will try next, when it is running. */
-  nextAt?: number;
-}
-
-export interface CycleResult {
-  pushed: number;
-  pulled: number;
-  /** Pulled changes that won at least one entry here. */
-  applied: number;
-  durationMs: number;
-}
-
-/** Where a leg of an initial sync stands after a batch; cursors are sequence numbers. */
-export interface SyncPosition {
-  direction: "push" | "pull";
-  /** The leg's cursor when it started, and after this batch. */
-  start: string;
-  cursor: string;
-  /**
-   * The last sequence number of the log the leg reads when it started: this
-   * replica's for push, the hub's for pull (when the hub says; see
-   * capability "head"). The leg ends at or before it, unless writes go on.
-   */
-  head?: string;
-}
-
-export interface InitialSyncOptions {
-  /** After every batch: its size, the changes moved so far, whether more are waiting, and where the leg stands. */
-  onProgress?: (batchSize: number, total: number, hasMore: boolean, position: SyncPosition) => void;
-}
 
 type Events = {
   synced: [CycleResult];
   failed: [error: Error, retryInMs: number | undefined];
+  /** The streak of failures reached `warnAfterFailures`: the last error, the failures so far, since when (epoch ms). */
+  warning: [error: Error, failures: number, since: number];
+  /** A cycle succeeded after a streak that warned: how many failed, and for how long (ms). */
+  recovered: [failures: number, downMs: number];
   progress: [batchSize: number, total: number, hasMore: boolean, position: SyncPosition];
   status: [SyncStatus];
 };
 
-const RETRY_DEFAULTS: Required<RetryOptions> = { initialMs: 1000, maxMs: 60_000, multiplier: 2, jitter: 0.2 };
+const BOTH: readonly LegName[] = ["push", "pull"];
+
+export type {
+  CycleResult,
+  InitialSyncOptions,
+  RetryOptions,
+  SyncDirection,
+  SyncLogger,
+  SyncManagerOptions,
+  SyncPosition,
+  SyncState,
+  SyncStatus,
+} from "./sync-options.js";
 
 export class SyncManager extends EventEmitter<Events> {
   readonly direction: SyncDirection;
   readonly buckets: string[];
   readonly intervalMs: number;
+  readonly pushIntervalMs: number;
+  readonly pullIntervalMs: number;
+  readonly warnAfterFailures: number;
   readonly retry: Required<RetryOptions>;
+  private readonly schedule: SyncSchedule;
   private batchSize: number;
   private readonly cursors: CursorStore;
   private hubNodeId: string | null = null;
@@ -119,12 +92,16 @@ export class SyncManager extends EventEmitter<Events> {
   private unsubscribe: (() => void) | null = null;
   private running: Promise<CycleResult> | null = null;
   private queued: Promise<CycleResult> | null = null;
+  /** The legs the queued cycle will run: those of every call that joined it. */
+  private readonly wanted = new Set<LegName>();
+  /** `start`'s promise, until the loop's first handshake settles it. */
+  private starting: { resolve: () => void; reject: (error: Error) => void } | null = null;
   private limits = DEFAULT_LIMITS;
   private retryIn = 0;
   private timer: NodeJS.Timeout | null = null;
   private keepAlive: NodeJS.Timeout | null = null;
   private started = false;
-  private failures = 0;
+  private readonly streak: FailureStreak;
   private current: SyncStatus = { state: "idle", failures: 0 };
 
   constructor(
@@ -133,31 +110,24 @@ export class SyncManager extends EventEmitter<Events> {
     options: SyncManagerOptions = {},
   ) {
     super();
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
-    const direction = options.direction ?? "both";
-    if (!["push", "pull", "both"].includes(direction)) {
-      throw new InvalidArgumentError(
-        "direction",
-        `must be push, pull or both, got ${JSON.stringify(direction)}`,
-      );
-    }
-    this.direction = direction;
-    this.batchSize = positive("batchSize", options.batchSize ?? DEFAULT_LIMITS.maxRows);
-    this.intervalMs = positive("intervalMs", options.intervalMs ?? 5000);
-    const retry = { ...RETRY_DEFAULTS, ...options.retry };
-    positive("retry.initialMs", retry.initialMs);
-    positive("retry.maxMs", retry.maxMs);
-    if (!(retry.multiplier >= 1)) throw new InvalidArgumentError("retry.multiplier", "must be >= 1");
-    if (!(retry.jitter >= 0 && retry.jitter < 1))
-      throw new InvalidArgumentError("retry.jitter", "must be in [0, 1)");
-    this.retry = retry;
-    const buckets = options.buckets ?? [...new Set(replica.tables().map((t) => t.bucket))].sort();
-    if (!Array.isArray(buckets) || buckets.some((b) => typeof b !== "string" || b.trim() === "")) {
-      throw new InvalidArgumentError("buckets", "must be an array of bucket names");
-    }
-    this.buckets = buckets.length ? [...new Set(buckets)].sort() : [DEFAULT_BUCKET];
+    const settings = syncSettings(replica, options);
+    this.direction = settings.direction;
+    this.batchSize = settings.batchSize;
+    this.buckets = settings.buckets;
+    this.intervalMs = settings.intervalMs;
+    this.pushIntervalMs = settings.pushIntervalMs;
+    this.pullIntervalMs = settings.pullIntervalMs;
+    this.retry = settings.retry;
+    this.warnAfterFailures = settings.warnAfterFailures;
+    this.streak = new FailureStreak(settings.warnAfterFailures, {
+      peer: transport.peer,
+      logger: settings.logger,
+      onWarning: (error, failures, since) => this.emit("warning", error, failures, since),
+      onRecovered: (failures, downMs) => this.emit("recovered", failures, downMs),
+    });
     this.cursors = options.cursors ?? new CursorStore(replica.store, { flushIntervalMs: 0 });
+    const legs = BOTH.filter((l) => this.direction === "both" || this.direction === l);
+    this.schedule = new SyncSchedule(legs, { push: this.pushIntervalMs, pull: this.pullIntervalMs });
   }
 
   get status(): SyncStatus {
@@ -171,16 +141,24 @@ export class SyncManager extends EventEmitter<Events> {
 
   /** One cycle now; calls while a cycle runs share one more cycle after it, which sees their writes. */
   syncOnce(): Promise<CycleResult> {
+    return this.run(BOTH);
+  }
+
+  /** A cycle of `legs`, or a share of the one queued after the cycle in flight. */
+  private run(legs: readonly LegName[]): Promise<CycleResult> {
     if (this.running) {
+      for (const l of legs) this.wanted.add(l);
       this.queued ??= this.running
         .catch(() => {})
         .then(() => {
           this.queued = null;
-          return this.syncOnce();
+          const joined = [...this.wanted];
+          this.wanted.clear();
+          return this.run(joined);
         });
       return this.queued;
     }
-    this.running = this.cycle().finally(() => {
+    this.running = this.cycle(legs).finally(() => {
       this.running = null;
     });
     return this.running;
@@ -200,28 +178,44 @@ export class SyncManager extends EventEmitter<Events> {
     while (this.running) await this.running.catch(() => {});
     // A fresh handshake, so the hub's head is today's.
     this.hubNodeId = null;
-    this.running = this.cycle(progress).finally(() => {
+    this.running = this.cycle(BOTH, progress).finally(() => {
       this.running = null;
     });
     return this.running;
   }
 
-  /** Starts the background loop (and the live subscription, if the transport has one). */
-  start(): void {
-    if (this.started) return;
+  /**
+   * Starts the background loop; resolves once its first handshake is
+   * accepted, and then subscribes to live notices if the transport can.
+   * When that handshake fails it rejects with the handshake's error and the
+   * loop is stopped again; a manager already started rejects at once.
+   */
+  start(): Promise<void> {
+    if (this.started)
+      return Promise.reject(
+        new TidewireError("the sync loop is already started; stop() it first", "ERR_ALREADY_STARTED"),
+      );
     this.started = true;
     // A started loop keeps its process alive even while a call waits on a socket Node does not count.
     this.keepAlive = setInterval(() => {}, 60_000);
-    if (this.transport.subscribe) {
-      this.unsubscribe = this.transport.subscribe(this.buckets, () => {
-        if (this.started && this.direction !== "push") this.kick();
-      });
-    }
-    this.kick();
+    const first = new Promise<void>((resolve, reject) => {
+      this.starting = { resolve, reject };
+    });
+    this.schedule.restart(Date.now());
+    this.kick(this.schedule.legs);
+    return first;
   }
 
   /** Stops the loop, waits for the cycle in flight, flushes cursors. Idempotent. */
   async stop(): Promise<void> {
+    this.halt();
+    while (this.running || this.queued) await (this.queued ?? this.running)?.catch(() => {});
+    this.cursors.flushDirty();
+    this.setStatus({ ...this.current, nextAt: undefined });
+  }
+
+  /** Drops the loop's timer, handle and subscription: nothing more starts, the cycle in flight runs on. */
+  private halt(): void {
     this.started = false;
     if (this.keepAlive) clearInterval(this.keepAlive);
     this.keepAlive = null;
@@ -229,50 +223,62 @@ export class SyncManager extends EventEmitter<Events> {
     this.unsubscribe = null;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    while (this.running || this.queued) await (this.queued ?? this.running)?.catch(() => {});
-    this.cursors.flushDirty();
-    this.setStatus({ ...this.current, nextAt: undefined });
   }
 
-  /** Runs a cycle now, then re-arms the timer whatever happened. */
-  private kick(): void {
+  /** Settles `start`'s promise once: an accepted first handshake subscribes, a failed one stops the loop. */
+  private settleStart(error: Error | null): void {
+    const starting = this.starting;
+    if (!starting) return;
+    this.starting = null;
+    if (error) {
+      this.halt();
+      starting.reject(error);
+      return;
+    }
+    if (this.started && this.transport.subscribe) {
+      this.unsubscribe = this.transport.subscribe(this.buckets, () => {
+        if (this.started && this.direction !== "push") this.kick(["pull"]);
+      });
+    }
+    starting.resolve();
+  }
+
+  /** Runs `legs` now, then re-arms the timer whatever happened. */
+  private kick(legs: readonly LegName[]): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    detached(() => this.syncOnce())
+    detached(() => this.run(legs))
       .then(
-        () => this.arm(this.intervalMs),
-        () => this.arm(this.retryIn),
+        () => this.schedule.ran(legs, Date.now()),
+        () => this.schedule.failed(Date.now(), this.retryIn),
       )
+      .then(() => this.arm())
       .catch(() => {});
   }
 
   /**
-   * Sets the next cycle's timer, even while another cycle runs (its firing
-   * then queues one more): a loop whose timer was skipped would leave nothing
-   * to wake it, and a CLI process with no timer exits.
+   * Sets the timer for the next leg due, even while another cycle runs (its
+   * firing then queues one more): a loop whose timer was skipped would leave
+   * nothing to wake it, and a CLI process with no timer exits.
    */
-  private arm(delay: number): void {
+  private arm(): void {
     if (!this.started) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.kick(), delay);
-    this.setStatus({ ...this.current, nextAt: Date.now() + delay });
-  }
-
-  private backoff(): number {
-    const { initialMs, maxMs, multiplier, jitter } = this.retry;
-    const base = Math.min(maxMs, initialMs * multiplier ** Math.max(0, this.failures - 1));
-    return Math.max(0, Math.round(base * (1 + jitter * (2 * Math.random() - 1))));
+    const at = this.schedule.nextAt();
+    this.timer = setTimeout(() => this.kick(this.schedule.due(Date.now())), Math.max(0, at - Date.now()));
+    this.setStatus({ ...this.current, nextAt: at });
   }
 
   /** A cycle in a span of its own (when tracing is on), with its push and pull legs as children. */
   private cycle(
+    legs: readonly LegName[],
     progress?: (n: number, hasMore: boolean, position: SyncPosition) => void,
   ): Promise<CycleResult> {
     return inSpan(
       "tidewire.sync.cycle",
       { "tidewire.peer": this.transport.peer, "tidewire.sync.direction": this.direction },
       async (span) => {
-        const result = await this.runCycle(progress);
+        const result = await this.runCycle(legs, progress);
         span?.set({
           "tidewire.sync.pushed": result.pushed,
           "tidewire.sync.pulled": result.pulled,
@@ -284,6 +290,7 @@ export class SyncManager extends EventEmitter<Events> {
   }
 
   private async runCycle(
+    legs: readonly LegName[],
     progress?: (n: number, hasMore: boolean, position: SyncPosition) => void,
   ): Promise<CycleResult> {
     const started = performance.now();
@@ -296,8 +303,11 @@ export class SyncManager extends EventEmitter<Events> {
     // socket the fetch pool holds unref'd, and AbortSignal.timeout's timer is
     // unref'd too, so nothing else would keep Node from exiting (code 13).
     const hold = setInterval(() => {}, 60_000);
+    let shook = false;
     try {
       const hub = await this.handshake();
+      shook = true;
+      this.settleStart(null);
       const leg = {
         replica: this.replica,
         transport: this.transport,
@@ -319,18 +329,18 @@ export class SyncManager extends EventEmitter<Events> {
         const position = { direction, start, head: head() };
         return (n: number, hasMore: boolean, cursor: string) => progress(n, hasMore, { ...position, cursor });
       };
-      if (this.direction !== "pull") {
+      if (this.direction !== "pull" && legs.includes("push")) {
         const key = this.key(hub, "push");
         const push = { ...leg, key, progress: report("push", key, () => this.replica.head()) };
         await inSpan("tidewire.sync.push", {}, () => pushAll(push));
       }
-      if (this.direction !== "push") {
+      if (this.direction !== "push" && legs.includes("pull")) {
         const key = this.key(hub, "pull");
         const pull = { ...leg, key, progress: report("pull", key, () => this.hubHead) };
         await inSpan("tidewire.sync.pull", {}, () => pullAll(pull));
       }
       result.durationMs = performance.now() - started;
-      this.failures = 0;
+      this.streak.succeed(Date.now());
       const now = Date.now();
       this.setStatus({ state: "idle", failures: 0, lastSuccessAt: now });
       syncCycles.labels(peer, bucketLabel, "ok").inc();
@@ -340,16 +350,27 @@ export class SyncManager extends EventEmitter<Events> {
       return result;
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
-      this.failures++;
+      const warn = this.streak.fail(Date.now());
       // A dropped link may come back as another hub: shake hands again.
       this.hubNodeId = null;
       syncCycles.labels(peer, bucketLabel, "error").inc();
       syncCycleDuration.labels(peer).observe((performance.now() - started) / 1000);
-      this.setStatus({ ...this.current, state: "error", message: error.message, failures: this.failures });
+      this.setStatus({
+        ...this.current,
+        state: "error",
+        message: error.message,
+        failures: this.streak.failures,
+      });
       // A refusal the same request would meet again (a 4xx: a constraint, a bucket out of scope) is
       // not a server's hiccup: retrying it at the short backoff only repeats it, so wait the longest.
-      this.retryIn = error instanceof HubRefusedError && error.permanent ? this.retry.maxMs : this.backoff();
+      this.retryIn =
+        error instanceof HubRefusedError && error.permanent
+          ? this.retry.maxMs
+          : this.streak.backoff(this.retry);
+      // A first handshake that failed stops the loop before anyone hears of a next try.
+      if (!shook) this.settleStart(error);
       this.emit("failed", error, this.started ? this.retryIn : undefined);
+      if (warn) this.streak.warn(error);
       throw error;
     } finally {
       clearInterval(hold);
@@ -374,10 +395,17 @@ export class SyncManager extends EventEmitter<Events> {
       }
       throw err;
     }
-    if (!answer.accepted || answer.protocolVersion !== PROTOCOL_VERSION) {
+    if (answer.protocolVersion !== PROTOCOL_VERSION) {
       throw new ProtocolError(
         `the hub refused the handshake: ${answer.reason ?? `it speaks protocol version ${answer.protocolVersion}, this client ${PROTOCOL_VERSION}`}`,
         "ERR_PROTOCOL_VERSION",
+      );
+    }
+    // Our version, refused all the same (a hub of another make): its reason, not a version's code.
+    if (!answer.accepted) {
+      throw new ProtocolError(
+        `the hub refused the handshake: ${answer.reason ?? "it gave no reason"}`,
+        "ERR_HANDSHAKE_REFUSED",
       );
     }
     this.batchSize = Math.min(this.batchSize, answer.limits.maxRows);
@@ -407,11 +435,4 @@ export class SyncManager extends EventEmitter<Events> {
 function bucketKey(buckets: string[]): string {
   const joined = buckets.join(",");
   return joined.length <= 200 ? joined : `sha256:${createHash("sha256").update(joined).digest("hex")}`;
-}
-
-function positive(name: string, v: unknown): number {
-  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
-    throw new InvalidArgumentError(name, `must be a positive number, got ${String(v)}`);
-  }
-  return v;
 }

@@ -32,7 +32,7 @@ import {
   pullResponse,
   pushResponse,
 } from "./protocol.js";
-import { HubRefusedError, type Transport } from "./transport.js";
+import { HubRefusedError, hubRefusal, type Transport } from "./transport.js";
 
 export interface HttpTransportOptions {
   /** Bearer token for the hub. */
@@ -213,7 +213,7 @@ export class HttpTransport implements Transport {
       if (!res.ok) {
         const e = errorResponse.safeParse(doc);
         throw e.success
-          ? new HubRefusedError(res.status, e.data.error.code, e.data.error.message)
+          ? hubRefusal(res.status, e.data.error.code, e.data.error.message)
           : new HubRefusedError(
               res.status,
               "ERR_REMOTE",

@@ -22,7 +22,7 @@ import {
   pullResponse,
   pushResponse,
 } from "./protocol.js";
-import { HubRefusedError, type Transport } from "./transport.js";
+import { HubRefusedError, hubRefusal, type Transport } from "./transport.js";
 
 /** Controls a MemoryTransport's link to its hub. */
 export interface Switchboard {
@@ -109,7 +109,7 @@ export class MemoryTransport implements Transport {
     try {
       answer = serve(JSON.parse(JSON.stringify(request)));
     } catch (err) {
-      if (err instanceof HubError) throw new HubRefusedError(err.status, err.code, err.message);
+      if (err instanceof HubError) throw hubRefusal(err.status, err.code, err.message);
       throw new HubRefusedError(500, "ERR_INTERNAL", (err as Error).message);
     }
     return parse(schema, JSON.parse(JSON.stringify(answer)), `${kind} answer`) as T;
