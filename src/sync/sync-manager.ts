@@ -31,7 +31,6 @@ import { type CursorKey, CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { syncChanges, syncCycleDuration, syncCycles, syncLastSuccess } from "../metrics.js";
 import type { Replica } from "../replica/replica.js";
-import { DEFAULT_BUCKET } from "../replica/track.js";
 import { detached, inSpan } from "../trace.js";
 import { FailureStreak } from "./failure-streak.js";
 import { CAPABILITIES, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError } from "./protocol.js";
