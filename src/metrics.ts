@@ -201,7 +201,7 @@ export const changesQuarantined = new Counter({
 
 export const consoleActions = new Counter({
   name: "tidewire_console_actions_total",
-  help: "Job actions asked of the hub's console API, by action (retry, cancel, run, priority, delete), target (one, bulk) and result (changed, unchanged, refused)",
+  help: "Actions asked of the hub's console API, by action (jobs: retry, cancel, run, priority, delete; conflicts: restore, retry), target (one, bulk; conflict, quarantined, all) and result (changed, unchanged, refused)",
   labelNames: ["action", "target", "result"] as const,
   registers: [registry],
 });
