@@ -7,9 +7,10 @@
  * ago is forgotten, so callers that make up a node id per request cannot
  * grow it without end. Counts are changes the hub received (pushed) and
  * served (pulled), the same figures as tidewire_hub_changes_total. A pull
- * keeps the cursor the client sent — where it says it stands in the hub's
- * log — per set of buckets, which `positions` hands to the status read to
- * compute each client's lag (src/replica/lag.ts). A refused request of a
+ * keeps the cursor the hub answered it with — where the client stands in the
+ * hub's log once it applied that page; one that failed pulls again from its
+ * own cursor, which puts it back — per set of buckets, which `positions`
+ * hands to the status read to compute each client's lag (src/replica/lag.ts). A refused request of a
  * known node id is kept as its last error; a request that succeeds after it
  * does not clear it (it says when), so the operator still sees what failed.
  */
@@ -30,7 +31,7 @@ export interface ClientActivity {
   lastSuccessAt: number | null;
   lastError: string | null;
   lastErrorAt: number | null;
-  /** Per set of buckets pulled (joined by ","): the cursor its last pull of them sent. */
+  /** Per set of buckets pulled (joined by ","): the cursor its last pull of them was answered with. */
   pulls: Record<string, string>;
 }
 

@@ -5,7 +5,7 @@
  *   GET  /v1/conflicts?kind=&table=&limit=&offset=  → { items, total, counts, tables }
  *   GET  /v1/conflicts/:id                          → { item, quarantined }
  *   POST /v1/conflicts/:id/restore {replace?}       → { ok, action, id, restored, item }
- *   POST /v1/conflicts/:id/retry {}                 → { ok, action, id, restored }
+ *   POST /v1/conflicts/:id/retry {}                 → { ok, action, id, restored } (the change left the quarantine)
  *   POST /v1/conflicts/retry {}                     → { ok, action, applied, left }
  *
  * Contract: reads need a token for every bucket, as GET /v1/status does: a
@@ -35,6 +35,7 @@ import {
   QUARANTINE_KINDS,
   type QuarantineKind,
 } from "../replica/conflicts.js";
+import { InvalidChangeError } from "../replica/incoming.js";
 import { RestoreRefusedError } from "../replica/restore.js";
 import { wholeNumber, writeBody } from "./console-write.js";
 import { type Hub, HubError } from "./hub.js";
@@ -95,15 +96,27 @@ export async function conflictRoutes(app: FastifyInstance, options: { hub: Hub; 
   });
 
   app.post("/v1/conflicts/retry", async (request) => {
-    writeBody(request, "retrying quarantined changes");
-    const applied = await gate.run(() => {
-      const n = replica.retryQuarantined();
-      if (n > 0) announce(hub);
-      return n;
-    });
+    const log = (result: string, extra: object) =>
+      request.log.info(
+        { token: request.scope!.id, action: "retry", result, ...extra },
+        "console conflict action",
+      );
+    let applied: number;
+    try {
+      writeBody(request, "retrying quarantined changes");
+      applied = await gate.run(() => {
+        const n = replica.retryQuarantined();
+        if (n > 0) announce(hub);
+        return n;
+      });
+    } catch (err) {
+      count("retry", "all", "refused");
+      log("refused", { err: (err as Error).message });
+      throw err;
+    }
     const c = conflicts.counts();
     count("retry", "all", applied > 0 ? "changed" : "unchanged");
-    request.log.info({ token: request.scope!.id, action: "retry", applied }, "console conflict action");
+    log(applied > 0 ? "changed" : "unchanged", { applied });
     return { ok: true, action: "retry", applied, left: c.held + c.failed };
   });
 
@@ -116,19 +129,23 @@ export async function conflictRoutes(app: FastifyInstance, options: { hub: Hub; 
         "ERR_NOT_FOUND",
         `no conflict action ${JSON.stringify(action)}; one of restore, retry`,
       );
-    const id = idOf(request);
-    const body = writeBody(request, `${action === "restore" ? "restoring" : "retrying"} conflict ${id}`);
-    if (body.replace !== undefined && typeof body.replace !== "boolean")
-      throw new HubError(400, "ERR_INVALID_ARGUMENT", "replace: must be true or false");
-    const replace = body.replace === true;
-    const before = conflicts.get(id);
-    const target: Target = before && isQuarantine(before.kind) ? "quarantined" : "conflict";
+    // Counted and logged from here on, refusals of the token or the origin included.
+    let target: Target = "conflict";
+    let id: number | undefined;
+    let replace = false;
     const log = (result: string, extra: object = {}) =>
       request.log.info(
         { token: request.scope!.id, action, id, replace, result, ...extra },
         "console conflict action",
       );
     try {
+      id = idOf(request);
+      const body = writeBody(request, `${action === "restore" ? "restoring" : "retrying"} conflict ${id}`);
+      if (body.replace !== undefined && typeof body.replace !== "boolean")
+        throw new HubError(400, "ERR_INVALID_ARGUMENT", "replace: must be true or false");
+      replace = body.replace === true;
+      const before = conflicts.get(id);
+      if (before && isQuarantine(before.kind)) target = "quarantined";
       if (!before) throw noConflict(id);
       if ((action === "retry") !== (target === "quarantined"))
         throw new HubError(
@@ -139,7 +156,7 @@ export async function conflictRoutes(app: FastifyInstance, options: { hub: Hub; 
             : `conflict ${id} is a quarantined change (${before.kind}): retry it instead`,
         );
       const result = await gate.run(() => {
-        const r = guard(() => replica.restoreConflict(id, { replace }));
+        const r = guard(() => replica.restoreConflict(id as number, { replace }));
         if (r.restored) announce(hub, before.table);
         return r;
       });
@@ -151,6 +168,8 @@ export async function conflictRoutes(app: FastifyInstance, options: { hub: Hub; 
         );
       count(action, target, "changed");
       log("changed");
+      // A retried change that applied is gone from the quarantine: no item to show.
+      if (action === "retry") return { ok: true, action, id, restored: true };
       return { ok: true, action, id, restored: true, item: conflicts.get(id) };
     } catch (err) {
       count(action as Action, target, "refused");
@@ -200,7 +219,9 @@ function guard<T>(fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof RestoreRefusedError) throw new HubError(409, err.code, err.message);
+    // A kept change the checks now refuse (a schema that moved under it): nothing was written.
+    if (err instanceof RestoreRefusedError || err instanceof InvalidChangeError)
+      throw new HubError(409, err.code, err.message);
     if (err instanceof InvalidArgumentError) throw new HubError(400, err.code, err.message);
     throw err;
   }

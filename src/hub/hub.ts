@@ -149,10 +149,13 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     });
     const fit = fitBatch(set.changes, this.limits);
     hubChanges.labels("pull").inc(fit.changes.length);
-    // The cursor it sent is what it holds: its lag is counted from there (src/replica/lag.ts).
-    this.clients.record(req.nodeId, "pull", req.buckets, fit.changes.length, req.cursor);
-    if (!fit.cut) return set;
-    return { changes: fit.changes, cursor: String(fit.changes.at(-1)!.seq), hasMore: true };
+    const answer = fit.cut
+      ? { changes: fit.changes, cursor: String(fit.changes.at(-1)!.seq), hasMore: true }
+      : set;
+    // Where it stands once it applied this page: its lag is counted from there (src/replica/lag.ts).
+    // One that fails to apply pulls again from its own cursor, which puts the record back.
+    this.clients.record(req.nodeId, "pull", req.buckets, fit.changes.length, answer.cursor);
+    return answer;
   }
 
   push(body: unknown, scope: Scope): PushResponse {
