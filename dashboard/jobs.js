@@ -6,10 +6,9 @@
 // action shows the count it will send back as `expect`: if the matching jobs
 // changed meanwhile, the hub refuses and the page counts again.
 
-const KEY = "tidewire.token";
+import { $, call, number, say, when } from "./console.js";
+
 const PAGE = 25;
-const $ = (id) => document.getElementById(id);
-const number = new Intl.NumberFormat("en");
 
 const view = {
   offset: 0,
@@ -20,40 +19,6 @@ const view = {
   selected: null,
   loaded: false,
 };
-
-function headers(json) {
-  const token = sessionStorage.getItem(KEY);
-  const h = token ? { authorization: `Bearer ${token}` } : {};
-  if (json) h["content-type"] = "application/json";
-  return h;
-}
-
-/** One request to the hub; answers [ok, body], body holding the hub's `error` when refused. */
-async function call(method, path, body) {
-  try {
-    const res = await fetch(path, {
-      method,
-      headers: headers(body !== undefined),
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-    });
-    const answer = await res.json().catch(() => ({}));
-    if (!res.ok && !answer.error) answer.error = { message: `the hub answered ${res.status}` };
-    return [res.ok, answer];
-  } catch (err) {
-    return [false, { error: { message: `cannot reach the hub: ${err.message}` } }];
-  }
-}
-
-function when(ms) {
-  return ms === null || ms === undefined ? "–" : new Date(ms).toISOString().replace("T", " ").slice(0, 19);
-}
-
-function say(id, text, kind) {
-  const el = $(id);
-  el.textContent = text;
-  el.className = `note ${kind ?? ""}`;
-}
 
 function show(which) {
   $("overview").hidden = which !== "overview";
