@@ -51,9 +51,19 @@ export function say(id, text, kind) {
   el.className = `note ${kind ?? ""}`;
 }
 
+/** A button that looks like a link: a row's way to its page. */
+export function linkButton(text, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "link";
+  b.textContent = text;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
 /**
- * Fills a table's body with one row per item; each cell is text, [text,
- * className?], or an element (a button), put in as it is.
+ * Fills a table's body with one row per item; each cell is a value or
+ * [value, className], the value text or an element (a button), put in as it is.
  */
 export function fill(tableId, items, cells, emptyText) {
   const body = $(tableId).tBodies[0];
@@ -61,12 +71,10 @@ export function fill(tableId, items, cells, emptyText) {
     const tr = document.createElement("tr");
     for (const cell of cells(item)) {
       const td = document.createElement("td");
-      if (cell instanceof Node) td.append(cell);
-      else {
-        const [text, cls] = Array.isArray(cell) ? cell : [cell];
-        td.textContent = String(text);
-        if (cls) td.className = cls;
-      }
+      const [value, cls] = Array.isArray(cell) ? cell : [cell];
+      if (value instanceof Node) td.append(value);
+      else td.textContent = String(value);
+      if (cls) td.className = cls;
       tr.append(td);
     }
     return tr;

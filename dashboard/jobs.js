@@ -6,7 +6,7 @@
 // action shows the count it will send back as `expect`: if the matching jobs
 // changed meanwhile, the hub refuses and the page counts again.
 
-import { $, call, number, say, when } from "./console.js";
+import { $, call, fill, linkButton, number, say, when } from "./console.js";
 
 const PAGE = 25;
 
@@ -83,26 +83,18 @@ async function load() {
 async function loadSchedules() {
   const [ok, body] = await call("GET", `/v1/periodic?${new URLSearchParams({ queue: view.queue })}`);
   if (!ok) return;
-  const rows = body.schedules.map((p) => {
-    const tr = document.createElement("tr");
-    const every = p.cron === null ? `${Math.round(p.everyMs / 1000)} s` : `cron ${p.cron}`;
-    for (const text of [p.name, p.type, every, when(p.nextRunAt), when(p.lastRunAt)]) {
-      const td = document.createElement("td");
-      td.textContent = text;
-      tr.append(td);
-    }
-    return tr;
-  });
-  if (rows.length === 0) {
-    const tr = document.createElement("tr");
-    const td = document.createElement("td");
-    td.colSpan = 5;
-    td.className = "empty";
-    td.textContent = "no periodic schedules in this queue";
-    tr.append(td);
-    rows.push(tr);
-  }
-  $("schedules").tBodies[0].replaceChildren(...rows);
+  fill(
+    "schedules",
+    body.schedules,
+    (p) => [
+      p.name,
+      p.type,
+      p.cron === null ? `${Math.round(p.everyMs / 1000)} s` : `cron ${p.cron}`,
+      when(p.nextRunAt),
+      when(p.lastRunAt),
+    ],
+    "no periodic schedules in this queue",
+  );
 }
 
 function fillQueues(names, current) {
@@ -121,45 +113,21 @@ function fillQueues(names, current) {
 }
 
 function renderRows(jobs) {
-  const rows = jobs.map((job) => {
-    const tr = document.createElement("tr");
-    tr.dataset.id = String(job.id);
-    const open = document.createElement("button");
-    open.type = "button";
-    open.className = "link";
-    open.textContent = String(job.id);
-    open.addEventListener("click", () => openJob(job.id));
-    const first = document.createElement("td");
-    first.className = "n";
-    first.append(open);
-    tr.append(first);
-    const cells = [
+  fill(
+    "jobs-table",
+    jobs,
+    (job) => [
+      [linkButton(String(job.id), () => openJob(job.id)), "n"],
       [job.state, `state-${job.state}`],
-      [job.type],
+      job.type,
       [String(job.priority), "n"],
       [`${job.attempts}/${job.maxAttempts}`, "n"],
-      [when(job.runAt)],
-      [when(job.createdAt)],
+      when(job.runAt),
+      when(job.createdAt),
       [(job.lastError ?? "").split("\n")[0].slice(0, 80), "error-text"],
-    ];
-    for (const [text, cls] of cells) {
-      const td = document.createElement("td");
-      td.textContent = text;
-      if (cls) td.className = cls;
-      tr.append(td);
-    }
-    return tr;
-  });
-  if (rows.length === 0) {
-    const tr = document.createElement("tr");
-    const td = document.createElement("td");
-    td.colSpan = 8;
-    td.className = "empty";
-    td.textContent = "no jobs match";
-    tr.append(td);
-    rows.push(tr);
-  }
-  $("jobs-table").tBodies[0].replaceChildren(...rows);
+    ],
+    "no jobs match",
+  );
 }
 
 async function openJob(id) {

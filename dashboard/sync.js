@@ -7,7 +7,7 @@
 // Values are set as text, never as markup: rows and reasons are other
 // people's data. Actions need an admin token; a refusal shows the hub's words.
 
-import { $, ago, call, fill, number, say, when } from "./console.js";
+import { $, ago, call, fill, linkButton, number, say, when } from "./console.js";
 
 const PAGE = 20;
 const view = { shown: false, loaded: false, offset: 0, total: 0, filter: {}, selected: null, status: null };
@@ -139,7 +139,7 @@ async function loadConflicts() {
     "conflicts-table",
     body.items,
     (c) => [
-      openButton(c.id),
+      [linkButton(String(c.id), () => openConflict(c.id)), "n"],
       c.kind,
       c.table,
       [JSON.stringify(c.pk), "mono"],
@@ -173,15 +173,6 @@ const stateOf = (c) =>
     : c.restoredAt
       ? `restored ${ago(c.restoredAt)}`
       : "open";
-
-function openButton(id) {
-  const b = document.createElement("button");
-  b.type = "button";
-  b.className = "link";
-  b.textContent = String(id);
-  b.addEventListener("click", () => openConflict(id));
-  return b;
-}
 
 function fillTables(tables) {
   const select = $("c-table");

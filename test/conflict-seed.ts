@@ -11,6 +11,7 @@
  * console's HTTP and browser tests and `npm run screenshots`.
  */
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { Replica } from "../src/replica/replica.js";
 
 export const ARTISTS = ["Nina", "Omar", "Pia", "Quinn"];
@@ -72,4 +73,20 @@ export function seedConflicts(db: string, dir: string): SeededConflicts {
     studio.close();
     hub.close();
   }
+}
+
+/** Reads `db` with a connection of the caller's own: each row's values joined by "|". */
+export function rowsIn(db: string): (query: string, ...args: unknown[]) => string[] {
+  return (query, ...args) => {
+    const conn = new Database(db, { readonly: true });
+    try {
+      return conn
+        .prepare(query)
+        .raw()
+        .all(...args)
+        .map((r) => (r as unknown[]).join("|"));
+    } finally {
+      conn.close();
+    }
+  };
 }

@@ -9,36 +9,23 @@
  * and the remote targets drawn from the documented status shape.
  */
 import type { ChildProcess } from "node:child_process";
-import { execFileSync } from "node:child_process";
-import { accessSync, constants, existsSync } from "node:fs";
 import { join } from "node:path";
-import Database from "better-sqlite3";
-import type { Browser, Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { afterEach, describe, expect, it } from "vitest";
 import { Replica } from "../src/replica/replica.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
-import { CHROMIUM, JOBS_ADMIN, JOBS_READER, launchChromium, ROOT, serveJobs } from "./browser.js";
-import { FREED, seedConflicts } from "./conflict-seed.js";
-import { serviceReachable, sql, useTempDirs } from "./helpers.js";
+import { JOBS_ADMIN, JOBS_READER, serveJobs } from "./browser.js";
+import { hasChromium, pageErrors, useChromium } from "./browser-hooks.js";
+import { FREED, rowsIn, seedConflicts } from "./conflict-seed.js";
+import { sql, useTempDirs } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-sync-console-");
 const children: ChildProcess[] = [];
 const cleanup: Array<() => unknown> = [];
-let browser: Browser | undefined;
-const hasChromium = await serviceReachable("Chromium", CHROMIUM, async () =>
-  accessSync(CHROMIUM, constants.X_OK),
-);
+const browser = useChromium("dist/hub/conflicts-routes.js");
 const WAIT = { timeout: 30_000 };
 
-beforeAll(async () => {
-  if (!existsSync(join(ROOT, "dist/hub/conflicts-routes.js")))
-    execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
-  if (hasChromium) browser = await launchChromium();
-}, 180_000);
-afterAll(async () => {
-  await browser?.close();
-});
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
@@ -50,28 +37,12 @@ async function hub() {
   const seeded = seedConflicts(db, dir);
   const served = await serveJobs(db, dir);
   children.push(served.child);
-  const inFile = (query: string, ...args: unknown[]) => {
-    const conn = new Database(db, { readonly: true });
-    try {
-      return conn
-        .prepare(query)
-        .raw()
-        .all(...args)
-        .map((r) => (r as unknown[]).join("|"));
-    } finally {
-      conn.close();
-    }
-  };
-  return { db, dir, url: served.url, seeded, inFile };
+  return { db, dir, url: served.url, seeded, inFile: rowsIn(db) };
 }
 
 async function openSync(url: string, token: string): Promise<Page> {
-  const page = await browser!.newPage();
-  const errors: string[] = [];
-  page.on("pageerror", (err) => errors.push(err.message));
-  // The hub's deliberate refusals (403, 409) show in the console as failed loads; nothing else may.
-  page.on("console", (m) => m.type() === "error" && !/40[39]/.test(m.text()) && errors.push(m.text()));
-  Object.assign(page, { errors });
+  const page = await browser().newPage();
+  Object.assign(page, { errors: pageErrors(page) });
   await page.goto(`${url}/dashboard#token=${token}`);
   await page.waitForSelector("#main:not([hidden])", WAIT);
   await page.click("#show-sync");
@@ -222,7 +193,7 @@ describe.skipIf(!hasChromium)("the Sync view, in Chromium", () => {
 
   it("draws remote targets from the status's documented shape, as text", async () => {
     const { url } = await hub();
-    const page = await browser!.newPage();
+    const page = await browser().newPage();
     // The hub on this branch has no remote registry yet (migration 13): the status is given remotes in transit.
     const now = Date.now();
     await page.route("**/v1/status", async (route) => {

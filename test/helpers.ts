@@ -168,3 +168,32 @@ export async function listeningUrl(child: ChildProcess, timeoutMs = 15_000): Pro
   await waitFor(() => url !== "", "the hub to listen", { timeoutMs, intervalMs: 20 });
   return url;
 }
+
+/** What a hub answered: its status and its JSON body (`error` when refused). */
+export interface HubAnswer {
+  status: number;
+  // biome-ignore lint/suspicious/noExplicitAny: the tests read whatever JSON the hub answered
+  body: Record<string, any>;
+}
+
+/** One JSON request to the hub at `base` with a bearer token, and any other headers (an Origin). */
+export function hubCaller(base: string) {
+  return async (
+    method: string,
+    path: string,
+    token: string,
+    body?: unknown,
+    headers = {},
+  ): Promise<HubAnswer> => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+        ...headers,
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: (await res.json()) as HubAnswer["body"] };
+  };
+}

@@ -10,7 +10,6 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { startDaemon } from "../src/daemon/daemon.js";
 import { createLogger } from "../src/log.js";
@@ -19,8 +18,8 @@ import { Replica } from "../src/replica/replica.js";
 import { readStatus } from "../src/status.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
-import { FREED, seedConflicts } from "./conflict-seed.js";
-import { useTempDirs } from "./helpers.js";
+import { FREED, rowsIn, seedConflicts } from "./conflict-seed.js";
+import { hubCaller, useTempDirs } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-hub-conflicts-");
 const cleanup: Array<() => unknown> = [];
@@ -58,33 +57,8 @@ async function hub() {
     tokensFile,
   });
   cleanup.push(() => d.stop());
-  const call = async (method: string, path: string, token: string, body?: unknown, headers = {}) => {
-    const res = await fetch(`${d.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
-        ...headers,
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    // biome-ignore lint/suspicious/noExplicitAny: the tests read whatever JSON the hub answered
-    return { status: res.status, body: (await res.json()) as Record<string, any> };
-  };
-  /** The file as a connection of the test's own reads it. */
-  const inFile = (sql: string, ...args: unknown[]) => {
-    const conn = new Database(dbPath, { readonly: true });
-    try {
-      return conn
-        .prepare(sql)
-        .raw()
-        .all(...args)
-        .map((r) => (r as unknown[]).join("|"));
-    } finally {
-      conn.close();
-    }
-  };
-  return { d, dir, seeded, call, inFile };
+  const call = hubCaller(d.url);
+  return { d, dir, seeded, call, inFile: rowsIn(dbPath) };
 }
 
 async function counted(action: string, target: string, result: string): Promise<number> {

@@ -11,7 +11,7 @@ import { startDaemon } from "../src/daemon/daemon.js";
 import { createLogger } from "../src/log.js";
 import { registry } from "../src/metrics.js";
 import { Queue } from "../src/queue/queue.js";
-import { useTempDirs } from "./helpers.js";
+import { hubCaller, useTempDirs } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-hub-jobs-");
 const cleanup: Array<() => unknown> = [];
@@ -45,19 +45,7 @@ async function hub() {
   });
   cleanup.push(() => d.stop());
   const ops = new Queue(d.store, "ops");
-  const call = async (method: string, path: string, token: string, body?: unknown, headers = {}) => {
-    const res = await fetch(`${d.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
-        ...headers,
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    // biome-ignore lint/suspicious/noExplicitAny: the tests read whatever JSON the hub answered
-    return { status: res.status, body: (await res.json()) as Record<string, any> };
-  };
+  const call = hubCaller(d.url);
   return { d, ops, call };
 }
 
