@@ -18,8 +18,8 @@ import { Replica } from "../src/replica/replica.js";
 import { readStatus } from "../src/status.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
-import { FREED, rowsIn, seedConflicts } from "./conflict-seed.js";
 import { CLI } from "./browser.js";
+import { FREED, rowsIn, seedConflicts } from "./conflict-seed.js";
 import { hubCaller, runNode, useTempDirs } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-hub-conflicts-");
@@ -321,6 +321,8 @@ describe("sync state in the status", () => {
     const text = await runNode([CLI, "status", join(dir, "pusher.db")]);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/VALUE\s+BEHIND\s+UPDATED\n\s+\S+\s+default\s+push\s+1\s+2 \(oldest 20\d\d-/);
-    expect(text.stdout).toMatch(/^rows\n\s+TABLE\s+BUCKET\s+ROWS\s+LOG ENTRIES\s+TOMBSTONES\n\s+artist\s+default\s+3\s+3\s+0$/m);
+    expect(text.stdout).toMatch(
+      /^rows\n\s+TABLE\s+BUCKET\s+ROWS\s+LOG ENTRIES\s+TOMBSTONES\n\s+artist\s+default\s+3\s+3\s+0$/m,
+    );
   });
 });
