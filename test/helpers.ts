@@ -1,6 +1,6 @@
 /** Small helpers shared by the test files: temp folders, waiting, manual clocks. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -196,4 +196,11 @@ export function hubCaller(base: string) {
     });
     return { status: res.status, body: (await res.json()) as HubAnswer["body"] };
   };
+}
+
+/** A tokens file (mode 0600, as `tidewire serve` wants it) in `dir` holding `tokens`; returns its path. */
+export function tokensFile(dir: string, tokens: Array<Record<string, unknown>>): string {
+  const path = join(dir, "tokens.json");
+  writeFileSync(path, JSON.stringify({ tokens }), { mode: 0o600 });
+  return path;
 }

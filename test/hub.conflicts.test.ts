@@ -8,11 +8,8 @@
  * client's lag counted from its last pull, its last error, and per-table
  * counts; a replica's own status carries its push cursor's lag.
  */
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { startDaemon } from "../src/daemon/daemon.js";
-import { createLogger } from "../src/log.js";
 import { registry } from "../src/metrics.js";
 import { Replica } from "../src/replica/replica.js";
 import { readStatus } from "../src/status.js";
@@ -20,7 +17,8 @@ import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
 import { CLI } from "./browser.js";
 import { FREED, rowsIn, seedConflicts } from "./conflict-seed.js";
-import { hubCaller, runNode, useTempDirs } from "./helpers.js";
+import { consoleDaemon } from "./console-hub.js";
+import { hubCaller, runNode, tokensFile, useTempDirs } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-hub-conflicts-");
 const cleanup: Array<() => unknown> = [];
@@ -37,27 +35,15 @@ async function hub() {
   const dir = tempDir();
   const dbPath = join(dir, "hub.db");
   const seeded = seedConflicts(dbPath, dir);
-  const tokensFile = join(dir, "tokens.json");
-  writeFileSync(
-    tokensFile,
-    JSON.stringify({
-      tokens: [
-        { token: ADMIN, buckets: "*", access: "admin", name: "admin" },
-        { token: READER, buckets: "*", access: "read-write", name: "reader" },
-        { token: NARROW, buckets: ["a"], access: "read", name: "narrow" },
-      ],
-    }),
-    { mode: 0o600 },
-  );
-  const d = await startDaemon({
+  const d = await consoleDaemon(
     dbPath,
-    host: "127.0.0.1",
-    port: 0,
-    logger: createLogger({ level: "silent" }),
-    rateLimitPerSecond: 0,
-    tokensFile,
-  });
-  cleanup.push(() => d.stop());
+    tokensFile(dir, [
+      { token: ADMIN, buckets: "*", access: "admin", name: "admin" },
+      { token: READER, buckets: "*", access: "read-write", name: "reader" },
+      { token: NARROW, buckets: ["a"], access: "read", name: "narrow" },
+    ]),
+    cleanup,
+  );
   const call = hubCaller(d.url);
   return { d, dir, seeded, call, inFile: rowsIn(dbPath) };
 }

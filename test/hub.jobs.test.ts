@@ -4,14 +4,12 @@
  * bulk action refused when its count moved, and every refusal changing
  * nothing. Jobs live in queue "ops", which the daemon's worker does not run.
  */
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { startDaemon } from "../src/daemon/daemon.js";
-import { createLogger } from "../src/log.js";
 import { registry } from "../src/metrics.js";
 import { Queue } from "../src/queue/queue.js";
-import { hubCaller, useTempDirs } from "./helpers.js";
+import { consoleDaemon } from "./console-hub.js";
+import { hubCaller, tokensFile, useTempDirs } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-hub-jobs-");
 const cleanup: Array<() => unknown> = [];
@@ -24,26 +22,14 @@ const READER = "any-reader-0000000002";
 
 async function hub() {
   const dir = tempDir();
-  const tokensFile = join(dir, "tokens.json");
-  writeFileSync(
-    tokensFile,
-    JSON.stringify({
-      tokens: [
-        { token: ADMIN, buckets: "*", access: "admin", name: "admin" },
-        { token: READER, buckets: ["a"], access: "read", name: "reader" },
-      ],
-    }),
-    { mode: 0o600 },
+  const d = await consoleDaemon(
+    join(dir, "hub.db"),
+    tokensFile(dir, [
+      { token: ADMIN, buckets: "*", access: "admin", name: "admin" },
+      { token: READER, buckets: ["a"], access: "read", name: "reader" },
+    ]),
+    cleanup,
   );
-  const d = await startDaemon({
-    dbPath: join(dir, "hub.db"),
-    host: "127.0.0.1",
-    port: 0,
-    logger: createLogger({ level: "silent" }),
-    rateLimitPerSecond: 0,
-    tokensFile,
-  });
-  cleanup.push(() => d.stop());
   const ops = new Queue(d.store, "ops");
   const call = hubCaller(d.url);
   return { d, ops, call };
