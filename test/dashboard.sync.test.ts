@@ -12,7 +12,11 @@ import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { afterEach, describe, expect, it } from "vitest";
+import { CursorStore } from "../src/cursor-store.js";
+import { Peers } from "../src/mesh/peers.js";
+import { readLag } from "../src/replica/lag.js";
 import { Replica } from "../src/replica/replica.js";
+import { openStore } from "../src/store.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
 import { JOBS_ADMIN, JOBS_READER, serveJobs } from "./browser.js";
@@ -187,6 +191,41 @@ describe.skipIf(!hasChromium)("the Sync view, in Chromium", () => {
 
     await sync.syncOnce();
     await expect.poll(laptop, WAIT).toMatch(/^laptop-42 \| default \| 0 \| none \| 0 \| /);
+    expect(errorsOf(page)).toEqual([]);
+    await page.close();
+  });
+
+  it("shows a peer's push cursor with what it has yet to send, and the peer's last error", async () => {
+    const dir = tempDir();
+    const db = join(dir, "hub.db");
+    seedConflicts(db, dir);
+    // This hub pushes to another, which is down (the daemon's pings find it so too): its registry and cursor.
+    const store = openStore(db);
+    const peers = new Peers(store);
+    peers.upsert({ id: "hub-b", address: "http://127.0.0.1:1" });
+    peers.noteNodeId("hub-b", "hubb0000beef0001");
+    peers.markDown("hub-b", "connect ECONNREFUSED 127.0.0.1:1");
+    const cursors = new CursorStore(store, { flushIntervalMs: 0 });
+    cursors.set({ peer: "hubb0000beef0001", bucket: "default", direction: "push" }, "3");
+    cursors.flushDirty();
+    const behind = new Set(
+      readLag(store.db, [{ key: "b", cursor: "3", buckets: ["default"], node: "hubb0000beef0001" }]).values(),
+    );
+    store.close();
+    const served = await serveJobs(db, dir);
+    children.push(served.child);
+    const page = await openSync(served.url, JOBS_READER);
+    const [lag] = [...behind];
+    expect(lag!.changes).toBeGreaterThan(0);
+    await expect
+      .poll(() => rows(page, "sync-peers"), WAIT)
+      .toEqual([
+        expect.stringMatching(
+          new RegExp(
+            `^hub-b \\(hubb0000beef0001\\) \\| default \\| push \\| 3 \\| ${lag!.changes} \\| \\d+ (s|min) \\| \\d+ (s|min) ago \\| .*(ECONNREFUSED|refused).*$`,
+          ),
+        ),
+      ]);
     expect(errorsOf(page)).toEqual([]);
     await page.close();
   });

@@ -167,7 +167,10 @@ describe("console conflict endpoints", () => {
     // Every refusal of a known action is counted: the token, the origins, the bodies, the id, the clash.
     expect(await counted("restore", "conflict", "refused")).toBe(refusedBefore + 8);
 
+    // What the restore wrote is told to live subscribers at once.
+    const announced = new Promise<string[]>((resolve) => d.hub.once("changes", resolve));
     const swapped = await call("POST", path, ADMIN, { replace: true });
+    expect(await announced).toEqual(["default"]);
     expect(swapped).toMatchObject({
       status: 200,
       body: {
