@@ -4,11 +4,9 @@
 // sessionStorage for this tab only; a #token= fragment is taken and then
 // removed from the address bar. A hidden tab stops polling until it is shown.
 
-const REFRESH_MS = 2000;
-const KEY = "tidewire.token";
+import { $, ago, fill, KEY, number } from "./console.js";
 
-const $ = (id) => document.getElementById(id);
-const number = new Intl.NumberFormat("en");
+const REFRESH_MS = 2000;
 
 function takeTokenFromFragment() {
   const fragment = new URLSearchParams(location.hash.slice(1));
@@ -25,15 +23,6 @@ function setState(text, kind) {
   state.className = `state ${kind}`;
 }
 
-function ago(ms) {
-  if (ms === null || ms === undefined) return "never";
-  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
-  if (s < 60) return `${s} s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
-  return `${Math.floor(s / 86400)} d ago`;
-}
-
 function duration(seconds) {
   const s = Math.floor(seconds);
   const d = Math.floor(s / 86400);
@@ -43,32 +32,6 @@ function duration(seconds) {
   if (h > 0) return `${h} h ${m} min`;
   if (m > 0) return `${m} min ${s % 60} s`;
   return `${s} s`;
-}
-
-/** Fills a table's body with one row per item; each cell is [text, className?]. Also used by storage.js and schedules.js. */
-export function fill(tableId, items, cells, emptyText) {
-  const body = $(tableId).tBodies[0];
-  const rows = items.map((item) => {
-    const tr = document.createElement("tr");
-    for (const cell of cells(item)) {
-      const [text, cls] = Array.isArray(cell) ? cell : [cell];
-      const td = document.createElement("td");
-      td.textContent = String(text);
-      if (cls) td.className = cls;
-      tr.append(td);
-    }
-    return tr;
-  });
-  if (rows.length === 0) {
-    const tr = document.createElement("tr");
-    const td = document.createElement("td");
-    td.colSpan = $(tableId).tHead.rows[0].cells.length;
-    td.className = "empty";
-    td.textContent = emptyText;
-    tr.append(td);
-    rows.push(tr);
-  }
-  body.replaceChildren(...rows);
 }
 
 function render(s) {
@@ -201,7 +164,7 @@ async function poll() {
       $("login").hidden = true;
       $("main").hidden = false;
       render(body);
-      // Other parts of the page (storage.js) read the same document instead of asking again.
+      // Other views (sync.js, storage.js) draw from the same status rather than asking the hub again.
       document.dispatchEvent(new CustomEvent("tidewire:status", { detail: body }));
       // The hub recounts a large log only every so often (hub.statusAt says when it last did).
       const countedAt = Date.parse(body.hub.statusAt);

@@ -6,12 +6,10 @@
 // action shows the count it will send back as `expect`: if the matching jobs
 // changed meanwhile, the hub refuses and the page counts again.
 
+import { $, call, fill, linkButton, number, say, when } from "./console.js";
 import { loadSchedules } from "./schedules.js";
 
-const KEY = "tidewire.token";
 const PAGE = 25;
-const $ = (id) => document.getElementById(id);
-const number = new Intl.NumberFormat("en");
 
 const view = {
   offset: 0,
@@ -22,40 +20,6 @@ const view = {
   selected: null,
   loaded: false,
 };
-
-function headers(json) {
-  const token = sessionStorage.getItem(KEY);
-  const h = token ? { authorization: `Bearer ${token}` } : {};
-  if (json) h["content-type"] = "application/json";
-  return h;
-}
-
-/** One request to the hub; answers [ok, body], body holding the hub's `error` when refused. */
-async function call(method, path, body) {
-  try {
-    const res = await fetch(path, {
-      method,
-      headers: headers(body !== undefined),
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-    });
-    const answer = await res.json().catch(() => ({}));
-    if (!res.ok && !answer.error) answer.error = { message: `the hub answered ${res.status}` };
-    return [res.ok, answer];
-  } catch (err) {
-    return [false, { error: { message: `cannot reach the hub: ${err.message}` } }];
-  }
-}
-
-function when(ms) {
-  return ms === null || ms === undefined ? "–" : new Date(ms).toISOString().replace("T", " ").slice(0, 19);
-}
-
-function say(id, text, kind) {
-  const el = $(id);
-  el.textContent = text;
-  el.className = `note ${kind ?? ""}`;
-}
 
 function show(which) {
   $("overview").hidden = which !== "overview";
@@ -133,45 +97,21 @@ function fillQueues(names, current) {
 }
 
 function renderRows(jobs) {
-  const rows = jobs.map((job) => {
-    const tr = document.createElement("tr");
-    tr.dataset.id = String(job.id);
-    const open = document.createElement("button");
-    open.type = "button";
-    open.className = "link";
-    open.textContent = String(job.id);
-    open.addEventListener("click", () => openJob(job.id));
-    const first = document.createElement("td");
-    first.className = "n";
-    first.append(open);
-    tr.append(first);
-    const cells = [
+  fill(
+    "jobs-table",
+    jobs,
+    (job) => [
+      [linkButton(String(job.id), () => openJob(job.id)), "n"],
       [job.state, `state-${job.state}`],
-      [job.type],
+      job.type,
       [String(job.priority), "n"],
       [`${job.attempts}/${job.maxAttempts}`, "n"],
-      [when(job.runAt)],
-      [when(job.createdAt)],
+      when(job.runAt),
+      when(job.createdAt),
       [(job.lastError ?? "").split("\n")[0].slice(0, 80), "error-text"],
-    ];
-    for (const [text, cls] of cells) {
-      const td = document.createElement("td");
-      td.textContent = text;
-      if (cls) td.className = cls;
-      tr.append(td);
-    }
-    return tr;
-  });
-  if (rows.length === 0) {
-    const tr = document.createElement("tr");
-    const td = document.createElement("td");
-    td.colSpan = 8;
-    td.className = "empty";
-    td.textContent = "no jobs match";
-    tr.append(td);
-    rows.push(tr);
-  }
-  $("jobs-table").tBodies[0].replaceChildren(...rows);
+    ],
+    "no jobs match",
+  );
 }
 
 async function openJob(id) {

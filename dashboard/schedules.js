@@ -4,9 +4,7 @@
 // the runs missed while paused: the hub answers with the next run, shown here.
 // Every value is set as text, never as markup.
 
-import { fill } from "./app.js";
-
-const $ = (id) => document.getElementById(id);
+import { $, fill } from "./console.js";
 
 /** Fills the schedules table of `queue`; `call` and `when` are the Jobs view's own. */
 export async function loadSchedules({ queue, call, when }) {

@@ -3,9 +3,8 @@
 // from the status document app.js reads (it announces each one with a
 // "tidewire:status" event, so the hub is asked once). Values are set as text.
 
-import { fill } from "./app.js";
+import { fill } from "./console.js";
 
-const $ = (id) => document.getElementById(id);
 const number = new Intl.NumberFormat("en");
 const STATES = ["pending", "running", "completed", "failed", "cancelled"];
 const OUTBOX_STATES = ["incoming", "active", "deferred", "delivered", "bounced"];

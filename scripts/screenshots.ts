@@ -2,13 +2,19 @@
  * `npm run screenshots`: PNGs of the dashboard's main views in
  * docs/screenshots/, taken in Debian's chromium (playwright-core) against a
  * real `tidewire serve` on a temporary database seeded as the browser tests
- * seed it (test/browser.ts). Rerun it after changing the dashboard.
+ * seed it (test/browser.ts, test/conflict-seed.ts), with one client that
+ * synced and then fell behind. Rerun it after changing the dashboard.
  */
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
+import { Replica } from "../src/replica/replica.js";
+import { SyncManager } from "../src/sync/sync-manager.js";
+import { HttpTransport } from "../src/sync/transport-http.js";
 import { JOBS_ADMIN, launchChromium, ROOT, seedJobs, serveJobs } from "../test/browser.js";
+import { seedConflicts } from "../test/conflict-seed.js";
+import { sql } from "../test/helpers.js";
 
 const OUT = join(ROOT, "docs/screenshots");
 const WAIT = { timeout: 60_000 };
@@ -27,10 +33,22 @@ async function filter(page: Page, state: string, type: string): Promise<void> {
 const dir = mkdtempSync(join(tmpdir(), "tidewire-shots-"));
 mkdirSync(OUT, { recursive: true });
 const db = join(dir, "hub.db");
+const conflicts = seedConflicts(db, dir);
 const seeded = seedJobs(db);
 const { url, child } = await serveJobs(db, dir);
 const browser = await launchChromium();
+// A client that synced once, then the hub took writes it has not pulled: the Sync view shows it behind.
+const client = Replica.open(join(dir, "laptop.db"), { nodeId: "laptop-42" });
+const transport = new HttpTransport(url, { token: JOBS_ADMIN });
 try {
+  client.store.db.exec(`
+    CREATE TABLE artist (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, country TEXT);
+    CREATE TABLE album (id TEXT PRIMARY KEY, title TEXT NOT NULL UNIQUE, artist TEXT)`);
+  client.track("artist");
+  client.track("album");
+  await new SyncManager(client, transport, { intervalMs: 60_000 }).syncOnce();
+  sql(db, "INSERT INTO artist VALUES ('h20', 'Rae', 'SE'); INSERT INTO artist VALUES ('h21', 'Sol', 'SE');");
+
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, colorScheme: "light" });
   await page.goto(`${url}/dashboard#token=${JOBS_ADMIN}`);
   await page.waitForSelector("#main:not([hidden])", WAIT);
@@ -51,8 +69,21 @@ try {
   await page.click("#bulk-start");
   await page.waitForSelector("#bulk-confirm:not([hidden])", WAIT);
   await page.screenshot({ path: join(OUT, "bulk-confirm.png"), fullPage: true });
-  console.log(`wrote overview.png, jobs.png, job-detail.png, bulk-confirm.png to ${OUT}`);
+
+  await page.click("#show-sync");
+  await waitForText(page, "#conflicts-status", /^\d+ matching/);
+  await waitForText(page, "#sync-clients", /laptop-42/);
+  await page.screenshot({ path: join(OUT, "sync.png"), fullPage: true });
+  await page.click(`#conflicts-table button:text-is("${conflicts.byName.Nina}")`);
+  await page.waitForSelector("#conflict-detail:not([hidden])", WAIT);
+  await page.check("#cd-replace");
+  await page.locator("#conflict-detail").screenshot({ path: join(OUT, "conflict-detail.png") });
+  console.log(
+    `wrote overview.png, jobs.png, job-detail.png, bulk-confirm.png, sync.png, conflict-detail.png to ${OUT}`,
+  );
 } finally {
+  transport.close();
+  client.close();
   await browser.close();
   child.kill("SIGTERM");
   rmSync(dir, { recursive: true, force: true });

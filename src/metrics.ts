@@ -288,7 +288,7 @@ export const changesQuarantined = new Counter({
 
 export const consoleActions = new Counter({
   name: "tidewire_console_actions_total",
-  help: "Actions asked of the hub's console API, by action (retry, cancel, run, priority, delete; pause, resume), target (one, bulk job; schedule) and result (changed, unchanged, refused)",
+  help: "Actions asked of the hub's console API, by action (jobs: retry, cancel, run, priority, delete; schedules: pause, resume; conflicts: restore, retry), target (one, bulk; schedule; conflict, quarantined, all) and result (changed, unchanged, refused)",
   labelNames: ["action", "target", "result"] as const,
   registers: [registry],
 });

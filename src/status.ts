@@ -21,8 +21,10 @@ import { type ConflictCounts, Conflicts } from "./replica/conflicts.js";
 import { type CaptureStatus, inspectCapture } from "./replica/evolve.js";
 import { formatHlc, hlcMillis } from "./replica/hlc.js";
 import { COUNT_STAGED } from "./replica/ingest.js";
+import { type Lag, type LagQuery, readLag } from "./replica/lag.js";
 import { ChangeLog } from "./replica/log.js";
 import type { ReplicaStats } from "./replica/replica.js";
+import { type BucketCount, bucketCounts, type TableCount, tableCounts } from "./replica/table-counts.js";
 import { describeTracked, type TrackedTableInfo } from "./replica/track.js";
 import { type StorageStats, storageStats } from "./storage.js";
 import type { Store } from "./store.js";
@@ -39,7 +41,12 @@ export interface Status {
    */
   capture: CaptureStatus[];
   log: ReplicaStats | null;
-  cursors: Cursor[];
+  /** Each with its lag (src/replica/lag.ts) when it is a push cursor: a pull cursor's head is the peer's. */
+  cursors: Array<Cursor & { lag: Lag | null }>;
+  /** Per tracked (or relayed) table and per bucket: rows and log entries (src/replica/table-counts.ts). */
+  counts: { tables: TableCount[]; buckets: BucketCount[] };
+  /** The lag of each reader given to readStatus (`readers`, by key): a hub's clients. */
+  readerLag: Record<string, Lag | null>;
   /** Tokens left out (see `tidewire peers`). */
   peers: PublicPeer[];
   queues: Record<string, QueueStats>;
@@ -53,7 +60,12 @@ export interface Status {
   outboxes: Record<string, OutboxCounts>;
 }
 
-export function readStatus(store: Store): Status {
+export interface StatusOptions {
+  /** Readers of the log whose lag to report (`readerLag`): a hub passes its clients' last pull cursors. */
+  readers?: LagQuery[];
+}
+
+export function readStatus(store: Store, options: StatusOptions = {}): Status {
   const status: Status = {
     nodeId: null,
     clock: null,
@@ -62,6 +74,8 @@ export function readStatus(store: Store): Status {
     capture: [],
     log: null,
     cursors: [],
+    counts: { tables: [], buckets: [] },
+    readerLag: {},
     peers: [],
     queues: {},
     remotes: [],
@@ -90,9 +104,13 @@ export function readStatus(store: Store): Status {
       ? (store.db.prepare(COUNT_STAGED).pluck().get() as number)
       : 0;
     status.log = { ...new ChangeLog(store.db, catalog).stats(), staged };
+    const tables = tableCounts(store.db, catalog);
+    status.counts = { tables, buckets: bucketCounts(tables) };
+    if (options.readers?.length) status.readerLag = Object.fromEntries(readLag(store.db, options.readers));
   }
   if (store.hasTable("tw_conflicts")) status.conflicts = new Conflicts(store.db).counts();
-  if (store.hasTable("tw_cursors")) status.cursors = new CursorStore(store, { flushIntervalMs: 0 }).getAll();
+  if (store.hasTable("tw_cursors"))
+    status.cursors = withLag(store, new CursorStore(store, { flushIntervalMs: 0 }).getAll());
   if (store.hasTable("tw_peers")) status.peers = new Peers(store).list().map(publicPeer);
   if (store.hasTable("tw_remotes")) status.remotes = new Remotes(store).status();
   if (store.hasTable("tw_jobs")) {
@@ -103,4 +121,29 @@ export function readStatus(store: Store): Status {
     for (const name of names) status.queues[name] = new Queue(store, name).stats();
   }
   return status;
+}
+
+/**
+ * Push cursors are positions in this log: their lag is one readLag for all of
+ * them. A cursor's bucket is SyncManager's key for its set of buckets; a set
+ * too long for it is hashed, and counted over every bucket (an upper bound).
+ */
+function withLag(store: Store, cursors: Cursor[]): Array<Cursor & { lag: Lag | null }> {
+  const pushes = cursors.filter((c) => c.direction === "push");
+  const lag =
+    pushes.length > 0 && store.hasTable("tw_log")
+      ? readLag(
+          store.db,
+          pushes.map((c) => ({
+            key: `${c.peer}\u0000${c.bucket}`,
+            cursor: c.value,
+            buckets: c.bucket === "*" || c.bucket.startsWith("sha256:") ? null : c.bucket.split(","),
+            node: c.peer,
+          })),
+        )
+      : new Map<string, Lag | null>();
+  return cursors.map((c) => ({
+    ...c,
+    lag: c.direction === "push" ? (lag.get(`${c.peer}\u0000${c.bucket}`) ?? null) : null,
+  }));
 }

@@ -6,13 +6,12 @@
  * tests see the same data.
  */
 import type { ChildProcess } from "node:child_process";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium } from "playwright-core";
 import { Queue } from "../src/queue/queue.js";
 import { Replica } from "../src/replica/replica.js";
-import { listeningUrl, runNode } from "./helpers.js";
+import { listeningUrl, runNode, tokensFile } from "./helpers.js";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const CLI = join(ROOT, "dist/cli/main.js");
@@ -74,17 +73,10 @@ export function seedJobs(db: string): { failed: number[]; delayed: number[]; hos
 
 /** `tidewire serve` on `db` with an admin and a read-only token (both for every bucket). */
 export async function serveJobs(db: string, dir: string): Promise<{ url: string; child: ChildProcess }> {
-  const tokens = join(dir, "tokens.json");
-  writeFileSync(
-    tokens,
-    JSON.stringify({
-      tokens: [
-        { token: JOBS_ADMIN, buckets: "*", access: "admin", name: "ops-admin" },
-        { token: JOBS_READER, buckets: "*", access: "read", name: "ops-reader" },
-      ],
-    }),
-    { mode: 0o600 },
-  );
+  const tokens = tokensFile(dir, [
+    { token: JOBS_ADMIN, buckets: "*", access: "admin", name: "ops-admin" },
+    { token: JOBS_READER, buckets: "*", access: "read", name: "ops-reader" },
+  ]);
   const run = runNode([CLI, "serve", "--db", db, "--port", "0", "--tokens-file", tokens]);
   return { url: await listeningUrl(run.child, 60_000), child: run.child };
 }

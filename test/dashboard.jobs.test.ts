@@ -9,43 +9,22 @@
  * the overview's database size, attempts per state and outbox counts.
  */
 import type { ChildProcess } from "node:child_process";
-import { execFileSync } from "node:child_process";
-import { accessSync, constants, existsSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import type { Browser, Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { afterEach, describe, expect, it } from "vitest";
 import { Outbox } from "../src/outbox/outbox.js";
 import { Queue } from "../src/queue/queue.js";
 import { openStore } from "../src/store.js";
-import {
-  CHROMIUM,
-  HOSTILE_PAYLOAD,
-  JOBS_ADMIN,
-  JOBS_READER,
-  launchChromium,
-  ROOT,
-  seedJobs,
-  serveJobs,
-} from "./browser.js";
-import { serviceReachable, useTempDirs } from "./helpers.js";
+import { HOSTILE_PAYLOAD, JOBS_ADMIN, JOBS_READER, seedJobs, serveJobs } from "./browser.js";
+import { hasChromium, pageErrors, useChromium } from "./browser-hooks.js";
+import { useTempDirs } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-console-");
 const children: ChildProcess[] = [];
-let browser: Browser | undefined;
-const hasChromium = await serviceReachable("Chromium", CHROMIUM, async () =>
-  accessSync(CHROMIUM, constants.X_OK),
-);
+const browser = useChromium("dist/hub/jobs-routes.js");
 const WAIT = { timeout: 30_000 };
 
-beforeAll(async () => {
-  if (!existsSync(join(ROOT, "dist/hub/jobs-routes.js")))
-    execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
-  if (hasChromium) browser = await launchChromium();
-}, 120_000);
-afterAll(async () => {
-  await browser?.close();
-});
 afterEach(() => {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
 });
@@ -72,12 +51,8 @@ async function hub() {
 }
 
 async function openJobs(url: string, token: string): Promise<Page> {
-  const page = await browser!.newPage();
-  const errors: string[] = [];
-  page.on("pageerror", (err) => errors.push(err.message));
-  // The hub's deliberate refusals (403, 409) show in the console as failed loads; nothing else may.
-  page.on("console", (m) => m.type() === "error" && !/40[39]/.test(m.text()) && errors.push(m.text()));
-  Object.assign(page, { errors });
+  const page = await browser().newPage();
+  Object.assign(page, { errors: pageErrors(page) });
   await page.goto(`${url}/dashboard#token=${token}`);
   await page.waitForSelector("#main:not([hidden])", WAIT);
   await page.click("#show-jobs");
@@ -258,7 +233,7 @@ describe.skipIf(!hasChromium)("the operator's knobs, in Chromium", () => {
     mail.store("one");
     mail.store("two", { id: "m-2", state: "deferred", attempts: 1, nextAttemptAt: Date.now() + 60_000 });
     store.close();
-    const page = await browser!.newPage();
+    const page = await browser().newPage();
     await page.goto(`${url}/dashboard#token=${JOBS_READER}`);
     await page.waitForSelector("#main:not([hidden])", WAIT);
     await expect.poll(() => page.textContent("#db-size"), WAIT).toMatch(/^\d+(\.\d)? (KiB|MiB)$/);

@@ -1,6 +1,6 @@
 /** Small helpers shared by the test files: temp folders, waiting, manual clocks. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -182,5 +182,41 @@ export function fileWithoutAutoVacuum(path: string): string {
   } finally {
     raw.close();
   }
+  return path;
+}
+
+/** What a hub answered: its status and its JSON body (`error` when refused). */
+export interface HubAnswer {
+  status: number;
+  // biome-ignore lint/suspicious/noExplicitAny: the tests read whatever JSON the hub answered
+  body: Record<string, any>;
+}
+
+/** One JSON request to the hub at `base` with a bearer token, and any other headers (an Origin). */
+export function hubCaller(base: string) {
+  return async (
+    method: string,
+    path: string,
+    token: string,
+    body?: unknown,
+    headers = {},
+  ): Promise<HubAnswer> => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+        ...headers,
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: (await res.json()) as HubAnswer["body"] };
+  };
+}
+
+/** A tokens file (mode 0600, as `tidewire serve` wants it) in `dir` holding `tokens`; returns its path. */
+export function tokensFile(dir: string, tokens: Array<Record<string, unknown>>): string {
+  const path = join(dir, "tokens.json");
+  writeFileSync(path, JSON.stringify({ tokens }), { mode: 0o600 });
   return path;
 }

@@ -4,15 +4,13 @@
  * bulk action refused when its count moved, and every refusal changing
  * nothing. Jobs live in queue "ops", which the daemon's worker does not run.
  */
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { startDaemon } from "../src/daemon/daemon.js";
-import { createLogger } from "../src/log.js";
 import { registry } from "../src/metrics.js";
 import { Outbox } from "../src/outbox/outbox.js";
 import { Queue } from "../src/queue/queue.js";
-import { useTempDirs } from "./helpers.js";
+import { consoleDaemon } from "./console-hub.js";
+import { hubCaller, tokensFile, useTempDirs } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-hub-jobs-");
 const cleanup: Array<() => unknown> = [];
@@ -25,40 +23,16 @@ const READER = "any-reader-0000000002";
 
 async function hub() {
   const dir = tempDir();
-  const tokensFile = join(dir, "tokens.json");
-  writeFileSync(
-    tokensFile,
-    JSON.stringify({
-      tokens: [
-        { token: ADMIN, buckets: "*", access: "admin", name: "admin" },
-        { token: READER, buckets: ["a"], access: "read", name: "reader" },
-      ],
-    }),
-    { mode: 0o600 },
+  const d = await consoleDaemon(
+    join(dir, "hub.db"),
+    tokensFile(dir, [
+      { token: ADMIN, buckets: "*", access: "admin", name: "admin" },
+      { token: READER, buckets: ["a"], access: "read", name: "reader" },
+    ]),
+    cleanup,
   );
-  const d = await startDaemon({
-    dbPath: join(dir, "hub.db"),
-    host: "127.0.0.1",
-    port: 0,
-    logger: createLogger({ level: "silent" }),
-    rateLimitPerSecond: 0,
-    tokensFile,
-  });
-  cleanup.push(() => d.stop());
   const ops = new Queue(d.store, "ops");
-  const call = async (method: string, path: string, token: string, body?: unknown, headers = {}) => {
-    const res = await fetch(`${d.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
-        ...headers,
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    // biome-ignore lint/suspicious/noExplicitAny: the tests read whatever JSON the hub answered
-    return { status: res.status, body: (await res.json()) as Record<string, any> };
-  };
+  const call = hubCaller(d.url);
   return { d, ops, call };
 }
 

@@ -2,9 +2,10 @@
  * `tidewire status <db> [--json]`: what a database holds as a replica and a
  * queue: node id, clock, tracked tables by bucket, each table's capture
  * (installed, columns tracked against present, a pending reconciliation or a
- * problem and what to run), the change log's size,
- * cursors, peers (id, address, state, last seen, rtt), job counts and attempts per
- * queue, the file's size and free pages, and message counts per outbox.
+ * problem and what to run), rows and log entries per table, the change log's size,
+ * cursors (a push cursor with the changes it has yet to send), peers (id,
+ * address, state, last seen, rtt), job counts and attempts per queue, the
+ * file's size and free pages, and message counts per outbox.
  *
  * Contract: reads only. The database is opened read-only and never migrated,
  * so a file that is not (yet) a replica is reported as such, not changed.
@@ -68,6 +69,23 @@ function render(s: Status): string {
     );
     for (const c of s.capture) if (c.problem) out.push(`  ${c.problem}`);
   }
+  if (s.counts.tables.length > 0) {
+    out.push("rows");
+    out.push(
+      indent(
+        table(
+          ["TABLE", "BUCKET", "ROWS", "LOG ENTRIES", "TOMBSTONES"],
+          s.counts.tables.map((t) => [
+            t.table,
+            t.bucket,
+            t.rows === null ? `${t.liveKeys} keys${t.relayed ? " (relayed)" : ""}` : String(t.rows),
+            String(t.logEntries),
+            String(t.tombstones),
+          ]),
+        ),
+      ),
+    );
+  }
   if (s.log) {
     const l = s.log;
     out.push(
@@ -87,8 +105,18 @@ function render(s: Status): string {
     out.push(
       indent(
         table(
-          ["PEER", "BUCKET", "DIRECTION", "VALUE", "UPDATED"],
-          s.cursors.map((c) => [c.peer, c.bucket, c.direction, c.value, new Date(c.updatedAt).toISOString()]),
+          ["PEER", "BUCKET", "DIRECTION", "VALUE", "BEHIND", "UPDATED"],
+          s.cursors.map((c) => [
+            c.peer,
+            c.bucket,
+            c.direction,
+            c.value,
+            // Changes not yet pushed, and when the oldest was written; a pull cursor's is the peer's to know.
+            c.lag === null
+              ? "-"
+              : `${c.lag.changes}${c.lag.oldestAt === null ? "" : ` (oldest ${new Date(c.lag.oldestAt).toISOString()})`}`,
+            new Date(c.updatedAt).toISOString(),
+          ]),
         ),
       ),
     );

@@ -1,8 +1,9 @@
 /**
  * The dashboard: GET /dashboard serves one static page (dashboard/ at the
- * package root: index.html, app.js, style.css, jobs.js, schedules.js, storage.js) that shows the hub's
- * GET /v1/status, refreshed every two seconds, and a Jobs view over GET/POST
- * /v1/jobs (src/hub/jobs-routes.ts); GET / redirects to it.
+ * package root: index.html, app.js, console.js, style.css, jobs.js, schedules.js, storage.js, sync.js)
+ * that shows the hub's GET /v1/status, refreshed every two seconds, a Jobs view over GET/POST
+ * /v1/jobs (src/hub/jobs-routes.ts) and a Sync view over the status and GET/POST
+ * /v1/conflicts (src/hub/conflicts-routes.ts); GET / redirects to it.
  *
  * Contract: the page holds no data and needs no auth; the data comes from
  * /v1/status with the bearer token the user gives the page (or a
@@ -24,6 +25,8 @@ const FILES = {
   "/dashboard/jobs.js": ["jobs.js", "text/javascript; charset=utf-8"],
   "/dashboard/schedules.js": ["schedules.js", "text/javascript; charset=utf-8"],
   "/dashboard/storage.js": ["storage.js", "text/javascript; charset=utf-8"],
+  "/dashboard/sync.js": ["sync.js", "text/javascript; charset=utf-8"],
+  "/dashboard/console.js": ["console.js", "text/javascript; charset=utf-8"],
   "/dashboard/style.css": ["style.css", "text/css; charset=utf-8"],
   // Named by the page, so Chromium does not ask for /favicon.ico and log its 404 as an error.
   "/dashboard/favicon.svg": ["favicon.svg", "image/svg+xml"],

@@ -32,13 +32,14 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
   type PullResponse,
+  type PushRequest,
   type PushResponse,
   parse,
   pullRequest,
   pushRequest,
   versionMismatch,
 } from "../sync/protocol.js";
-import { Clients } from "./clients.js";
+import { type ClientAction, Clients } from "./clients.js";
 import { HubError } from "./hub-error.js";
 import { pushRefusal } from "./refusals.js";
 
@@ -122,10 +123,12 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
       limits: this.limits,
       capabilities: CAPABILITIES.filter((c) => req.capabilities.includes(c)),
     };
-    if (req.protocolVersion !== PROTOCOL_VERSION) {
-      throw new HubError(400, "ERR_PROTOCOL_VERSION", versionMismatch(req.protocolVersion));
-    }
-    this.checkBuckets(req.buckets, scope, false);
+    this.noted(req.nodeId, "handshake", () => {
+      if (req.protocolVersion !== PROTOCOL_VERSION) {
+        throw new HubError(400, "ERR_PROTOCOL_VERSION", versionMismatch(req.protocolVersion));
+      }
+      this.checkBuckets(req.buckets, scope, false);
+    });
     this.clients.record(req.nodeId, "handshake", req.buckets);
     // Only to a client that asked: an older one's answer schema has no such field.
     if (answer.capabilities.includes("head")) return { accepted: true, ...answer, head: this.replica.head() };
@@ -134,23 +137,33 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
 
   pull(body: unknown, scope: Scope): PullResponse {
     const req = request(() => parse(pullRequest, body, "pull"));
-    this.checkBuckets(req.buckets, scope, false);
     const limit = Math.min(req.limit, this.limits.maxRows);
-    const set = this.replica.changesSince(req.cursor, {
-      buckets: req.buckets,
-      limit,
-      excludeOrigin: req.nodeId,
-      excludeSource: req.nodeId,
+    const set = this.noted(req.nodeId, "pull", () => {
+      this.checkBuckets(req.buckets, scope, false);
+      return this.replica.changesSince(req.cursor, {
+        buckets: req.buckets,
+        limit,
+        excludeOrigin: req.nodeId,
+        excludeSource: req.nodeId,
+      });
     });
     const fit = fitBatch(set.changes, this.limits);
     hubChanges.labels("pull").inc(fit.changes.length);
-    this.clients.record(req.nodeId, "pull", req.buckets, fit.changes.length);
-    if (!fit.cut) return set;
-    return { changes: fit.changes, cursor: String(fit.changes.at(-1)!.seq), hasMore: true };
+    const answer = fit.cut
+      ? { changes: fit.changes, cursor: String(fit.changes.at(-1)!.seq), hasMore: true }
+      : set;
+    // Where it stands once it applied this page: its lag is counted from there (src/replica/lag.ts).
+    // One that fails to apply pulls again from its own cursor, which puts the record back.
+    this.clients.record(req.nodeId, "pull", req.buckets, fit.changes.length, answer.cursor);
+    return answer;
   }
 
   push(body: unknown, scope: Scope): PushResponse {
     const req = request(() => parse(pushRequest, body, "push"));
+    return this.noted(req.nodeId, "push", () => this.pushParsed(req, scope));
+  }
+
+  private pushParsed(req: PushRequest, scope: Scope): PushResponse {
     if (!scope.write) throw new HubError(403, "ERR_READ_ONLY", "this token may only read; push refused");
     if (req.changes.length > this.limits.maxRows) {
       throw new HubError(
@@ -183,6 +196,19 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     this.clients.record(req.nodeId, "push", touched, req.changes.length);
     if (result.applied > 0) this.emit("changes", [...touched]);
     return { cursor: req.cursor, received: result.received, applied: result.applied };
+  }
+
+  /**
+   * Runs one request's work for `nodeId`, keeping a refusal as the client's
+   * last error; not a busy database, which the write gate retries.
+   */
+  private noted<T>(nodeId: string, action: ClientAction, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (!isBusy(err)) this.clients.failed(nodeId, action, (err as Error).message);
+      throw err;
+    }
   }
 
   /**

@@ -9,13 +9,8 @@
  *   POST /v1/jobs/bulk {queue, action, filter, expect, priority?}      → { ok, action, matched, changed }
  *   POST /v1/periodic/:name/{pause|resume} {queue}                     → { ok, action, name, changed, schedule }
  *
- * Contract: reads need any valid token. Writes need an admin token
- * (`requireAdmin`), carried in the Authorization header (the hub reads no
- * cookie, so a browser cannot send one on its own), and a request whose
- * Origin header is present and is not this hub's own origin is refused (403
- * ERR_CROSS_ORIGIN; compared by host and port, as a TLS-terminating proxy
- * changes the scheme the hub sees) before anything is read: a page elsewhere cannot drive an
- * operator's browser against the hub. A bulk action must send back the count
+ * Contract: reads need any valid token. Writes need an admin token and the
+ * same origin, checked before anything is read (console-write.ts). A bulk action must send back the count
  * it was shown (`expect`); if the matching jobs moved since, 409
  * ERR_COUNT_CHANGED and nothing changes. A single action the job's state does
  * not allow is a 409 ERR_JOB_STATE naming the state. Pausing a paused
@@ -24,14 +19,15 @@
  * (token name, action, target, result) and counted
  * (tidewire_console_actions_total). All queue access goes through the Queue.
  */
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance } from "fastify";
 import { InvalidArgumentError } from "../errors.js";
 import { consoleActions } from "../metrics.js";
 import { CountChangedError, queueNames } from "../queue/admin.js";
 import { Queue } from "../queue/queue.js";
 import { JOB_ACTIONS, type JobAction, type JobFilter, type JobState, type SortBy } from "../queue/types.js";
 import type { Store } from "../store.js";
-import { HubError, requireAdmin } from "./hub.js";
+import { wholeNumber as int, writeBody } from "./console-write.js";
+import { HubError } from "./hub.js";
 
 const SORTS: Record<string, SortBy> = { created: "created", priority: "priority", runAt: "runAt" };
 /** Queues kept open (prepared statements) by name; beyond this, one is made per request. */
@@ -183,32 +179,6 @@ const REFUSAL: Record<JobAction, string> = {
   delete: "a running job cannot be deleted; cancel it first",
 };
 
-/** The checks every write makes, in this order: same origin, admin token, a JSON object body. */
-function writeBody(request: FastifyRequest, what: string): Record<string, unknown> {
-  const origin = request.headers.origin;
-  // By host (name and port), not scheme: behind a proxy that terminates TLS the hub sees http.
-  if (origin !== undefined && originHost(origin) !== request.headers.host) {
-    throw new HubError(
-      403,
-      "ERR_CROSS_ORIGIN",
-      `requests from ${origin} may not change jobs; only pages served by this hub (${request.headers.host}) may`,
-    );
-  }
-  requireAdmin(request.scope!, what);
-  const body = request.body ?? {};
-  if (typeof body !== "object" || Array.isArray(body))
-    throw new HubError(400, "ERR_MALFORMED", "the body must be a JSON object");
-  return body as Record<string, unknown>;
-}
-
-function originHost(origin: string): string | null {
-  try {
-    return new URL(origin).host;
-  } catch {
-    return null; // "null" (a sandboxed or file: page) or garbage: never the hub's own
-  }
-}
-
 function actionOf(value: unknown): JobAction {
   if (!JOB_ACTIONS.includes(value as JobAction))
     throw new HubError(
@@ -221,17 +191,6 @@ function actionOf(value: unknown): JobAction {
 
 function count(action: JobAction, target: "one" | "bulk", result: "changed" | "unchanged" | "refused") {
   consoleActions.labels(action, target, result).inc();
-}
-
-function int(name: string, text: string | undefined): number | undefined {
-  if (text === undefined || text === "") return undefined;
-  if (!/^\d{1,15}$/.test(text))
-    throw new HubError(
-      400,
-      "ERR_INVALID_ARGUMENT",
-      `${name}: must be a whole number, got ${JSON.stringify(text)}`,
-    );
-  return Number(text);
 }
 
 /** The queue's own refusals, as the client's fault. */

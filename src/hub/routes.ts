@@ -22,6 +22,8 @@ import { pinRoutes } from "../pins/routes.js";
 import { isBusy } from "../store.js";
 import { PROTOCOL_VERSION } from "../sync/protocol.js";
 import { type Auth, unauthorized } from "./auth.js";
+import { withLag } from "./clients.js";
+import { conflictRoutes } from "./conflicts-routes.js";
 import { type Hub, HubError, type Scope } from "./hub.js";
 import { jobRoutes } from "./jobs-routes.js";
 import {
@@ -159,7 +161,7 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
     perSecond,
     failures,
   });
-  const statusReader = new StatusReader(hub.replica.store);
+  const statusReader = new StatusReader(hub.replica.store, { readers: () => hub.clients.positions() });
   app.addHook("onClose", () => statusReader.close());
   app.get("/v1/status", async (request) => {
     if (request.scope!.buckets !== "*") {
@@ -170,6 +172,7 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
       );
     }
     const read = await statusReader.get();
+    const { readerLag, ...status } = read.status;
     return {
       ok: true,
       hub: {
@@ -184,11 +187,12 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
         statusAt: new Date(read.at).toISOString(),
         statusMs: read.ms,
       },
-      clients: hub.clients.list(),
-      ...read.status,
+      clients: hub.clients.list().map((c) => withLag(c, readerLag)),
+      ...status,
     };
   });
   await app.register(jobRoutes, { store: hub.replica.store });
+  await app.register(conflictRoutes, { hub, gate });
   if (options.pins) await app.register(pinRoutes, { pins: options.pins });
 }
 

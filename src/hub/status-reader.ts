@@ -13,10 +13,13 @@
  * on its own read-only connection; where that module is not built (running
  * from sources, as the unit tests do) it runs inline on the caller's store.
  * A failed read rejects its callers and is retried by the next `get`.
+ * `readers`, when given, is asked at each read for the log positions whose
+ * lag the status should hold (a hub's clients' last pulls).
  */
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import type { LagQuery } from "../replica/lag.js";
 import { readStatus, type Status } from "../status.js";
 import type { Store } from "../store.js";
 
@@ -39,13 +42,15 @@ export class StatusReader {
 
   private readonly minIntervalMs: number;
   private readonly costFactor: number;
+  private readonly readers: () => LagQuery[];
 
   constructor(
     private readonly store: Store,
-    options: { minIntervalMs?: number; costFactor?: number } = {},
+    options: { minIntervalMs?: number; costFactor?: number; readers?: () => LagQuery[] } = {},
   ) {
     this.minIntervalMs = options.minIntervalMs ?? 2000;
     this.costFactor = options.costFactor ?? 20;
+    this.readers = options.readers ?? (() => []);
     this.mode = existsSync(fileURLToPath(WORKER)) ? "worker" : "inline";
   }
 
@@ -71,17 +76,18 @@ export class StatusReader {
 
   private async read(): Promise<StatusRead> {
     const at = Date.now();
+    const readers = this.readers();
     if (this.mode === "worker") {
-      const { status, ms } = await this.ask();
+      const { status, ms } = await this.ask(readers);
       this.last = { status, at, ms: Math.round(ms) };
     } else {
-      const status = readStatus(this.store);
+      const status = readStatus(this.store, { readers });
       this.last = { status, at, ms: Date.now() - at };
     }
     return this.last;
   }
 
-  private ask(): Promise<{ status: Status; ms: number }> {
+  private ask(readers: LagQuery[]): Promise<{ status: Status; ms: number }> {
     if (!this.worker) {
       this.worker = new Worker(WORKER, { workerData: { path: this.store.path } });
       // An idle worker must not keep the process alive; a dead one is made anew next time.
@@ -115,7 +121,7 @@ export class StatusReader {
       w.on("message", done);
       w.on("error", fail);
       w.on("exit", exited);
-      w.postMessage("read");
+      w.postMessage({ readers });
     });
   }
 }

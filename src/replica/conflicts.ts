@@ -14,6 +14,7 @@
  * table: restoring is the Replica's, as a local write.
  */
 import type Database from "better-sqlite3";
+import { InvalidArgumentError } from "../errors.js";
 import { changesQuarantined, conflictsRecorded } from "../metrics.js";
 import { checkInteger, checkOneOf } from "../queue/validate.js";
 import type { Change } from "./log.js";
@@ -118,6 +119,8 @@ interface Row {
 export interface ListOptions {
   /** Only these kinds (default: all). */
   kinds?: Array<ConflictKind | QuarantineKind>;
+  /** Only this table's. */
+  table?: string;
   limit?: number;
   offset?: number;
 }
@@ -206,9 +209,7 @@ export class Conflicts {
     const offset = options.offset ?? 0;
     checkInteger("limit", limit, 1);
     checkInteger("offset", offset, 0);
-    const kinds = options.kinds ?? [...CONFLICT_KINDS, ...QUARANTINE_KINDS];
-    for (const k of kinds) checkOneOf("kinds", k, [...CONFLICT_KINDS, ...QUARANTINE_KINDS]);
-    const rows = this.sql.list.all(JSON.stringify(kinds), limit, offset) as Row[];
+    const rows = this.sql.list.all({ ...filterOf(options), limit, offset }) as Row[];
     const conflicts: Conflict[] = [];
     const quarantined: QuarantinedChange[] = [];
     for (const r of rows) {
@@ -216,6 +217,16 @@ export class Conflicts {
       else conflicts.push(toConflict(r));
     }
     return { conflicts, quarantined };
+  }
+
+  /** How many `list` would page through with these kinds and table. */
+  total(options: Pick<ListOptions, "kinds" | "table"> = {}): number {
+    return this.sql.total.get(filterOf(options)) as number;
+  }
+
+  /** The tables named by conflicts or quarantined changes, with how many each. */
+  tables(): Array<{ table: string; count: number }> {
+    return this.sql.tables.all() as Array<{ table: string; count: number }>;
   }
 
   get(id: number): Conflict | QuarantinedChange | null {
@@ -235,6 +246,17 @@ export class Conflicts {
     }
     return out;
   }
+}
+
+/** The list's filter as its statements' parameters, checked. */
+function filterOf(options: Pick<ListOptions, "kinds" | "table">): { kinds: string; tbl: string | null } {
+  const kinds = options.kinds ?? [...CONFLICT_KINDS, ...QUARANTINE_KINDS];
+  if (!Array.isArray(kinds)) throw new InvalidArgumentError("kinds", "must be an array of kinds");
+  for (const k of kinds) checkOneOf("kinds", k, [...CONFLICT_KINDS, ...QUARANTINE_KINDS]);
+  const table = options.table ?? null;
+  if (table !== null && (typeof table !== "string" || table === ""))
+    throw new InvalidArgumentError("table", "must be a table's name");
+  return { kinds: JSON.stringify(kinds), tbl: table };
 }
 
 /** A row's identity across the wire: its table and its key's wire form, as JSON. */
@@ -279,6 +301,8 @@ function toQuarantined(r: Row & { sv?: number }): QuarantinedChange {
   };
 }
 
+const FILTER = "kind IN (SELECT value FROM json_each(:kinds)) AND (:tbl IS NULL OR tbl = :tbl)";
+
 function prepare(db: Database.Database) {
   return {
     record: db.prepare(
@@ -300,7 +324,11 @@ function prepare(db: Database.Database) {
     ),
     release: db.prepare("DELETE FROM tw_conflicts WHERE id = ? AND kind IN ('held', 'failed')"),
     list: db.prepare(
-      "SELECT * FROM tw_conflicts WHERE kind IN (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT ? OFFSET ?",
+      `SELECT * FROM tw_conflicts WHERE ${FILTER} ORDER BY id DESC LIMIT :limit OFFSET :offset`,
+    ),
+    total: db.prepare(`SELECT count(*) FROM tw_conflicts WHERE ${FILTER}`).pluck(),
+    tables: db.prepare(
+      'SELECT tbl AS "table", count(*) AS count FROM tw_conflicts GROUP BY tbl ORDER BY tbl',
     ),
     get: db.prepare("SELECT * FROM tw_conflicts WHERE id = ?"),
     restored: db.prepare("UPDATE tw_conflicts SET restored_at = ? WHERE id = ?"),
