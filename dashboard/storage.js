@@ -3,7 +3,7 @@
 // from the status document app.js reads (it announces each one with a
 // "tidewire:status" event, so the hub is asked once). Values are set as text.
 
-import { fill } from "./console.js";
+import { $, fill } from "./console.js";
 
 const number = new Intl.NumberFormat("en");
 const STATES = ["pending", "running", "completed", "failed", "cancelled"];
