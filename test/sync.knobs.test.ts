@@ -396,8 +396,12 @@ describe("a refused handshake over HTTP", () => {
     // The classes do not overlap: an auth refusal is no bucket refusal, and neither is the version's.
     expect(noToken).not.toBeInstanceOf(HubBucketError);
     expect(forbidden).not.toBeInstanceOf(HubAuthError);
-    // A refused start changed nothing on the hub: it has heard of no client.
-    expect(h.clients.list()).toEqual([]);
+    // A refused start changed no data on the hub. Refusals before the token was
+    // known leave no client behind; the version refusal, from a known token, is
+    // kept as that client's last error for the console.
+    expect(h.clients.list().map((c) => [c.nodeId, c.lastError])).toEqual([
+      ["a", expect.stringMatching(/^protocol version \d+ is not supported/)],
+    ]);
 
     const down = await attempt(new HttpTransport("http://127.0.0.1:1", { retries: 0 }));
     expect(down).toBeInstanceOf(TransportError);
