@@ -293,6 +293,31 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE IF NOT EXISTS tw_renames (old TEXT PRIMARY KEY, new TEXT NOT NULL, at INTEGER NOT NULL) WITHOUT ROWID;
     `,
   },
+  {
+    version: 14,
+    name: "history",
+    sql: `
+      -- Per-minute rollups of what the daemon measured (src/history/rollups.ts): per series
+      -- (jobs.completed, jobs.run, changes.pushed …) and label (a job type, a peer, hub or
+      -- sync), the minute's count; for a latency series also the sum, extremes and a
+      -- log-bucket histogram of its durations (src/history/histogram.ts: JSON pairs of
+      -- bucket, count), which merge across minutes. minute is the epoch ms it starts at.
+      -- Written once a minute in one transaction, never per job; kept a day.
+      CREATE TABLE tw_rollups (
+        series TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        sum REAL NOT NULL DEFAULT 0,
+        min REAL,
+        max REAL,
+        hist TEXT,
+        PRIMARY KEY (series, minute, label)
+      ) WITHOUT ROWID;
+      -- The prune deletes by age alone.
+      CREATE INDEX tw_rollups_minute ON tw_rollups(minute);
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -14,6 +14,7 @@ import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { type History, startHistory } from "../history/recorder.js";
 import { checkAuthOptions, resolveAuth } from "../hub/auth.js";
 import { Hub } from "../hub/hub.js";
 import { createLogger, type Logger, type LogLevel } from "../log.js";
@@ -133,6 +134,8 @@ export interface Daemon {
   readonly pins: Pins;
   /** The mesh member, when the daemon joined one (`mesh` option, `--redis`). */
   readonly mesh: RedisStreamsTransport | undefined;
+  /** Per-minute rollups of jobs, changes and sync cycles (src/history/recorder.ts). */
+  readonly history: History;
   stop(): Promise<void>;
 }
 
@@ -182,6 +185,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   let app: ReturnType<typeof Server.buildServer> | undefined;
   let mesh: RedisStreamsTransport | undefined;
   let unwatch: (() => void) | undefined;
+  // Set once the worker and hub exist; SyncBucket jobs run only after that.
+  let history: History | undefined;
   try {
     const queue = new Queue(store);
     // A relay: it keeps and serves the log of buckets whose tables it does not have.
@@ -207,6 +212,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
       logger,
       options: peerOptions,
       afterPull,
+      onSynced: (peer, result) => history?.synced(peer, result),
     });
     const handlers = {
       [DOWNLOAD_PINS]: downloadPinsHandler(pins, { sources }),
@@ -228,11 +234,15 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const { auth, generated, source } = resolveAuth({ ...authOptions, dbPath: store.path });
     const tables = mergeTables(declared, auth.tables);
     const hub = new Hub(replica, { limits: options.limits, relay: true, buckets: auth.buckets(), tables });
+    // Per-minute rollups of jobs, changes and sync cycles, kept in the file (src/history).
+    const recorded = startHistory({ store, worker, hub, logger });
+    history = recorded;
     const hubRoutes = {
       hub,
       auth,
       rateLimitPerSecond: options.rateLimitPerSecond,
       pins,
+      rollups: recorded.rollups,
       ...hubLimits,
     };
     mesh = options.mesh && new RedisStreamsTransport(replica, { ...options.mesh, logger, peers });
@@ -299,6 +309,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
         try {
           await worker.stop();
         } finally {
+          // After the worker: its last outcomes are counted. It logs its own failure.
+          history?.stop();
           gate.close();
           store.close();
         }
@@ -308,9 +320,24 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     };
     const bound = http.server.address();
     const boundPort = typeof bound === "object" && bound ? bound.port : port;
-    return { url, port: boundPort, store, queue, worker, scheduler, logger, hub, peers, pins, mesh, stop };
+    return {
+      url,
+      port: boundPort,
+      store,
+      queue,
+      worker,
+      scheduler,
+      logger,
+      hub,
+      peers,
+      pins,
+      mesh,
+      history: recorded,
+      stop,
+    };
   } catch (err) {
     unwatch?.();
+    history?.stop();
     await app?.close().catch(() => {});
     await mesh?.stop().catch(() => {});
     gate.close();

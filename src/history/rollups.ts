@@ -1,0 +1,216 @@
+/**
+ * Rollups: per-minute totals of what a process measured, kept in SQLite
+ * (tw_rollups, migration 14) so history survives a restart.
+ *
+ * Contract: `add` (a count) and `observe` (a duration, ms) only touch memory:
+ * a few map lookups, no I/O, so they may sit on a hot path. `flush` writes
+ * every minute gathered since the last flush in one IMMEDIATE transaction,
+ * merging into rows an earlier flush (of this process or another on the same
+ * file) wrote for the same minute, series and label, and deletes rows older
+ * than the retention (default a day). A flush that fails (the file locked by
+ * another program) keeps what it could not write for the next one, minus
+ * minutes already past the retention. `read` answers a series' rows in a
+ * range, with what is still in memory merged in, so the current minute shows
+ * before it is flushed. A series is either counted or observed, never both:
+ * a count row has no histogram; a latency row's count is its observations.
+ */
+import type Database from "better-sqlite3";
+import { InvalidArgumentError } from "../errors.js";
+import type { Store } from "../store.js";
+import { decode, emptyHistogram, encodeBuckets, type Histogram, merge, observe } from "./histogram.js";
+
+export const MINUTE_MS = 60_000;
+export const DEFAULT_RETENTION_MS = 86_400_000;
+/** Labels come from job types and peer ids, both bounded already; this keeps a row small whatever. */
+const MAX_LABEL = 200;
+
+export interface RollupsOptions {
+  /** Rows older than this are deleted at each flush, ms (default a day). */
+  retentionMs?: number;
+  /** The clock (epoch ms); tests move it. */
+  now?: () => number;
+}
+
+interface Cell {
+  count: number;
+  hist: Histogram | null;
+}
+
+/** One minute of one label of a series. */
+export interface Rollup {
+  /** Epoch ms of the minute's start. */
+  minute: number;
+  label: string;
+  count: number;
+  /** The minute's durations; null for a counted series. */
+  hist: Histogram | null;
+}
+
+/** series -> label -> cell, for one minute. */
+type Minute = Map<string, Map<string, Cell>>;
+
+interface StoredRow {
+  minute: number;
+  label: string;
+  count: number;
+  sum: number;
+  min: number | null;
+  max: number | null;
+  hist: string | null;
+}
+
+export function minuteOf(ms: number): number {
+  return ms - (((ms % MINUTE_MS) + MINUTE_MS) % MINUTE_MS);
+}
+
+export class Rollups {
+  readonly retentionMs: number;
+  private readonly now: () => number;
+  private readonly minutes = new Map<number, Minute>();
+  private current: Minute | undefined;
+  private currentStart = 0;
+  private currentEnd = 0;
+  private readonly write: (minutes: Map<number, Minute>, before: number) => number;
+  private readonly rows: Database.Statement;
+  private readonly labelRows: Database.Statement;
+
+  constructor(
+    readonly store: Store,
+    options: RollupsOptions = {},
+  ) {
+    const retention = options.retentionMs ?? DEFAULT_RETENTION_MS;
+    if (!Number.isInteger(retention) || retention < MINUTE_MS)
+      throw new InvalidArgumentError("retentionMs", `must be an integer of at least ${MINUTE_MS}`);
+    this.retentionMs = retention;
+    this.now = options.now ?? Date.now;
+    const db = store.db;
+    const addCount = db.prepare(
+      `INSERT INTO tw_rollups (series, minute, label, count, sum) VALUES (?, ?, ?, ?, 0)
+       ON CONFLICT (series, minute, label) DO UPDATE SET count = count + excluded.count`,
+    );
+    const stored = db.prepare(
+      "SELECT count, sum, min, max, hist FROM tw_rollups WHERE series = ? AND minute = ? AND label = ?",
+    );
+    const putHist = db.prepare(
+      `INSERT INTO tw_rollups (series, minute, label, count, sum, min, max, hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (series, minute, label) DO UPDATE SET
+         count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max, hist = excluded.hist`,
+    );
+    const prune = db.prepare("DELETE FROM tw_rollups WHERE minute < ?");
+    this.write = store.writer((minutes: Map<number, Minute>, before: number) => {
+      for (const [minute, bySeries] of minutes) {
+        for (const [series, byLabel] of bySeries) {
+          for (const [label, cell] of byLabel) {
+            if (!cell.hist) {
+              addCount.run(series, minute, label, cell.count);
+              continue;
+            }
+            const old = stored.get(series, minute, label) as StoredRow | undefined;
+            const h = old?.hist ? merge(decode({ ...old, hist: old.hist }), cell.hist) : cell.hist;
+            putHist.run(series, minute, label, h.count, h.sum, h.min, h.max, encodeBuckets(h));
+          }
+        }
+      }
+      return prune.run(before).changes;
+    });
+    this.rows = db.prepare(
+      `SELECT minute, label, count, sum, min, max, hist FROM tw_rollups
+       WHERE series = ? AND minute >= ? AND minute < ? ORDER BY minute`,
+    );
+    this.labelRows = db.prepare(
+      `SELECT minute, label, count, sum, min, max, hist FROM tw_rollups
+       WHERE series = ? AND minute >= ? AND minute < ? AND label = ? ORDER BY minute`,
+    );
+  }
+
+  /** Counts `n` events of `series` under `label` in the current minute. */
+  add(series: string, label: string, n = 1): void {
+    this.cell(series, label).count += n;
+  }
+
+  /** Counts one duration (ms) of `series` under `label` in the current minute. */
+  observe(series: string, label: string, ms: number): void {
+    const cell = this.cell(series, label);
+    cell.hist ??= emptyHistogram();
+    observe(cell.hist, ms);
+    cell.count = cell.hist.count;
+  }
+
+  /** Minutes gathered and not yet written. */
+  get pendingMinutes(): number {
+    return this.minutes.size;
+  }
+
+  /**
+   * Writes what was gathered in one transaction and prunes past the retention;
+   * returns the rows pruned. Throws what the write threw (after the store's
+   * busy retries), keeping the data for the next flush.
+   */
+  flush(): number {
+    const before = minuteOf(this.now()) - this.retentionMs;
+    for (const minute of this.minutes.keys()) if (minute < before) this.minutes.delete(minute);
+    const pruned = this.write(this.minutes, before);
+    this.minutes.clear();
+    this.current = undefined;
+    this.currentEnd = 0;
+    return pruned;
+  }
+
+  /** The rows of `series` with from <= minute < to (and of `label` only, when given), flushed or not. */
+  read(series: string, from: number, to: number, label?: string): Rollup[] {
+    const stored = (
+      label === undefined ? this.rows.all(series, from, to) : this.labelRows.all(series, from, to, label)
+    ) as StoredRow[];
+    const out = new Map<string, Rollup>();
+    for (const r of stored) {
+      const hist = r.hist === null ? null : decode({ ...r, hist: r.hist });
+      out.set(`${r.minute}\0${r.label}`, { minute: r.minute, label: r.label, count: r.count, hist });
+    }
+    for (const [minute, bySeries] of this.minutes) {
+      if (minute < from || minute >= to) continue;
+      for (const [l, cell] of bySeries.get(series) ?? []) {
+        if (label !== undefined && l !== label) continue;
+        const key = `${minute}\0${l}`;
+        const had = out.get(key);
+        if (!had) {
+          out.set(key, {
+            minute,
+            label: l,
+            count: cell.count,
+            hist: cell.hist && merge(emptyHistogram(), cell.hist),
+          });
+          continue;
+        }
+        had.count += cell.count;
+        if (cell.hist) had.hist = merge(had.hist ?? emptyHistogram(), cell.hist);
+      }
+    }
+    return [...out.values()].sort((a, b) => a.minute - b.minute);
+  }
+
+  private cell(series: string, label: string): Cell {
+    const now = this.now();
+    if (now >= this.currentEnd || now < this.currentStart || !this.current) {
+      this.currentStart = minuteOf(now);
+      this.currentEnd = this.currentStart + MINUTE_MS;
+      let m = this.minutes.get(this.currentStart);
+      if (!m) {
+        m = new Map();
+        this.minutes.set(this.currentStart, m);
+      }
+      this.current = m;
+    }
+    let byLabel = this.current.get(series);
+    if (!byLabel) {
+      byLabel = new Map();
+      this.current.set(series, byLabel);
+    }
+    const key = label.length > MAX_LABEL ? label.slice(0, MAX_LABEL) : label;
+    let cell = byLabel.get(key);
+    if (!cell) {
+      cell = { count: 0, hist: null };
+      byLabel.set(key, cell);
+    }
+    return cell;
+  }
+}
