@@ -1,0 +1,162 @@
+/**
+ * The dashboard's History view in a real browser (Debian's chromium through
+ * playwright-core) against a real daemon on loopback: jobs run and changes
+ * pushed over HTTP, the daemon stopped and started again on the same file,
+ * and the charts draw what the first daemon recorded: each figure's data,
+ * its legend, and pixels of its line on the canvas; the day's range too;
+ * with uPlot under the page's strict CSP (a refused inline style or script
+ * would be a console error, which fails the test).
+ */
+import { accessSync, constants, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type Daemon, startDaemon } from "../src/daemon/daemon.js";
+import { createLogger } from "../src/log.js";
+import { UnrecoverableError } from "../src/queue/worker.js";
+import { SyncManager } from "../src/sync/sync-manager.js";
+import { HttpTransport } from "../src/sync/transport-http.js";
+import { CHROMIUM, launchChromium } from "./browser.js";
+import { serviceReachable, useTempDirs, waitFor } from "./helpers.js";
+import { openItems } from "./sync-helpers.js";
+
+const tempDir = useTempDirs("tidewire-history-ui-");
+const cleanup: Array<() => unknown> = [];
+let browser: Browser | undefined;
+const hasChromium = await serviceReachable("Chromium", CHROMIUM, async () =>
+  accessSync(CHROMIUM, constants.X_OK),
+);
+const WAIT = { timeout: 30_000 };
+const ADMIN = "history-ui-admin-token1";
+
+beforeAll(async () => {
+  if (hasChromium) browser = await launchChromium();
+}, 120_000);
+afterAll(async () => {
+  await browser?.close();
+});
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function daemon(dbPath: string, tokensFile: string): Promise<Daemon> {
+  const d = await startDaemon({
+    dbPath,
+    host: "127.0.0.1",
+    port: 0,
+    logger: createLogger({ level: "silent" }),
+    tokensFile,
+    tables: { items: "default" },
+    handlers: {
+      email: async () => {},
+      flaky: () => {
+        throw new UnrecoverableError("the mail server said no");
+      },
+    },
+  });
+  cleanup.push(() => d.stop());
+  return d;
+}
+
+/** What one chart's figure says it drew. */
+const figure = (page: Page, series: string) =>
+  page.$eval(`figure[data-series="${series}"]`, (f) => ({
+    state: (f as HTMLElement).dataset.state,
+    range: (f as HTMLElement).dataset.range,
+    total: Number((f as HTMLElement).dataset.total),
+    points: Number((f as HTMLElement).dataset.points),
+    legend: [...f.querySelectorAll(".u-legend .u-label")].map((l) => l.textContent),
+  }));
+
+/** Pixels of the canvas near `rgb`: the line uPlot drew in that colour (antialiasing blurs its edges). */
+const pixelsOf = (page: Page, series: string, rgb: [number, number, number]) =>
+  page.$eval(
+    `figure[data-series="${series}"] canvas`,
+    (canvas, [r, g, b]) => {
+      const c = canvas as HTMLCanvasElement;
+      const px = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < px.length; i += 4)
+        if (Math.abs(px[i]! - r) < 40 && Math.abs(px[i + 1]! - g) < 40 && Math.abs(px[i + 2]! - b) < 40) n++;
+      return n;
+    },
+    rgb,
+  );
+
+describe.skipIf(!hasChromium)("the History view, in Chromium", () => {
+  it("draws the charts of jobs run and changes pushed before the daemon was restarted", async () => {
+    const dir = tempDir();
+    const dbPath = join(dir, "hub.db");
+    const tokensFile = join(dir, "tokens.json");
+    writeFileSync(
+      tokensFile,
+      JSON.stringify({ tokens: [{ token: ADMIN, buckets: "*", access: "admin", name: "admin" }] }),
+      { mode: 0o600 },
+    );
+    const first = await daemon(dbPath, tokensFile);
+    for (let i = 0; i < 12; i++) first.queue.add("email", { to: `u${i}@example.com` });
+    for (let i = 0; i < 3; i++) first.queue.add("flaky", {}, { maxAttempts: 1 });
+    const client = openItems(dir, "client");
+    cleanup.push(() => client.close());
+    const insert = client.store.db.prepare("INSERT INTO items VALUES (?, ?, ?)");
+    client.store.write(() => {
+      for (let i = 1; i <= 20; i++) insert.run(i, `n${i}`, i);
+    });
+    const transport = new HttpTransport(first.url, { token: ADMIN });
+    await new SyncManager(client, transport, { buckets: ["default"] }).syncOnce();
+    await transport.close();
+    await waitFor(
+      () =>
+        first.queue.count({ type: "email", state: "completed" }) === 12 &&
+        first.queue.count({ type: "flaky", state: "failed" }) === 3,
+      "the first daemon to run the jobs",
+      { timeoutMs: 20_000, intervalMs: 20 },
+    );
+    await first.stop();
+
+    const second = await daemon(dbPath, tokensFile);
+    const page = await browser!.newPage({ viewport: { width: 1200, height: 1400 } });
+    const errors: string[] = [];
+    page.on("pageerror", (err) => errors.push(err.message));
+    page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+    await page.goto(`${second.url}/dashboard#token=${ADMIN}`);
+    await page.waitForSelector("#main:not([hidden])", WAIT);
+    await page.click("#show-history");
+    expect(await page.isHidden("#overview")).toBe(true);
+    await page.waitForSelector('figure[data-series="sync.cycle"][data-state="drawn"]', WAIT);
+
+    // The first daemon's maintenance jobs may have completed too: email's count is exact.
+    const completed = await figure(page, "jobs.completed");
+    expect(completed.state).toBe("drawn");
+    expect(completed.range).toBe("1h");
+    expect(completed.total).toBeGreaterThanOrEqual(12);
+    expect(completed.legend).toContain("email");
+    expect(await figure(page, "jobs.failed")).toMatchObject({ total: 3, legend: ["time", "flaky"] });
+    expect(await figure(page, "changes.pushed")).toMatchObject({ total: 20, legend: ["time", "hub"] });
+    for (const series of ["jobs.run", "jobs.wait"]) {
+      const f = await figure(page, series);
+      expect(f.legend).toEqual(["time", "p50", "p95", "p99"]);
+      expect(f.total).toBeGreaterThanOrEqual(15);
+      expect(f.points).toBeGreaterThan(0);
+    }
+    expect(await figure(page, "sync.cycle")).toMatchObject({ total: 0, points: 0 });
+    expect(await page.textContent('figure[data-series="sync.cycle"] .chart-note')).toBe(
+      "nothing recorded in the last hour",
+    );
+    // jobs.failed has one line, flaky, in the first colour (#2563eb): it is on the canvas.
+    expect(await pixelsOf(page, "jobs.failed", [0x25, 0x63, 0xeb])).toBeGreaterThan(20);
+    expect(await page.textContent('figure[data-series="jobs.run"] .chart-note')).toMatch(
+      /^the last hour: p50 .* ms · p95 .* · p99 .* · max .* over \d+ \(percentiles ±4\.4%\)$/,
+    );
+
+    await page.click('#history-range button[data-range="24h"]');
+    await expect.poll(() => figure(page, "jobs.failed"), WAIT).toMatchObject({ range: "24h", total: 3 });
+    expect(await figure(page, "changes.pushed")).toMatchObject({ range: "24h", total: 20 });
+
+    await page.click("#show-jobs");
+    expect(await page.isHidden("#history-view")).toBe(true);
+    expect(await page.getAttribute("#show-history", "aria-pressed")).toBe("false");
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+});
