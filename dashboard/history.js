@@ -21,6 +21,7 @@ const SERIES = [
   "sync.cycle",
 ];
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#6b7280"];
+const COUNT_TICKS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
 const RANGE_WORDS = { "1h": "the last hour", "24h": "the last day" };
 const $ = (id) => document.getElementById(id);
 const number = new Intl.NumberFormat("en");
@@ -29,6 +30,7 @@ const view = { range: "1h", visible: false, timer: null, charts: new Map(), load
 
 function ms(v) {
   if (v === null || v === undefined) return "–";
+  if (v === 0) return "0";
   if (v < 1) return `${v.toFixed(2)} ms`;
   if (v < 1000) return `${v.toPrecision(3)} ms`;
   return `${(v / 1000).toPrecision(3)} s`;
@@ -84,7 +86,10 @@ function describe(answer) {
 function draw(chart, answer) {
   const xs = answer.minutes.map((m) => m / 1000);
   const data = [xs, ...answer.lines.map((l) => l.values)];
-  const shape = `${answer.range}|${answer.lines.map((l) => l.label).join("\u0000")}`;
+  const isolated = answer.lines.map((l) =>
+    l.values.some((v, i) => v !== null && l.values[i - 1] == null && l.values[i + 1] == null),
+  );
+  const shape = `${answer.range}|${answer.lines.map((l, i) => `${l.label}:${isolated[i]}`).join("\u0000")}`;
   const width = Math.max(280, chart.plot.clientWidth);
   if (chart.uplot && chart.shape === shape) {
     chart.uplot.setData(data);
@@ -94,7 +99,9 @@ function draw(chart, answer) {
     const ink = css.getPropertyValue("--muted").trim() || "#5d6678";
     const grid = css.getPropertyValue("--line").trim() || "#dde1e8";
     const axis = { stroke: ink, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
-    const unit = answer.kind === "latency" ? (_u, v) => ms(v) : (_u, v) => number.format(v);
+    const latency = answer.kind === "latency";
+    const unit = latency ? (_u, v) => ms(v) : (_u, v) => number.format(v);
+
     chart.uplot = new uPlot(
       {
         width,
@@ -106,9 +113,20 @@ function draw(chart, answer) {
             stroke: COLORS[i % COLORS.length],
             width: 1.5,
             value: unit,
+            // A minute with no observation is a gap, not a zero: a minute between gaps shows as a dot.
+            points: { show: isolated[i], size: 4 },
           })),
         ],
-        axes: [axis, { ...axis, size: 64, values: (u, vals) => vals.map((v) => unit(u, v)) }],
+        axes: [
+          axis,
+          {
+            ...axis,
+            size: 64,
+            values: (u, vals) => vals.map((v) => unit(u, v)),
+            // Counts are whole: no tick at 0.5.
+            ...(latency ? {} : { incrs: COUNT_TICKS }),
+          },
+        ],
         scales: { y: { range: (_u, _min, max) => [0, Math.max(max, answer.kind === "count" ? 1 : 0.01)] } },
       },
       data,

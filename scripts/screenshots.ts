@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { JOBS_ADMIN, launchChromium, ROOT, seedJobs, serveJobs } from "../test/browser.js";
+import { JOBS_ADMIN, launchChromium, ROOT, seedHistory, seedJobs, serveJobs } from "../test/browser.js";
 
 const OUT = join(ROOT, "docs/screenshots");
 const WAIT = { timeout: 60_000 };
@@ -28,6 +28,7 @@ const dir = mkdtempSync(join(tmpdir(), "tidewire-shots-"));
 mkdirSync(OUT, { recursive: true });
 const db = join(dir, "hub.db");
 const seeded = seedJobs(db);
+seedHistory(db);
 const { url, child } = await serveJobs(db, dir);
 const browser = await launchChromium();
 try {
@@ -51,7 +52,16 @@ try {
   await page.click("#bulk-start");
   await page.waitForSelector("#bulk-confirm:not([hidden])", WAIT);
   await page.screenshot({ path: join(OUT, "bulk-confirm.png"), fullPage: true });
-  console.log(`wrote overview.png, jobs.png, job-detail.png, bulk-confirm.png to ${OUT}`);
+
+  await page.click("#show-history");
+  await page.waitForSelector('figure[data-series="sync.cycle"][data-state="drawn"]', WAIT);
+  await page.screenshot({ path: join(OUT, "history.png"), fullPage: true });
+  await page.click('#history-range button[data-range="24h"]');
+  await page.waitForSelector('figure[data-series="sync.cycle"][data-range="24h"]', WAIT);
+  await page.screenshot({ path: join(OUT, "history-day.png"), fullPage: true });
+  console.log(
+    `wrote overview.png, jobs.png, job-detail.png, bulk-confirm.png, history.png, history-day.png to ${OUT}`,
+  );
 } finally {
   await browser.close();
   child.kill("SIGTERM");

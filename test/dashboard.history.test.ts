@@ -60,21 +60,31 @@ async function daemon(dbPath: string, tokensFile: string): Promise<Daemon> {
 
 /** What one chart's figure says it drew. */
 const figure = (page: Page, series: string) =>
-  page.$eval(`figure[data-series="${series}"]`, (f) => ({
-    state: (f as HTMLElement).dataset.state,
-    range: (f as HTMLElement).dataset.range,
-    total: Number((f as HTMLElement).dataset.total),
-    points: Number((f as HTMLElement).dataset.points),
-    legend: [...f.querySelectorAll(".u-legend .u-label")].map((l) => l.textContent),
-  }));
+  page.$eval(`figure[data-series="${series}"]`, (f) => {
+    // The project's tsconfig has no DOM library: the page's own types, as far as read here.
+    const d = (f as unknown as { dataset: Record<string, string | undefined> }).dataset;
+    return {
+      state: d.state,
+      range: d.range,
+      total: Number(d.total),
+      points: Number(d.points),
+      legend: [...f.querySelectorAll(".u-legend .u-label")].map((l) => l.textContent),
+    };
+  });
 
 /** Pixels of the canvas near `rgb`: the line uPlot drew in that colour (antialiasing blurs its edges). */
 const pixelsOf = (page: Page, series: string, rgb: [number, number, number]) =>
   page.$eval(
     `figure[data-series="${series}"] canvas`,
     (canvas, [r, g, b]) => {
-      const c = canvas as HTMLCanvasElement;
-      const px = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+      const c = canvas as unknown as {
+        width: number;
+        height: number;
+        getContext(kind: "2d"): {
+          getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray };
+        };
+      };
+      const px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
       let n = 0;
       for (let i = 0; i < px.length; i += 4)
         if (Math.abs(px[i]! - r) < 40 && Math.abs(px[i + 1]! - g) < 40 && Math.abs(px[i + 2]! - b) < 40) n++;
