@@ -7,17 +7,16 @@
  * with uPlot under the page's strict CSP (a refused inline style or script
  * would be a console error, which fails the test).
  */
-import { accessSync, constants, writeFileSync } from "node:fs";
+import { accessSync, constants } from "node:fs";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type Daemon, startDaemon } from "../src/daemon/daemon.js";
-import { createLogger } from "../src/log.js";
-import { UnrecoverableError } from "../src/queue/worker.js";
+import type { Daemon } from "../src/daemon/daemon.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
 import { CHROMIUM, launchChromium } from "./browser.js";
-import { serviceReachable, useTempDirs, waitFor } from "./helpers.js";
+import { serviceReachable, useTempDirs } from "./helpers.js";
+import { HISTORY_ADMIN, runJobs, startHistoryDaemon, writeHistoryTokens } from "./history-helpers.js";
 import { openItems } from "./sync-helpers.js";
 
 const tempDir = useTempDirs("tidewire-history-ui-");
@@ -27,7 +26,7 @@ const hasChromium = await serviceReachable("Chromium", CHROMIUM, async () =>
   accessSync(CHROMIUM, constants.X_OK),
 );
 const WAIT = { timeout: 30_000 };
-const ADMIN = "history-ui-admin-token1";
+const ADMIN = HISTORY_ADMIN;
 
 beforeAll(async () => {
   if (hasChromium) browser = await launchChromium();
@@ -40,20 +39,7 @@ afterEach(async () => {
 });
 
 async function daemon(dbPath: string, tokensFile: string): Promise<Daemon> {
-  const d = await startDaemon({
-    dbPath,
-    host: "127.0.0.1",
-    port: 0,
-    logger: createLogger({ level: "silent" }),
-    tokensFile,
-    tables: { items: "default" },
-    handlers: {
-      email: async () => {},
-      flaky: () => {
-        throw new UnrecoverableError("the mail server said no");
-      },
-    },
-  });
+  const d = await startHistoryDaemon(dbPath, tokensFile);
   cleanup.push(() => d.stop());
   return d;
 }
@@ -97,15 +83,9 @@ describe.skipIf(!hasChromium)("the History view, in Chromium", () => {
   it("draws the charts of jobs run and changes pushed before the daemon was restarted", async () => {
     const dir = tempDir();
     const dbPath = join(dir, "hub.db");
-    const tokensFile = join(dir, "tokens.json");
-    writeFileSync(
-      tokensFile,
-      JSON.stringify({ tokens: [{ token: ADMIN, buckets: "*", access: "admin", name: "admin" }] }),
-      { mode: 0o600 },
-    );
+    const tokensFile = writeHistoryTokens(dir);
     const first = await daemon(dbPath, tokensFile);
-    for (let i = 0; i < 12; i++) first.queue.add("email", { to: `u${i}@example.com` });
-    for (let i = 0; i < 3; i++) first.queue.add("flaky", {}, { maxAttempts: 1 });
+    await runJobs(first, 12, 3);
     const client = openItems(dir, "client");
     cleanup.push(() => client.close());
     const insert = client.store.db.prepare("INSERT INTO items VALUES (?, ?, ?)");
@@ -115,13 +95,6 @@ describe.skipIf(!hasChromium)("the History view, in Chromium", () => {
     const transport = new HttpTransport(first.url, { token: ADMIN });
     await new SyncManager(client, transport, { buckets: ["default"] }).syncOnce();
     await transport.close();
-    await waitFor(
-      () =>
-        first.queue.count({ type: "email", state: "completed" }) === 12 &&
-        first.queue.count({ type: "flaky", state: "failed" }) === 3,
-      "the first daemon to run the jobs",
-      { timeoutMs: 20_000, intervalMs: 20 },
-    );
     await first.stop();
 
     const second = await daemon(dbPath, tokensFile);

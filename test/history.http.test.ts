@@ -5,16 +5,20 @@
  * served again by a daemon started anew on that file; bad input is a 400
  * naming the parameter, a missing token a 401.
  */
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
-import { type Daemon, startDaemon } from "../src/daemon/daemon.js";
-import { createLogger } from "../src/log.js";
-import { UnrecoverableError } from "../src/queue/worker.js";
+import type { Daemon } from "../src/daemon/daemon.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
-import { useTempDirs, waitFor } from "./helpers.js";
+import { useTempDirs } from "./helpers.js";
+import {
+  HISTORY_ADMIN,
+  HISTORY_READER,
+  runJobs,
+  startHistoryDaemon,
+  writeHistoryTokens,
+} from "./history-helpers.js";
 import { openItems } from "./sync-helpers.js";
 
 const tempDir = useTempDirs("tidewire-history-http-");
@@ -23,41 +27,12 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
-const ADMIN = "history-admin-token-01";
-const READER = "history-reader-token-2";
-
-function tokens(dir: string): string {
-  const file = join(dir, "tokens.json");
-  writeFileSync(
-    file,
-    JSON.stringify({
-      tokens: [
-        { token: ADMIN, buckets: "*", access: "admin", name: "admin" },
-        // Any valid token may read the history, as it may read /v1/jobs.
-        { token: READER, buckets: ["a"], access: "read", name: "reader" },
-      ],
-    }),
-    { mode: 0o600 },
-  );
-  return file;
-}
+const ADMIN = HISTORY_ADMIN;
+const READER = HISTORY_READER;
+const tokens = writeHistoryTokens;
 
 async function daemon(dbPath: string, tokensFile: string): Promise<Daemon> {
-  const d = await startDaemon({
-    dbPath,
-    host: "127.0.0.1",
-    port: 0,
-    logger: createLogger({ level: "silent" }),
-    rateLimitPerSecond: 0,
-    tokensFile,
-    tables: { items: "default" },
-    handlers: {
-      email: async () => {},
-      flaky: () => {
-        throw new UnrecoverableError("the mail server said no");
-      },
-    },
-  });
+  const d = await startHistoryDaemon(dbPath, tokensFile);
   cleanup.push(() => d.stop());
   return d;
 }
@@ -86,15 +61,7 @@ describe("GET /v1/history", () => {
     const dbPath = join(dir, "hub.db");
     const tokensFile = tokens(dir);
     let d = await daemon(dbPath, tokensFile);
-    for (let i = 0; i < 6; i++) d.queue.add("email", { to: `u${i}@example.com` });
-    for (let i = 0; i < 2; i++) d.queue.add("flaky", {}, { maxAttempts: 1 });
-    await waitFor(
-      () =>
-        d.queue.count({ type: "email", state: "completed" }) === 6 &&
-        d.queue.count({ state: "failed" }) === 2,
-      "the daemon's worker to run the jobs",
-      { timeoutMs: 20_000, intervalMs: 20 },
-    );
+    await runJobs(d, 6, 2);
 
     const [a, b] = [openItems(dir, "a"), openItems(dir, "b")];
     cleanup.push(() => a.close());
