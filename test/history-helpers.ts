@@ -6,7 +6,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Daemon, startDaemon } from "../src/daemon/daemon.js";
+import { type Daemon, type DaemonOptions, startDaemon } from "../src/daemon/daemon.js";
 import { createLogger } from "../src/log.js";
 import { UnrecoverableError } from "../src/queue/worker.js";
 import { waitFor } from "./helpers.js";
@@ -31,7 +31,11 @@ export function writeHistoryTokens(dir: string): string {
 }
 
 /** The caller stops it (and may stop it twice: `stop` is idempotent). */
-export function startHistoryDaemon(dbPath: string, tokensFile: string): Promise<Daemon> {
+export function startHistoryDaemon(
+  dbPath: string,
+  tokensFile: string,
+  more: DaemonOptions = {},
+): Promise<Daemon> {
   return startDaemon({
     dbPath,
     host: "127.0.0.1",
@@ -46,6 +50,7 @@ export function startHistoryDaemon(dbPath: string, tokensFile: string): Promise<
         throw new UnrecoverableError("the mail server said no");
       },
     },
+    ...more,
   });
 }
 

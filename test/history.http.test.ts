@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Daemon } from "../src/daemon/daemon.js";
+import type { Daemon, DaemonOptions } from "../src/daemon/daemon.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
 import { useTempDirs } from "./helpers.js";
@@ -31,8 +31,8 @@ const ADMIN = HISTORY_ADMIN;
 const READER = HISTORY_READER;
 const tokens = writeHistoryTokens;
 
-async function daemon(dbPath: string, tokensFile: string): Promise<Daemon> {
-  const d = await startHistoryDaemon(dbPath, tokensFile);
+async function daemon(dbPath: string, tokensFile: string, more: DaemonOptions = {}): Promise<Daemon> {
+  const d = await startHistoryDaemon(dbPath, tokensFile, more);
   cleanup.push(() => d.stop());
   return d;
 }
@@ -121,6 +121,30 @@ describe("GET /v1/history", () => {
 
     d = await daemon(dbPath, tokensFile);
     await expectHistory();
+  });
+
+  it("counts what this daemon's SyncBucket jobs pushed to a peer, and the cycle's time, by peer", async () => {
+    const dir = tempDir();
+    const tokensFile = tokens(dir);
+    const [aDb, bDb] = ["a", "b"].map((name) => {
+      const r = openItems(dir, name);
+      r.close();
+      return join(dir, `${name}.db`);
+    });
+    const b = await daemon(bDb!, tokensFile);
+    const a = await daemon(aDb!, tokensFile, { syncIntervalMs: 500, pingIntervalMs: 3_600_000 });
+    const rows = new Database(aDb!);
+    rows.pragma("busy_timeout = 10000");
+    rows.exec("INSERT INTO items VALUES (1, 'x', 1), (2, 'y', 2)");
+    rows.close();
+    a.peers.upsert({ id: "b", address: b.url, buckets: ["default"], token: ADMIN });
+    await expect
+      .poll(() => totals(a.url, "changes.pushed"), { timeout: 30_000, interval: 100 })
+      .toEqual({ sync: 2 });
+    expect(await totals(b.url, "changes.pushed")).toEqual({ hub: 2 });
+    const { body } = await get(a.url, "/v1/history?series=sync.cycle", READER);
+    expect(body.labels).toEqual(["b"]);
+    expect(body.summary.count).toBeGreaterThanOrEqual(1);
   });
 
   it("refuses bad input with a 400 naming the parameter, and a request without a token with a 401", async () => {
