@@ -3,12 +3,11 @@
  *
  *   node --import tsx bench/history/run.ts [--n 20000] [--concurrency 32] [--runs 5]
  *
- * - paired worker runs: N no-op jobs added in bulk to a fresh durable file,
- *   then a Worker (the given concurrency) runs them until the last outcome is
- *   written; "off" has no listener on the worker, "on" has the recorder
- *   (startHistory) attached, as the daemon does. The two alternate within
- *   each round (off, on, on, off, …) so drift on a shared machine falls on
- *   both; each figure is the median of its runs, and the ratio is on / off;
+ * - worker runs: N no-op jobs added in bulk to a fresh durable file, then a
+ *   Worker (the given concurrency) runs them until the last outcome is
+ *   written, in three modes (see Mode), rotated within each round; each
+ *   figure is the median of its runs, wall clock and this process's CPU
+ *   time (on a shared, loaded machine the CPU time is the steadier);
  * - the recorder's own cost per job: "completed" events emitted to
  *   startHistory's listener (one count and two durations into Rollups),
  *   less the same events to a no-op listener, in ns of CPU per job; and one
@@ -45,13 +44,21 @@ function cpuMicros(): number {
   return u.user + u.system;
 }
 
-async function workerRun(history: boolean, i: number): Promise<{ ms: number; cpu: number }> {
-  const store = openStore(join(dir, `run-${i}-${history ? "on" : "off"}.db`));
+/**
+ * bare: no listener on the worker (it then skips emitting); logged: no-op listeners on "completed"
+ * and "failed", as the daemon's log has; history: those and the recorder, as the daemon now runs.
+ */
+type Mode = "bare" | "logged" | "history";
+const MODES: Mode[] = ["bare", "logged", "history"];
+
+async function workerRun(mode: Mode, i: number): Promise<{ ms: number; cpu: number }> {
+  const store = openStore(join(dir, `run-${i}-${mode}.db`));
   const queue = new Queue(store);
   for (let k = 0; k < N; k += 1000)
     queue.addMany(Array.from({ length: Math.min(1000, N - k) }, () => ({ type: "noop", payload: {} })));
   const worker = new Worker(queue, { noop: () => {} }, { concurrency: CONCURRENCY, pollIntervalMs: 5 });
-  const recorder = history ? startHistory({ store, worker, logger }) : undefined;
+  if (mode !== "bare") worker.on("completed", () => {}).on("failed", () => {});
+  const recorder = mode === "history" ? startHistory({ store, worker, logger }) : undefined;
   let done = 0;
   const finished = new Promise<void>((resolve) => {
     // Counted by polling the file, not by a listener, so "off" really has none.
@@ -80,12 +87,14 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-const off: Array<{ ms: number; cpu: number }> = [];
-const on: Array<{ ms: number; cpu: number }> = [];
-await workerRun(false, -1); // warm-up
+const runs = new Map<Mode, Array<{ ms: number; cpu: number }>>(MODES.map((m) => [m, []]));
+await workerRun("history", -1); // warm-up
 for (let r = 0; r < RUNS; r++) {
-  const order = r % 2 === 0 ? [false, true] : [true, false];
-  for (const history of order) (history ? on : off).push(await workerRun(history, r));
+  // Each round starts with another mode, so drift on a shared machine falls on all three.
+  for (let k = 0; k < MODES.length; k++) {
+    const mode = MODES[(r + k) % MODES.length]!;
+    runs.get(mode)!.push(await workerRun(mode, r));
+  }
 }
 
 // The recorder's own work per job, alone: "completed" events as the Worker emits them, through
@@ -123,18 +132,19 @@ rmSync(dir, { recursive: true, force: true });
 
 const rate = (ms: number) => Math.round(N / (ms / 1000));
 const cpuPerJob = (cpu: number) => cpu / N;
-const show = (name: string, runs: Array<{ ms: number; cpu: number }>) =>
-  console.log(
-    `worker, history ${name}: ${rate(median(runs.map((r) => r.ms)))} jobs/s wall, ${cpuPerJob(median(runs.map((r) => r.cpu))).toFixed(1)} µs CPU per job  (jobs/s ${runs.map((r) => rate(r.ms)).join(", ")})`,
-  );
+const cpuMedian = (mode: Mode) => median(runs.get(mode)!.map((r) => r.cpu));
 console.log(
   `N=${N} concurrency=${CONCURRENCY} runs=${RUNS} (medians; the clock stops when the last outcome is written)`,
 );
-show("off", off);
-show("on ", on);
-const wall = rate(median(on.map((r) => r.ms))) / rate(median(off.map((r) => r.ms)));
-const cpu = median(on.map((r) => r.cpu)) / median(off.map((r) => r.cpu));
-console.log(`on / off: throughput ${wall.toFixed(3)}, CPU per job ${cpu.toFixed(3)}`);
+for (const mode of MODES) {
+  const rs = runs.get(mode)!;
+  console.log(
+    `worker, ${mode.padEnd(7)}: ${rate(median(rs.map((r) => r.ms)))} jobs/s wall, ${cpuPerJob(cpuMedian(mode)).toFixed(1)} µs CPU per job  (µs CPU per job: ${rs.map((r) => cpuPerJob(r.cpu).toFixed(1)).join(", ")})`,
+  );
+}
+console.log(
+  `CPU per job: logged / bare ${(cpuMedian("logged") / cpuMedian("bare")).toFixed(3)}, history / logged ${(cpuMedian("history") / cpuMedian("logged")).toFixed(3)} (the daemon's cost)`,
+);
 console.log(
   `recorder alone: ${nsPerJob.toFixed(0)} ns CPU per "completed" event beyond a no-op listener's (one count, two durations); one flush of ${M} jobs over 20 types: ${flushMs.toFixed(1)} ms`,
 );
