@@ -1,7 +1,7 @@
 // The dashboard's History view: one chart per series of GET /v1/history
-// (jobs completed and failed per minute by type, job wait and run time
-// percentiles, changes pushed and pulled, sync cycle time) over the last hour
-// or day, drawn with uPlot, which the hub serves from its own node_modules
+// (jobs completed and failed by type, job wait and run time percentiles,
+// changes pushed and pulled, sync cycle time) over the last hour or day (per
+// minute) or the last 7 or 30 days (per hour), drawn with uPlot, which the hub serves from its own node_modules
 // (global `uPlot`, loaded before this module). uPlot styles its elements
 // through the CSSOM (element.style), which the page's CSP allows without
 // 'unsafe-inline'. Labels (job types, peers) reach the page only as text:
@@ -22,7 +22,12 @@ const SERIES = [
 ];
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#6b7280"];
 const COUNT_TICKS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
-const RANGE_WORDS = { "1h": "the last hour", "24h": "the last day" };
+const RANGE_WORDS = {
+  "1h": "the last hour",
+  "24h": "the last day",
+  "7d": "the last 7 days",
+  "30d": "the last 30 days",
+};
 const $ = (id) => document.getElementById(id);
 const number = new Intl.NumberFormat("en");
 
@@ -84,7 +89,7 @@ function describe(answer) {
 }
 
 function draw(chart, answer) {
-  const xs = answer.minutes.map((m) => m / 1000);
+  const xs = answer.times.map((t) => t / 1000);
   const data = [xs, ...answer.lines.map((l) => l.values)];
   const isolated = answer.lines.map((l) =>
     l.values.some((v, i) => v !== null && l.values[i - 1] == null && l.values[i + 1] == null),
@@ -134,7 +139,8 @@ function draw(chart, answer) {
     );
     chart.shape = shape;
   }
-  chart.caption.textContent = answer.title;
+  const per = answer.stepMs === 60_000 ? "minute" : "hour";
+  chart.caption.textContent = answer.kind === "count" ? `${answer.title} per ${per}` : answer.title;
   chart.note.textContent = describe(answer);
   chart.note.className = "chart-note";
   chart.figure.dataset.total = String(answer.summary.count);
@@ -153,7 +159,7 @@ async function load() {
     const failed = answers.find((a) => a.error);
     $("history-status").textContent = failed
       ? failed.error
-      : `per minute, ${RANGE_WORDS[view.range]}; updated ${new Date().toLocaleTimeString()}`;
+      : `per ${view.range === "1h" || view.range === "24h" ? "minute" : "hour"}, ${RANGE_WORDS[view.range]}; updated ${new Date().toLocaleTimeString()}`;
     $("history-status").className = `note ${failed ? "error" : "ok"}`;
     answers.forEach((answer, i) => {
       const chart = figureOf(SERIES[i]);

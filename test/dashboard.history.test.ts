@@ -135,6 +135,12 @@ describe.skipIf(!hasChromium)("the History view, in Chromium", () => {
     await page.click('#history-range button[data-range="24h"]');
     await expect.poll(() => figure(page, "jobs.failed"), WAIT).toMatchObject({ range: "24h", total: 3 });
     expect(await figure(page, "changes.pushed")).toMatchObject({ range: "24h", total: 20 });
+    // Past a day, the hour rows: the same counts, one point per hour.
+    await page.click('#history-range button[data-range="30d"]');
+    await expect.poll(() => figure(page, "jobs.failed"), WAIT).toMatchObject({ range: "30d", total: 3 });
+    expect(await page.textContent('figure[data-series="jobs.failed"] figcaption')).toBe(
+      "Job attempts failed per hour",
+    );
 
     await page.click("#show-jobs");
     expect(await page.isHidden("#history-view")).toBe(true);

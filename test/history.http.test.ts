@@ -104,7 +104,7 @@ describe("GET /v1/history", () => {
     const file = new Database(dbPath, { readonly: true });
     const stored = file
       .prepare(
-        "SELECT series, label, sum(count) AS n FROM tw_rollups GROUP BY series, label ORDER BY series, label",
+        "SELECT series, label, sum(count) AS n FROM tw_rollups WHERE step = 60000 GROUP BY series, label ORDER BY series, label",
       )
       .all();
     file.close();
@@ -155,7 +155,7 @@ describe("GET /v1/history", () => {
       ["/v1/history?series=jobs.nope", /^series: must be one of/],
       ["/v1/history?series=jobs.run&series=jobs.wait", /^series: must be one of/],
       ["/v1/history?series=__proto__", /^series: must be one of/],
-      ["/v1/history?series=jobs.run&range=7d", /^range: must be 1h or 24h, got "7d"/],
+      ["/v1/history?series=jobs.run&range=1y", /^range: must be one of 1h, 24h, 7d, 30d, got "1y"/],
       [`/v1/history?series=jobs.run&label=${"x".repeat(201)}`, /^label: must be/],
     ];
     for (const [path, message] of cases) {
@@ -173,6 +173,9 @@ describe("GET /v1/history", () => {
       stepMs: 60_000,
       summary: { count: 0 },
     });
-    expect(ok.body.minutes).toHaveLength(1440);
+    expect(ok.body.times).toHaveLength(1440);
+    const month = await get(d.url, "/v1/history?series=jobs.completed&range=30d", READER);
+    expect(month.body).toMatchObject({ range: "30d", stepMs: 3_600_000 });
+    expect(month.body.times).toHaveLength(720);
   });
 });

@@ -69,7 +69,9 @@ describe("startHistory", () => {
       Object.fromEntries(
         (
           file
-            .prepare("SELECT series || ':' || label AS k, sum(count) AS n FROM tw_rollups GROUP BY k")
+            .prepare(
+              "SELECT series || ':' || label AS k, sum(count) AS n FROM tw_rollups WHERE step = 60000 GROUP BY k",
+            )
             .all() as Array<{ k: string; n: number }>
         ).map((r) => [r.k, r.n]),
       );
@@ -131,7 +133,10 @@ describe("startHistory", () => {
     locker.exec("ROLLBACK");
     await waitFor(
       () =>
-        locker.prepare("SELECT count(*) FROM tw_rollups WHERE series = 'changes.pushed'").pluck().get() === 1,
+        locker
+          .prepare("SELECT count(*) FROM tw_rollups WHERE series = 'changes.pushed' AND step = 60000")
+          .pluck()
+          .get() === 1,
       "the next tick to write",
       { timeoutMs: 10_000 },
     );

@@ -21,13 +21,13 @@ import {
   RELATIVE_ERROR,
 } from "../src/history/histogram.js";
 import { historyOf, MAX_LINES } from "../src/history/query.js";
-import { MINUTE_MS, minuteOf, Rollups } from "../src/history/rollups.js";
+import { HOUR_MS, MINUTE_MS, minuteOf, Rollups } from "../src/history/rollups.js";
 import { openStore } from "../src/store.js";
 import { invalidArgument, ManualClock, useTempDirs } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-history-");
 
-function fixture(options: { retentionMs?: number } = {}) {
+function fixture(options: { retentionMs?: number; hourRetentionMs?: number } = {}) {
   const path = join(tempDir(), "h.db");
   const store = openStore(path);
   const clock = new ManualClock(Date.UTC(2026, 0, 1, 12, 0, 0));
@@ -65,20 +65,28 @@ describe("Rollups", () => {
     expect(rollups.flush()).toBe(0);
     const t0 = minuteOf(clock.t - MINUTE_MS);
     expect(
-      inFile("SELECT series, minute, label, count FROM tw_rollups ORDER BY series, minute, label"),
+      inFile("SELECT series, at, label, count FROM tw_rollups WHERE step = 60000 ORDER BY series, at, label"),
     ).toEqual([
-      { series: "jobs.completed", minute: t0, label: "email", count: 3 },
-      { series: "jobs.completed", minute: t0, label: "report", count: 1 },
-      { series: "jobs.completed", minute: t0 + MINUTE_MS, label: "email", count: 1 },
-      { series: "jobs.run", minute: t0, label: "email", count: 1 },
+      { series: "jobs.completed", at: t0, label: "email", count: 3 },
+      { series: "jobs.completed", at: t0, label: "report", count: 1 },
+      { series: "jobs.completed", at: t0 + MINUTE_MS, label: "email", count: 1 },
+      { series: "jobs.run", at: t0, label: "email", count: 1 },
     ]);
-    expect(inFile("SELECT sum, min, max, hist FROM tw_rollups WHERE series = 'jobs.run'")).toEqual([
-      { sum: 12.5, min: 12.5, max: 12.5, hist: JSON.stringify([bucketOf(12.5), 1]) },
+    // And the hour both minutes are in.
+    expect(
+      inFile("SELECT series, at, label, count FROM tw_rollups WHERE step = 3600000 ORDER BY series, label"),
+    ).toEqual([
+      { series: "jobs.completed", at: t0, label: "email", count: 4 },
+      { series: "jobs.completed", at: t0, label: "report", count: 1 },
+      { series: "jobs.run", at: t0, label: "email", count: 1 },
     ]);
+    expect(
+      inFile("SELECT sum, min, max, hist FROM tw_rollups WHERE series = 'jobs.run' AND step = 60000"),
+    ).toEqual([{ sum: 12.5, min: 12.5, max: 12.5, hist: JSON.stringify([bucketOf(12.5), 1]) }]);
     expect(rollups.pendingMinutes).toBe(0);
     // A flush with nothing gathered writes nothing and changes nothing.
     rollups.flush();
-    expect(inFile("SELECT count(*) AS n FROM tw_rollups")).toEqual([{ n: 4 }]);
+    expect(inFile("SELECT count(*) AS n FROM tw_rollups")).toEqual([{ n: 7 }]);
     store.close();
   });
 
@@ -99,7 +107,7 @@ describe("Rollups", () => {
 
     const minute = minuteOf(clock.t);
     const [completed] = rollups.read("jobs.completed", minute, minute + MINUTE_MS);
-    expect(completed).toMatchObject({ minute, label: "email", count: 7, hist: null });
+    expect(completed).toMatchObject({ at: minute, label: "email", count: 7, hist: null });
     const [run] = rollups.read("jobs.run", minute, minute + MINUTE_MS);
     expect(run!.count).toBe(5);
     expect(run!.hist).toMatchObject({ count: 5, sum: 406.5, min: 0.5, max: 400 });
@@ -145,7 +153,7 @@ describe("Rollups", () => {
     locker.exec("ROLLBACK");
     locker.close();
     rollups.flush();
-    expect(inFile("SELECT series, count FROM tw_rollups ORDER BY series, minute")).toEqual([
+    expect(inFile("SELECT series, count FROM tw_rollups WHERE step = 60000 ORDER BY series, at")).toEqual([
       { series: "jobs.completed", count: 3 },
       { series: "jobs.completed", count: 1 },
       { series: "jobs.wait", count: 1 },
@@ -153,27 +161,44 @@ describe("Rollups", () => {
     store.close();
   });
 
-  it("prunes rows past the retention at each flush, and pending minutes past it before writing", () => {
-    const { clock, rollups, inFile, store } = fixture({ retentionMs: 10 * MINUTE_MS });
+  it("prunes minute and hour rows past their retentions at each flush, and pending minutes past them before writing", () => {
+    const { clock, rollups, inFile, store } = fixture({
+      retentionMs: 10 * MINUTE_MS,
+      hourRetentionMs: 2 * HOUR_MS,
+    });
     for (let i = 0; i < 15; i++) {
       rollups.add("jobs.completed", "email");
       rollups.flush();
       clock.advance(MINUTE_MS);
     }
     // The last flush, at 12:14, kept the minutes from 12:04 (ten minutes before its own) on.
-    expect(inFile("SELECT count(*) AS n, min(minute) AS first FROM tw_rollups")).toEqual([
+    expect(inFile("SELECT count(*) AS n, min(at) AS first FROM tw_rollups WHERE step = 60000")).toEqual([
       { n: 11, first: minuteOf(clock.t) - 11 * MINUTE_MS },
     ]);
-    rollups.add("jobs.completed", "stale");
+    rollups.add("jobs.completed", "late");
     clock.advance(11 * MINUTE_MS);
-    expect(rollups.flush()).toBe(11);
+    // 12:04 … 12:14, and 12:15, whose minute is written (for its hour) and pruned at once.
+    expect(rollups.flush()).toBe(12);
+    // The minutes are gone; their hour is kept, with the last minute's count too.
+    expect(inFile("SELECT step, label, count FROM tw_rollups ORDER BY label")).toEqual([
+      { step: HOUR_MS, label: "email", count: 15 },
+      { step: HOUR_MS, label: "late", count: 1 },
+    ]);
+    // Past the hours' retention: a minute gathered then is dropped unwritten, and the hour pruned.
+    rollups.add("jobs.completed", "stale");
+    clock.advance(3 * HOUR_MS);
+    expect(rollups.flush()).toBe(2);
     expect(inFile("SELECT count(*) AS n FROM tw_rollups")).toEqual([{ n: 0 }]);
     store.close();
   });
 
-  it("refuses a retention under a minute", () => {
+  it("refuses a retention under a minute, and an hours' retention under the minutes'", () => {
     const { store } = fixture();
     expect(invalidArgument(() => new Rollups(store, { retentionMs: 1000 })).message).toMatch(/retentionMs/);
+    expect(
+      invalidArgument(() => new Rollups(store, { retentionMs: 2 * HOUR_MS, hourRetentionMs: HOUR_MS }))
+        .message,
+    ).toMatch(/^hourRetentionMs/);
     store.close();
   });
 
@@ -246,8 +271,8 @@ describe("historyOf", () => {
     expect(invalidArgument(() => historyOf(rollups, { series: "jobs.nope" })).message).toMatch(/^series/);
     expect(invalidArgument(() => historyOf(rollups, { series: ["jobs.run"] })).message).toMatch(/^series/);
     expect(invalidArgument(() => historyOf(rollups, { series: "toString" })).message).toMatch(/^series/);
-    expect(invalidArgument(() => historyOf(rollups, { series: "jobs.run", range: "7d" })).message).toMatch(
-      /^range: must be 1h or 24h, got "7d"/,
+    expect(invalidArgument(() => historyOf(rollups, { series: "jobs.run", range: "7w" })).message).toMatch(
+      /^range: must be one of 1h, 24h, 7d, 30d, got "7w"/,
     );
     expect(
       invalidArgument(() => historyOf(rollups, { series: "jobs.run", label: "x".repeat(201) })).message,
@@ -263,8 +288,8 @@ describe("historyOf", () => {
     rollups.add("jobs.completed", "type-0", 7);
     rollups.flush();
     const h = historyOf(rollups, { series: "jobs.completed", range: "1h" }, now);
-    expect(h.minutes).toHaveLength(60);
-    expect(h.minutes.at(-1)).toBe(minuteOf(now));
+    expect(h.times).toHaveLength(60);
+    expect(h.times.at(-1)).toBe(minuteOf(now));
     expect(h.lines.map((l) => l.label)).toEqual([
       ...Array.from({ length: MAX_LINES - 1 }, (_, i) => `type-${i}`),
       "other",
@@ -273,7 +298,7 @@ describe("historyOf", () => {
     expect(h.lines[0]!.values.at(-31)).toBe(7);
     expect(h.lines.at(-1)!.values.at(-1)).toBe(93 + 92 + 91);
     expect(h.summary.count).toBe(7 + [...Array(MAX_LINES + 2).keys()].reduce((a, i) => a + 100 - i, 0));
-    expect(historyOf(rollups, { series: "jobs.completed", range: "24h" }, now).minutes).toHaveLength(1440);
+    expect(historyOf(rollups, { series: "jobs.completed", range: "24h" }, now).times).toHaveLength(1440);
     store.close();
   });
 
@@ -290,6 +315,30 @@ describe("historyOf", () => {
     expect(h.count.at(-1)).toBe(100);
     expect(h.summary).toMatchObject({ count: 100, max: 100 });
     expect(historyOf(rollups, { series: "jobs.run", label: "a" }, clock.t).count.at(-1)).toBe(50);
+    store.close();
+  });
+
+  it("answers 7d and 30d from the hour rows, flushed or not, one value per hour", () => {
+    const { clock, rollups, store } = fixture();
+    const now = clock.t;
+    rollups.add("jobs.completed", "email", 2);
+    rollups.observe("jobs.run", "email", 10);
+    clock.advance(-3 * HOUR_MS + 5 * MINUTE_MS);
+    rollups.add("jobs.completed", "email", 3);
+    clock.advance(MINUTE_MS);
+    rollups.add("jobs.completed", "email", 4);
+    rollups.observe("jobs.run", "email", 1000);
+    rollups.flush();
+    clock.t = now;
+    const week = historyOf(rollups, { series: "jobs.completed", range: "7d" }, now);
+    expect(week).toMatchObject({ stepMs: HOUR_MS, range: "7d" });
+    expect(week.times).toHaveLength(168);
+    expect(week.times.at(-1)).toBe(now - (now % HOUR_MS));
+    expect(week.lines[0]!.values.slice(-4)).toEqual([7, 0, 0, 2]);
+    const month = historyOf(rollups, { series: "jobs.run", range: "30d" }, now);
+    expect(month.times).toHaveLength(720);
+    expect(month.summary).toMatchObject({ count: 2, max: 1000 });
+    expect(month.count.slice(-4)).toEqual([1, 0, 0, 1]);
     store.close();
   });
 });

@@ -1,23 +1,31 @@
 /**
- * History query: one series over the last hour or day, shaped for a chart.
+ * History query: one series over the last hour, day, week or 30 days, shaped
+ * for a chart.
  *
- * Contract: `historyOf` checks its input (a known series, range "1h" or "24h",
+ * Contract: `historyOf` checks its input (a known series, a range of RANGES,
  * a label of at most 200 characters) and throws InvalidArgumentError naming
- * what is wrong; it only reads. The answer has one x value per minute (epoch
- * ms of its start, oldest first, the current minute last) and `lines` of the
- * same length: for a counted series, one line per label (the MAX_LINES
- * busiest, the rest summed as "other"), 0 where nothing was counted; for a
- * latency series, the p50, p95 and p99 of every label's durations merged per
- * minute, null where none were observed, and `count` per minute. `summary`
+ * what is wrong; it only reads. The answer has one x value per period (a
+ * minute for 1h and 24h, an hour for 7d and 30d: epoch ms of its start,
+ * oldest first, the current one last) and `lines` of the same length: for
+ * a counted series, one line per label (the MAX_LINES busiest, the rest
+ * summed as "other"), 0 where nothing was counted; for a latency series, the p50, p95 and p99 of every label's durations merged per
+ * period, null where none were observed, and `count` per period. `summary`
  * is the whole range at once: percentiles of the merged histograms (see
- * histogram.ts for their error), not an average of minutes.
+ * histogram.ts for their error), not an average of periods.
  */
 import { InvalidArgumentError } from "../errors.js";
 import { emptyHistogram, type Histogram, merge, quantile, RELATIVE_ERROR } from "./histogram.js";
 import { SERIES, SERIES_NAMES, type SeriesKind, type SeriesName } from "./recorder.js";
-import { MINUTE_MS, minuteOf, type Rollups } from "./rollups.js";
+import { HOUR_MS, MINUTE_MS, periodOf, type Rollups, type Step } from "./rollups.js";
 
-export const RANGES = { "1h": 60, "24h": 1440 } as const;
+/** Each range: how many periods of which step; past a day, the hour rows. */
+export const RANGES = {
+  "1h": { n: 60, step: MINUTE_MS },
+  "24h": { n: 1440, step: MINUTE_MS },
+  "7d": { n: 168, step: HOUR_MS },
+  "30d": { n: 720, step: HOUR_MS },
+} as const satisfies Record<string, { n: number; step: Step }>;
+const RANGE_NAMES = Object.keys(RANGES).join(", ");
 export type Range = keyof typeof RANGES;
 /** Lines of a counted series drawn one by one; more would not be told apart on a chart. */
 export const MAX_LINES = 8;
@@ -40,7 +48,8 @@ export interface HistoryAnswer {
   labelledBy: string;
   range: Range;
   stepMs: number;
-  minutes: number[];
+  /** Epoch ms of each period's start, oldest first. */
+  times: number[];
   lines: HistoryLine[];
   /** Observations per minute (a latency series), or events per minute summed over labels. */
   count: number[];
@@ -63,20 +72,20 @@ export function historyOf(rollups: Rollups, query: HistoryQuery, now = Date.now(
     throw new InvalidArgumentError("series", `must be one of ${SERIES_NAMES.join(", ")}`);
   const range = query.range ?? "1h";
   if (typeof range !== "string" || !Object.hasOwn(RANGES, range))
-    throw new InvalidArgumentError("range", `must be 1h or 24h, got ${JSON.stringify(range)}`);
+    throw new InvalidArgumentError("range", `must be one of ${RANGE_NAMES}, got ${JSON.stringify(range)}`);
   const label = query.label === "" ? undefined : query.label;
   if (label !== undefined && (typeof label !== "string" || label.length > 200))
     throw new InvalidArgumentError("label", "must be a job type, a peer or a side of at most 200 characters");
   const spec = SERIES[series as SeriesName];
-  const n = RANGES[range as Range];
-  const first = minuteOf(now) - (n - 1) * MINUTE_MS;
-  const minutes = Array.from({ length: n }, (_, i) => first + i * MINUTE_MS);
-  const rows = rollups.read(series, first, first + n * MINUTE_MS, label);
-  const at = (minute: number) => (minute - first) / MINUTE_MS;
+  const { n, step } = RANGES[range as Range];
+  const first = periodOf(now, step) - (n - 1) * step;
+  const times = Array.from({ length: n }, (_, i) => first + i * step);
+  const rows = rollups.read(series, first, first + n * step, label, step);
+  const at = (start: number) => (start - first) / step;
   const count = new Array<number>(n).fill(0);
   const perLabel = new Map<string, number>();
   for (const r of rows) {
-    count[at(r.minute)]! += r.count;
+    count[at(r.at)]! += r.count;
     perLabel.set(r.label, (perLabel.get(r.label) ?? 0) + r.count);
   }
   const labels = [...perLabel.keys()].sort((a, b) => perLabel.get(b)! - perLabel.get(a)! || (a < b ? -1 : 1));
@@ -86,8 +95,8 @@ export function historyOf(rollups: Rollups, query: HistoryQuery, now = Date.now(
     title: spec.title,
     labelledBy: spec.label,
     range: range as Range,
-    stepMs: MINUTE_MS,
-    minutes,
+    stepMs: step,
+    times,
     count,
     labels,
     relativeError: RELATIVE_ERROR,
@@ -99,19 +108,19 @@ export function historyOf(rollups: Rollups, query: HistoryQuery, now = Date.now(
     if (drawn.length < labels.length) lines.push({ label: "other", values: new Array(n).fill(0) });
     for (const r of rows) {
       const line = lines[index.get(r.label) ?? lines.length - 1]!;
-      (line.values[at(r.minute)] as number) += r.count;
+      (line.values[at(r.at)] as number) += r.count;
     }
     const total = count.reduce((a, b) => a + b, 0);
     return { ...base, lines, summary: { count: total, p50: null, p95: null, p99: null, max: null } };
   }
-  const perMinute: Histogram[] = minutes.map(() => emptyHistogram());
+  const perPeriod: Histogram[] = times.map(() => emptyHistogram());
   const whole = emptyHistogram();
   for (const r of rows) {
     if (!r.hist) continue;
-    merge(perMinute[at(r.minute)]!, r.hist);
+    merge(perPeriod[at(r.at)]!, r.hist);
     merge(whole, r.hist);
   }
-  const lines = QUANTILES.map(([name, q]) => ({ label: name, values: perMinute.map((h) => quantile(h, q)) }));
+  const lines = QUANTILES.map(([name, q]) => ({ label: name, values: perPeriod.map((h) => quantile(h, q)) }));
   return {
     ...base,
     lines,

@@ -26,12 +26,12 @@ export type SeriesKind = "count" | "latency";
 
 /** Every series the daemon records: its kind, what its label is, and how the console titles it. */
 export const SERIES = {
-  "jobs.completed": { kind: "count", label: "job type", title: "Jobs completed per minute" },
-  "jobs.failed": { kind: "count", label: "job type", title: "Job attempts failed per minute" },
+  "jobs.completed": { kind: "count", label: "job type", title: "Jobs completed" },
+  "jobs.failed": { kind: "count", label: "job type", title: "Job attempts failed" },
   "jobs.wait": { kind: "latency", label: "job type", title: "Job wait, claimed − due (ms)" },
   "jobs.run": { kind: "latency", label: "job type", title: "Job run time (ms)" },
-  "changes.pushed": { kind: "count", label: "side", title: "Changes pushed per minute" },
-  "changes.pulled": { kind: "count", label: "side", title: "Changes pulled per minute" },
+  "changes.pushed": { kind: "count", label: "side", title: "Changes pushed" },
+  "changes.pulled": { kind: "count", label: "side", title: "Changes pulled" },
   "sync.cycle": { kind: "latency", label: "peer", title: "Sync cycle time (ms)" },
 } as const satisfies Record<string, { kind: SeriesKind; label: string; title: string }>;
 

@@ -1,18 +1,19 @@
 /**
- * Rollups: per-minute totals of what a process measured, kept in SQLite
- * (tw_rollups, migration 14) so history survives a restart.
+ * Rollups: per-minute and per-hour totals of what a process measured, kept
+ * in SQLite (tw_rollups, migration 14) so history survives a restart.
  *
  * Contract: `add` (a count) and `observe` (a duration, ms) only touch memory:
  * a few map lookups, no I/O, so they may sit on a hot path; each goes in the
- * minute of its `at` (default: now). `flush` writes
- * every minute gathered since the last flush in one IMMEDIATE transaction,
- * merging into rows an earlier flush (of this process or another on the same
- * file) wrote for the same minute, series and label, and deletes rows older
- * than the retention (default a day). A flush that fails (the file locked by
+ * minute of its `at` (default: now). `flush` writes every minute gathered
+ * since the last flush in one IMMEDIATE transaction, each into its minute's
+ * row and its hour's, merging into rows an earlier flush (of this process or
+ * another on the same file) wrote for the same period, series and label, and
+ * deletes minute rows past `retentionMs` (default a day) and hour rows past
+ * `hourRetentionMs` (default 30 days). A flush that fails (the file locked by
  * another program) keeps what it could not write for the next one, minus
- * minutes already past the retention. `read` answers a series' rows in a
- * range, with what is still in memory merged in, so the current minute shows
- * before it is flushed. A series is either counted or observed, never both:
+ * minutes already past the hours' retention. `read` answers a series' rows of
+ * one step in a range, with what is still in memory merged in, so the current
+ * minute shows before it is flushed. A series is either counted or observed, never both:
  * a count row has no histogram; a latency row's count is its observations.
  */
 import type Database from "better-sqlite3";
@@ -21,13 +22,18 @@ import type { Store } from "../store.js";
 import { decode, emptyHistogram, encodeBuckets, type Histogram, merge, observe } from "./histogram.js";
 
 export const MINUTE_MS = 60_000;
+export const HOUR_MS = 3_600_000;
+export type Step = typeof MINUTE_MS | typeof HOUR_MS;
 export const DEFAULT_RETENTION_MS = 86_400_000;
+export const DEFAULT_HOUR_RETENTION_MS = 30 * 86_400_000;
 /** Labels come from job types and peer ids, both bounded already; this keeps a row small whatever. */
 const MAX_LABEL = 200;
 
 export interface RollupsOptions {
-  /** Rows older than this are deleted at each flush, ms (default a day). */
+  /** Minute rows older than this are deleted at each flush, ms (default a day). */
   retentionMs?: number;
+  /** Hour rows older than this are deleted at each flush, ms (default 30 days; at least retentionMs). */
+  hourRetentionMs?: number;
   /** The clock (epoch ms); tests move it. */
   now?: () => number;
 }
@@ -37,10 +43,10 @@ interface Cell {
   hist: Histogram | null;
 }
 
-/** One minute of one label of a series. */
+/** One period (a minute or an hour) of one label of a series. */
 export interface Rollup {
-  /** Epoch ms of the minute's start. */
-  minute: number;
+  /** Epoch ms of the period's start. */
+  at: number;
   label: string;
   count: number;
   /** The minute's durations; null for a counted series. */
@@ -51,7 +57,7 @@ export interface Rollup {
 type Minute = Map<string, Map<string, Cell>>;
 
 interface StoredRow {
-  minute: number;
+  at: number;
   label: string;
   count: number;
   sum: number;
@@ -60,18 +66,24 @@ interface StoredRow {
   hist: string | null;
 }
 
+/** The start of the period of `step` that `ms` falls in. */
+export function periodOf(ms: number, step: number): number {
+  return ms - (((ms % step) + step) % step);
+}
+
 export function minuteOf(ms: number): number {
-  return ms - (((ms % MINUTE_MS) + MINUTE_MS) % MINUTE_MS);
+  return periodOf(ms, MINUTE_MS);
 }
 
 export class Rollups {
   readonly retentionMs: number;
+  readonly hourRetentionMs: number;
   private readonly now: () => number;
   private readonly minutes = new Map<number, Minute>();
   private current: Minute | undefined;
   private currentStart = 0;
   private currentEnd = 0;
-  private readonly write: (minutes: Map<number, Minute>, before: number) => number;
+  private readonly write: (minutes: Map<number, Minute>, now: number) => number;
   private readonly rows: Database.Statement;
   private readonly labelRows: Database.Statement;
 
@@ -83,44 +95,56 @@ export class Rollups {
     if (!Number.isInteger(retention) || retention < MINUTE_MS)
       throw new InvalidArgumentError("retentionMs", `must be an integer of at least ${MINUTE_MS}`);
     this.retentionMs = retention;
+    const hours = options.hourRetentionMs ?? Math.max(DEFAULT_HOUR_RETENTION_MS, retention);
+    if (!Number.isInteger(hours) || hours < retention)
+      throw new InvalidArgumentError("hourRetentionMs", "must be an integer of at least retentionMs");
+    this.hourRetentionMs = hours;
     this.now = options.now ?? Date.now;
     const db = store.db;
     const addCount = db.prepare(
-      `INSERT INTO tw_rollups (series, minute, label, count, sum) VALUES (?, ?, ?, ?, 0)
-       ON CONFLICT (series, minute, label) DO UPDATE SET count = count + excluded.count`,
+      `INSERT INTO tw_rollups (series, step, at, label, count, sum) VALUES (?, ?, ?, ?, ?, 0)
+       ON CONFLICT (series, step, at, label) DO UPDATE SET count = count + excluded.count`,
     );
     const stored = db.prepare(
-      "SELECT count, sum, min, max, hist FROM tw_rollups WHERE series = ? AND minute = ? AND label = ?",
+      "SELECT count, sum, min, max, hist FROM tw_rollups WHERE series = ? AND step = ? AND at = ? AND label = ?",
     );
     const putHist = db.prepare(
-      `INSERT INTO tw_rollups (series, minute, label, count, sum, min, max, hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (series, minute, label) DO UPDATE SET
+      `INSERT INTO tw_rollups (series, step, at, label, count, sum, min, max, hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (series, step, at, label) DO UPDATE SET
          count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max, hist = excluded.hist`,
     );
-    const prune = db.prepare("DELETE FROM tw_rollups WHERE minute < ?");
-    this.write = store.writer((minutes: Map<number, Minute>, before: number) => {
+    const prune = db.prepare("DELETE FROM tw_rollups WHERE step = ? AND at < ?");
+    const put = (series: string, step: Step, at: number, label: string, cell: Cell) => {
+      if (!cell.hist) {
+        addCount.run(series, step, at, label, cell.count);
+        return;
+      }
+      const old = stored.get(series, step, at, label) as StoredRow | undefined;
+      // Into a copy: the same cell goes into its minute's row and its hour's.
+      const h = merge(old?.hist ? decode({ ...old, hist: old.hist }) : emptyHistogram(), cell.hist);
+      putHist.run(series, step, at, label, h.count, h.sum, h.min, h.max, encodeBuckets(h));
+    };
+    this.write = store.writer((minutes: Map<number, Minute>, now: number) => {
       for (const [minute, bySeries] of minutes) {
         for (const [series, byLabel] of bySeries) {
           for (const [label, cell] of byLabel) {
-            if (!cell.hist) {
-              addCount.run(series, minute, label, cell.count);
-              continue;
-            }
-            const old = stored.get(series, minute, label) as StoredRow | undefined;
-            const h = old?.hist ? merge(decode({ ...old, hist: old.hist }), cell.hist) : cell.hist;
-            putHist.run(series, minute, label, h.count, h.sum, h.min, h.max, encodeBuckets(h));
+            put(series, MINUTE_MS, minute, label, cell);
+            put(series, HOUR_MS, periodOf(minute, HOUR_MS), label, cell);
           }
         }
       }
-      return prune.run(before).changes;
+      return (
+        prune.run(MINUTE_MS, minuteOf(now) - this.retentionMs).changes +
+        prune.run(HOUR_MS, periodOf(now, HOUR_MS) - this.hourRetentionMs).changes
+      );
     });
     this.rows = db.prepare(
-      `SELECT minute, label, count, sum, min, max, hist FROM tw_rollups
-       WHERE series = ? AND minute >= ? AND minute < ? ORDER BY minute`,
+      `SELECT at, label, count, sum, min, max, hist FROM tw_rollups
+       WHERE series = ? AND step = ? AND at >= ? AND at < ? ORDER BY at`,
     );
     this.labelRows = db.prepare(
-      `SELECT minute, label, count, sum, min, max, hist FROM tw_rollups
-       WHERE series = ? AND minute >= ? AND minute < ? AND label = ? ORDER BY minute`,
+      `SELECT at, label, count, sum, min, max, hist FROM tw_rollups
+       WHERE series = ? AND step = ? AND at >= ? AND at < ? AND label = ? ORDER BY at`,
     );
   }
 
@@ -152,34 +176,41 @@ export class Rollups {
    * busy retries), keeping the data for the next flush.
    */
   flush(): number {
-    const before = minuteOf(this.now()) - this.retentionMs;
+    const now = this.now();
+    const before = periodOf(now, HOUR_MS) - this.hourRetentionMs;
     for (const minute of this.minutes.keys()) if (minute < before) this.minutes.delete(minute);
-    const pruned = this.write(this.minutes, before);
+    const pruned = this.write(this.minutes, now);
     this.minutes.clear();
     this.current = undefined;
     this.currentEnd = 0;
     return pruned;
   }
 
-  /** The rows of `series` with from <= minute < to (and of `label` only, when given), flushed or not. */
-  read(series: string, from: number, to: number, label?: string): Rollup[] {
+  /**
+   * The rows of `series` of `step` (a minute's or an hour's) with from <= at < to (and of
+   * `label` only, when given), flushed or not.
+   */
+  read(series: string, from: number, to: number, label?: string, step: Step = MINUTE_MS): Rollup[] {
     const stored = (
-      label === undefined ? this.rows.all(series, from, to) : this.labelRows.all(series, from, to, label)
+      label === undefined
+        ? this.rows.all(series, step, from, to)
+        : this.labelRows.all(series, step, from, to, label)
     ) as StoredRow[];
     const out = new Map<string, Rollup>();
     for (const r of stored) {
       const hist = r.hist === null ? null : decode({ ...r, hist: r.hist });
-      out.set(`${r.minute}\0${r.label}`, { minute: r.minute, label: r.label, count: r.count, hist });
+      out.set(`${r.at}\0${r.label}`, { at: r.at, label: r.label, count: r.count, hist });
     }
     for (const [minute, bySeries] of this.minutes) {
-      if (minute < from || minute >= to) continue;
+      const at = periodOf(minute, step);
+      if (at < from || at >= to) continue;
       for (const [l, cell] of bySeries.get(series) ?? []) {
         if (label !== undefined && l !== label) continue;
-        const key = `${minute}\0${l}`;
+        const key = `${at}\0${l}`;
         const had = out.get(key);
         if (!had) {
           out.set(key, {
-            minute,
+            at,
             label: l,
             count: cell.count,
             hist: cell.hist && merge(emptyHistogram(), cell.hist),
@@ -190,7 +221,7 @@ export class Rollups {
         if (cell.hist) had.hist = merge(had.hist ?? emptyHistogram(), cell.hist);
       }
     }
-    return [...out.values()].sort((a, b) => a.minute - b.minute);
+    return [...out.values()].sort((a, b) => a.at - b.at);
   }
 
   private cell(series: string, label: string, now: number): Cell {
