@@ -28,7 +28,7 @@ const dir = mkdtempSync(join(tmpdir(), "tidewire-shots-"));
 mkdirSync(OUT, { recursive: true });
 const db = join(dir, "hub.db");
 const seeded = seedJobs(db);
-seedHistory(db);
+seedHistory(db, 30);
 const { url, child } = await serveJobs(db, dir);
 const browser = await launchChromium();
 try {
@@ -59,8 +59,11 @@ try {
   await page.click('#history-range button[data-range="24h"]');
   await page.waitForSelector('figure[data-series="sync.cycle"][data-range="24h"]', WAIT);
   await page.screenshot({ path: join(OUT, "history-day.png"), fullPage: true });
+  await page.click('#history-range button[data-range="30d"]');
+  await page.waitForSelector('figure[data-series="sync.cycle"][data-range="30d"]', WAIT);
+  await page.screenshot({ path: join(OUT, "history-month.png"), fullPage: true });
   console.log(
-    `wrote overview.png, jobs.png, job-detail.png, bulk-confirm.png, history.png, history-day.png to ${OUT}`,
+    `wrote overview.png, jobs.png, job-detail.png, bulk-confirm.png, history.png, history-day.png, history-month.png to ${OUT}`,
   );
 } finally {
   await browser.close();

@@ -92,13 +92,13 @@ export async function serveJobs(db: string, dir: string): Promise<{ url: string;
 }
 
 /**
- * Writes a day of plausible per-minute history into `db` (through Rollups, as
- * the daemon would), ending at `now`: email and report jobs with a daily
+ * Writes `days` of plausible per-minute history into `db` (through Rollups, as
+ * the daemon would: the last day's minutes, and the hours of them all), ending at `now`: email and report jobs with a daily
  * swell, a few failed reports, lognormal-ish run and wait times, changes
  * pushed and pulled on the hub and by sync, and sync cycles with one peer.
  * Deterministic: the same picture every time.
  */
-export function seedHistory(db: string, now = Date.now()): void {
+export function seedHistory(db: string, days = 1, now = Date.now()): void {
   const store = openStore(db);
   let seed = 42;
   const random = () => {
@@ -106,10 +106,11 @@ export function seedHistory(db: string, now = Date.now()): void {
     return seed / 2 ** 31;
   };
   const skewed = (median: number) => median * Math.exp((random() + random() + random() - 1.5) * 1.2);
-  let t = now - 1440 * MINUTE_MS;
+  const minutes = days * 1440;
+  let t = now - minutes * MINUTE_MS;
   const rollups = new Rollups(store, { now: () => t });
   try {
-    for (let i = 0; i < 1440; i++, t += MINUTE_MS) {
+    for (let i = 0; i < minutes; i++, t += MINUTE_MS) {
       const swell = 1 + Math.sin((i / 1440) * 2 * Math.PI);
       const emails = Math.round(30 + 25 * swell * random());
       const reports = Math.round(4 * random());

@@ -2,10 +2,10 @@
  * The console's history endpoint, registered inside the hub's /v1 scope (so
  * its token check, rate limit and error envelope apply):
  *
- *   GET /v1/history?series=jobs.completed&range=1h|24h[&label=…]  → HistoryAnswer (src/history/query.ts)
+ *   GET /v1/history?series=jobs.completed&range=1h|24h|7d|30d[&label=…]  → HistoryAnswer (src/history/query.ts)
  *
  * Contract: any valid token may read it, as it may read /v1/jobs. A missing
- * or unknown series, a range other than 1h or 24h, or a bad label is a 400
+ * or unknown series, a range other than 1h, 24h, 7d or 30d, or a bad label is a 400
  * ERR_INVALID_ARGUMENT naming the parameter; nothing is ever written. The
  * rows come from tw_rollups and, when the daemon's Rollups is given, from
  * what it gathered and has not flushed yet, so the current minute shows.
