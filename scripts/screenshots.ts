@@ -54,14 +54,15 @@ try {
   await page.screenshot({ path: join(OUT, "bulk-confirm.png"), fullPage: true });
 
   await page.click("#show-history");
-  await page.waitForSelector('figure[data-series="sync.cycle"][data-state="drawn"]', WAIT);
-  await page.screenshot({ path: join(OUT, "history.png"), fullPage: true });
-  await page.click('#history-range button[data-range="24h"]');
-  await page.waitForSelector('figure[data-series="sync.cycle"][data-range="24h"]', WAIT);
-  await page.screenshot({ path: join(OUT, "history-day.png"), fullPage: true });
-  await page.click('#history-range button[data-range="30d"]');
-  await page.waitForSelector('figure[data-series="sync.cycle"][data-range="30d"]', WAIT);
-  await page.screenshot({ path: join(OUT, "history-month.png"), fullPage: true });
+  for (const [range, file] of [
+    ["1h", "history.png"],
+    ["24h", "history-day.png"],
+    ["30d", "history-month.png"],
+  ]) {
+    await page.click(`#history-range button[data-range="${range}"]`);
+    await page.waitForSelector(`figure[data-series="sync.cycle"][data-range="${range}"]`, WAIT);
+    await page.screenshot({ path: join(OUT, file!), fullPage: true });
+  }
   console.log(
     `wrote overview.png, jobs.png, job-detail.png, bulk-confirm.png, history.png, history-day.png, history-month.png to ${OUT}`,
   );
