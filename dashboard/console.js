@@ -90,3 +90,20 @@ export function fill(tableId, items, cells, emptyText) {
   }
   body.replaceChildren(...rows);
 }
+
+const VIEWS = ["overview", "jobs", "sync", "history"];
+
+/**
+ * Shows one view and hides the others. The views' own modules hear
+ * `tidewire:view` (the name shown) and load what they need; none of them
+ * touches another's elements.
+ */
+export function showView(name) {
+  for (const v of VIEWS) {
+    $(v === "overview" ? "overview" : `${v}-view`).hidden = v !== name;
+    $(`show-${v}`).setAttribute("aria-pressed", String(v === name));
+  }
+  document.dispatchEvent(new CustomEvent("tidewire:view", { detail: name }));
+}
+
+for (const v of VIEWS) $(`show-${v}`).addEventListener("click", () => showView(v));

@@ -21,11 +21,7 @@ const view = {
   loaded: false,
 };
 
-function show(which) {
-  $("overview").hidden = which !== "overview";
-  $("jobs-view").hidden = which !== "jobs";
-  $("show-overview").setAttribute("aria-pressed", String(which === "overview"));
-  $("show-jobs").setAttribute("aria-pressed", String(which === "jobs"));
+function shown(which) {
   if (which === "jobs" && !view.loaded) load();
 }
 
@@ -195,8 +191,7 @@ async function runBulk() {
   load();
 }
 
-$("show-overview").addEventListener("click", () => show("overview"));
-$("show-jobs").addEventListener("click", () => show("jobs"));
+document.addEventListener("tidewire:view", (e) => shown(e.detail));
 $("jobs-filter").addEventListener("submit", (event) => {
   event.preventDefault();
   readFilter();

@@ -14,13 +14,7 @@ const view = { shown: false, loaded: false, offset: 0, total: 0, filter: {}, sel
 
 function show(sync) {
   view.shown = sync;
-  $("sync-view").hidden = !sync;
-  $("show-sync").setAttribute("aria-pressed", String(sync));
   if (!sync) return;
-  // jobs.js shows the other two views; this one hides them itself.
-  $("overview").hidden = true;
-  $("jobs-view").hidden = true;
-  for (const id of ["show-overview", "show-jobs"]) $(id).setAttribute("aria-pressed", "false");
   if (view.status) renderStatus(view.status);
   if (!view.loaded) loadConflicts();
 }
@@ -256,8 +250,7 @@ document.addEventListener("tidewire:status", (event) => {
   view.status = event.detail;
   if (view.shown) renderStatus(view.status);
 });
-$("show-sync").addEventListener("click", () => show(true));
-for (const id of ["show-overview", "show-jobs"]) $(id).addEventListener("click", () => show(false));
+document.addEventListener("tidewire:view", (e) => show(e.detail === "sync"));
 $("conflicts-filter").addEventListener("submit", (event) => {
   event.preventDefault();
   view.filter = {};

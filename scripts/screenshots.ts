@@ -12,7 +12,7 @@ import type { Page } from "playwright-core";
 import { Replica } from "../src/replica/replica.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
-import { JOBS_ADMIN, launchChromium, ROOT, seedJobs, serveJobs } from "../test/browser.js";
+import { JOBS_ADMIN, launchChromium, ROOT, seedHistory, seedJobs, serveJobs } from "../test/browser.js";
 import { seedConflicts } from "../test/conflict-seed.js";
 import { sql } from "../test/helpers.js";
 
@@ -35,6 +35,7 @@ mkdirSync(OUT, { recursive: true });
 const db = join(dir, "hub.db");
 const conflicts = seedConflicts(db, dir);
 const seeded = seedJobs(db);
+seedHistory(db, 30);
 const { url, child } = await serveJobs(db, dir);
 const browser = await launchChromium();
 // A client that synced once, then the hub took writes it has not pulled: the Sync view shows it behind.
@@ -78,8 +79,18 @@ try {
   await page.waitForSelector("#conflict-detail:not([hidden])", WAIT);
   await page.check("#cd-replace");
   await page.locator("#conflict-detail").screenshot({ path: join(OUT, "conflict-detail.png") });
+  await page.click("#show-history");
+  for (const [range, file] of [
+    ["1h", "history.png"],
+    ["24h", "history-day.png"],
+    ["30d", "history-month.png"],
+  ]) {
+    await page.click(`#history-range button[data-range="${range}"]`);
+    await page.waitForSelector(`figure[data-series="sync.cycle"][data-range="${range}"]`, WAIT);
+    await page.screenshot({ path: join(OUT, file!), fullPage: true });
+  }
   console.log(
-    `wrote overview.png, jobs.png, job-detail.png, bulk-confirm.png, sync.png, conflict-detail.png to ${OUT}`,
+    `wrote overview.png, jobs.png, job-detail.png, bulk-confirm.png, sync.png, conflict-detail.png, history.png, history-day.png, history-month.png to ${OUT}`,
   );
 } finally {
   transport.close();

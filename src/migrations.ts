@@ -325,6 +325,33 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 14,
+    name: "history",
+    sql: `
+      -- Rollups of what the daemon measured (src/history/rollups.ts), per minute (step
+      -- 60000, kept a day) and per hour (step 3600000, kept 30 days): per series
+      -- (jobs.completed, jobs.run, changes.pushed …) and label (a job type, a peer, hub or
+      -- sync), the period's count; for a latency series also the sum, extremes and a
+      -- log-bucket histogram of its durations (src/history/histogram.ts: JSON pairs of
+      -- bucket, count), which merge across periods. at is the epoch ms the period starts.
+      -- Written once a minute in one transaction, never per job.
+      CREATE TABLE tw_rollups (
+        series TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        sum REAL NOT NULL DEFAULT 0,
+        min REAL,
+        max REAL,
+        hist TEXT,
+        PRIMARY KEY (series, step, at, label)
+      ) WITHOUT ROWID;
+      -- The prune deletes by step and age alone.
+      CREATE INDEX tw_rollups_age ON tw_rollups(step, at);
+    `,
+  },
+  {
     version: 15,
     name: "otel",
     sql: `

@@ -9,8 +9,10 @@ import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium } from "playwright-core";
+import { MINUTE_MS, Rollups } from "../src/history/rollups.js";
 import { Queue } from "../src/queue/queue.js";
 import { Replica } from "../src/replica/replica.js";
+import { openStore } from "../src/store.js";
 import { listeningUrl, runNode, tokensFile } from "./helpers.js";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -79,4 +81,48 @@ export async function serveJobs(db: string, dir: string): Promise<{ url: string;
   ]);
   const run = runNode([CLI, "serve", "--db", db, "--port", "0", "--tokens-file", tokens]);
   return { url: await listeningUrl(run.child, 60_000), child: run.child };
+}
+
+/**
+ * Writes `days` of plausible per-minute history into `db` (through Rollups, as
+ * the daemon would: the last day's minutes, and the hours of them all), ending at `now`: email and report jobs with a daily
+ * swell, a few failed reports, lognormal-ish run and wait times, changes
+ * pushed and pulled on the hub and by sync, and sync cycles with one peer.
+ * Deterministic: the same picture every time.
+ */
+export function seedHistory(db: string, days = 1, now = Date.now()): void {
+  const store = openStore(db);
+  let seed = 42;
+  const random = () => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+  const skewed = (median: number) => median * Math.exp((random() + random() + random() - 1.5) * 1.2);
+  const minutes = days * 1440;
+  let t = now - minutes * MINUTE_MS;
+  const rollups = new Rollups(store, { now: () => t });
+  try {
+    for (let i = 0; i < minutes; i++, t += MINUTE_MS) {
+      const swell = 1 + Math.sin((i / 1440) * 2 * Math.PI);
+      const emails = Math.round(30 + 25 * swell * random());
+      const reports = Math.round(4 * random());
+      rollups.add("jobs.completed", "email", emails);
+      if (reports > 0) rollups.add("jobs.completed", "report", reports);
+      if (random() < 0.08) rollups.add("jobs.failed", "report", 1 + Math.round(random()));
+      for (let k = 0; k < 24; k++) {
+        rollups.observe("jobs.run", "email", skewed(18));
+        rollups.observe("jobs.wait", "email", skewed(40 * (1 + swell)));
+      }
+      rollups.add("changes.pushed", "hub", Math.round(80 * swell * random()));
+      rollups.add("changes.pulled", "hub", Math.round(160 * swell * random()));
+      if (i % 2 === 0) {
+        rollups.add("changes.pulled", "sync", Math.round(20 * random()));
+        rollups.observe("sync.cycle", "hub-eu", skewed(45));
+      }
+      if (i % 60 === 59) rollups.flush();
+    }
+    rollups.flush();
+  } finally {
+    store.close();
+  }
 }

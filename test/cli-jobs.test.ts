@@ -284,6 +284,7 @@ function downgradeTo10(store: Store): void {
     ALTER TABLE tw_periodic DROP COLUMN paused_at;
     DROP TABLE IF EXISTS tw_renames;
     DROP TABLE IF EXISTS tw_remotes;
+    DROP TABLE IF EXISTS tw_rollups;
     PRAGMA user_version = 10;
   `);
 }

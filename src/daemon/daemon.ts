@@ -14,6 +14,7 @@ import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { type History, startHistory } from "../history/recorder.js";
 import { checkAuthOptions, resolveAuth } from "../hub/auth.js";
 import { Hub } from "../hub/hub.js";
 import { createLogger, type Logger, type LogLevel } from "../log.js";
@@ -138,6 +139,8 @@ export interface Daemon {
   readonly mesh: RedisStreamsTransport | undefined;
   /** The remote targets' queue, worker and scheduler. */
   readonly remotes: RemoteJobs;
+  /** Per-minute rollups of jobs, changes and sync cycles (src/history/recorder.ts). */
+  readonly history: History;
   stop(): Promise<void>;
 }
 
@@ -192,6 +195,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   let app: ReturnType<typeof Server.buildServer> | undefined;
   let mesh: RedisStreamsTransport | undefined;
   let unwatch: (() => void) | undefined;
+  // Set once the worker and hub exist; SyncBucket jobs run only after that.
+  let history: History | undefined;
   try {
     const queue = new Queue(store);
     // A relay: it keeps and serves the log of buckets whose tables it does not have.
@@ -217,6 +222,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
       logger,
       options: peerOptions,
       afterPull,
+      onSynced: (peer, result) => history?.synced(peer, result),
     });
     const handlers = {
       [DOWNLOAD_PINS]: downloadPinsHandler(pins, { sources }),
@@ -240,11 +246,15 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const { auth, generated, source } = resolveAuth({ ...authOptions, dbPath: store.path });
     const tables = mergeTables(declared, auth.tables);
     const hub = new Hub(replica, { limits: options.limits, relay: true, buckets: auth.buckets(), tables });
+    // Per-minute rollups of jobs, changes and sync cycles, kept in the file (src/history).
+    const recorded = startHistory({ store, worker, hub, logger });
+    history = recorded;
     const hubRoutes = {
       hub,
       auth,
       rateLimitPerSecond: options.rateLimitPerSecond,
       pins,
+      rollups: recorded.rollups,
       ...hubLimits,
     };
     mesh = options.mesh && new RedisStreamsTransport(replica, { ...options.mesh, logger, peers });
@@ -313,6 +323,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
           // A remote cycle in flight finishes; its connection closes with it.
           await Promise.all([worker.stop(), remotes.stop()]);
         } finally {
+          // After the worker: its last outcomes are counted. It logs its own failure.
+          history?.stop();
           gate.close();
           store.close();
         }
@@ -335,10 +347,12 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
       pins,
       mesh,
       remotes,
+      history: recorded,
       stop,
     };
   } catch (err) {
     unwatch?.();
+    history?.stop();
     await app?.close().catch(() => {});
     await mesh?.stop().catch(() => {});
     gate.close();

@@ -23,7 +23,7 @@ import type { BackoffOptions, Job } from "../queue/types.js";
 import { checkInteger, checkName } from "../queue/validate.js";
 import { type Handlers, UnrecoverableError } from "../queue/worker.js";
 import type { Replica } from "../replica/replica.js";
-import { SyncManager } from "../sync/sync-manager.js";
+import { type CycleResult, SyncManager } from "../sync/sync-manager.js";
 import { HubRefusedError } from "../sync/transport.js";
 import { HttpTransport } from "../sync/transport-http.js";
 
@@ -109,6 +109,8 @@ export interface PeerJobContext {
   options: Resolved;
   /** Called after a SyncBucket cycle pulled changes (the daemon queues DownloadPins for pins they name). */
   afterPull?: () => void;
+  /** Called after every SyncBucket cycle that succeeded (the daemon's history counts it). */
+  onSynced?: (peer: string, result: CycleResult) => void;
 }
 
 export function peerJobHandlers(ctx: PeerJobContext): Handlers {
@@ -192,6 +194,7 @@ async function syncBucket(ctx: PeerJobContext, job: Job<SyncBucketPayload>): Pro
         throw new UnrecoverableError(`peer ${peer.id} refused the sync: ${err.message}`);
       throw err;
     });
+    ctx.onSynced?.(peer.id, result);
     // The node id the hub keys this replica's cursors by, so removing the peer finds them.
     const hubNodeId = manager.hub ?? undefined;
     if (!ctx.peers.get(peer.id)) {

@@ -13,7 +13,8 @@
  * the hub joins a bucket only if the hub declares it there (`tables`) or the
  * token is an admin of that bucket; a push never moves a table. A push that
  * changed something emits "changes" with the buckets it touched, which GET
- * /v1/live tells subscribers. A push is applied with its sender as source,
+ * /v1/live tells subscribers; every push and pull that carried changes emits
+ * "transfer" (direction, count), which the daemon's history counts. A push is applied with its sender as source,
  * and a pull leaves out what the puller sent (by origin and by source), while
  * relaying it to every other.
  */
@@ -88,7 +89,10 @@ export interface HubOptions {
   tables?: ReadonlyMap<string, string> | Record<string, string>;
 }
 
-export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
+export class Hub extends EventEmitter<{
+  changes: [buckets: string[]];
+  transfer: [direction: "push" | "pull", changes: number];
+}> {
   readonly limits: BatchLimits;
   readonly relay: boolean;
   /** The replicas heard from since this hub started (GET /v1/status). */
@@ -152,6 +156,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
     const answer = fit.cut
       ? { changes: fit.changes, cursor: String(fit.changes.at(-1)!.seq), hasMore: true }
       : set;
+    if (fit.changes.length > 0) this.emit("transfer", "pull", fit.changes.length);
     // Where it stands once it applied this page: its lag is counted from there (src/replica/lag.ts).
     // One that fails to apply pulls again from its own cursor, which puts the record back.
     this.clients.record(req.nodeId, "pull", req.buckets, fit.changes.length, answer.cursor);
@@ -192,6 +197,7 @@ export class Hub extends EventEmitter<{ changes: [buckets: string[]] }> {
       throw pushRefusal(err, this.replica, req.changes, req.nodeId) ?? err;
     }
     hubChanges.labels("push").inc(req.changes.length);
+    if (req.changes.length > 0) this.emit("transfer", "push", req.changes.length);
     const touched = new Set(tables.values());
     this.clients.record(req.nodeId, "push", touched, req.changes.length);
     if (result.applied > 0) this.emit("changes", [...touched]);

@@ -17,6 +17,7 @@ import rateLimit from "@fastify/rate-limit";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { DatabaseBusyError, WriteGate } from "../daemon/write-gate.js";
 import type { BusyOperation } from "../metrics.js";
+import type { Rollups } from "../history/rollups.js";
 import type { Pins } from "../pins/pins.js";
 import { pinRoutes } from "../pins/routes.js";
 import { isBusy } from "../store.js";
@@ -24,6 +25,7 @@ import { PROTOCOL_VERSION } from "../sync/protocol.js";
 import { type Auth, unauthorized } from "./auth.js";
 import { withLag } from "./clients.js";
 import { conflictRoutes } from "./conflicts-routes.js";
+import { historyRoutes } from "./history-routes.js";
 import { type Hub, HubError, type Scope } from "./hub.js";
 import { jobRoutes } from "./jobs-routes.js";
 import {
@@ -60,6 +62,8 @@ export interface HubRoutesOptions {
   authFailureWindowMs?: number;
   /** Epoch ms the server started (buildServer's, which /healthz reports too). */
   startedAt?: number;
+  /** The daemon's history, so GET /v1/history shows the minute not yet flushed (default: the file's rows only). */
+  rollups?: Rollups;
 }
 
 const DISK_FULL = new Set<unknown>(["SQLITE_FULL", "ENOSPC"]);
@@ -193,6 +197,7 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
   });
   await app.register(jobRoutes, { store: hub.replica.store });
   await app.register(conflictRoutes, { hub, gate });
+  await app.register(historyRoutes, { store: hub.replica.store, rollups: options.rollups });
   if (options.pins) await app.register(pinRoutes, { pins: options.pins });
 }
 

@@ -14,8 +14,8 @@
  * after N ms", and is retried along the backoff: its signal is aborted, its
  * slot is freed, and whatever the handler does later is ignored. `stop({
  * timeoutMs })` returns after that long even if a handler never settles:
- * those jobs keep their lease until it expires and the reaper takes them. Events: "completed" (job), "failed" (job,
- * error, final), "stale" (job: its lease was lost before the outcome was
+ * those jobs keep their lease until it expires and the reaper takes them. Events: "completed" (job, runMs), "failed" (job,
+ * error, final, runMs), "stale" (job: its lease was lost before the outcome was
  * written), "error" (err: the queue itself failed; the worker keeps polling).
  */
 
@@ -372,10 +372,11 @@ export class Worker extends EventEmitter {
       jobDuration.labels(s.job.type).observe(seconds);
       if (s.ok) {
         jobsCompleted.labels(s.job.type).inc();
-        if (this.listenerCount("completed") > 0) this.emit("completed", s.job);
+        if (this.listenerCount("completed") > 0) this.emit("completed", s.job, seconds * 1000);
       } else {
         jobsFailed.labels(s.job.type).inc();
-        if (this.listenerCount("failed") > 0) this.emit("failed", s.job, new Error(s.error), s.final);
+        if (this.listenerCount("failed") > 0)
+          this.emit("failed", s.job, new Error(s.error), s.final, seconds * 1000);
       }
     }
     for (const s of result.stale) {
