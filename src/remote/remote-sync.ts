@@ -301,7 +301,7 @@ export class RemoteSync {
     } catch (err) {
       const e =
         err instanceof RemoteError ? err : new RemoteError(`${this.target.id}: ${describeError(err)}`);
-      if (e.code === DATA_REFUSED) throw this.refused(e);
+      if (e.code === DATA_REFUSED) throw this.refused(e, p.copy === true);
       const fate = this.spool.failed(id, e)
         ? "the payload has spent its attempts and is dropped; the next cycle rebuilds it from the change log"
         : "the payload stays in the outbox for the next cycle";
@@ -324,9 +324,11 @@ export class RemoteSync {
    * it (and whatever is spooled behind it) is dropped, and the cursor goes,
    * so the next cycle pushes the current rows in full.
    */
-  private refused(e: RemoteError): RemoteError {
+  private refused(e: RemoteError, copy: boolean): RemoteError {
     for (const id of this.spool.pending()) this.spool.abandon(id, `refused for its data: ${e.message}`);
     if (this.cursors.get(this.cursorKey) !== undefined) this.cursors.delete(this.cursorKey);
+    // A copy read the current rows already: its own message says what to fix.
+    if (copy) return e;
     return new RemoteError(
       `${e.message}; the payload was dropped and the next cycle pushes every table again from the current rows, ` +
         "creating a column whose values do not fit its type as text or any (see docs/architecture.md, Remote push) " +
