@@ -25,7 +25,9 @@ export class Catalog {
   private readonly viewList: Database.Statement;
 
   constructor(db: Database.Database) {
-    this.tableList = db.prepare("SELECT name, type FROM pragma_table_list WHERE schema = 'main' ORDER BY name");
+    this.tableList = db.prepare(
+      "SELECT name, type FROM pragma_table_list WHERE schema = 'main' ORDER BY name",
+    );
     this.tableInfo = db.prepare("SELECT name, type, pk FROM pragma_table_info(?) ORDER BY cid");
     this.indexList = db.prepare(
       'SELECT name, "unique" AS uniq, origin, partial FROM pragma_index_list(?) ORDER BY name',
@@ -42,7 +44,8 @@ export class Catalog {
     const out: TableSchema[] = [];
     for (const t of this.tableList.all() as Array<{ name: string; type: string }>) {
       if (known.has(t.name) || INTERNAL.test(t.name) || t.name === HISTORY_TABLE) continue;
-      if (t.type === "virtual") warn(`virtual table ${t.name} is not copied: its module may not exist on the target`);
+      if (t.type === "virtual")
+        warn(`virtual table ${t.name} is not copied: its module may not exist on the target`);
       if (t.type !== "table") continue;
       out.push(this.schema(t.name));
     }
@@ -63,13 +66,25 @@ export class Catalog {
 
   /** The table's indexes other than its primary key's, UNIQUE constraints' included. */
   indexes(table: string): IndexSpec[] {
-    const list = this.indexList.all(table) as Array<{ name: string; uniq: number; origin: string; partial: number }>;
+    const list = this.indexList.all(table) as Array<{
+      name: string;
+      uniq: number;
+      origin: string;
+      partial: number;
+    }>;
     return list
       .filter((ix) => ix.origin !== "pk")
       .map((ix) => {
-        const parts = this.indexInfo.all(ix.name) as Array<{ cid: number; name: string | null; desc: number; coll: string }>;
+        const parts = this.indexInfo.all(ix.name) as Array<{
+          cid: number;
+          name: string | null;
+          desc: number;
+          coll: string;
+        }>;
         const plain = parts.every((p) => p.cid >= 0 && p.name !== null);
-        const columns = plain ? parts.map((p) => ({ name: p.name!, desc: p.desc === 1, collate: p.coll })) : null;
+        const columns = plain
+          ? parts.map((p) => ({ name: p.name!, desc: p.desc === 1, collate: p.coll }))
+          : null;
         const automatic = ix.origin === "u";
         return {
           // An automatic index's name (sqlite_autoindex_…) is reserved: it gets one of its own.
@@ -84,6 +99,8 @@ export class Catalog {
   }
 
   views(): ViewSpec[] {
-    return (this.viewList.all() as Array<{ name: string; sql: string }>).filter((v) => !INTERNAL.test(v.name));
+    return (this.viewList.all() as Array<{ name: string; sql: string }>).filter(
+      (v) => !INTERNAL.test(v.name),
+    );
   }
 }

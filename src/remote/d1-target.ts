@@ -15,13 +15,20 @@ import { execFile } from "node:child_process";
 import { once } from "node:events";
 import { createWriteStream, existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { finished } from "node:stream/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
+import { finished } from "node:stream/promises";
 import { InvalidArgumentError } from "../errors.js";
-import type { Payload } from "./payload.js";
 import { type CopyJob, missingColumns, sqliteIndexSql } from "./copy-job.js";
-import { createTableSql, dropTableSql, HISTORY_TABLE, historySql, type Renderer, renderPayload } from "./sql.js";
+import type { Payload } from "./payload.js";
+import {
+  createTableSql,
+  dropTableSql,
+  HISTORY_TABLE,
+  historySql,
+  type Renderer,
+  renderPayload,
+} from "./sql.js";
 import { type ApplyOutcome, RemoteError, type RemoteTarget } from "./target.js";
 import { quoteIdent, sqlLiteral } from "./values.js";
 
@@ -116,7 +123,8 @@ export class D1Target implements RemoteTarget {
       const byName = new Map(job.tables.map((t) => [t.name, t]));
       for (const ix of job.indexes) {
         const missing = missingColumns(ix, byName.get(ix.table)!);
-        if (missing.length > 0) job.warn(`index ${ix.name} is not created: ${ix.table}.${missing.join(", ")} is not pushed`);
+        if (missing.length > 0)
+          job.warn(`index ${ix.name} is not created: ${ix.table}.${missing.join(", ")} is not pushed`);
         else await line(sqliteIndexSql(ix));
       }
       for (const v of job.views) await line(v.sql);
@@ -155,7 +163,9 @@ export class D1Target implements RemoteTarget {
       const res = await this.wrangler(["--file", file]);
       if (res.ok) return "applied";
       if (res.message.includes(`${HISTORY_TABLE}.sync_key`)) return "duplicate";
-      throw new RemoteError(`${this.id} refused ${mode === "full" ? "full push" : "payload"} ${name}: ${res.message}`);
+      throw new RemoteError(
+        `${this.id} refused ${mode === "full" ? "full push" : "payload"} ${name}: ${res.message}`,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

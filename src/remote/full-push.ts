@@ -126,7 +126,8 @@ export class FullPush {
         tables,
         indexes,
         views,
-        rows: (t, size) => this.reported(t, snapshot.rows(t, Math.min(size, o.chunkRows)), totals.get(t.name)!),
+        rows: (t, size) =>
+          this.reported(t, snapshot.rows(t, Math.min(size, o.chunkRows)), totals.get(t.name)!),
         afterSwap: o.afterSwap ?? noHook,
         warn,
       };

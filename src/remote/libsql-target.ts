@@ -9,8 +9,8 @@
 import { resolve } from "node:path";
 import { type Client, createClient, type InValue } from "@libsql/client";
 import { InvalidArgumentError } from "../errors.js";
-import type { Payload } from "./payload.js";
 import { type CopyJob, insertSql, missingColumns, rowsPerInsert, sqliteIndexSql } from "./copy-job.js";
+import type { Payload } from "./payload.js";
 import { createTableSql, dropTableSql, historySql, renderPayload, sqliteRenderer } from "./sql.js";
 import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "./target.js";
 import { quoteIdent, sqlLiteral, type Value } from "./values.js";
@@ -83,7 +83,10 @@ export class LibsqlTarget implements RemoteTarget {
     let tx: Tx | null = null;
     try {
       tx = await client.transaction("write");
-      const claimed = await tx.execute({ sql: h.claim, args: [job.key, job.name, new Date().toISOString(), "full"] });
+      const claimed = await tx.execute({
+        sql: h.claim,
+        args: [job.key, job.name, new Date().toISOString(), "full"],
+      });
       if (claimed.rows.length === 0) {
         await tx.rollback();
         return "duplicate";
@@ -96,10 +99,13 @@ export class LibsqlTarget implements RemoteTarget {
       const byName = new Map(job.tables.map((t) => [t.name, t]));
       for (const ix of job.indexes) {
         const missing = missingColumns(ix, byName.get(ix.table)!);
-        if (missing.length > 0) job.warn(`index ${ix.name} is not created: ${ix.table}.${missing.join(", ")} is not pushed`);
-        else await attempt(tx, sqliteIndexSql(ix), (why) => job.warn(`index ${ix.name} is not created: ${why}`));
+        if (missing.length > 0)
+          job.warn(`index ${ix.name} is not created: ${ix.table}.${missing.join(", ")} is not pushed`);
+        else
+          await attempt(tx, sqliteIndexSql(ix), (why) => job.warn(`index ${ix.name} is not created: ${why}`));
       }
-      for (const v of job.views) await attempt(tx, v.sql, (why) => job.warn(`view ${v.name} is not created: ${why}`));
+      for (const v of job.views)
+        await attempt(tx, v.sql, (why) => job.warn(`view ${v.name} is not created: ${why}`));
       const open = tx;
       await job.afterSwap(async (sql) => void (await open.execute(sql)), job.tables, "sqlite");
       if (keepHistory > 0) await tx.execute({ sql: h.prune, args: [keepHistory] });

@@ -55,15 +55,24 @@ export async function pgCopy(
     for (const sql of anyComments(t, inShadow)) await client.query(sql);
     await load(client, inShadow.table(t.name), t, job);
     if (t.key.length > 0) {
-      await client.query(`ALTER TABLE ${inShadow.table(t.name)} ADD PRIMARY KEY (${t.key.map(quoteIdent).join(", ")})`);
+      await client.query(
+        `ALTER TABLE ${inShadow.table(t.name)} ADD PRIMARY KEY (${t.key.map(quoteIdent).join(", ")})`,
+      );
     }
   }
   const byName = new Map(job.tables.map((t) => [t.name, t]));
   for (const ix of job.indexes) {
     const missing = missingColumns(ix, byName.get(ix.table)!);
-    const pgIx = missing.length > 0 ? { skip: `${missing.join(", ")} is not pushed` } : pgIndexSql(ix, inShadow.table(ix.table));
-    if ("skip" in pgIx) job.warn(`index ${ix.name} on ${ix.table} is not created on PostgreSQL: ${pgIx.skip}`);
-    else await attempt(client, pgIx.sql, (why) => job.warn(`index ${ix.name} on ${ix.table} is not created on PostgreSQL: ${why}`));
+    const pgIx =
+      missing.length > 0
+        ? { skip: `${missing.join(", ")} is not pushed` }
+        : pgIndexSql(ix, inShadow.table(ix.table));
+    if ("skip" in pgIx)
+      job.warn(`index ${ix.name} on ${ix.table} is not created on PostgreSQL: ${pgIx.skip}`);
+    else
+      await attempt(client, pgIx.sql, (why) =>
+        job.warn(`index ${ix.name} on ${ix.table} is not created on PostgreSQL: ${why}`),
+      );
   }
   const target = place.renderer.table;
   for (const v of job.views) await client.query(`DROP VIEW IF EXISTS ${target(v.name)}`);

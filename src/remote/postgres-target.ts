@@ -16,8 +16,8 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { InvalidArgumentError } from "../errors.js";
-import type { Payload, TableSchema } from "./payload.js";
 import type { CopyJob } from "./copy-job.js";
+import type { Payload, TableSchema } from "./payload.js";
 import { convert, pgCopy } from "./pg-copy.js";
 import { ANY_COMMENT, type PgParam, type PgType, parsePgType } from "./pg-types.js";
 import { historySql, type Renderer, renderPayload, type Statement, unnestUpsertSql } from "./sql.js";
@@ -129,7 +129,10 @@ export class PostgresTarget implements RemoteTarget {
     if (err instanceof RemoteError) return err;
     const code = (err as { code?: unknown }).code;
     const data = typeof code === "string" && (code.startsWith("22") || code === "23502");
-    return new RemoteError(`${this.id} refused ${what}: ${describeError(err)}`, data ? DATA_REFUSED : undefined);
+    return new RemoteError(
+      `${this.id} refused ${what}: ${describeError(err)}`,
+      data ? DATA_REFUSED : undefined,
+    );
   }
 
   /** The target's type of each of the table's columns, in the schema's order. */

@@ -59,7 +59,13 @@ export class Snapshot {
   }
 
   count(t: TableSchema): number {
-    return Number(this.db.prepare(`SELECT count(*) FROM ${quoteIdent(t.name)}`).pluck().safeIntegers(true).get());
+    return Number(
+      this.db
+        .prepare(`SELECT count(*) FROM ${quoteIdent(t.name)}`)
+        .pluck()
+        .safeIntegers(true)
+        .get(),
+    );
   }
 
   /** Every row of `t`, one by one (for choosing PostgreSQL's column types). */

@@ -15,8 +15,8 @@ import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
-import type { Payload } from "./payload.js";
 import { type CopyJob, insertSql, missingColumns, rowsPerInsert, sqliteIndexSql } from "./copy-job.js";
+import type { Payload } from "./payload.js";
 import { createTableSql, dropTableSql, historySql, renderPayload, sqliteRenderer } from "./sql.js";
 import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "./target.js";
 import { quoteIdent, type Value } from "./values.js";
@@ -93,7 +93,8 @@ export class SqliteTarget implements RemoteTarget {
         }
         this.attempt(db, sqliteIndexSql(ix), (why) => job.warn(`index ${ix.name} is not created: ${why}`));
       }
-      for (const v of job.views) this.attempt(db, v.sql, (why) => job.warn(`view ${v.name} is not created: ${why}`));
+      for (const v of job.views)
+        this.attempt(db, v.sql, (why) => job.warn(`view ${v.name} is not created: ${why}`));
       await job.afterSwap(async (sql) => void db.exec(sql), job.tables, "sqlite");
       if (keepHistory > 0) db.prepare(h.prune).run(keepHistory);
       db.exec("COMMIT");
