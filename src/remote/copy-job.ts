@@ -68,6 +68,12 @@ export interface CopyJob {
   rows(t: TableSchema, size: number): Iterable<Value[][]>;
   afterSwap: SwapHook;
   warn(message: string): void;
+  /**
+   * PostgreSQL: the table with column types chosen from its data (pg-plan.ts),
+   * for when a value does not fit the types `tables` gives (those of the
+   * declarations and overrides); fallbacks are reported to the cycle.
+   */
+  retype?(t: TableSchema): TableSchema;
 }
 
 /** SQLite's limit on a statement's parameters (32766) with room to spare. */

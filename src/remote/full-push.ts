@@ -112,10 +112,15 @@ export class FullPush {
       const known = new Set(p.reset.map((t) => t.name));
       const extra = o.allTables ? snapshot.catalog.untracked(known, warn) : [];
       let tables = [...p.reset, ...extra];
+      let retype: CopyJob["retype"];
       if (this.target.backend === "postgres") {
-        const plan = planPgTypes(tables, (t) => snapshot.scan(t), o.pgTypes);
-        tables = plan.tables;
-        stat.fallbacks = plan.fallbacks;
+        // The declared types (and overrides) without reading the data; the target asks for a scan only if a value misfits.
+        tables = planPgTypes(tables, () => [], o.pgTypes).tables;
+        retype = (t) => {
+          const plan = planPgTypes([t], (x) => snapshot.scan(x), o.pgTypes);
+          stat.fallbacks.push(...plan.fallbacks);
+          return plan.tables[0]!;
+        };
       }
       const indexes = tables.flatMap((t) => snapshot.catalog.indexes(t.name));
       const views = o.withViews ? snapshot.catalog.views() : [];
@@ -130,6 +135,7 @@ export class FullPush {
           this.reported(t, snapshot.rows(t, Math.min(size, o.chunkRows)), totals.get(t.name)!),
         afterSwap: o.afterSwap ?? noHook,
         warn,
+        retype,
       };
       const outcome = await this.target.copy(job, o.keepHistory);
       if (outcome === "applied") stat.mutations += [...totals.values()].reduce((a, b) => a + b, 0);

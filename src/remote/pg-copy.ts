@@ -11,6 +11,9 @@
  * table first, in the same transaction: already there, nothing is done
  * ("duplicate"). Each value goes through its column's type (`convert`, the
  * same check as the incremental path), and is written in COPY's text format.
+ * A table is first built with its declared types (one read of the rows);
+ * only when a value misfits is it built again with the types chosen from
+ * the data (`job.retype`, a scan), so the common case reads the data once.
  * Indexes are rebuilt from their structure and views from their SELECT;
  * whatever PostgreSQL cannot take is skipped in a savepoint with a warning.
  */
@@ -50,17 +53,29 @@ export async function pgCopy(
   const inShadow: Renderer = { ...place.renderer, table: (n) => `${quoteIdent(shadow)}.${quoteIdent(n)}` };
   await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(shadow)} CASCADE`);
   await client.query(`CREATE SCHEMA ${quoteIdent(shadow)}`);
-  for (const t of job.tables) {
-    await client.query(createTableSql(t, inShadow, false));
-    for (const sql of anyComments(t, inShadow)) await client.query(sql);
-    await load(client, inShadow.table(t.name), t, job);
+  const tables: TableSchema[] = [];
+  for (const declared of job.tables) {
+    // Optimistic: the declared types hold the data nearly always, so one read suffices;
+    // a value they cannot hold undoes the table and builds it again with the types chosen from the data.
+    let t = declared;
+    await client.query("SAVEPOINT tw_table");
+    try {
+      await build(client, inShadow, t, job);
+    } catch (err) {
+      if (!misfits.has(err as Error) || !job.retype) throw err;
+      await client.query("ROLLBACK TO SAVEPOINT tw_table");
+      t = job.retype(declared);
+      await build(client, inShadow, t, job);
+    }
+    await client.query("RELEASE SAVEPOINT tw_table");
+    tables.push(t);
     if (t.key.length > 0) {
       await client.query(
         `ALTER TABLE ${inShadow.table(t.name)} ADD PRIMARY KEY (${t.key.map(quoteIdent).join(", ")})`,
       );
     }
   }
-  const byName = new Map(job.tables.map((t) => [t.name, t]));
+  const byName = new Map(tables.map((t) => [t.name, t]));
   for (const ix of job.indexes) {
     const missing = missingColumns(ix, byName.get(ix.table)!);
     const pgIx =
@@ -91,10 +106,16 @@ export async function pgCopy(
     const sql = `CREATE VIEW ${target(v.name)} ${body.columns} AS ${body.select}`;
     await attempt(client, sql, (why) => job.warn(`view ${v.name} is not created on PostgreSQL: ${why}`));
   }
-  await job.afterSwap(async (sql) => void (await client.query(sql)), job.tables, "postgres");
+  await job.afterSwap(async (sql) => void (await client.query(sql)), tables, "postgres");
   if (keepHistory > 0) await client.query(h.prune, [keepHistory]);
   await client.query("COMMIT");
   return "applied";
+}
+
+async function build(client: pg.Client, inShadow: Renderer, t: TableSchema, job: CopyJob): Promise<void> {
+  await client.query(createTableSql(t, inShadow, false));
+  for (const sql of anyComments(t, inShadow)) await client.query(sql);
+  await load(client, inShadow.table(t.name), t, job);
 }
 
 /** COPY … FROM STDIN of every row, one text chunk per batch the source reads. */
@@ -140,12 +161,17 @@ async function attempt(client: pg.Client, sql: string, refused: (why: string) =>
   }
 }
 
+/** The errors `convert` threw: a value its column's type cannot hold (a class would be a cycle of imports with target.ts). */
+const misfits = new WeakSet<Error>();
+
 /** The value as the column's type takes it, or a DATA_REFUSED error naming table, column and value. */
 export function convert(t: TableSchema, column: string, type: PgType, v: Value): PgParam {
   const out = toPgValue(v, type);
   if (out !== MISFIT) return out;
-  throw new RemoteError(
+  const err = new RemoteError(
     `column ${JSON.stringify(column)} of table ${JSON.stringify(t.name)} is ${pgTypeName(type)} on PostgreSQL and cannot hold the ${storageClass(v).toUpperCase()} value ${describeValue(v)}`,
     DATA_REFUSED,
   );
+  misfits.add(err);
+  throw err;
 }

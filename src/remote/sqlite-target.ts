@@ -120,11 +120,20 @@ export class SqliteTarget implements RemoteTarget {
       }
       return st;
     };
+    const n = t.columns.length;
+    // One parameter array, refilled: better-sqlite3 copies the values when it binds them.
+    const params: Value[] = new Array(per * n);
     let since = 0;
     for (const batch of job.rows(t, per * 64)) {
       for (let i = 0; i < batch.length; i += per) {
-        const rows = batch.slice(i, i + per);
-        insert(rows.length).run(rows.flat());
+        const rows = Math.min(per, batch.length - i);
+        if (rows < per) params.length = rows * n;
+        for (let r = 0; r < rows; r++) {
+          const row = batch[i + r]!;
+          for (let c = 0; c < n; c++) params[r * n + c] = row[c]!;
+        }
+        insert(rows).run(params);
+        params.length = per * n;
       }
       since += batch.length;
       if (since >= YIELD_ROWS) {

@@ -1,0 +1,198 @@
+/**
+ * bench/remote/full-push: a full push's throughput to each target beside
+ * the floor of the same run — the least work that puts the same rows in the
+ * same kind of table — printing rows/s and the ratio.
+ *
+ *   npm run bench:remote -- [--rows 1000000] [--rounds 3] [--pg URL]
+ *
+ * - SQLite file: `RemoteSync.push()` to a new `sqlite:` file, against a bare
+ *   batched INSERT: the rows read from the source on a second connection and
+ *   written by one prepared multi-row INSERT, in one transaction, into the
+ *   table a full push creates (same columns, same primary key).
+ * - libSQL file: the same push to `file:` (through @libsql/client), against
+ *   the same floor.
+ * - PostgreSQL: the push to a new schema, against a bare COPY: the rows read
+ *   from the source, joined as COPY text with no type checks, COPY FROM
+ *   STDIN into a plain table, primary key added, in one transaction.
+ *
+ * Figures are medians of the rounds; "today" is the full push before issue
+ * 14 (bench/RESULTS.md, "Remote push": 85k rows/s to SQLite, 42k to
+ * PostgreSQL), printed as a ratio too.
+ */
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { parseArgs } from "node:util";
+import Database from "better-sqlite3";
+import pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
+import { RemoteSync, Replica } from "../../src/index.js";
+
+const { values: args } = parseArgs({
+  options: {
+    rows: { type: "string", default: "1000000" },
+    rounds: { type: "string", default: "3" },
+    pg: { type: "string", default: process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test" },
+  },
+});
+const ROWS = Number(args.rows);
+const ROUNDS = Number(args.rounds);
+const TODAY = { sqlite: 85_000, postgres: 42_000 };
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fmt = (n: number) => n.toLocaleString("en-US", { maximumFractionDigits: 2 });
+const rate = (s: number) => ROWS / s;
+
+async function timed(fn: () => Promise<void> | void): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return (performance.now() - t0) / 1000;
+}
+
+const dir = mkdtempSync(join(tmpdir(), "tidewire-bench-fullpush-"));
+try {
+  console.log(`bench/remote/full-push: ${fmt(ROWS)} rows, ${ROUNDS} rounds`);
+  console.log(
+    `machine: ${cpus().length} cores, load ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`,
+  );
+  const live = join(dir, "live.db");
+  const replica = Replica.open(live);
+  const db = replica.store.db;
+  db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL)");
+  const insert = db.prepare("INSERT INTO items VALUES (?, ?, ?, ?)");
+  db.transaction(() => {
+    for (let i = 1; i <= ROWS; i++) insert.run(i, `item ${i}`, i % 1000, (i % 10000) / 4);
+  })();
+  replica.track("items");
+  replica.store.checkpoint("TRUNCATE");
+  console.log(`source: ${fmt(statSync(live).size / 1e6)} MB`);
+
+  const reader = new Database(live, { readonly: true });
+  const rows = () =>
+    reader.prepare("SELECT id, name, qty, price FROM items").raw(true).safeIntegers(true).iterate();
+
+  const sqliteFloor = (path: string) => {
+    const t = new Database(path);
+    t.pragma("journal_mode = WAL");
+    t.exec("CREATE TABLE items (id INT, name TEXT, qty INT, price REAL, PRIMARY KEY (id))");
+    const per = 256;
+    const st = t.prepare(`INSERT INTO items VALUES ${Array(per).fill("(?, ?, ?, ?)").join(", ")}`);
+    t.transaction(() => {
+      let batch: unknown[] = [];
+      for (const r of rows()) {
+        batch.push(...(r as unknown[]));
+        if (batch.length === per * 4) {
+          st.run(batch);
+          batch = [];
+        }
+      }
+      for (let i = 0; i < batch.length; i += 4)
+        t.prepare("INSERT INTO items VALUES (?, ?, ?, ?)").run(batch.slice(i, i + 4));
+    })();
+    t.close();
+  };
+
+  const results: string[] = [];
+  const compare = async (
+    label: string,
+    push: (round: number) => Promise<void>,
+    floor: (round: number) => Promise<void>,
+    today?: number,
+  ) => {
+    const ours: number[] = [];
+    const base: number[] = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      // Alternated, so a change in the machine's load falls on both.
+      base.push(await timed(() => floor(round)));
+      ours.push(await timed(() => push(round)));
+      console.log(
+        `${label} round ${round}: push ${fmt(rate(ours.at(-1)!))} rows/s, floor ${fmt(rate(base.at(-1)!))} rows/s`,
+      );
+    }
+    const a = rate(median(ours));
+    const b = rate(median(base));
+    const line = `${label}: full push ${fmt(a)} rows/s, floor ${fmt(b)} rows/s, ratio to the floor ${fmt(a / b)}${today ? `, ${fmt(a / today)}x today's ${fmt(today)}` : ""}`;
+    results.push(line);
+    console.log(line);
+  };
+
+  const pushTo = async (target: string) => {
+    const sync = new RemoteSync(replica, { target });
+    const r = await sync.push({ resync: true });
+    if (r.mode !== "full" || r.mutations !== ROWS) throw new Error(`unexpected cycle ${JSON.stringify(r)}`);
+    await sync.close();
+  };
+
+  await compare(
+    "SQLite file",
+    (n) => pushTo(`sqlite:${join(dir, `push-${n}.db`)}`),
+    async (n) => sqliteFloor(join(dir, `floor-${n}.db`)),
+    TODAY.sqlite,
+  );
+  await compare(
+    "libSQL file",
+    (n) => pushTo(`file:${join(dir, `libsql-${n}.db`)}`),
+    async (n) => sqliteFloor(join(dir, `floor-l${n}.db`)),
+  );
+
+  const admin = new pg.Client({ connectionString: args.pg });
+  let up = true;
+  await admin.connect().catch((err) => {
+    up = false;
+    console.log(`PostgreSQL: skipped, ${args.pg} unreachable (${(err as Error).message})`);
+  });
+  if (up) {
+    const schemas: string[] = [];
+    const schema = (kind: string, n: number) => {
+      const s = `tw_bench_${kind}_${process.pid}_${n}`;
+      schemas.push(s);
+      return s;
+    };
+    try {
+      await compare(
+        "PostgreSQL",
+        (n) => pushTo(`${args.pg}?schema=${schema("push", n)}`),
+        async (n) => {
+          const s = schema("floor", n);
+          const c = new pg.Client({ connectionString: args.pg });
+          await c.connect();
+          await c.query("BEGIN");
+          await c.query(`CREATE SCHEMA "${s}"`);
+          await c.query(
+            `CREATE TABLE "${s}".items (id bigint, name text, qty bigint, price double precision)`,
+          );
+          function* text() {
+            let chunk = "";
+            let n = 0;
+            for (const r of rows()) {
+              chunk += `${(r as unknown[]).join("\t")}\n`;
+              if (++n % 5000 === 0) {
+                yield chunk;
+                chunk = "";
+              }
+            }
+            if (chunk) yield chunk;
+          }
+          await pipeline(Readable.from(text()), c.query(copyFrom(`COPY "${s}".items FROM STDIN`)));
+          await c.query(`ALTER TABLE "${s}".items ADD PRIMARY KEY (id)`);
+          await c.query("COMMIT");
+          await c.end();
+        },
+        TODAY.postgres,
+      );
+    } finally {
+      for (const s of schemas) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`).catch(() => {});
+      await admin.end().catch(() => {});
+    }
+  }
+  reader.close();
+  replica.close();
+  console.log("\nsummary:");
+  for (const l of results) console.log(`  ${l}`);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
