@@ -11,8 +11,10 @@
  * after the apply — ends in each payload applied once. Incremental payloads
  * carry whole current rows (or deletes) for the keys the change log names,
  * so they are idempotent and never depend on rows the target may lack.
- * The cursor value is `<sequence>@<shape>`: a tracked table gaining a
- * column, a changed declared type or a changed `--pg-type` override changes
+ * A full push spools only its decision and copies the rows from the local
+ * file in one target transaction (full-push.ts). The cursor value is
+ * `<sequence>@<shape>`: a tracked table gaining a column, a changed
+ * declared type, a changed `--pg-type` override or a changed index changes
  * the shape, and the next push is a full one. A payload the target refused
  * for its data (DATA_REFUSED) is never sent again: it and any payload
  * spooled behind it are dropped and the cursor deleted, so the next cycle
