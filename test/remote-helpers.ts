@@ -395,6 +395,21 @@ export function usePostgres(prefix: string): {
   };
 }
 
+/** A SQLite target's sync history, oldest first. */
+export function historyRows(path: string): Array<{ sync_key: string; sync_mode: string }> {
+  const db = new Database(path, { readonly: true });
+  try {
+    return db
+      .prepare("SELECT sync_key, sync_mode FROM _tidewire_sync_history ORDER BY sync_name")
+      .all() as Array<{
+      sync_key: string;
+      sync_mode: string;
+    }>;
+  } finally {
+    db.close();
+  }
+}
+
 /** A replica in `dir` with `ddl` run, every table it made tracked, then `fill` run. */
 export function trackedReplica(dir: string, ddl: string, fill: string): Replica {
   const r = Replica.open(join(dir, "source.db"));

@@ -20,7 +20,7 @@
  * PostgreSQL), printed as a ratio too.
  */
 import { mkdtempSync, rmSync, statSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -28,7 +28,8 @@ import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
-import { RemoteSync, Replica } from "../../src/index.js";
+import { RemoteSync } from "../../src/index.js";
+import { itemsReplica, machine } from "./source.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -54,20 +55,9 @@ async function timed(fn: () => Promise<void> | void): Promise<number> {
 const dir = mkdtempSync(join(tmpdir(), "tidewire-bench-fullpush-"));
 try {
   console.log(`bench/remote/full-push: ${fmt(ROWS)} rows, ${ROUNDS} rounds`);
-  console.log(
-    `machine: ${cpus().length} cores, load ${loadavg()
-      .map((l) => l.toFixed(2))
-      .join(" ")}`,
-  );
+  console.log(machine());
   const live = join(dir, "live.db");
-  const replica = Replica.open(live);
-  const db = replica.store.db;
-  db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL)");
-  const insert = db.prepare("INSERT INTO items VALUES (?, ?, ?, ?)");
-  db.transaction(() => {
-    for (let i = 1; i <= ROWS; i++) insert.run(i, `item ${i}`, i % 1000, (i % 10000) / 4);
-  })();
-  replica.track("items");
+  const replica = itemsReplica(live, ROWS);
   replica.store.checkpoint("TRUNCATE");
   console.log(`source: ${fmt(statSync(live).size / 1e6)} MB`);
 
