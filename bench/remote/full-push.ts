@@ -3,7 +3,7 @@
  * the floor of the same run — the least work that puts the same rows in the
  * same kind of table — printing rows/s and the ratio.
  *
- *   npm run bench:remote -- [--rows 1000000] [--rounds 3] [--pg URL]
+ *   npm run bench:remote -- [--rows 1000000] [--rounds 3] [--pg URL] [--base DIR]
  *
  * - SQLite file: `RemoteSync.push()` to a new `sqlite:` file, against a bare
  *   batched INSERT: the rows read from the source on a second connection and
@@ -15,9 +15,10 @@
  *   from the source, joined as COPY text with no type checks, COPY FROM
  *   STDIN into a plain table, primary key added, in one transaction.
  *
- * Figures are medians of the rounds; "today" is the full push before issue
- * 14 (bench/RESULTS.md, "Remote push": 85k rows/s to SQLite, 42k to
- * PostgreSQL), printed as a ratio too.
+ * Figures are medians of the rounds. With `--base DIR` (a checkout of the
+ * code before issue 14, e.g. `git worktree add DIR <commit>` with
+ * node_modules linked), the same push by that code is timed in the same
+ * rounds to the SQLite file and PostgreSQL, and the ratio printed.
  */
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -36,11 +37,11 @@ const { values: args } = parseArgs({
     rows: { type: "string", default: "1000000" },
     rounds: { type: "string", default: "3" },
     pg: { type: "string", default: process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test" },
+    base: { type: "string" },
   },
 });
 const ROWS = Number(args.rows);
 const ROUNDS = Number(args.rounds);
-const TODAY = { sqlite: 85_000, postgres: 42_000 };
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (n: number) => n.toLocaleString("en-US", { maximumFractionDigits: 2 });
@@ -86,42 +87,51 @@ try {
     t.close();
   };
 
+  // --base: the same push by the code before issue 14 (a checkout with its own src/), timed in the same rounds.
+  const Before = args.base
+    ? ((await import(join(args.base, "src/index.ts"))) as { RemoteSync: typeof RemoteSync }).RemoteSync
+    : null;
   const results: string[] = [];
   const compare = async (
     label: string,
     push: (round: number) => Promise<void>,
     floor: (round: number) => Promise<void>,
-    today?: number,
+    before?: (round: number) => Promise<void>,
   ) => {
     const ours: number[] = [];
-    const base: number[] = [];
+    const bare: number[] = [];
+    const old: number[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
-      // Alternated, so a change in the machine's load falls on both.
-      base.push(await timed(() => floor(round)));
+      // Alternated, so a change in the machine's load falls on each.
+      bare.push(await timed(() => floor(round)));
       ours.push(await timed(() => push(round)));
+      if (before) old.push(await timed(() => before(round)));
       console.log(
-        `${label} round ${round}: push ${fmt(rate(ours.at(-1)!))} rows/s, floor ${fmt(rate(base.at(-1)!))} rows/s`,
+        `${label} round ${round}: push ${fmt(rate(ours.at(-1)!))} rows/s, floor ${fmt(rate(bare.at(-1)!))} rows/s${before ? `, before ${fmt(rate(old.at(-1)!))} rows/s` : ""}`,
       );
     }
     const a = rate(median(ours));
-    const b = rate(median(base));
-    const line = `${label}: full push ${fmt(a)} rows/s, floor ${fmt(b)} rows/s, ratio to the floor ${fmt(a / b)}${today ? `, ${fmt(a / today)}x today's ${fmt(today)}` : ""}`;
+    const b = rate(median(bare));
+    const c = before ? rate(median(old)) : 0;
+    const line = `${label}: full push ${fmt(a)} rows/s, floor ${fmt(b)} rows/s, ratio to the floor ${fmt(a / b)}${before ? `; before issue 14 ${fmt(c)} rows/s, ${fmt(a / c)}x` : ""}`;
     results.push(line);
     console.log(line);
   };
 
-  const pushTo = async (target: string) => {
-    const sync = new RemoteSync(replica, { target });
+  const pushTo = async (target: string, Sync: typeof RemoteSync = RemoteSync) => {
+    const sync = new Sync(replica, { target });
     const r = await sync.push({ resync: true });
     if (r.mode !== "full" || r.mutations !== ROWS) throw new Error(`unexpected cycle ${JSON.stringify(r)}`);
     await sync.close();
   };
+  const beforeTo = (target: (n: number) => string) =>
+    Before ? (n: number) => pushTo(target(n), Before) : undefined;
 
   await compare(
     "SQLite file",
     (n) => pushTo(`sqlite:${join(dir, `push-${n}.db`)}`),
     async (n) => sqliteFloor(join(dir, `floor-${n}.db`)),
-    TODAY.sqlite,
+    beforeTo((n) => `sqlite:${join(dir, `before-${n}.db`)}`),
   );
   await compare(
     "libSQL file",
@@ -172,7 +182,7 @@ try {
           await c.query("COMMIT");
           await c.end();
         },
-        TODAY.postgres,
+        beforeTo((n) => `${args.pg}?schema=${schema("before", n)}`),
       );
     } finally {
       for (const s of schemas) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`).catch(() => {});
