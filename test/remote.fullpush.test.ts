@@ -366,3 +366,57 @@ describe("a whole copy", () => {
     }
   });
 });
+
+describe("tidewire remote push --with-views --all-tables", () => {
+  it("copies views and untracked tables, and says what it left out: in the JSON document, or one warning line each on stderr", async () => {
+    const dir = tempDir();
+    const replica = sourceReplica(dir);
+    addRows(replica.store.db, 1, 10);
+    replica.store.db.exec(EXTRAS);
+    replica.close();
+    const source = join(dir, "source.db");
+    const json = await runNode([
+      CLI,
+      "remote",
+      "push",
+      source,
+      "--target",
+      `sqlite:${join(dir, "a.db")}`,
+      "--with-views",
+      "--all-tables",
+      "--json",
+    ]);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      mode: "full",
+      warnings: ["virtual table search is not copied: its module may not exist on the target"],
+    });
+    const a = new Database(join(dir, "a.db"), { readonly: true });
+    expect(a.prepare("SELECT count(*) AS n FROM notes").get()).toEqual({ n: 3 });
+    expect(a.prepare("SELECT count(*) AS n FROM cheap").get()).toEqual({ n: 10 });
+    a.close();
+    const text = await runNode([
+      CLI,
+      "remote",
+      "push",
+      source,
+      "--target",
+      `sqlite:${join(dir, "b.db")}`,
+      "--all-tables",
+    ]);
+    expect(text.code).toBe(0);
+    expect(text.stderr).toBe(
+      "tidewire: warning: virtual table search is not copied: its module may not exist on the target\n",
+    );
+    const plain = await runNode([CLI, "remote", "push", source, "--target", `sqlite:${join(dir, "c.db")}`]);
+    expect(plain.code).toBe(0);
+    expect(plain.stderr).toBe("");
+    // Without the flags: neither views nor untracked tables.
+    const c = new Database(join(dir, "c.db"), { readonly: true });
+    expect(c.prepare("SELECT name FROM sqlite_schema WHERE name IN ('notes', 'cheap')").all()).toEqual([]);
+    c.close();
+    const help = await runNode([CLI, "remote", "push", "--help"]);
+    expect(help.stdout).toMatch(/--with-views/);
+    expect(help.stdout).toMatch(/--all-tables/);
+  }, 60_000);
+});
