@@ -8,7 +8,9 @@
  * (rows written later are sent again by the next incremental push, which
  * upserts whole rows: harmless). The connection is read-only and separate
  * from the store's, so the copy may span awaits while the store keeps
- * writing. An in-memory database has no second connection: its tables are
+ * writing (in WAL mode, the store's default; in a rollback-journal mode the
+ * snapshot's read lock holds the store's writers off until the copy ends,
+ * as any long reader does there). An in-memory database has no second connection: its tables are
  * read whole from the store's connection, one at a time (such a database is
  * small, and an open iterator there would block the store's other
  * statements).
