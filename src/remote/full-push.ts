@@ -39,6 +39,8 @@ export interface FullPushOptions {
   chunkRows: number;
   keepHistory: number;
   onProgress: ((p: PushProgress) => void) | undefined;
+  /** Every tracked table, pushed or not (--all-tables copies only the others; a table of another bucket is not "untracked"). */
+  tracked: () => string[];
   /** Where capture on the target's tables is installed again after the swap (the tables are new objects). */
   afterSwap?: SwapHook;
 }
@@ -68,8 +70,7 @@ export class FullPush {
    */
   shape(schemas: TableSchema[], overrides: string): string {
     const o = this.options;
-    const known = new Set(schemas.map((t) => t.name));
-    const extra = o.allTables ? this.catalog.untracked(known, () => {}) : [];
+    const extra = o.allTables ? this.catalog.untracked(new Set(o.tracked()), () => {}) : [];
     const text = JSON.stringify([
       schemas.map((t) => [
         t.name,
@@ -109,8 +110,7 @@ export class FullPush {
       const warn = (m: string) => {
         if (!stat.warnings.includes(m)) stat.warnings.push(m);
       };
-      const known = new Set(p.reset.map((t) => t.name));
-      const extra = o.allTables ? snapshot.catalog.untracked(known, warn) : [];
+      const extra = o.allTables ? snapshot.catalog.untracked(new Set(o.tracked()), warn) : [];
       let tables = [...p.reset, ...extra];
       let retype: CopyJob["retype"];
       if (this.target.backend === "postgres") {

@@ -95,6 +95,7 @@ export class RemoteSync {
       chunkRows,
       keepHistory: this.keepHistory,
       onProgress: o.onProgress,
+      tracked: () => replica.tables().map((t) => t.table),
     });
     this.spool = new PayloadSpool(replica.store, outboxName, this.target.id);
     this.cursors = new CursorStore(replica.store, { flushIntervalMs: 0 });
@@ -242,7 +243,7 @@ export class RemoteSync {
   private async fullPush(schemas: TableSchema[], shape: string, stat: Stat): Promise<void> {
     stat.mode = "full";
     if (this.cursors.get(this.cursorKey) !== undefined) this.cursors.delete(this.cursorKey);
-    const upto = String(this.replica.stats().lastSeq);
+    const upto = String(this.replica.lastSeq());
     await this.deliver(this.full.decision(schemas, shape, upto), stat);
   }
 
