@@ -52,7 +52,10 @@ export type RunSql = (sql: string) => Promise<void>;
  * Called inside the swap transaction once the new tables (and views) are in
  * place, before the history row and the commit: the one place where
  * anything attached to the target's tables (capture triggers) is installed
- * again, since the new tables are new objects.
+ * again, since the new tables are new objects. On a `sqlite:` target the
+ * local file is attached as `tw_source` while it runs: qualify the target's
+ * objects as `main.…` (an unqualified name missing from main would find the
+ * source's).
  */
 export type SwapHook = (run: RunSql, tables: TableSchema[], dialect: "sqlite" | "postgres") => Promise<void>;
 
@@ -64,8 +67,17 @@ export interface CopyJob {
   tables: TableSchema[];
   indexes: IndexSpec[];
   views: ViewSpec[];
-  /** The table's rows (in the schema's column order) in batches of at most `size`. */
+  /** The table's rows (in the schema's column order) in batches of at most `size`; progress is reported as they are taken. */
   rows(t: TableSchema, size: number): Iterable<Value[][]>;
+  /**
+   * The local database file, for a target that can read it itself (a
+   * `sqlite:` file ATTACHes it and copies by INSERT … SELECT); null for an
+   * in-memory database. Such a target reports its progress with `progress`.
+   */
+  sourceFile: string | null;
+  /** Rows per batch and per progress report (RemoteSyncOptions.chunkRows). */
+  chunkRows: number;
+  progress(t: TableSchema, rows: number): void;
   afterSwap: SwapHook;
   warn(message: string): void;
   /**

@@ -125,14 +125,20 @@ export class FullPush {
       const indexes = tables.flatMap((t) => snapshot.catalog.indexes(t.name));
       const views = o.withViews ? snapshot.catalog.views() : [];
       const totals = new Map(tables.map((t) => [t.name, snapshot.count(t)]));
+      const progress = (t: TableSchema, rows: number) => {
+        const total = totals.get(t.name) ?? rows;
+        o.onProgress?.({ table: t.name, rows, total: Math.max(total, rows) });
+      };
       const job: CopyJob = {
         key: p.key,
         name: p.name,
         tables,
         indexes,
         views,
-        rows: (t, size) =>
-          this.reported(t, snapshot.rows(t, Math.min(size, o.chunkRows)), totals.get(t.name)!),
+        rows: (t, size) => this.reported(t, snapshot.rows(t, Math.min(size, o.chunkRows)), progress),
+        sourceFile: this.store.path === ":memory:" ? null : this.store.path,
+        chunkRows: o.chunkRows,
+        progress,
         afterSwap: o.afterSwap ?? noHook,
         warn,
         retype,
@@ -146,14 +152,17 @@ export class FullPush {
   }
 
   /** The batches, with a progress report before the first and after each. */
-  private *reported(t: TableSchema, batches: Iterable<Value[][]>, total: number): Generator<Value[][]> {
-    const report = this.options.onProgress;
+  private *reported(
+    t: TableSchema,
+    batches: Iterable<Value[][]>,
+    progress: (t: TableSchema, rows: number) => void,
+  ): Generator<Value[][]> {
     let rows = 0;
-    report?.({ table: t.name, rows, total });
+    progress(t, rows);
     for (const batch of batches) {
       yield batch;
       rows += batch.length;
-      report?.({ table: t.name, rows, total: Math.max(total, rows) });
+      progress(t, rows);
     }
   }
 

@@ -6,8 +6,9 @@
  * the history table (no row back: already applied, nothing more happens),
  * the statements, the history pruning — so the file holds all of a payload
  * or none of it. The file is created when missing. A full push (`copy`) is
- * one IMMEDIATE transaction too — claim, drop and create each table, fill it
- * by large prepared multi-row INSERTs, indexes, views, the swap hook — so
+ * one transaction too — claim, drop and create each table, fill it (the
+ * local file ATTACHed and read by INSERT … SELECT, or for an in-memory
+ * source large prepared multi-row INSERTs), indexes, views, the swap hook — so
  * readers (WAL) see the old tables until the commit; it yields to the event
  * loop between batches, so a daemon stays responsive while it runs.
  */
@@ -65,12 +66,18 @@ export class SqliteTarget implements RemoteTarget {
 
   async copy(job: CopyJob, keepHistory: number): Promise<ApplyOutcome> {
     const db = this.open();
-    const r = this.renderer;
-    const h = historySql(r);
     this.statements.clear();
+    const attached = job.sourceFile !== null && this.attach(db, job.sourceFile);
+    // With the source attached, an unqualified name absent from main would find the source's object:
+    // every name this copy writes is main's.
+    const r = attached ? { ...this.renderer, table: (n: string) => `main.${quoteIdent(n)}` } : this.renderer;
+    const h = historySql(r);
     try {
-      db.exec("BEGIN IMMEDIATE");
+      // Deferred with the source attached: IMMEDIATE would take the source's write lock too.
+      // The claim, the first statement, takes the target's.
+      db.exec(attached ? "BEGIN" : "BEGIN IMMEDIATE");
     } catch (err) {
+      if (attached) db.exec("DETACH DATABASE tw_source");
       throw new RemoteError(`${this.id} is busy: ${describeError(err)}`);
     }
     try {
@@ -78,11 +85,12 @@ export class SqliteTarget implements RemoteTarget {
         db.exec("ROLLBACK");
         return "duplicate";
       }
-      for (const v of job.views) db.exec(`DROP VIEW IF EXISTS ${quoteIdent(v.name)}`);
+      for (const v of job.views) db.exec(`DROP VIEW IF EXISTS ${r.table(v.name)}`);
       for (const t of job.tables) {
         db.exec(dropTableSql(t, r));
         db.exec(createTableSql(t, r));
-        await this.fill(db, job, t);
+        if (attached) await this.copyAttached(db, job, t);
+        else await this.fill(db, job, t);
       }
       const byName = new Map(job.tables.map((t) => [t.name, t]));
       for (const ix of job.indexes) {
@@ -105,6 +113,65 @@ export class SqliteTarget implements RemoteTarget {
       throw new RemoteError(`${this.id} refused full push ${job.name}: ${describeError(err)}`);
     } finally {
       this.statements.clear();
+      if (attached) db.exec("DETACH DATABASE tw_source");
+    }
+  }
+
+  /** ATTACHes the local file for INSERT … SELECT; false (copy by batches) when it cannot be. */
+  private attach(db: Database.Database, file: string): boolean {
+    try {
+      db.prepare("ATTACH DATABASE ? AS tw_source").run(file);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The table's rows straight from the attached source, in SQLite: a rowid
+   * table in chunks of `chunkRows` rows by rowid (the event loop runs between
+   * chunks, progress is reported after each), any other in one statement.
+   * The source's read transaction lasts until the commit, so every chunk and
+   * table comes from one snapshot.
+   */
+  private async copyAttached(
+    db: Database.Database,
+    job: CopyJob,
+    t: CopyJob["tables"][number],
+  ): Promise<void> {
+    const from = `tw_source.${quoteIdent(t.name)}`;
+    const insert = `INSERT INTO main.${quoteIdent(t.name)} (${t.columns.map((c) => quoteIdent(c.name)).join(", ")}) SELECT ${t.columns.map((c) => quoteIdent(c.name)).join(", ")} FROM ${from}`;
+    const withoutRowid = db
+      .prepare("SELECT wr FROM pragma_table_list WHERE schema = 'tw_source' AND name = ?")
+      .pluck()
+      .get(t.name);
+    const shadowed = t.columns.some((c) => /^(rowid|_rowid_|oid)$/i.test(c.name));
+    job.progress(t, 0);
+    if (withoutRowid !== 0 || shadowed) {
+      const n = db.prepare(insert).run().changes;
+      if (n > 0) job.progress(t, n);
+      return;
+    }
+    // The rowid chunkRows rows on: each chunk is one range of the rowid b-tree.
+    const next = db
+      .prepare(`SELECT rowid FROM ${from} WHERE rowid > ? ORDER BY rowid LIMIT 1 OFFSET ?`)
+      .pluck()
+      .safeIntegers(true);
+    const chunk = db.prepare(`${insert} WHERE rowid > ? AND rowid <= ? ORDER BY rowid`);
+    const rest = db.prepare(`${insert} WHERE rowid > ? ORDER BY rowid`);
+    let after = -(2n ** 63n);
+    let rows = 0;
+    for (;;) {
+      const upto = next.get(after, job.chunkRows - 1) as bigint | undefined;
+      if (upto === undefined) {
+        const n = rest.run(after).changes;
+        if (n > 0) job.progress(t, rows + n);
+        return;
+      }
+      rows += chunk.run(after, upto).changes;
+      after = upto;
+      job.progress(t, rows);
+      await new Promise((go) => setImmediate(go));
     }
   }
 
