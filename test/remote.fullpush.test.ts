@@ -420,3 +420,28 @@ describe("tidewire remote push --with-views --all-tables", () => {
     expect(help.stdout).toMatch(/--all-tables/);
   }, 60_000);
 });
+
+describe("an in-memory source", () => {
+  it("is copied to a SQLite file by prepared multi-row INSERTs (there is no file to attach)", async () => {
+    const replica = Replica.open(":memory:");
+    replica.store.db.exec(
+      "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL, data BLOB)",
+    );
+    replica.store.db.exec(
+      "CREATE TABLE tags (item INTEGER NOT NULL, tag TEXT NOT NULL, note TEXT, PRIMARY KEY (item, tag))",
+    );
+    replica.track("items");
+    replica.track("tags");
+    addRows(replica.store.db, 1, 1000);
+    replica.store.db.prepare("INSERT INTO items VALUES (1001, 'blob', 1, 1e308 * 10, x'00ff')").run();
+    const mirror = join(tempDir(), "mirror.db");
+    const sync = new RemoteSync(replica, { target: `sqlite:${mirror}`, chunkRows: 300 });
+    try {
+      expect(await sync.push()).toMatchObject({ mode: "full", mutations: 1501 });
+      expect(dumpSqliteFile(mirror)).toEqual(dumpSqlite(replica.store.db));
+    } finally {
+      await sync.close();
+      replica.close();
+    }
+  });
+});
