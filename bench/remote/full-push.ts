@@ -6,11 +6,12 @@
  *   npm run bench:remote -- [--rows 1000000] [--rounds 3] [--pg URL] [--base DIR]
  *
  * - SQLite file: `RemoteSync.push()` to a new `sqlite:` file, against a bare
- *   batched INSERT: the rows read from the source on a second connection and
- *   written by one prepared multi-row INSERT, in one transaction, into the
- *   table a full push creates (same columns, same primary key).
- * - libSQL file: the same push to `file:` (through @libsql/client), against
- *   the same floor.
+ *   INSERT … SELECT: the source ATTACHed and copied by one statement in one
+ *   transaction into the table a full push creates (same columns, same
+ *   primary key) — the way the push itself copies, without its chunks.
+ * - libSQL file: the same push to `file:` (through @libsql/client), against a
+ *   bare batched INSERT: the rows read from the source on a second connection
+ *   and written by one prepared 256-row INSERT in one transaction.
  * - PostgreSQL: the push to a new schema, against a bare COPY: the rows read
  *   from the source, joined as COPY text with no type checks, COPY FROM
  *   STDIN into a plain table, primary key added, in one transaction.
@@ -91,6 +92,17 @@ try {
   const Before = args.base
     ? ((await import(join(args.base, "src/index.ts"))) as { RemoteSync: typeof RemoteSync }).RemoteSync
     : null;
+  // The floor of the way a sqlite: target copies: the source attached, one INSERT … SELECT.
+  const attachFloor = (path: string) => {
+    const t = new Database(path);
+    t.pragma("journal_mode = WAL");
+    t.prepare("ATTACH DATABASE ? AS src").run(live);
+    t.exec(`BEGIN;
+      CREATE TABLE main.items (id INT, name TEXT, qty INT, price REAL, PRIMARY KEY (id));
+      INSERT INTO main.items SELECT id, name, qty, price FROM src.items;
+      COMMIT; DETACH src`);
+    t.close();
+  };
   const results: string[] = [];
   const compare = async (
     label: string,
@@ -130,7 +142,7 @@ try {
   await compare(
     "SQLite file",
     (n) => pushTo(`sqlite:${join(dir, `push-${n}.db`)}`),
-    async (n) => sqliteFloor(join(dir, `floor-${n}.db`)),
+    async (n) => attachFloor(join(dir, `floor-${n}.db`)),
     beforeTo((n) => `sqlite:${join(dir, `before-${n}.db`)}`),
   );
   await compare(
