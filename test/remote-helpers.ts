@@ -424,3 +424,14 @@ export function trackedReplica(dir: string, ddl: string, fill: string): Replica 
   r.store.db.exec(fill);
   return r;
 }
+
+/** Items from..to, and a tag on every other one, as one transaction each. */
+export function addRows(db: Database.Database, from: number, to: number): void {
+  const n = "WITH RECURSIVE n(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM n WHERE i < ?)";
+  db.prepare(
+    `${n} INSERT INTO items (id, name, qty, price, data) SELECT i, 'item ' || i, i % 100, i / 4.0, NULL FROM n`,
+  ).run(from, to);
+  db.prepare(
+    `${n} INSERT INTO tags (item, tag, note) SELECT i, 't' || (i % 3), NULL FROM n WHERE i % 2 = 0`,
+  ).run(from, to);
+}
