@@ -395,6 +395,21 @@ export function usePostgres(prefix: string): {
   };
 }
 
+/** A SQLite target's sync history, oldest first. */
+export function historyRows(path: string): Array<{ sync_key: string; sync_mode: string }> {
+  const db = new Database(path, { readonly: true });
+  try {
+    return db
+      .prepare("SELECT sync_key, sync_mode FROM _tidewire_sync_history ORDER BY sync_name")
+      .all() as Array<{
+      sync_key: string;
+      sync_mode: string;
+    }>;
+  } finally {
+    db.close();
+  }
+}
+
 /** A replica in `dir` with `ddl` run, every table it made tracked, then `fill` run. */
 export function trackedReplica(dir: string, ddl: string, fill: string): Replica {
   const r = Replica.open(join(dir, "source.db"));
@@ -408,4 +423,15 @@ export function trackedReplica(dir: string, ddl: string, fill: string): Replica 
   for (const t of tables) r.track(t);
   r.store.db.exec(fill);
   return r;
+}
+
+/** Items from..to, and a tag on every other one, as one transaction each. */
+export function addRows(db: Database.Database, from: number, to: number): void {
+  const n = "WITH RECURSIVE n(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM n WHERE i < ?)";
+  db.prepare(
+    `${n} INSERT INTO items (id, name, qty, price, data) SELECT i, 'item ' || i, i % 100, i / 4.0, NULL FROM n`,
+  ).run(from, to);
+  db.prepare(
+    `${n} INSERT INTO tags (item, tag, note) SELECT i, 't' || (i % 3), NULL FROM n WHERE i % 2 = 0`,
+  ).run(from, to);
 }

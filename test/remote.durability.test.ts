@@ -24,24 +24,10 @@ import {
 import { makePayload, type Payload, type TableSchema } from "../src/remote/payload.js";
 import type { Value } from "../src/remote/values.js";
 import { invalidArgument, useTempDirs } from "./helpers.js";
-import { dumpSqlite, dumpSqliteFile, runOps, sourceReplica } from "./remote-helpers.js";
+import { dumpSqlite, dumpSqliteFile, historyRows, runOps, sourceReplica } from "./remote-helpers.js";
 
 const tempDir = useTempDirs("tidewire-remote-durable-");
 const CRASH = fileURLToPath(new URL("./fixtures/remote-crash.ts", import.meta.url));
-
-function historyRows(path: string): Array<{ sync_key: string; sync_mode: string }> {
-  const db = new Database(path, { readonly: true });
-  try {
-    return db
-      .prepare("SELECT sync_key, sync_mode FROM _tidewire_sync_history ORDER BY sync_name")
-      .all() as Array<{
-      sync_key: string;
-      sync_mode: string;
-    }>;
-  } finally {
-    db.close();
-  }
-}
 
 describe("exactly once", () => {
   it("heals a crash between the target's commit and the cursor save: the key is found, nothing applies twice", async () => {

@@ -17,12 +17,13 @@
  */
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, rmSync, statSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import pg from "pg";
-import { RemoteSync, Replica } from "../../src/index.js";
+import { RemoteSync } from "../../src/index.js";
+import { itemsReplica, machine } from "./source.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -43,21 +44,11 @@ const fmt = (n: number) => n.toLocaleString("en-US", { maximumFractionDigits: 1 
 const dir = mkdtempSync(join(tmpdir(), "tidewire-bench-remote-"));
 try {
   console.log(`bench/remote: ${fmt(ROWS)} rows, ${CHANGED} changed per round, ${ROUNDS} rounds`);
-  console.log(
-    `machine: ${cpus().length} cores, load ${loadavg()
-      .map((l) => l.toFixed(2))
-      .join(" ")}`,
-  );
+  console.log(machine());
   const live = join(dir, "live.db");
-  const replica = Replica.open(live);
-  const db = replica.store.db;
-  db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL)");
   let t0 = performance.now();
-  const insert = db.prepare("INSERT INTO items VALUES (?, ?, ?, ?)");
-  db.transaction(() => {
-    for (let i = 1; i <= ROWS; i++) insert.run(i, `item ${i}`, i % 1000, (i % 10000) / 4);
-  })();
-  replica.track("items");
+  const replica = itemsReplica(live, ROWS);
+  const db = replica.store.db;
   console.log(
     `setup: ${fmt(ROWS)} rows written and tracked in ${fmt(ms(t0) / 1000)} s; file ${fmt(statSync(live).size / 1e6)} MB`,
   );

@@ -1,6 +1,6 @@
 /**
  * `tidewire remote push <db> --target URL [--once | --interval SECONDS]
- * [--resync] [--keep-history N] [--pg-type TABLE.COLUMN=TYPE ...] [--local | --remote]
+ * [--resync] [--with-views] [--all-tables] [--keep-history N] [--pg-type TABLE.COLUMN=TYPE ...] [--local | --remote]
  * [--config FILE] [--json]`:
  * mirror a database's tracked tables to a remote SQL store.
  *
@@ -12,7 +12,8 @@
  * --json prints one document: the cycle's result, or with --interval a
  * summary of the cycles when stopped. A full push to PostgreSQL that created
  * a column with another type than its declaration maps to says so on stderr
- * (and in the JSON document's `fallbacks`).
+ * (and in the JSON document's `fallbacks`); an index or view the target
+ * cannot take, or a virtual table, is a warning on stderr too (`warnings`).
  */
 import { type Command, InvalidArgumentError as UsageError } from "commander";
 import { StoreError } from "../errors.js";
@@ -27,6 +28,8 @@ interface PushFlags {
   once?: boolean;
   interval?: number;
   resync?: boolean;
+  withViews?: boolean;
+  allTables?: boolean;
   keepHistory?: number;
   batchSize?: number;
   local?: boolean;
@@ -69,6 +72,11 @@ export function registerRemote(program: Command): void {
     .option("--once", "push once and exit (the default)")
     .option("--interval <seconds>", "push every SECONDS until stopped", seconds)
     .option("--resync", "drop the target's copies and push everything again")
+    .option("--with-views", "a full push also creates the database's views (PostgreSQL: those it can read)")
+    .option(
+      "--all-tables",
+      "a full push also copies the tables nobody tracks (refreshed only by full pushes, e.g. --resync)",
+    )
     .option("--keep-history <n>", "sync history rows the target keeps, 0 for all", nonNegativeInt, 1000)
     .option("--batch-size <n>", "changes per incremental payload", positiveInt, 1000)
     .option(
@@ -99,6 +107,8 @@ export function registerRemote(program: Command): void {
           keepHistory: flags.keepHistory,
           batchSize: flags.batchSize,
           pgTypes: flags.pgType,
+          withViews: flags.withViews === true,
+          allTables: flags.allTables === true,
           onProgress:
             flags.json || !process.stderr.isTTY
               ? undefined
@@ -185,6 +195,7 @@ async function loop(sync: RemoteSync, interval: number, flags: PushFlags): Promi
 }
 
 function warnFallbacks(r: PushResult): void {
+  for (const w of r.warnings) process.stderr.write(`tidewire: warning: ${w}\n`);
   for (const f of r.fallbacks) {
     process.stderr.write(
       `tidewire: warning: ${f.table}.${f.column} (declared ${JSON.stringify(f.declared)}) was created as ${f.type}, not ${f.mapped}: it holds the ${f.value}; choose with --pg-type ${f.table}.${f.column}=TYPE\n`,

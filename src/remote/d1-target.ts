@@ -12,13 +12,23 @@
  * on every path.
  */
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { once } from "node:events";
+import { createWriteStream, existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
+import { finished } from "node:stream/promises";
 import { InvalidArgumentError } from "../errors.js";
+import { type CopyJob, missingColumns, sqliteIndexSql } from "./copy-job.js";
 import type { Payload } from "./payload.js";
-import { HISTORY_TABLE, historySql, type Renderer, renderPayload } from "./sql.js";
+import {
+  createTableSql,
+  dropTableSql,
+  HISTORY_TABLE,
+  historySql,
+  type Renderer,
+  renderPayload,
+} from "./sql.js";
 import { type ApplyOutcome, RemoteError, type RemoteTarget } from "./target.js";
 import { quoteIdent, sqlLiteral } from "./values.js";
 
@@ -31,6 +41,8 @@ export interface D1Options {
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const WRANGLER_TIMEOUT_MS = 120_000;
+/** D1 refuses a statement longer than 100 KB; a full push's INSERTs stay under it. */
+const D1_STATEMENT_BYTES = 90_000;
 
 const renderer: Renderer = {
   dialect: "sqlite",
@@ -73,28 +85,87 @@ export class D1Target implements RemoteTarget {
   }
 
   async apply(payload: Payload, keepHistory: number): Promise<ApplyOutcome> {
+    return this.runFile(payload.name, payload.key, payload.mode, keepHistory, async (line) => {
+      for (const s of renderPayload(payload, renderer)) await line(s.sql);
+    });
+  }
+
+  /**
+   * A full push as one file, which D1 runs as one transaction: the claim,
+   * each table dropped, created and filled by INSERTs of literal rows kept
+   * under D1's 100 KB statement limit, the indexes, the views, the swap
+   * hook. D1 has no savepoints, so an index or view D1 refuses fails the
+   * push (nothing is applied) instead of being skipped.
+   */
+  async copy(job: CopyJob, keepHistory: number): Promise<ApplyOutcome> {
+    return this.runFile(job.name, job.key, "full", keepHistory, async (line) => {
+      for (const v of job.views) await line(`DROP VIEW IF EXISTS ${quoteIdent(v.name)}`);
+      for (const t of job.tables) {
+        await line(dropTableSql(t, renderer));
+        await line(createTableSql(t, renderer));
+        const head = `INSERT INTO ${quoteIdent(t.name)} (${t.columns.map((c) => quoteIdent(c.name)).join(", ")}) VALUES `;
+        let values: string[] = [];
+        let size = head.length;
+        for (const batch of job.rows(t, 5000)) {
+          for (const row of batch) {
+            const text = `(${row.map(sqlLiteral).join(", ")})`;
+            if (values.length > 0 && size + text.length + 2 > D1_STATEMENT_BYTES) {
+              await line(head + values.join(", "));
+              values = [];
+              size = head.length;
+            }
+            values.push(text);
+            size += text.length + 2;
+          }
+        }
+        if (values.length > 0) await line(head + values.join(", "));
+      }
+      const byName = new Map(job.tables.map((t) => [t.name, t]));
+      for (const ix of job.indexes) {
+        const missing = missingColumns(ix, byName.get(ix.table)!);
+        if (missing.length > 0)
+          job.warn(`index ${ix.name} is not created: ${ix.table}.${missing.join(", ")} is not pushed`);
+        else await line(sqliteIndexSql(ix));
+      }
+      for (const v of job.views) await line(v.sql);
+      await job.afterSwap(line, job.tables, "sqlite");
+    });
+  }
+
+  /**
+   * Writes the file — the history table, the claim of the key (a plain
+   * INSERT: a duplicate key fails the file), `body`'s statements, the
+   * pruning — and has wrangler run it.
+   */
+  private async runFile(
+    name: string,
+    key: string,
+    mode: string,
+    keepHistory: number,
+    body: (line: (sql: string) => Promise<void>) => Promise<void>,
+  ): Promise<ApplyOutcome> {
     const h = historySql(renderer);
-    const lines = [
-      h.create,
-      `INSERT INTO ${quoteIdent(HISTORY_TABLE)} (sync_key, sync_name, sync_at, sync_mode) VALUES (${[
-        payload.key,
-        payload.name,
-        new Date().toISOString(),
-        payload.mode,
-      ]
-        .map(sqlLiteral)
-        .join(", ")})`,
-      ...renderPayload(payload, renderer).map((s) => s.sql),
-    ];
-    if (keepHistory > 0) lines.push(h.prune.replace("?", sqlLiteral(BigInt(keepHistory))));
     const dir = await mkdtemp(join(tmpdir(), "tidewire-d1-"));
     try {
-      const file = join(dir, `${payload.name}.sql`);
-      await writeFile(file, `${lines.join(";\n")};\n`);
-      const out = await this.wrangler(["--file", file]);
-      if (out.ok) return "applied";
-      if (out.message.includes(`${HISTORY_TABLE}.sync_key`)) return "duplicate";
-      throw new RemoteError(`${this.id} refused payload ${payload.name}: ${out.message}`);
+      const file = join(dir, `${name}.sql`);
+      const out = createWriteStream(file);
+      const line = async (sql: string) => {
+        if (!out.write(`${sql};\n`)) await once(out, "drain");
+      };
+      await line(h.create);
+      await line(
+        `INSERT INTO ${quoteIdent(HISTORY_TABLE)} (sync_key, sync_name, sync_at, sync_mode) VALUES (${[key, name, new Date().toISOString(), mode].map(sqlLiteral).join(", ")})`,
+      );
+      await body(line);
+      if (keepHistory > 0) await line(h.prune.replace("?", sqlLiteral(BigInt(keepHistory))));
+      out.end();
+      await finished(out);
+      const res = await this.wrangler(["--file", file]);
+      if (res.ok) return "applied";
+      if (res.message.includes(`${HISTORY_TABLE}.sync_key`)) return "duplicate";
+      throw new RemoteError(
+        `${this.id} refused ${mode === "full" ? "full push" : "payload"} ${name}: ${res.message}`,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -1,4 +1,5 @@
 /** The remote push's public surface, re-exported by the package entry point. */
+export type { CopyJob, IndexSpec, RunSql, SwapHook, ViewSpec } from "./copy-job.js";
 export type { ColumnSchema, Mutation, Payload, SyncMode, TableSchema } from "./payload.js";
 export {
   type Direction,

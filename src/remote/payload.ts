@@ -57,6 +57,11 @@ export interface Payload {
   mutations: Mutation[];
   /** The source cursor the target has acknowledged once this payload is applied; null mid full push. */
   cursor: string | null;
+  /**
+   * A full push's decision (full-push.ts): no rows; `reset` names the tables
+   * whose rows are read from the local file when it is sent.
+   */
+  copy?: boolean;
 }
 
 export function makePayload(p: Omit<Payload, "name" | "key">): Payload {
@@ -92,7 +97,8 @@ function canonicalSchema(t: TableSchema): string {
 }
 
 interface Serialized {
-  v: 1;
+  /** 2 for a copy decision: a reader of version 1 must not take it for an empty reset and drop the tables. */
+  v: 1 | 2;
   name: string;
   key: string;
   mode: SyncMode;
@@ -105,7 +111,7 @@ interface Serialized {
 
 export function serializePayload(p: Payload): string {
   const doc: Serialized = {
-    v: 1,
+    v: p.copy ? 2 : 1,
     name: p.name,
     key: p.key,
     mode: p.mode,
@@ -122,8 +128,9 @@ export function serializePayload(p: Payload): string {
 
 export function parsePayload(text: string): Payload {
   const doc = JSON.parse(text) as Serialized;
-  if (doc?.v !== 1) throw new Error("not a remote payload (version 1)");
+  if (doc?.v !== 1 && doc?.v !== 2) throw new Error("not a remote payload (version 1 or 2)");
   return {
+    ...(doc.v === 2 ? { copy: true } : {}),
     name: doc.name,
     key: doc.key,
     mode: doc.mode,

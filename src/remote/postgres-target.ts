@@ -10,24 +10,19 @@
  * exactly, a table or column missing on the target, or a data error from
  * PostgreSQL itself (SQLSTATE class 22, a NULL key) fails the payload with a
  * DATA_REFUSED error naming table, column and value, and nothing of it is
- * applied. A connection that fails is dropped and made again next time.
+ * applied. A full push goes by COPY into a shadow schema, swapped in one
+ * transaction (pg-copy.ts). A connection that fails is dropped and made again next time.
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { InvalidArgumentError } from "../errors.js";
+import type { CopyJob } from "./copy-job.js";
 import type { Payload, TableSchema } from "./payload.js";
-import {
-  ANY_COMMENT,
-  MISFIT,
-  type PgParam,
-  type PgType,
-  parsePgType,
-  pgTypeName,
-  toPgValue,
-} from "./pg-types.js";
+import { convert, pgCopy } from "./pg-copy.js";
+import { ANY_COMMENT, type PgParam, type PgType, parsePgType } from "./pg-types.js";
 import { historySql, type Renderer, renderPayload, type Statement, unnestUpsertSql } from "./sql.js";
 import { type ApplyOutcome, DATA_REFUSED, describeError, RemoteError, type RemoteTarget } from "./target.js";
-import { describeValue, quoteIdent, storageClass, type Value } from "./values.js";
+import { quoteIdent, type Value } from "./values.js";
 
 /** A table's columns and their types on the target, as its catalog says. */
 const CATALOG = `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
@@ -113,14 +108,31 @@ export class PostgresTarget implements RemoteTarget {
     } catch (err) {
       this.catalog.clear();
       await client.query("ROLLBACK").catch(() => this.drop());
-      if (err instanceof RemoteError) throw err;
-      const code = (err as { code?: unknown }).code;
-      const data = typeof code === "string" && (code.startsWith("22") || code === "23502");
-      throw new RemoteError(
-        `${this.id} refused payload ${payload.name}: ${describeError(err)}`,
-        data ? DATA_REFUSED : undefined,
-      );
+      throw this.refusal(`payload ${payload.name}`, err);
     }
+  }
+
+  /** A full push by COPY into a shadow schema, swapped in one transaction (pg-copy.ts). */
+  async copy(job: CopyJob, keepHistory: number): Promise<ApplyOutcome> {
+    const client = await this.connect();
+    this.catalog.clear();
+    try {
+      return await pgCopy(client, { schema: this.schema, renderer: this.renderer }, job, keepHistory);
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => this.drop());
+      throw this.refusal(`full push ${job.name}`, err);
+    }
+  }
+
+  /** A failure as a RemoteError; a data error from PostgreSQL itself is DATA_REFUSED. */
+  private refusal(what: string, err: unknown): RemoteError {
+    if (err instanceof RemoteError) return err;
+    const code = (err as { code?: unknown }).code;
+    const data = typeof code === "string" && (code.startsWith("22") || code === "23502");
+    return new RemoteError(
+      `${this.id} refused ${what}: ${describeError(err)}`,
+      data ? DATA_REFUSED : undefined,
+    );
   }
 
   /** The target's type of each of the table's columns, in the schema's order. */
@@ -207,13 +219,4 @@ function columnArrays(t: TableSchema, s: Statement, types: PgType[]): PgParam[][
     arrays[c]!.push(convert(t, t.columns[c]!.name, types[c]!, v));
   });
   return arrays;
-}
-
-function convert(t: TableSchema, column: string, type: PgType, v: Value): PgParam {
-  const out = toPgValue(v, type);
-  if (out !== MISFIT) return out;
-  throw new RemoteError(
-    `column ${JSON.stringify(column)} of table ${JSON.stringify(t.name)} is ${pgTypeName(type)} on PostgreSQL and cannot hold the ${storageClass(v).toUpperCase()} value ${describeValue(v)}`,
-    DATA_REFUSED,
-  );
 }

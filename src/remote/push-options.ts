@@ -20,8 +20,12 @@ export interface RemoteSyncOptions extends TargetOptions {
   tables?: string[];
   /** Changes per incremental payload (default 1000). */
   batchSize?: number;
-  /** Rows per payload of a full push (default 5000). */
+  /** Rows per batch a full push reads, and per progress report (default 5000). */
   chunkRows?: number;
+  /** A full push also copies the tables nobody tracks (refreshed at each full push only, e.g. --resync). */
+  allTables?: boolean;
+  /** A full push also creates the views (PostgreSQL takes those whose SQL it understands; the others are warnings). */
+  withViews?: boolean;
   /** History rows the target keeps; 0 keeps all (default 1000). */
   keepHistory?: number;
   /** The outbox payloads are spooled in (default "remote"). */
@@ -51,6 +55,8 @@ export interface PushResult {
   mutations: number;
   /** A full push to PostgreSQL: the columns created with another type than their declaration maps to, and why. */
   fallbacks: Fallback[];
+  /** A full push: what the target could not take (an index or view it cannot express, a virtual table), each one sentence. */
+  warnings: string[];
   cursor: string;
   durationMs: number;
 }
@@ -67,12 +73,13 @@ export function checkTarget(t: unknown): RemoteTarget {
     !o ||
     typeof o !== "object" ||
     typeof o.apply !== "function" ||
+    typeof o.copy !== "function" ||
     typeof o.id !== "string" ||
     typeof o.close !== "function"
   ) {
     throw new InvalidArgumentError(
       "target",
-      "must be a target URL or an object with id, backend, apply and close",
+      "must be a target URL or an object with id, backend, apply, copy and close",
     );
   }
   return o as RemoteTarget;

@@ -11,38 +11,27 @@
  * after the apply — ends in each payload applied once. Incremental payloads
  * carry whole current rows (or deletes) for the keys the change log names,
  * so they are idempotent and never depend on rows the target may lack.
- * The cursor value is `<sequence>@<shape>`: a tracked table gaining a
- * column, a changed declared type or a changed `--pg-type` override changes
+ * A full push spools only its decision and copies the rows from the local
+ * file in one target transaction (full-push.ts). The cursor value is
+ * `<sequence>@<shape>`: a tracked table gaining a column, a changed
+ * declared type, a changed `--pg-type` override or a changed index changes
  * the shape, and the next push is a full one. A payload the target refused
  * for its data (DATA_REFUSED) is never sent again: it and any payload
  * spooled behind it are dropped and the cursor deleted, so the next cycle
  * is a full push from the current rows, which chooses PostgreSQL column
  * types from the data as it is then (pg-plan.ts).
  */
-import { createHash } from "node:crypto";
-import { ulid } from "ulid";
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import { remoteSyncDuration, remoteSyncLastSuccess, remoteSyncTotal } from "../metrics.js";
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
 import { detached, inSpan } from "../trace.js";
+import { Catalog } from "./catalog.js";
+import { type CopyStat, FullPush } from "./full-push.js";
 import { makePayload, type Payload, type TableSchema } from "./payload.js";
-import {
-  checkOverrides,
-  type Fallback,
-  overridesText,
-  type PgOverrides,
-  parseOverrides,
-  planPgTypes,
-} from "./pg-plan.js";
-import {
-  checkBuckets,
-  checkTarget,
-  type PushProgress,
-  type PushResult,
-  type RemoteSyncOptions,
-} from "./push-options.js";
+import { checkOverrides, type Fallback, overridesText, type PgOverrides, parseOverrides } from "./pg-plan.js";
+import { checkBuckets, checkTarget, type PushResult, type RemoteSyncOptions } from "./push-options.js";
 import { Source } from "./source.js";
 import { PayloadSpool } from "./spool.js";
 import { HISTORY_TABLE } from "./sql.js";
@@ -51,28 +40,25 @@ import { encodeValue, fromWire, type Value } from "./values.js";
 
 export type { PushProgress, PushResult, RemoteSyncOptions } from "./push-options.js";
 
-interface Stat {
+interface Stat extends CopyStat {
   mode: "full" | "incremental";
   payloads: number;
   duplicates: number;
   retried: number;
-  mutations: number;
-  fallbacks: Fallback[];
 }
 
 export class RemoteSync {
   readonly target: RemoteTarget;
   private readonly source: Source;
   private readonly spool: PayloadSpool;
+  private readonly full: FullPush;
   private readonly cursors: CursorStore;
   private readonly cursorKey: { peer: string; bucket: string; direction: "push" };
   private readonly buckets: string[] | undefined;
   private readonly tables: string[] | undefined;
   private readonly batchSize: number;
-  private readonly chunkRows: number;
   private readonly keepHistory: number;
   private readonly pgTypes: PgOverrides;
-  private readonly onProgress: ((p: PushProgress) => void) | undefined;
   private running: Promise<PushResult> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = true;
@@ -87,12 +73,11 @@ export class RemoteSync {
     this.buckets = o.buckets === undefined ? undefined : checkBuckets(o.buckets);
     this.tables = o.tables === undefined ? undefined : checkBuckets(o.tables, "tables");
     this.batchSize = o.batchSize === undefined ? 1000 : checkInteger("batchSize", o.batchSize, 1);
-    this.chunkRows = o.chunkRows === undefined ? 5000 : checkInteger("chunkRows", o.chunkRows, 1);
+    const chunkRows = o.chunkRows === undefined ? 5000 : checkInteger("chunkRows", o.chunkRows, 1);
     this.keepHistory = o.keepHistory === undefined ? 1000 : checkInteger("keepHistory", o.keepHistory, 0);
     if (o.onProgress !== undefined && typeof o.onProgress !== "function") {
       throw new InvalidArgumentError("onProgress", "must be a function");
     }
-    this.onProgress = o.onProgress;
     const outboxName = o.outbox === undefined ? "remote" : checkName("outbox", o.outbox);
     this.pgTypes = parseOverrides(o.pgTypes);
     this.target = typeof o.target === "string" ? openTarget(o.target, { d1: o.d1 }) : checkTarget(o.target);
@@ -107,6 +92,15 @@ export class RemoteSync {
     };
     checkName("target", this.target.id);
     this.source = new Source(replica.store);
+    this.full = new FullPush(replica.store, this.target, new Catalog(replica.store.db), {
+      allTables: flag("allTables", o.allTables),
+      withViews: flag("withViews", o.withViews),
+      pgTypes: this.pgTypes,
+      chunkRows,
+      keepHistory: this.keepHistory,
+      onProgress: o.onProgress,
+      tracked: () => replica.tables().map((t) => t.table),
+    });
     this.spool = new PayloadSpool(replica.store, outboxName, this.target.id);
     this.cursors = new CursorStore(replica.store, { flushIntervalMs: 0 });
   }
@@ -217,14 +211,15 @@ export class RemoteSync {
       retried: 0,
       mutations: 0,
       fallbacks: [] as Fallback[],
+      warnings: [] as string[],
     };
     try {
       const schemas = this.schemas();
       checkOverrides(this.pgTypes, schemas);
+      const shape = this.full.shape(schemas, overridesText(this.pgTypes));
       if (resync)
         for (const id of this.spool.pending()) this.spool.abandon(id, "replaced by a full push (resync)");
-      else await this.sendPending(stat);
-      const shape = shapeOf(schemas, overridesText(this.pgTypes));
+      else await this.sendPending(stat, shape);
       const cursor = this.cursors.get(this.cursorKey);
       const at = cursor?.split("@");
       if (resync || !at || at[1] !== shape) await this.fullPush(schemas, shape, stat);
@@ -264,57 +259,12 @@ export class RemoteSync {
     return this.source.schemas(tables);
   }
 
+  /** Deletes the cursor (until the copy is in, any cycle must copy again), then spools and sends the decision. */
   private async fullPush(schemas: TableSchema[], shape: string, stat: Stat): Promise<void> {
     stat.mode = "full";
-    // Until the copy completes, any cycle must start a full push again.
     if (this.cursors.get(this.cursorKey) !== undefined) this.cursors.delete(this.cursorKey);
-    // Rows written during the copy have later sequences: the next incremental push re-sends them.
-    const upto = String(this.replica.stats().lastSeq);
-    const gen = ulid();
-    const base = { mode: "full" as const, reset: [], cursor: null };
-    // PostgreSQL's column types are chosen from the data now, and kept in the spooled reset.
-    const plan =
-      this.target.backend === "postgres"
-        ? planPgTypes(schemas, (t) => this.source.scan(t), this.pgTypes)
-        : { tables: schemas, fallbacks: [] };
-    stat.fallbacks = plan.fallbacks;
-    await this.deliver(
-      makePayload({
-        ...base,
-        scope: `full:${gen}:reset`,
-        reset: plan.tables,
-        tables: plan.tables,
-        mutations: [],
-      }),
-      stat,
-    );
-    for (const t of schemas) {
-      const total = this.source.count(t);
-      let rows = 0;
-      let after: Value[] | null = null;
-      this.onProgress?.({ table: t.name, rows, total });
-      for (let chunk = 0; ; chunk++) {
-        const page = this.source.page(t, after, this.chunkRows);
-        if (page.length === 0) break;
-        const mutations = page.map((row) => ({ op: "upsert" as const, table: t.name, row }));
-        await this.deliver(
-          makePayload({ ...base, scope: `full:${gen}:${t.name}:${chunk}`, tables: [t], mutations }),
-          stat,
-        );
-        rows += page.length;
-        after = this.source.keyOf(t, page[page.length - 1]!);
-        this.onProgress?.({ table: t.name, rows, total: Math.max(total, rows) });
-        if (page.length < this.chunkRows) break;
-      }
-    }
-    const done = makePayload({
-      ...base,
-      scope: `full:${gen}:done`,
-      tables: [],
-      mutations: [],
-      cursor: `${upto}@${shape}`,
-    });
-    await this.deliver(done, stat);
+    const upto = String(this.replica.lastSeq());
+    await this.deliver(this.full.decision(schemas, shape, upto), stat);
   }
 
   private async incremental(schemas: TableSchema[], shape: string, from: string, stat: Stat): Promise<void> {
@@ -370,11 +320,11 @@ export class RemoteSync {
     this.spool.sending(id);
     let outcome: "applied" | "duplicate";
     try {
-      outcome = await this.target.apply(p, this.keepHistory);
+      outcome = p.copy ? await this.full.copy(p, stat) : await this.target.apply(p, this.keepHistory);
     } catch (err) {
       const e =
         err instanceof RemoteError ? err : new RemoteError(`${this.target.id}: ${describeError(err)}`);
-      if (e.code === DATA_REFUSED) throw this.refused(e);
+      if (e.code === DATA_REFUSED) throw this.refused(e, p.copy === true);
       const fate = this.spool.failed(id, e)
         ? "the payload has spent its attempts and is dropped; the next cycle rebuilds it from the change log"
         : "the payload stays in the outbox for the next cycle";
@@ -388,6 +338,7 @@ export class RemoteSync {
     this.spool.accepted(id);
     stat.payloads++;
     stat.mutations += p.mutations.length;
+    if (p.copy) stat.mode = "full";
     if (outcome === "duplicate") stat.duplicates++;
   }
 
@@ -396,9 +347,11 @@ export class RemoteSync {
    * it (and whatever is spooled behind it) is dropped, and the cursor goes,
    * so the next cycle pushes the current rows in full.
    */
-  private refused(e: RemoteError): RemoteError {
+  private refused(e: RemoteError, copy: boolean): RemoteError {
     for (const id of this.spool.pending()) this.spool.abandon(id, `refused for its data: ${e.message}`);
     if (this.cursors.get(this.cursorKey) !== undefined) this.cursors.delete(this.cursorKey);
+    // A copy read the current rows already: its own message says what to fix.
+    if (copy) return e;
     return new RemoteError(
       `${e.message}; the payload was dropped and the next cycle pushes every table again from the current rows, ` +
         "creating a column whose values do not fit its type as text or any (see docs/architecture.md, Remote push) " +
@@ -408,25 +361,21 @@ export class RemoteSync {
   }
 
   /** Sends spooled payloads left by an earlier cycle, oldest first; stops at the first failure. */
-  private async sendPending(stat: Stat): Promise<void> {
+  private async sendPending(stat: Stat, shape: string): Promise<void> {
     for (const id of this.spool.pending()) {
       const p = this.spool.read(id);
       if (!p) continue;
+      if (p.copy && !this.full.current(p, shape)) {
+        this.spool.abandon(id, "the tables changed shape; a new full push replaces this one");
+        continue;
+      }
       await this.send(id, p, stat);
       stat.retried++;
     }
   }
 }
 
-/** A fingerprint of the tables' names, keys, columns, declared types, and the type overrides. */
-function shapeOf(schemas: TableSchema[], overrides: string): string {
-  const text = JSON.stringify([
-    schemas.map((t) => [
-      t.name,
-      t.key,
-      t.columns.map((c) => [c.name, c.affinity, c.untyped, c.declared ?? "", c.json ?? false]),
-    ]),
-    overrides,
-  ]);
-  return createHash("sha256").update(text).digest("hex").slice(0, 16);
+function flag(name: string, v: unknown): boolean {
+  if (v !== undefined && typeof v !== "boolean") throw new InvalidArgumentError(name, "must be a boolean");
+  return v === true;
 }

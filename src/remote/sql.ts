@@ -79,13 +79,15 @@ export function pgColumnType(c: ColumnSchema): PgType {
   return t;
 }
 
-export function createTableSql(t: TableSchema, r: Renderer): string {
+/** The table; with `withKey` false (or no key: an untracked table may have none) without its primary key. */
+export function createTableSql(t: TableSchema, r: Renderer, withKey = true): string {
   const cols = t.columns.map((c) => `${quoteIdent(c.name)} ${columnType(c, r.dialect)}`.trimEnd());
-  return `CREATE TABLE ${r.table(t.name)} (${cols.join(", ")}, PRIMARY KEY (${t.key.map(quoteIdent).join(", ")}))`;
+  if (withKey && t.key.length > 0) cols.push(`PRIMARY KEY (${t.key.map(quoteIdent).join(", ")})`);
+  return `CREATE TABLE ${r.table(t.name)} (${cols.join(", ")})`;
 }
 
 /** PostgreSQL: marks each `any` column, so the catalog tells it from a plain jsonb column. */
-function anyComments(t: TableSchema, r: Renderer): string[] {
+export function anyComments(t: TableSchema, r: Renderer): string[] {
   if (r.dialect !== "postgres") return [];
   return t.columns
     .filter((c) => pgColumnType(c).kind === "any")

@@ -2,7 +2,8 @@
  * RemoteTarget: the one interface every remote store is driven through, and
  * `openTarget`, which picks the adapter from the target's URL.
  *
- * Contract: `apply` applies a payload and records its sync key in
+ * Contract: `apply` applies a payload (and `copy` a full push, see
+ * copy-job.ts) and records its sync key in
  * `_tidewire_sync_history` in one transaction where the target has them,
  * and applies nothing when the key is already recorded ("duplicate", which
  * counts as success). An adapter connects on first use, so `openTarget`
@@ -12,6 +13,7 @@
  * the name errors use.
  */
 import { InvalidArgumentError, TidewireError } from "../errors.js";
+import type { CopyJob } from "./copy-job.js";
 import { type D1Options, D1Target } from "./d1-target.js";
 import { LibsqlTarget } from "./libsql-target.js";
 import type { Payload } from "./payload.js";
@@ -25,6 +27,8 @@ export interface RemoteTarget {
   readonly backend: Backend;
   readonly id: string;
   apply(payload: Payload, keepHistory: number): Promise<ApplyOutcome>;
+  /** A full push: every table built, filled and swapped in one transaction with the job's key (copy-job.ts). */
+  copy(job: CopyJob, keepHistory: number): Promise<ApplyOutcome>;
   close(): Promise<void>;
 }
 

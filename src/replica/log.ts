@@ -302,6 +302,11 @@ export class ChangeLog {
     this.sql.dropTable.run(tbl);
   }
 
+  /** The last sequence number given, without the counts `stats` reads (a full push's starting point). */
+  lastSeq(): number {
+    return Number((this.sql.counter.get() as bigint | undefined) ?? 0n);
+  }
+
   stats(): LogStats {
     return this.db.transaction(() => {
       const c = this.sql.counts.get() as { entries: number; rows: number | null; tombstones: number | null };

@@ -196,6 +196,12 @@ export class Replica {
       .map(describeTracked);
   }
 
+  /** The change log's last sequence number, staged writes logged first; `stats().lastSeq` without the counting. */
+  lastSeq(): number {
+    this.catchUp();
+    return this.log.lastSeq();
+  }
+
   changesSince(cursor: string | number | bigint, options?: ChangesSinceOptions): ChangeSet {
     this.catchUp();
     // A table whose capture is broken has no rows to serve values from: say what to run.
