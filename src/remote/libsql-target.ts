@@ -9,8 +9,10 @@
 import { resolve } from "node:path";
 import { type Client, createClient, type InValue } from "@libsql/client";
 import { InvalidArgumentError } from "../errors.js";
+import type { Capture } from "./capture.js";
+import { SqliteCapture } from "./capture-sqlite.js";
 import type { Payload } from "./payload.js";
-import { historySql, renderPayload, sqliteRenderer } from "./sql.js";
+import { applyingSql, historySql, renderPayload, sqliteRenderer } from "./sql.js";
 import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "./target.js";
 import type { Value } from "./values.js";
 
@@ -59,10 +61,14 @@ export class LibsqlTarget implements RemoteTarget {
         await tx.rollback();
         return "duplicate";
       }
-      if (statements.length) {
-        await tx.batch(statements.map((s) => ({ sql: s.sql, args: s.params.map(toArg) })));
-      }
-      if (keepHistory > 0) await tx.execute({ sql: h.prune, args: [keepHistory] });
+      // The marker keeps these writes out of the target's capture; gone again at commit.
+      const marker = applyingSql();
+      await tx.batch([
+        marker.set,
+        ...statements.map((s) => ({ sql: s.sql, args: s.params.map(toArg) })),
+        ...(keepHistory > 0 ? [{ sql: h.prune, args: [keepHistory] }] : []),
+        marker.clear,
+      ]);
       await tx.commit();
       return "applied";
     } catch (err) {
@@ -71,6 +77,19 @@ export class LibsqlTarget implements RemoteTarget {
     } finally {
       tx?.close();
     }
+  }
+
+  capture(): Capture {
+    return new SqliteCapture({
+      query: async (sql) => {
+        const client = await this.connect();
+        return (await client.execute(sql)).rows.map((r) => Array.from(r));
+      },
+      batch: async (sql) => {
+        const client = await this.connect();
+        await client.batch(sql, "write");
+      },
+    });
   }
 
   async close(): Promise<void> {
@@ -82,7 +101,7 @@ export class LibsqlTarget implements RemoteTarget {
     if (this.client) return this.client;
     try {
       const client = createClient({ url: this.url, authToken: this.authToken, intMode: "bigint" });
-      await client.execute(historySql(this.renderer).create);
+      await client.batch([historySql(this.renderer).create, applyingSql().create], "write");
       this.client = client;
       return client;
     } catch (err) {

@@ -11,8 +11,10 @@ import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
+import type { Capture } from "./capture.js";
+import { SqliteCapture } from "./capture-sqlite.js";
 import type { Payload } from "./payload.js";
-import { historySql, renderPayload, sqliteRenderer } from "./sql.js";
+import { applyingSql, historySql, renderPayload, sqliteRenderer } from "./sql.js";
 import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "./target.js";
 import type { Value } from "./values.js";
 
@@ -35,6 +37,7 @@ export class SqliteTarget implements RemoteTarget {
     const db = this.open();
     const h = historySql(this.renderer);
     const statements = renderPayload(payload, this.renderer);
+    const marker = applyingSql();
     try {
       return db
         .transaction((): ApplyOutcome => {
@@ -45,14 +48,31 @@ export class SqliteTarget implements RemoteTarget {
             payload.mode,
           );
           if (claimed === undefined) return "duplicate";
+          // The marker keeps these writes out of the target's capture; gone again at commit.
+          this.prepare(marker.set).run();
           for (const s of statements) this.run(s.sql, s.params);
           if (keepHistory > 0) this.prepare(h.prune).run(keepHistory);
+          this.prepare(marker.clear).run();
           return "applied";
         })
         .immediate();
     } catch (err) {
       throw new RemoteError(`${this.id} refused payload ${payload.name}: ${describeError(err)}`);
     }
+  }
+
+  capture(): Capture {
+    return new SqliteCapture({
+      query: async (sql) => this.open().prepare(sql).raw(true).safeIntegers(true).all() as unknown[][],
+      batch: async (sql) => {
+        const db = this.open();
+        db.transaction(() => {
+          for (const s of sql) db.exec(s);
+        }).immediate();
+        // DDL may have changed the schema a cached statement was prepared against.
+        this.statements.clear();
+      },
+    });
   }
 
   async close(): Promise<void> {
@@ -69,6 +89,7 @@ export class SqliteTarget implements RemoteTarget {
       db.pragma("busy_timeout = 30000");
       db.pragma("journal_mode = WAL");
       db.exec(historySql(this.renderer).create);
+      db.exec(applyingSql().create);
       this.db = db;
       return db;
     } catch (err) {

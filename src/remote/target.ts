@@ -12,6 +12,7 @@
  * the name errors use.
  */
 import { InvalidArgumentError, TidewireError } from "../errors.js";
+import type { Capture } from "./capture.js";
 import { type D1Options, D1Target } from "./d1-target.js";
 import { LibsqlTarget } from "./libsql-target.js";
 import type { Payload } from "./payload.js";
@@ -25,6 +26,12 @@ export interface RemoteTarget {
   readonly backend: Backend;
   readonly id: string;
   apply(payload: Payload, keepHistory: number): Promise<ApplyOutcome>;
+  /**
+   * The target's capture, for pulling the edits made on it (capture.ts);
+   * absent on a target that cannot be pulled from. Its apply must then keep
+   * its own writes out of the capture.
+   */
+  capture?(): Capture;
   close(): Promise<void>;
 }
 
