@@ -165,7 +165,12 @@ function toChanges(
     return [{ ...base, op: "delete", columns: {}, hlc: entryHlc(last), seq: Number(last.seq) }];
   }
   if (row === null) return [];
-  const value = new Map(cols.map((c, i) => [c, toWire(row[i] ?? null)]));
+  // A change names the key in `pk` only.
+  const keys = new Set(t.key);
+  const value = new Map<string, WireValue>();
+  cols.forEach((c, i) => {
+    if (!keys.has(c)) value.set(c, toWire(row[i] ?? null));
+  });
   const pick = (names: Iterable<string>) => {
     const out: Record<string, WireValue> = {};
     for (const n of names) if (value.has(n)) out[n] = value.get(n)!;
