@@ -96,8 +96,8 @@ export class PostgresCapture implements Capture {
     const captured = new Set<string>();
     let hasFunction = false;
     for (const [table, column, type, note, trigger, fn] of rows) {
-      let m = this.types.get(table);
-      if (!m) this.types.set(table, (m = new Map()));
+      const m = this.types.get(table) ?? new Map<string, PgType>();
+      this.types.set(table, m);
       const t = type === "jsonb" && note === ANY_COMMENT ? ({ kind: "any" } as const) : parsePgType(type);
       if (t) m.set(column, t);
       if (trigger) captured.add(table);
@@ -168,7 +168,7 @@ export class PostgresCapture implements Capture {
     };
     const found = new Map<string, Value[]>();
     const all = [...t.key, ...columns];
-    const list = t.key.map((k, i) => `$${i + 1}::text[]`).join(", ");
+    const list = t.key.map((_, i) => `$${i + 1}::text[]`).join(", ");
     const on = t.key.map((k, i) => `t.${quoteIdent(k)} = k.k${i}::${castType(type(k))}`).join(" AND ");
     const text = `SELECT ${all.map((c) => `t.${quoteIdent(c)}::text`).join(", ")} FROM unnest(${list}) AS k(${t.key.map((_, i) => `k${i}`).join(", ")}) JOIN ${quoteIdent(this.schema)}.${quoteIdent(t.name)} t ON ${on}`;
     for (let i = 0; i < keys.length; i += KEYS_PER_READ) {

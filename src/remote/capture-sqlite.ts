@@ -21,9 +21,13 @@ import type { TableSchema } from "./payload.js";
 import { APPLYING_TABLE, applyingSql } from "./sql.js";
 import { quoteIdent, sqlLiteral, type Value } from "./values.js";
 
-/** One connection's way to run SQL text: rows as arrays, or statements as one transaction. */
+/**
+ * One connection's way to run SQL text: reads (each statement's rows as
+ * arrays, in one round trip where the target allows: wrangler starts a
+ * process per call), or writes as one transaction.
+ */
 export interface SqlRunner {
-  query(sql: string): Promise<unknown[][]>;
+  query(sql: string[]): Promise<unknown[][][]>;
   batch(sql: string[]): Promise<void>;
 }
 
@@ -33,10 +37,8 @@ const changes = quoteIdent(CHANGES_TABLE);
 
 const CREATE_CHANGES = `CREATE TABLE IF NOT EXISTS ${changes} (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, pk TEXT NOT NULL, op TEXT NOT NULL, cols TEXT, at INTEGER NOT NULL)`;
 
-/** Every table of the target with its columns, in one read. */
-const TABLES = `SELECT m.name, p.name FROM sqlite_schema m JOIN pragma_table_info(m.name) p
-  WHERE m.type = 'table' ORDER BY m.name, p.cid`;
-const TRIGGERS = `SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND name LIKE '\\_tidewire\\_%' ESCAPE '\\'`;
+/** The target's tables and capture triggers (D1 refuses pragma functions, so columns are a second read). */
+const SCHEMA = `SELECT type, name, sql FROM sqlite_schema WHERE type = 'table' OR (type = 'trigger' AND name LIKE '\\_tidewire\\_%' ESCAPE '\\')`;
 
 export function triggerName(kind: "ins" | "upd" | "del", table: string): string {
   return `_tidewire_${kind}_${table}`;
@@ -76,20 +78,20 @@ export class SqliteCapture implements Capture {
   constructor(private readonly run: SqlRunner) {}
 
   async install(tables: TableSchema[]): Promise<Map<string, string[]>> {
-    const present = new Map<string, string[]>();
-    for (const [table, column] of (await this.run.query(TABLES)) as [string, string][]) {
-      let cols = present.get(table);
-      if (!cols) present.set(table, (cols = []));
-      cols.push(column);
-    }
-    const stored = new Map(((await this.run.query(TRIGGERS)) as [string, string][]).map(([n, s]) => [n, s]));
+    const [schema] = (await this.run.query([SCHEMA])) as [[string, string, string][]];
+    const present = new Set(schema.filter((r) => r[0] === "table").map((r) => r[1]));
+    const stored = new Map(schema.filter((r) => r[0] === "trigger").map((r) => [r[1], r[2]]));
+    const wanted = tables.filter((t) => present.has(t.name));
+    const info = wanted.length
+      ? await this.run.query(wanted.map((t) => `PRAGMA table_info(${quoteIdent(t.name)})`))
+      : [];
     const out = new Map<string, string[]>();
     const ddl: string[] = [];
     if (!present.has(CHANGES_TABLE)) ddl.push(CREATE_CHANGES);
     if (!present.has(APPLYING_TABLE)) ddl.push(applyingSql().create);
-    for (const t of tables) {
-      const remote = present.get(t.name);
-      if (!remote) continue;
+    for (const [i, t] of wanted.entries()) {
+      // table_info's rows: cid, name, type, notnull, dflt_value, pk.
+      const remote = (info[i] ?? []).map((r) => String(r[1]));
       const have = new Set(remote);
       if (!t.key.every((k) => have.has(k))) continue;
       const columns = t.columns.map((c) => c.name).filter((c) => have.has(c));
@@ -105,10 +107,10 @@ export class SqliteCapture implements Capture {
   }
 
   async read(after: bigint, limit: number): Promise<CapturedChange[]> {
-    const rows = await this.run.query(
+    const [rows] = await this.run.query([
       `SELECT seq, tbl, pk, op, cols, at FROM ${changes} WHERE seq > ${sqlLiteral(after)} ORDER BY seq LIMIT ${sqlLiteral(BigInt(limit))}`,
-    );
-    return rows.map(([seq, tbl, pk, op, cols, at]) => ({
+    ]);
+    return (rows ?? []).map(([seq, tbl, pk, op, cols, at]) => ({
       seq: BigInt(seq as bigint | number | string),
       table: String(tbl),
       key: (JSON.parse(String(pk)) as string[]).map(fromQuoted),
@@ -125,12 +127,15 @@ export class SqliteCapture implements Capture {
     const found = new Map<string, Value[]>();
     const keyCols = `(${t.key.map(quoteIdent).join(", ")})`;
     const select = [...t.key, ...columns].map((c) => `quote(${quoteIdent(c)})`).join(", ");
+    const reads: string[] = [];
     for (let i = 0; i < keys.length; i += KEYS_PER_READ) {
-      const chunk = keys.slice(i, i + KEYS_PER_READ);
-      const list = chunk.map((k) => `(${k.map(sqlLiteral).join(", ")})`).join(", ");
-      const rows = await this.run.query(
-        `SELECT ${select} FROM ${quoteIdent(t.name)} WHERE ${keyCols} IN (VALUES ${list})`,
-      );
+      const list = keys
+        .slice(i, i + KEYS_PER_READ)
+        .map((k) => `(${k.map(sqlLiteral).join(", ")})`)
+        .join(", ");
+      reads.push(`SELECT ${select} FROM ${quoteIdent(t.name)} WHERE ${keyCols} IN (VALUES ${list})`);
+    }
+    for (const rows of reads.length ? await this.run.query(reads) : []) {
       for (const r of rows) {
         const values = r.map(fromQuoted);
         found.set(keyText(values.slice(0, t.key.length)), values.slice(t.key.length));

@@ -17,8 +17,10 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { InvalidArgumentError } from "../errors.js";
+import type { Capture } from "./capture.js";
+import { SqliteCapture } from "./capture-sqlite.js";
 import type { Payload } from "./payload.js";
-import { HISTORY_TABLE, historySql, type Renderer, renderPayload } from "./sql.js";
+import { applyingSql, HISTORY_TABLE, historySql, type Renderer, renderPayload } from "./sql.js";
 import { type ApplyOutcome, RemoteError, type RemoteTarget } from "./target.js";
 import { quoteIdent, sqlLiteral } from "./values.js";
 
@@ -74,8 +76,10 @@ export class D1Target implements RemoteTarget {
 
   async apply(payload: Payload, keepHistory: number): Promise<ApplyOutcome> {
     const h = historySql(renderer);
+    const marker = applyingSql();
     const lines = [
       h.create,
+      marker.create,
       `INSERT INTO ${quoteIdent(HISTORY_TABLE)} (sync_key, sync_name, sync_at, sync_mode) VALUES (${[
         payload.key,
         payload.name,
@@ -84,17 +88,41 @@ export class D1Target implements RemoteTarget {
       ]
         .map(sqlLiteral)
         .join(", ")})`,
+      // The marker keeps these writes out of the target's capture; the file is one transaction.
+      marker.set,
       ...renderPayload(payload, renderer).map((s) => s.sql),
     ];
     if (keepHistory > 0) lines.push(h.prune.replace("?", sqlLiteral(BigInt(keepHistory))));
+    lines.push(marker.clear);
+    const out = await this.runFile(payload.name, lines);
+    if (out.ok) return "applied";
+    if (out.message.includes(`${HISTORY_TABLE}.sync_key`)) return "duplicate";
+    throw new RemoteError(`${this.id} refused payload ${payload.name}: ${out.message}`);
+  }
+
+  capture(): Capture {
+    return new SqliteCapture({
+      query: async (sql) => {
+        const out = await this.wrangler(["--command", sql.join(";\n")]);
+        if (!out.ok) throw new RemoteError(`${this.id} refused a capture query: ${out.message}`);
+        const doc = JSON.parse(out.stdout) as Array<{ results?: Array<Record<string, unknown>> }>;
+        // Columns come back as objects, in the SELECT's order (every name is unique there).
+        return doc.map((d) => (d.results ?? []).map((r) => Object.values(r)));
+      },
+      batch: async (sql) => {
+        const out = await this.runFile("capture", sql);
+        if (!out.ok) throw new RemoteError(`${this.id} refused to install capture: ${out.message}`);
+      },
+    });
+  }
+
+  /** Runs statements as one file (one transaction on D1); the folder holding it is removed on every path. */
+  private async runFile(name: string, lines: string[]): Promise<{ ok: boolean; message: string }> {
     const dir = await mkdtemp(join(tmpdir(), "tidewire-d1-"));
     try {
-      const file = join(dir, `${payload.name}.sql`);
+      const file = join(dir, `${name}.sql`);
       await writeFile(file, `${lines.join(";\n")};\n`);
-      const out = await this.wrangler(["--file", file]);
-      if (out.ok) return "applied";
-      if (out.message.includes(`${HISTORY_TABLE}.sync_key`)) return "duplicate";
-      throw new RemoteError(`${this.id} refused payload ${payload.name}: ${out.message}`);
+      return await this.wrangler(["--file", file]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -103,7 +131,7 @@ export class D1Target implements RemoteTarget {
   async close(): Promise<void> {}
 
   /** Runs `wrangler d1 execute NAME … --json`; a refusal by D1 is { ok: false }, anything else throws. */
-  private wrangler(args: string[]): Promise<{ ok: boolean; message: string }> {
+  private wrangler(args: string[]): Promise<{ ok: boolean; message: string; stdout: string }> {
     const bin = findWrangler();
     if (!bin) {
       return Promise.reject(
@@ -124,9 +152,9 @@ export class D1Target implements RemoteTarget {
           timeout: WRANGLER_TIMEOUT_MS,
         },
         (err, stdout, stderr) => {
-          if (!err) return done({ ok: true, message: "" });
+          if (!err) return done({ ok: true, message: "", stdout });
           const reported = d1Error(stdout);
-          if (reported !== null) return done({ ok: false, message: reported });
+          if (reported !== null) return done({ ok: false, message: reported, stdout });
           const why =
             plain(stderr || stdout || (err as Error).message)
               .trim()

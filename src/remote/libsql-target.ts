@@ -83,7 +83,9 @@ export class LibsqlTarget implements RemoteTarget {
     return new SqliteCapture({
       query: async (sql) => {
         const client = await this.connect();
-        return (await client.execute(sql)).rows.map((r) => Array.from(r));
+        const out: unknown[][][] = [];
+        for (const q of sql) out.push((await client.execute(q)).rows.map((r) => Array.from(r)));
+        return out;
       },
       batch: async (sql) => {
         const client = await this.connect();

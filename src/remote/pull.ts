@@ -134,8 +134,8 @@ export class Puller {
 function group(batch: CapturedChange[]): Map<string, Map<string, CapturedChange[]>> {
   const out = new Map<string, Map<string, CapturedChange[]>>();
   for (const c of batch) {
-    let keys = out.get(c.table);
-    if (!keys) out.set(c.table, (keys = new Map()));
+    const keys = out.get(c.table) ?? new Map<string, CapturedChange[]>();
+    out.set(c.table, keys);
     const k = keyText(c.key);
     const list = keys.get(k);
     if (list) list.push(c);

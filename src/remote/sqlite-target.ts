@@ -63,7 +63,8 @@ export class SqliteTarget implements RemoteTarget {
 
   capture(): Capture {
     return new SqliteCapture({
-      query: async (sql) => this.open().prepare(sql).raw(true).safeIntegers(true).all() as unknown[][],
+      query: async (sql) =>
+        sql.map((q) => this.open().prepare(q).raw(true).safeIntegers(true).all() as unknown[][]),
       batch: async (sql) => {
         const db = this.open();
         db.transaction(() => {
