@@ -42,6 +42,8 @@ const pgs = usePostgres("tw_pull_");
 interface Remote {
   url: string;
   d1?: { local: boolean; config: string };
+  /** Entries per batch read (default 3: several batches, and sequences past 9, 99). */
+  batchSize?: number;
   exec(statements: string): Promise<void>;
   dump(): Promise<Dump>;
   /** Entries in the target's change table (capture's backlog). */
@@ -54,7 +56,8 @@ const REMOTE_EDITS = `UPDATE items SET name = 'remote pen' WHERE id = 1;
   INSERT INTO items (id, name, qty, price, data) VALUES (3, 'remote', 7, 0.5, NULL);
   DELETE FROM items WHERE id = 2;
   INSERT INTO tags (item, tag, note) VALUES (3, 'b', 'from remote');
-  UPDATE tags SET tag = 'z' WHERE item = 1 AND tag = 'a'`;
+  UPDATE tags SET tag = 'z' WHERE item = 1 AND tag = 'a';
+  INSERT INTO items (id, name) VALUES ${Array.from({ length: 20 }, (_, i) => `(${100 + i}, 'bulk ${i}')`).join(", ")}`;
 
 /** Push, edit both sides, one cycle: both sides equal, the edits merged per column, nothing echoed. */
 async function converges(dir: string, remote: Remote): Promise<void> {
@@ -65,19 +68,24 @@ async function converges(dir: string, remote: Remote): Promise<void> {
     { kind: "put", id: 2, name: "cup", qty: 1n, price: null, data: null },
     { kind: "tag", item: 1, tag: "a", note: "first" },
   ]);
-  const sync = new RemoteSync(replica, { target: remote.url, d1: remote.d1 });
+  const sync = new RemoteSync(replica, {
+    target: remote.url,
+    d1: remote.d1,
+    batchSize: remote.batchSize ?? 3,
+  });
   try {
     expect(sync.direction).toBe("both");
     const first = await sync.sync();
     expect(first.push?.mode).toBe("full");
     expect(await remote.backlog()).toBe(0); // the full push was not captured
     await remote.exec(REMOTE_EDITS);
-    expect(await remote.backlog()).toBe(6); // an update, an insert, a delete, an insert, a key change (2)
+    // An update, an insert, a delete, an insert, a key change (2), 20 inserts.
+    expect(await remote.backlog()).toBe(26);
     // Meanwhile, locally: another column of the row the remote renamed, and a new row.
     db.prepare("UPDATE items SET qty = 99 WHERE id = 1").run();
     runOps(db, [{ kind: "put", id: 4, name: "local", qty: null, price: 2.5, data: null }]);
     const second = await sync.sync();
-    expect(second.pull).toMatchObject({ entries: 6, applied: 6, quarantined: 0, skipped: 0 });
+    expect(second.pull).toMatchObject({ entries: 26, applied: 26, quarantined: 0, skipped: 0 });
     expect(second.push?.mode).toBe("incremental");
     expect(remote.local(db)).toEqual(await remote.dump());
     const row1 = db.prepare("SELECT name, qty FROM items WHERE id = 1").get();
@@ -265,6 +273,7 @@ describe("pull from Cloudflare D1 (wrangler's local D1)", () => {
       await converges(dir, {
         url: "d1:DB",
         d1: { local: true, config },
+        batchSize: 1000, // each read is a wrangler process
         exec: async (s) => void wranglerQuery(config, s.replaceAll("\n", " ")),
         dump: async () => quotedDump(wranglerQuery(config, QUOTED) as Array<{ t: string; r: string }>),
         backlog: async () => {

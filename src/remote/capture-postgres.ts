@@ -136,7 +136,8 @@ export class PostgresCapture implements Capture {
 
   async read(after: bigint, limit: number): Promise<CapturedChange[]> {
     const rs = await this.run.query(
-      `SELECT seq::text, tbl, pk, op, cols, at::text FROM ${this.changes} WHERE seq > $1 ORDER BY seq LIMIT $2`,
+      // Ordered by the table's column: an output column named seq would be the text.
+      `SELECT c.seq::text, c.tbl, c.pk, c.op, c.cols, c.at::text FROM ${this.changes} c WHERE c.seq > $1 ORDER BY c.seq LIMIT $2`,
       [after.toString(), limit],
     );
     return rs.rows.map(([seq, tbl, pk, op, cols, at]) => {

@@ -126,7 +126,8 @@ export class SqliteCapture implements Capture {
   async rows(t: TableSchema, columns: string[], keys: Value[][]): Promise<Array<Value[] | null>> {
     const found = new Map<string, Value[]>();
     const keyCols = `(${t.key.map(quoteIdent).join(", ")})`;
-    const select = [...t.key, ...columns].map((c) => `quote(${quoteIdent(c)})`).join(", ");
+    // Aliased: a key column is also among `columns`, and D1 returns rows as objects by name.
+    const select = [...t.key, ...columns].map((c, i) => `quote(${quoteIdent(c)}) AS c${i}`).join(", ");
     const reads: string[] = [];
     for (let i = 0; i < keys.length; i += KEYS_PER_READ) {
       const list = keys
