@@ -17,12 +17,13 @@
  * entry is not a delete is passed over too: its delete follows in the log.
  */
 import type { CursorStore } from "../cursor-store.js";
+import { TidewireError } from "../errors.js";
 import type { Change } from "../replica/log.js";
 import type { Replica } from "../replica/replica.js";
 import { toWire, type WireValue } from "../replica/values.js";
 import { type Capture, type CapturedChange, entryHlc, keyText, remoteOrigin } from "./capture.js";
 import type { TableSchema } from "./payload.js";
-import type { Backend, RemoteTarget } from "./target.js";
+import { type Backend, describeError, RemoteError, type RemoteTarget } from "./target.js";
 import type { Value } from "./values.js";
 
 export interface PullResult {
@@ -76,7 +77,19 @@ export class Puller {
     return this.capture.install(this.o.schemas());
   }
 
+  /** Rejects with a RemoteError when the target failed (the cursor stays), or the apply's own error. */
   async pull(): Promise<PullResult> {
+    try {
+      return await this.run();
+    } catch (err) {
+      if (err instanceof TidewireError) throw err;
+      throw new RemoteError(
+        `pull from ${this.o.target.id} failed: ${describeError(err)}; the cursor did not move`,
+      );
+    }
+  }
+
+  private async run(): Promise<PullResult> {
     const started = performance.now();
     const schemas = this.o.schemas();
     const byName = new Map(schemas.map((t) => [t.name, t]));

@@ -70,6 +70,22 @@ export interface PushResult {
   durationMs: number;
 }
 
+export interface CycleOptions {
+  /** Push everything again (a full push), whatever the cursor says. */
+  resync?: boolean;
+}
+
+/** The options of one cycle (`push`, `sync`); returns `resync`. */
+export function checkCycleOptions(options: unknown): boolean {
+  if (options === null || typeof options !== "object")
+    throw new InvalidArgumentError("options", "must be an object");
+  const resync = (options as CycleOptions).resync;
+  if (resync !== undefined && typeof resync !== "boolean") {
+    throw new InvalidArgumentError("resync", "must be a boolean");
+  }
+  return resync === true;
+}
+
 export function checkDirection(d: unknown): SyncDirection {
   if (d !== "push" && d !== "pull" && d !== "both")
     throw new InvalidArgumentError("direction", `must be push, pull or both, got ${JSON.stringify(d)}`);

@@ -22,10 +22,9 @@
  * pushes, so a full push never overwrites edits on the target not yet pulled,
  * and the incremental push leaves out what was pulled from the target.
  */
-import { createHash } from "node:crypto";
 import { ulid } from "ulid";
 import { CursorStore } from "../cursor-store.js";
-import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { InvalidArgumentError } from "../errors.js";
 import { remoteSyncDuration, remoteSyncLastSuccess, remoteSyncTotal } from "../metrics.js";
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
@@ -41,7 +40,9 @@ import {
 } from "./pg-plan.js";
 import { Puller, type PullResult } from "./pull.js";
 import {
+  type CycleOptions,
   checkBuckets,
+  checkCycleOptions,
   checkDirection,
   checkTarget,
   type PushProgress,
@@ -50,7 +51,7 @@ import {
   type SyncDirection,
   type SyncResult,
 } from "./push-options.js";
-import { Source } from "./source.js";
+import { Source, shapeOf } from "./source.js";
 import { PayloadSpool } from "./spool.js";
 import { HISTORY_TABLE } from "./sql.js";
 import { DATA_REFUSED, describeError, openTarget, RemoteError, type RemoteTarget } from "./target.js";
@@ -151,20 +152,16 @@ export class RemoteSync {
   }
 
   /** One cycle. `resync` forces a full push. Rejects with a RemoteError when the target failed. */
-  push(options: { resync?: boolean } = {}): Promise<PushResult> {
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
-    if (options.resync !== undefined && typeof options.resync !== "boolean") {
-      throw new InvalidArgumentError("resync", "must be a boolean");
-    }
-    return this.exclusive(() => this.cycle(options.resync === true));
+  push(options: CycleOptions = {}): Promise<PushResult> {
+    const resync = checkCycleOptions(options);
+    return this.exclusive(() => this.cycle(resync));
   }
 
   /** Pulls the edits made on the target since the last pull. Rejects with a RemoteError when the target failed. */
   pull(): Promise<PullResult> {
     const puller = this.puller;
     if (!puller) return Promise.reject(new RemoteError(`${this.target.id} cannot be pulled from`));
-    return this.exclusive(() => this.pulling(puller));
+    return this.exclusive(() => puller.pull());
   }
 
   /**
@@ -172,17 +169,13 @@ export class RemoteSync {
    * then reinstalls capture when the push was a full one (which replaced
    * the target's tables, and whose writes were never captured).
    */
-  sync(options: { resync?: boolean } = {}): Promise<SyncResult> {
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
-    if (options.resync !== undefined && typeof options.resync !== "boolean") {
-      throw new InvalidArgumentError("resync", "must be a boolean");
-    }
+  sync(options: CycleOptions = {}): Promise<SyncResult> {
+    const resync = checkCycleOptions(options);
     return this.exclusive(async () => {
       const out: SyncResult = { target: this.target.id, direction: this.direction, pull: null, push: null };
-      if (this.puller && this.direction !== "push") out.pull = await this.pulling(this.puller);
+      if (this.puller && this.direction !== "push") out.pull = await this.puller.pull();
       if (this.direction !== "pull") {
-        out.push = await this.cycle(options.resync === true);
+        out.push = await this.cycle(resync);
         if (this.puller && this.direction === "both" && out.push.mode === "full") await this.puller.install();
       }
       return out;
@@ -197,17 +190,6 @@ export class RemoteSync {
     });
     this.running = run;
     return run;
-  }
-
-  private async pulling(puller: Puller): Promise<PullResult> {
-    try {
-      return await puller.pull();
-    } catch (err) {
-      if (err instanceof TidewireError) throw err;
-      throw new RemoteError(
-        `pull from ${this.target.id} failed: ${describeError(err)}; the cursor did not move`,
-      );
-    }
   }
 
   /**
@@ -442,17 +424,4 @@ export class RemoteSync {
       stat.retried++;
     }
   }
-}
-
-/** A fingerprint of the tables' names, keys, columns, declared types, and the type overrides. */
-function shapeOf(schemas: TableSchema[], overrides: string): string {
-  const text = JSON.stringify([
-    schemas.map((t) => [
-      t.name,
-      t.key,
-      t.columns.map((c) => [c.name, c.affinity, c.untyped, c.declared ?? "", c.json ?? false]),
-    ]),
-    overrides,
-  ]);
-  return createHash("sha256").update(text).digest("hex").slice(0, 16);
 }
