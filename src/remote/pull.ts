@@ -18,6 +18,7 @@
  */
 import type { CursorStore } from "../cursor-store.js";
 import { TidewireError } from "../errors.js";
+import { remotePullChanges, remotePullTotal } from "../metrics.js";
 import type { Change } from "../replica/log.js";
 import type { Replica } from "../replica/replica.js";
 import { toWire, type WireValue } from "../replica/values.js";
@@ -79,9 +80,14 @@ export class Puller {
 
   /** Rejects with a RemoteError when the target failed (the cursor stays), or the apply's own error. */
   async pull(): Promise<PullResult> {
+    const backend = this.o.target.backend;
     try {
-      return await this.run();
+      const r = await this.run();
+      remotePullTotal.inc({ backend, status: "success" });
+      remotePullChanges.inc({ backend }, r.applied);
+      return r;
     } catch (err) {
+      remotePullTotal.inc({ backend, status: "failure" });
       if (err instanceof TidewireError) throw err;
       throw new RemoteError(
         `pull from ${this.o.target.id} failed: ${describeError(err)}; the cursor did not move`,
