@@ -13,6 +13,7 @@ import type Database from "better-sqlite3";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { CursorStore } from "../src/cursor-store.js";
+import { registry } from "../src/metrics.js";
 import { CHANGES_TABLE, remoteOrigin } from "../src/remote/capture.js";
 import { findWrangler } from "../src/remote/d1-target.js";
 import { RemoteSync } from "../src/remote/remote-sync.js";
@@ -146,8 +147,14 @@ describe("pull from a SQLite file", () => {
     try {
       await sync.sync();
       sql(path, "UPDATE items SET name = 'remote' WHERE id = 1; INSERT INTO items (id, qty) VALUES (2, 5)");
+      const pulled = async () =>
+        (await registry.getSingleMetric("tidewire_remote_pull_changes_total")!.get()).values.find(
+          (v) => v.labels.backend === "sqlite",
+        )?.value ?? 0;
+      const before = await pulled();
       const once = await sync.pull();
       expect(once).toMatchObject({ entries: 2, applied: 2 });
+      expect(await pulled()).toBe(before + 2);
       const rows = dumpSqlite(replica.store.db);
       const log = replica.stats();
       // The crash: the apply committed, the cursor never did; then a new process.
