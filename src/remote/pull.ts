@@ -9,9 +9,11 @@
  * them through `Replica.apply` — the same per-column last-writer-wins,
  * conflict and quarantine rules as hub sync — as changes from the target's
  * own node id (capture.ts `remoteOrigin`), each with the HLC of the entry
- * that last wrote it. The cursor moves only after the apply committed, and
- * only then are the pulled entries pruned on the target; a crash in between
- * reads a batch again, whose changes the replica then finds it already has.
+ * that last wrote it. The apply and the cursor commit in one transaction,
+ * and only then are the pulled entries pruned on the target. Were the
+ * cursor ever behind (a cursor store restored from elsewhere), a batch read
+ * again finds its changes already here (the same HLC and origin): the
+ * replica applies none of them twice.
  * Entries for tables not pulled here (not tracked locally, another bucket)
  * are passed over. A key whose row is gone on the target but whose last
  * entry is not a delete is passed over too: its delete follows in the log.
@@ -126,15 +128,17 @@ export class Puller {
         }
       }
       const last = batch[batch.length - 1]!.seq;
-      if (changes.length > 0) {
-        const applied = this.o.replica.apply(changes, { from: this.origin });
-        r.changes += applied.received;
-        r.applied += applied.applied;
-        r.quarantined += applied.quarantined;
-      }
-      // Only now, with the apply committed, does the cursor move; then the entries may go.
-      this.o.cursors.set(this.key, String(last));
-      this.o.cursors.flushDirty();
+      // The apply and the cursor commit together; only then may the entries go on the target.
+      this.o.replica.store.write(() => {
+        if (changes.length > 0) {
+          const applied = this.o.replica.apply(changes, { from: this.origin });
+          r.changes += applied.received;
+          r.applied += applied.applied;
+          r.quarantined += applied.quarantined;
+        }
+        this.o.cursors.set(this.key, String(last));
+        this.o.cursors.flushDirty();
+      });
       cursor = last;
       await this.capture.prune(last);
       if (batch.length < this.o.batchSize) break;
