@@ -9,8 +9,10 @@
  * Each round then updates one column of every row on the target (ROWS
  * update entries, written by another connection as another program would)
  * and times one `pull()`: reading the entries, reading the rows, the local
- * apply (per-column LWW), moving the cursor and pruning. Figures are the
- * medians of the rounds.
+ * apply (per-column LWW), moving the cursor and pruning. Beside each, the
+ * floor of the same run: `Replica.apply` alone of the same changes (as the
+ * last pull logged them) into a fresh replica holding the same rows, in
+ * batches of BATCH. Figures are the medians of the rounds.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -45,6 +47,37 @@ interface Target {
 }
 
 const EDIT = (round: number) => `UPDATE items SET qty = qty + ${round + 1}`;
+const FILL = `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ${ROWS})
+  INSERT INTO items (id, name, qty) SELECT i, 'item ' || i, i FROM c`;
+
+/** A fresh replica with the same rows, written before the round's edits (so they win there too). */
+function floorReplica(path: string): Replica {
+  const floor = Replica.open(path);
+  floor.store.db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)");
+  floor.track("items");
+  floor.store.db.exec(FILL);
+  floor.ingest();
+  return floor;
+}
+
+/** Replica.apply alone, into `floor`, of what the pull after `from` logged: changes/s. */
+function applyFloor(source: Replica, from: string, floor: Replica): number {
+  try {
+    const pages = [];
+    for (let at = from; ; ) {
+      const cs = source.changesSince(at, { limit: BATCH });
+      pages.push(cs.changes);
+      at = cs.cursor;
+      if (!cs.hasMore) break;
+    }
+    const t0 = performance.now();
+    let n = 0;
+    for (const p of pages) n += floor.apply(p, { from: p[0]?.origin }).applied;
+    return n / ((performance.now() - t0) / 1000);
+  } finally {
+    floor.close();
+  }
+}
 
 const dir = mkdtempSync(join(tmpdir(), "tidewire-bench-pull-"));
 try {
@@ -99,16 +132,16 @@ try {
     const replica = Replica.open(join(dir, `local-${t.name.replace(/\W/g, "")}.db`));
     replica.store.db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)");
     replica.track("items");
-    replica.store.db.exec(
-      `WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ${ROWS})
-       INSERT INTO items (id, name, qty) SELECT i, 'item ' || i, i FROM c`,
-    );
+    replica.store.db.exec(FILL);
     const sync = new RemoteSync(replica, { target: t.url, batchSize: BATCH });
     try {
       await sync.sync(); // full push, then capture installed
       const rates: number[] = [];
+      const floors: number[] = [];
       for (let r = 0; r < ROUNDS; r++) {
+        const floor = floorReplica(join(dir, `floor-${r}-${t.name.replace(/\W/g, "")}.db`));
         await t.edit(r);
+        const head = replica.head();
         const t0 = performance.now();
         const res = await sync.pull();
         const s = (performance.now() - t0) / 1000;
@@ -117,9 +150,11 @@ try {
             `${t.name}: pulled ${res.entries} entries, applied ${res.applied}, expected ${ROWS}`,
           );
         rates.push(res.entries / s);
+        floors.push(applyFloor(replica, head, floor));
       }
       console.log(
-        `${t.name.padEnd(14)} pull: ${fmt(median(rates))} changes/s (rounds: ${rates.map(fmt).join(", ")})`,
+        `${t.name.padEnd(14)} pull: ${fmt(median(rates))} changes/s (rounds: ${rates.map(fmt).join(", ")}); ` +
+          `Replica.apply alone: ${fmt(median(floors))} changes/s; pull ÷ apply ${(median(rates) / median(floors)).toFixed(2)}`,
       );
     } finally {
       await sync.close();
