@@ -172,6 +172,33 @@ describe("pull from a SQLite file", () => {
     }
   });
 
+  it("a batch the replica refuses (a clock far ahead) leaves the cursor and the entries for the next pull", async () => {
+    const dir = tempDir();
+    const path = join(dir, "mirror.db");
+    const replica = sourceReplica(dir);
+    runOps(replica.store.db, [{ kind: "put", id: 1, name: "pen", qty: 1n, price: null, data: null }]);
+    const sync = new RemoteSync(replica, { target: `sqlite:${path}`, batchSize: 10 });
+    try {
+      await sync.sync();
+      sql(path, "UPDATE items SET name = 'now' WHERE id = 1");
+      const ahead = Date.now() + 86_400_000;
+      sql(
+        path,
+        `INSERT INTO ${CHANGES_TABLE} (tbl, pk, op, cols, at) VALUES ('items', '["1"]', 'update', '["name"]', ${ahead})`,
+      );
+      await expect(sync.pull()).rejects.toThrow(/ahead/);
+      expect(sync.cursor()).toBeDefined(); // the push cursor; the pull's has not moved:
+      expect(Number(sql(path, `SELECT count(*) FROM ${CHANGES_TABLE}`).trim())).toBe(2);
+      await expect(sync.pull()).rejects.toThrow(/ahead/);
+      sql(path, `DELETE FROM ${CHANGES_TABLE} WHERE at = ${ahead}`);
+      expect(await sync.pull()).toMatchObject({ entries: 1, applied: 1 });
+      expect(replica.store.db.prepare("SELECT name FROM items").pluck().get()).toBe("now");
+    } finally {
+      await sync.close();
+      replica.close();
+    }
+  });
+
   it("pulls before a full push (--resync), which is not captured, and captures again after it", async () => {
     const dir = tempDir();
     const path = join(dir, "mirror.db");

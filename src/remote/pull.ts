@@ -97,6 +97,35 @@ export class Puller {
     }
   }
 
+  /**
+   * Applies a batch's changes and moves the cursor in one transaction; only
+   * then may the entries go on the target. When it rolls back, the cursor
+   * store's memory is put back too, so the next pull reads the batch again.
+   */
+  private commit(
+    changes: Change[],
+    last: bigint,
+    r: Omit<PullResult, "target" | "backend" | "cursor" | "durationMs">,
+  ): void {
+    const before = this.cursor();
+    try {
+      this.o.replica.store.write(() => {
+        if (changes.length > 0) {
+          const applied = this.o.replica.apply(changes, { from: this.origin });
+          r.changes += applied.received;
+          r.applied += applied.applied;
+          r.quarantined += applied.quarantined;
+        }
+        this.o.cursors.set(this.key, String(last));
+        this.o.cursors.flushDirty();
+      });
+    } catch (err) {
+      if (before === undefined) this.o.cursors.delete(this.key);
+      else this.o.cursors.set(this.key, before);
+      throw err;
+    }
+  }
+
   private async run(): Promise<PullResult> {
     const started = performance.now();
     const schemas = this.o.schemas();
@@ -128,17 +157,7 @@ export class Puller {
         }
       }
       const last = batch[batch.length - 1]!.seq;
-      // The apply and the cursor commit together; only then may the entries go on the target.
-      this.o.replica.store.write(() => {
-        if (changes.length > 0) {
-          const applied = this.o.replica.apply(changes, { from: this.origin });
-          r.changes += applied.received;
-          r.applied += applied.applied;
-          r.quarantined += applied.quarantined;
-        }
-        this.o.cursors.set(this.key, String(last));
-        this.o.cursors.flushDirty();
-      });
+      this.commit(changes, last, r);
       cursor = last;
       await this.capture.prune(last);
       if (batch.length < this.o.batchSize) break;
