@@ -241,6 +241,12 @@ describe("pull from a SQLite file", () => {
       expect(pushOnly.direction).toBe("push");
       await expect(pushOnly.pull()).rejects.toThrow(/bare cannot be pulled from/);
       invalidArgument(() => pushOnly.sync({ resync: "yes" as unknown as boolean }));
+      // A tracked table cannot take the name of the pull's own tables on the target.
+      replica.store.db.exec(`CREATE TABLE ${CHANGES_TABLE} (id INTEGER PRIMARY KEY, v TEXT)`);
+      replica.track(CHANGES_TABLE);
+      const clash = new RemoteSync(replica, { target: `sqlite:${dir}/clash.db` });
+      await expect(clash.sync()).rejects.toThrow(/the name is reserved on targets/);
+      await clash.close();
       expect(remoteOrigin(`sqlite:${dir}/m.db`)).toMatch(/^remote:[0-9a-f]{24}$/);
       expect(remoteOrigin("a")).not.toBe(remoteOrigin("b"));
     } finally {

@@ -28,6 +28,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { remoteSyncDuration, remoteSyncLastSuccess, remoteSyncTotal } from "../metrics.js";
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
+import { CHANGES_TABLE } from "./capture.js";
 import { type LoopOptions, SyncLoop } from "./loop.js";
 import { makePayload, type Payload, type TableSchema } from "./payload.js";
 import {
@@ -53,7 +54,7 @@ import {
 } from "./push-options.js";
 import { Source, shapeOf } from "./source.js";
 import { PayloadSpool } from "./spool.js";
-import { HISTORY_TABLE } from "./sql.js";
+import { APPLYING_TABLE, HISTORY_TABLE } from "./sql.js";
 import { DATA_REFUSED, describeError, openTarget, RemoteError, type RemoteTarget } from "./target.js";
 import { encodeValue, fromWire, type Value } from "./values.js";
 
@@ -65,6 +66,9 @@ export type {
   SyncDirection,
   SyncResult,
 } from "./push-options.js";
+
+/** The target's own tables: history, and the pull's change table and apply marker. */
+const RESERVED = new Set([HISTORY_TABLE, CHANGES_TABLE, APPLYING_TABLE]);
 
 interface Stat {
   mode: "full" | "incremental";
@@ -258,7 +262,7 @@ export class RemoteSync {
       );
     }
     for (const t of tables) {
-      if (/^sqlite_/i.test(t.table) || t.table === HISTORY_TABLE) {
+      if (/^sqlite_/i.test(t.table) || RESERVED.has(t.table)) {
         throw new RemoteError(
           `table ${JSON.stringify(t.table)} cannot be pushed: the name is reserved on targets`,
         );
