@@ -211,6 +211,20 @@ export const remoteTargetPending = new Gauge({
   registers: [registry],
 });
 
+export const remotePullTotal = new Counter({
+  name: "tidewire_remote_pull_total",
+  help: "Pulls of the edits made on remote targets, by target backend and outcome (success or failure)",
+  labelNames: ["backend", "status"] as const,
+  registers: [registry],
+});
+
+export const remotePullChanges = new Counter({
+  name: "tidewire_remote_pull_changes_total",
+  help: "Changes pulled from remote targets that changed something locally, by target backend",
+  labelNames: ["backend"] as const,
+  registers: [registry],
+});
+
 export const peerUp = new Gauge({
   name: "tidewire_peer_up",
   help: "Whether a peer answered its last ping (1) or not (0), by peer id",

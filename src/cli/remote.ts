@@ -1,32 +1,47 @@
 /**
- * `tidewire remote push <db> --target URL [--once | --interval SECONDS]
- * [--resync] [--with-views] [--all-tables] [--keep-history N] [--pg-type TABLE.COLUMN=TYPE ...] [--local | --remote]
- * [--config FILE] [--json]`:
- * mirror a database's tracked tables to a remote SQL store.
+ * `tidewire remote push <db> --target URL [--once | --interval 60s]
+ * [--direction push|pull|both] [--resync] [--with-views] [--all-tables] [--keep-history N]
+ * [--pg-type TABLE.COLUMN=TYPE ...] [--local | --remote] [--config FILE] [--json]`
+ * and `tidewire remote pull <db> --target URL [--once | --interval 60s] [--json]`:
+ * keep a database's tracked tables in step with a remote SQL store.
  *
  * Contract: the database must exist and track tables. --once (the default)
  * checkpoints the WAL, runs one cycle and exits 0, or 1 when the target
- * failed (the payload stays in the outbox for the next run). --interval
- * pushes until SIGINT/SIGTERM, then stops cleanly after the cycle in flight
- * and exits 0; an interval of 0 is clamped to 1 s with a warning on stderr.
- * --json prints one document: the cycle's result, or with --interval a
- * summary of the cycles when stopped. A full push to PostgreSQL that created
- * a column with another type than its declaration maps to says so on stderr
- * (and in the JSON document's `fallbacks`); an index or view the target
- * cannot take, or a virtual table, is a warning on stderr too (`warnings`).
+ * failed (a push payload stays in the outbox for the next run; a pull's
+ * cursor stays). --interval runs until SIGINT/SIGTERM, then stops cleanly
+ * after the cycle in flight and exits 0; an interval below 1 s is clamped
+ * to 1 s with a warning on stderr. --interval takes a duration (60s, 5m) or
+ * a bare number of seconds. `remote push` pushes only unless --direction
+ * says otherwise (pulling installs capture triggers on the target, which a
+ * script that only mirrors did not ask for); `remote pull` pulls only.
+ * --json prints one document: the cycle's result (a push alone keeps the
+ * push's own shape; otherwise `{ direction, pull, push }`), or with
+ * --interval a summary of the cycles when stopped. A full push to
+ * PostgreSQL that created a column with another type than its declaration
+ * maps to says so on stderr (and in the JSON document's `fallbacks`); an
+ * index or view the target cannot take, or a virtual table, is a warning on
+ * stderr too (`warnings`). `tidewire remote add|list|remove` (remote-targets.ts)
+ * register targets the daemon keeps in sync.
  */
 import { type Command, InvalidArgumentError as UsageError } from "commander";
 import { StoreError } from "../errors.js";
-import { type PushResult, RemoteSync } from "../remote/remote-sync.js";
+import {
+  type PullResult,
+  type PushResult,
+  RemoteSync,
+  type SyncDirection,
+  type SyncResult,
+} from "../remote/remote-sync.js";
 import { Replica } from "../replica/replica.js";
 import { openStore } from "../store.js";
-import { existingDatabase, nonNegativeInt, positiveInt, printJson, printText } from "./io.js";
+import { duration, existingDatabase, nonNegativeInt, positiveInt, printJson, printText } from "./io.js";
 import { registerRemoteTargets } from "./remote-targets.js";
 
 interface PushFlags {
   target: string;
   once?: boolean;
   interval?: number;
+  direction?: SyncDirection;
   resync?: boolean;
   withViews?: boolean;
   allTables?: boolean;
@@ -48,29 +63,29 @@ function pgType(value: string, previous: Record<string, string> = {}): Record<st
   return { ...previous, [column]: value.slice(eq + 1) };
 }
 
+/** A duration (`60s`, `5m`, `500ms`), or a bare number of seconds as the first release took. */
 function seconds(value: string): number {
-  const n = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(n))
-    throw new UsageError("Expected a number of seconds.");
-  return n;
+  if (/^\d+(\.\d+)?$/.test(value)) return Number(value);
+  return duration(value) / 1000;
+}
+
+function direction(value: string): SyncDirection {
+  if (value !== "push" && value !== "pull" && value !== "both")
+    throw new UsageError("Expected push, pull or both.");
+  return value;
 }
 
 export function registerRemote(program: Command): void {
   const remote = program
     .command("remote")
     .description(
-      "mirror a database to remote SQL stores: push once or on an interval, or register targets for the daemon",
+      "keep a database in step with remote SQL stores: push or pull once or on an interval, or register targets for the daemon",
     );
   registerRemoteTargets(remote);
-  const push = remote.command("push");
-  // A conflict between options is a usage error, printed by commander like its own.
-  const usage = (message: string): never => push.error(message, { exitCode: 2, code: "commander.usage" });
-  push
+  const push = remote
+    .command("push")
     .description("push tracked tables to a SQLite file, PostgreSQL, libSQL or Cloudflare D1")
-    .argument("<db>", "the database file (it must exist and track tables)")
-    .requiredOption("--target <url>", "sqlite:PATH, postgres://…, libsql://…, file:PATH or d1:NAME")
-    .option("--once", "push once and exit (the default)")
-    .option("--interval <seconds>", "push every SECONDS until stopped", seconds)
+    .option("--direction <direction>", "push, pull (the target's edits come back) or both", direction, "push")
     .option("--resync", "drop the target's copies and push everything again")
     .option("--with-views", "a full push also creates the database's views (PostgreSQL: those it can read)")
     .option(
@@ -78,12 +93,30 @@ export function registerRemote(program: Command): void {
       "a full push also copies the tables nobody tracks (refreshed only by full pushes, e.g. --resync)",
     )
     .option("--keep-history <n>", "sync history rows the target keeps, 0 for all", nonNegativeInt, 1000)
-    .option("--batch-size <n>", "changes per incremental payload", positiveInt, 1000)
     .option(
       "--pg-type <table.column=TYPE>",
       "postgres: create this column with TYPE instead of the mapped type (repeatable); TYPE is one of bigint, integer, smallint, double precision, numeric[(p,s)], text, varchar(n), boolean, date, time, timestamp, timestamptz, json, jsonb, uuid, bytea, any",
       pgType,
-    )
+    );
+  common(push, "push");
+  const pull = remote
+    .command("pull")
+    .description(
+      "pull the edits made directly on a SQLite file, PostgreSQL, libSQL or Cloudflare D1 target into the database",
+    );
+  common(pull, "pull");
+}
+
+/** The arguments and options both verbs take, and the action, which runs one verb. */
+function common(cmd: Command, verb: "push" | "pull"): void {
+  // A conflict between options is a usage error, printed by commander like its own.
+  const usage = (message: string): never => cmd.error(message, { exitCode: 2, code: "commander.usage" });
+  cmd
+    .argument("<db>", "the database file (it must exist and track tables)")
+    .requiredOption("--target <url>", "sqlite:PATH, postgres://…, libsql://…, file:PATH or d1:NAME")
+    .option("--once", `${verb} once and exit (the default)`)
+    .option("--interval <duration>", `${verb} every DURATION (60s, 5m) until stopped`, seconds)
+    .option("--batch-size <n>", "changes per payload (push) or per batch read (pull)", positiveInt, 1000)
     .option("--local", "d1: use wrangler's local D1 (the default)")
     .option("--remote", "d1: use the D1 database on Cloudflare")
     .option("--config <file>", "d1: the wrangler configuration file")
@@ -103,6 +136,7 @@ export function registerRemote(program: Command): void {
       try {
         sync = new RemoteSync(replica, {
           target: flags.target,
+          direction: verb === "pull" ? "pull" : flags.direction,
           d1,
           keepHistory: flags.keepHistory,
           batchSize: flags.batchSize,
@@ -153,15 +187,14 @@ function refuseUntracked(path: string): void {
 
 async function once(sync: RemoteSync, replica: Replica, flags: PushFlags): Promise<void> {
   replica.store.checkpoint();
-  const r = await sync.push({ resync: flags.resync });
-  if (!flags.json) warnFallbacks(r);
-  if (flags.json) printJson({ ok: true, ...r });
-  else printText(describe(r));
+  const r = await sync.sync({ resync: flags.resync });
+  if (!flags.json) report(r);
+  else printJson({ ok: true, ...shape(r) });
 }
 
 async function loop(sync: RemoteSync, interval: number, flags: PushFlags): Promise<void> {
   const cycles = { ok: 0, failed: 0 };
-  let last: PushResult | null = null;
+  let last: object | null = null;
   let lastError: string | null = null;
   await new Promise<void>((done) => {
     const stop = () => {
@@ -178,11 +211,8 @@ async function loop(sync: RemoteSync, interval: number, flags: PushFlags): Promi
       onCycle: (r, err) => {
         if (r) {
           cycles.ok++;
-          last = r;
-          if (!flags.json) {
-            warnFallbacks(r);
-            printText(describe(r));
-          }
+          last = shape(r);
+          if (!flags.json) report(r);
         } else {
           cycles.failed++;
           lastError = err?.message ?? "unknown error";
@@ -192,6 +222,27 @@ async function loop(sync: RemoteSync, interval: number, flags: PushFlags): Promi
     });
   });
   if (flags.json) printJson({ ok: true, cycles, last, lastError });
+}
+
+/** A push alone keeps the document it always had; a pull alone is its own; both are side by side. */
+function shape(r: SyncResult): object {
+  if (r.direction === "push" && r.push) return r.push;
+  if (r.direction === "pull" && r.pull) return r.pull;
+  return { target: r.target, direction: r.direction, pull: r.pull, push: r.push };
+}
+
+function report(r: SyncResult): void {
+  if (r.pull) printText(describePull(r.pull));
+  if (r.push) {
+    warnFallbacks(r.push);
+    printText(describe(r.push));
+  }
+}
+
+function describePull(r: PullResult): string {
+  const q = r.quarantined ? `, ${r.quarantined} quarantined (see tidewire conflicts list)` : "";
+  const skipped = r.skipped ? `, ${r.skipped} passed over` : "";
+  return `pull from ${r.target}: ${r.entries} entries, ${r.applied} of ${r.changes} changes applied${q}${skipped} (${Math.round(r.durationMs)} ms); cursor ${r.cursor}`;
 }
 
 function warnFallbacks(r: PushResult): void {

@@ -202,8 +202,9 @@ async function remoteSync(ctx: RemoteJobContext, remotes: Remotes, job: Job<Remo
       d1: remote.d1 ?? undefined,
       buckets: remote.buckets ?? undefined,
       tables: remote.tables ?? undefined,
+      direction: remote.direction,
     });
-    const done = await runCycle(sync, remote.direction);
+    const done = await runCycle(sync);
     remotes.noteSuccess(id, { push: done.push !== null, pull: done.pulled !== null });
     remoteTargetCycles.inc({ ...labels, result: "ok" });
     remoteTargetLastSuccess.set(labels, Date.now() / 1000);
@@ -243,17 +244,12 @@ interface CycleDone {
 }
 
 /**
- * One cycle in the target's direction: the one place that calls RemoteSync.
- * MERGE(pull): once RemoteSync has its combined per-cycle method, the body
- * becomes that call for `direction` (push, pull or both), returning what it
- * pushed and how many rows it pulled; the handler records both.
+ * One cycle in the target's direction (RemoteSync.sync: a pull before the
+ * push, so a full push never overwrites edits on the target not yet pulled).
  */
-async function runCycle(sync: RemoteSync, direction: Direction): Promise<CycleDone> {
-  if (direction === "pull")
-    throw new UnrecoverableError(
-      "pulling from a remote target is not available in this version; register it with --direction push",
-    );
-  return { push: await sync.push(), pulled: null };
+async function runCycle(sync: RemoteSync): Promise<CycleDone> {
+  const r = await sync.sync();
+  return { push: r.push, pulled: r.pull === null ? null : r.pull.applied };
 }
 
 /** What the same cycle would meet again: retrying in seconds cannot help. */

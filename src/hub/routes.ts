@@ -16,8 +16,8 @@
 import rateLimit from "@fastify/rate-limit";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { DatabaseBusyError, WriteGate } from "../daemon/write-gate.js";
-import type { BusyOperation } from "../metrics.js";
 import type { Rollups } from "../history/rollups.js";
+import type { BusyOperation } from "../metrics.js";
 import type { Pins } from "../pins/pins.js";
 import { pinRoutes } from "../pins/routes.js";
 import { isBusy } from "../store.js";

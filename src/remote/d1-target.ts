@@ -19,9 +19,12 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { finished } from "node:stream/promises";
 import { InvalidArgumentError } from "../errors.js";
+import type { Capture } from "./capture.js";
+import { SqliteCapture } from "./capture-sqlite.js";
 import { type CopyJob, missingColumns, sqliteIndexSql } from "./copy-job.js";
 import type { Payload } from "./payload.js";
 import {
+  applyingSql,
   createTableSql,
   dropTableSql,
   HISTORY_TABLE,
@@ -145,27 +148,62 @@ export class D1Target implements RemoteTarget {
     body: (line: (sql: string) => Promise<void>) => Promise<void>,
   ): Promise<ApplyOutcome> {
     const h = historySql(renderer);
+    const marker = applyingSql();
+    const res = await this.runStatements(name, async (line) => {
+      await line(h.create);
+      await line(marker.create);
+      await line(
+        `INSERT INTO ${quoteIdent(HISTORY_TABLE)} (sync_key, sync_name, sync_at, sync_mode) VALUES (${[key, name, new Date().toISOString(), mode].map(sqlLiteral).join(", ")})`,
+      );
+      // The marker keeps these writes out of the target's capture; the file is one transaction.
+      await line(marker.set);
+      await body(line);
+      if (keepHistory > 0) await line(h.prune.replace("?", sqlLiteral(BigInt(keepHistory))));
+      await line(marker.clear);
+    });
+    if (res.ok) return "applied";
+    if (res.message.includes(`${HISTORY_TABLE}.sync_key`)) return "duplicate";
+    throw new RemoteError(
+      `${this.id} refused ${mode === "full" ? "full push" : "payload"} ${name}: ${res.message}`,
+    );
+  }
+
+  capture(): Capture {
+    return new SqliteCapture({
+      query: async (sql) => {
+        const out = await this.wrangler(["--command", sql.join(";\n")]);
+        if (!out.ok) throw new RemoteError(`${this.id} refused a capture query: ${out.message}`);
+        const doc = JSON.parse(out.stdout) as Array<{ results?: Array<Record<string, unknown>> }>;
+        // Columns come back as objects, in the SELECT's order (every name is unique there).
+        return doc.map((d) => (d.results ?? []).map((r) => Object.values(r)));
+      },
+      batch: async (sql) => {
+        const out = await this.runStatements("capture", async (line) => {
+          for (const s of sql) await line(s);
+        });
+        if (!out.ok) throw new RemoteError(`${this.id} refused to install capture: ${out.message}`);
+      },
+    });
+  }
+
+  /**
+   * Writes statements to one file (one transaction on D1) and has wrangler
+   * run it; the folder holding the file is removed on every path.
+   */
+  private async runStatements(
+    name: string,
+    write: (line: (sql: string) => Promise<void>) => Promise<void>,
+  ): Promise<{ ok: boolean; message: string; stdout: string }> {
     const dir = await mkdtemp(join(tmpdir(), "tidewire-d1-"));
     try {
       const file = join(dir, `${name}.sql`);
       const out = createWriteStream(file);
-      const line = async (sql: string) => {
+      await write(async (sql: string) => {
         if (!out.write(`${sql};\n`)) await once(out, "drain");
-      };
-      await line(h.create);
-      await line(
-        `INSERT INTO ${quoteIdent(HISTORY_TABLE)} (sync_key, sync_name, sync_at, sync_mode) VALUES (${[key, name, new Date().toISOString(), mode].map(sqlLiteral).join(", ")})`,
-      );
-      await body(line);
-      if (keepHistory > 0) await line(h.prune.replace("?", sqlLiteral(BigInt(keepHistory))));
+      });
       out.end();
       await finished(out);
-      const res = await this.wrangler(["--file", file]);
-      if (res.ok) return "applied";
-      if (res.message.includes(`${HISTORY_TABLE}.sync_key`)) return "duplicate";
-      throw new RemoteError(
-        `${this.id} refused ${mode === "full" ? "full push" : "payload"} ${name}: ${res.message}`,
-      );
+      return await this.wrangler(["--file", file]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -174,7 +212,7 @@ export class D1Target implements RemoteTarget {
   async close(): Promise<void> {}
 
   /** Runs `wrangler d1 execute NAME … --json`; a refusal by D1 is { ok: false }, anything else throws. */
-  private wrangler(args: string[]): Promise<{ ok: boolean; message: string }> {
+  private wrangler(args: string[]): Promise<{ ok: boolean; message: string; stdout: string }> {
     const bin = findWrangler();
     if (!bin) {
       return Promise.reject(
@@ -195,9 +233,9 @@ export class D1Target implements RemoteTarget {
           timeout: WRANGLER_TIMEOUT_MS,
         },
         (err, stdout, stderr) => {
-          if (!err) return done({ ok: true, message: "" });
+          if (!err) return done({ ok: true, message: "", stdout });
           const reported = d1Error(stdout);
-          if (reported !== null) return done({ ok: false, message: reported });
+          if (reported !== null) return done({ ok: false, message: reported, stdout });
           const why =
             plain(stderr || stdout || (err as Error).message)
               .trim()

@@ -1,4 +1,6 @@
-/** The remote push's public surface, re-exported by the package entry point. */
+/** The remote push and pull's public surface, re-exported by the package entry point. */
+export type { Capture, CapturedChange } from "./capture.js";
+export { CHANGES_TABLE, remoteOrigin } from "./capture.js";
 export type { CopyJob, IndexSpec, RunSql, SwapHook, ViewSpec } from "./copy-job.js";
 export type { ColumnSchema, Mutation, Payload, SyncMode, TableSchema } from "./payload.js";
 export {
@@ -8,7 +10,15 @@ export {
   type RemoteStatus,
   Remotes,
 } from "./registry.js";
-export { type PushProgress, type PushResult, RemoteSync, type RemoteSyncOptions } from "./remote-sync.js";
+export {
+  type PullResult,
+  type PushProgress,
+  type PushResult,
+  RemoteSync,
+  type RemoteSyncOptions,
+  type SyncDirection,
+  type SyncResult,
+} from "./remote-sync.js";
 export { HISTORY_TABLE } from "./sql.js";
 export {
   type ApplyOutcome,

@@ -9,9 +9,18 @@
 import { resolve } from "node:path";
 import { type Client, createClient, type InValue } from "@libsql/client";
 import { InvalidArgumentError } from "../errors.js";
+import type { Capture } from "./capture.js";
+import { SqliteCapture } from "./capture-sqlite.js";
 import { type CopyJob, insertSql, missingColumns, rowsPerInsert, sqliteIndexSql } from "./copy-job.js";
 import type { Payload } from "./payload.js";
-import { createTableSql, dropTableSql, historySql, renderPayload, sqliteRenderer } from "./sql.js";
+import {
+  applyingSql,
+  createTableSql,
+  dropTableSql,
+  historySql,
+  renderPayload,
+  sqliteRenderer,
+} from "./sql.js";
 import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "./target.js";
 import { quoteIdent, sqlLiteral, type Value } from "./values.js";
 
@@ -62,10 +71,14 @@ export class LibsqlTarget implements RemoteTarget {
         await tx.rollback();
         return "duplicate";
       }
-      if (statements.length) {
-        await tx.batch(statements.map((s) => ({ sql: s.sql, args: s.params.map(toArg) })));
-      }
-      if (keepHistory > 0) await tx.execute({ sql: h.prune, args: [keepHistory] });
+      // The marker keeps these writes out of the target's capture; gone again at commit.
+      const marker = applyingSql();
+      await tx.batch([
+        marker.set,
+        ...statements.map((s) => ({ sql: s.sql, args: s.params.map(toArg) })),
+        ...(keepHistory > 0 ? [{ sql: h.prune, args: [keepHistory] }] : []),
+        marker.clear,
+      ]);
       await tx.commit();
       return "applied";
     } catch (err) {
@@ -120,6 +133,21 @@ export class LibsqlTarget implements RemoteTarget {
     }
   }
 
+  capture(): Capture {
+    return new SqliteCapture({
+      query: async (sql) => {
+        const client = await this.connect();
+        const out: unknown[][][] = [];
+        for (const q of sql) out.push((await client.execute(q)).rows.map((r) => Array.from(r)));
+        return out;
+      },
+      batch: async (sql) => {
+        const client = await this.connect();
+        await client.batch(sql, "write");
+      },
+    });
+  }
+
   async close(): Promise<void> {
     this.client?.close();
     this.client = null;
@@ -129,7 +157,7 @@ export class LibsqlTarget implements RemoteTarget {
     if (this.client) return this.client;
     try {
       const client = createClient({ url: this.url, authToken: this.authToken, intMode: "bigint" });
-      await client.execute(historySql(this.renderer).create);
+      await client.batch([historySql(this.renderer).create, applyingSql().create], "write");
       this.client = client;
       return client;
     } catch (err) {

@@ -16,6 +16,8 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { InvalidArgumentError } from "../errors.js";
+import type { Capture } from "./capture.js";
+import { PostgresCapture } from "./capture-postgres.js";
 import type { CopyJob } from "./copy-job.js";
 import type { Payload, TableSchema } from "./payload.js";
 import { convert, pgCopy } from "./pg-copy.js";
@@ -76,6 +78,8 @@ export class PostgresTarget implements RemoteTarget {
     const statements = renderPayload(payload, this.renderer);
     try {
       await client.query("BEGIN");
+      // Keeps these writes out of the target's capture (capture-postgres.ts); gone at COMMIT.
+      await client.query("SET LOCAL tidewire.applying = 'on'");
       const claimed = await client.query(h.claim, [payload.key, payload.name, new Date(), payload.mode]);
       if (claimed.rowCount === 0) {
         await client.query("ROLLBACK");
@@ -170,6 +174,33 @@ export class PostgresTarget implements RemoteTarget {
       }
       return type;
     });
+  }
+
+  capture(): Capture {
+    return new PostgresCapture(
+      {
+        query: async (text, values) => {
+          const client = await this.connect();
+          try {
+            return await client.query({ text, values, rowMode: "array" });
+          } catch (err) {
+            throw new RemoteError(`${this.id}: ${describeError(err)}`);
+          }
+        },
+        batch: async (statements) => {
+          const client = await this.connect();
+          try {
+            await client.query("BEGIN");
+            for (const s of statements) await client.query(s);
+            await client.query("COMMIT");
+          } catch (err) {
+            await client.query("ROLLBACK").catch(() => this.drop());
+            throw new RemoteError(`cannot install capture on ${this.id}: ${describeError(err)}`);
+          }
+        },
+      },
+      this.schema,
+    );
   }
 
   async close(): Promise<void> {

@@ -9,6 +9,7 @@
 import { InvalidArgumentError } from "../errors.js";
 import { checkName } from "../queue/validate.js";
 import type { Fallback } from "./pg-plan.js";
+import type { PullResult } from "./pull.js";
 import type { Backend, RemoteTarget, TargetOptions } from "./target.js";
 
 export interface RemoteSyncOptions extends TargetOptions {
@@ -33,6 +34,22 @@ export interface RemoteSyncOptions extends TargetOptions {
   /** PostgreSQL only: a column's type, chosen instead of the mapping, as `{ "table.column": "numeric(8,2)" }`. */
   pgTypes?: Record<string, string>;
   onProgress?: (p: PushProgress) => void;
+  /**
+   * What `sync` and `start` do each cycle: push, pull the edits made on the
+   * target, or both (pull first). Default "both" where the target can be
+   * pulled from (it has capture), else "push".
+   */
+  direction?: SyncDirection;
+}
+
+export type SyncDirection = "push" | "pull" | "both";
+
+/** One cycle of `sync`: what each direction did (null for a direction not run). */
+export interface SyncResult {
+  target: string;
+  direction: SyncDirection;
+  pull: PullResult | null;
+  push: PushResult | null;
 }
 
 export interface PushProgress {
@@ -59,6 +76,28 @@ export interface PushResult {
   warnings: string[];
   cursor: string;
   durationMs: number;
+}
+
+export interface CycleOptions {
+  /** Push everything again (a full push), whatever the cursor says. */
+  resync?: boolean;
+}
+
+/** The options of one cycle (`push`, `sync`); returns `resync`. */
+export function checkCycleOptions(options: unknown): boolean {
+  if (options === null || typeof options !== "object")
+    throw new InvalidArgumentError("options", "must be an object");
+  const resync = (options as CycleOptions).resync;
+  if (resync !== undefined && typeof resync !== "boolean") {
+    throw new InvalidArgumentError("resync", "must be a boolean");
+  }
+  return resync === true;
+}
+
+export function checkDirection(d: unknown): SyncDirection {
+  if (d !== "push" && d !== "pull" && d !== "both")
+    throw new InvalidArgumentError("direction", `must be push, pull or both, got ${JSON.stringify(d)}`);
+  return d;
 }
 
 export function checkBuckets(b: unknown, argument = "buckets"): string[] {

@@ -19,7 +19,10 @@
  * for its data (DATA_REFUSED) is never sent again: it and any payload
  * spooled behind it are dropped and the cursor deleted, so the next cycle
  * is a full push from the current rows, which chooses PostgreSQL column
- * types from the data as it is then (pg-plan.ts).
+ * types from the data as it is then (pg-plan.ts). The pull direction is
+ * pull.ts's; `sync` runs the configured direction(s), pulling before it
+ * pushes, so a full push never overwrites edits on the target not yet pulled,
+ * and the incremental push leaves out what was pulled from the target.
  */
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
@@ -27,18 +30,41 @@ import { remoteSyncDuration, remoteSyncLastSuccess, remoteSyncTotal } from "../m
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
 import { detached, inSpan } from "../trace.js";
+import { CHANGES_TABLE } from "./capture.js";
 import { Catalog } from "./catalog.js";
 import { type CopyStat, FullPush } from "./full-push.js";
+import { type LoopOptions, SyncLoop } from "./loop.js";
 import { makePayload, type Payload, type TableSchema } from "./payload.js";
 import { checkOverrides, type Fallback, overridesText, type PgOverrides, parseOverrides } from "./pg-plan.js";
-import { checkBuckets, checkTarget, type PushResult, type RemoteSyncOptions } from "./push-options.js";
+import { Puller, type PullResult } from "./pull.js";
+import {
+  type CycleOptions,
+  checkBuckets,
+  checkCycleOptions,
+  checkDirection,
+  checkTarget,
+  type PushResult,
+  type RemoteSyncOptions,
+  type SyncDirection,
+  type SyncResult,
+} from "./push-options.js";
 import { Source } from "./source.js";
 import { PayloadSpool } from "./spool.js";
-import { HISTORY_TABLE } from "./sql.js";
+import { APPLYING_TABLE, HISTORY_TABLE } from "./sql.js";
 import { DATA_REFUSED, describeError, openTarget, RemoteError, type RemoteTarget } from "./target.js";
 import { encodeValue, fromWire, type Value } from "./values.js";
 
-export type { PushProgress, PushResult, RemoteSyncOptions } from "./push-options.js";
+export type { PullResult } from "./pull.js";
+export type {
+  PushProgress,
+  PushResult,
+  RemoteSyncOptions,
+  SyncDirection,
+  SyncResult,
+} from "./push-options.js";
+
+/** The target's own tables: history, and the pull's change table and apply marker. */
+const RESERVED = new Set([HISTORY_TABLE, CHANGES_TABLE, APPLYING_TABLE]);
 
 interface Stat extends CopyStat {
   mode: "full" | "incremental";
@@ -49,6 +75,8 @@ interface Stat extends CopyStat {
 
 export class RemoteSync {
   readonly target: RemoteTarget;
+  readonly direction: SyncDirection;
+  private readonly puller: Puller | null;
   private readonly source: Source;
   private readonly spool: PayloadSpool;
   private readonly full: FullPush;
@@ -59,9 +87,12 @@ export class RemoteSync {
   private readonly batchSize: number;
   private readonly keepHistory: number;
   private readonly pgTypes: PgOverrides;
-  private running: Promise<PushResult> | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private stopped = true;
+  private running: Promise<unknown> | null = null;
+  // Each background cycle is a trace of its own, not a child of whatever span started the loop.
+  private readonly loop = new SyncLoop(
+    (resync) => detached(() => this.sync({ resync })),
+    () => (this.direction === "both" ? "sync" : this.direction),
+  );
 
   constructor(
     private readonly replica: Replica,
@@ -103,6 +134,20 @@ export class RemoteSync {
     });
     this.spool = new PayloadSpool(replica.store, outboxName, this.target.id);
     this.cursors = new CursorStore(replica.store, { flushIntervalMs: 0 });
+    const canPull = typeof this.target.capture === "function";
+    this.direction = o.direction === undefined ? (canPull ? "both" : "push") : checkDirection(o.direction);
+    if (this.direction !== "push" && !canPull)
+      throw new InvalidArgumentError("direction", `${this.target.id} cannot be pulled from; use push`);
+    this.puller = canPull
+      ? new Puller({
+          replica,
+          target: this.target,
+          cursors: this.cursors,
+          bucket: this.cursorKey.bucket,
+          batchSize: this.batchSize,
+          schemas: () => this.schemas(),
+        })
+      : null;
   }
 
   /** The target's acknowledged cursor (`<sequence>@<shape>`), or undefined before the first full push. */
@@ -116,16 +161,70 @@ export class RemoteSync {
   }
 
   /** One cycle. `resync` forces a full push. Rejects with a RemoteError when the target failed. */
-  push(options: { resync?: boolean } = {}): Promise<PushResult> {
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
-    if (options.resync !== undefined && typeof options.resync !== "boolean") {
-      throw new InvalidArgumentError("resync", "must be a boolean");
-    }
+  push(options: CycleOptions = {}): Promise<PushResult> {
+    const resync = checkCycleOptions(options);
+    return this.exclusive(() => this.tracedCycle(resync));
+  }
+
+  /** Pulls the edits made on the target since the last pull. Rejects with a RemoteError when the target failed. */
+  pull(): Promise<PullResult> {
+    const puller = this.puller;
+    if (!puller) return Promise.reject(new RemoteError(`${this.target.id} cannot be pulled from`));
+    return this.exclusive(() => puller.pull());
+  }
+
+  /**
+   * One cycle in the configured direction(s): "both" pulls, then pushes,
+   * then reinstalls capture when the push was a full one (which replaced
+   * the target's tables, and whose writes were never captured).
+   */
+  sync(options: CycleOptions = {}): Promise<SyncResult> {
+    const resync = checkCycleOptions(options);
+    return this.exclusive(async () => {
+      const out: SyncResult = { target: this.target.id, direction: this.direction, pull: null, push: null };
+      if (this.puller && this.direction !== "push") out.pull = await this.puller.pull();
+      if (this.direction !== "pull") {
+        out.push = await this.tracedCycle(resync);
+        if (this.puller && this.direction === "both" && out.push.mode === "full") await this.puller.install();
+      }
+      return out;
+    });
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
     if (this.running)
-      return Promise.reject(new RemoteError(`a push to ${this.target.id} is already running`));
-    const resync = options.resync === true;
-    const run = inSpan(
+      return Promise.reject(new RemoteError(`a sync with ${this.target.id} is already running`));
+    const run = fn().finally(() => {
+      this.running = null;
+    });
+    this.running = run;
+    return run;
+  }
+
+  /**
+   * Runs `sync` every `intervalSeconds` until `stop` (loop.ts). Checkpoints
+   * the WAL first, so the file a user copies or inspects is whole.
+   */
+  start(options: LoopOptions): void {
+    this.loop.start(options, () => this.replica.store.checkpoint());
+  }
+
+  /** Stops the loop and waits for a cycle in flight. */
+  async stop(): Promise<void> {
+    this.loop.stop();
+    await this.running?.catch(() => {});
+  }
+
+  /** Stops, and closes the connection to the target. The replica stays open. */
+  async close(): Promise<void> {
+    await this.stop();
+    await this.target.close();
+    if (this.replica.store.isOpen) this.cursors.flushDirty();
+  }
+
+  /** A push cycle in a span of its own (when tracing is on). */
+  private tracedCycle(resync: boolean): Promise<PushResult> {
+    return inSpan(
       "tidewire.remote.push",
       { "tidewire.remote.target": this.target.id, "tidewire.remote.backend": this.target.backend },
       async (span) => {
@@ -137,68 +236,7 @@ export class RemoteSync {
         });
         return r;
       },
-    ).finally(() => {
-      this.running = null;
-    });
-    this.running = run;
-    return run;
-  }
-
-  /**
-   * Pushes every `intervalSeconds` until `stop`. An interval below 1 s is
-   * clamped to 1 s (with a warning). Checkpoints the WAL first, so the file
-   * a user copies or inspects is whole. Cycle failures go to `onCycle`; the
-   * next cycle retries.
-   */
-  start(options: {
-    intervalSeconds: number;
-    resync?: boolean;
-    onCycle?: (result: PushResult | null, error: Error | null) => void;
-    onWarning?: (message: string) => void;
-  }): void {
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
-    const s = options.intervalSeconds;
-    if (typeof s !== "number" || !Number.isFinite(s) || s < 0) {
-      throw new InvalidArgumentError("intervalSeconds", `must be a number of seconds >= 0, got ${String(s)}`);
-    }
-    if (!this.stopped) throw new InvalidArgumentError("start", "the push loop is already running");
-    let seconds = s;
-    if (seconds < 1) {
-      seconds = 1;
-      options.onWarning?.(`an interval of ${s} s would push without pause; using 1 s`);
-    }
-    this.stopped = false;
-    this.replica.store.checkpoint();
-    let resync = options.resync === true;
-    const tick = async () => {
-      this.timer = null;
-      if (this.stopped) return;
-      try {
-        const r = await detached(() => this.push({ resync }));
-        resync = false;
-        options.onCycle?.(r, null);
-      } catch (err) {
-        options.onCycle?.(null, err as Error);
-      }
-      if (!this.stopped) this.timer = setTimeout(tick, seconds * 1000);
-    };
-    void tick();
-  }
-
-  /** Stops the loop and waits for a cycle in flight. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running?.catch(() => {});
-  }
-
-  /** Stops, and closes the connection to the target. The replica stays open. */
-  async close(): Promise<void> {
-    await this.stop();
-    await this.target.close();
-    if (this.replica.store.isOpen) this.cursors.flushDirty();
+    );
   }
 
   private async cycle(resync: boolean): Promise<PushResult> {
@@ -250,7 +288,7 @@ export class RemoteSync {
       );
     }
     for (const t of tables) {
-      if (/^sqlite_/i.test(t.table) || t.table === HISTORY_TABLE) {
+      if (/^sqlite_/i.test(t.table) || RESERVED.has(t.table)) {
         throw new RemoteError(
           `table ${JSON.stringify(t.table)} cannot be pushed: the name is reserved on targets`,
         );
@@ -271,7 +309,12 @@ export class RemoteSync {
     const byName = new Map(schemas.map((t) => [t.name, t]));
     let seq = from;
     for (;;) {
-      const cs = this.replica.changesSince(seq, { limit: this.batchSize, buckets: this.buckets });
+      // What was pulled from this target is there already: only the local writes go back.
+      const cs = this.replica.changesSince(seq, {
+        limit: this.batchSize,
+        buckets: this.buckets,
+        excludeSource: this.puller?.origin,
+      });
       const keys = new Map<string, Map<string, Value[]>>();
       for (const c of cs.changes) {
         if (!byName.has(c.table)) continue;

@@ -212,3 +212,20 @@ export function sqliteRenderer(options: { inlineInfinities?: boolean } = {}): Re
     },
   };
 }
+
+/**
+ * SQLite-dialect targets: the marker an apply holds for the length of its
+ * transaction, so the capture triggers (capture-sqlite.ts) do not record
+ * Tidewire's own writes as edits made on the target. Another connection never
+ * sees it: it is written and deleted inside the one write transaction.
+ */
+export const APPLYING_TABLE = "_tidewire_applying";
+
+export function applyingSql() {
+  const t = quoteIdent(APPLYING_TABLE);
+  return {
+    create: `CREATE TABLE IF NOT EXISTS ${t} (id INTEGER PRIMARY KEY)`,
+    set: `INSERT OR IGNORE INTO ${t} (id) VALUES (1)`,
+    clear: `DELETE FROM ${t}`,
+  };
+}

@@ -16,9 +16,18 @@ import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
+import type { Capture } from "./capture.js";
+import { SqliteCapture } from "./capture-sqlite.js";
 import { type CopyJob, insertSql, missingColumns, rowsPerInsert, sqliteIndexSql } from "./copy-job.js";
 import type { Payload } from "./payload.js";
-import { createTableSql, dropTableSql, historySql, renderPayload, sqliteRenderer } from "./sql.js";
+import {
+  applyingSql,
+  createTableSql,
+  dropTableSql,
+  historySql,
+  renderPayload,
+  sqliteRenderer,
+} from "./sql.js";
 import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "./target.js";
 import { quoteIdent, type Value } from "./values.js";
 
@@ -44,6 +53,7 @@ export class SqliteTarget implements RemoteTarget {
     const db = this.open();
     const h = historySql(this.renderer);
     const statements = renderPayload(payload, this.renderer);
+    const marker = applyingSql();
     try {
       return db
         .transaction((): ApplyOutcome => {
@@ -54,8 +64,11 @@ export class SqliteTarget implements RemoteTarget {
             payload.mode,
           );
           if (claimed === undefined) return "duplicate";
+          // The marker keeps these writes out of the target's capture; gone again at commit.
+          this.prepare(marker.set).run();
           for (const s of statements) this.run(s.sql, s.params);
           if (keepHistory > 0) this.prepare(h.prune).run(keepHistory);
+          this.prepare(marker.clear).run();
           return "applied";
         })
         .immediate();
@@ -222,6 +235,21 @@ export class SqliteTarget implements RemoteTarget {
     db.exec("RELEASE tw_optional");
   }
 
+  capture(): Capture {
+    return new SqliteCapture({
+      query: async (sql) =>
+        sql.map((q) => this.open().prepare(q).raw(true).safeIntegers(true).all() as unknown[][]),
+      batch: async (sql) => {
+        const db = this.open();
+        db.transaction(() => {
+          for (const s of sql) db.exec(s);
+        }).immediate();
+        // DDL may have changed the schema a cached statement was prepared against.
+        this.statements.clear();
+      },
+    });
+  }
+
   async close(): Promise<void> {
     this.db?.close();
     this.db = null;
@@ -236,6 +264,7 @@ export class SqliteTarget implements RemoteTarget {
       db.pragma("busy_timeout = 30000");
       db.pragma("journal_mode = WAL");
       db.exec(historySql(this.renderer).create);
+      db.exec(applyingSql().create);
       this.db = db;
       return db;
     } catch (err) {

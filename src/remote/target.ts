@@ -13,6 +13,7 @@
  * the name errors use.
  */
 import { InvalidArgumentError, TidewireError } from "../errors.js";
+import type { Capture } from "./capture.js";
 import type { CopyJob } from "./copy-job.js";
 import { type D1Options, D1Target } from "./d1-target.js";
 import { LibsqlTarget } from "./libsql-target.js";
@@ -29,6 +30,12 @@ export interface RemoteTarget {
   apply(payload: Payload, keepHistory: number): Promise<ApplyOutcome>;
   /** A full push: every table built, filled and swapped in one transaction with the job's key (copy-job.ts). */
   copy(job: CopyJob, keepHistory: number): Promise<ApplyOutcome>;
+  /**
+   * The target's capture, for pulling the edits made on it (capture.ts);
+   * absent on a target that cannot be pulled from. Its apply must then keep
+   * its own writes out of the capture.
+   */
+  capture?(): Capture;
   close(): Promise<void>;
 }
 
