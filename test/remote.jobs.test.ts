@@ -3,11 +3,13 @@
  * real SQLite files, a real closed port for an unreachable PostgreSQL): an
  * unreachable target's job is retried with backoff and its error recorded in
  * the registry, status and metrics; a cycle that cannot succeed (no table
- * matches the filter, a direction this version cannot run) fails at once; a
+ * matches the filter) fails at once; an edit made on a target registered
+ * both ways comes back; a
  * paused target gets no job; a target added while the daemon runs is synced
  * with its rows, its metrics labelled by backend and id.
  */
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Daemon, startDaemon } from "../src/daemon/daemon.js";
 import { CLEANUP_REMOTES, REMOTE_SYNC, remoteJobOptions } from "../src/daemon/remote-jobs.js";
@@ -101,7 +103,7 @@ describe("RemoteSync jobs", () => {
     expect(remotes.get("down")!.lastAttemptAt).toBe(attempt);
   });
 
-  it("fails at once a cycle that cannot succeed: a filter matching no table, a pull this version cannot run", async () => {
+  it("fails at once a cycle that cannot succeed: a filter matching no table", async () => {
     const dir = tempDir();
     const { d, remotes } = await daemon(dir);
     remotes.add({
@@ -110,15 +112,28 @@ describe("RemoteSync jobs", () => {
       buckets: ["elsewhere"],
       intervalMs: 3_600_000,
     });
-    remotes.add({ url: `sqlite:${join(dir, "b.db")}`, id: "pull", direction: "pull", intervalMs: 3_600_000 });
-    for (const id of ["nobucket", "pull"]) {
-      await waitFor(() => syncJobs(d, id).some((j) => j.state === "failed"), `${id}'s job to fail`, LONG);
-      expect(syncJobs(d, id)[0]).toMatchObject({ state: "failed", attempts: 1 });
-    }
+    await waitFor(() => syncJobs(d, "nobucket").some((j) => j.state === "failed"), "the job to fail", LONG);
+    expect(syncJobs(d, "nobucket")[0]).toMatchObject({ state: "failed", attempts: 1 });
     expect(remotes.get("nobucket")!.lastError).toMatch(
       /no tracked tables matching the bucket and table filter/,
     );
-    expect(remotes.get("pull")!.lastError).toMatch(/pulling from a remote target is not available/);
+  });
+
+  it("pulls back an edit made directly on a target registered both ways, and records the pull", async () => {
+    const dir = tempDir();
+    const { d, remotes } = await daemon(dir);
+    const mirror = join(dir, "mirror.db");
+    remotes.add({ url: `sqlite:${mirror}`, id: "both", intervalMs: 50 });
+    await waitFor(() => remotes.get("both")?.lastSuccessAt != null, "the first cycle", LONG);
+    const other = new Database(mirror);
+    try {
+      other.prepare("UPDATE items SET name = 'edited on the target' WHERE id = 1").run();
+    } finally {
+      other.close();
+    }
+    const local = () => d.store.db.prepare("SELECT name FROM items WHERE id = 1").pluck().get();
+    await waitFor(() => local() === "edited on the target", "the target's edit to arrive", LONG);
+    expect(remotes.get("both")!.lastPullAt).toEqual(expect.any(Number));
   });
 
   it("cleans its own queue: completed jobs after a day, failed ones after the queue's seven days", async () => {
