@@ -2,7 +2,8 @@
  * Remote targets run by a real `tidewire serve` process (the built CLI, real
  * SQLite files, real PostgreSQL): a target added with `tidewire remote add`
  * while the daemon runs is picked up without a restart and kept converged
- * with the local file while another connection writes it; the RemoteSync
+ * with the local file while another connection writes it and PostgreSQL is
+ * written directly (its edits are pulled back); the RemoteSync
  * jobs show in `tidewire jobs`, GET /v1/status (`remotes`) and /metrics
  * (labelled by backend and target id); `remote remove` stops them and drops
  * the labels. A SQLite file target survives a SIGKILL of the daemon in the
@@ -151,9 +152,17 @@ describe("tidewire serve with registered remote targets", () => {
       same(await dumpPostgres(pg.admin(), schema).catch(() => ({})), dumpSqliteFile(db));
     await eventually(converged, "the first (full) push to PostgreSQL");
 
-    // Written while cycles run: each round lands between (or during) pushes.
+    // Written on both sides while cycles run: each round lands between (or during) cycles.
+    // On PostgreSQL, as psql or another app would: another column of the row the file
+    // renames in round 1 (both edits survive), and rows of its own.
+    const onPostgres = async (n: number) => {
+      const items = `"${schema}"."items"`;
+      await pg.admin().query(`UPDATE ${items} SET qty = $1 WHERE id = $2`, [100 + n, 1]);
+      await pg.admin().query(`INSERT INTO ${items} (id, name) VALUES ($1, $2)`, [500 + n, `from pg ${n}`]);
+    };
     for (let n = 1; n <= 6; n++) {
       write(db, round(n));
+      await onPostgres(n);
       const cycles = daemon.lines.filter((l) => /pushed \d+ rows to remote pg/.test(l.msg)).length;
       if (n % 2 === 0)
         await waitFor(
@@ -162,7 +171,17 @@ describe("tidewire serve with registered remote targets", () => {
           LONG,
         );
     }
-    await eventually(converged, "PostgreSQL to converge with the written file");
+    await eventually(converged, "PostgreSQL and the file to converge, both written");
+    const local = new Database(db, { readonly: true });
+    try {
+      expect(local.prepare("SELECT count(*) FROM items WHERE id > 500").pluck().get()).toBe(6);
+      expect(local.prepare("SELECT name, qty FROM items WHERE id = 1").get()).toEqual({
+        name: "renamed in 1",
+        qty: 106,
+      });
+    } finally {
+      local.close();
+    }
 
     const listed = JSON.parse(await cli("jobs", "list", db, "--queue", REMOTE_QUEUE, "--json")) as {
       jobs: Array<{ type: string; state: string; payload: { remote: string } }>;
