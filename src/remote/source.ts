@@ -1,15 +1,14 @@
 /**
  * Source: reads the rows a push sends from the local database — whole rows
  * by key for an incremental push, pages in key order for a full push — and
- * the tables' shapes.
+ * the tables' schemas.
  *
  * Contract: values come back with their storage class (INTEGER as bigint,
  * REAL as number, BLOB as Buffer). Pages use keyset pagination on the
  * primary key, so each page is one index range, however large the table.
- * Statements are prepared once per table and kept. `shapeOf` fingerprints
- * the shapes, so a push knows when they changed.
+ * Statements are prepared once per table and kept (the shapes' fingerprint
+ * is FullPush.shape's).
  */
-import { createHash } from "node:crypto";
 import type Database from "better-sqlite3";
 import type { TrackedTableInfo } from "../replica/track.js";
 import type { Store } from "../store.js";
@@ -115,17 +114,4 @@ function checksJson(sql: string, column: string): boolean {
   const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   const names = [`"${column.replaceAll('"', '""')}"`, `\`${column}\``, `[${column}]`, column].map(esc);
   return new RegExp(`json_valid\\s*\\(\\s*(?:${names.join("|")})\\s*\\)`, "i").test(sql);
-}
-
-/** A fingerprint of the tables' names, keys, columns, declared types, and the type overrides. */
-export function shapeOf(schemas: TableSchema[], overrides: string): string {
-  const text = JSON.stringify([
-    schemas.map((t) => [
-      t.name,
-      t.key,
-      t.columns.map((c) => [c.name, c.affinity, c.untyped, c.declared ?? "", c.json ?? false]),
-    ]),
-    overrides,
-  ]);
-  return createHash("sha256").update(text).digest("hex").slice(0, 16);
 }
