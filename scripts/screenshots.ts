@@ -9,7 +9,9 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
+import { Remotes } from "../src/remote/registry.js";
 import { Replica } from "../src/replica/replica.js";
+import { openStore } from "../src/store.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transport-http.js";
 import { JOBS_ADMIN, launchChromium, ROOT, seedHistory, seedJobs, serveJobs } from "../test/browser.js";
@@ -36,6 +38,14 @@ const db = join(dir, "hub.db");
 const conflicts = seedConflicts(db, dir);
 const seeded = seedJobs(db);
 seedHistory(db, 30);
+// Two remote targets: a mirror the daemon keeps in sync both ways, and one that cannot be reached.
+{
+  const store = openStore(db);
+  const remotes = new Remotes(store);
+  remotes.add({ url: `sqlite:${join(dir, "mirror.db")}`, id: "mirror", intervalMs: 60_000 });
+  remotes.add({ url: "postgres://app@127.0.0.1:1/reports", id: "reports", intervalMs: 300_000 });
+  store.close();
+}
 const { url, child } = await serveJobs(db, dir);
 const browser = await launchChromium();
 // A client that synced once, then the hub took writes it has not pulled: the Sync view shows it behind.
@@ -74,6 +84,8 @@ try {
   await page.click("#show-sync");
   await waitForText(page, "#conflicts-status", /^\d+ matching/);
   await waitForText(page, "#sync-clients", /laptop-42/);
+  // The mirror's first cycle done, and the unreachable target's first error.
+  await waitForText(page, "#sync-remotes", /mirror\.db.*s ago.*cannot reach/s);
   await page.screenshot({ path: join(OUT, "sync.png"), fullPage: true });
   await page.click(`#conflicts-table button:text-is("${conflicts.byName.Nina}")`);
   await page.waitForSelector("#conflict-detail:not([hidden])", WAIT);
