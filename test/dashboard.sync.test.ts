@@ -26,7 +26,7 @@ import { FREED, rowsIn, seedConflicts } from "./conflict-seed.js";
 import { freePort, sql, useTempDirs } from "./helpers.js";
 
 /** `text` as a regular expression that matches exactly it. */
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 const tempDir = useTempDirs("tidewire-sync-console-");
 const children: ChildProcess[] = [];
@@ -258,7 +258,7 @@ describe.skipIf(!hasChromium)("the Sync view, in Chromium", () => {
     await page.waitForSelector("#main:not([hidden])", WAIT);
     await page.click("#show-sync");
     const mirror = new RegExp(
-      `^sqlite:${escape(join(dir, "mirror.db"))} \\| sqlite \\| both \\| 60 s \\| all \\| running \\| 20.* \\| 20.* \\| \\d+ s ago \\| 0 \\| –$`,
+      `^sqlite:${literal(join(dir, "mirror.db"))} \\| sqlite \\| both \\| 60 s \\| all \\| running \\| 20.* \\| 20.* \\| \\d+ s ago \\| 0 \\| –$`,
     );
     const down = new RegExp(
       `^postgres://postgres@127\\.0\\.0\\.1:${port}/none \\| postgres \\| both \\| 60 s \\| all \\| running \\| – \\| – \\| never \\| 0 \\| cannot reach .*\\(\\d+ s ago\\)$`,

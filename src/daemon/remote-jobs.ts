@@ -34,7 +34,7 @@ import { Scheduler } from "../queue/scheduler.js";
 import type { BackoffOptions, Job } from "../queue/types.js";
 import { checkInteger } from "../queue/validate.js";
 import { type Handlers, UnrecoverableError, Worker } from "../queue/worker.js";
-import { checkRemoteId, type Direction, type Remote, Remotes } from "../remote/registry.js";
+import { checkRemoteId, type Remote, Remotes } from "../remote/registry.js";
 import { type PushResult, RemoteSync } from "../remote/remote-sync.js";
 import { describeError, RemoteError } from "../remote/target.js";
 import type { Replica } from "../replica/replica.js";
