@@ -5,9 +5,12 @@
  * (wrangler's local D1: each statement is a wrangler process, so it runs one
  * fixed workload and a long timeout). One line per backend.
  */
+import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@libsql/client";
 import pg from "pg";
+import { expect } from "vitest";
 import { CHANGES_TABLE } from "../src/remote/capture.js";
 import { findWrangler } from "../src/remote/d1-target.js";
 import { type RemoteBackend, remoteTargetSuite } from "./conformance/remote-target.js";
@@ -112,7 +115,11 @@ const d1Local: RemoteBackend = {
   timeoutMs: 300_000,
   make: async (dir) => {
     const config = wranglerProject(dir);
-    const query = (s: string) => wranglerQuery(config, s.replaceAll("\n", " ")) as Array<Record<string, unknown>>;
+    // Each apply writes its SQL to a temporary file for wrangler; none may outlive the target.
+    const tempFiles = () => readdirSync(tmpdir()).filter((f) => f.startsWith("tidewire-d1-")).length;
+    const before = tempFiles();
+    const query = (s: string) =>
+      wranglerQuery(config, s.replaceAll("\n", " ")) as Array<Record<string, unknown>>;
     return {
       url: "d1:DB",
       d1: { local: true, config },
@@ -124,6 +131,7 @@ const d1Local: RemoteBackend = {
         query(`SELECT count(*) AS n FROM sqlite_schema WHERE name = '${CHANGES_TABLE}'`)[0]!.n === 0
           ? 0
           : (query(`SELECT count(*) AS n FROM ${CHANGES_TABLE}`)[0]!.n as number),
+      close: async () => expect(tempFiles()).toBe(before),
     };
   },
 };

@@ -12,9 +12,9 @@
 import type Database from "better-sqlite3";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { makePayload, type Payload, type TableSchema } from "../../src/remote/payload.js";
 import { RemoteSync } from "../../src/remote/remote-sync.js";
 import { openTarget } from "../../src/remote/target.js";
-import { makePayload, type Payload, type TableSchema } from "../../src/remote/payload.js";
 import { useTempDirs } from "../helpers.js";
 import { type Dump, runOps, sourceReplica, workloadArb } from "../remote-helpers.js";
 
@@ -205,7 +205,11 @@ export function remoteTargetSuite(backend: RemoteBackend): void {
             { kind: "put", id: 2, name: "cup", qty: 1n, price: null, data: null },
             { kind: "tag", item: 1, tag: "a", note: "first" },
           ]);
-          const sync = new RemoteSync(replica, { target: t.url, d1: t.d1, batchSize: backend.pullBatch ?? 3 });
+          const sync = new RemoteSync(replica, {
+            target: t.url,
+            d1: t.d1,
+            batchSize: backend.pullBatch ?? 3,
+          });
           try {
             expect(sync.direction).toBe("both");
             expect((await sync.sync()).push?.mode).toBe("full");
