@@ -1,36 +1,15 @@
 /**
  * The operator's console through the library: search with its total and a
  * text `q`, update (priority, run_at), remove, single actions and bulk actions
- * with an expected count, on both Queue implementations.
+ * with an expected count, on every queue implementation (test/conformance/queue-impls.ts).
  */
-import { join } from "node:path";
 import fc from "fast-check";
-import { afterEach, describe, expect, it } from "vitest";
-import { CountChangedError, type Job, type JobQueue, MemoryQueue, Queue } from "../src/index.js";
-import { openStore, type Store } from "../src/store.js";
-import { invalidArgument, ManualClock, useTempDirs } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { CountChangedError, type Job, type JobQueue } from "../src/index.js";
+import { useQueues } from "./conformance/queue-impls.js";
+import { invalidArgument, ManualClock } from "./helpers.js";
 
-const tempDir = useTempDirs();
-let store: Store | null = null;
-let queues = 0;
-afterEach(() => {
-  store?.close();
-  store = null;
-});
-
-const IMPLS = [
-  {
-    name: "Queue (SQLite file)",
-    make: (clock: ManualClock): JobQueue => {
-      store ??= openStore(join(tempDir(), "queue.db"));
-      return new Queue(store, `q${++queues}`, { clock: clock.now });
-    },
-  },
-  {
-    name: "MemoryQueue",
-    make: (clock: ManualClock): JobQueue => new MemoryQueue(`m${++queues}`, { clock: clock.now }),
-  },
-];
+const IMPLS = useQueues();
 
 function failFinal(q: JobQueue, job: Job, error: string): void {
   const [claimed] = q.claim("op", 1, 30_000);
@@ -41,7 +20,7 @@ function failFinal(q: JobQueue, job: Job, error: string): void {
 describe.each(IMPLS)("$name", (impl) => {
   it("searches payload and error text, escaping LIKE's wildcards, with paging and a total", () => {
     const clock = new ManualClock();
-    const q = impl.make(clock);
+    const q = impl.make({ clock: clock.now });
     const a = q.add("email", { to: "Alice@example.com", note: "100%" });
     q.add("email", { to: "bob@example.com", note: "100 percent" });
     const c = q.add("report", { id: "a_b" });
@@ -63,7 +42,7 @@ describe.each(IMPLS)("$name", (impl) => {
 
   it("updates a pending job's priority and run_at, and nothing else", () => {
     const clock = new ManualClock();
-    const q = impl.make(clock);
+    const q = impl.make({ clock: clock.now });
     const job = q.add("t", null, { delayMs: 60_000 });
     expect(q.update(job.id, { priority: 7 })).toBe(true);
     expect(q.update(job.id, { runAt: new Date(clock.t + 5) })).toBe(true);
@@ -82,7 +61,7 @@ describe.each(IMPLS)("$name", (impl) => {
 
   it("acts on one job: run now promotes only a delayed job, delete removes it", () => {
     const clock = new ManualClock();
-    const q = impl.make(clock);
+    const q = impl.make({ clock: clock.now });
     const later = q.add("t", null, { delayMs: 3_600_000 });
     const due = q.add("t");
     expect(q.act("run", later.id)).toBe(true);
@@ -101,7 +80,7 @@ describe.each(IMPLS)("$name", (impl) => {
 
   it("bulk actions change every matching job, and refuse whole when the count moved", () => {
     const clock = new ManualClock();
-    const q = impl.make(clock);
+    const q = impl.make({ clock: clock.now });
     for (let i = 0; i < 5; i++) q.add("sync", { i });
     const other = q.add("mail");
     expect(q.count({ type: "sync", state: "pending" })).toBe(5);
@@ -122,7 +101,7 @@ describe.each(IMPLS)("$name", (impl) => {
 
   it("a bulk retry keeps dedup keys: of two failed jobs with one key, one runs again", () => {
     const clock = new ManualClock();
-    const q = impl.make(clock);
+    const q = impl.make({ clock: clock.now });
     const a = q.add("t", null, { key: "k" });
     failFinal(q, a, "x");
     const b = q.add("t", null, { key: "k" });
@@ -133,7 +112,7 @@ describe.each(IMPLS)("$name", (impl) => {
 
   it("search's total equals the filtered count, for any data and text (property)", () => {
     const clock = new ManualClock();
-    const q = impl.make(clock);
+    const q = impl.make({ clock: clock.now });
     fc.assert(
       fc.property(
         fc.array(fc.string({ maxLength: 6 }), { maxLength: 8 }),
