@@ -6,7 +6,8 @@ module.exports = {
     {
       name: "no-circular",
       severity: "error",
-      comment: "An import cycle ties modules that should be independent; move the shared part to a module both import.",
+      comment:
+        "An import cycle ties modules that should be independent; move the shared part to a module both import.",
       from: {},
       to: { circular: true },
     },
@@ -15,7 +16,8 @@ module.exports = {
       // separate entry points even when no single module reaches itself.
       name: "no-circular-folders",
       severity: "error",
-      comment: "Folders under src/ import each other in a cycle; depend on an interface or move the shared part down.",
+      comment:
+        "Folders under src/ import each other in a cycle; depend on an interface or move the shared part down.",
       scope: "folder",
       from: {},
       to: { circular: true },
