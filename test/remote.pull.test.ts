@@ -16,8 +16,9 @@ import { CursorStore } from "../src/cursor-store.js";
 import { registry } from "../src/metrics.js";
 import { CHANGES_TABLE, remoteOrigin } from "../src/remote/capture.js";
 import { findWrangler } from "../src/remote/d1-target.js";
+import { openTarget } from "../src/remote/open-target.js";
 import { RemoteSync } from "../src/remote/remote-sync.js";
-import { openTarget, type RemoteTarget } from "../src/remote/target.js";
+import type { RemoteTarget } from "../src/remote/target.js";
 import { invalidArgument, sql, useTempDirs } from "./helpers.js";
 import {
   DATABASE_URL,
