@@ -71,10 +71,11 @@ export {
   ClockDriftError,
   InvalidChangeError,
 } from "./replica/apply.js";
+export type { Change, ChangeSet } from "./replica/change.js";
 export type { ClockResetOptions, ClockResetResult } from "./replica/clock-reset.js";
 export type { CaptureStatus } from "./replica/evolve.js";
 export { formatHlc, parseHlc } from "./replica/hlc.js";
-export type { Change, ChangeSet, ChangesSinceOptions, LogStats } from "./replica/log.js";
+export type { ChangesSinceOptions, LogStats } from "./replica/log.js";
 export { CaptureBrokenError, Replica, type ReplicaOptions, type ReplicaStats } from "./replica/replica.js";
 export { NotTrackableError } from "./replica/schema.js";
 export type { TrackedTableInfo, TrackOptions } from "./replica/track.js";

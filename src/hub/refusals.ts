@@ -16,8 +16,8 @@
  */
 import Database from "better-sqlite3";
 import { InvalidChangeError } from "../replica/apply.js";
+import type { Change } from "../replica/change.js";
 import { describeChange } from "../replica/incoming.js";
-import type { Change } from "../replica/log.js";
 import type { Replica } from "../replica/replica.js";
 import { HubError } from "./hub-error.js";
 
