@@ -9,7 +9,7 @@ export {
 export { type Daemon, type DaemonOptions, startDaemon, stopOnSignals } from "./daemon/daemon.js";
 export { REMOTE_QUEUE, REMOTE_SYNC, type RemoteJobOptions } from "./daemon/remote-jobs.js";
 export { type PeerJobOptions, PING_PEER, SYNC_BUCKET } from "./daemon/sync-jobs.js";
-export { InvalidArgumentError, StoreError, TidewireError } from "./errors.js";
+export { HubError, InvalidArgumentError, StoreError, TidewireError } from "./errors.js";
 export { type HistoryAnswer, historyOf, type Range as HistoryRange } from "./history/query.js";
 export {
   type History,
@@ -20,7 +20,7 @@ export {
 } from "./history/recorder.js";
 export { type Rollup, Rollups, type RollupsOptions } from "./history/rollups.js";
 export { Auth, type AuthOptions, resolveAuth } from "./hub/auth.js";
-export { FULL_SCOPE, Hub, HubError, type HubOptions, requireAdmin, type Scope } from "./hub/hub.js";
+export { FULL_SCOPE, Hub, type HubOptions, requireAdmin, type Scope } from "./hub/hub.js";
 export { idFromAddress, type Peer, type PeerInput, type PeerState, Peers } from "./mesh/peers.js";
 export {
   type MeshLogger,

@@ -8,7 +8,8 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { CursorStore } from "../src/cursor-store.js";
-import { type Hub, HubError } from "../src/hub/hub.js";
+import { HubError } from "../src/errors.js";
+import type { Hub } from "../src/hub/hub.js";
 import type { Replica } from "../src/replica/replica.js";
 import { ProtocolError } from "../src/sync/protocol.js";
 import { SyncManager, type SyncPosition } from "../src/sync/sync-manager.js";

@@ -19,6 +19,7 @@
  * relaying it to every other.
  */
 import { EventEmitter } from "node:events";
+import { HubError } from "../errors.js";
 import { hubChanges, sqliteBusyRetries } from "../metrics.js";
 import type { Authorizer } from "../replica/apply.js";
 import type { Replica } from "../replica/replica.js";
@@ -41,10 +42,7 @@ import {
   versionMismatch,
 } from "../sync/protocol.js";
 import { type ClientAction, Clients } from "./clients.js";
-import { HubError } from "./hub-error.js";
 import { pushRefusal } from "./refusals.js";
-
-export { HubError };
 
 /**
  * What one credential may do: read these buckets ("*": all), write them if

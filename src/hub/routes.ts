@@ -16,6 +16,7 @@
 import rateLimit from "@fastify/rate-limit";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { DatabaseBusyError, WriteGate } from "../daemon/write-gate.js";
+import { HubError } from "../errors.js";
 import type { Rollups } from "../history/rollups.js";
 import type { BusyOperation } from "../metrics.js";
 import type { Pins } from "../pins/pins.js";
@@ -26,7 +27,7 @@ import { type Auth, unauthorized } from "./auth.js";
 import { withLag } from "./clients.js";
 import { conflictRoutes } from "./conflicts-routes.js";
 import { historyRoutes } from "./history-routes.js";
-import { type Hub, HubError, type Scope } from "./hub.js";
+import type { Hub, Scope } from "./hub.js";
 import { jobRoutes } from "./jobs-routes.js";
 import {
   DEFAULT_AUTH_FAILURES_PER_MINUTE,

@@ -8,8 +8,10 @@
  * status HTTP would carry. The switchboard can take the link down or fail
  * the next n calls, to exercise retry and backoff.
  */
+
+import { HubError } from "../errors.js";
 import type { Hub, Scope } from "../hub/hub.js";
-import { FULL_SCOPE, HubError } from "../hub/hub.js";
+import { FULL_SCOPE } from "../hub/hub.js";
 import {
   type HandshakeRequest,
   type HandshakeResponse,
