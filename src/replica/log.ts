@@ -21,7 +21,7 @@ import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Catalog } from "./catalog.js";
-import type { Change, ChangeSet } from "./change.js";
+import type { ChangeSet } from "./change.js";
 import { isNodeId } from "./hlc.js";
 import { type PageQuery, Pager } from "./pager.js";
 import { fromWire, keyString, type SqlValue, setColumn, toWire, type WireValue } from "./values.js";
