@@ -20,7 +20,7 @@ export {
 } from "./history/recorder.js";
 export { type Rollup, Rollups, type RollupsOptions } from "./history/rollups.js";
 export { Auth, type AuthOptions, resolveAuth } from "./hub/auth.js";
-export { FULL_SCOPE, Hub, type HubOptions, requireAdmin, type Scope } from "./hub/hub.js";
+export { Hub, type HubOptions } from "./hub/hub.js";
 export { idFromAddress, type Peer, type PeerInput, type PeerState, Peers } from "./mesh/peers.js";
 export {
   type MeshLogger,
@@ -80,6 +80,7 @@ export { CaptureBrokenError, Replica, type ReplicaOptions, type ReplicaStats } f
 export { NotTrackableError } from "./replica/schema.js";
 export type { TrackedTableInfo, TrackOptions } from "./replica/track.js";
 export type { SqlValue, WireValue } from "./replica/values.js";
+export { FULL_SCOPE, requireAdmin, type Scope } from "./scope.js";
 export {
   type AutoVacuumMode,
   convertToIncremental,
@@ -118,5 +119,5 @@ export {
 } from "./sync/sync-manager.js";
 export { HubAuthError, HubBucketError, HubRefusedError, type Transport } from "./sync/transport.js";
 export { HttpTransport, type HttpTransportOptions, TransportError } from "./sync/transport-http.js";
-export { MemoryTransport, type Switchboard } from "./sync/transport-memory.js";
+export { type LocalHub, MemoryTransport, type Switchboard } from "./sync/transport-memory.js";
 export { disableTracing, enableTracing, tracingEnabled } from "./trace.js";

@@ -19,7 +19,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { z } from "zod";
 import { HubError, InvalidArgumentError, TidewireError } from "../errors.js";
-import { FULL_SCOPE, type Scope } from "./hub.js";
+import { FULL_SCOPE, type Scope } from "../scope.js";
 
 export interface AuthOptions {
   token?: string;

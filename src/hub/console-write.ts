@@ -14,7 +14,7 @@
  */
 import type { FastifyRequest } from "fastify";
 import { HubError } from "../errors.js";
-import { requireAdmin } from "./hub.js";
+import { requireAdmin } from "../scope.js";
 
 /** `what`: the action, for the refusal's sentence ("a bulk job action", "restoring conflict 4"). */
 export function writeBody(request: FastifyRequest, what: string): Record<string, unknown> {

@@ -21,13 +21,14 @@ import type { Rollups } from "../history/rollups.js";
 import type { BusyOperation } from "../metrics.js";
 import type { Pins } from "../pins/pins.js";
 import { pinRoutes } from "../pins/routes.js";
+import type { Scope } from "../scope.js";
 import { isBusy } from "../store.js";
 import { PROTOCOL_VERSION } from "../sync/protocol.js";
 import { type Auth, unauthorized } from "./auth.js";
 import { withLag } from "./clients.js";
 import { conflictRoutes } from "./conflicts-routes.js";
 import { historyRoutes } from "./history-routes.js";
-import type { Hub, Scope } from "./hub.js";
+import type { Hub } from "./hub.js";
 import { jobRoutes } from "./jobs-routes.js";
 import {
   DEFAULT_AUTH_FAILURES_PER_MINUTE,
