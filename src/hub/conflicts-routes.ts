@@ -24,7 +24,6 @@
  * result) and counted (tidewire_console_actions_total).
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import type { WriteGate } from "../daemon/write-gate.js";
 import { HubError, InvalidArgumentError } from "../errors.js";
 import { consoleActions } from "../metrics.js";
 import {
@@ -39,6 +38,7 @@ import { InvalidChangeError } from "../replica/incoming.js";
 import { RestoreRefusedError } from "../replica/restore.js";
 import { wholeNumber, writeBody } from "./console-write.js";
 import type { Hub } from "./hub.js";
+import type { WriteGate } from "./write-gate.js";
 
 /** Items per GET /v1/conflicts page: each carries up to two versions of a row. */
 const MAX_PAGE = 200;

@@ -15,7 +15,6 @@
  */
 import rateLimit from "@fastify/rate-limit";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { DatabaseBusyError, WriteGate } from "../daemon/write-gate.js";
 import { HubError } from "../errors.js";
 import type { Rollups } from "../history/rollups.js";
 import type { BusyOperation } from "../metrics.js";
@@ -40,6 +39,7 @@ import {
 import { attachLive } from "./live.js";
 import { traceRequests } from "./request-spans.js";
 import { StatusReader } from "./status-reader.js";
+import { DatabaseBusyError, WriteGate } from "./write-gate.js";
 
 export interface HubRoutesOptions {
   hub: Hub;
