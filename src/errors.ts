@@ -30,3 +30,20 @@ export class StoreError extends TidewireError {
     this.name = "StoreError";
   }
 }
+
+/**
+ * A request the hub refuses, with the HTTP status that says why: `status` is
+ * what the route answers; `code` and `message` (one sentence) go into the
+ * `{ error: { code, message } }` body. It lives here, not in hub/, because the
+ * pin routes and the in-process transport recognise it too.
+ */
+export class HubError extends TidewireError {
+  constructor(
+    readonly status: number,
+    code: string,
+    message: string,
+  ) {
+    super(message, code);
+    this.name = "HubError";
+  }
+}

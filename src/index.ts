@@ -9,7 +9,7 @@ export {
 export { type Daemon, type DaemonOptions, startDaemon, stopOnSignals } from "./daemon/daemon.js";
 export { REMOTE_QUEUE, REMOTE_SYNC, type RemoteJobOptions } from "./daemon/remote-jobs.js";
 export { type PeerJobOptions, PING_PEER, SYNC_BUCKET } from "./daemon/sync-jobs.js";
-export { InvalidArgumentError, StoreError, TidewireError } from "./errors.js";
+export { HubError, InvalidArgumentError, StoreError, TidewireError } from "./errors.js";
 export { type HistoryAnswer, historyOf, type Range as HistoryRange } from "./history/query.js";
 export {
   type History,
@@ -20,7 +20,7 @@ export {
 } from "./history/recorder.js";
 export { type Rollup, Rollups, type RollupsOptions } from "./history/rollups.js";
 export { Auth, type AuthOptions, resolveAuth } from "./hub/auth.js";
-export { FULL_SCOPE, Hub, HubError, type HubOptions, requireAdmin, type Scope } from "./hub/hub.js";
+export { Hub, type HubOptions } from "./hub/hub.js";
 export { idFromAddress, type Peer, type PeerInput, type PeerState, Peers } from "./mesh/peers.js";
 export {
   type MeshLogger,
@@ -71,14 +71,16 @@ export {
   ClockDriftError,
   InvalidChangeError,
 } from "./replica/apply.js";
+export type { Change, ChangeSet } from "./replica/change.js";
 export type { ClockResetOptions, ClockResetResult } from "./replica/clock-reset.js";
 export type { CaptureStatus } from "./replica/evolve.js";
 export { formatHlc, parseHlc } from "./replica/hlc.js";
-export type { Change, ChangeSet, ChangesSinceOptions, LogStats } from "./replica/log.js";
+export type { ChangesSinceOptions, LogStats } from "./replica/log.js";
 export { CaptureBrokenError, Replica, type ReplicaOptions, type ReplicaStats } from "./replica/replica.js";
 export { NotTrackableError } from "./replica/schema.js";
 export type { TrackedTableInfo, TrackOptions } from "./replica/track.js";
 export type { SqlValue, WireValue } from "./replica/values.js";
+export { FULL_SCOPE, requireAdmin, type Scope } from "./scope.js";
 export {
   type AutoVacuumMode,
   convertToIncremental,
@@ -117,5 +119,5 @@ export {
 } from "./sync/sync-manager.js";
 export { HubAuthError, HubBucketError, HubRefusedError, type Transport } from "./sync/transport.js";
 export { HttpTransport, type HttpTransportOptions, TransportError } from "./sync/transport-http.js";
-export { MemoryTransport, type Switchboard } from "./sync/transport-memory.js";
+export { type LocalHub, MemoryTransport, type Switchboard } from "./sync/transport-memory.js";
 export { disableTracing, enableTracing, tracingEnabled } from "./trace.js";

@@ -151,7 +151,7 @@ export class Store {
    * Changes how long a call waits for another connection's lock: SQLite's busy
    * timeout, then `retry`. The daemon opens with the defaults (start-up may
    * wait) and then shortens both, because on its event loop every ms a call
-   * waits is a ms no request is answered (see src/daemon/write-gate.ts).
+   * waits is a ms no request is answered (see src/hub/write-gate.ts).
    */
   setBusyWait(busyTimeoutMs: number, retry: Partial<RetryOptions> = {}): void {
     if (!Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0)

@@ -10,10 +10,10 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { startHistory } from "../src/history/recorder.js";
-import { FULL_SCOPE } from "../src/hub/hub.js";
 import type { Logger } from "../src/log.js";
 import { Queue } from "../src/queue/queue.js";
 import { UnrecoverableError, Worker } from "../src/queue/worker.js";
+import { FULL_SCOPE } from "../src/scope.js";
 import { useTempDirs, waitFor } from "./helpers.js";
 import { hubOn, openItems } from "./sync-helpers.js";
 

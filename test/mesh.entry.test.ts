@@ -15,7 +15,7 @@ import {
   streamKey,
   wantsKey,
 } from "../src/mesh/stream-entry.js";
-import type { Change } from "../src/replica/log.js";
+import type { Change } from "../src/replica/change.js";
 import { ProtocolError } from "../src/sync/protocol.js";
 
 const seq = fc.bigInt({ min: 0n, max: 10n ** 18n - 1n });

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { CursorStore } from "../src/cursor-store.js";
 import { encodeEntry, streamKey } from "../src/mesh/stream-entry.js";
 import { StreamReader } from "../src/mesh/stream-reader.js";
-import type { Change } from "../src/replica/log.js";
+import type { Change } from "../src/replica/change.js";
 import { Replica } from "../src/replica/replica.js";
 import { useTempDirs } from "./helpers.js";
 

@@ -10,8 +10,9 @@ import { describe, expect, it } from "vitest";
 import { CursorStore } from "../src/cursor-store.js";
 import { registry } from "../src/metrics.js";
 import { CHANGES_TABLE, remoteOrigin } from "../src/remote/capture.js";
+import { openTarget } from "../src/remote/open-target.js";
 import { RemoteSync } from "../src/remote/remote-sync.js";
-import { openTarget, type RemoteTarget } from "../src/remote/target.js";
+import type { RemoteTarget } from "../src/remote/target.js";
 import { invalidArgument, sql, useTempDirs } from "./helpers.js";
 import { dumpSqlite, dumpSqliteFile, runOps, sourceReplica } from "./remote-helpers.js";
 

@@ -2,7 +2,7 @@
 import { copyFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import type Database from "better-sqlite3";
-import type { Change } from "../src/replica/log.js";
+import type { Change } from "../src/replica/change.js";
 import { Replica, type ReplicaOptions } from "../src/replica/replica.js";
 import { type SqlValue, toWire } from "../src/replica/values.js";
 

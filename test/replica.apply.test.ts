@@ -8,8 +8,8 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ClockDriftError, InvalidArgumentError, InvalidChangeError, Replica } from "../src/index.js";
+import type { Change } from "../src/replica/change.js";
 import { formatHlc } from "../src/replica/hlc.js";
-import type { Change } from "../src/replica/log.js";
 import { sleep, useTempDirs } from "./helpers.js";
 import { dump } from "./replica-helpers.js";
 

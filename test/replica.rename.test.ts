@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Replica } from "../src/index.js";
-import type { Change } from "../src/replica/log.js";
+import type { Change } from "../src/replica/change.js";
 import { useTempDirs } from "./helpers.js";
 import { dump } from "./replica-helpers.js";
 

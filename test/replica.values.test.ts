@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import type { Change } from "../src/replica/log.js";
+import type { Change } from "../src/replica/change.js";
 import {
   compareValues,
   decodeKey,

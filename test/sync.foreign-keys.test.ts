@@ -7,8 +7,9 @@
  */
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { FULL_SCOPE, Hub } from "../src/hub/hub.js";
+import { Hub } from "../src/hub/hub.js";
 import { Replica } from "../src/replica/replica.js";
+import { FULL_SCOPE } from "../src/scope.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { MemoryTransport } from "../src/sync/transport-memory.js";
 import { useTempDirs } from "./helpers.js";

@@ -6,7 +6,8 @@
  * initial sync, refusals, live notices) is test/sync.transports.test.ts.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { type Hub, HubError } from "../src/hub/hub.js";
+import { HubError } from "../src/errors.js";
+import type { Hub } from "../src/hub/hub.js";
 import type { Replica } from "../src/replica/replica.js";
 import { ProtocolError } from "../src/sync/protocol.js";
 import { SyncManager, type SyncPosition } from "../src/sync/sync-manager.js";

@@ -5,7 +5,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { Change } from "../src/replica/log.js";
+import type { Change } from "../src/replica/change.js";
 import {
   changeSchema,
   checkLimits,

@@ -29,7 +29,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import type { Change } from "../../src/replica/log.js";
+import type { Change } from "../../src/replica/change.js";
 import { Replica } from "../../src/replica/replica.js";
 import { openStore, type Store } from "../../src/store.js";
 

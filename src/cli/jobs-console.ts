@@ -13,7 +13,7 @@ import { type Command, Option, InvalidArgumentError as UsageError } from "comman
 import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { JOB_STATES, type JobFilter, type JobState } from "../queue/types.js";
 import { nonEmpty, positiveInt, printJson, printText } from "./io.js";
-import { type Common, command, found, withQueue } from "./jobs.js";
+import { type Common, command, found, withQueue } from "./jobs-command.js";
 
 export interface BulkFlags extends Common {
   state?: JobState;

@@ -13,7 +13,7 @@ import { TidewireError } from "../errors.js";
 import type { Queue } from "../queue/queue.js";
 import type { PeriodicJob } from "../queue/types.js";
 import { printJson, printText, table } from "./io.js";
-import { type Common, command, withQueue } from "./jobs.js";
+import { type Common, command, withQueue } from "./jobs-command.js";
 
 export function registerJobsSchedules(jobs: Command): void {
   command(

@@ -12,28 +12,14 @@ import { type Command, Option } from "commander";
 import ms from "ms";
 import { TidewireError } from "../errors.js";
 import { outboxCounts } from "../outbox/counts.js";
-import { Queue } from "../queue/queue.js";
 import { JOB_STATES, type Job, type JobState, type SortBy } from "../queue/types.js";
 import { storageStats } from "../storage.js";
 import { commandGroup } from "./db-first.js";
-import {
-  duration,
-  nonEmpty,
-  nonNegativeInt,
-  openDatabase,
-  positiveInt,
-  printJson,
-  printText,
-  table,
-} from "./io.js";
+import { duration, nonEmpty, nonNegativeInt, positiveInt, printJson, printText, table } from "./io.js";
+import { type Common, command, found, withQueue } from "./jobs-command.js";
 import { type BulkFlags, bulkJobs, bulkOptions, registerJobsUpdate } from "./jobs-console.js";
 import { registerJobsSchedules } from "./jobs-schedules.js";
 import { describeStorage, outboxesTable } from "./stats.js";
-
-export interface Common {
-  queue: string;
-  json?: boolean;
-}
 
 interface ListFlags extends Common {
   state?: JobState;
@@ -234,46 +220,12 @@ export function registerJobs(program: Command): void {
   registerJobsSchedules(jobs);
 }
 
-export function command(jobs: Command, name: string, description: string): Command {
-  return jobs
-    .command(name)
-    .description(description)
-    .usage(
-      name === "retry" || name === "cancel"
-        ? "[id] [options]"
-        : name === "update"
-          ? "<id> [options]"
-          : name === "pause" || name === "resume"
-            ? "<name> [options]"
-            : "[options]",
-    )
-    .argument("<db>", "the database file (it must exist)")
-    .addOption(new Option("--queue <name>", "the queue").argParser(nonEmpty).default("default"))
-    .option("--json", "print one JSON document on stdout");
-}
-
-/** Runs `fn` on the named queue; only commands that change jobs (`write`) open the file read-write. */
-export function withQueue<T>(db: string, queueName: string, fn: (queue: Queue) => T, write = false): T {
-  const store = openDatabase(db, write);
-  try {
-    return fn(new Queue(store, queueName));
-  } finally {
-    store.close();
-  }
-}
-
 /** Why `stuck` listed a job, and for how long it has been so. */
 function stuckFor(job: Job, now: number): { reason: string; forMs: number } {
   if (job.state === "pending") return { reason: "waiting", forMs: Math.max(0, now - job.runAt) };
   const forMs = Math.max(0, now - (job.startedAt ?? now));
   if (job.leaseExpiresAt !== null && job.leaseExpiresAt < now) return { reason: "lease expired", forMs };
   return { reason: "running", forMs };
-}
-
-export function found(queue: Queue, id: number): Job {
-  const job = queue.get(id);
-  if (!job) throw new TidewireError(`no job ${id} in queue ${queue.name}`, "ERR_NO_JOB");
-  return job;
 }
 
 function jobsTable(list: Job[]): string {

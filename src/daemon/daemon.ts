@@ -17,6 +17,7 @@ import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { type History, startHistory } from "../history/recorder.js";
 import { checkAuthOptions, resolveAuth } from "../hub/auth.js";
 import { Hub } from "../hub/hub.js";
+import { DAEMON_BUSY_TIMEOUT_MS, DEFAULT_LOCK_WAIT_MS, WriteGate } from "../hub/write-gate.js";
 import { createLogger, type Logger, type LogLevel } from "../log.js";
 import { Peers } from "../mesh/peers.js";
 import { RedisStreamsTransport } from "../mesh/redis-streams.js";
@@ -43,7 +44,6 @@ import {
   peerPinSources,
   schedulePeerJobs,
 } from "./sync-jobs.js";
-import { DAEMON_BUSY_TIMEOUT_MS, DEFAULT_LOCK_WAIT_MS, WriteGate } from "./write-gate.js";
 
 export const DEFAULT_DB_PATH = "./data/tidewire.db";
 export const DEFAULT_HOST = "127.0.0.1";

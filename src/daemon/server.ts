@@ -19,11 +19,11 @@ import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyReply, type FastifyRequest, LogController } from "fastify";
 import { dashboardRoutes } from "../hub/dashboard.js";
 import { type HubRoutesOptions, hubRoutes } from "../hub/routes.js";
+import { WriteGate } from "../hub/write-gate.js";
 import type { Logger } from "../log.js";
 import { queueDepth, registry } from "../metrics.js";
 import { JOB_STATES, type JobQueue } from "../queue/types.js";
 import type { Store } from "../store.js";
-import { WriteGate } from "./write-gate.js";
 
 export interface ServerOptions {
   store: Store;

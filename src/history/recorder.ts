@@ -13,13 +13,12 @@
  * never throws into the daemon. Only this process's work is counted: jobs run
  * by another program's worker on the same file are not.
  */
-import type { Hub } from "../hub/hub.js";
 import type { Logger } from "../log.js";
 import type { Job } from "../queue/types.js";
 import type { Worker } from "../queue/worker.js";
 import type { Store } from "../store.js";
 import { isBusy } from "../store.js";
-import type { CycleResult } from "../sync/sync-manager.js";
+import type { CycleResult } from "../sync/sync-options.js";
 import { MINUTE_MS, Rollups, type RollupsOptions } from "./rollups.js";
 
 export type SeriesKind = "count" | "latency";
@@ -42,10 +41,19 @@ export const SERIES_NAMES = Object.keys(SERIES) as SeriesName[];
 export const HUB_SIDE = "hub";
 export const SYNC_SIDE = "sync";
 
+/**
+ * What the recorder hears from a hub: its "transfer" events. Hub is one; an
+ * interface, so that history does not import the hub, whose routes serve it.
+ */
+export interface TransferEvents {
+  on(event: "transfer", listener: (direction: "push" | "pull", changes: number) => void): unknown;
+  off(event: "transfer", listener: (direction: "push" | "pull", changes: number) => void): unknown;
+}
+
 export interface HistoryOptions extends RollupsOptions {
   store: Store;
   worker?: Worker;
-  hub?: Hub;
+  hub?: TransferEvents;
   logger: Logger;
   /** How often what was gathered is written, ms (default a minute). */
   flushIntervalMs?: number;

@@ -18,9 +18,8 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { z } from "zod";
-import { InvalidArgumentError, TidewireError } from "../errors.js";
-import { FULL_SCOPE, type Scope } from "./hub.js";
-import { HubError } from "./hub-error.js";
+import { HubError, InvalidArgumentError, TidewireError } from "../errors.js";
+import { FULL_SCOPE, type Scope } from "../scope.js";
 
 export interface AuthOptions {
   token?: string;

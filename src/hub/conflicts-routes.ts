@@ -24,8 +24,7 @@
  * result) and counted (tidewire_console_actions_total).
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import type { WriteGate } from "../daemon/write-gate.js";
-import { InvalidArgumentError } from "../errors.js";
+import { HubError, InvalidArgumentError } from "../errors.js";
 import { consoleActions } from "../metrics.js";
 import {
   CONFLICT_KINDS,
@@ -38,7 +37,8 @@ import {
 import { InvalidChangeError } from "../replica/incoming.js";
 import { RestoreRefusedError } from "../replica/restore.js";
 import { wholeNumber, writeBody } from "./console-write.js";
-import { type Hub, HubError } from "./hub.js";
+import type { Hub } from "./hub.js";
+import type { WriteGate } from "./write-gate.js";
 
 /** Items per GET /v1/conflicts page: each carries up to two versions of a row. */
 const MAX_PAGE = 200;

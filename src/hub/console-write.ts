@@ -13,7 +13,8 @@
  * check, a page elsewhere cannot drive an operator's browser against the hub.
  */
 import type { FastifyRequest } from "fastify";
-import { HubError, requireAdmin } from "./hub.js";
+import { HubError } from "../errors.js";
+import { requireAdmin } from "../scope.js";
 
 /** `what`: the action, for the refusal's sentence ("a bulk job action", "restoring conflict 4"). */
 export function writeBody(request: FastifyRequest, what: string): Record<string, unknown> {

@@ -11,11 +11,10 @@
  * what it gathered and has not flushed yet, so the current minute shows.
  */
 import type { FastifyInstance } from "fastify";
-import { InvalidArgumentError } from "../errors.js";
+import { HubError, InvalidArgumentError } from "../errors.js";
 import { historyOf } from "../history/query.js";
 import { Rollups } from "../history/rollups.js";
 import type { Store } from "../store.js";
-import { HubError } from "./hub.js";
 
 export async function historyRoutes(
   app: FastifyInstance,

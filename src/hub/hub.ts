@@ -19,9 +19,11 @@
  * relaying it to every other.
  */
 import { EventEmitter } from "node:events";
+import { HubError } from "../errors.js";
 import { hubChanges, sqliteBusyRetries } from "../metrics.js";
 import type { Authorizer } from "../replica/apply.js";
 import type { Replica } from "../replica/replica.js";
+import { requireAdmin, type Scope } from "../scope.js";
 import { isBusy } from "../store.js";
 import {
   type BatchLimits,
@@ -41,31 +43,7 @@ import {
   versionMismatch,
 } from "../sync/protocol.js";
 import { type ClientAction, Clients } from "./clients.js";
-import { HubError } from "./hub-error.js";
 import { pushRefusal } from "./refusals.js";
-
-export { HubError };
-
-/**
- * What one credential may do: read these buckets ("*": all), write them if
- * `write`, and administer them if `admin` (add a new table to one of them;
- * any admin endpoint or dashboard action to come).
- */
-export interface Scope {
-  /** Names the credential in logs and rate limits, never the secret itself. */
-  id: string;
-  buckets: "*" | ReadonlySet<string>;
-  write: boolean;
-  admin?: boolean;
-}
-
-export const FULL_SCOPE: Scope = { id: "insecure", buckets: "*", write: true, admin: true };
-
-/** Throws a 403 naming `what` unless the scope is an admin's: the check every admin action makes. */
-export function requireAdmin(scope: Scope, what: string): void {
-  if (scope.admin !== true)
-    throw new HubError(403, "ERR_ADMIN_REQUIRED", `${what} needs a token with admin access; refused`);
-}
 
 export interface HubOptions {
   limits?: Partial<BatchLimits>;

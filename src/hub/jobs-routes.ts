@@ -20,14 +20,13 @@
  * (tidewire_console_actions_total). All queue access goes through the Queue.
  */
 import type { FastifyInstance } from "fastify";
-import { InvalidArgumentError } from "../errors.js";
+import { HubError, InvalidArgumentError } from "../errors.js";
 import { consoleActions } from "../metrics.js";
 import { CountChangedError, queueNames } from "../queue/admin.js";
 import { Queue } from "../queue/queue.js";
 import { JOB_ACTIONS, type JobAction, type JobFilter, type JobState, type SortBy } from "../queue/types.js";
 import type { Store } from "../store.js";
 import { wholeNumber as int, writeBody } from "./console-write.js";
-import { HubError } from "./hub.js";
 
 const SORTS: Record<string, SortBy> = { created: "created", priority: "priority", runAt: "runAt" };
 /** Queues kept open (prepared statements) by name; beyond this, one is made per request. */

@@ -14,7 +14,7 @@
  * /healthz, a push or SQLite need.
  */
 import { readFileSync } from "node:fs";
-import { HubError } from "./hub.js";
+import { HubError } from "../errors.js";
 
 /** A refusal that will pass later: the response carries `Retry-After: retryAfterSeconds`. */
 export class RetryLaterError extends HubError {

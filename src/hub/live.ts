@@ -18,8 +18,9 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { WebSocket, WebSocketServer } from "ws";
+import { HubError } from "../errors.js";
 import { type Auth, unauthorized } from "./auth.js";
-import { type Hub, HubError } from "./hub.js";
+import type { Hub } from "./hub.js";
 import { RetryLaterError, tooManyFailures, WindowCounter } from "./limits.js";
 
 export interface LiveLimits {

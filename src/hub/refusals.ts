@@ -15,11 +15,11 @@
  * is always rolled back, so it changes nothing.
  */
 import Database from "better-sqlite3";
+import { HubError } from "../errors.js";
 import { InvalidChangeError } from "../replica/apply.js";
+import type { Change } from "../replica/change.js";
 import { describeChange } from "../replica/incoming.js";
-import type { Change } from "../replica/log.js";
 import type { Replica } from "../replica/replica.js";
-import { HubError } from "./hub-error.js";
 
 export function pushRefusal(
   err: unknown,

@@ -15,18 +15,19 @@
  */
 import rateLimit from "@fastify/rate-limit";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { DatabaseBusyError, WriteGate } from "../daemon/write-gate.js";
+import { HubError } from "../errors.js";
 import type { Rollups } from "../history/rollups.js";
 import type { BusyOperation } from "../metrics.js";
 import type { Pins } from "../pins/pins.js";
 import { pinRoutes } from "../pins/routes.js";
+import type { Scope } from "../scope.js";
 import { isBusy } from "../store.js";
 import { PROTOCOL_VERSION } from "../sync/protocol.js";
 import { type Auth, unauthorized } from "./auth.js";
 import { withLag } from "./clients.js";
 import { conflictRoutes } from "./conflicts-routes.js";
 import { historyRoutes } from "./history-routes.js";
-import { type Hub, HubError, type Scope } from "./hub.js";
+import type { Hub } from "./hub.js";
 import { jobRoutes } from "./jobs-routes.js";
 import {
   DEFAULT_AUTH_FAILURES_PER_MINUTE,
@@ -38,6 +39,7 @@ import {
 import { attachLive } from "./live.js";
 import { traceRequests } from "./request-spans.js";
 import { StatusReader } from "./status-reader.js";
+import { DatabaseBusyError, WriteGate } from "./write-gate.js";
 
 export interface HubRoutesOptions {
   hub: Hub;

@@ -14,7 +14,7 @@
  * publisher's log it holds.
  */
 import { z } from "zod";
-import type { Change } from "../replica/log.js";
+import type { Change } from "../replica/change.js";
 import { changesSchema, PROTOCOL_VERSION, ProtocolError, parse } from "../sync/protocol.js";
 
 /** Redis answers an entry's fields as one flat array: name, value, name, value… */

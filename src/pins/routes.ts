@@ -13,7 +13,7 @@
  */
 import { PassThrough } from "node:stream";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { HubError } from "../hub/hub.js";
+import { HubError } from "../errors.js";
 import { pinMismatches } from "../metrics.js";
 import { isPinHash, PinMismatchError, PinNotFoundError, PinTooLargeError } from "./errors.js";
 import type { Pins } from "./pins.js";

@@ -2,6 +2,7 @@
 export type { Capture, CapturedChange } from "./capture.js";
 export { CHANGES_TABLE, remoteOrigin } from "./capture.js";
 export type { CopyJob, IndexSpec, RunSql, SwapHook, ViewSpec } from "./copy-job.js";
+export { openTarget, type TargetOptions } from "./open-target.js";
 export type { ColumnSchema, Mutation, Payload, SyncMode, TableSchema } from "./payload.js";
 export {
   type Direction,
@@ -20,12 +21,5 @@ export {
   type SyncResult,
 } from "./remote-sync.js";
 export { HISTORY_TABLE } from "./sql.js";
-export {
-  type ApplyOutcome,
-  type Backend,
-  openTarget,
-  RemoteError,
-  type RemoteTarget,
-  type TargetOptions,
-} from "./target.js";
+export { type ApplyOutcome, type Backend, RemoteError, type RemoteTarget } from "./target.js";
 export { sqlLiteral } from "./values.js";

@@ -21,7 +21,7 @@
 import type { CursorStore } from "../cursor-store.js";
 import { TidewireError } from "../errors.js";
 import { remotePullChanges, remotePullTotal } from "../metrics.js";
-import type { Change } from "../replica/log.js";
+import type { Change } from "../replica/change.js";
 import type { Replica } from "../replica/replica.js";
 import { toWire, type WireValue } from "../replica/values.js";
 import { type Capture, type CapturedChange, entryHlc, keyText, remoteOrigin } from "./capture.js";

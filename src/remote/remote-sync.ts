@@ -34,6 +34,7 @@ import { CHANGES_TABLE } from "./capture.js";
 import { Catalog } from "./catalog.js";
 import { type CopyStat, FullPush } from "./full-push.js";
 import { type LoopOptions, SyncLoop } from "./loop.js";
+import { openTarget } from "./open-target.js";
 import { makePayload, type Payload, type TableSchema } from "./payload.js";
 import { checkOverrides, type Fallback, overridesText, type PgOverrides, parseOverrides } from "./pg-plan.js";
 import { Puller, type PullResult } from "./pull.js";
@@ -51,7 +52,7 @@ import {
 import { Source } from "./source.js";
 import { PayloadSpool } from "./spool.js";
 import { APPLYING_TABLE, HISTORY_TABLE } from "./sql.js";
-import { DATA_REFUSED, describeError, openTarget, RemoteError, type RemoteTarget } from "./target.js";
+import { DATA_REFUSED, describeError, RemoteError, type RemoteTarget } from "./target.js";
 import { encodeValue, fromWire, type Value } from "./values.js";
 
 export type { PullResult } from "./pull.js";

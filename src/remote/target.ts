@@ -1,6 +1,7 @@
 /**
- * RemoteTarget: the one interface every remote store is driven through, and
- * `openTarget`, which picks the adapter from the target's URL.
+ * RemoteTarget: the one interface every remote store is driven through
+ * (open-target.ts picks the adapter from a URL; it lives apart so that the
+ * adapters can import this interface without importing one another).
  *
  * Contract: `apply` applies a payload (and `copy` a full push, see
  * copy-job.ts) and records its sync key in
@@ -12,14 +13,10 @@
  * the URL without secrets (password, auth token): the cursor's peer id and
  * the name errors use.
  */
-import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { TidewireError } from "../errors.js";
 import type { Capture } from "./capture.js";
 import type { CopyJob } from "./copy-job.js";
-import { type D1Options, D1Target } from "./d1-target.js";
-import { LibsqlTarget } from "./libsql-target.js";
 import type { Payload } from "./payload.js";
-import { PostgresTarget } from "./postgres-target.js";
-import { SqliteTarget } from "./sqlite-target.js";
 
 export type Backend = "sqlite" | "postgres" | "libsql" | "d1";
 export type ApplyOutcome = "applied" | "duplicate";
@@ -39,11 +36,6 @@ export interface RemoteTarget {
   close(): Promise<void>;
 }
 
-export interface TargetOptions {
-  /** For `d1:NAME`: wrangler's --local / --remote / --config. */
-  d1?: D1Options;
-}
-
 /**
  * The code of a RemoteError for a payload the target refused because of its
  * data (a value its column's type cannot hold) or because the target's
@@ -58,35 +50,6 @@ export class RemoteError extends TidewireError {
     super(message, code);
     this.name = "RemoteError";
   }
-}
-
-export function openTarget(url: unknown, options: TargetOptions = {}): RemoteTarget {
-  if (typeof url !== "string" || url.trim() === "") {
-    throw new InvalidArgumentError(
-      "target",
-      "must be a URL: sqlite:PATH, postgres://…, libsql://…, file:PATH or d1:NAME",
-    );
-  }
-  if (options === null || typeof options !== "object")
-    throw new InvalidArgumentError("options", "must be an object");
-  if (options.d1 !== undefined && !url.startsWith("d1:")) {
-    throw new InvalidArgumentError("target", "--local, --remote and --config apply to d1:NAME targets only");
-  }
-  if (url.startsWith("sqlite:")) return new SqliteTarget(url.slice("sqlite:".length));
-  if (url.startsWith("postgres://") || url.startsWith("postgresql://")) return new PostgresTarget(url);
-  if (
-    url.startsWith("libsql://") ||
-    url.startsWith("file:") ||
-    url.startsWith("https://") ||
-    url.startsWith("http://")
-  ) {
-    return new LibsqlTarget(url);
-  }
-  if (url.startsWith("d1:")) return new D1Target(url.slice("d1:".length), options.d1 ?? {});
-  throw new InvalidArgumentError(
-    "target",
-    `unknown kind of target ${JSON.stringify(url.split(":")[0])}; use sqlite:PATH, postgres://…, libsql://…, file:PATH or d1:NAME`,
-  );
 }
 
 /** A one-line description of what went wrong, for an error message. */

@@ -17,7 +17,7 @@ import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { changesQuarantined, conflictsRecorded } from "../metrics.js";
 import { checkInteger, checkOneOf } from "../queue/validate.js";
-import type { Change } from "./log.js";
+import type { Change } from "./change.js";
 import type { WireValue } from "./values.js";
 
 export const CONFLICT_KINDS = ["unique", "insert", "orphan"] as const;

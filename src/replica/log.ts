@@ -1,6 +1,6 @@
 /**
- * ChangeLog: the compacted change log `tw_log`, and the Change, the form in
- * which its entries travel.
+ * ChangeLog: the compacted change log `tw_log` (its entries travel as
+ * Changes, change.ts).
  *
  * Contract: the log holds the latest clock per (table, key, column) plus one
  * row entry per key (column "": 1 inserted, 0 tombstone), each with its HLC,
@@ -21,37 +21,10 @@ import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Catalog } from "./catalog.js";
+import type { ChangeSet } from "./change.js";
 import { isNodeId } from "./hlc.js";
 import { type PageQuery, Pager } from "./pager.js";
 import { fromWire, keyString, type SqlValue, setColumn, toWire, type WireValue } from "./values.js";
-
-export interface Change {
-  table: string;
-  /**
-   * The table's bucket at the sender. `changesSince` always sets it; `apply`
-   * needs it only for a table a relay does not track.
-   */
-  bucket?: string;
-  /** The key's values, in key order. */
-  pk: WireValue[];
-  /** insert: the row entry says the row exists; delete: a tombstone; update: columns only. */
-  op: "insert" | "update" | "delete";
-  /** Column values written by this event and not yet overwritten (empty for a delete). */
-  columns: Record<string, WireValue>;
-  /** 16 hex digits: physical ms << 16 | counter. */
-  hlc: string;
-  /** Node id of the replica where the write happened. */
-  origin: string;
-  /** The sender's local sequence number. */
-  seq: number;
-}
-
-export interface ChangeSet {
-  changes: Change[];
-  /** Pass back to `changesSince` for the next page. */
-  cursor: string;
-  hasMore: boolean;
-}
 
 export interface ChangesSinceOptions {
   /** Only tables of these buckets (default: every tracked table). */

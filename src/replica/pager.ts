@@ -15,8 +15,8 @@
  */
 import type Database from "better-sqlite3";
 import type { Catalog, TrackedTable } from "./catalog.js";
+import type { Change, ChangeSet } from "./change.js";
 import { formatHlc } from "./hlc.js";
-import type { Change, ChangeSet } from "./log.js";
 import { chunkSize, placeholders, rowsOf } from "./rows.js";
 import { ALIVE, ROW } from "./triggers.js";
 import {

@@ -18,6 +18,7 @@ import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { openStore, type Store, type StoreOptions } from "../store.js";
 import { Applier, type ApplyOptions, type ApplyResult } from "./apply.js";
 import { Catalog } from "./catalog.js";
+import type { ChangeSet } from "./change.js";
 import { type ClockResetOptions, type ClockResetResult, resetClock } from "./clock-reset.js";
 import {
   type Conflict,
@@ -29,7 +30,7 @@ import {
 import { type CaptureStatus, inspectCapture, SchemaWatch } from "./evolve.js";
 import { Clock, checkNodeId, DEFAULT_MAX_DRIFT_MS, formatHlc } from "./hlc.js";
 import { Ingester } from "./ingest.js";
-import { ChangeLog, type ChangeSet, type ChangesSinceOptions, type LogStats } from "./log.js";
+import { ChangeLog, type ChangesSinceOptions, type LogStats } from "./log.js";
 import { versionOf } from "./merge.js";
 import { RestoreRefusedError, restoreVersion } from "./restore.js";
 import { describeTracked, type TrackedTableInfo, Tracker, type TrackOptions } from "./track.js";

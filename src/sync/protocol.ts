@@ -12,7 +12,7 @@
  */
 import { z } from "zod";
 import { TidewireError } from "../errors.js";
-import type { Change } from "../replica/log.js";
+import type { Change } from "../replica/change.js";
 import type { WireValue } from "../replica/values.js";
 
 export const PROTOCOL_VERSION = 1;

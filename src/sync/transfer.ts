@@ -11,11 +11,11 @@
  * re-sends at most what was in flight (applying twice changes nothing).
  */
 import type { CursorKey, CursorStore } from "../cursor-store.js";
-import type { Change } from "../replica/log.js";
+import type { Change } from "../replica/change.js";
 import type { Replica } from "../replica/replica.js";
 import { inSpan } from "../trace.js";
 import { type BatchLimits, fitBatch, ProtocolError, type PullResponse } from "./protocol.js";
-import type { CycleResult } from "./sync-manager.js";
+import type { CycleResult } from "./sync-options.js";
 import type { Transport } from "./transport.js";
 
 /** What one leg needs of its SyncManager. */

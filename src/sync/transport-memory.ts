@@ -8,8 +8,9 @@
  * status HTTP would carry. The switchboard can take the link down or fail
  * the next n calls, to exercise retry and backoff.
  */
-import type { Hub, Scope } from "../hub/hub.js";
-import { FULL_SCOPE, HubError } from "../hub/hub.js";
+
+import { HubError } from "../errors.js";
+import { FULL_SCOPE, type Scope } from "../scope.js";
 import {
   type HandshakeRequest,
   type HandshakeResponse,
@@ -23,6 +24,19 @@ import {
   pushResponse,
 } from "./protocol.js";
 import { HubRefusedError, hubRefusal, type Transport } from "./transport.js";
+
+/**
+ * What MemoryTransport serves from: a hub's three calls, answered for a
+ * credential's Scope, and its "changes" event. Hub is one; an interface, so
+ * that sync/ does not import hub/, which imports the sync protocol.
+ */
+export interface LocalHub {
+  handshake(body: unknown, scope: Scope): unknown;
+  pull(body: unknown, scope: Scope): unknown;
+  push(body: unknown, scope: Scope): unknown;
+  on(event: "changes", listener: (buckets: string[]) => void): unknown;
+  off(event: "changes", listener: (buckets: string[]) => void): unknown;
+}
 
 /** Controls a MemoryTransport's link to its hub. */
 export interface Switchboard {
@@ -47,7 +61,7 @@ export class MemoryTransport implements Transport {
   };
 
   private constructor(
-    private readonly hub: Hub,
+    private readonly hub: LocalHub,
     private readonly scope: Scope,
   ) {
     const self = this;
@@ -62,7 +76,7 @@ export class MemoryTransport implements Transport {
     hub.on("changes", this.onHubChanges);
   }
 
-  static pair(hub: Hub, scope: Scope = FULL_SCOPE): [MemoryTransport, Switchboard] {
+  static pair(hub: LocalHub, scope: Scope = FULL_SCOPE): [MemoryTransport, Switchboard] {
     const t = new MemoryTransport(hub, scope);
     return [t, t.switchboard];
   }

@@ -12,9 +12,9 @@
 import type Database from "better-sqlite3";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { openTarget } from "../../src/remote/open-target.js";
 import { makePayload, type Payload, type TableSchema } from "../../src/remote/payload.js";
 import { RemoteSync } from "../../src/remote/remote-sync.js";
-import { openTarget } from "../../src/remote/target.js";
 import { useTempDirs } from "../helpers.js";
 import { type Dump, runOps, sourceReplica, workloadArb } from "../remote-helpers.js";
 

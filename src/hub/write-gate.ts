@@ -12,13 +12,15 @@
  * probe (BEGIN IMMEDIATE with no wait, then ROLLBACK) runs every `probeMs`
  * until it gets the lock, and waiting callers go at once when it does,
  * instead of each spinning on the lock. `state` tells /readyz whether the
- * file can be written now, and since when it could not.
+ * file can be written now, and since when it could not. It lives in hub/
+ * because the hub's routes answer through it (routes.ts makes one when the
+ * daemon passes none); the daemon, above the hub, only configures it.
  */
 import { EventEmitter } from "node:events";
 import type Database from "better-sqlite3";
-import { RetryLaterError } from "../hub/limits.js";
 import { type BusyOperation, sqliteBusyRetries } from "../metrics.js";
 import { isBusy, type Store } from "../store.js";
+import { RetryLaterError } from "./limits.js";
 
 export interface WriteGateOptions {
   /** How long a request waits for the lock before its 503, ms (default 2,000). */
