@@ -84,13 +84,14 @@ it("packs, installs into an empty folder, imports by name and runs the bin", asy
 
   const script = `
     import { openStore, Queue, startDaemon } from "tidewire";
+    import { openTarget } from "tidewire/remote";
     const store = openStore("./data/check.db");
     const queue = new Queue(store);
     const added = queue.add("hello", { n: 1 }, { priority: 2 });
     const read = queue.get(added.id);
     store.close();
     console.log(JSON.stringify({ id: read.id, type: read.type, payload: read.payload, state: read.state,
-                                 startDaemon: typeof startDaemon }));`;
+                                 startDaemon: typeof startDaemon, openTarget: typeof openTarget }));`;
   const imported = await run(process.execPath, ["--input-type=module", "-e", script], { cwd: app, env });
   expect(JSON.parse(imported.stdout)).toEqual({
     id: 1,
@@ -98,6 +99,7 @@ it("packs, installs into an empty folder, imports by name and runs the bin", asy
     payload: { n: 1 },
     state: "pending",
     startDaemon: "function",
+    openTarget: "function",
   });
 
   // The published types compile for a strict user, without skipLibCheck: every .d.ts the entry
@@ -106,6 +108,9 @@ it("packs, installs into an empty folder, imports by name and runs the bin", asy
   writeFileSync(
     join(app, "check.ts"),
     `import { openStore, Queue, type Job } from "tidewire";
+     import { openTarget, type RemoteTarget } from "tidewire/remote";
+     const target: RemoteTarget = openTarget("postgres://127.0.0.1:1/none");
+     void target.close();
      const store = openStore("./data/check.db");
      const job: Job = new Queue(store).add("hello", { n: 1 });
      const id: number = job.id;
