@@ -47,3 +47,20 @@ export class HubError extends TidewireError {
     this.name = "HubError";
   }
 }
+
+/**
+ * A backend package (pg, @libsql/client, ioredis, ws) is not installed: they load on first use,
+ * so only the feature that needs one fails, and the message names what to install.
+ */
+export class MissingDependencyError extends TidewireError {
+  constructor(
+    readonly packageName: string,
+    feature: string,
+  ) {
+    super(
+      `${feature} needs the package '${packageName}', which is not installed: run npm install ${packageName}`,
+      "ERR_MISSING_DEPENDENCY",
+    );
+    this.name = "MissingDependencyError";
+  }
+}

@@ -9,7 +9,13 @@ export {
 export { type Daemon, type DaemonOptions, startDaemon, stopOnSignals } from "./daemon/daemon.js";
 export { REMOTE_QUEUE, REMOTE_SYNC, type RemoteJobOptions } from "./daemon/remote-jobs.js";
 export { type PeerJobOptions, PING_PEER, SYNC_BUCKET } from "./daemon/sync-jobs.js";
-export { HubError, InvalidArgumentError, StoreError, TidewireError } from "./errors.js";
+export {
+  HubError,
+  InvalidArgumentError,
+  MissingDependencyError,
+  StoreError,
+  TidewireError,
+} from "./errors.js";
 export { type HistoryAnswer, historyOf, type Range as HistoryRange } from "./history/query.js";
 export {
   type History,

@@ -70,22 +70,28 @@ it("packs, installs into an empty folder, imports by name and runs the bin", asy
       allowScripts: { "better-sqlite3": true },
     }),
   );
-  await run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", tarball], {
-    cwd: app,
-    env,
-    maxBuffer: 16 * 1024 * 1024,
-  });
+  // typescript and @types/node come along in the same install: a strict TypeScript user has both.
+  await run(
+    "npm",
+    ["install", "--no-audit", "--no-fund", "--prefer-offline", tarball, "typescript@5", "@types/node@20"],
+    {
+      cwd: app,
+      env,
+      maxBuffer: 16 * 1024 * 1024,
+    },
+  );
   expect(existsSync(join(app, "node_modules/tidewire/dist/index.d.ts"))).toBe(true);
 
   const script = `
     import { openStore, Queue, startDaemon } from "tidewire";
+    import { openTarget } from "tidewire/remote";
     const store = openStore("./data/check.db");
     const queue = new Queue(store);
     const added = queue.add("hello", { n: 1 }, { priority: 2 });
     const read = queue.get(added.id);
     store.close();
     console.log(JSON.stringify({ id: read.id, type: read.type, payload: read.payload, state: read.state,
-                                 startDaemon: typeof startDaemon }));`;
+                                 startDaemon: typeof startDaemon, openTarget: typeof openTarget }));`;
   const imported = await run(process.execPath, ["--input-type=module", "-e", script], { cwd: app, env });
   expect(JSON.parse(imported.stdout)).toEqual({
     id: 1,
@@ -93,7 +99,27 @@ it("packs, installs into an empty folder, imports by name and runs the bin", asy
     payload: { n: 1 },
     state: "pending",
     startDaemon: "function",
+    openTarget: "function",
   });
+
+  // The published types compile for a strict user, without skipLibCheck: every .d.ts the entry
+  // reaches is checked, so a type the public API names from a package whose types are only a
+  // devDependency of ours (better-sqlite3's Database) fails here.
+  writeFileSync(
+    join(app, "check.ts"),
+    `import { openStore, Queue, type Job } from "tidewire";
+     import { openTarget, type RemoteTarget } from "tidewire/remote";
+     const target: RemoteTarget = openTarget("postgres://127.0.0.1:1/none");
+     void target.close();
+     const store = openStore("./data/check.db");
+     const job: Job = new Queue(store).add("hello", { n: 1 });
+     const id: number = job.id;
+     store.close();
+     export { id };\n`,
+  );
+  const tscArgs = ["--no", "--", "tsc", "--strict", "--noEmit", "--module", "nodenext", "--target", "es2022"];
+  const compiled = await run("npx", [...tscArgs, "check.ts"], { cwd: app, env }).catch((err) => err);
+  expect(`${compiled.stdout}${compiled.stderr ?? ""}`).toBe("");
 
   // `npx --no tidewire --help` would show npx's own help: options before "--" are npx's.
   const help = await run("npx", ["--no", "--", "tidewire", "--help"], { cwd: app, env });

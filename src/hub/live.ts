@@ -17,8 +17,9 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyInstance } from "fastify";
-import { WebSocket, WebSocketServer } from "ws";
+import type { WebSocket } from "ws";
 import { HubError } from "../errors.js";
+import { loadOptional } from "../optional-deps.js";
 import { type Auth, unauthorized } from "./auth.js";
 import type { Hub } from "./hub.js";
 import { RetryLaterError, tooManyFailures, WindowCounter } from "./limits.js";
@@ -35,7 +36,14 @@ export interface LiveLimits {
 }
 
 /** Returns how many sockets are subscribed now (GET /v1/status shows it). */
-export function attachLive(app: FastifyInstance, hub: Hub, auth: Auth, limits: LiveLimits): () => number {
+export async function attachLive(
+  app: FastifyInstance,
+  hub: Hub,
+  auth: Auth,
+  limits: LiveLimits,
+): Promise<() => number> {
+  // ws is imported when a hub is served, not when tidewire loads.
+  const { WebSocketServer } = await loadOptional("ws", "The hub's live endpoint", () => import("ws"));
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4096 });
   const subscribers = new Map<WebSocket, Set<string>>();
   const perToken = new Map<string, number>();
@@ -44,8 +52,7 @@ export function attachLive(app: FastifyInstance, hub: Hub, auth: Auth, limits: L
   const onChanges = (buckets: string[]) => {
     for (const [ws, wanted] of subscribers) {
       const hit = buckets.filter((b) => wanted.has(b));
-      if (hit.length && ws.readyState === WebSocket.OPEN)
-        ws.send(JSON.stringify({ type: "changes", buckets: hit }));
+      if (hit.length && ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: "changes", buckets: hit }));
     }
   };
   hub.on("changes", onChanges);

@@ -162,7 +162,7 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
   route("/v1/handshake", "hub.handshake", (b, s) => hub.handshake(b, s));
   route("/v1/pull", "hub.pull", (b, s) => hub.pull(b, s));
   route("/v1/push", "hub.push", (b, s) => hub.push(b, s));
-  const liveSubscribers = attachLive(app, hub, auth, {
+  const liveSubscribers = await attachLive(app, hub, auth, {
     ...liveCaps({ maxLive: options.maxLive, maxLivePerToken: options.maxLivePerToken }),
     perSecond,
     failures,

@@ -6,7 +6,7 @@
  * defaults. Buckets and the prefix become parts of Redis keys, so they must
  * not hold white space.
  */
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -69,7 +69,7 @@ export function meshSettings(replica: Replica, options: RedisStreamsOptions): Me
   if (options === null || typeof options !== "object")
     throw new InvalidArgumentError("options", "must be an object");
   const r = options.redis;
-  if (!(r instanceof Redis) && !(typeof r === "string" && /^rediss?:\/\/\S*$/.test(r)))
+  if (!isRedisClient(r) && !(typeof r === "string" && /^rediss?:\/\/\S*$/.test(r)))
     throw new InvalidArgumentError("redis", "must be a redis:// or rediss:// URL or an ioredis client");
   const buckets = options.buckets ?? [...new Set(replica.tables().map((t) => t.bucket))];
   if (!Array.isArray(buckets)) throw new InvalidArgumentError("buckets", "must be an array of bucket names");
@@ -105,4 +105,17 @@ function checkKeyPart(argument: string, value: unknown): string {
   if (/\s/.test(v))
     throw new InvalidArgumentError(argument, `must not hold white space, got ${JSON.stringify(v)}`);
   return v;
+}
+
+/**
+ * An ioredis client, told by the calls the mesh makes on it: `instanceof Redis` would load
+ * ioredis for every mesh, even one given a URL it has not connected yet.
+ */
+function isRedisClient(r: unknown): r is Redis {
+  const c = r as Partial<Record<"duplicate" | "xadd" | "client", unknown>> | null;
+  return (
+    typeof c === "object" &&
+    c !== null &&
+    [c.duplicate, c.xadd, c.client].every((f) => typeof f === "function")
+  );
 }

@@ -9,8 +9,9 @@
  * and `stop` never waits out a block. `close` disconnects what it opened: a
  * client handed in by the caller stays open, only its duplicate is closed.
  */
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { TidewireError } from "../errors.js";
+import { loadOptional } from "../optional-deps.js";
 import type { MeshLogger } from "./mesh-options.js";
 
 export class RedisLink {
@@ -24,7 +25,7 @@ export class RedisLink {
 
   static async open(redis: string | Redis, log: MeshLogger): Promise<RedisLink> {
     const owns = typeof redis === "string";
-    const command = owns ? new Redis(redis, { lazyConnect: true, maxRetriesPerRequest: 3 }) : redis;
+    const command = typeof redis === "string" ? await newClient(redis) : redis;
     // ioredis reconnects by itself and the loops report failed calls: the events only go to debug.
     if (owns) command.on("error", (err) => log.debug({ err: err.message }, "mesh: Redis connection"));
     const blocking = command.duplicate({ lazyConnect: true, maxRetriesPerRequest: null });
@@ -79,4 +80,10 @@ function redact(url: string): string {
   } catch {
     return "(the given URL)";
   }
+}
+
+/** ioredis is imported here, on the first mesh that connects by URL, not when tidewire loads. */
+async function newClient(url: string): Promise<Redis> {
+  const { Redis: Client } = await loadOptional("ioredis", "The Redis mesh", () => import("ioredis"));
+  return new Client(url, { lazyConnect: true, maxRetriesPerRequest: 3 });
 }

@@ -7,8 +7,9 @@
  * as one batch, the pruning, commit. The auth token never appears in `id`.
  */
 import { resolve } from "node:path";
-import { type Client, createClient, type InValue } from "@libsql/client";
+import type { Client, InValue } from "@libsql/client";
 import { InvalidArgumentError } from "../errors.js";
+import { loadOptional } from "../optional-deps.js";
 import type { Capture } from "./capture.js";
 import { SqliteCapture } from "./capture-sqlite.js";
 import { type CopyJob, insertSql, missingColumns, rowsPerInsert, sqliteIndexSql } from "./copy-job.js";
@@ -155,6 +156,11 @@ export class LibsqlTarget implements RemoteTarget {
 
   private async connect(): Promise<Client> {
     if (this.client) return this.client;
+    const { createClient } = await loadOptional(
+      "@libsql/client",
+      "A libSQL remote target",
+      () => import("@libsql/client"),
+    );
     try {
       const client = createClient({ url: this.url, authToken: this.authToken, intMode: "bigint" });
       await client.batch([historySql(this.renderer).create, applyingSql().create], "write");

@@ -14,8 +14,9 @@
  * transaction (pg-copy.ts). A connection that fails is dropped and made again next time.
  */
 import { createHash } from "node:crypto";
-import pg from "pg";
+import type pg from "pg";
 import { InvalidArgumentError } from "../errors.js";
+import { loadOptional } from "../optional-deps.js";
 import type { Capture } from "./capture.js";
 import { PostgresCapture } from "./capture-postgres.js";
 import type { CopyJob } from "./copy-job.js";
@@ -211,7 +212,8 @@ export class PostgresTarget implements RemoteTarget {
 
   private async connect(): Promise<pg.Client> {
     if (this.client) return this.client;
-    const client = new pg.Client({
+    const { default: driver } = await loadOptional("pg", "A PostgreSQL remote target", () => import("pg"));
+    const client = new driver.Client({
       connectionString: this.connectionString,
       connectionTimeoutMillis: 10_000,
     });

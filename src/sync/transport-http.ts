@@ -14,8 +14,9 @@
  * backoff, and reports a change notice (and every reconnection, since a
  * notice may have been missed while it was down).
  */
-import WebSocket from "ws";
+import type WebSocket from "ws";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { loadOptional } from "../optional-deps.js";
 import { injectHeaders } from "../trace.js";
 import {
   errorResponse,
@@ -118,7 +119,16 @@ export class HttpTransport implements Transport {
     let delay = 250;
     const connect = () => {
       if (closed) return;
-      const ws = new WebSocket(url, {
+      // ws is imported on the first subscribe, not when tidewire loads. Without it the live
+      // socket is only a speed-up lost: polling still syncs, so a warning says what to install.
+      loadOptional("ws", "Live notification from a hub", () => import("ws")).then(
+        ({ default: Socket }) => open(Socket),
+        (err: Error) => process.emitWarning(err.message, { code: (err as TidewireError).code }),
+      );
+    };
+    const open = (Socket: typeof WebSocket) => {
+      if (closed) return;
+      const ws = new Socket(url, {
         headers: this.token ? { authorization: `Bearer ${this.token}` } : {},
         handshakeTimeout: this.timeoutMs,
       });
