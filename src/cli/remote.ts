@@ -25,6 +25,7 @@
  */
 import { type Command, InvalidArgumentError as UsageError } from "commander";
 import { StoreError } from "../errors.js";
+import { DIRECTIONS } from "../remote/push-options.js";
 import {
   type PullResult,
   type PushResult,
@@ -70,9 +71,8 @@ function seconds(value: string): number {
 }
 
 function direction(value: string): SyncDirection {
-  if (value !== "push" && value !== "pull" && value !== "both")
-    throw new UsageError("Expected push, pull or both.");
-  return value;
+  if (!DIRECTIONS.includes(value as SyncDirection)) throw new UsageError("Expected push, pull or both.");
+  return value as SyncDirection;
 }
 
 export function registerRemote(program: Command): void {

@@ -95,10 +95,12 @@ export function checkCycleOptions(options: unknown): boolean {
   return resync === true;
 }
 
+export const DIRECTIONS: readonly SyncDirection[] = ["push", "pull", "both"];
+
 export function checkDirection(d: unknown): SyncDirection {
-  if (d !== "push" && d !== "pull" && d !== "both")
+  if (!DIRECTIONS.includes(d as SyncDirection))
     throw new InvalidArgumentError("direction", `must be push, pull or both, got ${JSON.stringify(d)}`);
-  return d;
+  return d as SyncDirection;
 }
 
 export function checkBuckets(b: unknown, argument = "buckets"): string[] {

@@ -19,14 +19,16 @@ import { checkInteger } from "../queue/validate.js";
 import type { Store } from "../store.js";
 import type { D1Options } from "./d1-target.js";
 import { openTarget } from "./open-target.js";
+import { checkDirection, DIRECTIONS, type SyncDirection } from "./push-options.js";
 import { checkD1, checkNames, checkRemoteId, deriveId, normalizeUrl } from "./remote-input.js";
 import { PayloadSpool } from "./spool.js";
 import type { Backend } from "./target.js";
 
 export { checkRemoteId, deriveId } from "./remote-input.js";
 
-export type Direction = "push" | "pull" | "both";
-export const DIRECTIONS: readonly Direction[] = ["push", "pull", "both"];
+/** A registered target's direction: RemoteSync's own (push-options.ts). */
+export type Direction = SyncDirection;
+export { DIRECTIONS };
 export const DEFAULT_INTERVAL_MS = 60_000;
 /** The outbox RemoteSync spools payloads in by default (push-options.ts), where `pending` counts them. */
 const OUTBOX = "remote";
@@ -105,9 +107,7 @@ export class Remotes {
     if (/[?&](password|sslpassword|authToken)=/i.test(target.id))
       throw new InvalidArgumentError("url", "must carry its password in the URL's user part, not the query");
     const id = input.id === undefined ? deriveId(target.backend, target.id) : checkRemoteId(input.id);
-    const direction = input.direction ?? "both";
-    if (!DIRECTIONS.includes(direction))
-      throw new InvalidArgumentError("direction", `must be push, pull or both, got ${String(direction)}`);
+    const direction = checkDirection(input.direction ?? "both");
     const intervalMs = checkInteger("intervalMs", input.intervalMs ?? DEFAULT_INTERVAL_MS, 1);
     const tables = input.tables === undefined ? null : this.checkTables(input.tables);
     const buckets = input.buckets === undefined ? null : checkNames("buckets", input.buckets);
