@@ -88,11 +88,13 @@ export interface CycleOptions {
 export function checkCycleOptions(options: unknown): boolean {
   if (options === null || typeof options !== "object")
     throw new InvalidArgumentError("options", "must be an object");
-  const resync = (options as CycleOptions).resync;
-  if (resync !== undefined && typeof resync !== "boolean") {
-    throw new InvalidArgumentError("resync", "must be a boolean");
-  }
-  return resync === true;
+  return checkFlag("resync", (options as CycleOptions).resync);
+}
+
+/** An optional boolean option: absent is false. */
+export function checkFlag(name: string, v: unknown): boolean {
+  if (v !== undefined && typeof v !== "boolean") throw new InvalidArgumentError(name, "must be a boolean");
+  return v === true;
 }
 
 export const DIRECTIONS: readonly SyncDirection[] = ["push", "pull", "both"];

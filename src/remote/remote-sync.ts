@@ -43,6 +43,7 @@ import {
   checkBuckets,
   checkCycleOptions,
   checkDirection,
+  checkFlag,
   checkTarget,
   type PushResult,
   type RemoteSyncOptions,
@@ -125,8 +126,8 @@ export class RemoteSync {
     checkName("target", this.target.id);
     this.source = new Source(replica.store);
     this.full = new FullPush(replica.store, this.target, new Catalog(replica.store.db), {
-      allTables: flag("allTables", o.allTables),
-      withViews: flag("withViews", o.withViews),
+      allTables: checkFlag("allTables", o.allTables),
+      withViews: checkFlag("withViews", o.withViews),
       pgTypes: this.pgTypes,
       chunkRows,
       keepHistory: this.keepHistory,
@@ -417,9 +418,4 @@ export class RemoteSync {
       stat.retried++;
     }
   }
-}
-
-function flag(name: string, v: unknown): boolean {
-  if (v !== undefined && typeof v !== "boolean") throw new InvalidArgumentError(name, "must be a boolean");
-  return v === true;
 }
