@@ -13,7 +13,7 @@ import { Remotes } from "../src/remote/registry.js";
 import { Replica } from "../src/replica/replica.js";
 import { openStore } from "../src/store.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
-import { HttpTransport } from "../src/sync/transport-http.js";
+import { HttpTransport } from "../src/sync/transports/http.js";
 import { JOBS_ADMIN, launchChromium, ROOT, seedHistory, seedJobs, serveJobs } from "../test/browser.js";
 import { seedConflicts } from "../test/conflict-seed.js";
 import { sql } from "../test/helpers.js";

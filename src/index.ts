@@ -27,14 +27,13 @@ export {
 export { type Rollup, Rollups, type RollupsOptions } from "./history/rollups.js";
 export { Auth, type AuthOptions, resolveAuth } from "./hub/auth.js";
 export { Hub, type HubOptions } from "./hub/hub.js";
-export { idFromAddress, type Peer, type PeerInput, type PeerState, Peers } from "./mesh/peers.js";
 export {
   type MeshLogger,
+  MeshMember,
+  type MeshMemberOptions,
   type MeshState,
   type MeshStatus,
-  type RedisStreamsOptions,
-  RedisStreamsTransport,
-} from "./mesh/redis-streams.js";
+} from "./mesh/mesh-member.js";
 export { registry as metricsRegistry } from "./metrics.js";
 export { SCHEMA_VERSION } from "./migrations.js";
 export { outboxCounts } from "./outbox/counts.js";
@@ -42,6 +41,7 @@ export * from "./outbox/outbox.js";
 export { DuplicateMessageError } from "./outbox/spool.js";
 export { IllegalTransitionError } from "./outbox/states.js";
 export * from "./outbox/types.js";
+export { idFromAddress, type Peer, type PeerInput, type PeerState, Peers } from "./peers/peers.js";
 export {
   DOWNLOAD_PINS,
   type DownloadPinsPayload,
@@ -124,6 +124,6 @@ export {
   type SyncStatus,
 } from "./sync/sync-manager.js";
 export { HubAuthError, HubBucketError, HubRefusedError, type Transport } from "./sync/transport.js";
-export { HttpTransport, type HttpTransportOptions, TransportError } from "./sync/transport-http.js";
-export { type LocalHub, MemoryTransport, type Switchboard } from "./sync/transport-memory.js";
+export { HttpTransport, type HttpTransportOptions, TransportError } from "./sync/transports/http.js";
+export { type LocalHub, MemoryTransport, type Switchboard } from "./sync/transports/memory.js";
 export { disableTracing, enableTracing, tracingEnabled } from "./trace.js";

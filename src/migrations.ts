@@ -155,7 +155,7 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 4,
     name: "peers",
     sql: `
-      -- The replicas this one syncs with (src/mesh/peers.ts). id is the peer's node id when
+      -- The replicas this one syncs with (src/peers/peers.ts). id is the peer's node id when
       -- known, else one derived from its address; node_id is the id its hub answered a
       -- handshake with, so removing a peer finds the cursors SyncManager keyed by it.
       -- token is kept in clear: whoever can read this file can call that peer's hub.

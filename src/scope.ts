@@ -3,7 +3,7 @@
  *
  * Contract: `requireAdmin` throws a HubError (403) unless the scope is an
  * admin's, and changes nothing. Kept out of hub/ because the in-process
- * transport (sync/transport-memory.ts) serves a hub as a scope too, and the
+ * transport (sync/transports/memory.ts) serves a hub as a scope too, and the
  * hub imports the sync protocol: both import this module instead of each other.
  */
 import { HubError } from "./errors.js";

@@ -10,9 +10,9 @@
  */
 
 import { type Cursor, CursorStore } from "./cursor-store.js";
-import { Peers, type PublicPeer, publicPeer } from "./mesh/peers.js";
 import { outboxCounts } from "./outbox/counts.js";
 import type { OutboxCounts } from "./outbox/types.js";
+import { Peers, type PublicPeer, publicPeer } from "./peers/peers.js";
 import { Queue } from "./queue/queue.js";
 import type { QueueStats } from "./queue/types.js";
 import { type RemoteStatus, Remotes } from "./remote/registry.js";

@@ -13,7 +13,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Daemon } from "../src/daemon/daemon.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
-import { HttpTransport } from "../src/sync/transport-http.js";
+import { HttpTransport } from "../src/sync/transports/http.js";
 import { CHROMIUM, launchChromium } from "./browser.js";
 import { serviceReachable, useTempDirs } from "./helpers.js";
 import { HISTORY_ADMIN, runJobs, startHistoryDaemon, writeHistoryTokens } from "./history-helpers.js";

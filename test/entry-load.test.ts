@@ -75,6 +75,6 @@ it("a PostgreSQL target without pg installed fails naming the package to install
     code: "ERR_MISSING_DEPENDENCY",
     message: expect.stringMatching(/needs the package 'pg', which is not installed: run npm install pg$/),
   });
-  // The hook saw the import it refused: it is the one postgres-target.ts makes on first connect.
-  expect(hooked).toEqual([expect.stringMatching(/^pg file:.*\/remote\/postgres-target\.js$/)]);
+  // The hook saw the import it refused: it is the one remote/targets/postgres.ts makes on first connect.
+  expect(hooked).toEqual([expect.stringMatching(/^pg file:.*\/remote\/targets\/postgres\.js$/)]);
 }, 60_000);

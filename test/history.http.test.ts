@@ -10,7 +10,7 @@ import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Daemon, DaemonOptions } from "../src/daemon/daemon.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
-import { HttpTransport } from "../src/sync/transport-http.js";
+import { HttpTransport } from "../src/sync/transports/http.js";
 import { useTempDirs } from "./helpers.js";
 import {
   HISTORY_ADMIN,

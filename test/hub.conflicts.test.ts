@@ -14,7 +14,7 @@ import { registry } from "../src/metrics.js";
 import { Replica } from "../src/replica/replica.js";
 import { readStatus } from "../src/status.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
-import { HttpTransport } from "../src/sync/transport-http.js";
+import { HttpTransport } from "../src/sync/transports/http.js";
 import { CLI } from "./browser.js";
 import { FREED, rowsIn, seedConflicts } from "./conflict-seed.js";
 import { consoleDaemon } from "./console-hub.js";

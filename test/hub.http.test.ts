@@ -19,7 +19,7 @@ import { registry } from "../src/metrics.js";
 import { Queue } from "../src/queue/queue.js";
 import { Replica } from "../src/replica/replica.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
-import { HttpTransport } from "../src/sync/transport-http.js";
+import { HttpTransport } from "../src/sync/transports/http.js";
 import { useTempDirs, waitFor } from "./helpers.js";
 import { hubOn, openItems, rows } from "./sync-helpers.js";
 

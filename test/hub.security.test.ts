@@ -22,7 +22,7 @@ import { Queue } from "../src/queue/queue.js";
 import { Replica } from "../src/replica/replica.js";
 import { openStore } from "../src/store.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
-import { HttpTransport } from "../src/sync/transport-http.js";
+import { HttpTransport } from "../src/sync/transports/http.js";
 import { runNode, useTempDirs, waitFor } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

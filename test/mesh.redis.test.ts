@@ -1,5 +1,5 @@
 /**
- * RedisStreamsTransport against a real Redis (logical database 7, a unique
+ * MeshMember against a real Redis (logical database 7, a unique
  * prefix per test) and real SQLite files: replicas sync with no hub, survive
  * a FLUSHDB, catch up after being down with their position trimmed away,
  * resume exactly after the last applied entry, refuse malformed entries.
@@ -12,13 +12,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startDaemon } from "../src/daemon/daemon.js";
 import { InvalidArgumentError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
-import { Peers } from "../src/mesh/peers.js";
-import { type RedisStreamsOptions, RedisStreamsTransport } from "../src/mesh/redis-streams.js";
+import { MeshMember, type MeshMemberOptions } from "../src/mesh/mesh-member.js";
 import { meshRefused } from "../src/metrics.js";
+import { Peers } from "../src/peers/peers.js";
 import type { Replica } from "../src/replica/replica.js";
 import { openStore } from "../src/store.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
-import { HttpTransport } from "../src/sync/transport-http.js";
+import { HttpTransport } from "../src/sync/transports/http.js";
 import { invalidArgument, useTempDirs, waitFor } from "./helpers.js";
 import { REDIS_URL, redisReachable } from "./redis-helpers.js";
 import { rng } from "./replica-helpers.js";
@@ -27,7 +27,7 @@ import { openItems, rows } from "./sync-helpers.js";
 const tempDir = useTempDirs("tidewire-mesh-");
 let reachable = false;
 let admin: Redis | null = null;
-const running: RedisStreamsTransport[] = [];
+const running: MeshMember[] = [];
 const open: Replica[] = [];
 
 beforeAll(async () => {
@@ -56,13 +56,13 @@ function replica(dir: string, nodeId: string): Replica {
   return r;
 }
 
-async function member(r: Replica, options: Partial<RedisStreamsOptions> & { prefix: string }) {
+async function member(r: Replica, options: Partial<MeshMemberOptions> & { prefix: string }) {
   const say = (level: string) => (o: unknown, m: string) =>
     console.log(r.nodeId, level, m, JSON.stringify(o));
   const logger = process.env.MESH_DEBUG
     ? { debug: say("debug"), info: say("info"), warn: say("warn"), error: say("error") }
     : undefined;
-  const t = new RedisStreamsTransport(r, {
+  const t = new MeshMember(r, {
     redis: REDIS_URL,
     heartbeatMs: 50,
     blockMs: 200,
@@ -74,13 +74,13 @@ async function member(r: Replica, options: Partial<RedisStreamsOptions> & { pref
   return t;
 }
 
-async function stopOne(t: RedisStreamsTransport): Promise<void> {
+async function stopOne(t: MeshMember): Promise<void> {
   await t.stop();
   running.splice(running.indexOf(t), 1);
 }
 
 /** Every member published all it has, and every reader holds every peer's stream up to its end. */
-function caughtUp(ts: RedisStreamsTransport[]): boolean {
+function caughtUp(ts: MeshMember[]): boolean {
   for (const t of ts) {
     if (!t.status.published.every((p) => p.idle)) return false;
     for (const peer of ts) {
@@ -116,14 +116,14 @@ function writeRandomly(r: Replica, random: () => number, n: number): void {
   }
 }
 
-describe("RedisStreamsTransport (real Redis; skipped with a message when none)", SLOW, () => {
+describe("MeshMember (real Redis; skipped with a message when none)", SLOW, () => {
   it("three replicas sync through Redis alone under random writes; FLUSHDB mid-run; they converge", async (ctx) => {
     if (!reachable) return ctx.skip();
     const dir = tempDir();
     const px = prefix();
     const random = rng(42);
     const rs = ["a", "b", "c"].map((id) => replica(dir, id));
-    const ts: RedisStreamsTransport[] = [];
+    const ts: MeshMember[] = [];
     const seen = new Set<string>();
     const onPeerSeen = (peer: string, bucket: string) => seen.add(`${peer}/${bucket}`);
     for (const r of rs) ts.push(await member(r, { prefix: px, batchSize: 7, onPeerSeen }));
@@ -234,7 +234,7 @@ describe("RedisStreamsTransport (real Redis; skipped with a message when none)",
   });
 });
 
-describe("RedisStreamsTransport entries (real Redis; skipped with a message when none)", SLOW, () => {
+describe("MeshMember entries (real Redis; skipped with a message when none)", SLOW, () => {
   it("a restart resumes exactly after the last applied entry: none applied twice, none skipped", async (ctx) => {
     if (!reachable) return ctx.skip();
     const dir = tempDir();
@@ -243,7 +243,7 @@ describe("RedisStreamsTransport entries (real Redis; skipped with a message when
     const b = replica(dir, "b");
     const ta = await member(a, { prefix: px, batchSize: 1 });
     const applied: string[] = [];
-    const watch = (t: RedisStreamsTransport) => t.on("applied", (e) => applied.push(e.streamId));
+    const watch = (t: MeshMember) => t.on("applied", (e) => applied.push(e.streamId));
     let tb = await member(b, { prefix: px });
     watch(tb);
     const insert = a.store.db.prepare("INSERT INTO items VALUES (?, 'a', ?)");
@@ -360,12 +360,12 @@ async function refusedMetric(): Promise<number> {
   return m.values.filter((v) => v.labels.bucket === "default").reduce((n, v) => n + v.value, 0);
 }
 
-describe("RedisStreamsTransport options", () => {
+describe("MeshMember options", () => {
   it("refuses bad options with InvalidArgumentError", () => {
     const dir = tempDir();
     const r = replica(dir, "x");
-    const make = (o: Partial<RedisStreamsOptions>) => () =>
-      new RedisStreamsTransport(r, { redis: REDIS_URL, ...o } as RedisStreamsOptions);
+    const make = (o: Partial<MeshMemberOptions>) => () =>
+      new MeshMember(r, { redis: REDIS_URL, ...o } as MeshMemberOptions);
     expect(invalidArgument(make({ redis: "http://x" })).argument).toBe("redis");
     expect(invalidArgument(make({ redis: 42 as unknown as string })).argument).toBe("redis");
     expect(invalidArgument(make({ maxLen: 0 })).argument).toBe("maxLen");
@@ -373,9 +373,7 @@ describe("RedisStreamsTransport options", () => {
     expect(invalidArgument(make({ buckets: [""] })).argument).toBe("buckets");
     expect(invalidArgument(make({ prefix: "a b" })).argument).toBe("prefix");
     expect(invalidArgument(make({ onPeerSeen: 1 as unknown as () => void })).argument).toBe("onPeerSeen");
-    expect(() => new RedisStreamsTransport(r, null as unknown as RedisStreamsOptions)).toThrow(
-      InvalidArgumentError,
-    );
+    expect(() => new MeshMember(r, null as unknown as MeshMemberOptions)).toThrow(InvalidArgumentError);
   });
 });
 

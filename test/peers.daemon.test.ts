@@ -26,8 +26,8 @@ import {
   syncKey,
 } from "../src/daemon/sync-jobs.js";
 import { createLogger } from "../src/log.js";
-import { Peers } from "../src/mesh/peers.js";
 import { registry as metricsRegistry } from "../src/metrics.js";
+import { Peers } from "../src/peers/peers.js";
 import { Queue } from "../src/queue/queue.js";
 import type { Job } from "../src/queue/types.js";
 import { Replica } from "../src/replica/replica.js";

@@ -23,7 +23,7 @@ import { Worker } from "../src/queue/worker.js";
 import { Replica } from "../src/replica/replica.js";
 import { openStore } from "../src/store.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
-import { HttpTransport } from "../src/sync/transport-http.js";
+import { HttpTransport } from "../src/sync/transports/http.js";
 import { useTempDirs, waitFor } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-pins-http-");

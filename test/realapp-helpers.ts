@@ -13,7 +13,7 @@ import Database from "better-sqlite3";
 import { expect } from "vitest";
 import { Replica } from "../src/replica/replica.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
-import { HttpTransport } from "../src/sync/transport-http.js";
+import { HttpTransport } from "../src/sync/transports/http.js";
 import { listeningUrl, type Run, runCommand, runNode } from "./helpers.js";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));

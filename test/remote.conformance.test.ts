@@ -12,7 +12,7 @@ import { createClient } from "@libsql/client";
 import pg from "pg";
 import { expect } from "vitest";
 import { CHANGES_TABLE } from "../src/remote/capture.js";
-import { findWrangler } from "../src/remote/d1-target.js";
+import { findWrangler } from "../src/remote/targets/d1.js";
 import { type RemoteBackend, remoteTargetSuite } from "./conformance/remote-target.js";
 import { sql } from "./helpers.js";
 import {

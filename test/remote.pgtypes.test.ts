@@ -9,7 +9,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { InvalidArgumentError, RemoteError, RemoteSync, type Replica } from "../src/index.js";
-import { parseOverride } from "../src/remote/pg-types.js";
+import { parseOverride } from "../src/remote/targets/postgres-types.js";
 import { useTempDirs } from "./helpers.js";
 import { DATABASE_URL, pgAndSqlite, pgColumnTypes, trackedReplica, usePostgres } from "./remote-helpers.js";
 

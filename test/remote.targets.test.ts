@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { RemoteSync } from "../src/index.js";
-import { findWrangler } from "../src/remote/d1-target.js";
+import { findWrangler } from "../src/remote/targets/d1.js";
 import { useTempDirs } from "./helpers.js";
 import { sourceReplica } from "./remote-helpers.js";
 

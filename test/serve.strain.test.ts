@@ -20,7 +20,7 @@ import { createLogger } from "../src/log.js";
 import { BUSY_OPERATIONS } from "../src/metrics.js";
 import { Queue } from "../src/queue/queue.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
-import { HttpTransport } from "../src/sync/transport-http.js";
+import { HttpTransport } from "../src/sync/transports/http.js";
 import { useTempDirs, waitFor } from "./helpers.js";
 import { hubOn, openItems, rows } from "./sync-helpers.js";
 

@@ -11,7 +11,7 @@ import { Hub } from "../src/hub/hub.js";
 import { Replica } from "../src/replica/replica.js";
 import { FULL_SCOPE } from "../src/scope.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
-import { MemoryTransport } from "../src/sync/transport-memory.js";
+import { MemoryTransport } from "../src/sync/transports/memory.js";
 import { useTempDirs } from "./helpers.js";
 import { dump } from "./replica-helpers.js";
 

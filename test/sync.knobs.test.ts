@@ -20,8 +20,8 @@ import type { Replica } from "../src/replica/replica.js";
 import { PROTOCOL_VERSION, ProtocolError } from "../src/sync/protocol.js";
 import { SyncManager, type SyncManagerOptions } from "../src/sync/sync-manager.js";
 import { HubAuthError, HubBucketError, HubRefusedError, type Transport } from "../src/sync/transport.js";
-import { HttpTransport, TransportError } from "../src/sync/transport-http.js";
-import { MemoryTransport } from "../src/sync/transport-memory.js";
+import { HttpTransport, TransportError } from "../src/sync/transports/http.js";
+import { MemoryTransport } from "../src/sync/transports/memory.js";
 import { invalidArgument, useTempDirs, waitFor } from "./helpers.js";
 import { hubOn, openItems, rows } from "./sync-helpers.js";
 

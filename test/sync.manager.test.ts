@@ -12,7 +12,7 @@ import type { Replica } from "../src/replica/replica.js";
 import { ProtocolError } from "../src/sync/protocol.js";
 import { SyncManager, type SyncPosition } from "../src/sync/sync-manager.js";
 import type { Transport } from "../src/sync/transport.js";
-import { MemoryTransport } from "../src/sync/transport-memory.js";
+import { MemoryTransport } from "../src/sync/transports/memory.js";
 import { useTempDirs, waitFor } from "./helpers.js";
 import { hubOn, openItems, rows } from "./sync-helpers.js";
 

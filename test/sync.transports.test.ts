@@ -8,8 +8,8 @@ import { Auth } from "../src/hub/auth.js";
 import type { Hub } from "../src/hub/hub.js";
 import { createLogger } from "../src/log.js";
 import { Queue } from "../src/queue/queue.js";
-import { HttpTransport } from "../src/sync/transport-http.js";
-import { MemoryTransport } from "../src/sync/transport-memory.js";
+import { HttpTransport } from "../src/sync/transports/http.js";
+import { MemoryTransport } from "../src/sync/transports/memory.js";
 import { type TransportBackend, transportSuite } from "./conformance/transport.js";
 
 const TOKEN = "conformance-token-0001";

@@ -9,7 +9,7 @@
  * changes were applied (every row reaches two others). Figures are changes
  * applied per second.
  *
- * - mesh: three RedisStreamsTransports (heartbeat 100 ms, so discovery adds
+ * - mesh: three MeshMembers (heartbeat 100 ms, so discovery adds
  *   at most that), started one after the other; the clock includes start;
  * - hub: `tidewire serve --insecure` as a separate process (relay only), and
  *   three SyncManagers over HttpTransport running cycles (push, then pull)
@@ -24,10 +24,10 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
-import { RedisStreamsTransport } from "../../src/mesh/redis-streams.js";
+import { MeshMember } from "../../src/mesh/mesh-member.js";
 import { Replica } from "../../src/replica/replica.js";
 import { SyncManager } from "../../src/sync/sync-manager.js";
-import { HttpTransport } from "../../src/sync/transport-http.js";
+import { HttpTransport } from "../../src/sync/transports/http.js";
 import { startHub, stopHub } from "../common/hub.js";
 
 const { values: args } = parseArgs({
@@ -75,7 +75,7 @@ async function mesh(round: number): Promise<number> {
   const t0 = performance.now();
   const ts = [];
   for (const r of rs) {
-    const t = new RedisStreamsTransport(r, { redis: args.redis, prefix, heartbeatMs: 100 });
+    const t = new MeshMember(r, { redis: args.redis, prefix, heartbeatMs: 100 });
     await t.start();
     ts.push(t);
   }

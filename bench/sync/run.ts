@@ -36,7 +36,7 @@ import { parseArgs } from "node:util";
 import { Replica } from "../../src/replica/replica.js";
 import { openStore, type Store } from "../../src/store.js";
 import { SyncManager } from "../../src/sync/sync-manager.js";
-import { HttpTransport } from "../../src/sync/transport-http.js";
+import { HttpTransport } from "../../src/sync/transports/http.js";
 import { profileArgs, startHub, stopHub } from "../common/hub.js";
 
 const { values: args } = parseArgs({

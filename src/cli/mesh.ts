@@ -14,8 +14,8 @@
  */
 import { type Command, Option } from "commander";
 import { createLogger, LOG_LEVELS, type LogLevel } from "../log.js";
-import { Peers } from "../mesh/peers.js";
-import { RedisStreamsTransport } from "../mesh/redis-streams.js";
+import { MeshMember } from "../mesh/mesh-member.js";
+import { Peers } from "../peers/peers.js";
 import { Replica } from "../replica/replica.js";
 import { existingDatabase, nonEmpty, positiveInt, printJson } from "./io.js";
 
@@ -62,7 +62,7 @@ export function registerMesh(program: Command): void {
       });
       const replica = Replica.open(path);
       try {
-        const mesh = new RedisStreamsTransport(replica, {
+        const mesh = new MeshMember(replica, {
           redis: flags.redis,
           buckets: flags.bucket,
           maxLen: flags.maxLen,

@@ -1,6 +1,6 @@
 /**
  * `tidewire peers <db> list|add|remove`: the peers a database's daemon pings
- * and syncs with (src/mesh/peers.ts), seen and edited from a shell.
+ * and syncs with (src/peers/peers.ts), seen and edited from a shell.
  *
  * Contract: the database must already exist (a typo in a path must not leave
  * a fresh empty database behind). Tokens are never printed, only whether a
@@ -10,7 +10,7 @@
  */
 import { type Command, Option } from "commander";
 import { TidewireError } from "../errors.js";
-import { Peers, type PublicPeer, publicPeer } from "../mesh/peers.js";
+import { Peers, type PublicPeer, publicPeer } from "../peers/peers.js";
 import { commandGroup, subcommand } from "./db-first.js";
 import { collect, openDatabase, printJson, printText, table } from "./io.js";
 

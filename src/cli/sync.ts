@@ -29,7 +29,7 @@ import {
   type SyncPosition,
 } from "../sync/sync-manager.js";
 import { HubAuthError, HubBucketError, HubRefusedError } from "../sync/transport.js";
-import { HttpTransport, TransportError } from "../sync/transport-http.js";
+import { HttpTransport, TransportError } from "../sync/transports/http.js";
 import {
   duration,
   existingDatabase,

@@ -19,9 +19,9 @@ import { checkAuthOptions, resolveAuth } from "../hub/auth.js";
 import { Hub } from "../hub/hub.js";
 import { DAEMON_BUSY_TIMEOUT_MS, DEFAULT_LOCK_WAIT_MS, WriteGate } from "../hub/write-gate.js";
 import { createLogger, type Logger, type LogLevel } from "../log.js";
-import { Peers } from "../mesh/peers.js";
-import { RedisStreamsTransport } from "../mesh/redis-streams.js";
+import { MeshMember } from "../mesh/mesh-member.js";
 import { collectProcessMetrics, sqliteBusyRetries } from "../metrics.js";
+import { Peers } from "../peers/peers.js";
 import { COLLECT_PINS, collectPinsHandler } from "../pins/collect-job.js";
 import { DOWNLOAD_PINS, downloadPinsHandler, type PinSource } from "../pins/download.js";
 import { Pins } from "../pins/pins.js";
@@ -136,7 +136,7 @@ export interface Daemon {
   readonly peers: Peers;
   readonly pins: Pins;
   /** The mesh member, when the daemon joined one (`mesh` option, `--redis`). */
-  readonly mesh: RedisStreamsTransport | undefined;
+  readonly mesh: MeshMember | undefined;
   /** The remote targets' queue, worker and scheduler. */
   readonly remotes: RemoteJobs;
   /** Per-minute rollups of jobs, changes and sync cycles (src/history/recorder.ts). */
@@ -193,7 +193,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
       `${store.path} has no incremental auto-vacuum (an older file): cleanup cannot shrink it; stop the daemon and run \`tidewire vacuum ${store.path} --full\` once to convert it`,
     );
   let app: ReturnType<typeof Server.buildServer> | undefined;
-  let mesh: RedisStreamsTransport | undefined;
+  let mesh: MeshMember | undefined;
   let unwatch: (() => void) | undefined;
   // Set once the worker and hub exist; SyncBucket jobs run only after that.
   let history: History | undefined;
@@ -257,7 +257,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
       rollups: recorded.rollups,
       ...hubLimits,
     };
-    mesh = options.mesh && new RedisStreamsTransport(replica, { ...options.mesh, logger, peers });
+    mesh = options.mesh && new MeshMember(replica, { ...options.mesh, logger, peers });
     // Changes that came through the mesh wake the hub's live subscribers as a push would.
     mesh?.on("applied", (e) => e.applied > 0 && hub.emit("changes", [e.bucket]));
     // So do writes that applications make to the hub's own tables.

@@ -16,7 +16,7 @@
  */
 import type { CursorStore } from "../cursor-store.js";
 import type { Logger } from "../log.js";
-import { checkPeerId, cursorNames, type Peer, type Peers } from "../mesh/peers.js";
+import { checkPeerId, cursorNames, type Peer, type Peers } from "../peers/peers.js";
 import { validateBackoff } from "../queue/backoff.js";
 import type { Queue } from "../queue/queue.js";
 import type { BackoffOptions, Job } from "../queue/types.js";
@@ -25,7 +25,7 @@ import { type Handlers, UnrecoverableError } from "../queue/worker.js";
 import type { Replica } from "../replica/replica.js";
 import { type CycleResult, SyncManager } from "../sync/sync-manager.js";
 import { HubRefusedError } from "../sync/transport.js";
-import { HttpTransport } from "../sync/transport-http.js";
+import { HttpTransport } from "../sync/transports/http.js";
 
 export const PING_PEER = "PingPeer";
 export const SYNC_BUCKET = "SyncBucket";

@@ -1,6 +1,6 @@
 /**
  * MemberRegistry: keeps a Peers registry in step with the mesh members that
- * heartbeats show (see RedisStreamsTransport).
+ * heartbeats show (see MeshMember).
  *
  * Contract: `seen` records a member in a bucket as up, with its heartbeat as
  * last seen, and answers false when the member was registered here and has
@@ -11,7 +11,7 @@
  * member is new, in a new bucket or not up. Without a registry every member
  * is simply kept.
  */
-import type { Peers } from "./peers.js";
+import type { Peers } from "../peers/peers.js";
 
 /** How often a live member's last_seen_at is written to the registry. */
 export const SEEN_WRITE_MS = 10_000;

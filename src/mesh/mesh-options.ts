@@ -1,5 +1,5 @@
 /**
- * MeshOptions: what a RedisStreamsTransport is configured with, checked.
+ * MeshOptions: what a MeshMember is configured with, checked.
  *
  * Contract: `meshSettings` refuses every bad option with an
  * InvalidArgumentError naming it, before anything connects, and fills the
@@ -10,14 +10,14 @@ import type { Redis } from "ioredis";
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { Peers } from "../peers/peers.js";
 import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
-import { Peers } from "./peers.js";
 
 export type MeshLogger = Pick<Logger, "debug" | "info" | "warn" | "error">;
 
-export interface RedisStreamsOptions {
+export interface MeshMemberOptions {
   /** A Redis URL (redis://host:port/db) or an ioredis client (left open by `stop`). */
   redis: string | Redis;
   /** Buckets to publish and read (default: every bucket the replica tracks, or "default"). */
@@ -65,7 +65,7 @@ export interface MeshSettings {
 const NOOP = () => {};
 const SILENT = { debug: NOOP, info: NOOP, warn: NOOP, error: NOOP } as unknown as MeshLogger;
 
-export function meshSettings(replica: Replica, options: RedisStreamsOptions): MeshSettings {
+export function meshSettings(replica: Replica, options: MeshMemberOptions): MeshSettings {
   if (options === null || typeof options !== "object")
     throw new InvalidArgumentError("options", "must be an object");
   const r = options.redis;

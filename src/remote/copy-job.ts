@@ -81,7 +81,7 @@ export interface CopyJob {
   afterSwap: SwapHook;
   warn(message: string): void;
   /**
-   * PostgreSQL: the table with column types chosen from its data (pg-plan.ts),
+   * PostgreSQL: the table with column types chosen from its data (targets/postgres-plan.ts),
    * for when a value does not fit the types `tables` gives (those of the
    * declarations and overrides); fallbacks are reported to the cycle.
    */

@@ -23,10 +23,10 @@ import type { Store } from "../store.js";
 import type { Catalog } from "./catalog.js";
 import type { CopyJob, IndexSpec, SwapHook, ViewSpec } from "./copy-job.js";
 import { makePayload, type Payload, type TableSchema } from "./payload.js";
-import { type Fallback, type PgOverrides, planPgTypes } from "./pg-plan.js";
 import type { PushProgress } from "./push-options.js";
 import { Snapshot } from "./snapshot.js";
 import type { ApplyOutcome, RemoteTarget } from "./target.js";
+import { type Fallback, type PgOverrides, planPgTypes } from "./targets/postgres-plan.js";
 import type { Value } from "./values.js";
 
 export interface FullPushOptions {

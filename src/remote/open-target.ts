@@ -7,11 +7,11 @@
  * others through the interface's module.
  */
 import { InvalidArgumentError } from "../errors.js";
-import { type D1Options, D1Target } from "./d1-target.js";
-import { LibsqlTarget } from "./libsql-target.js";
-import { PostgresTarget } from "./postgres-target.js";
-import { SqliteTarget } from "./sqlite-target.js";
 import type { RemoteTarget } from "./target.js";
+import { type D1Options, D1Target } from "./targets/d1.js";
+import { LibsqlTarget } from "./targets/libsql.js";
+import { PostgresTarget } from "./targets/postgres.js";
+import { SqliteTarget } from "./targets/sqlite.js";
 
 export interface TargetOptions {
   /** For `d1:NAME`: wrangler's --local / --remote / --config. */

@@ -28,7 +28,7 @@ export interface ColumnSchema {
   declared?: string;
   /** The table checks the column with json_valid() (Django's JSONField is "text" with that CHECK). */
   json?: boolean;
-  /** In a full push's reset: the PostgreSQL type chosen from the data (pg-types.ts grammar). */
+  /** In a full push's reset: the PostgreSQL type chosen from the data (targets/postgres-types.ts grammar). */
   pg?: string;
 }
 

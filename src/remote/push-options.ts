@@ -9,9 +9,9 @@
 import { InvalidArgumentError } from "../errors.js";
 import { checkName } from "../queue/validate.js";
 import type { TargetOptions } from "./open-target.js";
-import type { Fallback } from "./pg-plan.js";
 import type { PullResult } from "./pull.js";
 import type { Backend, RemoteTarget } from "./target.js";
+import type { Fallback } from "./targets/postgres-plan.js";
 
 export interface RemoteSyncOptions extends TargetOptions {
   /** A target URL (sqlite:PATH, postgres://…, libsql://…, file:PATH, d1:NAME) or an adapter. */

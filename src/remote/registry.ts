@@ -17,12 +17,12 @@ import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import { checkInteger } from "../queue/validate.js";
 import type { Store } from "../store.js";
-import type { D1Options } from "./d1-target.js";
 import { openTarget } from "./open-target.js";
 import { checkDirection, DIRECTIONS, type SyncDirection } from "./push-options.js";
 import { checkD1, checkNames, checkRemoteId, deriveId, normalizeUrl } from "./remote-input.js";
 import { PayloadSpool } from "./spool.js";
 import type { Backend } from "./target.js";
+import type { D1Options } from "./targets/d1.js";
 
 export { checkRemoteId, deriveId } from "./remote-input.js";
 

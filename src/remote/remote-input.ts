@@ -9,9 +9,9 @@
 import { basename, extname, resolve } from "node:path";
 import { InvalidArgumentError } from "../errors.js";
 import { checkNodeId } from "../replica/hlc.js";
-import type { D1Options } from "./d1-target.js";
 import { checkBuckets } from "./push-options.js";
 import type { Backend } from "./target.js";
+import type { D1Options } from "./targets/d1.js";
 
 /** A remote's id: a node id's characters (so never a "/"), 1 to 64 of them. */
 export function checkRemoteId(id: unknown): string {

@@ -19,7 +19,7 @@
  * for its data (DATA_REFUSED) is never sent again: it and any payload
  * spooled behind it are dropped and the cursor deleted, so the next cycle
  * is a full push from the current rows, which chooses PostgreSQL column
- * types from the data as it is then (pg-plan.ts). The pull direction is
+ * types from the data as it is then (targets/postgres-plan.ts). The pull direction is
  * pull.ts's; `sync` runs the configured direction(s), pulling before it
  * pushes, so a full push never overwrites edits on the target not yet pulled,
  * and the incremental push leaves out what was pulled from the target.
@@ -36,7 +36,6 @@ import { type CopyStat, FullPush } from "./full-push.js";
 import { type LoopOptions, SyncLoop } from "./loop.js";
 import { openTarget } from "./open-target.js";
 import { makePayload, type Payload, type TableSchema } from "./payload.js";
-import { checkOverrides, type Fallback, overridesText, type PgOverrides, parseOverrides } from "./pg-plan.js";
 import { Puller, type PullResult } from "./pull.js";
 import {
   type CycleOptions,
@@ -54,6 +53,13 @@ import { Source } from "./source.js";
 import { PayloadSpool } from "./spool.js";
 import { APPLYING_TABLE, HISTORY_TABLE } from "./sql.js";
 import { DATA_REFUSED, describeError, RemoteError, type RemoteTarget } from "./target.js";
+import {
+  checkOverrides,
+  type Fallback,
+  overridesText,
+  type PgOverrides,
+  parseOverrides,
+} from "./targets/postgres-plan.js";
 import { encodeValue, fromWire, type Value } from "./values.js";
 
 export type { PullResult } from "./pull.js";

@@ -8,11 +8,17 @@
  * caller's `bind`, which returns a placeholder (and keeps the value as a
  * parameter) or, for D1's --file, the value's SQL literal. No text a user
  * gave ever becomes SQL otherwise: column types are chosen from the
- * column's affinity (SQLite) or parsed into pg-types.ts's grammar and
+ * column's affinity (SQLite) or parsed into targets/postgres-types.ts's grammar and
  * rendered from it (PostgreSQL), never copied from a declaration.
  */
 import type { Affinity, ColumnSchema, Payload, TableSchema } from "./payload.js";
-import { ANY_COMMENT, declaredTypes, type PgType, parsePgType, renderPgType } from "./pg-types.js";
+import {
+  ANY_COMMENT,
+  declaredTypes,
+  type PgType,
+  parsePgType,
+  renderPgType,
+} from "./targets/postgres-types.js";
 import { quoteIdent, sqlLiteral, type Value } from "./values.js";
 
 export type Dialect = "sqlite" | "postgres";
@@ -215,7 +221,7 @@ export function sqliteRenderer(options: { inlineInfinities?: boolean } = {}): Re
 
 /**
  * SQLite-dialect targets: the marker an apply holds for the length of its
- * transaction, so the capture triggers (capture-sqlite.ts) do not record
+ * transaction, so the capture triggers (targets/sqlite-capture.ts) do not record
  * Tidewire's own writes as edits made on the target. Another connection never
  * sees it: it is written and deleted inside the one write transaction.
  */

@@ -1,5 +1,5 @@
 /**
- * RedisStreamsTransport: makes one Replica a member of a mesh over Redis
+ * MeshMember: makes one Replica a member of a mesh over Redis
  * Streams, with no hub.
  *
  * Contract: `start()` registers the member, then runs three loops until
@@ -24,19 +24,14 @@ import { meshGaps } from "../metrics.js";
 import { checkNodeId, isNodeId } from "../replica/hlc.js";
 import type { Replica } from "../replica/replica.js";
 import { MemberRegistry } from "./member-registry.js";
-import {
-  type MeshLogger,
-  type MeshSettings,
-  meshSettings,
-  type RedisStreamsOptions,
-} from "./mesh-options.js";
+import { type MeshLogger, type MeshMemberOptions, type MeshSettings, meshSettings } from "./mesh-options.js";
 import { Publisher, type PublishState } from "./publisher.js";
 import { RedisLink } from "./redis-link.js";
 import { membersKey, parsePosition, type RawFields, START_ID, streamKey } from "./stream-entry.js";
 import { type AppliedEntry, type Gap, type RefusedEntry, StreamReader, type Tail } from "./stream-reader.js";
 import { Wants } from "./wants.js";
 
-export type { MeshLogger, RedisStreamsOptions } from "./mesh-options.js";
+export type { MeshLogger, MeshMemberOptions } from "./mesh-options.js";
 
 export type MeshState = "stopped" | "running" | "stopping";
 
@@ -62,7 +57,7 @@ type Events = {
 /** Entries per stream per XREAD. */
 const READ_COUNT = 64;
 
-export class RedisStreamsTransport extends EventEmitter<Events> {
+export class MeshMember extends EventEmitter<Events> {
   readonly replica: Replica;
   readonly buckets: string[];
   readonly prefix: string;
@@ -84,7 +79,7 @@ export class RedisStreamsTransport extends EventEmitter<Events> {
   private publishing: Promise<unknown> = Promise.resolve();
   private lastError: string | undefined;
 
-  constructor(replica: Replica, options: RedisStreamsOptions) {
+  constructor(replica: Replica, options: MeshMemberOptions) {
     super();
     this.settings = meshSettings(replica, options);
     this.members = new MemberRegistry(this.settings.peers);

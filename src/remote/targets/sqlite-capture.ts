@@ -15,11 +15,11 @@
  * through `quoteIdent`, so one text works for runners that bind nothing
  * (wrangler's --command).
  */
-import type { Capture, CapturedChange } from "./capture.js";
-import { CHANGES_TABLE, fromQuoted, keyText } from "./capture.js";
-import type { TableSchema } from "./payload.js";
-import { APPLYING_TABLE, applyingSql } from "./sql.js";
-import { quoteIdent, sqlLiteral, type Value } from "./values.js";
+import type { Capture, CapturedChange } from "../capture.js";
+import { CHANGES_TABLE, fromQuoted, keyText } from "../capture.js";
+import type { TableSchema } from "../payload.js";
+import { APPLYING_TABLE, applyingSql } from "../sql.js";
+import { quoteIdent, sqlLiteral, type Value } from "../values.js";
 
 /**
  * One connection's way to run SQL text: reads (each statement's rows as

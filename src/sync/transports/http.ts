@@ -15,9 +15,9 @@
  * notice may have been missed while it was down).
  */
 import type WebSocket from "ws";
-import { InvalidArgumentError, TidewireError } from "../errors.js";
-import { loadOptional } from "../optional-deps.js";
-import { injectHeaders } from "../trace.js";
+import { InvalidArgumentError, TidewireError } from "../../errors.js";
+import { loadOptional } from "../../optional-deps.js";
+import { injectHeaders } from "../../trace.js";
 import {
   errorResponse,
   type HandshakeRequest,
@@ -32,8 +32,8 @@ import {
   parse,
   pullResponse,
   pushResponse,
-} from "./protocol.js";
-import { HubRefusedError, hubRefusal, type Transport } from "./transport.js";
+} from "../protocol.js";
+import { HubRefusedError, hubRefusal, type Transport } from "../transport.js";
 
 export interface HttpTransportOptions {
   /** Bearer token for the hub. */

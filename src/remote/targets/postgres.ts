@@ -5,27 +5,27 @@
  * A payload is one transaction: claim the sync key in the history table
  * (nothing back: already applied, roll back, "duplicate"), the statements,
  * the pruning, COMMIT. Each value is converted by its column's type as the
- * target's catalog has it (pg-types.ts), so an incremental payload needs no
+ * target's catalog has it (postgres-types.ts), so an incremental payload needs no
  * knowledge of the types a full push chose. A value the type cannot hold
  * exactly, a table or column missing on the target, or a data error from
  * PostgreSQL itself (SQLSTATE class 22, a NULL key) fails the payload with a
  * DATA_REFUSED error naming table, column and value, and nothing of it is
  * applied. A full push goes by COPY into a shadow schema, swapped in one
- * transaction (pg-copy.ts). A connection that fails is dropped and made again next time.
+ * transaction (postgres-copy.ts). A connection that fails is dropped and made again next time.
  */
 import { createHash } from "node:crypto";
 import type pg from "pg";
-import { InvalidArgumentError } from "../errors.js";
-import { loadOptional } from "../optional-deps.js";
-import type { Capture } from "./capture.js";
-import { PostgresCapture } from "./capture-postgres.js";
-import type { CopyJob } from "./copy-job.js";
-import type { Payload, TableSchema } from "./payload.js";
-import { convert, pgCopy } from "./pg-copy.js";
-import { ANY_COMMENT, type PgParam, type PgType, parsePgType } from "./pg-types.js";
-import { historySql, type Renderer, renderPayload, type Statement, unnestUpsertSql } from "./sql.js";
-import { type ApplyOutcome, DATA_REFUSED, describeError, RemoteError, type RemoteTarget } from "./target.js";
-import { quoteIdent, type Value } from "./values.js";
+import { InvalidArgumentError } from "../../errors.js";
+import { loadOptional } from "../../optional-deps.js";
+import type { Capture } from "../capture.js";
+import type { CopyJob } from "../copy-job.js";
+import type { Payload, TableSchema } from "../payload.js";
+import { historySql, type Renderer, renderPayload, type Statement, unnestUpsertSql } from "../sql.js";
+import { type ApplyOutcome, DATA_REFUSED, describeError, RemoteError, type RemoteTarget } from "../target.js";
+import { quoteIdent, type Value } from "../values.js";
+import { PostgresCapture } from "./postgres-capture.js";
+import { convert, pgCopy } from "./postgres-copy.js";
+import { ANY_COMMENT, type PgParam, type PgType, parsePgType } from "./postgres-types.js";
 
 /** A table's columns and their types on the target, as its catalog says. */
 const CATALOG = `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
@@ -79,7 +79,7 @@ export class PostgresTarget implements RemoteTarget {
     const statements = renderPayload(payload, this.renderer);
     try {
       await client.query("BEGIN");
-      // Keeps these writes out of the target's capture (capture-postgres.ts); gone at COMMIT.
+      // Keeps these writes out of the target's capture (../targets/postgres-capture.ts); gone at COMMIT.
       await client.query("SET LOCAL tidewire.applying = 'on'");
       const claimed = await client.query(h.claim, [payload.key, payload.name, new Date(), payload.mode]);
       if (claimed.rowCount === 0) {
@@ -117,7 +117,7 @@ export class PostgresTarget implements RemoteTarget {
     }
   }
 
-  /** A full push by COPY into a shadow schema, swapped in one transaction (pg-copy.ts). */
+  /** A full push by COPY into a shadow schema, swapped in one transaction (postgres-copy.ts). */
   async copy(job: CopyJob, keepHistory: number): Promise<ApplyOutcome> {
     const client = await this.connect();
     this.catalog.clear();

@@ -8,12 +8,11 @@
  */
 import { resolve } from "node:path";
 import type { Client, InValue } from "@libsql/client";
-import { InvalidArgumentError } from "../errors.js";
-import { loadOptional } from "../optional-deps.js";
-import type { Capture } from "./capture.js";
-import { SqliteCapture } from "./capture-sqlite.js";
-import { type CopyJob, insertSql, missingColumns, rowsPerInsert, sqliteIndexSql } from "./copy-job.js";
-import type { Payload } from "./payload.js";
+import { InvalidArgumentError } from "../../errors.js";
+import { loadOptional } from "../../optional-deps.js";
+import type { Capture } from "../capture.js";
+import { type CopyJob, insertSql, missingColumns, rowsPerInsert, sqliteIndexSql } from "../copy-job.js";
+import type { Payload } from "../payload.js";
 import {
   applyingSql,
   createTableSql,
@@ -21,9 +20,10 @@ import {
   historySql,
   renderPayload,
   sqliteRenderer,
-} from "./sql.js";
-import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "./target.js";
-import { quoteIdent, sqlLiteral, type Value } from "./values.js";
+} from "../sql.js";
+import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "../target.js";
+import { quoteIdent, sqlLiteral, type Value } from "../values.js";
+import { SqliteCapture } from "./sqlite-capture.js";
 
 type Tx = Awaited<ReturnType<Client["transaction"]>>;
 

@@ -22,12 +22,12 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
-import { type CopyJob, missingColumns, pgIndexSql, viewBody } from "./copy-job.js";
-import type { TableSchema } from "./payload.js";
-import { MISFIT, type PgParam, type PgType, pgTypeName, toPgValue } from "./pg-types.js";
-import { anyComments, createTableSql, historySql, pgColumnType, type Renderer } from "./sql.js";
-import { type ApplyOutcome, DATA_REFUSED, RemoteError } from "./target.js";
-import { describeValue, quoteIdent, storageClass, type Value } from "./values.js";
+import { type CopyJob, missingColumns, pgIndexSql, viewBody } from "../copy-job.js";
+import type { TableSchema } from "../payload.js";
+import { anyComments, createTableSql, historySql, pgColumnType, type Renderer } from "../sql.js";
+import { type ApplyOutcome, DATA_REFUSED, RemoteError } from "../target.js";
+import { describeValue, quoteIdent, storageClass, type Value } from "../values.js";
+import { MISFIT, type PgParam, type PgType, pgTypeName, toPgValue } from "./postgres-types.js";
 
 export interface PgPlace {
   /** The target's schema. */

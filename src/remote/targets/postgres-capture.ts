@@ -6,22 +6,22 @@
  * generated sequence, the table, the key as text[] in key order, the op,
  * the changed columns of an update, the ms of clock_timestamp()) unless the
  * writing transaction set `tidewire.applying` LOCAL, which Tidewire's own
- * apply does (postgres-target.ts): its writes are never recorded. It names
+ * apply does (targets/postgres.ts): its writes are never recorded. It names
  * its change table through TG_TABLE_SCHEMA, so its text holds no schema
  * name. `install` is one catalog read when everything is in place, else one
  * transaction creating what is missing. Values come back as PostgreSQL's
  * text output and are read by the target column's type (`fromPgText`), the
- * inverse of pg-types.ts's `toPgValue` where that conversion is exact.
+ * inverse of targets/postgres-types.ts's `toPgValue` where that conversion is exact.
  * Names reach SQL only through `quoteIdent`, types only through
  * `renderPgType`, values only as parameters.
  */
-import { InvalidArgumentError } from "../errors.js";
-import { fromWire } from "../replica/values.js";
-import type { Capture, CapturedChange } from "./capture.js";
-import { CHANGES_TABLE, keyText } from "./capture.js";
-import type { TableSchema } from "./payload.js";
-import { ANY_COMMENT, type PgType, parsePgType, renderPgType } from "./pg-types.js";
-import { quoteIdent, sqlLiteral, type Value } from "./values.js";
+import { InvalidArgumentError } from "../../errors.js";
+import { fromWire } from "../../replica/values.js";
+import type { Capture, CapturedChange } from "../capture.js";
+import { CHANGES_TABLE, keyText } from "../capture.js";
+import type { TableSchema } from "../payload.js";
+import { quoteIdent, sqlLiteral, type Value } from "../values.js";
+import { ANY_COMMENT, type PgType, parsePgType, renderPgType } from "./postgres-types.js";
 
 export interface PgRunner {
   query(text: string, values?: unknown[]): Promise<{ rows: unknown[][] }>;

@@ -13,9 +13,9 @@
  * holding the replica protocol's wire form of the value, so every storage
  * class comes back as it was (docs/architecture.md, "Remote push").
  */
-import { toWire } from "../replica/values.js";
-import type { ColumnSchema } from "./payload.js";
-import type { Value } from "./values.js";
+import { toWire } from "../../replica/values.js";
+import type { ColumnSchema } from "../payload.js";
+import type { Value } from "../values.js";
 
 export type PgKind =
   | "smallint"

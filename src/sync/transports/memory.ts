@@ -9,8 +9,8 @@
  * the next n calls, to exercise retry and backoff.
  */
 
-import { HubError } from "../errors.js";
-import { FULL_SCOPE, type Scope } from "../scope.js";
+import { HubError } from "../../errors.js";
+import { FULL_SCOPE, type Scope } from "../../scope.js";
 import {
   type HandshakeRequest,
   type HandshakeResponse,
@@ -22,8 +22,8 @@ import {
   parse,
   pullResponse,
   pushResponse,
-} from "./protocol.js";
-import { HubRefusedError, hubRefusal, type Transport } from "./transport.js";
+} from "../protocol.js";
+import { HubRefusedError, hubRefusal, type Transport } from "../transport.js";
 
 /**
  * What MemoryTransport serves from: a hub's three calls, answered for a

@@ -18,11 +18,10 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { finished } from "node:stream/promises";
-import { InvalidArgumentError } from "../errors.js";
-import type { Capture } from "./capture.js";
-import { SqliteCapture } from "./capture-sqlite.js";
-import { type CopyJob, missingColumns, sqliteIndexSql } from "./copy-job.js";
-import type { Payload } from "./payload.js";
+import { InvalidArgumentError } from "../../errors.js";
+import type { Capture } from "../capture.js";
+import { type CopyJob, missingColumns, sqliteIndexSql } from "../copy-job.js";
+import type { Payload } from "../payload.js";
 import {
   applyingSql,
   createTableSql,
@@ -31,9 +30,10 @@ import {
   historySql,
   type Renderer,
   renderPayload,
-} from "./sql.js";
-import { type ApplyOutcome, RemoteError, type RemoteTarget } from "./target.js";
-import { quoteIdent, sqlLiteral } from "./values.js";
+} from "../sql.js";
+import { type ApplyOutcome, RemoteError, type RemoteTarget } from "../target.js";
+import { quoteIdent, sqlLiteral } from "../values.js";
+import { SqliteCapture } from "./sqlite-capture.js";
 
 export interface D1Options {
   local?: boolean;

@@ -15,11 +15,10 @@
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
-import { InvalidArgumentError } from "../errors.js";
-import type { Capture } from "./capture.js";
-import { SqliteCapture } from "./capture-sqlite.js";
-import { type CopyJob, insertSql, missingColumns, rowsPerInsert, sqliteIndexSql } from "./copy-job.js";
-import type { Payload } from "./payload.js";
+import { InvalidArgumentError } from "../../errors.js";
+import type { Capture } from "../capture.js";
+import { type CopyJob, insertSql, missingColumns, rowsPerInsert, sqliteIndexSql } from "../copy-job.js";
+import type { Payload } from "../payload.js";
 import {
   applyingSql,
   createTableSql,
@@ -27,9 +26,10 @@ import {
   historySql,
   renderPayload,
   sqliteRenderer,
-} from "./sql.js";
-import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "./target.js";
-import { quoteIdent, type Value } from "./values.js";
+} from "../sql.js";
+import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "../target.js";
+import { quoteIdent, type Value } from "../values.js";
+import { SqliteCapture } from "./sqlite-capture.js";
 
 /** Rows written between two yields to the event loop. */
 const YIELD_ROWS = 50_000;

@@ -4,7 +4,7 @@
  *
  * Contract: per column, an override is taken as given, and a value it cannot
  * hold refuses the push (DATA_REFUSED, saying which value). Otherwise the
- * column gets the first of its candidate types (pg-types.ts) that holds
+ * column gets the first of its candidate types (postgres-types.ts) that holds
  * every value the column has now, and each column that did not get its
  * declared type's mapping is reported as a Fallback with the value that
  * decided it: never a silent change. A value no type holds (text holding
@@ -13,8 +13,10 @@
  * '12:00:00' would be one key and one row would overwrite the other. Scans the table once; a second time only when a
  * column's first candidate failed.
  */
-import { InvalidArgumentError } from "../errors.js";
-import type { TableSchema } from "./payload.js";
+import { InvalidArgumentError } from "../../errors.js";
+import type { TableSchema } from "../payload.js";
+import { DATA_REFUSED, RemoteError } from "../target.js";
+import { describeValue, storageClass, type Value } from "../values.js";
 import {
   candidateTypes,
   MISFIT,
@@ -23,9 +25,7 @@ import {
   parseOverride,
   pgTypeName,
   toPgValue,
-} from "./pg-types.js";
-import { DATA_REFUSED, RemoteError } from "./target.js";
-import { describeValue, storageClass, type Value } from "./values.js";
+} from "./postgres-types.js";
 
 /** Types in which two values are equal only when the SQLite values they came from are (json has no equality at all). */
 const KEY_SAFE = new Set<PgKind>([
