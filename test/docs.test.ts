@@ -175,3 +175,47 @@ describe("docs/architecture.md layer diagram", () => {
     expect([...undrawn, ...unknown, ...stale].sort()).toEqual([]);
   });
 });
+
+/**
+ * A state diagram that says `%% checked against NAME in src/….ts` must draw
+ * exactly the moves that module's NAME (a record: state -> the states it may
+ * move to) declares; `[*]` (start and end) is not a state.
+ */
+describe("docs/architecture.md state diagrams", () => {
+  const diagrams = [...architecture.matchAll(/```mermaid\n(stateDiagram[\s\S]*?)```/g)].map((m) => m[1]!);
+
+  it("says what each state diagram is checked against", () => {
+    const unchecked = diagrams
+      .filter((d) => !/%% checked against \w+ in src\/\S+\.ts/.test(d))
+      .map((d) => `a state diagram in ${ARCHITECTURE} names no table to check it against: ${d.slice(0, 80)}`);
+    expect(unchecked).toEqual([]);
+  });
+
+  it("draws exactly the moves of the table it names", async () => {
+    const problems: string[] = [];
+    for (const d of diagrams) {
+      const named = /%% checked against (\w+) in (src\/\S+\.ts)/.exec(d);
+      if (!named) continue;
+      const [, name, path] = named as unknown as [string, string, string];
+      const mod = (await import(join(ROOT, path))) as Record<string, unknown>;
+      const table = mod[name] as Record<string, readonly string[]> | undefined;
+      if (!table) {
+        problems.push(`${path} exports no ${name}`);
+        continue;
+      }
+      const declared = new Set(
+        Object.entries(table).flatMap(([from, tos]) => tos.map((to) => `${from} -> ${to}`)),
+      );
+      const drawn = new Set(
+        [...d.matchAll(/^\s*(\w+)\s*-->\s*(\w+)\s*$/gm)].map((m) => `${m[1]} -> ${m[2]}`),
+      );
+      for (const move of declared)
+        if (!drawn.has(move))
+          problems.push(`${name} (${path}) allows ${move}, which the diagram does not draw`);
+      for (const move of drawn)
+        if (!declared.has(move))
+          problems.push(`the diagram for ${name} draws ${move}, which ${path} does not allow`);
+    }
+    expect(problems).toEqual([]);
+  });
+});
