@@ -1,13 +1,17 @@
 /**
- * The architecture docs stay true to the tree: every `src/**\/*.ts` has a row
- * in docs/architecture.md's file table and every row names a file that exists;
- * the Mermaid layer diagram draws exactly the folder-level import edges that
- * dependency-cruiser (the cycle checker, with its own config) reports; every
- * `src/…` path named in docs/ or README.md exists.
+ * The docs stay true to the tree:
+ * - every `src/**\/*.ts` has a row in docs/architecture.md's file table, and
+ *   every row names a file that exists;
+ * - the Mermaid layer diagram draws exactly the folder-level import edges that
+ *   dependency-cruiser (the cycle checker, with its own config) reports;
+ * - a state diagram draws exactly the moves of the table it names;
+ * - docs/product.md names every metric and HTTP route the code registers;
+ * - every `src/…` path named in the docs or README exists.
  *
- * A diagram node names what it stands for in its label: `queue/` for a folder
- * of src/ (its subfolders included), `store.ts` for a file at the root of src/.
- * Each failure message names the file or the edge to add or remove.
+ * A layer-diagram node names what it stands for in its label: `queue/` for a
+ * folder of src/ (its subfolders included), `store.ts` for a file at the root
+ * of src/. Each failure message names the file, edge, move, metric or route
+ * to add or remove.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -217,5 +221,35 @@ describe("docs/architecture.md state diagrams", () => {
           problems.push(`the diagram for ${name} draws ${move}, which ${path} does not allow`);
     }
     expect(problems).toEqual([]);
+  });
+});
+
+/** docs/product.md lists the public contracts as built: every metric and every HTTP route the code registers. */
+describe("docs/product.md", () => {
+  const product = readFileSync(join(ROOT, "docs/product.md"), "utf8");
+  const code = sourceFiles().map((f) => ({ file: f, text: readFileSync(join(ROOT, f), "utf8") }));
+
+  it("names every metric src/ registers", () => {
+    const missing = code.flatMap(({ file, text }) =>
+      [...text.matchAll(/\bname: "(tidewire_\w+)"/g)]
+        .filter((m) => !product.includes(`\`${m[1]}\``))
+        .map((m) => `metric ${m[1]} (${file}) is not in docs/product.md ("Metrics")`),
+    );
+    expect(missing).toEqual([]);
+  });
+
+  it("names every HTTP route src/ registers", () => {
+    const missing = code.flatMap(({ file, text }) =>
+      [
+        ...[...text.matchAll(/\b(?:app|scope)\.(get|post|put|delete)\(\s*"(\/[^"]*)"/g)].map(
+          (m) => `${m[1]!.toUpperCase()} ${m[2]}`,
+        ),
+        // the hub's protocol calls go through one helper that registers a POST
+        ...[...text.matchAll(/\broute\(\s*"(\/v1\/[^"]*)"/g)].map((m) => `POST ${m[1]}`),
+      ]
+        .filter((route) => !product.includes(route))
+        .map((route) => `route ${route} (${file}) is not in docs/product.md ("HTTP")`),
+    );
+    expect(missing).toEqual([]);
   });
 });
