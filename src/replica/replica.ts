@@ -28,6 +28,7 @@ import type {
   Conflict,
   ConflictCounts,
   ListOptions as ConflictListOptions,
+  ConflictReader,
   QuarantinedChange,
 } from "./conflicts.js";
 import { type CaptureStatus, inspectCapture, SchemaWatch } from "./evolve.js";
@@ -216,6 +217,14 @@ export class Replica {
   conflict(id: number): Conflict | QuarantinedChange | null {
     checkConflictId(id);
     return this.applier.conflicts.get(id);
+  }
+
+  /**
+   * The conflicts and the quarantine to read, for a console that pages and
+   * filters them; writes go through `restoreConflict` and `retryQuarantined`.
+   */
+  get conflictLog(): ConflictReader {
+    return this.applier.conflicts;
   }
 
   conflictCounts(): ConflictCounts {
