@@ -76,6 +76,12 @@ export class CursorStore {
     });
   }
 
+  /** A file's flushed cursors, read once; none for a file from before cursors (what `status` shows). */
+  static readAll(store: Store): Cursor[] {
+    if (!store.hasTable("tw_cursors")) return [];
+    return new CursorStore(store, { flushIntervalMs: 0 }).getAll();
+  }
+
   /**
    * Re-reads the flushed cursors, for a long-lived store whose file another
    * process changes (`tidewire peers remove` deletes cursors): cursors gone

@@ -378,6 +378,17 @@ export const MIGRATIONS: readonly Migration[] = [
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
+/**
+ * Whether the file was ever given tidewire's schema (migration 1's table is
+ * there): a command checks this first, read-only, so a mistyped path to
+ * another application's SQLite file is never migrated or switched to WAL.
+ */
+export function hasTidewireSchema(db: Database.Database): boolean {
+  return (
+    db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'tw_jobs'").get() !== undefined
+  );
+}
+
 export function migrate(db: Database.Database): void {
   const current = db.pragma("user_version", { simple: true }) as number;
   if (current >= SCHEMA_VERSION) return;

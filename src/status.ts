@@ -6,26 +6,26 @@
  * are counted, not ingested, and nothing is migrated, so a file that is not
  * (yet) a replica is reported as such: capture a schema change broke is
  * reported (`capture`), not restored (the next ingest or sync does that).
- * Peers' tokens and remote targets' secrets are never part of it.
+ * Peers' tokens and remote targets' secrets are never part of it. It runs no
+ * SQL of its own: each part is its owner's answer (replica/report.ts, the
+ * queue, the cursor store, the peers and remotes registries, the outbox).
  */
 
 import { type Cursor, CursorStore } from "./cursor-store.js";
 import { outboxCounts } from "./outbox/counts.js";
 import type { OutboxCounts } from "./outbox/types.js";
-import { Peers, type PublicPeer, publicPeer } from "./peers/peers.js";
+import { Peers, type PublicPeer } from "./peers/peers.js";
+import { queueNames } from "./queue/admin.js";
 import { Queue } from "./queue/queue.js";
 import type { QueueStats } from "./queue/types.js";
 import { type RemoteStatus, Remotes } from "./remote/registry.js";
-import { Catalog } from "./replica/catalog.js";
-import { type ConflictCounts, Conflicts } from "./replica/conflicts.js";
-import { type CaptureStatus, inspectCapture } from "./replica/evolve.js";
-import { formatHlc, hlcMillis } from "./replica/hlc.js";
-import { COUNT_STAGED } from "./replica/ingest.js";
-import { type Lag, type LagQuery, readLag } from "./replica/lag.js";
-import { ChangeLog } from "./replica/log.js";
+import type { ConflictCounts } from "./replica/conflicts.js";
+import type { CaptureStatus } from "./replica/evolve.js";
+import type { Lag, LagQuery } from "./replica/lag.js";
 import type { ReplicaStats } from "./replica/replica.js";
-import { type BucketCount, bucketCounts, type TableCount, tableCounts } from "./replica/table-counts.js";
-import { describeTracked, type TrackedTableInfo } from "./replica/track.js";
+import { conflictCounts, readersLag, readReplica } from "./replica/report.js";
+import type { BucketCount, TableCount } from "./replica/table-counts.js";
+import type { TrackedTableInfo } from "./replica/track.js";
 import { type StorageStats, storageStats } from "./storage.js";
 import type { Store } from "./store.js";
 
@@ -66,61 +66,26 @@ export interface StatusOptions {
 }
 
 export function readStatus(store: Store, options: StatusOptions = {}): Status {
-  const status: Status = {
-    nodeId: null,
-    clock: null,
-    buckets: {},
-    tables: [],
-    capture: [],
-    log: null,
-    cursors: [],
-    counts: { tables: [], buckets: [] },
-    readerLag: {},
-    peers: [],
-    queues: {},
-    remotes: [],
-    conflicts: null,
+  const replica = readReplica(store, options.readers);
+  const queues: Record<string, QueueStats> = {};
+  for (const name of queueNames(store)) queues[name] = new Queue(store, name).stats();
+  return {
+    nodeId: replica?.nodeId ?? null,
+    clock: replica?.clock ?? null,
+    buckets: replica?.buckets ?? {},
+    tables: replica?.tables ?? [],
+    capture: replica?.capture ?? [],
+    log: replica?.log ?? null,
+    cursors: withLag(store, CursorStore.readAll(store)),
+    counts: replica?.counts ?? { tables: [], buckets: [] },
+    readerLag: replica?.readerLag ?? {},
+    peers: Peers.listPublic(store),
+    queues,
+    remotes: Remotes.statusOf(store),
+    conflicts: conflictCounts(store),
     storage: storageStats(store),
     outboxes: outboxCounts(store),
   };
-  if (store.hasTable("tw_clock") && store.hasTable("tw_log")) {
-    const row = store.db.prepare("SELECT node, hlc FROM tw_clock WHERE id = 0").safeIntegers(true).get() as
-      | { node: string; hlc: bigint }
-      | undefined;
-    if (row) {
-      status.nodeId = row.node;
-      status.clock = { hlc: formatHlc(row.hlc), time: new Date(hlcMillis(row.hlc)).toISOString() };
-    }
-    const catalog = new Catalog(store.db);
-    status.tables = catalog.list().map(describeTracked);
-    status.capture = catalog.list().map((t) => inspectCapture(store, t, store.path));
-    for (const t of status.tables) {
-      const list = status.buckets[t.bucket] ?? [];
-      list.push(t.table);
-      status.buckets[t.bucket] = list;
-    }
-    // Read-only: staged writes are counted, not ingested (any replica method does that).
-    const staged = store.hasTable("tw_pending")
-      ? (store.db.prepare(COUNT_STAGED).pluck().get() as number)
-      : 0;
-    status.log = { ...new ChangeLog(store.db, catalog).stats(), staged };
-    const tables = tableCounts(store.db, catalog);
-    status.counts = { tables, buckets: bucketCounts(tables) };
-    if (options.readers?.length) status.readerLag = Object.fromEntries(readLag(store.db, options.readers));
-  }
-  if (store.hasTable("tw_conflicts")) status.conflicts = new Conflicts(store.db).counts();
-  if (store.hasTable("tw_cursors"))
-    status.cursors = withLag(store, new CursorStore(store, { flushIntervalMs: 0 }).getAll());
-  if (store.hasTable("tw_peers")) status.peers = new Peers(store).list().map(publicPeer);
-  if (store.hasTable("tw_remotes")) status.remotes = new Remotes(store).status();
-  if (store.hasTable("tw_jobs")) {
-    const names = store.db
-      .prepare("SELECT DISTINCT queue FROM tw_jobs ORDER BY queue")
-      .pluck()
-      .all() as string[];
-    for (const name of names) status.queues[name] = new Queue(store, name).stats();
-  }
-  return status;
 }
 
 /**
@@ -130,18 +95,15 @@ export function readStatus(store: Store, options: StatusOptions = {}): Status {
  */
 function withLag(store: Store, cursors: Cursor[]): Array<Cursor & { lag: Lag | null }> {
   const pushes = cursors.filter((c) => c.direction === "push");
-  const lag =
-    pushes.length > 0 && store.hasTable("tw_log")
-      ? readLag(
-          store.db,
-          pushes.map((c) => ({
-            key: `${c.peer}\u0000${c.bucket}`,
-            cursor: c.value,
-            buckets: c.bucket === "*" || c.bucket.startsWith("sha256:") ? null : c.bucket.split(","),
-            node: c.peer,
-          })),
-        )
-      : new Map<string, Lag | null>();
+  const lag = readersLag(
+    store,
+    pushes.map((c) => ({
+      key: `${c.peer}\u0000${c.bucket}`,
+      cursor: c.value,
+      buckets: c.bucket === "*" || c.bucket.startsWith("sha256:") ? null : c.bucket.split(","),
+      node: c.peer,
+    })),
+  );
   return cursors.map((c) => ({
     ...c,
     lag: c.direction === "push" ? (lag.get(`${c.peer}\u0000${c.bucket}`) ?? null) : null,

@@ -249,7 +249,7 @@ describe("a relay hub", () => {
     const dir = tempDir();
     const replica = Replica.open(join(dir, "relay.db"), { nodeId: "relay", relay: true });
     cleanup.push(() => replica.close());
-    const hub = new Hub(replica, { relay: true, buckets: "*" });
+    const hub = new Hub(replica, { buckets: "*" });
     const scope = { id: "t", buckets: "*" as const, write: true, admin: true };
     const a = openItems(dir, "a");
     cleanup.push(() => a.close());
@@ -265,7 +265,7 @@ describe("a relay hub", () => {
     });
     const page = hub.pull({ nodeId: "b", cursor: "0", buckets: ["default"], limit: 10 }, scope);
     expect(page.changes).toMatchObject([{ table: "items", bucket: "default", pk: [1], origin: "a" }]);
-    const limited = new Hub(replica, { relay: true, buckets: ["default"] });
+    const limited = new Hub(replica, { buckets: ["default"] });
     expect(() => limited.pull({ nodeId: "b", cursor: "0", buckets: ["other"], limit: 10 }, scope)).toThrow(
       /serves no bucket "other"/,
     );

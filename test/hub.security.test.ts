@@ -16,6 +16,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { type Daemon, type DaemonOptions, startDaemon } from "../src/daemon/daemon.js";
 import { buildServer } from "../src/daemon/server.js";
+import { Hub } from "../src/hub/hub.js";
 import { pushRefusal } from "../src/hub/refusals.js";
 import { createLogger } from "../src/log.js";
 import { Queue } from "../src/queue/queue.js";
@@ -24,6 +25,7 @@ import { openStore } from "../src/store.js";
 import { SyncManager } from "../src/sync/sync-manager.js";
 import { HttpTransport } from "../src/sync/transports/http.js";
 import { runNode, useTempDirs, waitFor } from "./helpers.js";
+import { openItems } from "./sync-helpers.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "dist/cli/main.js");
@@ -107,6 +109,56 @@ function refused(res: Answer, status: number, code: string, message: RegExp) {
   expect({ status: res.status, code: res.body.error?.code }).toEqual({ status, code });
   expect(res.body.error?.message).toMatch(message);
 }
+
+describe("the bucket a push is checked against is the replica's", () => {
+  const writerOf = (bucket: string) => ({ id: bucket, buckets: new Set([bucket]), write: true });
+
+  it("a change that claims another bucket than the table's is judged by the table's, inside the apply", () => {
+    const dir = tempDir();
+    const replica = openItems(dir, "hub", "a");
+    cleanup.push(() => replica.close());
+    const hub = new Hub(replica);
+    const sender = openItems(dir, "sender", "b");
+    cleanup.push(() => sender.close());
+    sender.store.db.exec("INSERT INTO items VALUES (1, 'pen', 1)");
+    const claimed = sender.changesSince(0).changes;
+    expect(claimed).toMatchObject([{ table: "items", bucket: "b" }]);
+    const body = { nodeId: "sender", changes: claimed, cursor: "1" };
+    // A writer of the bucket the change claims may not write the table the replica files in "a".
+    expect(() => hub.push(body, writerOf("b"))).toThrow(
+      /table "items" is in bucket "a", which this token may not write; nothing applied/,
+    );
+    expect(replica.stats().entries).toBe(0);
+    expect(replica.store.db.prepare("SELECT count(*) FROM items").pluck().get()).toBe(0);
+    // The replica's answer reaches the authorizer while the batch's transaction is open.
+    const told: Array<[string, string, boolean]> = [];
+    const authorize = (table: string, bucket: string) => {
+      told.push([table, bucket, replica.store.db.inTransaction]);
+      throw new Error("refused by the test");
+    };
+    expect(() => replica.apply(claimed, { from: "sender", authorize })).toThrow("refused by the test");
+    expect(told).toEqual([["items", "a", true]]);
+    expect(replica.stats().entries).toBe(0);
+    // A writer of the table's bucket is let in, and the change is served under "a", never "b".
+    expect(hub.push(body, writerOf("a"))).toMatchObject({ received: 1, applied: 1 });
+    const page = hub.pull({ nodeId: "reader", cursor: "0", buckets: ["a"], limit: 10 }, writerOf("a"));
+    expect(page.changes).toMatchObject([{ table: "items", bucket: "a", pk: [1] }]);
+    expect(() =>
+      hub.pull({ nodeId: "reader", cursor: "0", buckets: ["b"], limit: 10 }, writerOf("b")),
+    ).toThrow(/serves no bucket "b"/);
+  });
+
+  it("the hub's relay mode is its replica's, never a setting of its own", () => {
+    const dir = tempDir();
+    const plain = openItems(dir, "plain");
+    const relay = Replica.open(join(dir, "relay.db"), { nodeId: "relay", relay: true });
+    cleanup.push(
+      () => plain.close(),
+      () => relay.close(),
+    );
+    expect([new Hub(plain).relay, new Hub(relay).relay]).toEqual([false, true]);
+  });
+});
 
 describe("bucket isolation on a relay hub", () => {
   it("a writer of bucket a cannot squat a table no bucket has yet; the real owner can add it when declared", async () => {

@@ -12,6 +12,7 @@ import type { Command } from "commander";
 import ms from "ms";
 import { StoreError } from "../errors.js";
 import { Replica } from "../replica/replica.js";
+import { hasClock } from "../replica/report.js";
 import { openStore } from "../store.js";
 import { commandGroup, subcommand } from "./db-first.js";
 import { existingDatabase, maxDriftOption, printJson, printText } from "./io.js";
@@ -48,8 +49,7 @@ export function registerClock(program: Command): void {
 function mustBeReplica(path: string): void {
   const store = openStore(path, { readonly: true });
   try {
-    const ok = store.hasTable("tw_clock") && store.db.prepare("SELECT 1 FROM tw_clock").get() !== undefined;
-    if (!ok)
+    if (!hasClock(store))
       throw new StoreError(
         `${path} is not a replica (it has no clock); \`tidewire init\` makes one`,
         "ERR_NOT_REPLICA",

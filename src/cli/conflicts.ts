@@ -14,11 +14,12 @@ import { InvalidArgumentError } from "../errors.js";
 import {
   type Conflict,
   type ConflictCounts,
-  Conflicts,
+  type Conflicts,
   isQuarantine,
   type QuarantinedChange,
 } from "../replica/conflicts.js";
 import { Replica } from "../replica/replica.js";
+import { conflictsOf } from "../replica/report.js";
 import { openStore } from "../store.js";
 import { existingDatabase, positiveInt, printJson, printText, table } from "./io.js";
 
@@ -90,7 +91,8 @@ export function registerConflicts(program: Command): void {
 function read<T>(db: string, fn: (c: Conflicts) => T, none: T): T {
   const store = openStore(existingDatabase(db), { readonly: true });
   try {
-    return store.hasTable("tw_conflicts") ? fn(new Conflicts(store.db)) : none;
+    const conflicts = conflictsOf(store);
+    return conflicts ? fn(conflicts) : none;
   } finally {
     store.close();
   }

@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import { Option, InvalidArgumentError as UsageError } from "commander";
 import ms from "ms";
 import { StoreError } from "../errors.js";
-import { SCHEMA_VERSION } from "../migrations.js";
+import { hasTidewireSchema, SCHEMA_VERSION } from "../migrations.js";
 import { openStore, type Store } from "../store.js";
 
 /** The absolute path of a database a command reads; a command never creates one that is not there. */
@@ -27,7 +27,7 @@ export function existingDatabase(db: string): string {
 export function openDatabase(db: string, write: boolean): Store {
   const path = existingDatabase(db);
   const store = openStore(path, { readonly: true });
-  if (!store.hasTable("tw_jobs")) {
+  if (!hasTidewireSchema(store.db)) {
     store.close();
     throw new StoreError(
       `${path} is not a tidewire database (it has no tw_jobs table); \`tidewire serve --db\` or \`tidewire init\` makes one`,
@@ -46,7 +46,7 @@ export function openDatabase(db: string, write: boolean): Store {
  */
 export function upToDate(store: Store): Store {
   const behind = (store.db.pragma("user_version", { simple: true }) as number) < SCHEMA_VERSION;
-  if (!store.readonly || !behind || !store.hasTable("tw_jobs")) return store;
+  if (!store.readonly || !behind || !hasTidewireSchema(store.db)) return store;
   store.close();
   return openStore(store.path);
 }

@@ -34,6 +34,7 @@ import {
   type SyncResult,
 } from "../remote/remote-sync.js";
 import { Replica } from "../replica/replica.js";
+import { trackedTableNames } from "../replica/report.js";
 import { openStore } from "../store.js";
 import { duration, existingDatabase, nonNegativeInt, positiveInt, printJson, printText } from "./io.js";
 import { registerRemoteTargets } from "./remote-targets.js";
@@ -169,12 +170,7 @@ function common(cmd: Command, verb: "push" | "pull"): void {
 function refuseUntracked(path: string): void {
   const store = openStore(path, { readonly: true });
   try {
-    const db = store.db;
-    const catalog = db
-      .prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'tw_tracked'")
-      .get();
-    const n = catalog ? (db.prepare("SELECT count(*) FROM tw_tracked").pluck().get() as number) : 0;
-    if (n === 0) {
+    if ((trackedTableNames(store)?.length ?? 0) === 0) {
       throw new StoreError(
         `${path} tracks no tables; track some first with tidewire init <db> --table <table>`,
         "ERR_NOTHING_TRACKED",

@@ -245,7 +245,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
     const { buildServer } = await import("./server.js");
     const { auth, generated, source } = resolveAuth({ ...authOptions, dbPath: store.path });
     const tables = mergeTables(declared, auth.tables);
-    const hub = new Hub(replica, { limits: options.limits, relay: true, buckets: auth.buckets(), tables });
+    const hub = new Hub(replica, { limits: options.limits, buckets: auth.buckets(), tables });
     // Per-minute rollups of jobs, changes and sync cycles, kept in the file (src/history).
     const recorded = startHistory({ store, worker, hub, logger });
     history = recorded;

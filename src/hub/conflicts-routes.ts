@@ -29,7 +29,6 @@ import { consoleActions } from "../metrics.js";
 import {
   CONFLICT_KINDS,
   type ConflictKind,
-  Conflicts,
   isQuarantine,
   QUARANTINE_KINDS,
   type QuarantineKind,
@@ -57,8 +56,8 @@ type Target = "conflict" | "quarantined" | "all";
 export async function conflictRoutes(app: FastifyInstance, options: { hub: Hub; gate: WriteGate }) {
   const { hub, gate } = options;
   const replica = hub.replica;
-  // Reads straight from tw_conflicts (the replica migrated it); writes go through the Replica.
-  const conflicts = new Conflicts(replica.store.db);
+  // Reads and writes alike go through the Replica, which owns tw_conflicts.
+  const conflicts = replica.conflictLog;
 
   app.get("/v1/conflicts", async (request) => {
     everyBucket(request);

@@ -48,11 +48,6 @@ import { pushRefusal } from "./refusals.js";
 export interface HubOptions {
   limits?: Partial<BatchLimits>;
   /**
-   * The replica was opened with `relay: true`: changes for tables it does
-   * not track are kept and served by the bucket they carry.
-   */
-  relay?: boolean;
-  /**
    * Buckets served beyond those of the hub's tables: "*" any (a relay whose
    * tokens are not limited to named buckets), or a list (the buckets a
    * tokens file names). Default: none.
@@ -72,7 +67,6 @@ export class Hub extends EventEmitter<{
   transfer: [direction: "push" | "pull", changes: number];
 }> {
   readonly limits: BatchLimits;
-  readonly relay: boolean;
   /** The replicas heard from since this hub started (GET /v1/status). */
   readonly clients = new Clients();
   private readonly declared: "*" | ReadonlySet<string>;
@@ -85,7 +79,6 @@ export class Hub extends EventEmitter<{
   ) {
     super();
     this.limits = checkLimits(options.limits);
-    this.relay = options.relay === true;
     const tables = options.tables ?? new Map<string, string>();
     this.tables = new Map(tables instanceof Map ? tables : Object.entries(tables));
     const served = options.buckets === "*" ? "*" : new Set(options.buckets ?? []);
@@ -95,6 +88,14 @@ export class Hub extends EventEmitter<{
 
   get nodeId(): string {
     return this.replica.nodeId;
+  }
+
+  /**
+   * The replica's own setting (ReplicaOptions.relay), never a second one:
+   * changes for tables it does not track are kept and served by the bucket they carry.
+   */
+  get relay(): boolean {
+    return this.replica.relay;
   }
 
   handshake(body: unknown, scope: Scope): HandshakeResponse {
@@ -205,12 +206,10 @@ export class Hub extends EventEmitter<{
    * the function that stops watching.
    */
   watchLocalWrites(intervalMs = 25, gate?: { readonly locked: boolean; noteBusy(): void }): () => void {
-    const db = this.replica.store.db;
-    const version = db.prepare("PRAGMA data_version").pluck();
-    const logMark = db.prepare("SELECT seq FROM tw_clock WHERE id = 0").pluck();
-    const buckets = db.prepare("SELECT DISTINCT bucket FROM tw_tracked WHERE relayed = 0").pluck();
+    const replica = this.replica;
+    const version = replica.store.db.prepare("PRAGMA data_version").pluck();
     let seen = version.get();
-    let mark = logMark.get();
+    let mark = replica.loggedHead();
     const timer = setInterval(() => {
       // Another program holds the write lock: the gate says when it is free, so no tick waits for it.
       if (gate?.locked) return;
@@ -218,13 +217,13 @@ export class Hub extends EventEmitter<{
         const v = version.get();
         if (v === seen) return;
         // Other programs' writes are staged by capture: the log moves once they are ingested.
-        this.replica.ingest();
+        replica.ingest();
         // Only now: an ingest that met the lock must be tried again at the next tick.
         seen = v;
-        const m = logMark.get();
+        const m = replica.loggedHead();
         if (m === mark) return;
         mark = m;
-        const touched = buckets.all() as string[];
+        const touched = replica.buckets();
         if (touched.length > 0) this.emit("changes", touched);
       } catch (err) {
         // A busy or closing database: the next tick looks again.

@@ -68,6 +68,11 @@ export class Peers {
     this.sql = prepare(store);
   }
 
+  /** A file's peers as shown outside (tokens left out); none for a file from before peers. */
+  static listPublic(store: Store): PublicPeer[] {
+    return store.hasTable("tw_peers") ? new Peers(store).list().map(publicPeer) : [];
+  }
+
   /** Adds the peer, or updates the fields given of the one with that id; returns it as stored. */
   upsert(input: PeerInput): Peer {
     if (input === null || typeof input !== "object")

@@ -133,7 +133,8 @@ export class QueueAdmin {
   }
 }
 
-/** The queues that hold any job, by name: what an operator may browse. */
+/** The queues that hold any job, by name: what an operator may browse (none in a file without a queue). */
 export function queueNames(store: Store): string[] {
+  if (!store.hasTable("tw_jobs")) return [];
   return store.db.prepare("SELECT DISTINCT queue FROM tw_jobs ORDER BY queue").pluck().all() as string[];
 }

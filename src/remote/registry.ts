@@ -16,6 +16,7 @@
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import { checkInteger } from "../queue/validate.js";
+import { trackedTableNames } from "../replica/report.js";
 import type { Store } from "../store.js";
 import { openTarget } from "./open-target.js";
 import { checkDirection, DIRECTIONS, type SyncDirection } from "./push-options.js";
@@ -94,6 +95,11 @@ export class Remotes {
 
   constructor(private readonly store: Store) {
     this.sql = prepare(store);
+  }
+
+  /** A file's targets as `status` shows them (see `status()`); none for a file from before migration 13. */
+  static statusOf(store: Store): RemoteStatus[] {
+    return store.hasTable("tw_remotes") ? new Remotes(store).status() : [];
   }
 
   /** Registers a target; refuses a target (or an id) already registered. Returns it as stored. */
@@ -227,8 +233,9 @@ export class Remotes {
   /** Names, each a tracked table of this file (when it tracks any): a typo is refused now, not at every cycle. */
   private checkTables(tables: unknown): string[] {
     const names = checkNames("tables", tables);
-    if (!this.store.hasTable("tw_tracked")) return names;
-    const tracked = new Set(this.store.db.prepare("SELECT name FROM tw_tracked").pluck().all() as string[]);
+    const known = trackedTableNames(this.store);
+    if (known === null) return names;
+    const tracked = new Set(known);
     const unknown = names.filter((t) => !tracked.has(t));
     if (unknown.length > 0)
       throw new InvalidArgumentError(

@@ -125,6 +125,9 @@ export interface ListOptions {
   offset?: number;
 }
 
+/** What a reader of the conflicts may ask (Replica.conflictLog): no writes. */
+export type ConflictReader = Pick<Conflicts, "list" | "total" | "tables" | "get" | "counts">;
+
 export class Conflicts {
   private readonly sql: ReturnType<typeof prepare>;
 

@@ -12,29 +12,35 @@
  * stages writes (triggers.ts); every method that reads or compares against
  * the log ingests them first (ingest.ts), in its own transaction, and so
  * does a timer (`ingestIntervalMs`) and `close`, so the staged rows stay few
- * when nobody reads.
+ * when nobody reads. That rule lives in one place, `caughtUp`: every such
+ * method runs its work through it. The replica owns tw_clock, tw_tracked,
+ * tw_log, tw_pending, tw_conflicts and tw_renames: other modules ask it (or,
+ * reading a file without opening a replica, replica/report.ts).
  */
 import { InvalidArgumentError, TidewireError } from "../errors.js";
-import { openStore, type Store, type StoreOptions } from "../store.js";
+import type { BusyOperation } from "../metrics.js";
+import { openStore, type Store } from "../store.js";
 import { Applier, type ApplyOptions, type ApplyResult } from "./apply.js";
 import { Catalog } from "./catalog.js";
 import type { ChangeSet } from "./change.js";
 import { type ClockResetOptions, type ClockResetResult, resetClock } from "./clock-reset.js";
-import {
-  type Conflict,
-  type ConflictCounts,
-  type ListOptions as ConflictListOptions,
-  isQuarantine,
-  type QuarantinedChange,
+import type {
+  Conflict,
+  ConflictCounts,
+  ListOptions as ConflictListOptions,
+  ConflictReader,
+  QuarantinedChange,
 } from "./conflicts.js";
 import { type CaptureStatus, inspectCapture, SchemaWatch } from "./evolve.js";
-import { Clock, checkNodeId, DEFAULT_MAX_DRIFT_MS, formatHlc } from "./hlc.js";
+import { Clock, DEFAULT_MAX_DRIFT_MS, formatHlc } from "./hlc.js";
 import { Ingester } from "./ingest.js";
 import { ChangeLog, type ChangesSinceOptions, type LogStats } from "./log.js";
-import { versionOf } from "./merge.js";
-import { RestoreRefusedError, restoreVersion } from "./restore.js";
+import { checkConflictId, checkMs, checkOptions, type ReplicaOptions } from "./options.js";
+import { type RestoreResult, restoreConflict } from "./restore.js";
 import { describeTracked, type TrackedTableInfo, Tracker, type TrackOptions } from "./track.js";
 import { legacyCaptureTables } from "./triggers.js";
+
+export type { ReplicaOptions } from "./options.js";
 
 /** A batch touches a tracked table whose capture a schema change broke; the message says what to run. */
 export class CaptureBrokenError extends TidewireError {
@@ -42,31 +48,6 @@ export class CaptureBrokenError extends TidewireError {
     super(message, "ERR_CAPTURE_BROKEN");
     this.name = "CaptureBrokenError";
   }
-}
-
-export interface ReplicaOptions {
-  /** This database's node id, the first time it is opened as a replica (default: random). */
-  nodeId?: string;
-  /** Refuse changes whose clock is further ahead of local time than this (default 60 000). */
-  maxDriftMs?: number;
-  /**
-   * Keep and serve onward the log of tables this database does not track
-   * (they must carry their bucket); without it such changes are refused.
-   * Tracking such a table later writes its rows into it. Default false.
-   */
-  relay?: boolean;
-  /**
-   * Ingest staged writes this often while the replica is open (default 1000
-   * ms; 0: only when the log is read). The timer never keeps the process alive.
-   */
-  ingestIntervalMs?: number;
-  /**
-   * Staged events per ingest transaction (default 100,000), so a bulk load
-   * another program staged holds the write lock a chunk at a time.
-   */
-  ingestChunk?: number;
-  /** Options for the Store that `open` creates. */
-  store?: StoreOptions;
 }
 
 export interface ReplicaStats extends LogStats {
@@ -79,6 +60,8 @@ const DEFAULT_INGEST_INTERVAL_MS = 1000;
 export class Replica {
   readonly store: Store;
   readonly nodeId: string;
+  /** Opened with `relay: true` (see ReplicaOptions): the one relay setting, which a Hub reads. */
+  readonly relay: boolean;
   private readonly clock: Clock;
   private readonly catalog: Catalog;
   private readonly log: ChangeLog;
@@ -95,13 +78,14 @@ export class Replica {
     private readonly ownsStore: boolean,
   ) {
     this.store = store;
+    this.relay = options.relay === true;
     const maxDriftMs = options.maxDriftMs ?? DEFAULT_MAX_DRIFT_MS;
     this.clock = store.write(() => new Clock(store.db, options.nodeId, maxDriftMs), "replica.clock");
     this.nodeId = this.clock.nodeId;
     this.catalog = new Catalog(store.db);
     this.log = new ChangeLog(store.db, this.catalog);
     this.tracker = new Tracker(store, this.clock, this.catalog, this.log);
-    this.applier = new Applier(store, this.clock, this.catalog, this.log, options.relay === true);
+    this.applier = new Applier(store, this.clock, this.catalog, this.log, this.relay);
     this.ingester = new Ingester(store, this.clock, this.catalog, this.log, options.ingestChunk);
     this.watch = new SchemaWatch(store, this.catalog, this.tracker, () => this.ingester.ingest());
     const every = options.ingestIntervalMs ?? DEFAULT_INGEST_INTERVAL_MS;
@@ -151,18 +135,12 @@ export class Replica {
 
   // Triggers are rewritten in the transaction that ingests what the old ones staged.
   track(table: string, options?: TrackOptions): TrackedTableInfo {
-    return this.store.write(() => {
-      this.catchUp();
-      return this.tracker.track(table, options);
-    }, "replica.track");
+    return this.caughtUp(() => this.tracker.track(table, options), "replica.track");
   }
 
   /** Stops capturing `table` and forgets its log entries; false when it was not tracked. */
   untrack(table: string): boolean {
-    return this.store.write(() => {
-      this.catchUp();
-      return this.tracker.untrack(table);
-    }, "replica.track");
+    return this.caughtUp(() => this.tracker.untrack(table), "replica.track");
   }
 
   /**
@@ -175,8 +153,7 @@ export class Replica {
 
   /** How capture of each tracked table stands against its schema (restoring what it can first). */
   captureStatus(): CaptureStatus[] {
-    this.catchUp();
-    return this.catalog.list().map((t) => inspectCapture(this.store, t));
+    return this.caughtUp(() => this.catalog.list().map((t) => inspectCapture(this.store, t)));
   }
 
   /** The tracked tables, by name, as capture follows them after any schema change. */
@@ -199,12 +176,14 @@ export class Replica {
 
   /** The change log's last sequence number, staged writes logged first; `stats().lastSeq` without the counting. */
   lastSeq(): number {
-    this.catchUp();
-    return this.log.lastSeq();
+    return this.caughtUp(() => this.log.lastSeq());
   }
 
   changesSince(cursor: string | number | bigint, options?: ChangesSinceOptions): ChangeSet {
-    this.catchUp();
+    return this.caughtUp(() => this.pageOut(cursor, options));
+  }
+
+  private pageOut(cursor: string | number | bigint, options?: ChangesSinceOptions): ChangeSet {
     // A table whose capture is broken has no rows to serve values from: say what to run.
     const buckets = Array.isArray(options?.buckets) ? new Set<unknown>(options.buckets) : null;
     const problem = this.catalog.problemOf(
@@ -219,14 +198,11 @@ export class Replica {
 
   /** Merges a batch from other replicas; `from` names the peer that sent it (see ApplyOptions). */
   apply(changes: unknown, options?: ApplyOptions): ApplyResult {
-    // One transaction: local writes are in the log before the batch is compared with it.
-    return this.store.write(() => {
-      this.catchUp();
-      // A change for a table whose capture a schema change broke (the table
-      // gone, or no longer trackable) is quarantined by the applier with the
-      // problem, which says what to run (Catalog.problem).
-      return this.applier.apply(changes, options);
-    }, "replica.apply");
+    // One transaction: local writes are in the log before the batch is compared
+    // with it. A change for a table whose capture a schema change broke (the
+    // table gone, or no longer trackable) is quarantined by the applier with
+    // the problem, which says what to run (Catalog.problem).
+    return this.caughtUp(() => this.applier.apply(changes, options), "replica.apply");
   }
 
   /**
@@ -243,16 +219,21 @@ export class Replica {
     return this.applier.conflicts.get(id);
   }
 
+  /**
+   * The conflicts and the quarantine to read, for a console that pages and
+   * filters them; writes go through `restoreConflict` and `retryQuarantined`.
+   */
+  get conflictLog(): ConflictReader {
+    return this.applier.conflicts;
+  }
+
   conflictCounts(): ConflictCounts {
     return this.applier.conflicts.counts();
   }
 
   /** Tries every quarantined change again; returns how many applied. */
   retryQuarantined(): number {
-    return this.store.write(() => {
-      this.ingester.ingest();
-      return this.applier.retryQuarantined();
-    }, "replica.conflict");
+    return this.caughtUp(() => this.applier.retryQuarantined(), "replica.conflict");
   }
 
   /**
@@ -262,65 +243,40 @@ export class Replica {
    * usually because the row that won holds its unique value; `replace`
    * deletes such rows first, and records each as a conflict of its own.
    */
-  restoreConflict(
-    id: number,
-    options: { replace?: boolean } = {},
-  ): { id: number; restored: boolean; reason?: string } {
+  restoreConflict(id: number, options: { replace?: boolean } = {}): RestoreResult {
     checkConflictId(id);
-    return this.store.write(() => {
-      this.ingester.ingest();
-      const c = this.applier.conflicts.get(id);
-      if (!c) throw new InvalidArgumentError("id", `there is no conflict ${id}`);
-      if (isQuarantine(c.kind)) {
-        const q = c as QuarantinedChange;
-        this.applier.conflicts.release([q.id]);
-        const r = this.applier.apply([q.change], q.from ? { from: q.from } : {});
-        if (r.quarantined === 0) return { id, restored: true };
-        const again = this.applier.conflicts.list({ kinds: ["held", "failed"], limit: 1 }).quarantined[0];
-        return { id, restored: false, reason: again?.reason ?? "it still cannot be applied" };
-      }
-      const conflict = c as Conflict;
-      const t = this.catalog.get(conflict.table);
-      if (!t)
-        throw new RestoreRefusedError(
-          `conflict ${id} cannot be restored: table "${conflict.table}" is not tracked here`,
-        );
-      if (!conflict.lost) throw new RestoreRefusedError(`conflict ${id} kept no version to restore`);
-      const displaced = restoreVersion(
-        this.store.db,
-        t,
-        conflict.lost,
-        `conflict ${id}`,
-        options.replace === true,
-      );
-      for (const d of displaced) {
-        const lost = versionOf(d.parts, d.values);
-        this.applier.conflicts.record({
-          kind: "unique",
-          table: t.name,
-          pk: lost.pk,
-          hlc: this.now(),
-          origin: this.nodeId,
-          reason: `deleted to restore conflict ${id} (unique index ${d.index})`,
-          lost,
-          kept: conflict.lost,
-        });
-      }
-      this.applier.conflicts.markRestored(id);
-      return { id, restored: true };
-    }, "replica.conflict");
+    const context = {
+      db: this.store.db,
+      catalog: this.catalog,
+      conflicts: this.applier.conflicts,
+      nodeId: this.nodeId,
+      apply: (changes: unknown[], o: ApplyOptions) => this.applier.apply(changes, o),
+      now: () => this.now(),
+    };
+    return this.caughtUp(() => restoreConflict(context, id, options.replace === true), "replica.conflict");
   }
 
   /** The clock as it stands, staged writes counted: 16 hex digits. */
   now(): string {
-    this.catchUp();
-    return formatHlc(this.clock.read().hlc);
+    return this.caughtUp(() => formatHlc(this.clock.read().hlc));
   }
 
   /** The log's last sequence number, staged writes ingested: the cursor a reader of everything ends at. */
   head(): string {
-    this.catchUp();
+    return this.caughtUp(() => this.loggedHead());
+  }
+
+  /**
+   * The log's last sequence number as it stands, staged writes left staged:
+   * what a watcher that ingests on its own schedule compares between ticks.
+   */
+  loggedHead(): string {
     return String(this.clock.read().seq);
+  }
+
+  /** The buckets of the tables this replica tracks (not those it only relays), sorted. */
+  buckets(): string[] {
+    return [...new Set(this.catalog.list().map((t) => t.bucket))].sort();
   }
 
   /**
@@ -334,15 +290,11 @@ export class Replica {
     checkMs("maxDriftMs", drift);
     const now = options.now ?? Date.now();
     checkMs("now", now);
-    return this.store.write(() => {
-      this.ingester.ingest();
-      return resetClock(this.store.db, this.clock, drift, now);
-    }, "replica.clock");
+    return this.caughtUp(() => resetClock(this.store.db, this.clock, drift, now), "replica.clock");
   }
 
   stats(): ReplicaStats {
-    this.catchUp();
-    return { ...this.log.stats(), staged: this.ingester.staged() };
+    return this.caughtUp(() => ({ ...this.log.stats(), staged: this.ingester.staged() }));
   }
 
   close(): void {
@@ -361,40 +313,26 @@ export class Replica {
     this.catchUp();
   }
 
+  /**
+   * "Ingest first", in one place: capture restored where a schema change
+   * broke it and the staged writes logged, then `fn` — in one write
+   * transaction when `op` names the write, so what `fn` compares against
+   * the log cannot be staged again in between.
+   */
+  private caughtUp<T>(fn: () => T, op?: BusyOperation): T {
+    if (op === undefined) {
+      this.catchUp();
+      return fn();
+    }
+    return this.store.write(() => {
+      this.catchUp();
+      return fn();
+    }, op);
+  }
+
   /** Capture restored where a schema change broke it, then the staged writes logged. */
   private catchUp(): number {
     this.watch.check();
     return this.ingester.ingest();
-  }
-}
-
-function checkConflictId(id: unknown): void {
-  if (!Number.isSafeInteger(id) || (id as number) < 1)
-    throw new InvalidArgumentError("id", `must be a conflict id (a whole number >= 1), got ${String(id)}`);
-}
-
-function checkOptions(options: ReplicaOptions): void {
-  if (options === null || typeof options !== "object")
-    throw new InvalidArgumentError("options", "must be an object");
-  if (options.nodeId !== undefined) checkNodeId("nodeId", options.nodeId);
-  if (options.relay !== undefined && typeof options.relay !== "boolean")
-    throw new InvalidArgumentError("relay", `must be a boolean, got ${String(options.relay)}`);
-  const every = options.ingestIntervalMs;
-  if (every !== undefined && (typeof every !== "number" || !Number.isFinite(every) || every < 0)) {
-    throw new InvalidArgumentError(
-      "ingestIntervalMs",
-      `must be a finite number of ms >= 0, got ${String(every)}`,
-    );
-  }
-  const chunk = options.ingestChunk;
-  if (chunk !== undefined && (!Number.isSafeInteger(chunk) || chunk < 1)) {
-    throw new InvalidArgumentError("ingestChunk", `must be a whole number >= 1, got ${String(chunk)}`);
-  }
-  if (options.maxDriftMs !== undefined) checkMs("maxDriftMs", options.maxDriftMs);
-}
-
-function checkMs(argument: string, d: unknown): void {
-  if (typeof d !== "number" || !Number.isFinite(d) || d < 0) {
-    throw new InvalidArgumentError(argument, `must be a finite number of ms >= 0, got ${String(d)}`);
   }
 }

@@ -9,11 +9,22 @@
  * value), nothing is written and the error says which constraint and what
  * to do; with `replace`, the rows that hold the version's unique values are
  * deleted first (captured too), and each is returned so the caller records it.
+ * `restoreConflict` does that for one conflict by id, recording each deleted
+ * row as a conflict of its own, and tries a quarantined change again instead;
+ * the caller runs it in one write transaction, staged writes ingested first.
  */
 import type Database from "better-sqlite3";
-import { TidewireError } from "../errors.js";
-import type { TrackedTable } from "./catalog.js";
-import type { RowVersion } from "./conflicts.js";
+import { InvalidArgumentError, TidewireError } from "../errors.js";
+import type { ApplyOptions, ApplyResult } from "./apply.js";
+import type { Catalog, TrackedTable } from "./catalog.js";
+import {
+  type Conflict,
+  type Conflicts,
+  isQuarantine,
+  type QuarantinedChange,
+  type RowVersion,
+} from "./conflicts.js";
+import { versionOf } from "./merge.js";
 import { columnOf, rowsOf, uniqueIndexes } from "./rows.js";
 import { quoteIdent } from "./schema.js";
 import { fromWire, type SqlValue } from "./values.js";
@@ -65,6 +76,59 @@ export function restoreVersion(
     );
   }
   return displaced;
+}
+
+/** What restoring a conflict needs of the replica. */
+export interface RestoreContext {
+  db: Database.Database;
+  catalog: Catalog;
+  conflicts: Conflicts;
+  nodeId: string;
+  apply(changes: unknown[], options: ApplyOptions): ApplyResult;
+  /** The clock now, for the conflicts `replace` records. */
+  now(): string;
+}
+
+export interface RestoreResult {
+  id: number;
+  restored: boolean;
+  reason?: string;
+}
+
+export function restoreConflict(r: RestoreContext, id: number, replace: boolean): RestoreResult {
+  const c = r.conflicts.get(id);
+  if (!c) throw new InvalidArgumentError("id", `there is no conflict ${id}`);
+  if (isQuarantine(c.kind)) {
+    const q = c as QuarantinedChange;
+    r.conflicts.release([q.id]);
+    const applied = r.apply([q.change], q.from ? { from: q.from } : {});
+    if (applied.quarantined === 0) return { id, restored: true };
+    const again = r.conflicts.list({ kinds: ["held", "failed"], limit: 1 }).quarantined[0];
+    return { id, restored: false, reason: again?.reason ?? "it still cannot be applied" };
+  }
+  const conflict = c as Conflict;
+  const t = r.catalog.get(conflict.table);
+  if (!t)
+    throw new RestoreRefusedError(
+      `conflict ${id} cannot be restored: table "${conflict.table}" is not tracked here`,
+    );
+  if (!conflict.lost) throw new RestoreRefusedError(`conflict ${id} kept no version to restore`);
+  const displaced = restoreVersion(r.db, t, conflict.lost, `conflict ${id}`, replace);
+  for (const d of displaced) {
+    const lost = versionOf(d.parts, d.values);
+    r.conflicts.record({
+      kind: "unique",
+      table: t.name,
+      pk: lost.pk,
+      hlc: r.now(),
+      origin: r.nodeId,
+      reason: `deleted to restore conflict ${id} (unique index ${d.index})`,
+      lost,
+      kept: conflict.lost,
+    });
+  }
+  r.conflicts.markRestored(id);
+  return { id, restored: true };
 }
 
 /** Deletes the rows other than `parts` that hold one of the version's unique values. */
