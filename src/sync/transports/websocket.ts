@@ -69,6 +69,8 @@ export class WebSocketTransport implements Transport {
   private readonly url: URL;
   private readonly settings: CallSettings;
   private connecting: Promise<Connection> | null = null;
+  /** The socket `connecting` resolved to, while it is open. */
+  private current: Connection | null = null;
   private readonly subscriptions = new Set<Subscription>();
   private reconnect: NodeJS.Timeout | null = null;
   private reconnectDelay = 250;
@@ -116,6 +118,7 @@ export class WebSocketTransport implements Transport {
     if (this.reconnect) clearTimeout(this.reconnect);
     const c = this.connecting;
     this.connecting = null;
+    this.current = null;
     (await c?.catch(() => null))?.close();
   }
 
@@ -163,6 +166,7 @@ export class WebSocketTransport implements Transport {
     this.connecting = connecting;
     connecting.then(
       (c) => {
+        if (this.connecting === connecting) this.current = c;
         this.reconnectDelay = 250;
         for (const sub of this.subscriptions) this.subscribeOn(c, sub);
       },
@@ -176,7 +180,10 @@ export class WebSocketTransport implements Transport {
 
   /** The socket `which` is gone: the next call opens another; a subscription reopens it after a pause. */
   private dropped(which: Promise<Connection>): void {
-    if (this.connecting === which) this.connecting = null;
+    if (this.connecting === which) {
+      this.connecting = null;
+      this.current = null;
+    }
     if (this.closed || this.subscriptions.size === 0 || this.reconnect) return;
     this.reconnect = setTimeout(() => {
       this.reconnect = null;
