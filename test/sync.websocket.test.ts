@@ -1,10 +1,11 @@
 /**
  * What only the WebSocket transport and its hub endpoint (GET /v1/ws) do,
  * beyond the conformance suites: a dropped socket fails the calls in flight
- * and the next call opens another (and, with retries, a call rides over the
- * drop); the hub's rate limit answers 429 on the socket, which stays open; a
- * frame that is not a request is answered 400 with its id; a plain GET is
- * 426. Against a real hub on loopback.
+ * and the next call opens another (with retries, a call rides over the
+ * drop); a subscribed transport reopens its socket, says so and hears
+ * notices on the new one; the hub's rate limit answers 429 on a socket that
+ * stays open; a frame that is not a request is answered 400 with its id; a
+ * plain GET is 426. Against a real hub on loopback.
  */
 import type { Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
@@ -133,5 +134,29 @@ describe("WebSocketTransport and GET /v1/ws", () => {
     const res = await fetch(`${url}/v1/ws`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(res.status).toBe(426);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("ERR_UPGRADE_REQUIRED");
+  });
+
+  it("reopens a dropped socket while subscribed, says so, and hears notices on the new one", async () => {
+    const { app, url, hub } = await serve();
+    const sockets = new Set<Socket>();
+    app.server.on("connection", (s: Socket) => sockets.add(s));
+    const t = new WebSocketTransport(url, { token: TOKEN, retries: 0 });
+    cleanup.push(() => t.close());
+    const heard: string[][] = [];
+    const unsubscribe = t.subscribe(["default"], (b) => heard.push(b));
+    cleanup.push(unsubscribe);
+    // On subscribing, and after every reconnection, it reports the buckets: a notice may have been missed.
+    await waitFor(() => heard.length === 1, "the subscription's first report");
+    for (const s of sockets) s.destroy();
+    await waitFor(() => heard.length === 2, "the report after the reconnection");
+    const b = openItems(tempDir(), "b");
+    cleanup.push(() => b.close());
+    b.store.db.exec("INSERT INTO items VALUES (1, 'pen', 1)");
+    hub.push(
+      { nodeId: "b", changes: b.changesSince(0).changes, cursor: "1" },
+      { id: "t", buckets: "*", write: true },
+    );
+    await waitFor(() => heard.length === 3, "the notice of b's push");
+    expect(heard).toEqual([["default"], ["default"], ["default"]]);
   });
 });
