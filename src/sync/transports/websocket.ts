@@ -100,12 +100,9 @@ export class WebSocketTransport implements Transport {
   subscribe(buckets: string[], onChanges: (buckets: string[]) => void): () => void {
     const sub = { buckets: [...buckets], onChanges };
     this.subscriptions.add(sub);
-    if (this.connecting)
-      this.connecting.then(
-        (c) => this.subscribeOn(c, sub),
-        () => {},
-      );
-    else this.open();
+    // An open socket subscribes now; one being opened subscribes every subscription once it is open.
+    if (this.current) this.subscribeOn(this.current, sub);
+    else if (!this.connecting) this.open().catch(() => {});
     return () => {
       this.subscriptions.delete(sub);
       if (this.subscriptions.size === 0 && this.reconnect) clearTimeout(this.reconnect);
@@ -189,6 +186,7 @@ export class WebSocketTransport implements Transport {
       this.reconnect = null;
       if (!this.connecting && this.subscriptions.size > 0) this.open().catch(() => {});
     }, this.reconnectDelay);
+    this.reconnect.unref();
     this.reconnectDelay = Math.min(this.reconnectDelay * 2, 10_000);
   }
 
