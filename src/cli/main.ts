@@ -2,9 +2,12 @@
 /**
  * The `tidewire` command (the package's bin).
  *
- * Contract (DESIGN.md): exit 0 on success, 1 on a failure at run time, 2 on a
- * usage error: commander's own (unknown option, bad value, missing argument)
- * and the library's InvalidArgumentError alike. With --json, stdout carries
+ * Contract (the CLI's, as README.md's "The command line" states it): one
+ * grammar, `tidewire <command> <db> [options]` and `tidewire <group> <verb>
+ * <db> [args]` (group.ts); durations written with a unit (io.ts `duration`).
+ * Exit 0 on success, 1 on a failure at run time, 2 on a usage error:
+ * commander's own (unknown option, bad value, missing argument) and the
+ * library's InvalidArgumentError alike. With --json, stdout carries
  * exactly one JSON document, `{ ok: false, error }` when the command failed.
  * Errors go to stderr as one line, `tidewire: <message>`; the stack trace only
  * with --verbose.
@@ -14,7 +17,7 @@ import { Command, CommanderError } from "commander";
 import { InvalidArgumentError } from "../errors.js";
 import { registerClock } from "./clock.js";
 import { registerConflicts } from "./conflicts.js";
-import { dbFirstArgv } from "./db-first.js";
+import { grammarHelp } from "./group.js";
 import { registerInit, registerUntrack } from "./init.js";
 import { printJson } from "./io.js";
 import { registerJobs } from "./jobs.js";
@@ -37,7 +40,7 @@ export function buildProgram(): Command {
     .version(pkg.version, "-V, --version", "print the version")
     .helpOption("-h, --help", "show help for the command")
     .helpCommand(false)
-    .configureHelp({ subcommandTerm: (cmd) => `${cmd.name()} ${cmd.usage()}` })
+    .configureHelp(grammarHelp)
     .option("--verbose", "print stack traces with errors, and debug logs from serve")
     // Set before any subcommand exists: subcommands copy these settings when created.
     .exitOverride()
@@ -64,7 +67,7 @@ export async function main(args: string[]): Promise<number> {
   const verbose = args.includes("--verbose");
   const program = buildProgram();
   try {
-    await program.parseAsync(dbFirstArgv(program, args), { from: "user" });
+    await program.parseAsync(args, { from: "user" });
     return 0;
   } catch (err) {
     return report(err, json, verbose);
