@@ -100,9 +100,6 @@ describe("tidewire remote push", () => {
     const d1flag = await tidewire(["remote", "push", db, "--target", "sqlite:x.db", "--d1-local"]);
     expect(d1flag.code).toBe(2);
     oneErrorLine(d1flag, /--d1-local, --d1-remote and --d1-config apply to d1:NAME targets only/);
-    const hubFlag = await tidewire(["remote", "push", db, "--target", "d1:DB", "--remote"]);
-    expect(hubFlag.code).toBe(2);
-    oneErrorLine(hubFlag, /unknown option '--remote'/);
     const missing = await tidewire([
       "remote",
       "push",

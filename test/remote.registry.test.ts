@@ -279,9 +279,6 @@ describe("tidewire remote add|list|remove", () => {
       [["add", db, "sqlite:/tmp/z.db", "--id", "no/slash"], /id/],
       [["add", db, "sqlite:/tmp/z.db", "--d1-config", "w.toml"], /d1:NAME targets only/],
       [["add", db, "d1:DB"], /--d1-config/],
-      // The D1 flags are named for D1: `--remote` is a hub's URL in `tidewire sync`.
-      [["add", db, "d1:DB", "--d1-config", "w.toml", "--remote"], /unknown option '--remote'/],
-      [["add", db, "sqlite:/tmp/z.db", "--interval", "60"], /duration with its unit, such as 60s/],
       [["add", db], /missing required argument/],
       [["remove", db], /missing required argument/],
     ];
