@@ -1,7 +1,7 @@
 /**
  * The CLI's one grammar: `tidewire <command> <db> [options]` for a single
  * command and `tidewire <group> <verb> <db> [args] [options]` for a group
- * (jobs, peers, pins, remote, conflicts, clock), as DESIGN.md states it.
+ * (jobs, peers, pins, remote, conflicts, clock), as README.md states it.
  *
  * Contract: `commandGroup` makes a group whose help lists its verbs; a
  * missing or unknown verb is a usage error (exit 2) naming the verbs there
