@@ -10,6 +10,7 @@ import { CountChangedError } from "./admin.js";
 import { backoffDelay, resolveBackoff, validateBackoff } from "./backoff.js";
 import { matchesFilter } from "./filter.js";
 import { cronSpec, everySpec, nextPeriodicRun, type PeriodicSpec, periodicJob } from "./periodic.js";
+import { checkMove, refuseMove } from "./states.js";
 import {
   type AddManyItem,
   type AddOptions,
@@ -35,10 +36,8 @@ import {
   zeroPerState,
 } from "./types.js";
 import {
-  checkFrom,
   checkId,
   checkName,
-  checkState,
   type NormalizedAdd,
   normalizeAdd,
   normalizeBulk,
@@ -130,11 +129,9 @@ export class MemoryQueue implements JobQueue {
 
   moveToState(id: number, to: JobState, options: { from?: JobState | JobState[] } = {}): boolean {
     checkId(id);
-    checkState("to", to);
-    if (to === "running") throw new InvalidArgumentError("to", "a job enters running only through a claim");
-    const from = checkFrom(options.from);
+    const move = checkMove(to, options.from);
     const job = this.jobs.get(id);
-    if (!job || job.state === to || (from && !from.includes(job.state))) return false;
+    if (!job || !move.from.includes(job.state)) return refuseMove(id, job?.state, move);
     if (to === "pending" && this.keyTaken(job)) return false;
     const now = this.now();
     job.state = to;

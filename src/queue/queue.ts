@@ -20,6 +20,7 @@ import { Leases } from "./leases.js";
 import { cronSpec, everySpec, type PeriodicSpec } from "./periodic.js";
 import { type JobRow, toJob } from "./rows.js";
 import { Schedules } from "./schedules.js";
+import { checkMove, refuseMove } from "./states.js";
 import {
   type AddManyItem,
   type AddOptions,
@@ -45,10 +46,8 @@ import {
   zeroPerState,
 } from "./types.js";
 import {
-  checkFrom,
   checkId,
   checkName,
-  checkState,
   type NormalizedAdd,
   normalizeAdd,
   normalizeBulk,
@@ -127,17 +126,20 @@ export class Queue implements JobQueue {
         `SELECT * FROM tw_jobs WHERE queue = ? AND key = ? AND state IN ('pending', 'running')`,
       ),
       get: db.prepare<[number, string]>(`SELECT * FROM tw_jobs WHERE id = ? AND queue = ?`),
-      move: db.prepare<{ to: JobState; now: number; id: number; queue: string; from: string | null }>(
+      // @from: the states the move is legal from (states.ts), as a JSON array.
+      move: db.prepare<{ to: JobState; now: number; id: number; queue: string; from: string }>(
         `UPDATE tw_jobs
             SET state = @to,
                 run_at = CASE WHEN @to = 'pending' THEN max(run_at, @now) ELSE run_at END,
                 finished_at = CASE WHEN @to IN ('completed', 'failed', 'cancelled') THEN @now END,
                 lease_owner = NULL, lease_expires_at = NULL
           WHERE id = @id AND queue = @queue
-            AND (@from IS NULL OR state IN (SELECT value FROM json_each(@from)))
-            AND state <> @to
+            AND state IN (SELECT value FROM json_each(@from))
             AND (@to <> 'pending' OR ${KEY_FREE})`,
       ),
+      stateOf: db
+        .prepare<[number, string], JobState>(`SELECT state FROM tw_jobs WHERE id = ? AND queue = ?`)
+        .pluck(),
       retry: db.prepare<{ now: number; id: number; queue: string }>(
         `UPDATE tw_jobs SET state = 'pending', attempts = 0, run_at = @now, finished_at = NULL,
                 lease_owner = NULL, lease_expires_at = NULL
@@ -307,19 +309,19 @@ export class Queue implements JobQueue {
     return (rows as JobRow[]).map(toJob);
   }
 
+  /** Moves a job along the state machine (states.ts); false when it is missing or not in `from`. */
   moveToState(id: number, to: JobState, options: { from?: JobState | JobState[] } = {}): boolean {
     checkId(id);
-    checkState("to", to);
-    if (to === "running") throw new InvalidArgumentError("to", "a job enters running only through a claim");
-    const from = checkFrom(options.from);
-    const changed = this.store.write(
-      () =>
-        this.sql.move.run({ to, now: this.now(), id, queue: this.name, from: from && JSON.stringify(from) })
-          .changes,
-      "queue.admin",
-    );
-    if (changed > 0 && to === "pending") this.events.emit("added");
-    return changed > 0;
+    const move = checkMove(to, options.from);
+    const from = JSON.stringify(move.from);
+    const moved = this.store.write(() => {
+      if (this.sql.move.run({ to: move.to, now: this.now(), id, queue: this.name, from }).changes > 0)
+        return true;
+      // Only a move that did not happen reads the state, to tell a refusal from a miss.
+      return refuseMove(id, this.sql.stateOf.get(id, this.name), move);
+    }, "queue.admin");
+    if (moved && to === "pending") this.events.emit("added");
+    return moved;
   }
 
   /** A failed or cancelled job runs again with a fresh set of attempts. */

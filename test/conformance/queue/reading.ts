@@ -137,14 +137,14 @@ export function readingCases(impl: QueueImpl): void {
       const job = q.add("a");
       expect(q.moveToState(job.id, "completed", { from: "running" })).toBe(false);
       expect(q.get(job.id)!.state).toBe("pending");
-      expect(q.moveToState(job.id, "completed", { from: ["failed", "cancelled"] })).toBe(false);
+      expect(q.moveToState(job.id, "cancelled", { from: ["running"] })).toBe(false);
       expect(q.get(job.id)!.state).toBe("pending");
       claimOne(q);
       expect(q.moveToState(job.id, "failed", { from: ["pending", "running"] })).toBe(true);
       expect(q.get(job.id)).toMatchObject({ state: "failed", leaseOwner: null, leaseExpiresAt: null });
       // Exactly one of two racing moves from the same state wins.
       expect(q.moveToState(job.id, "pending", { from: "failed" })).toBe(true);
-      expect(q.moveToState(job.id, "cancelled", { from: "failed" })).toBe(false);
+      expect(q.moveToState(job.id, "pending", { from: "failed" })).toBe(false);
       expect(q.get(job.id)!.state).toBe("pending");
     });
 
