@@ -9,7 +9,6 @@
  * (same owner, same attempt), so a worker that lost a lease cannot overwrite
  * the job's newer state. Many processes may share one file.
  */
-import { EventEmitter } from "node:events";
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { jobsAdded } from "../metrics.js";
@@ -20,6 +19,7 @@ import { Leases } from "./leases.js";
 import { cronSpec, everySpec, type PeriodicSpec } from "./periodic.js";
 import { type JobRow, toJob } from "./rows.js";
 import { Schedules } from "./schedules.js";
+import { AddedSignal, provideSource } from "./source.js";
 import { checkMove, refuseMove } from "./states.js";
 import {
   type AddManyItem,
@@ -39,8 +39,6 @@ import {
   type PeriodicOptions,
   type QueueStats,
   type SearchOptions,
-  type Settlement,
-  type SettleResult,
   type SortBy,
   type StuckOptions,
   zeroPerState,
@@ -79,7 +77,7 @@ export class Queue implements JobQueue {
   private readonly db: Database.Database;
   private readonly backoff: Required<BackoffOptions>;
   private readonly clock: () => number;
-  private readonly events = new EventEmitter();
+  private readonly added = new AddedSignal();
   private readonly sql;
   private readonly listSql = new Map<string, Database.Statement>();
   private readonly leases: Leases;
@@ -96,7 +94,6 @@ export class Queue implements JobQueue {
     this.backoff = resolveBackoff(options.backoff);
     this.clock = options.clock ?? Date.now;
     this.db = store.db;
-    this.events.setMaxListeners(0);
     const db = this.db;
     this.sql = {
       insert: db.prepare<
@@ -169,7 +166,8 @@ export class Queue implements JobQueue {
       (rows: NormalizedAdd[], now: number) => this.insertBatch(rows, now),
       "queue.add",
     );
-    this.leases = new Leases(store, this.name, this.backoff, () => this.now());
+    this.leases = new Leases(store, this.name, this.backoff, () => this.now(), this.added);
+    provideSource(this, this.leases);
     this.schedules = new Schedules(db, this.name);
     this.admin = new QueueAdmin(store, this.name, (action, id, priority) =>
       this.applyOne(action, id, priority),
@@ -185,7 +183,7 @@ export class Queue implements JobQueue {
     const row = normalizeAdd(type, payload, options, now);
     const job = this.addOne(row, now);
     jobsAdded.labels(row.type).inc();
-    this.events.emit("added");
+    this.added.emit();
     return job as Job<P>;
   }
 
@@ -206,7 +204,7 @@ export class Queue implements JobQueue {
     const counts = new Map<string, number>();
     for (const row of rows) counts.set(row.type, (counts.get(row.type) ?? 0) + 1);
     for (const [type, n] of counts) jobsAdded.labels(type).inc(n);
-    this.events.emit("added");
+    this.added.emit();
     return jobs;
   }
 
@@ -320,7 +318,7 @@ export class Queue implements JobQueue {
       // Only a move that did not happen reads the state, to tell a refusal from a miss.
       return refuseMove(id, this.sql.stateOf.get(id, this.name), move);
     }, "queue.admin");
-    if (moved && to === "pending") this.events.emit("added");
+    if (moved && to === "pending") this.added.emit();
     return moved;
   }
 
@@ -331,7 +329,7 @@ export class Queue implements JobQueue {
       () => this.sql.retry.run({ now: this.now(), id, queue: this.name }).changes,
       "queue.admin",
     );
-    if (changed > 0) this.events.emit("added");
+    if (changed > 0) this.added.emit();
     return changed > 0;
   }
 
@@ -433,37 +431,8 @@ export class Queue implements JobQueue {
       return this.schedules.fireDue(now, (job) => this.insert(job, now));
     }, "queue.schedule");
     for (const type of types) jobsAdded.labels(type).inc();
-    if (types.length > 0) this.events.emit("added");
+    if (types.length > 0) this.added.emit();
     return types.length;
-  }
-
-  claim(owner: string, limit: number, leaseMs: number, types?: readonly string[]): Job[] {
-    return this.leases.claim(owner, limit, leaseMs, types);
-  }
-
-  settle(owner: string, settlements: Settlement[]): SettleResult {
-    return this.leases.settle(owner, settlements);
-  }
-
-  extendLeases(owner: string, leaseMs: number): number[] {
-    return this.leases.extendLeases(owner, leaseMs);
-  }
-
-  release(owner: string, jobs: Job[]): number {
-    const n = this.leases.release(owner, jobs);
-    if (n > 0) this.events.emit("added");
-    return n;
-  }
-
-  reapExpired(): number {
-    const n = this.leases.reapExpired();
-    if (n > 0) this.events.emit("added");
-    return n;
-  }
-
-  onAdded(listener: () => void): () => void {
-    this.events.on("added", listener);
-    return () => this.events.off("added", listener);
   }
 
   // The operator's console: search, re-prioritise, re-schedule, delete, bulk actions (admin.ts).
@@ -481,7 +450,7 @@ export class Queue implements JobQueue {
   update(id: number, patch: JobUpdate): boolean {
     checkId(id);
     const changed = this.store.write(() => this.admin.updateRow(id, patch), "queue.admin");
-    if (changed && patch.runAt !== undefined) this.events.emit("added");
+    if (changed && patch.runAt !== undefined) this.added.emit();
     return changed;
   }
 
@@ -494,7 +463,7 @@ export class Queue implements JobQueue {
   /** Applies `action` to every job `filter` matches, in one transaction; returns how many changed. */
   bulk(action: JobAction, filter?: JobFilter, options?: BulkOptions): number {
     const n = this.admin.bulk(action, filter, options);
-    if (n > 0 && (action === "retry" || action === "run")) this.events.emit("added");
+    if (n > 0 && (action === "retry" || action === "run")) this.added.emit();
     return n;
   }
 
@@ -503,7 +472,7 @@ export class Queue implements JobQueue {
     checkId(id);
     const o = normalizeBulk(action, options);
     const changed = this.store.write(() => this.applyOne(o.action, id, o.priority), "queue.admin");
-    if (changed && (action === "retry" || action === "run")) this.events.emit("added");
+    if (changed && (action === "retry" || action === "run")) this.added.emit();
     return changed;
   }
 

@@ -6,7 +6,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { JOB_STATES, type Job, type JobQueue, type JobState, type Settlement } from "../../../src/index.js";
+import { JOB_STATES, type Job, type JobQueue, type JobState } from "../../../src/index.js";
+import { type Settlement, workerSource } from "../../../src/queue/source.js";
 import { isJobMove, type JobMover } from "../../../src/queue/states.js";
 import { ManualClock } from "../../helpers.js";
 import type { QueueImpl } from "../queue-impls.js";
@@ -136,7 +137,7 @@ export function queuesAgree(impls: QueueImpl[]): void {
           case "advance":
             return clock.advance(o.ms);
           case "claim": {
-            const got = q.claim(OWNER, o.limit, o.leaseMs);
+            const got = workerSource(q).claim(OWNER, o.limit, o.leaseMs);
             held.push(...got);
             return got;
           }
@@ -147,7 +148,7 @@ export function queuesAgree(impls: QueueImpl[]): void {
               o.outcome === "ok"
                 ? { job: job!, ok: true }
                 : { job: job!, ok: false, error: `e${clock.t}`, retry: o.outcome === "retry" };
-            return q.settle(OWNER, [s]);
+            return workerSource(q).settle(OWNER, [s]);
           }
           case "move":
             return q.moveToState(1 + o.pick, o.to, o.from ? { from: o.from } : {});
@@ -157,10 +158,10 @@ export function queuesAgree(impls: QueueImpl[]): void {
             return q.cancel(1 + o.pick);
           case "release": {
             if (held.length === 0) return null;
-            return q.release(OWNER, held.splice(o.pick % held.length, 1));
+            return workerSource(q).release(OWNER, held.splice(o.pick % held.length, 1));
           }
           case "reap":
-            return q.reapExpired();
+            return workerSource(q).reapExpired();
           case "cleanup":
             return q.cleanup({ olderThanMs: o.olderThanMs });
           case "list":

@@ -2,6 +2,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { Job, JobQueue, JobState, ListOptions } from "../../../src/index.js";
+import { workerSource } from "../../../src/queue/source.js";
 import { invalidArgument, type ManualClock } from "../../helpers.js";
 import type { QueueImpl } from "../queue-impls.js";
 import { claimOne, complete, failFinal, OWNER, queueSetup } from "./kit.js";
@@ -128,7 +129,11 @@ export function readingCases(impl: QueueImpl): void {
       const back = q.get(job.id)!;
       expect(back).toMatchObject({ state: "pending", finishedAt: null });
       expect(back.runAt).toBeGreaterThanOrEqual(clock.t);
-      expect(q.claim(OWNER, 1, 1000).map((j) => j.id)).toEqual([job.id]);
+      expect(
+        workerSource(q)
+          .claim(OWNER, 1, 1000)
+          .map((j) => j.id),
+      ).toEqual([job.id]);
       expect(q.moveToState(987654, "completed")).toBe(false);
     });
 
@@ -203,7 +208,7 @@ export function readingCases(impl: QueueImpl): void {
         finishedAt: clock.t,
         leaseOwner: null,
       });
-      const result = q.settle(OWNER, [{ job: held, ok: true }]);
+      const result = workerSource(q).settle(OWNER, [{ job: held, ok: true }]);
       expect(result.applied).toEqual([]);
       expect(result.stale).toHaveLength(1);
       expect(q.get(running.id)!.state).toBe("cancelled");
