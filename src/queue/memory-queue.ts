@@ -9,7 +9,8 @@ import { CountChangedError } from "./admin.js";
 import { resolveBackoff, validateBackoff } from "./backoff.js";
 import { matchesFilter } from "./filter.js";
 import { copyJob, MemoryLeases } from "./memory-leases.js";
-import { cronSpec, everySpec, nextPeriodicRun, type PeriodicSpec, periodicJob } from "./periodic.js";
+import { MemorySchedules } from "./memory-schedules.js";
+import { cronSpec, everySpec, type PeriodicSpec } from "./periodic.js";
 import { AddedSignal, provideSource } from "./source.js";
 import { checkMove, refuseMove } from "./states.js";
 import {
@@ -48,16 +49,10 @@ import {
   pendingJob,
 } from "./validate.js";
 
-/** A stored schedule: its spec (payload as JSON text) plus when it fires next and fired last. */
-interface Periodic extends PeriodicSpec {
-  lastRunAt: number | null;
-  pausedAt: number | null;
-}
-
 export class MemoryQueue implements JobQueue {
   readonly name: string;
   private readonly jobs = new Map<number, Job>();
-  private readonly periodic = new Map<string, Periodic>();
+  private readonly schedules = new MemorySchedules();
   private readonly backoff: Required<BackoffOptions>;
   private readonly clock: () => number;
   private readonly added = new AddedSignal();
@@ -224,61 +219,27 @@ export class MemoryQueue implements JobQueue {
   }
 
   private upsertPeriodic(spec: PeriodicSpec): void {
-    const old = this.periodic.get(spec.name);
-    const sameSchedule = old && old.everyMs === spec.everyMs && old.cron === spec.cron;
-    this.periodic.set(spec.name, {
-      ...spec,
-      nextRunAt: sameSchedule ? old.nextRunAt : spec.nextRunAt,
-      lastRunAt: old?.lastRunAt ?? null,
-      pausedAt: old?.pausedAt ?? null,
-    });
+    this.schedules.upsert(spec);
   }
 
   removePeriodic(name: string): boolean {
-    return this.periodic.delete(checkName("name", name));
+    return this.schedules.remove(checkName("name", name));
   }
 
   listPeriodic(): PeriodicJob[] {
-    return [...this.periodic.values()]
-      .sort((a, b) => a.name.localeCompare(b.name))
-      .map(({ name, type, payload, everyMs, cron, nextRunAt, lastRunAt, pausedAt }) => ({
-        name,
-        type,
-        payload: JSON.parse(payload),
-        everyMs,
-        cron,
-        nextRunAt,
-        lastRunAt,
-        paused: pausedAt !== null,
-        pausedAt,
-      }));
+    return this.schedules.list();
   }
 
   pausePeriodic(name: string): boolean {
-    const p = this.periodic.get(checkName("name", name));
-    if (!p || p.pausedAt !== null) return false;
-    p.pausedAt = this.now();
-    return true;
+    return this.schedules.pause(checkName("name", name), this.now());
   }
 
   resumePeriodic(name: string): boolean {
-    const p = this.periodic.get(checkName("name", name));
-    if (!p || p.pausedAt === null) return false;
-    p.pausedAt = null;
-    p.nextRunAt = nextPeriodicRun(p, p.nextRunAt, this.now());
-    return true;
+    return this.schedules.resume(checkName("name", name), this.now());
   }
 
   firePeriodic(): number {
-    const now = this.now();
-    let fired = 0;
-    for (const p of this.periodic.values()) {
-      if (p.nextRunAt > now || p.pausedAt !== null) continue;
-      this.insert(periodicJob(p, now));
-      p.nextRunAt = nextPeriodicRun(p, p.nextRunAt, now);
-      p.lastRunAt = now;
-      fired++;
-    }
+    const fired = this.schedules.fireDue(this.now(), (job) => this.insert(job));
     if (fired > 0) this.added.emit();
     return fired;
   }

@@ -8,6 +8,11 @@
  * is one IMMEDIATE transaction. A settlement only lands while its lease holds
  * (same owner, same attempt), so a worker that lost a lease cannot overwrite
  * the job's newer state. Many processes may share one file.
+ *
+ * The class is the user's API; its parts each own one idea over `tw_jobs`:
+ * Inserts (new jobs), Leases (the worker's side, reached through
+ * source.ts, not through this type), Schedules (periodic jobs), QueueAdmin
+ * (the operator's console), and states.ts (which moves a job may make).
  */
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
@@ -15,6 +20,7 @@ import { jobsAdded } from "../metrics.js";
 import type { Store } from "../store.js";
 import { QueueAdmin } from "./admin.js";
 import { resolveBackoff, validateBackoff } from "./backoff.js";
+import { Inserts } from "./inserts.js";
 import { Leases } from "./leases.js";
 import { cronSpec, everySpec, type PeriodicSpec } from "./periodic.js";
 import { type JobRow, toJob } from "./rows.js";
@@ -46,13 +52,11 @@ import {
 import {
   checkId,
   checkName,
-  type NormalizedAdd,
   normalizeAdd,
   normalizeBulk,
   normalizeCleanup,
   normalizeList,
   normalizeStuck,
-  pendingJob,
 } from "./validate.js";
 
 export interface QueueOptions {
@@ -67,8 +71,6 @@ const KEY_FREE = `(key IS NULL OR NOT EXISTS (
   SELECT 1 FROM tw_jobs AS other
    WHERE other.queue = tw_jobs.queue AND other.key = tw_jobs.key
      AND other.state IN ('pending', 'running') AND other.id <> tw_jobs.id))`;
-/** Rows per bulk INSERT: 100 rows x 10 values stays far below SQLite's 32,766 bound parameters. */
-const BULK_ROWS = 100;
 const CANCELLABLE = JSON.stringify(["pending", "running"]);
 const ORDER_COLUMN: Record<SortBy, string> = { created: "id", priority: "priority", runAt: "run_at" };
 
@@ -81,6 +83,7 @@ export class Queue implements JobQueue {
   private readonly sql;
   private readonly listSql = new Map<string, Database.Statement>();
   private readonly leases: Leases;
+  private readonly inserts: Inserts;
   private readonly schedules: Schedules;
   private readonly admin: QueueAdmin;
 
@@ -96,32 +99,6 @@ export class Queue implements JobQueue {
     this.db = store.db;
     const db = this.db;
     this.sql = {
-      insert: db.prepare<
-        [
-          string,
-          string,
-          string,
-          number,
-          number,
-          number,
-          string | null,
-          string | null,
-          number | null,
-          number,
-          string | null,
-        ]
-      >(
-        `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, timeout_ms, created_at, trace)
-         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      insertBulk: db.prepare<unknown[]>(
-        `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, timeout_ms, created_at, trace)
-         VALUES ${Array.from({ length: BULK_ROWS }, () => "(?, ?, ?, 'pending', ?, ?, ?, ?, NULL, ?, ?, ?)").join(", ")}
-         RETURNING id`,
-      ),
-      byKey: db.prepare<[string, string]>(
-        `SELECT * FROM tw_jobs WHERE queue = ? AND key = ? AND state IN ('pending', 'running')`,
-      ),
       get: db.prepare<[number, string]>(`SELECT * FROM tw_jobs WHERE id = ? AND queue = ?`),
       // @from: the states the move is legal from (states.ts), as a JSON array.
       move: db.prepare<{ to: JobState; now: number; id: number; queue: string; from: string }>(
@@ -161,11 +138,7 @@ export class Queue implements JobQueue {
             AND state IN (SELECT value FROM json_each(?)) AND finished_at < ?`,
       ),
     };
-    this.addOne = store.writer((r: NormalizedAdd, now: number) => this.insert(r, now), "queue.add");
-    this.addBatch = store.writer(
-      (rows: NormalizedAdd[], now: number) => this.insertBatch(rows, now),
-      "queue.add",
-    );
+    this.inserts = new Inserts(store, this.name);
     this.leases = new Leases(store, this.name, this.backoff, () => this.now(), this.added);
     provideSource(this, this.leases);
     this.schedules = new Schedules(db, this.name);
@@ -181,7 +154,7 @@ export class Queue implements JobQueue {
   add<P>(type: string, payload?: P, options?: AddOptions): Job<P> {
     const now = this.now();
     const row = normalizeAdd(type, payload, options, now);
-    const job = this.addOne(row, now);
+    const job = this.inserts.one(row, now);
     jobsAdded.labels(row.type).inc();
     this.added.emit();
     return job as Job<P>;
@@ -200,81 +173,12 @@ export class Queue implements JobQueue {
       return normalizeAdd(item.type, item.payload, item.options, now, `items[${i}].`);
     });
     if (rows.length === 0) return [];
-    const jobs = this.addBatch(rows, now);
+    const jobs = this.inserts.batch(rows, now);
     const counts = new Map<string, number>();
     for (const row of rows) counts.set(row.type, (counts.get(row.type) ?? 0) + 1);
     for (const [type, n] of counts) jobsAdded.labels(type).inc(n);
     this.added.emit();
     return jobs;
-  }
-
-  private readonly addOne: (r: NormalizedAdd, now: number) => Job;
-  private readonly addBatch: (rows: NormalizedAdd[], now: number) => Job[];
-
-  private insertBatch(rows: NormalizedAdd[], now: number): Job[] {
-    const jobs = new Array<Job>(rows.length);
-    const keyless: number[] = [];
-    rows.forEach((r, i) => {
-      if (r.key === null) keyless.push(i);
-      else jobs[i] = this.insert(r, now);
-    });
-    // Keyless rows go in INSERT statements of BULK_ROWS rows each (~3x the rate of
-    // one statement per row); RETURNING ids ascend in the order of the VALUES.
-    let k = 0;
-    for (; k + BULK_ROWS <= keyless.length; k += BULK_ROWS) {
-      const chunk = keyless.slice(k, k + BULK_ROWS);
-      const args: unknown[] = [];
-      for (const i of chunk) {
-        const r = rows[i]!;
-        args.push(
-          this.name,
-          r.type,
-          r.payload,
-          r.priority,
-          r.runAt,
-          r.maxAttempts,
-          r.backoff,
-          r.timeoutMs,
-          now,
-          r.trace,
-        );
-      }
-      const ids = (this.sql.insertBulk.all(args) as Array<{ id: number }>)
-        .map((r) => r.id)
-        .sort((a, b) => a - b);
-      chunk.forEach((i, n) => {
-        jobs[i] = this.newJob(ids[n]!, rows[i]!, now);
-      });
-    }
-    for (; k < keyless.length; k++) jobs[keyless[k]!] = this.insert(rows[keyless[k]!]!, now);
-    return jobs;
-  }
-
-  /** Inside a write transaction. A taken dedup key yields the existing job. */
-  private insert(r: NormalizedAdd, now: number): Job {
-    // Look the key up first: an INSERT that loses on the unique key still spends an AUTOINCREMENT id.
-    if (r.key !== null) {
-      const existing = this.sql.byKey.get(this.name, r.key) as JobRow | undefined;
-      if (existing) return toJob(existing);
-    }
-    const info = this.sql.insert.run(
-      this.name,
-      r.type,
-      r.payload,
-      r.priority,
-      r.runAt,
-      r.maxAttempts,
-      r.backoff,
-      r.key,
-      r.timeoutMs,
-      now,
-      r.trace,
-    );
-    return this.newJob(Number(info.lastInsertRowid), r, now);
-  }
-
-  private newJob(id: number, r: NormalizedAdd, now: number): Job {
-    return pendingJob(id, this.name, r, now, r.value);
   }
 
   get(id: number): Job | undefined {
@@ -428,7 +332,7 @@ export class Queue implements JobQueue {
   firePeriodic(): number {
     const types = this.store.write(() => {
       const now = this.now();
-      return this.schedules.fireDue(now, (job) => this.insert(job, now));
+      return this.schedules.fireDue(now, (job) => this.inserts.insert(job, now));
     }, "queue.schedule");
     for (const type of types) jobsAdded.labels(type).inc();
     if (types.length > 0) this.added.emit();
