@@ -211,7 +211,10 @@ export class Queue implements JobQueue {
     return (rows as JobRow[]).map(toJob);
   }
 
-  /** Moves a job along the state machine (states.ts); false when it is missing or not in `from`. */
+  /**
+   * Moves a job along the state machine (states.ts): false when it is missing, already
+   * in `to`, not in `from`, or its key is held; IllegalTransitionError for a move its state forbids.
+   */
   moveToState(id: number, to: JobState, options: { from?: JobState | JobState[] } = {}): boolean {
     checkId(id);
     const move = checkMove(to, options.from);

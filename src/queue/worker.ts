@@ -25,22 +25,11 @@ import { hostname } from "node:os";
 import { InvalidArgumentError } from "../errors.js";
 import { jobDuration, jobsCompleted, jobsFailed } from "../metrics.js";
 import { type SpanHandle, startSpan, tracingEnabled } from "../trace.js";
+import { type Handler, type HandlerContext, type Handlers, JobTimeoutError, LazyContext } from "./handler.js";
 import { type Settlement, type WorkerSource, workerSource } from "./source.js";
 import { describeThrown, UnrecoverableError } from "./thrown.js";
 import type { Job, JobQueue } from "./types.js";
 import { checkTimeout } from "./validate.js";
-
-export interface HandlerContext {
-  /**
-   * Aborted when the job's lease is lost (the job was cancelled or reaped), when the attempt
-   * timed out, or when `stop({ timeoutMs })` gave up waiting: its outcome will be dropped.
-   */
-  signal: AbortSignal;
-}
-
-export type Handler<P = unknown> = (job: Job<P>, context: HandlerContext) => unknown | Promise<unknown>;
-// biome-ignore lint/suspicious/noExplicitAny: a handler declares its own payload type; any lets Handler<Foo> fit
-export type Handlers = Record<string, Handler<any>>;
 
 export interface WorkerOptions {
   /** Handlers running at once. */
@@ -74,15 +63,7 @@ export interface StopOptions {
   timeoutMs?: number;
 }
 
-/** The error of an attempt that outlived its time limit. */
-export class JobTimeoutError extends Error {
-  override name = "JobTimeoutError";
-  constructor(readonly timeoutMs: number) {
-    super(`timed out after ${timeoutMs} ms`);
-  }
-}
-
-export { UnrecoverableError };
+export { type Handler, type HandlerContext, type Handlers, JobTimeoutError, UnrecoverableError };
 
 export class Worker extends EventEmitter {
   readonly id: string;
@@ -417,29 +398,6 @@ export class Worker extends EventEmitter {
       if (this.listenerCount("error") > 0) this.emit("error", err);
       return undefined;
     }
-  }
-}
-
-/**
- * A handler's context whose AbortController is made only if the handler reads
- * `signal`: most handlers never do, and one controller per job costs a
- * measurable share of a fast queue's throughput.
- */
-class LazyContext implements HandlerContext {
-  private controller: AbortController | undefined;
-  private reason: Error | undefined;
-
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.reason) this.controller.abort(this.reason);
-    }
-    return this.controller.signal;
-  }
-
-  abort(reason: Error): void {
-    this.reason ??= reason;
-    this.controller?.abort(reason);
   }
 }
 
