@@ -661,3 +661,10 @@ describe("Worker arguments", () => {
     expect(err.message).toContain(argument);
   });
 });
+
+describe("the queue a Worker is given", () => {
+  it("must be a Queue or a MemoryQueue: anything else is refused at construction", () => {
+    const notAQueue = { ...new MemoryQueue("x") } as unknown as MemoryQueue;
+    expect(invalidArgument(() => new Worker(notAQueue, {})).argument).toBe("queue");
+  });
+});

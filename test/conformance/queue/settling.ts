@@ -66,6 +66,17 @@ export function settlingCases(impl: QueueImpl): void {
       expect(workerSource(q).settle(OWNER, [{ job: held, ok: true }]).stale).toHaveLength(1);
     });
 
+    it("keeps the worker's side out of the queue's public type: workerSource reaches it", () => {
+      const { q } = setup();
+      for (const name of ["claim", "settle", "extendLeases", "release", "reapExpired", "onAdded"]) {
+        expect(name in q, name).toBe(false);
+        expect(typeof (workerSource(q) as unknown as Record<string, unknown>)[name], name).toBe("function");
+      }
+      // @ts-expect-error claims are the worker's, not part of JobQueue
+      expect(q.claim).toBeUndefined();
+      expect(workerSource(q).now()).toBe(q.now());
+    });
+
     it("release returns unstarted jobs without spending their attempt", () => {
       const { q } = setup();
       q.addMany([{ type: "a" }, { type: "b" }]);
