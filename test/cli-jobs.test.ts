@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Queue } from "../src/queue/queue.js";
+import { workerSource } from "../src/queue/source.js";
 import { openStore, type Store } from "../src/store.js";
 import { type Run, runNode } from "./helpers.js";
 
@@ -235,7 +236,7 @@ describe("jobs stuck", () => {
     try {
       const queue = new Queue(store);
       const job = queue.add("long", null, { priority: 100 });
-      expect(queue.claim("w1", 1, 60_000)[0]!.id).toBe(job.id);
+      expect(workerSource(queue).claim("w1", 1, 60_000)[0]!.id).toBe(job.id);
       store.db
         .prepare("UPDATE tw_jobs SET started_at = ?, lease_expires_at = ? WHERE id = ?")
         .run(Date.now() - 10 * 60_000, Date.now() + 60_000, job.id);

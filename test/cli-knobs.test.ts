@@ -13,6 +13,7 @@ import Database from "better-sqlite3";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Outbox } from "../src/outbox/outbox.js";
 import { Queue } from "../src/queue/queue.js";
+import { workerSource } from "../src/queue/source.js";
 import { openStore } from "../src/store.js";
 import { fileWithoutAutoVacuum, type Run, runNode, useTempDirs } from "./helpers.js";
 
@@ -42,8 +43,8 @@ beforeEach(() => {
   // Two failed jobs that spent one attempt each, one pending that never ran.
   for (let i = 0; i < 2; i++) {
     q.add("sync", { i }, { maxAttempts: 1 });
-    const [job] = q.claim("w", 1, 60_000);
-    q.settle("w", [{ job: job!, ok: false, error: "boom", retry: false }]);
+    const [job] = workerSource(q).claim("w", 1, 60_000);
+    workerSource(q).settle("w", [{ job: job!, ok: false, error: "boom", retry: false }]);
   }
   q.add("mail", {});
   const mail = new Outbox(store, "mail");
