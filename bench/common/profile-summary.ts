@@ -54,7 +54,7 @@ function group(f: Node["callFrame"]): string {
     return "fastify, pino";
   if (url.includes("undici") || url.startsWith("node:internal/deps/undici")) return "HTTP client (undici)";
   if (url.startsWith("node:") || url === "") return `node: ${fn || "(anonymous)"}`;
-  const m = /\/src\/(.+?)\.[jt]s$/.exec(url);
+  const m = /\/(?:src|dist)\/(.+?)\.[jt]s$/.exec(url);
   if (m) return `tidewire ${m[1]}`;
   const dep = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (dep) return `dep ${dep[1]}`;
