@@ -2,14 +2,15 @@
  * bench/replica/profile: one phase of the change path alone in this process,
  * for `node --cpu-prof` (then bench/common/profile-summary.ts --per N×rounds).
  *
- *   node --cpu-prof --cpu-prof-dir=DIR --import tsx bench/replica/profile.ts apply|ingest-insert|ingest-update [--n 50000] [--rounds 4] [--src DIR]
+ *   node --cpu-prof --cpu-prof-dir=DIR --import tsx bench/replica/profile.ts apply|apply-update|ingest-insert|ingest-update [--n 50000] [--rounds 4] [--src DIR]
  *
  * Prints wall and CPU µs per change (CPU of this process, the steadier figure
  * on a shared machine); `--base DIR` also runs another checkout's sources
  * (DIR/src, node_modules linked), round by round alternating with this tree's,
  * and prints the best and median CPU µs per change of each, and their ratio.
  *
- * apply: N inserted rows applied in batches of 1,000; ingest-insert /
+ * apply: N inserted rows applied in batches of 1,000; apply-update: then N
+ * updates of one column of those rows (only these timed); ingest-insert /
  * ingest-update: N tracked inserts (or updates of 2 columns) in transactions
  * of 1,000, then one ingest, the writes included (the profile tells them apart).
  */
@@ -60,19 +61,32 @@ function insertRows(r: Replica): void {
 }
 
 let changes: Change[] = [];
-if (phase === "apply") {
+let updates: Change[] = [];
+if (phase === "apply" || phase === "apply-update") {
   const src = open("source");
   insertRows(src);
   changes = JSON.parse(JSON.stringify(src.changesSince(0, { limit: N }).changes)) as Change[];
+  const after = src.stats().lastSeq;
+  const upd = src.store.db.prepare("UPDATE items SET qty = ? WHERE id = ?");
+  const tx = src.store.writer((from: number, to: number) => {
+    for (let i = from; i < to; i++) upd.run(i + 7, i);
+  });
+  for (let i = 0; i < N; i += 1000) tx(i, Math.min(N, i + 1000));
+  updates = JSON.parse(JSON.stringify(src.changesSince(after, { limit: N }).changes)) as Change[];
   src.close();
 }
 
 const t0 = performance.now();
 for (let round = 0; round < ROUNDS; round++) {
   for (const impl of impls) {
-    const cpu0 = process.cpuUsage();
+    let cpu0 = process.cpuUsage();
     const r = open("target", impl);
-    if (phase === "apply") {
+    if (phase === "apply-update") {
+      // Timed: the updates of one column only, applied to rows the target holds.
+      for (let i = 0; i < N; i += 1000) r.apply(changes.slice(i, i + 1000));
+      cpu0 = process.cpuUsage();
+      for (let i = 0; i < N; i += 1000) r.apply(updates.slice(i, i + 1000));
+    } else if (phase === "apply") {
       for (let i = 0; i < N; i += 1000) r.apply(changes.slice(i, i + 1000));
     } else {
       insertRows(r);
