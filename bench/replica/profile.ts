@@ -78,7 +78,8 @@ if (phase === "apply" || phase === "apply-update") {
 
 const t0 = performance.now();
 for (let round = 0; round < ROUNDS; round++) {
-  for (const impl of impls) {
+  // Each goes first every other round: the garbage one round leaves is collected in the next.
+  for (const impl of round % 2 ? [...impls].reverse() : impls) {
     let cpu0 = process.cpuUsage();
     const r = open("target", impl);
     if (phase === "apply-update") {
@@ -115,6 +116,7 @@ for (const impl of impls)
   console.log(
     `  ${impl.name}: CPU best ${best(impl.cpu).toFixed(2)}, median ${median(impl.cpu).toFixed(2)} µs per change`,
   );
+for (const impl of impls) console.log(`  ${impl.name}: ${impl.cpu.map((c) => c.toFixed(1)).join(" ")}`);
 if (impls.length === 2) {
   const ratios = impls[0]!.cpu.map((c, i) => c / (impls[1]!.cpu[i] as number));
   console.log(
