@@ -24,6 +24,23 @@ export class InvalidArgumentError extends TidewireError {
   }
 }
 
+/**
+ * A move that a state machine (an outbox message's, a job's) does not allow
+ * from the current state; nothing was written.
+ */
+export class IllegalTransitionError<S extends string = string> extends TidewireError {
+  constructor(
+    readonly id: number,
+    readonly from: S,
+    readonly to: S,
+    reason: string,
+    noun = "message",
+  ) {
+    super(`${noun} ${id} is ${from} and cannot move to ${to}: ${reason}`, "ERR_ILLEGAL_TRANSITION");
+    this.name = "IllegalTransitionError";
+  }
+}
+
 export class StoreError extends TidewireError {
   constructor(message: string, code = "ERR_STORE") {
     super(message, code);

@@ -126,4 +126,5 @@ export {
 export { HubAuthError, HubBucketError, HubRefusedError, type Transport } from "./sync/transport.js";
 export { HttpTransport, type HttpTransportOptions, TransportError } from "./sync/transports/http.js";
 export { type LocalHub, MemoryTransport, type Switchboard } from "./sync/transports/memory.js";
+export { WebSocketTransport, type WebSocketTransportOptions } from "./sync/transports/websocket.js";
 export { disableTracing, enableTracing, tracingEnabled } from "./trace.js";

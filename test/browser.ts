@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { type Browser, chromium } from "playwright-core";
 import { MINUTE_MS, Rollups } from "../src/history/rollups.js";
 import { Queue } from "../src/queue/queue.js";
+import { workerSource } from "../src/queue/source.js";
 import { Replica } from "../src/replica/replica.js";
 import { openStore } from "../src/store.js";
 import { listeningUrl, runNode, tokensFile } from "./helpers.js";
@@ -53,8 +54,8 @@ export function seedJobs(db: string): { failed: number[]; delayed: number[]; hos
     for (let i = 1; i <= 30; i++)
       ops.add("email", { to: `user${i}@example.com`, template: "welcome" }, { priority: i % 3 });
     const failed = [1, 2, 3].map((i) => ops.add("report", { month: `2026-0${i}` }, { maxAttempts: 1 }).id);
-    const claimed = ops.claim("worker-7f3a", 100, 60_000, ["report"]);
-    ops.settle(
+    const claimed = workerSource(ops).claim("worker-7f3a", 100, 60_000, ["report"]);
+    workerSource(ops).settle(
       "worker-7f3a",
       claimed.map((job) => ({
         job,

@@ -46,8 +46,8 @@ describe("tidewire jobs update", () => {
   it("re-prioritises and re-schedules a pending job", async () => {
     const run = await tidewire(
       "jobs",
-      db,
       "update",
+      db,
       String(delayed),
       "--priority",
       "-4",
@@ -70,11 +70,11 @@ describe("tidewire jobs update", () => {
   });
 
   it("refuses bad input (exit 2) and a job that is not pending (exit 1), changing nothing", async () => {
-    expect((await tidewire("jobs", db, "update", String(delayed))).code).toBe(2);
-    expect((await tidewire("jobs", db, "update", String(delayed), "--priority", "1.5")).code).toBe(2);
-    expect((await tidewire("jobs", db, "update", String(delayed), "--run-at", "tomorrowish")).code).toBe(2);
+    expect((await tidewire("jobs", "update", db, String(delayed))).code).toBe(2);
+    expect((await tidewire("jobs", "update", db, String(delayed), "--priority", "1.5")).code).toBe(2);
+    expect((await tidewire("jobs", "update", db, String(delayed), "--run-at", "tomorrowish")).code).toBe(2);
     const failed = read((q) => q.list({ state: "failed" })[0]!.id);
-    const run = await tidewire("jobs", db, "update", String(failed), "--priority", "9");
+    const run = await tidewire("jobs", "update", db, String(failed), "--priority", "9");
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/job \d+ is failed; only a pending job can be updated/);
     expect(read((q) => q.get(failed)!.priority)).toBe(0);
@@ -83,20 +83,20 @@ describe("tidewire jobs update", () => {
 
 describe("tidewire jobs retry|cancel --state --type", () => {
   it("retries every failed job of a type, and cancels every pending one", async () => {
-    const retry = await tidewire("jobs", db, "retry", "--state", "failed", "--type", "sync", "--json");
+    const retry = await tidewire("jobs", "retry", db, "--state", "failed", "--type", "sync", "--json");
     expect(retry.code).toBe(0);
     expect(JSON.parse(retry.stdout)).toMatchObject({ ok: true, action: "retry", matched: 3, changed: 3 });
     expect(read((q) => [q.count({ state: "pending" }), q.count({ state: "failed", type: "mail" })])).toEqual([
       4, 1,
     ]);
-    const cancel = await tidewire("jobs", db, "cancel", "--state", "pending");
+    const cancel = await tidewire("jobs", "cancel", db, "--state", "pending");
     expect(cancel).toMatchObject({ code: 0 });
     expect(cancel.stdout).toMatch(/cancelled 4 of 4 matching jobs/);
     expect(read((q) => q.count({ state: "cancelled" }))).toBe(4);
   });
 
   it("without an id or a filter is a usage error that changes nothing", async () => {
-    const run = await tidewire("jobs", db, "cancel");
+    const run = await tidewire("jobs", "cancel", db);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/needs a job id, or --state/);
     expect(read((q) => q.count({ state: "cancelled" }))).toBe(0);

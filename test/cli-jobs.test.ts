@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Queue } from "../src/queue/queue.js";
+import { workerSource } from "../src/queue/source.js";
 import { openStore, type Store } from "../src/store.js";
 import { type Run, runNode } from "./helpers.js";
 
@@ -80,17 +81,17 @@ describe("help and version", () => {
     const top = await tidewire(["--help"], dir);
     expect(top.code).toBe(0);
     expect(top.stdout).toMatch(/Usage: tidewire/);
-    expect(top.stdout).toMatch(/jobs <db> <command>/);
+    expect(top.stdout).toMatch(/jobs <command> <db>/);
     expect(top.stdout).toMatch(/serve/);
     expect(top.stdout).toMatch(/--verbose/);
 
     const jobs = await tidewire(["jobs", "--help"], dir);
     expect(jobs.code).toBe(0);
-    expect(jobs.stdout).toMatch(/Usage: tidewire jobs <db> <command>/);
+    expect(jobs.stdout).toMatch(/Usage: tidewire jobs <command> <db>/);
     for (const action of ["list", "stats", "retry", "cancel", "cleanup"]) {
-      const run = await tidewire(["jobs", db, action, "--help"], dir);
+      const run = await tidewire(["jobs", action, "--help"], dir);
       expect(run.code, action).toBe(0);
-      expect(run.stdout).toContain(`Usage: tidewire jobs <db> ${action}`);
+      expect(run.stdout).toContain(`Usage: tidewire jobs ${action} <db>`);
       expect(run.stdout).toContain("--json");
       expect(run.stdout).toContain("--queue");
     }
@@ -108,7 +109,7 @@ describe("help and version", () => {
 
 describe("jobs list", () => {
   it("prints a table", async () => {
-    const run = await tidewire(["jobs", db, "list"], dir);
+    const run = await tidewire(["jobs", "list", db], dir);
     expect(run).toMatchObject({ code: 0, stderr: "" });
     const lines = run.stdout.trimEnd().split("\n");
     expect(lines[0]).toMatch(/^ID\s+STATE\s+TYPE\s+PRIORITY\s+ATTEMPTS\s+RUN AT\s+CREATED\s+LAST ERROR$/);
@@ -118,7 +119,7 @@ describe("jobs list", () => {
   });
 
   it("prints one JSON document, filtered, sorted and paged", async () => {
-    const all = await tidewire(["jobs", db, "list", "--json"], dir);
+    const all = await tidewire(["jobs", "list", db, "--json"], dir);
     expect(all.code).toBe(0);
     const doc = JSON.parse(all.stdout);
     expect(doc).toMatchObject({ ok: true, queue: "default" });
@@ -126,32 +127,32 @@ describe("jobs list", () => {
     expect(doc.jobs[0]).toMatchObject({ type: "email", payload: { to: "a@example.com" }, state: "pending" });
 
     const failed = JSON.parse(
-      (await tidewire(["jobs", db, "list", "--state", "failed", "--json"], dir)).stdout,
+      (await tidewire(["jobs", "list", db, "--state", "failed", "--json"], dir)).stdout,
     );
     expect(failed.jobs.map((j: { id: number }) => j.id)).toEqual([ids.failed]);
 
     const byType = JSON.parse(
-      (await tidewire(["jobs", db, "list", "--type", "report", "--json"], dir)).stdout,
+      (await tidewire(["jobs", "list", db, "--type", "report", "--json"], dir)).stdout,
     );
     expect(byType.jobs.map((j: { id: number }) => j.id)).toEqual([ids.report]);
 
     const args = ["--sort", "priority", "--order", "desc", "--limit", "2", "--offset", "0", "--json"];
-    const top = JSON.parse((await tidewire(["jobs", db, "list", ...args], dir)).stdout);
+    const top = JSON.parse((await tidewire(["jobs", "list", db, ...args], dir)).stdout);
     expect(top.jobs).toHaveLength(2);
     expect(top.jobs[0].id).toBe(ids.email);
 
-    const page = JSON.parse((await tidewire(["jobs", db, "list", "--offset", "3", "--json"], dir)).stdout);
+    const page = JSON.parse((await tidewire(["jobs", "list", db, "--offset", "3", "--json"], dir)).stdout);
     expect(page.jobs.map((j: { id: number }) => j.id)).toEqual([ids.old]);
   });
 
-  it("reads another queue with --queue, wherever the options stand", async () => {
-    const run = await tidewire(["jobs", "--queue", "other", db, "list", "--json"], dir);
+  it("reads another queue with --queue, wherever the options stand after the command", async () => {
+    const run = await tidewire(["jobs", "list", "--queue", "other", db, "--json"], dir);
     expect(run.code).toBe(0);
     const doc = JSON.parse(run.stdout);
     expect(doc.queue).toBe("other");
     expect(doc.jobs.map((j: { type: string }) => j.type)).toEqual(["elsewhere"]);
 
-    const empty = await tidewire(["jobs", db, "list", "--queue", "nobody"], dir);
+    const empty = await tidewire(["jobs", "list", db, "--queue", "nobody"], dir);
     expect(empty.code).toBe(0);
     expect(empty.stdout).toMatch(/no jobs in queue nobody/);
   });
@@ -159,7 +160,7 @@ describe("jobs list", () => {
 
 describe("jobs stats", () => {
   it("counts jobs per state, as text and as JSON", async () => {
-    const text = await tidewire(["jobs", db, "stats"], dir);
+    const text = await tidewire(["jobs", "stats", db], dir);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/^queue\s+default\s+attempts$/m);
     // Jobs, then the attempts they spent (none of these ever ran).
@@ -167,7 +168,7 @@ describe("jobs stats", () => {
     expect(text.stdout).toMatch(/^failed\s+1\s+0$/m);
     expect(text.stdout).toMatch(/^total\s+4$/m);
 
-    const json = await tidewire(["jobs", db, "stats", "--json"], dir);
+    const json = await tidewire(["jobs", "stats", db, "--json"], dir);
     expect(json.code).toBe(0);
     expect(JSON.parse(json.stdout)).toMatchObject({
       ok: true,
@@ -184,41 +185,41 @@ describe("jobs stats", () => {
 
 describe("jobs retry and cancel", () => {
   it("retries a failed job; a pending one cannot be retried (exit 1)", async () => {
-    const run = await tidewire(["jobs", db, "retry", String(ids.failed)], dir);
+    const run = await tidewire(["jobs", "retry", db, String(ids.failed)], dir);
     expect(run).toMatchObject({ code: 0, stderr: "" });
     expect(run.stdout).toMatch(new RegExp(`job ${ids.failed} \\(sync\\) is pending again`));
     expect(readJobs().find((j) => j.id === ids.failed)?.state).toBe("pending");
 
-    const again = await tidewire(["jobs", db, "retry", String(ids.failed)], dir);
+    const again = await tidewire(["jobs", "retry", db, String(ids.failed)], dir);
     expect(again.code).toBe(1);
     expect(again.stdout).toBe("");
     expectOneErrorLine(again, /job \d+ is pending; only failed or cancelled jobs can be retried/);
   });
 
   it("retries with --json", async () => {
-    const run = await tidewire(["jobs", db, "retry", String(ids.failed), "--json"], dir);
+    const run = await tidewire(["jobs", "retry", db, String(ids.failed), "--json"], dir);
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({ ok: true, job: { id: ids.failed, state: "pending" } });
   });
 
   it("cancels a pending job once; the second time and an unknown id fail (exit 1)", async () => {
-    const run = await tidewire(["jobs", db, "cancel", String(ids.email)], dir);
+    const run = await tidewire(["jobs", "cancel", db, String(ids.email)], dir);
     expect(run).toMatchObject({ code: 0, stderr: "" });
     expect(run.stdout.trim()).toBe(`job ${ids.email} cancelled`);
     expect(readJobs().find((j) => j.id === ids.email)?.state).toBe("cancelled");
 
-    const again = await tidewire(["jobs", db, "cancel", String(ids.email), "--json"], dir);
+    const again = await tidewire(["jobs", "cancel", db, String(ids.email), "--json"], dir);
     expect(again.code).toBe(1);
     expect(JSON.parse(again.stdout)).toMatchObject({ ok: false, error: { code: "ERR_JOB_STATE" } });
     expectOneErrorLine(again, /is cancelled; only pending or running jobs can be cancelled/);
 
-    const missing = await tidewire(["jobs", db, "cancel", "9999"], dir);
+    const missing = await tidewire(["jobs", "cancel", db, "9999"], dir);
     expect(missing.code).toBe(1);
     expectOneErrorLine(missing, /no job 9999 in queue default/);
   });
 
   it("cancels with --json and reports the state it left", async () => {
-    const run = await tidewire(["jobs", db, "cancel", String(ids.report), "--json"], dir);
+    const run = await tidewire(["jobs", "cancel", db, String(ids.report), "--json"], dir);
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({
       ok: true,
@@ -235,7 +236,7 @@ describe("jobs stuck", () => {
     try {
       const queue = new Queue(store);
       const job = queue.add("long", null, { priority: 100 });
-      expect(queue.claim("w1", 1, 60_000)[0]!.id).toBe(job.id);
+      expect(workerSource(queue).claim("w1", 1, 60_000)[0]!.id).toBe(job.id);
       store.db
         .prepare("UPDATE tw_jobs SET started_at = ?, lease_expires_at = ? WHERE id = ?")
         .run(Date.now() - 10 * 60_000, Date.now() + 60_000, job.id);
@@ -247,7 +248,7 @@ describe("jobs stuck", () => {
 
   it("lists a job running longer than --older-than though its lease is renewed", async () => {
     const id = seedLongRunner();
-    const run = await tidewire(["jobs", db, "stuck", "--json"], dir);
+    const run = await tidewire(["jobs", "stuck", db, "--json"], dir);
     expect(run.code).toBe(0);
     const doc = JSON.parse(run.stdout);
     expect(doc).toMatchObject({ ok: true, queue: "default", olderThanMs: 300_000 });
@@ -262,13 +263,13 @@ describe("jobs stuck", () => {
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(new RegExp(`^${id}\\s+running\\s+long\\s+1/3\\s+10m\\s+running\\s+w1$`, "m"));
 
-    const none = await tidewire(["jobs", db, "stuck", "--older-than", "20m"], dir);
+    const none = await tidewire(["jobs", "stuck", db, "--older-than", "20m"], dir);
     expect(none.code).toBe(0);
     expect(none.stdout).toMatch(/no job in queue default has been running or waiting longer than 20m/);
   });
 
   it("refuses a bad --older-than (exit 2)", async () => {
-    const run = await tidewire(["jobs", db, "stuck", "--older-than", "soon"], dir);
+    const run = await tidewire(["jobs", "stuck", db, "--older-than", "soon"], dir);
     expect(run.code).toBe(2);
     expectOneErrorLine(run, /older-than/);
   });
@@ -294,7 +295,7 @@ describe("a file an older tidewire wrote", () => {
     const store = openStore(db);
     downgradeTo10(store);
     store.close();
-    const list = await tidewire(["jobs", db, "list", "--json"], dir);
+    const list = await tidewire(["jobs", "list", db, "--json"], dir);
     expect(list.stderr).toBe("");
     expect(list.code).toBe(0);
     expect(JSON.parse(list.stdout).jobs.map((j: { timeoutMs: unknown }) => j.timeoutMs)).toContain(null);
@@ -311,14 +312,14 @@ describe("a file an older tidewire wrote", () => {
 
 describe("jobs cleanup", () => {
   it("removes finished jobs older than 7 days by default", async () => {
-    const run = await tidewire(["jobs", db, "cleanup"], dir);
+    const run = await tidewire(["jobs", "cleanup", db], dir);
     expect(run).toMatchObject({ code: 0, stderr: "" });
     expect(run.stdout.trim()).toBe("removed 1 finished job older than 7d from queue default");
     expect(readJobs().map((j) => j.id)).toEqual([ids.email, ids.report, ids.failed]);
   });
 
   it("takes --older-than and prints JSON", async () => {
-    const run = await tidewire(["jobs", db, "cleanup", "--older-than", "10d", "--json"], dir);
+    const run = await tidewire(["jobs", "cleanup", db, "--older-than", "10d", "--json"], dir);
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toEqual({
       ok: true,
@@ -328,7 +329,7 @@ describe("jobs cleanup", () => {
     });
 
     await new Promise((r) => setTimeout(r, 5));
-    const all = await tidewire(["jobs", db, "cleanup", "--older-than", "0s", "--json"], dir);
+    const all = await tidewire(["jobs", "cleanup", db, "--older-than", "0s", "--json"], dir);
     expect(JSON.parse(all.stdout)).toMatchObject({ removed: 2, olderThanMs: 0 });
     expect(readJobs().map((j) => j.state)).toEqual(["pending", "pending"]);
   });
@@ -336,21 +337,41 @@ describe("jobs cleanup", () => {
 
 describe("usage errors exit 2", () => {
   const cases: Array<[string, (db: string) => string[], RegExp]> = [
-    ["an unknown state", (db) => ["jobs", db, "list", "--state", "bogus"], /Allowed choices are pending/],
-    ["a non-numeric id", (db) => ["jobs", db, "retry", "abc"], /argument 'id'.*positive integer/],
-    ["a zero id", (db) => ["jobs", db, "cancel", "0"], /positive integer/],
-    ["a missing id", (db) => ["jobs", db, "cancel"], /cancel needs a job id, or --state/],
-    ["a negative limit", (db) => ["jobs", db, "list", "--limit", "-1"], /--limit/],
-    ["a bad sort key", (db) => ["jobs", db, "list", "--sort", "size"], /Allowed choices are created/],
-    ["a bad duration", (db) => ["jobs", db, "cleanup", "--older-than", "soon"], /duration such as 7d/],
-    ["an unknown option", (db) => ["jobs", db, "stats", "--frob"], /unknown option '--frob'/],
-    ["an unknown jobs command", (db) => ["jobs", db, "frobnicate"], /unknown command 'frobnicate'/],
-    ["a missing jobs command", (db) => ["jobs", db], /missing command/],
-    ["jobs alone", () => ["jobs"], /needs a database file and a command/],
+    ["an unknown state", (db) => ["jobs", "list", db, "--state", "bogus"], /Allowed choices are pending/],
+    ["a non-numeric id", (db) => ["jobs", "retry", db, "abc"], /argument 'id'.*positive integer/],
+    ["a zero id", (db) => ["jobs", "cancel", db, "0"], /positive integer/],
+    ["a missing id", (db) => ["jobs", "cancel", db], /cancel needs a job id, or --state/],
+    ["a negative limit", (db) => ["jobs", "list", db, "--limit", "-1"], /--limit/],
+    ["a bad sort key", (db) => ["jobs", "list", db, "--sort", "size"], /Allowed choices are created/],
+    [
+      "a bad duration",
+      (db) => ["jobs", "cleanup", db, "--older-than", "soon"],
+      /duration such as 500ms, 30s, 5m, 12h or 7d/,
+    ],
+    [
+      "a bare number as a duration",
+      (db) => ["jobs", "cleanup", db, "--older-than", "7"],
+      /duration with its unit, such as 7s or 7ms/,
+    ],
+    ["an unknown option", (db) => ["jobs", "stats", db, "--frob"], /unknown option '--frob'/],
+    ["an unknown jobs command", (db) => ["jobs", "frobnicate", db], /unknown command 'frobnicate'/],
+    ["a missing jobs command", (db) => ["jobs", db], /unknown command '.*app\.db', expected one of list/],
+    ["jobs alone", () => ["jobs"], /jobs needs a command, one of list, stats/],
+    // One grammar, no rewriting: the old order is refused, with the order to use.
+    [
+      "the database before the command",
+      (db) => ["jobs", db, "list"],
+      /the command comes first: tidewire jobs list \S+app\.db$/m,
+    ],
+    [
+      "an option before the command",
+      (db) => ["jobs", "--queue", "q", "stats", db],
+      /comes first: tidewire jobs stats --queue q /,
+    ],
     ["an unknown command", () => ["frobnicate"], /unknown command 'frobnicate'/],
-    ["an empty queue name", (db) => ["jobs", db, "stats", "--queue", " "], /non-empty/],
+    ["an empty queue name", (db) => ["jobs", "stats", db, "--queue", " "], /non-empty/],
     // Refused by the library (InvalidArgumentError), not by the CLI's own parsing.
-    ["a queue name too long", (db) => ["jobs", db, "stats", "--queue", "q".repeat(201)], /at most 200/],
+    ["a queue name too long", (db) => ["jobs", "stats", db, "--queue", "q".repeat(201)], /at most 200/],
   ];
   it.each(cases)("%s", async (_name, args, pattern) => {
     const run = await tidewire(args(db), dir);
@@ -362,7 +383,7 @@ describe("usage errors exit 2", () => {
   });
 
   it("with --json, stdout still carries one JSON document", async () => {
-    const run = await tidewire(["jobs", db, "retry", "abc", "--json"], dir);
+    const run = await tidewire(["jobs", "retry", db, "abc", "--json"], dir);
     expect(run.code).toBe(2);
     expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, error: { code: "ERR_USAGE" } });
     expect(run.stderr).toMatch(/^tidewire: /);
@@ -372,7 +393,7 @@ describe("usage errors exit 2", () => {
 describe("database files", () => {
   it("a missing database is an error and is not created", async () => {
     const missing = join(dir, "nope.db");
-    const run = await tidewire(["jobs", missing, "stats"], dir);
+    const run = await tidewire(["jobs", "stats", missing], dir);
     expect(run.code).toBe(1);
     expectOneErrorLine(run, /no database at .*nope\.db/);
     expect(existsSync(missing)).toBe(false);
@@ -386,8 +407,8 @@ describe("database files", () => {
       const bytes = Buffer.from("these are my notes, not a database\n".repeat(200));
       writeFileSync(file, bytes);
       for (const args of [
-        ["jobs", file, "list"],
-        ["jobs", file, "cleanup", "--json"],
+        ["jobs", "list", file],
+        ["jobs", "cleanup", file, "--json"],
       ]) {
         const run = await tidewire(args, other);
         expect(run.code).toBe(1);
@@ -410,10 +431,10 @@ describe("database files", () => {
       ]);
       const bytes = readFileSync(file);
       for (const args of [
-        ["jobs", file, "list"],
-        ["jobs", file, "stats", "--json"],
-        ["jobs", file, "cancel", "1"],
-        ["jobs", file, "cleanup"],
+        ["jobs", "list", file],
+        ["jobs", "stats", file, "--json"],
+        ["jobs", "cancel", file, "1"],
+        ["jobs", "cleanup", file],
       ]) {
         const run = await tidewire(args, other);
         expect(run.code).toBe(1);
@@ -427,7 +448,7 @@ describe("database files", () => {
   });
 
   it("--verbose adds the stack trace", async () => {
-    const run = await tidewire(["--verbose", "jobs", join(dir, "nope.db"), "stats"], dir);
+    const run = await tidewire(["--verbose", "jobs", "stats", join(dir, "nope.db")], dir);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/^tidewire: StoreError: no database at/);
     expect(run.stderr).toMatch(/^\s+at /m);

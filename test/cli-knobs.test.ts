@@ -13,6 +13,7 @@ import Database from "better-sqlite3";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Outbox } from "../src/outbox/outbox.js";
 import { Queue } from "../src/queue/queue.js";
+import { workerSource } from "../src/queue/source.js";
 import { openStore } from "../src/store.js";
 import { fileWithoutAutoVacuum, type Run, runNode, useTempDirs } from "./helpers.js";
 
@@ -42,8 +43,8 @@ beforeEach(() => {
   // Two failed jobs that spent one attempt each, one pending that never ran.
   for (let i = 0; i < 2; i++) {
     q.add("sync", { i }, { maxAttempts: 1 });
-    const [job] = q.claim("w", 1, 60_000);
-    q.settle("w", [{ job: job!, ok: false, error: "boom", retry: false }]);
+    const [job] = workerSource(q).claim("w", 1, 60_000);
+    workerSource(q).settle("w", [{ job: job!, ok: false, error: "boom", retry: false }]);
   }
   q.add("mail", {});
   const mail = new Outbox(store, "mail");
@@ -66,7 +67,7 @@ function scheduleRow(name: string) {
 
 describe("tidewire jobs schedules|pause|resume", () => {
   it("lists the schedules with their next run, pauses one and resumes it", async () => {
-    const listed = json(await tidewire("jobs", db, "schedules", "--json"));
+    const listed = json(await tidewire("jobs", "schedules", db, "--json"));
     expect(listed.schedules.map((s: { name: string; paused: boolean }) => [s.name, s.paused])).toEqual([
       ["nightly", false],
       ["tick", false],
@@ -75,14 +76,14 @@ describe("tidewire jobs schedules|pause|resume", () => {
     expect(text.stdout).toMatch(/^NAME\s+TYPE\s+EVERY\s+NEXT RUN\s+LAST RUN\s+STATE$/m);
     expect(text.stdout).toMatch(/^tick\s+tick\s+60000 ms\s+20\S+Z\s+-\s+active$/m);
 
-    const paused = await tidewire("jobs", db, "pause", "tick");
+    const paused = await tidewire("jobs", "pause", db, "tick");
     expect(paused).toMatchObject({ code: 0, stdout: "schedule tick paused\n", stderr: "" });
     expect(scheduleRow("tick").paused_at).toBeGreaterThan(0);
-    const again = json(await tidewire("jobs", db, "pause", "tick", "--json"));
+    const again = json(await tidewire("jobs", "pause", db, "tick", "--json"));
     expect(again).toMatchObject({ ok: true, changed: false, schedule: { name: "tick", paused: true } });
-    expect((await tidewire("jobs", db, "schedules")).stdout).toMatch(/^tick\s+.*paused since 20\S+Z$/m);
+    expect((await tidewire("jobs", "schedules", db)).stdout).toMatch(/^tick\s+.*paused since 20\S+Z$/m);
 
-    const resumed = await tidewire("jobs", db, "resume", "tick");
+    const resumed = await tidewire("jobs", "resume", db, "tick");
     expect(resumed.code).toBe(0);
     expect(resumed.stdout).toMatch(/^schedule tick resumed; it fires next at 20\S+Z$/m);
     expect(scheduleRow("tick").paused_at).toBeNull();
@@ -91,12 +92,12 @@ describe("tidewire jobs schedules|pause|resume", () => {
 
   it("fails on an unknown schedule (exit 1) and on a missing name (exit 2), changing nothing", async () => {
     const before = scheduleRow("tick");
-    const missing = await tidewire("jobs", db, "pause", "nope");
+    const missing = await tidewire("jobs", "pause", db, "nope");
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^tidewire: no periodic schedule "nope" in queue default\n$/);
-    const missingJson = await tidewire("jobs", db, "resume", "nope", "--json");
+    const missingJson = await tidewire("jobs", "resume", db, "nope", "--json");
     expect(JSON.parse(missingJson.stdout)).toMatchObject({ ok: false, error: { code: "ERR_NO_SCHEDULE" } });
-    expect((await tidewire("jobs", db, "pause")).code).toBe(2);
+    expect((await tidewire("jobs", "pause", db)).code).toBe(2);
     expect(scheduleRow("tick")).toEqual(before);
     const help = await tidewire("jobs", "pause", "--help");
     expect(help.code).toBe(0);
@@ -106,7 +107,7 @@ describe("tidewire jobs schedules|pause|resume", () => {
 
 describe("the stats in jobs stats and status", () => {
   it("jobs stats shows attempts per state, the outboxes and the file's pages, as text and JSON", async () => {
-    const doc = json(await tidewire("jobs", db, "stats", "--json"));
+    const doc = json(await tidewire("jobs", "stats", db, "--json"));
     expect(doc).toMatchObject({
       failed: 2,
       pending: 1,
@@ -115,7 +116,7 @@ describe("the stats in jobs stats and status", () => {
       storage: { autoVacuum: "incremental", pageSize: 4096 },
     });
     expect(doc.storage.sizeBytes).toBe(doc.storage.pageSize * doc.storage.pageCount);
-    const text = (await tidewire("jobs", db, "stats")).stdout;
+    const text = (await tidewire("jobs", "stats", db)).stdout;
     expect(text).toMatch(/^failed\s+2\s+2$/m);
     expect(text).toMatch(/^OUTBOX\s+INCOMING\s+ACTIVE\s+DEFERRED\s+DELIVERED\s+BOUNCED\s+TOTAL$/m);
     expect(text).toMatch(/^mail\s+1\s+0\s+0\s+0\s+1\s+2$/m);

@@ -41,41 +41,41 @@ function setup() {
 describe("tidewire pins", () => {
   it("add prints the hash; get writes the bytes back, to a file or to stdout; list shows the pin", async () => {
     const { dir, file, bytes, hash } = setup();
-    const add = await tidewire(["pins", "app.db", "add", file], dir);
+    const add = await tidewire(["pins", "add", "app.db", file], dir);
     expect(add).toMatchObject({ code: 0, stdout: `${hash}\n`, stderr: "" });
-    expect(json(await tidewire(["pins", "app.db", "add", file, "--json"], dir))).toEqual({
+    expect(json(await tidewire(["pins", "add", "app.db", file, "--json"], dir))).toEqual({
       ok: true,
       hash,
       size: bytes.length,
     });
 
-    const got = await tidewire(["pins", "app.db", "get", hash, "--out", "copy.bin", "--json"], dir);
+    const got = await tidewire(["pins", "get", "app.db", hash, "--out", "copy.bin", "--json"], dir);
     expect(got.code).toBe(0);
     expect(json(got)).toMatchObject({ ok: true, hash, size: bytes.length });
     expect(readFileSync(join(dir, "copy.bin")).equals(bytes)).toBe(true);
-    const raw = spawnSync(process.execPath, [CLI, "pins", "app.db", "get", hash], { cwd: dir });
+    const raw = spawnSync(process.execPath, [CLI, "pins", "get", "app.db", hash], { cwd: dir });
     expect(raw.status).toBe(0);
     expect(raw.stdout.equals(bytes)).toBe(true);
 
-    const list = await tidewire(["pins", "app.db", "list", "--json"], dir);
+    const list = await tidewire(["pins", "list", "app.db", "--json"], dir);
     expect(json(list).pins).toMatchObject([{ hash, size: bytes.length }]);
-    const text = await tidewire(["pins", "app.db", "list"], dir);
+    const text = await tidewire(["pins", "list", "app.db"], dir);
     expect(text.stdout).toMatch(new RegExp(`^HASH\\s+SIZE\\s+MODIFIED\\n${hash}\\s+${bytes.length}\\s`));
   });
 
   it("collect deletes unreferenced old pins once a column is declared, and keeps the rest", async () => {
     const { dir, db, file, hash } = setup();
-    await tidewire(["pins", "app.db", "add", file], dir);
+    await tidewire(["pins", "add", "app.db", file], dir);
     const old = (Date.now() - 2 * 86_400_000) / 1000;
     utimesSync(join(`${db}.pins`, "sha256", hash.slice(0, 2), hash), old, old);
-    const skipped = await tidewire(["pins", "app.db", "collect"], dir);
+    const skipped = await tidewire(["pins", "collect", "app.db"], dir);
     expect(skipped).toMatchObject({ code: 0 });
     expect(skipped.stdout).toMatch(/nothing collected: no column is declared/);
 
-    expect((await tidewire(["pins", "app.db", "declare", "docs", "blob"], dir)).code).toBe(0);
-    const kept = json(await tidewire(["pins", "app.db", "collect", "--grace", "3d", "--json"], dir));
+    expect((await tidewire(["pins", "declare", "app.db", "docs", "blob"], dir)).code).toBe(0);
+    const kept = json(await tidewire(["pins", "collect", "app.db", "--grace", "3d", "--json"], dir));
     expect(kept).toMatchObject({ ok: true, deleted: [], kept: 1, graceMs: 3 * 86_400_000 });
-    const collected = await tidewire(["pins", "app.db", "collect"], dir);
+    const collected = await tidewire(["pins", "collect", "app.db"], dir);
     expect(collected.stdout).toBe("deleted 1 unreferenced pin (100000 bytes), kept 0\n");
     const store = openStore(db);
     expect(new Pins(store).blobs.has(hash)).toBe(false);
@@ -85,14 +85,14 @@ describe("tidewire pins", () => {
   it("exits 2 for a malformed hash or option, 1 for an absent pin, file or database", async () => {
     const { dir, hash } = setup();
     const cases: Array<[string[], number, RegExp]> = [
-      [["pins", "app.db", "get", "xyz"], 2, /hash: must be a sha256 hash/],
-      [["pins", "app.db", "get", hash, "--json"], 2, /--json: needs --out/],
-      [["pins", "app.db", "collect", "--grace", "soon"], 2, /Expected a duration/],
-      [["pins", "app.db", "declare", "nope", "blob"], 2, /no table "nope"/],
-      [["pins", "app.db", "frobnicate"], 2, /unknown command 'frobnicate'/],
-      [["pins", "app.db", "get", hash], 1, /no pin [0-9a-f]{64}/],
-      [["pins", "app.db", "add", "missing.bin"], 1, /no file at/],
-      [["pins", "nope.db", "list"], 1, /no database at/],
+      [["pins", "get", "app.db", "xyz"], 2, /hash: must be a sha256 hash/],
+      [["pins", "get", "app.db", hash, "--json"], 2, /--json: needs --out/],
+      [["pins", "collect", "app.db", "--grace", "soon"], 2, /Expected a duration/],
+      [["pins", "declare", "app.db", "nope", "blob"], 2, /no table "nope"/],
+      [["pins", "frobnicate", "app.db"], 2, /unknown command 'frobnicate'/],
+      [["pins", "get", "app.db", hash], 1, /no pin [0-9a-f]{64}/],
+      [["pins", "add", "app.db", "missing.bin"], 1, /no file at/],
+      [["pins", "list", "nope.db"], 1, /no database at/],
     ];
     const runs = await Promise.all(cases.map(([args]) => tidewire(args, dir)));
     for (const [i, [args, code, message]] of cases.entries()) {
@@ -105,6 +105,7 @@ describe("tidewire pins", () => {
     expect(existsSync(join(dir, "nope.db"))).toBe(false);
     const help = await tidewire(["pins", "--help"], dir);
     expect(help.code).toBe(0);
-    expect(help.stdout).toMatch(/add <file>/);
+    expect(help.stdout).toMatch(/^Usage: tidewire pins <command> <db>/);
+    expect(help.stdout).toMatch(/add <db> <file>/);
   });
 });

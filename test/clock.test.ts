@@ -161,7 +161,7 @@ describe("tidewire clock reset", () => {
     expect(doc).toMatchObject({ ok: true, nodeId: "a", restamped: 1, entries: 1 });
     expect(doc.aheadMs).toBeGreaterThan(DAY - 60_000);
 
-    const text = await runNode([CLI, "clock", join(dir, "a.db"), "reset", "--max-drift", "5m"], dir);
+    const text = await runNode([CLI, "clock", "reset", join(dir, "a.db"), "--max-drift", "5m"], dir);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(
       /^clock of a set from [0-9a-f]{16} to [0-9a-f]{16}; no change of its needed new stamps$/m,

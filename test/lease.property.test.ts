@@ -41,14 +41,8 @@ import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { MemoryQueue } from "../src/queue/memory-queue.js";
 import { Queue } from "../src/queue/queue.js";
-import type {
-  BackoffOptions,
-  Job,
-  JobQueue,
-  JobState,
-  Settlement,
-  SettleResult,
-} from "../src/queue/types.js";
+import { provideSource, type Settlement, type SettleResult, workerSource } from "../src/queue/source.js";
+import type { BackoffOptions, Job, JobQueue, JobState } from "../src/queue/types.js";
 import { Worker } from "../src/queue/worker.js";
 import { openStore, type Store } from "../src/store.js";
 
@@ -142,7 +136,8 @@ function busyError(): Error {
 }
 
 /** Wraps the queue one worker sees, recording leases and checking every settlement. */
-function observe(inner: JobQueue, me: string, peek: Peek, world: World): JobQueue {
+function observe(queue: JobQueue, me: string, peek: Peek, world: World): JobQueue {
+  const inner = workerSource(queue);
   const closeHolds = (owner: string, jobs: Job[]) => {
     for (const job of jobs) {
       const hold = world.openHold(owner, job.id, job.attempts);
@@ -238,25 +233,26 @@ function observe(inner: JobQueue, me: string, peek: Peek, world: World): JobQueu
     return inner.release(owner, jobs);
   };
 
-  const intercepted: Record<string, (...args: never[]) => unknown> = {
-    claim,
-    extendLeases,
-    settle,
-    release,
-  };
-  return new Proxy(inner, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target) as unknown;
-      if (typeof value !== "function") return value;
-      const own = typeof prop === "string" ? intercepted[prop] : undefined;
-      const fn = (own ?? value.bind(target)) as (...args: unknown[]) => unknown;
-      if (prop === "onAdded" || prop === "now") return fn;
-      return (...args: unknown[]) => {
-        if (world.crashed.has(me)) throw crashError(me);
-        return fn(...args);
-      };
-    },
+  // Once a worker's process has crashed, every queue call it makes throws; now and onAdded do not
+  // reach the database.
+  const alive =
+    <A extends unknown[], R>(fn: (...args: A) => R) =>
+    (...args: A): R => {
+      if (world.crashed.has(me)) throw crashError(me);
+      return fn(...args);
+    };
+  // A queue object of its own, so the worker finds this wrapped source for it.
+  const facade = new Proxy(queue, {});
+  provideSource(facade, {
+    now: () => inner.now(),
+    onAdded: (listener) => inner.onAdded(listener),
+    claim: alive(claim),
+    extendLeases: alive(extendLeases),
+    settle: alive(settle),
+    release: alive(release),
+    reapExpired: alive(() => inner.reapExpired()),
   });
+  return facade;
 }
 
 interface Harness {

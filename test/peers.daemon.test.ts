@@ -131,7 +131,7 @@ describe("SyncBucket and PingPeer jobs between two daemons", () => {
     // Sync runs against B's hub, which answered with its node id: A now knows it.
     expect(a.peers.get("b")?.nodeId).toBe(b.hub.nodeId);
 
-    const listed = await runNode([CLI, "jobs", aDb, "list", "--type", SYNC_BUCKET, "--json"]);
+    const listed = await runNode([CLI, "jobs", "list", aDb, "--type", SYNC_BUCKET, "--json"]);
     expect(listed.code).toBe(0);
     const jobs = JSON.parse(listed.stdout).jobs as Array<{ type: string; state: string }>;
     expect(jobs.some((j) => j.type === SYNC_BUCKET && j.state === "completed")).toBe(true);
@@ -327,7 +327,8 @@ describe("SyncBucket and PingPeer jobs between two daemons", () => {
 describe("tidewire peers and status", { timeout: 180_000 }, () => {
   it("adds, lists and removes peers, with --json and without, and never prints a token", async () => {
     const db = itemsDb(tempDir(), "cli");
-    const peers = (...args: string[]) => runNode([CLI, "peers", db, ...args]);
+    // \`tidewire peers <verb> <db> [args]\`
+    const peers = (...[verb, ...args]: string[]) => runNode([CLI, "peers", verb!, db, ...args]);
 
     const added = await peers(
       "add",
@@ -381,7 +382,8 @@ describe("tidewire peers and status", { timeout: 180_000 }, () => {
     registry.upsert({ address: "http://127.0.0.1:7421", buckets: ["default", "orders"], token: "t0k" });
     registry.upsert({ id: "node-c", address: "http://127.0.0.1:7422" });
     store.close();
-    const peers = (...args: string[]) => runNode([CLI, "peers", db, ...args]);
+    // \`tidewire peers <verb> <db> [args]\`
+    const peers = (...[verb, ...args]: string[]) => runNode([CLI, "peers", verb!, db, ...args]);
 
     const status = await runNode([CLI, "status", db, "--json"]);
     expect(status.code).toBe(0);
@@ -398,6 +400,6 @@ describe("tidewire peers and status", { timeout: 180_000 }, () => {
       expect(JSON.parse(run.stdout).ok).toBe(false);
     });
     expect(JSON.parse((await peers("list", "--json")).stdout).peers).toHaveLength(2);
-    expect((await runNode([CLI, "peers", join(tempDir(), "missing.db"), "list"])).code).toBe(1);
+    expect((await runNode([CLI, "peers", "list", join(tempDir(), "missing.db")])).code).toBe(1);
   });
 });

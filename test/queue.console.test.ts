@@ -6,15 +6,16 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { CountChangedError, type Job, type JobQueue } from "../src/index.js";
+import { workerSource } from "../src/queue/source.js";
 import { useQueues } from "./conformance/queue-impls.js";
 import { invalidArgument, ManualClock } from "./helpers.js";
 
 const IMPLS = useQueues();
 
 function failFinal(q: JobQueue, job: Job, error: string): void {
-  const [claimed] = q.claim("op", 1, 30_000);
+  const [claimed] = workerSource(q).claim("op", 1, 30_000);
   expect(claimed?.id).toBe(job.id);
-  q.settle("op", [{ job: claimed!, ok: false, error, retry: false }]);
+  workerSource(q).settle("op", [{ job: claimed!, ok: false, error, retry: false }]);
 }
 
 describe.each(IMPLS)("$name", (impl) => {
@@ -50,10 +51,10 @@ describe.each(IMPLS)("$name", (impl) => {
     invalidArgument(() => q.update(job.id, {}));
     invalidArgument(() => q.update(job.id, { priority: 1.5 }));
     expect(q.get(job.id)?.priority).toBe(7);
-    q.claim("op", 10, 30_000);
+    workerSource(q).claim("op", 10, 30_000);
     expect(q.get(job.id)?.state).toBe("pending"); // not due yet
     clock.advance(10);
-    q.claim("op", 10, 30_000);
+    workerSource(q).claim("op", 10, 30_000);
     expect(q.update(job.id, { priority: 1 })).toBe(false);
     expect(q.remove(job.id)).toBe(false); // running: a worker holds it
     expect(q.get(job.id)?.priority).toBe(7);

@@ -1,8 +1,8 @@
 /**
  * `tidewire remote push`, run as the installed bin runs (`node
  * dist/cli/main.js`): --once and --json (one document), exit 0/1/2, one
- * error line on stderr, and --interval (0 clamped to 1 s with a warning,
- * a clean stop on SIGTERM).
+ * error line on stderr, and --interval (a duration: 0s clamped to 1 s with a
+ * warning, a clean stop on SIGTERM; a bare number refused).
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -83,18 +83,23 @@ describe("tidewire remote push", () => {
       "sqlite:x.db",
       "--once",
       "--interval",
-      "5",
+      "5s",
     ]);
     expect(both.code).toBe(2);
     oneErrorLine(both, /--once and --interval exclude each other/);
+    // Once a bare number of seconds; now every duration flag wants its unit.
+    const seconds = await tidewire(["remote", "push", db, "--target", "sqlite:x.db", "--interval", "60"]);
+    expect(seconds.code).toBe(2);
+    oneErrorLine(seconds, /duration with its unit, such as 60s or 60ms/);
     const scheme = await tidewire(["remote", "push", db, "--target", "ftp://x", "--json"]);
     expect(scheme.code).toBe(2);
     expect(JSON.parse(scheme.stdout)).toMatchObject({ ok: false, error: { code: "ERR_INVALID_ARGUMENT" } });
     oneErrorLine(scheme, /unknown kind of target "ftp"/);
     const noTarget = await tidewire(["remote", "push", db]);
     expect(noTarget.code).toBe(2);
-    const d1flag = await tidewire(["remote", "push", db, "--target", "sqlite:x.db", "--local"]);
+    const d1flag = await tidewire(["remote", "push", db, "--target", "sqlite:x.db", "--d1-local"]);
     expect(d1flag.code).toBe(2);
+    oneErrorLine(d1flag, /--d1-local, --d1-remote and --d1-config apply to d1:NAME targets only/);
     const missing = await tidewire([
       "remote",
       "push",
@@ -209,7 +214,7 @@ describe("tidewire remote push", () => {
     }
   });
 
-  it("--interval 0 is clamped to 1 s with a warning, pushes on, and stops cleanly on SIGTERM", async () => {
+  it("--interval 0s is clamped to 1 s with a warning, pushes on, and stops cleanly on SIGTERM", async () => {
     const { dir, db } = source();
     const mirror = join(dir, "mirror.db");
     const running = tidewire([
@@ -219,7 +224,7 @@ describe("tidewire remote push", () => {
       "--target",
       `sqlite:${mirror}`,
       "--interval",
-      "0",
+      "0s",
       "--json",
     ]);
     await (async () => {

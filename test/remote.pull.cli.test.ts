@@ -90,6 +90,7 @@ describe("tidewire remote pull", () => {
     const help = await tidewire(["remote", "pull", "--help"]);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/--interval <duration>/);
+    expect(help.stdout).toMatch(/^Usage: tidewire remote pull <db> \[options\]$/m);
     const missing = await tidewire(["remote", "pull", join(mirror, "..", "nope.db"), "--target", target]);
     expect(missing.code).not.toBe(0);
     oneErrorLine(missing, /nope\.db/);

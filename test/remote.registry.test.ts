@@ -277,8 +277,8 @@ describe("tidewire remote add|list|remove", () => {
       [["add", db, "sqlite:/tmp/z.db", "--tables", "items,,tags"], /table names/],
       [["add", db, "sqlite:/tmp/z.db", "--tables", "ghosts"], /not tracked/],
       [["add", db, "sqlite:/tmp/z.db", "--id", "no/slash"], /id/],
-      [["add", db, "sqlite:/tmp/z.db", "--config", "w.toml"], /d1:NAME targets only/],
-      [["add", db, "d1:DB"], /--config/],
+      [["add", db, "sqlite:/tmp/z.db", "--d1-config", "w.toml"], /d1:NAME targets only/],
+      [["add", db, "d1:DB"], /--d1-config/],
       [["add", db], /missing required argument/],
       [["remove", db], /missing required argument/],
     ];

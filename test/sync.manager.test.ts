@@ -1,20 +1,20 @@
 /**
- * SyncManager cases that need MemoryTransport's switchboard or a hand-made
- * transport: a hub that does not tell its head, a protocol version mismatch
- * (a ProtocolError), the background loop's exponential backoff and re-arm,
- * option checks. What every transport must do (converge, push cursor, re-send,
- * initial sync, refusals, live notices) is test/sync.transports.test.ts.
+ * SyncManager and Hub cases that no transport takes part in: the hub tells
+ * its head only to a client that asks, refuses a client of another protocol
+ * version, and a manager checks its options. Everything a transport carries
+ * (convergence, push cursor, re-send, initial sync, refusals, the protocol
+ * version and head through a transport, backoff while the link is down, live
+ * notices) is the conformance suites', run over every transport and the mesh
+ * by test/sync.transports.test.ts.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { HubError } from "../src/errors.js";
 import type { Hub } from "../src/hub/hub.js";
 import type { Replica } from "../src/replica/replica.js";
-import { ProtocolError } from "../src/sync/protocol.js";
-import { SyncManager, type SyncPosition } from "../src/sync/sync-manager.js";
-import type { Transport } from "../src/sync/transport.js";
+import { SyncManager } from "../src/sync/sync-manager.js";
 import { MemoryTransport } from "../src/sync/transports/memory.js";
-import { useTempDirs, waitFor } from "./helpers.js";
-import { hubOn, openItems, rows } from "./sync-helpers.js";
+import { useTempDirs } from "./helpers.js";
+import { hubOn, openItems } from "./sync-helpers.js";
 
 const tempDir = useTempDirs("tidewire-sync-");
 const cleanup: Array<() => unknown> = [];
@@ -34,15 +34,8 @@ function hub(dir: string, limits?: { maxRows?: number }): Hub {
   return h;
 }
 
-function manager(r: Replica, h: Hub, options: ConstructorParameters<typeof SyncManager>[2] = {}) {
-  const [transport, board] = MemoryTransport.pair(h);
-  const m = new SyncManager(r, transport, options);
-  cleanup.push(() => m.stop());
-  return { m, board, transport };
-}
-
-describe("SyncManager over MemoryTransport", () => {
-  it("tells the hub's head only to a client that asks, and a hub that does not tell leaves the position without one", async () => {
+describe("SyncManager and the hub it talks to, with no transport in between", () => {
+  it("tells the hub's head only to a client that asks", () => {
     const dir = tempDir();
     const h = hub(dir);
     h.replica.store.db.prepare("INSERT INTO items VALUES (1, 'one', 1)").run();
@@ -52,24 +45,9 @@ describe("SyncManager over MemoryTransport", () => {
     expect(ask(["head"])).toMatchObject({ capabilities: ["head"], head: h.replica.head() });
     // An older client's answer schema has no head: it gets none.
     expect(ask(["live"])).not.toHaveProperty("head");
-
-    const a = openItems(dir, "a");
-    cleanup.push(() => a.close());
-    const { m, transport } = manager(a, h, { direction: "pull" });
-    // As an older hub would answer: no capability "head", no head.
-    const handshake = transport.handshake.bind(transport);
-    transport.handshake = async (req) => {
-      const { head: _, ...answer } = await handshake(req);
-      return { ...answer, capabilities: answer.capabilities.filter((c) => c !== "head") };
-    };
-    const positions: SyncPosition[] = [];
-    await m.initialSync({ onProgress: (_n, _t, _more, p) => positions.push(p) });
-    expect(positions.length).toBeGreaterThan(0);
-    for (const p of positions) expect(p.head).toBeUndefined();
-    expect(rows(a)).toHaveLength(1);
   });
 
-  it("refuses a hub of another protocol version, on both sides", async () => {
+  it("refuses a client of another protocol version", () => {
     const dir = tempDir();
     const h = hub(dir);
     expect(() =>
@@ -84,61 +62,6 @@ describe("SyncManager over MemoryTransport", () => {
         "protocol version 2 is not supported: this hub speaks version 1",
       ),
     );
-    const a = replica(dir, "a");
-    const [t] = MemoryTransport.pair(h);
-    const old: Transport = {
-      ...t,
-      peer: "memory",
-      handshake: async () => ({
-        accepted: false,
-        reason: "protocol version 1 is not supported: this hub speaks version 2",
-        hubNodeId: "hub",
-        protocolVersion: 2,
-        capabilities: [],
-        limits: { maxRows: 10, maxBytes: 1000 },
-      }),
-      pull: t.pull.bind(t),
-      push: t.push.bind(t),
-      close: t.close.bind(t),
-    };
-    const m = new SyncManager(a, old);
-    const err = await m.syncOnce().catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ProtocolError);
-    expect((err as Error).message).toBe(
-      "the hub refused the handshake: protocol version 1 is not supported: this hub speaks version 2",
-    );
-  });
-
-  it("backs off exponentially while the hub is down, always re-arms, and recovers", async () => {
-    const dir = tempDir();
-    const h = hub(dir);
-    const a = replica(dir, "a");
-    // The interval is past every backoff, so the recovered loop's next try tells the two apart.
-    const { m, board } = manager(a, h, {
-      intervalMs: 1_000,
-      retry: { initialMs: 20, maxMs: 160, multiplier: 2, jitter: 0.1 },
-    });
-    await m.start();
-    board.offline = true;
-    const delays: number[] = [];
-    m.on("failed", (_err, retryIn) => delays.push(retryIn!));
-    await waitFor(() => delays.length >= 6, "six failed cycles", { timeoutMs: 5_000 });
-    const expected = [20, 40, 80, 160, 160, 160];
-    delays.slice(0, 6).forEach((d, i) => {
-      expect(d).toBeGreaterThanOrEqual(expected[i]! * 0.9 - 1);
-      expect(d).toBeLessThanOrEqual(expected[i]! * 1.1 + 1);
-    });
-    expect(m.status.state).toBe("error");
-    a.store.db.exec("INSERT INTO items VALUES (1, 'pen', 1)");
-    const back = new Promise<number>((r) => m.once("synced", () => r(Date.now())));
-    board.offline = false;
-    const backAt = await back;
-    await waitFor(() => m.status.state === "idle", "recovery", { timeoutMs: 5_000 });
-    expect(rows(h.replica)).toEqual(rows(a));
-    expect(m.status.failures).toBe(0);
-    // Next try is the interval again (from the recovering cycle; a live notice's pull may follow), not a backoff.
-    await waitFor(() => m.status.state === "idle" && (m.status.nextAt ?? 0) > backAt, "the re-armed loop");
-    expect(m.status.nextAt! - backAt).toBeGreaterThanOrEqual(1_000);
   });
 
   it("validates its options and changes nothing on bad ones", () => {

@@ -17,6 +17,7 @@ import {
   Worker,
   type WorkerOptions,
 } from "../src/index.js";
+import { workerSource } from "../src/queue/source.js";
 import type { Handlers } from "../src/queue/worker.js";
 import { openStore, type Store } from "../src/store.js";
 import { deferred, invalidArgument, ManualClock, sleep, useTempDirs, waitFor } from "./helpers.js";
@@ -534,7 +535,7 @@ describe.each(IMPLS)("Worker on $name", (impl) => {
     // Still running, leased to the stopped worker, no longer renewed: the reaper takes it back.
     expect(q.get(hung.id)).toMatchObject({ state: "running", leaseOwner: w.id });
     await waitFor(() => {
-      q.reapExpired();
+      workerSource(q).reapExpired();
       return q.get(hung.id)!.state === "pending";
     }, "the lease to expire");
     expect(q.get(hung.id)).toMatchObject({ attempts: 1, lastError: expect.stringMatching(/lease expired/) });
@@ -658,5 +659,12 @@ describe("Worker arguments", () => {
     const err = invalidArgument(make);
     expect(err.argument).toBe(argument);
     expect(err.message).toContain(argument);
+  });
+});
+
+describe("the queue a Worker is given", () => {
+  it("must be a Queue or a MemoryQueue: anything else is refused at construction", () => {
+    const notAQueue = { ...new MemoryQueue("x") } as unknown as MemoryQueue;
+    expect(invalidArgument(() => new Worker(notAQueue, {})).argument).toBe("queue");
   });
 });

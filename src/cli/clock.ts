@@ -14,15 +14,14 @@ import { StoreError } from "../errors.js";
 import { Replica } from "../replica/replica.js";
 import { hasClock } from "../replica/report.js";
 import { openStore } from "../store.js";
-import { commandGroup, subcommand } from "./db-first.js";
+import { commandGroup, verb } from "./group.js";
 import { existingDatabase, maxDriftOption, printJson, printText } from "./io.js";
 
 export function registerClock(program: Command): void {
-  const clock = commandGroup(program, "clock", "recover a replica whose clock ran ahead", ["reset"]);
-  subcommand(
+  const clock = commandGroup(program, "clock", "recover a replica whose clock ran ahead");
+  verb(
     clock,
     "reset",
-    "[options]",
     "set the clock back to now and give this node's changes stamped beyond the drift window fresh stamps, so peers accept them",
   )
     .addOption(maxDriftOption())

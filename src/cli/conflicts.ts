@@ -21,19 +21,17 @@ import {
 import { Replica } from "../replica/replica.js";
 import { conflictsOf } from "../replica/report.js";
 import { openStore } from "../store.js";
+import { commandGroup, verb } from "./group.js";
 import { existingDatabase, positiveInt, printJson, printText, table } from "./io.js";
 
 export function registerConflicts(program: Command): void {
-  const group = program
-    .command("conflicts")
-    .description("list, inspect and restore what conflict rules overrode, and changes kept in quarantine")
-    .helpCommand(false);
-  group
-    .command("list")
-    .description("list conflicts and quarantined changes, newest first")
-    .argument("<db>", "the database file (it must exist)")
+  const group = commandGroup(
+    program,
+    "conflicts",
+    "list, inspect and restore what conflict rules overrode, and changes kept in quarantine",
+  );
+  verb(group, "list", "list conflicts and quarantined changes, newest first")
     .option("--limit <n>", "at most this many (default 100)", positiveInt)
-    .option("--json", "print one JSON document on stdout")
     .action((db: string, flags: { limit?: number; json?: boolean }) => {
       const { list, counts } = read(
         db,
@@ -49,28 +47,20 @@ export function registerConflicts(program: Command): void {
       }
       printText(renderList(list.conflicts, list.quarantined, counts));
     });
-  group
-    .command("show")
-    .description("show one conflict, with both versions, or one quarantined change")
-    .argument("<db>", "the database file (it must exist)")
+  verb(group, "show", "show one conflict, with both versions, or one quarantined change")
     .argument("<id>", "the conflict's id (see conflicts list)", positiveInt)
-    .option("--json", "print one JSON document on stdout")
     .action((db: string, id: number, flags: { json?: boolean }) => {
       const found = read(db, (c) => c.get(id), null);
       if (!found) throw usage(id);
       if (flags.json) printJson({ ok: true, ...found });
       else printText(JSON.stringify(found, null, 2));
     });
-  group
-    .command("restore")
-    .description("put a conflict's lost version back as a local write, or retry a quarantined change")
-    .argument("<db>", "the database file (it must exist)")
+  verb(group, "restore", "put a conflict's lost version back as a local write, or retry a quarantined change")
     .argument("<id>", "the conflict's id (see conflicts list)", positiveInt)
     .option(
       "--replace",
       "delete the rows that hold the lost version's unique values first (each is recorded)",
     )
-    .option("--json", "print one JSON document on stdout")
     .action((db: string, id: number, flags: { replace?: boolean; json?: boolean }) => {
       const replica = Replica.open(existingDatabase(db));
       let result: ReturnType<Replica["restoreConflict"]>;

@@ -69,23 +69,26 @@ export function portNumber(value: string): number {
   return n;
 }
 
-/** "7d", "12h", "30m", "90s", or a bare number of milliseconds. */
+/** A number and its unit: what every duration flag takes, and nothing else. */
+const DURATION = /^\d+(?:\.\d+)?(?:ms|s|m|h|d)$/;
+
+/**
+ * Every duration flag's parser: `500ms`, `30s`, `5m`, `12h`, `7d`, in whole
+ * milliseconds. A bare number is refused rather than guessed at: `--interval
+ * 60` meant seconds in one release and would be milliseconds to `ms`.
+ */
 export function duration(value: string): number {
-  let n: number | undefined;
-  try {
-    n = ms(value as ms.StringValue);
-  } catch {
-    n = undefined;
-  }
-  if (typeof n !== "number" || !Number.isFinite(n) || n < 0) {
-    throw new UsageError("Expected a duration such as 7d, 12h, 30m or 90s.");
-  }
-  return n;
+  if (/^\d+(?:\.\d+)?$/.test(value))
+    throw new UsageError(
+      `Expected a duration with its unit, such as ${value}s or ${value}ms (units: ms, s, m, h, d).`,
+    );
+  if (!DURATION.test(value)) throw new UsageError("Expected a duration such as 500ms, 30s, 5m, 12h or 7d.");
+  return Math.round(ms(value as ms.StringValue));
 }
 
 /** A duration of at least 1 ms (an interval: 0 would run without pause), rounded to whole ms. */
 export function positiveDuration(value: string): number {
-  const n = Math.round(duration(value));
+  const n = duration(value);
   if (n < 1) throw new UsageError("Expected a duration of at least 1ms, such as 30s or 5m.");
   return n;
 }

@@ -12,6 +12,7 @@ import { type Command, Option } from "commander";
 import { TidewireError } from "../errors.js";
 import { Queue } from "../queue/queue.js";
 import type { Job } from "../queue/types.js";
+import { verb } from "./group.js";
 import { nonEmpty, openDatabase } from "./io.js";
 
 export interface Common {
@@ -19,22 +20,11 @@ export interface Common {
   json?: boolean;
 }
 
+/** A verb of `tidewire jobs`, `jobs <name> <db>`, with --queue and --json. */
 export function command(jobs: Command, name: string, description: string): Command {
-  return jobs
-    .command(name)
-    .description(description)
-    .usage(
-      name === "retry" || name === "cancel"
-        ? "[id] [options]"
-        : name === "update"
-          ? "<id> [options]"
-          : name === "pause" || name === "resume"
-            ? "<name> [options]"
-            : "[options]",
-    )
-    .argument("<db>", "the database file (it must exist)")
-    .addOption(new Option("--queue <name>", "the queue").argParser(nonEmpty).default("default"))
-    .option("--json", "print one JSON document on stdout");
+  return verb(jobs, name, description).addOption(
+    new Option("--queue <name>", "the queue").argParser(nonEmpty).default("default"),
+  );
 }
 
 /** Runs `fn` on the named queue; only commands that change jobs (`write`) open the file read-write. */

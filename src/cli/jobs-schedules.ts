@@ -1,5 +1,5 @@
 /**
- * `tidewire jobs <db> schedules|pause|resume`: a queue's periodic schedules
+ * `tidewire jobs schedules|pause|resume <db>`: a queue's periodic schedules
  * with their next run, and an operator's pause and resume of one of them.
  *
  * Contract: `schedules` reads only. `pause`/`resume` of a schedule that does

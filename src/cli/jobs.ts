@@ -1,6 +1,7 @@
 /**
- * `tidewire jobs <db> list|stats|stuck|retry|cancel|cleanup` (update, schedules, pause and resume live beside it): the queue of a database
- * file, seen and handled from a shell.
+ * `tidewire jobs list|stats|stuck|retry|cancel|cleanup <db>` (update,
+ * schedules, pause and resume live beside it): the queue of a database file,
+ * seen and handled from a shell.
  *
  * Contract: the database must already exist (a typo in a path must not leave
  * a fresh empty database behind), so existence is checked before the store is
@@ -14,7 +15,7 @@ import { TidewireError } from "../errors.js";
 import { outboxCounts } from "../outbox/counts.js";
 import { JOB_STATES, type Job, type JobState, type SortBy } from "../queue/types.js";
 import { storageStats } from "../storage.js";
-import { commandGroup } from "./db-first.js";
+import { commandGroup } from "./group.js";
 import { duration, nonEmpty, nonNegativeInt, positiveInt, printJson, printText, table } from "./io.js";
 import { type Common, command, found, withQueue } from "./jobs-command.js";
 import { type BulkFlags, bulkJobs, bulkOptions, registerJobsUpdate } from "./jobs-console.js";
@@ -30,23 +31,11 @@ interface ListFlags extends Common {
   order: "asc" | "desc";
 }
 
-const ACTIONS = [
-  "list",
-  "stats",
-  "stuck",
-  "retry",
-  "cancel",
-  "cleanup",
-  "update",
-  "schedules",
-  "pause",
-  "resume",
-];
 const DEFAULT_RETENTION = "7d";
 const DEFAULT_STUCK = "5m";
 
 export function registerJobs(program: Command): void {
-  const jobs = commandGroup(program, "jobs", "inspect and manage the job queue in a database file", ACTIONS);
+  const jobs = commandGroup(program, "jobs", "inspect and manage the job queue in a database file");
 
   command(jobs, "list", "list jobs, oldest first unless --sort/--order say otherwise")
     .addOption(new Option("--state <state>", "only jobs in this state").choices(JOB_STATES))

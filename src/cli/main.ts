@@ -2,61 +2,23 @@
 /**
  * The `tidewire` command (the package's bin).
  *
- * Contract (DESIGN.md): exit 0 on success, 1 on a failure at run time, 2 on a
- * usage error: commander's own (unknown option, bad value, missing argument)
- * and the library's InvalidArgumentError alike. With --json, stdout carries
+ * Contract (the CLI's, as README.md's "The command line" states it): one
+ * grammar, `tidewire <command> <db> [options]` and `tidewire <group> <verb>
+ * <db> [args]` (group.ts); durations written with a unit (io.ts `duration`).
+ * Exit 0 on success, 1 on a failure at run time, 2 on a usage error:
+ * commander's own (unknown option, bad value, missing argument) and the
+ * library's InvalidArgumentError alike. With --json, stdout carries
  * exactly one JSON document, `{ ok: false, error }` when the command failed.
  * Errors go to stderr as one line, `tidewire: <message>`; the stack trace only
- * with --verbose.
+ * with --verbose. The command tree itself is built in program.ts.
  */
-import { readFileSync } from "node:fs";
-import { Command, CommanderError } from "commander";
+import { CommanderError } from "commander";
 import { InvalidArgumentError } from "../errors.js";
-import { registerClock } from "./clock.js";
-import { registerConflicts } from "./conflicts.js";
-import { dbFirstArgv } from "./db-first.js";
-import { registerInit, registerUntrack } from "./init.js";
 import { printJson } from "./io.js";
-import { registerJobs } from "./jobs.js";
-import { registerMesh } from "./mesh.js";
-import { registerPeers } from "./peers.js";
-import { registerPins } from "./pins.js";
-import { registerRemote } from "./remote.js";
-import { registerServe } from "./serve.js";
-import { registerStatus } from "./status.js";
-import { registerSync } from "./sync.js";
-import { registerVacuum } from "./vacuum.js";
+import { buildProgram } from "./program.js";
 
 const USAGE = 2;
 const FAILURE = 1;
-
-export function buildProgram(): Command {
-  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
-  const program = new Command("tidewire")
-    .description("Keep SQLite databases in sync, and run that work on a durable job queue in SQLite")
-    .version(pkg.version, "-V, --version", "print the version")
-    .helpOption("-h, --help", "show help for the command")
-    .helpCommand(false)
-    .configureHelp({ subcommandTerm: (cmd) => `${cmd.name()} ${cmd.usage()}` })
-    .option("--verbose", "print stack traces with errors, and debug logs from serve")
-    // Set before any subcommand exists: subcommands copy these settings when created.
-    .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(`tidewire: ${text.replace(/^error: /, "")}`) });
-  registerConflicts(program);
-  registerClock(program);
-  registerInit(program);
-  registerUntrack(program);
-  registerJobs(program);
-  registerPeers(program);
-  registerPins(program);
-  registerMesh(program);
-  registerRemote(program);
-  registerServe(program);
-  registerStatus(program);
-  registerSync(program);
-  registerVacuum(program);
-  return program;
-}
 
 export async function main(args: string[]): Promise<number> {
   // Read from raw argv: a parse that fails part-way has not recorded its options.
@@ -64,7 +26,7 @@ export async function main(args: string[]): Promise<number> {
   const verbose = args.includes("--verbose");
   const program = buildProgram();
   try {
-    await program.parseAsync(dbFirstArgv(program, args), { from: "user" });
+    await program.parseAsync(args, { from: "user" });
     return 0;
   } catch (err) {
     return report(err, json, verbose);

@@ -1,5 +1,5 @@
 /**
- * `tidewire peers <db> list|add|remove`: the peers a database's daemon pings
+ * `tidewire peers list|add|remove <db>`: the peers a database's daemon pings
  * and syncs with (src/peers/peers.ts), seen and edited from a shell.
  *
  * Contract: the database must already exist (a typo in a path must not leave
@@ -11,7 +11,7 @@
 import { type Command, Option } from "commander";
 import { TidewireError } from "../errors.js";
 import { Peers, type PublicPeer, publicPeer } from "../peers/peers.js";
-import { commandGroup, subcommand } from "./db-first.js";
+import { commandGroup, verb } from "./group.js";
 import { collect, openDatabase, printJson, printText, table } from "./io.js";
 
 interface Common {
@@ -24,33 +24,22 @@ interface AddFlags extends Common {
   token?: string;
 }
 
-const ACTIONS = ["list", "add", "remove"];
-
 export function registerPeers(program: Command): void {
   const peers = commandGroup(
     program,
     "peers",
     "list, add and remove the peers a database's daemon pings and syncs with",
-    ACTIONS,
   );
 
-  subcommand(
-    peers,
-    "list",
-    "[options]",
-    "list the peers with their state, last answer and round-trip time",
-  ).action((db: string, flags: Common) => {
-    const list = withPeers(db, (p) => p.list()).map(publicPeer);
-    if (flags.json) printJson({ ok: true, peers: list });
-    else printText(list.length === 0 ? "no peers" : peersTable(list));
-  });
+  verb(peers, "list", "list the peers with their state, last answer and round-trip time").action(
+    (db: string, flags: Common) => {
+      const list = withPeers(db, (p) => p.list()).map(publicPeer);
+      if (flags.json) printJson({ ok: true, peers: list });
+      else printText(list.length === 0 ? "no peers" : peersTable(list));
+    },
+  );
 
-  subcommand(
-    peers,
-    "add",
-    "<address> [options]",
-    "add a peer by its hub's URL, or update the one with that id",
-  )
+  verb(peers, "add", "add a peer by its hub's URL, or update the one with that id")
     .argument("<address>", "the peer hub's URL, e.g. http://10.0.0.2:7420")
     .option("--id <id>", "the peer's id (default: derived from the address)")
     .addOption(
@@ -77,7 +66,7 @@ export function registerPeers(program: Command): void {
         );
     });
 
-  subcommand(peers, "remove", "<id> [options]", "remove a peer and delete its cursors")
+  verb(peers, "remove", "remove a peer and delete its cursors")
     .argument("<id>", "the peer's id")
     .action((db: string, id: string, flags: Common) => {
       const removed = withPeers(db, (p) => p.remove(id));

@@ -1,9 +1,9 @@
 /**
- * `tidewire pins <db> add|get|list|collect|declare`: the pins beside a
+ * `tidewire pins add|get|list|collect|declare <db>`: the pins beside a
  * database file (`<db>.pins`), from a shell.
  *
  * Contract: the database must already exist, as for `tidewire jobs`. `add`
- * prints the pin's hash alone (so `H=$(tidewire pins app.db add f)` works);
+ * prints the pin's hash alone (so `H=$(tidewire pins add app.db f)` works);
  * `get` writes the pin to --out, or to stdout when there is no --out (then
  * --json is a usage error: stdout carries the bytes). An absent pin or file
  * is a failure at run time (exit 1); a malformed hash or option a usage
@@ -16,24 +16,21 @@ import { type Command, Option } from "commander";
 import ms from "ms";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { DEFAULT_GRACE_MS, Pins } from "../pins/pins.js";
-import { commandGroup, subcommand } from "./db-first.js";
+import { commandGroup, verb } from "./group.js";
 import { duration, openDatabase, printJson, printText, table } from "./io.js";
 
 interface Common {
   json?: boolean;
 }
 
-const ACTIONS = ["add", "get", "list", "collect", "declare"];
-
 export function registerPins(program: Command): void {
   const pins = commandGroup(
     program,
     "pins",
     "content-addressed blobs kept beside a database file (<db>.pins)",
-    ACTIONS,
   );
 
-  subcommand(pins, "add", "<file> [options]", "store a file as a pin and print its sha256")
+  verb(pins, "add", "store a file as a pin and print its sha256")
     .argument("<file>", "the file to store")
     .action(async (db: string, file: string, flags: Common) => {
       const path = resolve(file);
@@ -45,7 +42,7 @@ export function registerPins(program: Command): void {
       else printText(put.hash);
     });
 
-  subcommand(pins, "get", "<hash> [options]", "write a pin to --out, or to stdout")
+  verb(pins, "get", "write a pin to --out, or to stdout")
     .argument("<hash>", "the pin's sha256 (64 lowercase hex digits)")
     .option("--out <file>", "write the pin to this file instead of stdout")
     .action(async (db: string, hash: string, flags: Common & { out?: string }) => {
@@ -67,34 +64,23 @@ export function registerPins(program: Command): void {
       if (flags.json) printJson({ ok: true, hash, size, out: resolve(flags.out!) });
     });
 
-  subcommand(pins, "list", "[options]", "list the pins, by hash").action(
-    async (db: string, flags: Common) => {
-      const list = await withPins(db, (p) => p.blobs.list());
-      if (flags.json) {
-        printJson({ ok: true, pins: list });
-        return;
-      }
-      if (list.length === 0) printText("no pins");
-      else
-        printText(
-          table(
-            ["HASH", "SIZE", "MODIFIED"],
-            list.map((p) => [
-              p.hash,
-              String(p.size),
-              `${new Date(p.modifiedAt).toISOString().slice(0, 19)}Z`,
-            ]),
-          ),
-        );
-    },
-  );
+  verb(pins, "list", "list the pins, by hash").action(async (db: string, flags: Common) => {
+    const list = await withPins(db, (p) => p.blobs.list());
+    if (flags.json) {
+      printJson({ ok: true, pins: list });
+      return;
+    }
+    if (list.length === 0) printText("no pins");
+    else
+      printText(
+        table(
+          ["HASH", "SIZE", "MODIFIED"],
+          list.map((p) => [p.hash, String(p.size), `${new Date(p.modifiedAt).toISOString().slice(0, 19)}Z`]),
+        ),
+      );
+  });
 
-  subcommand(
-    pins,
-    "collect",
-    "[options]",
-    "delete pins no declared column references, once older than --grace",
-  )
+  verb(pins, "collect", "delete pins no declared column references, once older than --grace")
     .addOption(
       new Option("--grace <duration>", "keep pins written more recently than this, e.g. 24h, 30m")
         .argParser(duration)
@@ -110,12 +96,7 @@ export function registerPins(program: Command): void {
         );
     });
 
-  subcommand(
-    pins,
-    "declare",
-    "<table> <column> [options]",
-    "declare that a column's cells may reference pins",
-  )
+  verb(pins, "declare", "declare that a column's cells may reference pins")
     .argument("<table>", "the table")
     .argument("<column>", "the column holding pin hashes")
     .option("--undo", "forget the declaration instead")

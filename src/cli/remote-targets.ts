@@ -15,6 +15,7 @@ import { type Command, Option, InvalidArgumentError as UsageError } from "comman
 import ms from "ms";
 import { TidewireError } from "../errors.js";
 import { DIRECTIONS, type Direction, publicRemote, type RemoteStatus, Remotes } from "../remote/registry.js";
+import { verb } from "./group.js";
 import { collect, openDatabase, positiveDuration, printJson, printText, table } from "./io.js";
 
 interface Common {
@@ -27,17 +28,14 @@ interface AddFlags extends Common {
   direction: Direction;
   tables?: string[];
   bucket?: string[];
-  local?: boolean;
-  remote?: boolean;
-  config?: string;
+  d1Local?: boolean;
+  d1Remote?: boolean;
+  d1Config?: string;
 }
 
-/** Registers add, list and remove under `tidewire remote` (beside push). */
+/** Registers add, list and remove under `tidewire remote` (beside push and pull). */
 export function registerRemoteTargets(remote: Command): void {
-  remote
-    .command("add")
-    .description("register a remote target for the daemon (tidewire serve) to keep in sync")
-    .argument("<db>", "the database file (it must exist)")
+  verb(remote, "add", "register a remote target for the daemon (tidewire serve) to keep in sync")
     .argument("<url>", "sqlite:PATH, postgres://…, libsql://…, file:PATH or d1:NAME")
     .option("--id <id>", "a short stable name for it (default: derived from the URL)")
     .addOption(
@@ -50,15 +48,14 @@ export function registerRemoteTargets(remote: Command): void {
     )
     .option("--tables <names>", "only these tracked tables, comma-separated (repeatable)", names)
     .option("--bucket <name>", "only the tables of this bucket (repeatable)", collect)
-    .addOption(new Option("--local", "d1: wrangler's local D1 (the default)").conflicts("remote"))
-    .option("--remote", "d1: the D1 database on Cloudflare")
-    .option("--config <file>", "d1: the wrangler configuration file (required for d1:NAME)")
-    .option("--json", "print one JSON document on stdout")
+    .addOption(new Option("--d1-local", "d1: wrangler's local D1 (the default)").conflicts("d1Remote"))
+    .option("--d1-remote", "d1: the D1 database on Cloudflare (wrangler's --remote)")
+    .option("--d1-config <file>", "d1: the wrangler configuration file (required for d1:NAME)")
     .action((db: string, url: string, flags: AddFlags, cmd: Command) => {
       const isD1 = url.startsWith("d1:");
       // A conflict between options is a usage error, printed by commander like its own.
-      if (!isD1 && (flags.local || flags.remote || flags.config !== undefined))
-        cmd.error("error: --local, --remote and --config apply to d1:NAME targets only", {
+      if (!isD1 && (flags.d1Local || flags.d1Remote || flags.d1Config !== undefined))
+        cmd.error("error: --d1-local, --d1-remote and --d1-config apply to d1:NAME targets only", {
           exitCode: 2,
           code: "commander.usage",
         });
@@ -70,7 +67,7 @@ export function registerRemoteTargets(remote: Command): void {
           direction: flags.direction,
           tables: flags.tables,
           buckets: flags.bucket,
-          d1: isD1 ? { local: flags.local, remote: flags.remote, config: flags.config } : undefined,
+          d1: isD1 ? { local: flags.d1Local, remote: flags.d1Remote, config: flags.d1Config } : undefined,
         });
         return publicRemote(one, 0);
       });
@@ -81,23 +78,16 @@ export function registerRemoteTargets(remote: Command): void {
         );
     });
 
-  remote
-    .command("list")
-    .description("list the registered remote targets with their last sync and error")
-    .argument("<db>", "the database file (it must exist)")
-    .option("--json", "print one JSON document on stdout")
-    .action((db: string, flags: Common) => {
+  verb(remote, "list", "list the registered remote targets with their last sync and error").action(
+    (db: string, flags: Common) => {
       const list = withRemotes(db, (r) => r.status());
       if (flags.json) printJson({ ok: true, remotes: list });
       else printText(list.length === 0 ? "no remote targets" : remotesTable(list));
-    });
+    },
+  );
 
-  remote
-    .command("remove")
-    .description("unregister a remote target and delete its cursor and spooled payloads")
-    .argument("<db>", "the database file (it must exist)")
+  verb(remote, "remove", "unregister a remote target and delete its cursor and spooled payloads")
     .argument("<id>", "the target's id (see remote list)")
-    .option("--json", "print one JSON document on stdout")
     .action((db: string, id: string, flags: Common) => {
       const removed = withRemotes(db, (r) => r.remove(id));
       if (!removed) throw new TidewireError(`no remote target ${id}`, "ERR_NO_REMOTE");

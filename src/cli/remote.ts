@@ -1,7 +1,7 @@
 /**
  * `tidewire remote push <db> --target URL [--once | --interval 60s]
  * [--direction push|pull|both] [--resync] [--with-views] [--all-tables] [--keep-history N]
- * [--pg-type TABLE.COLUMN=TYPE ...] [--local | --remote] [--config FILE] [--json]`
+ * [--pg-type TABLE.COLUMN=TYPE ...] [--d1-local | --d1-remote] [--d1-config FILE] [--json]`
  * and `tidewire remote pull <db> --target URL [--once | --interval 60s] [--json]`:
  * keep a database's tracked tables in step with a remote SQL store.
  *
@@ -10,8 +10,8 @@
  * failed (a push payload stays in the outbox for the next run; a pull's
  * cursor stays). --interval runs until SIGINT/SIGTERM, then stops cleanly
  * after the cycle in flight and exits 0; an interval below 1 s is clamped
- * to 1 s with a warning on stderr. --interval takes a duration (60s, 5m) or
- * a bare number of seconds. `remote push` pushes only unless --direction
+ * to 1 s with a warning on stderr. --interval takes a duration (60s, 5m); a
+ * bare number is a usage error. `remote push` pushes only unless --direction
  * says otherwise (pulling installs capture triggers on the target, which a
  * script that only mirrors did not ask for); `remote pull` pulls only.
  * --json prints one document: the cycle's result (a push alone keeps the
@@ -20,8 +20,10 @@
  * PostgreSQL that created a column with another type than its declaration
  * maps to says so on stderr (and in the JSON document's `fallbacks`); an
  * index or view the target cannot take, or a virtual table, is a warning on
- * stderr too (`warnings`). `tidewire remote add|list|remove` (remote-targets.ts)
- * register targets the daemon keeps in sync.
+ * stderr too (`warnings`). The D1 flags are --d1-local, --d1-remote and
+ * --d1-config (wrangler's own --local, --remote and --config): `--remote`
+ * means a hub's URL in `tidewire sync`. `tidewire remote add|list|remove`
+ * (remote-targets.ts) register targets the daemon keeps in sync.
  */
 import { type Command, InvalidArgumentError as UsageError } from "commander";
 import { StoreError } from "../errors.js";
@@ -36,8 +38,11 @@ import {
 import { Replica } from "../replica/replica.js";
 import { trackedTableNames } from "../replica/report.js";
 import { openStore } from "../store.js";
+import { commandGroup, verb } from "./group.js";
 import { duration, existingDatabase, nonNegativeInt, positiveInt, printJson, printText } from "./io.js";
 import { registerRemoteTargets } from "./remote-targets.js";
+
+const TRACKING = "the database file (it must exist and track tables)";
 
 interface PushFlags {
   target: string;
@@ -49,9 +54,9 @@ interface PushFlags {
   allTables?: boolean;
   keepHistory?: number;
   batchSize?: number;
-  local?: boolean;
-  remote?: boolean;
-  config?: string;
+  d1Local?: boolean;
+  d1Remote?: boolean;
+  d1Config?: string;
   pgType?: Record<string, string>;
   json?: boolean;
 }
@@ -65,27 +70,23 @@ function pgType(value: string, previous: Record<string, string> = {}): Record<st
   return { ...previous, [column]: value.slice(eq + 1) };
 }
 
-/** A duration (`60s`, `5m`, `500ms`), or a bare number of seconds as the first release took. */
-function seconds(value: string): number {
-  if (/^\d+(\.\d+)?$/.test(value)) return Number(value);
-  return duration(value) / 1000;
-}
-
 function direction(value: string): SyncDirection {
   if (!DIRECTIONS.includes(value as SyncDirection)) throw new UsageError("Expected push, pull or both.");
   return value as SyncDirection;
 }
 
 export function registerRemote(program: Command): void {
-  const remote = program
-    .command("remote")
-    .description(
-      "keep a database in step with remote SQL stores: push or pull once or on an interval, or register targets for the daemon",
-    );
-  registerRemoteTargets(remote);
-  const push = remote
-    .command("push")
-    .description("push tracked tables to a SQLite file, PostgreSQL, libSQL or Cloudflare D1")
+  const remote = commandGroup(
+    program,
+    "remote",
+    "keep a database in step with remote SQL stores: push or pull once or on an interval, or register targets for the daemon",
+  );
+  const push = verb(
+    remote,
+    "push",
+    "push tracked tables to a SQLite file, PostgreSQL, libSQL or Cloudflare D1",
+    TRACKING,
+  )
     .option("--direction <direction>", "push, pull (the target's edits come back) or both", direction, "push")
     .option("--resync", "drop the target's copies and push everything again")
     .option("--with-views", "a full push also creates the database's views (PostgreSQL: those it can read)")
@@ -100,38 +101,38 @@ export function registerRemote(program: Command): void {
       pgType,
     );
   common(push, "push");
-  const pull = remote
-    .command("pull")
-    .description(
-      "pull the edits made directly on a SQLite file, PostgreSQL, libSQL or Cloudflare D1 target into the database",
-    );
+  const pull = verb(
+    remote,
+    "pull",
+    "pull the edits made directly on a SQLite file, PostgreSQL, libSQL or Cloudflare D1 target into the database",
+    TRACKING,
+  );
   common(pull, "pull");
+  registerRemoteTargets(remote);
 }
 
-/** The arguments and options both verbs take, and the action, which runs one verb. */
+/** The options both verbs take, and the action, which runs one verb. */
 function common(cmd: Command, verb: "push" | "pull"): void {
   // A conflict between options is a usage error, printed by commander like its own.
   const usage = (message: string): never => cmd.error(message, { exitCode: 2, code: "commander.usage" });
   cmd
-    .argument("<db>", "the database file (it must exist and track tables)")
     .requiredOption("--target <url>", "sqlite:PATH, postgres://…, libsql://…, file:PATH or d1:NAME")
     .option("--once", `${verb} once and exit (the default)`)
-    .option("--interval <duration>", `${verb} every DURATION (60s, 5m) until stopped`, seconds)
+    .option("--interval <duration>", `${verb} every DURATION (60s, 5m) until stopped`, duration)
     .option("--batch-size <n>", "changes per payload (push) or per batch read (pull)", positiveInt, 1000)
-    .option("--local", "d1: use wrangler's local D1 (the default)")
-    .option("--remote", "d1: use the D1 database on Cloudflare")
-    .option("--config <file>", "d1: the wrangler configuration file")
-    .option("--json", "print one JSON document on stdout")
+    .option("--d1-local", "d1: use wrangler's local D1 (the default)")
+    .option("--d1-remote", "d1: use the D1 database on Cloudflare (wrangler's --remote)")
+    .option("--d1-config <file>", "d1: the wrangler configuration file")
     .action(async (db: string, flags: PushFlags) => {
       if (flags.once && flags.interval !== undefined) usage("--once and --interval exclude each other");
-      if (flags.local && flags.remote) usage("--local and --remote exclude each other");
+      if (flags.d1Local && flags.d1Remote) usage("--d1-local and --d1-remote exclude each other");
       const isD1 = flags.target.startsWith("d1:");
-      if (!isD1 && (flags.local || flags.remote || flags.config !== undefined)) {
-        usage("--local, --remote and --config apply to d1:NAME targets only");
+      if (!isD1 && (flags.d1Local || flags.d1Remote || flags.d1Config !== undefined)) {
+        usage("--d1-local, --d1-remote and --d1-config apply to d1:NAME targets only");
       }
       const path = existingDatabase(db);
       refuseUntracked(path);
-      const d1 = isD1 ? { local: flags.local, remote: flags.remote, config: flags.config } : undefined;
+      const d1 = isD1 ? { local: flags.d1Local, remote: flags.d1Remote, config: flags.d1Config } : undefined;
       const replica = Replica.open(path);
       let sync: RemoteSync;
       try {
@@ -158,7 +159,7 @@ function common(cmd: Command, verb: "push" | "pull"): void {
       }
       try {
         if (flags.interval === undefined) await once(sync, replica, flags);
-        else await loop(sync, flags.interval, flags);
+        else await loop(sync, flags.interval / 1000, flags);
       } finally {
         await sync.close();
         replica.close();
@@ -188,7 +189,7 @@ async function once(sync: RemoteSync, replica: Replica, flags: PushFlags): Promi
   else printJson({ ok: true, ...shape(r) });
 }
 
-async function loop(sync: RemoteSync, interval: number, flags: PushFlags): Promise<void> {
+async function loop(sync: RemoteSync, intervalSeconds: number, flags: PushFlags): Promise<void> {
   const cycles = { ok: 0, failed: 0 };
   let last: object | null = null;
   let lastError: string | null = null;
@@ -201,7 +202,7 @@ async function loop(sync: RemoteSync, interval: number, flags: PushFlags): Promi
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
     sync.start({
-      intervalSeconds: interval,
+      intervalSeconds,
       resync: flags.resync,
       onWarning: (m) => process.stderr.write(`tidewire: warning: ${m}\n`),
       onCycle: (r, err) => {

@@ -101,7 +101,7 @@ export function registerServe(program: Command): void {
     .addOption(
       new Option(
         "--request-timeout <duration>",
-        "how long one request may take to arrive whole (0: no limit; raise it for large pin uploads)",
+        "how long one request may take to arrive whole (0s: no limit; raise it for large pin uploads)",
       )
         .argParser(duration)
         .default(30_000, "30s"),

@@ -78,7 +78,7 @@ export function registerSync(program: Command): void {
     .addOption(
       new Option("--interval <duration>", "pause between cycles with --watch")
         .argParser(duration)
-        .default(5000),
+        .default(5000, "5s"),
     )
     .addOption(
       new Option(
@@ -103,7 +103,7 @@ export function registerSync(program: Command): void {
     .addOption(
       new Option("--max-backoff <duration>", "longest pause after failures with --watch")
         .argParser(duration)
-        .default(30_000),
+        .default(30_000, "30s"),
     )
     .addOption(maxDriftOption())
     .option("--json", "print one JSON summary on stdout")

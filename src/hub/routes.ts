@@ -1,6 +1,7 @@
 /**
  * The hub's HTTP endpoints on the daemon's fastify app: POST /v1/handshake,
- * POST /v1/pull, POST /v1/push, and GET /v1/live (see live.ts).
+ * POST /v1/pull, POST /v1/push (sync-calls.ts), and the WebSockets GET
+ * /v1/live (live.ts) and GET /v1/ws (socket-calls.ts), admitted by sockets.ts.
  *
  * Contract: every /v1 request must carry a bearer token the Auth knows (401
  * otherwise; a path that names no endpoint is a 404 whatever the token; an
@@ -17,11 +18,9 @@ import rateLimit from "@fastify/rate-limit";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { HubError } from "../errors.js";
 import type { Rollups } from "../history/rollups.js";
-import type { BusyOperation } from "../metrics.js";
 import type { Pins } from "../pins/pins.js";
 import { pinRoutes } from "../pins/routes.js";
 import type { Scope } from "../scope.js";
-import { isBusy } from "../store.js";
 import { PROTOCOL_VERSION } from "../sync/protocol.js";
 import { type Auth, unauthorized } from "./auth.js";
 import { withLag } from "./clients.js";
@@ -29,17 +28,14 @@ import { conflictRoutes } from "./conflicts-routes.js";
 import { historyRoutes } from "./history-routes.js";
 import type { Hub } from "./hub.js";
 import { jobRoutes } from "./jobs-routes.js";
-import {
-  DEFAULT_AUTH_FAILURES_PER_MINUTE,
-  liveCaps,
-  RetryLaterError,
-  tooManyFailures,
-  WindowCounter,
-} from "./limits.js";
-import { attachLive } from "./live.js";
+import { DEFAULT_AUTH_FAILURES_PER_MINUTE, liveCaps, tooManyFailures, WindowCounter } from "./limits.js";
+import { LiveNotices, liveEndpoint } from "./live.js";
 import { traceRequests } from "./request-spans.js";
+import { socketCallsEndpoint } from "./socket-calls.js";
+import { attachSockets } from "./sockets.js";
 import { StatusReader } from "./status-reader.js";
-import { DatabaseBusyError, WriteGate } from "./write-gate.js";
+import { callHub, refusal, SYNC_CALLS } from "./sync-calls.js";
+import { WriteGate } from "./write-gate.js";
 
 export interface HubRoutesOptions {
   hub: Hub;
@@ -67,8 +63,6 @@ export interface HubRoutesOptions {
   /** The daemon's history, so GET /v1/history shows the minute not yet flushed (default: the file's rows only). */
   rollups?: Rollups;
 }
-
-const DISK_FULL = new Set<unknown>(["SQLITE_FULL", "ENOSPC"]);
 
 /** The JSON envelope of a protocol message, beyond its changes. */
 const ENVELOPE_BYTES = 64 * 1024;
@@ -99,17 +93,10 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
     });
 
   app.setErrorHandler((err: FastifyError | HubError, request, reply) => {
-    // A lock met outside the gate (a route that does not wait) is as temporary as one met inside.
-    const later = err instanceof RetryLaterError ? err : isBusy(err) ? new DatabaseBusyError(1, 0) : null;
-    if (later) {
-      reply.header("retry-after", String(later.retryAfterSeconds));
-      return send(reply, later.status, later.code, later.message);
-    }
-    if (err instanceof HubError) return send(reply, err.status, err.code, err.message);
-    // The database's or a pin's: the same request may succeed once there is room.
-    if (DISK_FULL.has((err as { code?: unknown }).code)) {
-      request.log.error({ err }, "the hub's disk is full");
-      return send(reply, 507, "ERR_DISK_FULL", "the hub's disk is full; retry once space is freed");
+    const r = refusal(err, (e) => request.log.error({ err: e }, "the hub's disk is full"));
+    if (r) {
+      if (r.retryAfterSeconds !== undefined) reply.header("retry-after", String(r.retryAfterSeconds));
+      return send(reply, r.status, r.code, r.message);
     }
     const status = (err as FastifyError).statusCode ?? 500;
     if (status >= 400 && status < 500) {
@@ -151,22 +138,27 @@ export async function hubRoutes(app: FastifyInstance, options: HubRoutesOptions)
   );
 
   const bodyLimit = hub.limits.maxBytes + ENVELOPE_BYTES;
-  const route = (path: string, op: BusyOperation, handle: (body: unknown, scope: Scope) => unknown) =>
-    app.post(path, { bodyLimit }, async (request: FastifyRequest) => {
-      if (request.body === undefined || request.body === null) {
-        throw new HubError(400, "ERR_MALFORMED", "the request needs a JSON body");
-      }
-      const body = request.body;
-      return gate.run(() => handle(body, request.scope!), undefined, op);
-    });
-  route("/v1/handshake", "hub.handshake", (b, s) => hub.handshake(b, s));
-  route("/v1/pull", "hub.pull", (b, s) => hub.pull(b, s));
-  route("/v1/push", "hub.push", (b, s) => hub.push(b, s));
-  const liveSubscribers = await attachLive(app, hub, auth, {
-    ...liveCaps({ maxLive: options.maxLive, maxLivePerToken: options.maxLivePerToken }),
-    perSecond,
-    failures,
-  });
+  for (const call of SYNC_CALLS) {
+    app.post(`/v1/${call}`, { bodyLimit }, async (request: FastifyRequest) =>
+      callHub(hub, gate, call, request.body, request.scope!),
+    );
+  }
+  const notices = new LiveNotices(hub);
+  app.addHook("preClose", async () => notices.close());
+  await attachSockets(
+    app,
+    auth,
+    {
+      ...liveCaps({ maxLive: options.maxLive, maxLivePerToken: options.maxLivePerToken }),
+      perSecond,
+      failures,
+    },
+    [
+      liveEndpoint(hub, notices),
+      socketCallsEndpoint({ hub, gate, notices, perSecond, maxPayload: bodyLimit, log: app.log }),
+    ],
+  );
+  const liveSubscribers = () => notices.size;
   const statusReader = new StatusReader(hub.replica.store, { readers: () => hub.clients.positions() });
   app.addHook("onClose", () => statusReader.close());
   app.get("/v1/status", async (request) => {

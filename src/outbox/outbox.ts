@@ -53,7 +53,7 @@ import {
   normalizeStore,
   type PatchValues,
 } from "./spool.js";
-import { checkFrom, checkState, FINAL_STATES, IllegalTransitionError } from "./states.js";
+import { checkFrom, checkState, describeMoves, FINAL_STATES, IllegalTransitionError } from "./states.js";
 import {
   type MessageBody,
   type MessageRef,
@@ -274,7 +274,8 @@ export class Outbox {
       const cur =
         id === undefined ? undefined : (this.sql.current.get(id, this.name) as CurrentRow | undefined);
       if (id === undefined || !cur || (from !== null && !from.includes(cur.state))) return false;
-      if (!OUTBOX_TRANSITIONS[cur.state].includes(to)) throw new IllegalTransitionError(id, cur.state, to);
+      if (!OUTBOX_TRANSITIONS[cur.state].includes(to))
+        throw new IllegalTransitionError(id, cur.state, to, describeMoves(cur.state));
       const now = this.now();
       let next: number | null = null;
       if (to === "deferred") {

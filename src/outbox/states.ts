@@ -2,24 +2,14 @@
  * The Outbox's state machine: which moves exist, the checks that refuse any
  * other, and the error a refused move throws (nothing is written then).
  */
-import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { InvalidArgumentError } from "../errors.js";
 import { checkOneOf } from "../queue/validate.js";
 import { OUTBOX_STATES, OUTBOX_TRANSITIONS, type OutboxState } from "./types.js";
 
 export const FINAL_STATES: readonly OutboxState[] = ["delivered", "bounced"];
 
-/** A move that the message's current state does not allow; nothing was written. */
-export class IllegalTransitionError extends TidewireError {
-  constructor(
-    readonly id: number,
-    readonly from: OutboxState,
-    readonly to: OutboxState,
-    reason = describeMoves(from),
-  ) {
-    super(`message ${id} is ${from} and cannot move to ${to}: ${reason}`, "ERR_ILLEGAL_TRANSITION");
-    this.name = "IllegalTransitionError";
-  }
-}
+/** The error of a refused move; it lives in errors.ts because the job queue's moves throw it too. */
+export { IllegalTransitionError } from "../errors.js";
 
 export function checkState(argument: string, value: unknown): OutboxState {
   return checkOneOf(argument, value, OUTBOX_STATES);
@@ -42,7 +32,7 @@ export function checkFrom(from: unknown, to: OutboxState): OutboxState[] | null 
   });
 }
 
-function describeMoves(state: OutboxState): string {
+export function describeMoves(state: OutboxState): string {
   const next = OUTBOX_TRANSITIONS[state];
   return next.length === 0 ? `${state} is final` : `${state} moves only to ${next.join(" or ")}`;
 }

@@ -1,6 +1,7 @@
 /**
  * Leases: the worker-facing half of the Queue — claim, settle, renew, release
- * and reap — over the same `tw_jobs` table.
+ * and reap — over the same `tw_jobs` table. It is the Queue's WorkerSource
+ * (source.ts): Worker calls it directly, and the Queue's public type lacks it.
  *
  * Contract: a claim takes due jobs in (priority DESC, run_at, id) order and
  * leases them to one owner until `now + leaseMs`. Every later write about a
@@ -14,7 +15,8 @@ import type Database from "better-sqlite3";
 import type { Store } from "../store.js";
 import { backoffDelay, resolveBackoff } from "./backoff.js";
 import type { JobRow } from "./rows.js";
-import type { BackoffOptions, Job, Settlement, SettleResult } from "./types.js";
+import type { AddedSignal, Settlement, SettleResult, WorkerSource } from "./source.js";
+import type { BackoffOptions, Job } from "./types.js";
 
 /**
  * What a claim reads back: only the columns the claim did not just set. Returning
@@ -39,7 +41,7 @@ type ClaimedRow = Pick<
   | "trace"
 >;
 
-export class Leases {
+export class Leases implements WorkerSource {
   private readonly sql;
   private readonly claimTx: (
     owner: string,
@@ -53,7 +55,8 @@ export class Leases {
     private readonly store: Store,
     private readonly name: string,
     private readonly backoff: Required<BackoffOptions>,
-    private readonly now: () => number,
+    private readonly clock: () => number,
+    private readonly added: AddedSignal,
   ) {
     const db: Database.Database = store.db;
     this.sql = {
@@ -129,6 +132,14 @@ export class Leases {
         this.writeSettlements(owner, settlements, result),
       "queue.settle",
     );
+  }
+
+  now(): number {
+    return this.clock();
+  }
+
+  onAdded(listener: () => void): () => void {
+    return this.added.on(listener);
   }
 
   claim(owner: string, limit: number, leaseMs: number, types?: readonly string[]): Job[] {
@@ -213,17 +224,21 @@ export class Leases {
   /** Returns claimed but unstarted jobs to pending without spending an attempt. */
   release(owner: string, jobs: Job[]): number {
     if (jobs.length === 0) return 0;
-    return this.store.write(() => {
+    const n = this.store.write(() => {
       let changed = 0;
       for (const job of jobs) changed += this.sql.release.run(job.id, owner, job.attempts).changes;
       return changed;
     }, "queue.lease");
+    if (n > 0) this.added.emit();
+    return n;
   }
 
   reapExpired(): number {
-    return this.store.write(
+    const n = this.store.write(
       () => this.sql.reap.run({ now: this.now(), queue: this.name }).changes,
       "queue.lease",
     );
+    if (n > 0) this.added.emit();
+    return n;
   }
 }

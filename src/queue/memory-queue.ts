@@ -3,13 +3,16 @@
  * tests and for work that may be lost with the process. Leases, retries,
  * backoff, dedup keys and periodic jobs behave as in the SQLite Queue.
  */
-import { EventEmitter } from "node:events";
 import { InvalidArgumentError } from "../errors.js";
 import { jobsAdded } from "../metrics.js";
 import { CountChangedError } from "./admin.js";
-import { backoffDelay, resolveBackoff, validateBackoff } from "./backoff.js";
+import { resolveBackoff, validateBackoff } from "./backoff.js";
 import { matchesFilter } from "./filter.js";
-import { cronSpec, everySpec, nextPeriodicRun, type PeriodicSpec, periodicJob } from "./periodic.js";
+import { copyJob, MemoryLeases } from "./memory-leases.js";
+import { MemorySchedules } from "./memory-schedules.js";
+import { cronSpec, everySpec, type PeriodicSpec } from "./periodic.js";
+import { AddedSignal, provideSource } from "./source.js";
+import { checkMove, refuseMove } from "./states.js";
 import {
   type AddManyItem,
   type AddOptions,
@@ -29,16 +32,12 @@ import {
   type PeriodicOptions,
   type QueueStats,
   type SearchOptions,
-  type Settlement,
-  type SettleResult,
   type StuckOptions,
   zeroPerState,
 } from "./types.js";
 import {
-  checkFrom,
   checkId,
   checkName,
-  checkState,
   type NormalizedAdd,
   normalizeAdd,
   normalizeBulk,
@@ -50,21 +49,13 @@ import {
   pendingJob,
 } from "./validate.js";
 
-/** A stored schedule: its spec (payload as JSON text) plus when it fires next and fired last. */
-interface Periodic extends PeriodicSpec {
-  lastRunAt: number | null;
-  pausedAt: number | null;
-}
-
-const byClaimOrder = (a: Job, b: Job) => b.priority - a.priority || a.runAt - b.runAt || a.id - b.id;
-
 export class MemoryQueue implements JobQueue {
   readonly name: string;
   private readonly jobs = new Map<number, Job>();
-  private readonly periodic = new Map<string, Periodic>();
+  private readonly schedules = new MemorySchedules();
   private readonly backoff: Required<BackoffOptions>;
   private readonly clock: () => number;
-  private readonly events = new EventEmitter();
+  private readonly added = new AddedSignal();
   private nextId = 1;
 
   constructor(name = "default", options: { backoff?: BackoffOptions; clock?: () => number } = {}) {
@@ -72,7 +63,7 @@ export class MemoryQueue implements JobQueue {
     validateBackoff("backoff", options.backoff);
     this.backoff = resolveBackoff(options.backoff);
     this.clock = options.clock ?? Date.now;
-    this.events.setMaxListeners(0);
+    provideSource(this, new MemoryLeases(this.jobs, this.backoff, this.clock, this.added));
   }
 
   now(): number {
@@ -81,8 +72,8 @@ export class MemoryQueue implements JobQueue {
 
   add<P>(type: string, payload?: P, options?: AddOptions): Job<P> {
     const job = this.insert(normalizeAdd(type, payload, options, this.now()));
-    this.events.emit("added");
-    return copy(job) as Job<P>;
+    this.added.emit();
+    return copyJob(job) as Job<P>;
   }
 
   addMany(items: AddManyItem[]): Job[] {
@@ -93,8 +84,8 @@ export class MemoryQueue implements JobQueue {
         throw new InvalidArgumentError(`items[${i}]`, "must be an object");
       return normalizeAdd(item.type, item.payload, item.options, now, `items[${i}].`);
     });
-    const jobs = rows.map((r) => copy(this.insert(r)));
-    if (jobs.length > 0) this.events.emit("added");
+    const jobs = rows.map((r) => copyJob(this.insert(r)));
+    if (jobs.length > 0) this.added.emit();
     return jobs;
   }
 
@@ -114,7 +105,7 @@ export class MemoryQueue implements JobQueue {
 
   get(id: number): Job | undefined {
     const job = this.jobs.get(checkId(id));
-    return job && copy(job);
+    return job && copyJob(job);
   }
 
   list(options?: ListOptions): Job[] {
@@ -125,16 +116,14 @@ export class MemoryQueue implements JobQueue {
       .filter((j) => (o.state === null || j.state === o.state) && (o.type === null || j.type === o.type))
       .sort((a, b) => dir * (a[key] - b[key] || a.id - b.id))
       .slice(o.offset, o.offset + o.limit)
-      .map(copy);
+      .map(copyJob);
   }
 
   moveToState(id: number, to: JobState, options: { from?: JobState | JobState[] } = {}): boolean {
     checkId(id);
-    checkState("to", to);
-    if (to === "running") throw new InvalidArgumentError("to", "a job enters running only through a claim");
-    const from = checkFrom(options.from);
+    const move = checkMove(to, options.from);
     const job = this.jobs.get(id);
-    if (!job || job.state === to || (from && !from.includes(job.state))) return false;
+    if (!job || !move.from.includes(job.state)) return refuseMove(id, job?.state, move);
     if (to === "pending" && this.keyTaken(job)) return false;
     const now = this.now();
     job.state = to;
@@ -142,7 +131,7 @@ export class MemoryQueue implements JobQueue {
     job.finishedAt = FINISHED_STATES.includes(to) ? now : null;
     job.leaseOwner = null;
     job.leaseExpiresAt = null;
-    if (to === "pending") this.events.emit("added");
+    if (to === "pending") this.added.emit();
     return true;
   }
 
@@ -150,7 +139,7 @@ export class MemoryQueue implements JobQueue {
     const job = this.jobs.get(checkId(id));
     if (!job || (job.state !== "failed" && job.state !== "cancelled") || this.keyTaken(job)) return false;
     Object.assign(job, { state: "pending", attempts: 0, runAt: this.now(), finishedAt: null });
-    this.events.emit("added");
+    this.added.emit();
     return true;
   }
 
@@ -199,7 +188,7 @@ export class MemoryQueue implements JobQueue {
             ((j.leaseExpiresAt ?? 0) < now || (j.startedAt ?? now) < now - olderThanMs)) ||
           (j.state === "pending" && j.runAt < now - pendingForMs),
       )
-      .map(copy);
+      .map(copyJob);
   }
 
   cleanup(options?: CleanupOptions): number {
@@ -230,165 +219,29 @@ export class MemoryQueue implements JobQueue {
   }
 
   private upsertPeriodic(spec: PeriodicSpec): void {
-    const old = this.periodic.get(spec.name);
-    const sameSchedule = old && old.everyMs === spec.everyMs && old.cron === spec.cron;
-    this.periodic.set(spec.name, {
-      ...spec,
-      nextRunAt: sameSchedule ? old.nextRunAt : spec.nextRunAt,
-      lastRunAt: old?.lastRunAt ?? null,
-      pausedAt: old?.pausedAt ?? null,
-    });
+    this.schedules.upsert(spec);
   }
 
   removePeriodic(name: string): boolean {
-    return this.periodic.delete(checkName("name", name));
+    return this.schedules.remove(checkName("name", name));
   }
 
   listPeriodic(): PeriodicJob[] {
-    return [...this.periodic.values()]
-      .sort((a, b) => a.name.localeCompare(b.name))
-      .map(({ name, type, payload, everyMs, cron, nextRunAt, lastRunAt, pausedAt }) => ({
-        name,
-        type,
-        payload: JSON.parse(payload),
-        everyMs,
-        cron,
-        nextRunAt,
-        lastRunAt,
-        paused: pausedAt !== null,
-        pausedAt,
-      }));
+    return this.schedules.list();
   }
 
   pausePeriodic(name: string): boolean {
-    const p = this.periodic.get(checkName("name", name));
-    if (!p || p.pausedAt !== null) return false;
-    p.pausedAt = this.now();
-    return true;
+    return this.schedules.pause(checkName("name", name), this.now());
   }
 
   resumePeriodic(name: string): boolean {
-    const p = this.periodic.get(checkName("name", name));
-    if (!p || p.pausedAt === null) return false;
-    p.pausedAt = null;
-    p.nextRunAt = nextPeriodicRun(p, p.nextRunAt, this.now());
-    return true;
+    return this.schedules.resume(checkName("name", name), this.now());
   }
 
   firePeriodic(): number {
-    const now = this.now();
-    let fired = 0;
-    for (const p of this.periodic.values()) {
-      if (p.nextRunAt > now || p.pausedAt !== null) continue;
-      this.insert(periodicJob(p, now));
-      p.nextRunAt = nextPeriodicRun(p, p.nextRunAt, now);
-      p.lastRunAt = now;
-      fired++;
-    }
-    if (fired > 0) this.events.emit("added");
+    const fired = this.schedules.fireDue(this.now(), (job) => this.insert(job));
+    if (fired > 0) this.added.emit();
     return fired;
-  }
-
-  claim(owner: string, limit: number, leaseMs: number, types?: readonly string[]): Job[] {
-    const now = this.now();
-    const due = [...this.jobs.values()]
-      .filter((j) => j.state === "pending" && j.runAt <= now && (!types || types.includes(j.type)))
-      .sort(byClaimOrder)
-      .slice(0, limit);
-    for (const j of due) {
-      j.state = "running";
-      j.attempts++;
-      j.leaseOwner = owner;
-      j.leaseExpiresAt = now + leaseMs;
-      j.startedAt = now;
-    }
-    return due.map(copy);
-  }
-
-  settle(owner: string, settlements: Settlement[]): SettleResult {
-    const now = this.now();
-    const result: SettleResult = { applied: [], stale: [] };
-    for (const s of settlements) {
-      const j = this.jobs.get(s.job.id);
-      if (j?.state !== "running" || j.leaseOwner !== owner || j.attempts !== s.job.attempts) {
-        result.stale.push(s);
-        continue;
-      }
-      j.leaseOwner = null;
-      j.leaseExpiresAt = null;
-      if (s.ok) {
-        Object.assign(j, { state: "completed", finishedAt: now });
-        result.applied.push({ ...s, final: true });
-      } else if (s.retry && j.attempts < j.maxAttempts) {
-        const backoff = j.backoff ? resolveBackoff(this.backoff, j.backoff) : this.backoff;
-        Object.assign(j, {
-          state: "pending",
-          runAt: now + backoffDelay(j.attempts, backoff),
-          lastError: s.error,
-        });
-        result.applied.push({ ...s, final: false });
-      } else {
-        Object.assign(j, { state: "failed", finishedAt: now, lastError: s.error });
-        result.applied.push({ ...s, final: true });
-      }
-    }
-    return result;
-  }
-
-  extendLeases(owner: string, leaseMs: number): number[] {
-    const until = this.now() + leaseMs;
-    const renewed: number[] = [];
-    for (const j of this.jobs.values()) {
-      if (j.state === "running" && j.leaseOwner === owner) {
-        j.leaseExpiresAt = until;
-        renewed.push(j.id);
-      }
-    }
-    return renewed;
-  }
-
-  release(owner: string, jobs: Job[]): number {
-    let n = 0;
-    for (const held of jobs) {
-      const j = this.jobs.get(held.id);
-      if (j && j.state === "running" && j.leaseOwner === owner && j.attempts === held.attempts) {
-        Object.assign(j, {
-          state: "pending",
-          attempts: j.attempts - 1,
-          leaseOwner: null,
-          leaseExpiresAt: null,
-          startedAt: null,
-        });
-        n++;
-      }
-    }
-    if (n > 0) this.events.emit("added");
-    return n;
-  }
-
-  reapExpired(): number {
-    const now = this.now();
-    let n = 0;
-    for (const j of this.jobs.values()) {
-      if (j.state !== "running" || (j.leaseExpiresAt ?? 0) >= now) continue;
-      const final = j.attempts >= j.maxAttempts;
-      j.lastError = `lease expired: worker ${j.leaseOwner ?? "?"} stopped renewing it`;
-      Object.assign(j, {
-        state: final ? "failed" : "pending",
-        finishedAt: final ? now : null,
-        runAt: now,
-        leaseOwner: null,
-        leaseExpiresAt: null,
-      });
-      n++;
-    }
-    if (n > 0) this.events.emit("added");
-    return n;
-  }
-
-  onAdded(listener: () => void): () => void {
-    this.events.on("added", listener);
-    return () => this.events.off("added", listener);
   }
 
   // The operator's console, with the Queue's rules (admin.ts).
@@ -398,7 +251,7 @@ export class MemoryQueue implements JobQueue {
     const key = o.sortBy === "created" ? "id" : o.sortBy;
     const dir = o.order === "desc" ? -1 : 1;
     const all = this.matching(options).sort((a, b) => dir * (a[key] - b[key] || a.id - b.id));
-    return { jobs: all.slice(o.offset, o.offset + o.limit).map(copy), total: all.length };
+    return { jobs: all.slice(o.offset, o.offset + o.limit).map(copyJob), total: all.length };
   }
 
   count(filter?: JobFilter): number {
@@ -412,7 +265,7 @@ export class MemoryQueue implements JobQueue {
     if (priority !== null) job.priority = priority;
     if (runAt !== null) {
       job.runAt = runAt;
-      this.events.emit("added");
+      this.added.emit();
     }
     return true;
   }
@@ -461,13 +314,4 @@ export class MemoryQueue implements JobQueue {
         return this.remove(id);
     }
   }
-}
-
-/** Callers get their own copy, payload included, as they would from a row read back from SQLite. */
-function copy(job: Job): Job {
-  return {
-    ...job,
-    payload: structuredClone(job.payload),
-    backoff: job.backoff && { ...job.backoff },
-  };
 }

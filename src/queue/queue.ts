@@ -8,18 +8,25 @@
  * is one IMMEDIATE transaction. A settlement only lands while its lease holds
  * (same owner, same attempt), so a worker that lost a lease cannot overwrite
  * the job's newer state. Many processes may share one file.
+ *
+ * The class is the user's API; its parts each own one idea over `tw_jobs`:
+ * Inserts (new jobs), Leases (the worker's side, reached through
+ * source.ts, not through this type), Schedules (periodic jobs), QueueAdmin
+ * (the operator's console), and states.ts (which moves a job may make).
  */
-import { EventEmitter } from "node:events";
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { jobsAdded } from "../metrics.js";
 import type { Store } from "../store.js";
 import { QueueAdmin } from "./admin.js";
 import { resolveBackoff, validateBackoff } from "./backoff.js";
+import { Inserts } from "./inserts.js";
 import { Leases } from "./leases.js";
 import { cronSpec, everySpec, type PeriodicSpec } from "./periodic.js";
 import { type JobRow, toJob } from "./rows.js";
 import { Schedules } from "./schedules.js";
+import { AddedSignal, provideSource } from "./source.js";
+import { checkMove, refuseMove } from "./states.js";
 import {
   type AddManyItem,
   type AddOptions,
@@ -38,24 +45,18 @@ import {
   type PeriodicOptions,
   type QueueStats,
   type SearchOptions,
-  type Settlement,
-  type SettleResult,
   type SortBy,
   type StuckOptions,
   zeroPerState,
 } from "./types.js";
 import {
-  checkFrom,
   checkId,
   checkName,
-  checkState,
-  type NormalizedAdd,
   normalizeAdd,
   normalizeBulk,
   normalizeCleanup,
   normalizeList,
   normalizeStuck,
-  pendingJob,
 } from "./validate.js";
 
 export interface QueueOptions {
@@ -70,8 +71,6 @@ const KEY_FREE = `(key IS NULL OR NOT EXISTS (
   SELECT 1 FROM tw_jobs AS other
    WHERE other.queue = tw_jobs.queue AND other.key = tw_jobs.key
      AND other.state IN ('pending', 'running') AND other.id <> tw_jobs.id))`;
-/** Rows per bulk INSERT: 100 rows x 10 values stays far below SQLite's 32,766 bound parameters. */
-const BULK_ROWS = 100;
 const CANCELLABLE = JSON.stringify(["pending", "running"]);
 const ORDER_COLUMN: Record<SortBy, string> = { created: "id", priority: "priority", runAt: "run_at" };
 
@@ -80,10 +79,11 @@ export class Queue implements JobQueue {
   private readonly db: Database.Database;
   private readonly backoff: Required<BackoffOptions>;
   private readonly clock: () => number;
-  private readonly events = new EventEmitter();
+  private readonly added = new AddedSignal();
   private readonly sql;
   private readonly listSql = new Map<string, Database.Statement>();
   private readonly leases: Leases;
+  private readonly inserts: Inserts;
   private readonly schedules: Schedules;
   private readonly admin: QueueAdmin;
 
@@ -97,47 +97,23 @@ export class Queue implements JobQueue {
     this.backoff = resolveBackoff(options.backoff);
     this.clock = options.clock ?? Date.now;
     this.db = store.db;
-    this.events.setMaxListeners(0);
     const db = this.db;
     this.sql = {
-      insert: db.prepare<
-        [
-          string,
-          string,
-          string,
-          number,
-          number,
-          number,
-          string | null,
-          string | null,
-          number | null,
-          number,
-          string | null,
-        ]
-      >(
-        `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, timeout_ms, created_at, trace)
-         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      insertBulk: db.prepare<unknown[]>(
-        `INSERT INTO tw_jobs (queue, type, payload, state, priority, run_at, max_attempts, backoff, key, timeout_ms, created_at, trace)
-         VALUES ${Array.from({ length: BULK_ROWS }, () => "(?, ?, ?, 'pending', ?, ?, ?, ?, NULL, ?, ?, ?)").join(", ")}
-         RETURNING id`,
-      ),
-      byKey: db.prepare<[string, string]>(
-        `SELECT * FROM tw_jobs WHERE queue = ? AND key = ? AND state IN ('pending', 'running')`,
-      ),
       get: db.prepare<[number, string]>(`SELECT * FROM tw_jobs WHERE id = ? AND queue = ?`),
-      move: db.prepare<{ to: JobState; now: number; id: number; queue: string; from: string | null }>(
+      // @from: the states the move is legal from (states.ts), as a JSON array.
+      move: db.prepare<{ to: JobState; now: number; id: number; queue: string; from: string }>(
         `UPDATE tw_jobs
             SET state = @to,
                 run_at = CASE WHEN @to = 'pending' THEN max(run_at, @now) ELSE run_at END,
                 finished_at = CASE WHEN @to IN ('completed', 'failed', 'cancelled') THEN @now END,
                 lease_owner = NULL, lease_expires_at = NULL
           WHERE id = @id AND queue = @queue
-            AND (@from IS NULL OR state IN (SELECT value FROM json_each(@from)))
-            AND state <> @to
+            AND state IN (SELECT value FROM json_each(@from))
             AND (@to <> 'pending' OR ${KEY_FREE})`,
       ),
+      stateOf: db
+        .prepare<[number, string], JobState>(`SELECT state FROM tw_jobs WHERE id = ? AND queue = ?`)
+        .pluck(),
       retry: db.prepare<{ now: number; id: number; queue: string }>(
         `UPDATE tw_jobs SET state = 'pending', attempts = 0, run_at = @now, finished_at = NULL,
                 lease_owner = NULL, lease_expires_at = NULL
@@ -162,12 +138,9 @@ export class Queue implements JobQueue {
             AND state IN (SELECT value FROM json_each(?)) AND finished_at < ?`,
       ),
     };
-    this.addOne = store.writer((r: NormalizedAdd, now: number) => this.insert(r, now), "queue.add");
-    this.addBatch = store.writer(
-      (rows: NormalizedAdd[], now: number) => this.insertBatch(rows, now),
-      "queue.add",
-    );
-    this.leases = new Leases(store, this.name, this.backoff, () => this.now());
+    this.inserts = new Inserts(store, this.name);
+    this.leases = new Leases(store, this.name, this.backoff, () => this.now(), this.added);
+    provideSource(this, this.leases);
     this.schedules = new Schedules(db, this.name);
     this.admin = new QueueAdmin(store, this.name, (action, id, priority) =>
       this.applyOne(action, id, priority),
@@ -181,9 +154,9 @@ export class Queue implements JobQueue {
   add<P>(type: string, payload?: P, options?: AddOptions): Job<P> {
     const now = this.now();
     const row = normalizeAdd(type, payload, options, now);
-    const job = this.addOne(row, now);
+    const job = this.inserts.one(row, now);
     jobsAdded.labels(row.type).inc();
-    this.events.emit("added");
+    this.added.emit();
     return job as Job<P>;
   }
 
@@ -200,81 +173,12 @@ export class Queue implements JobQueue {
       return normalizeAdd(item.type, item.payload, item.options, now, `items[${i}].`);
     });
     if (rows.length === 0) return [];
-    const jobs = this.addBatch(rows, now);
+    const jobs = this.inserts.batch(rows, now);
     const counts = new Map<string, number>();
     for (const row of rows) counts.set(row.type, (counts.get(row.type) ?? 0) + 1);
     for (const [type, n] of counts) jobsAdded.labels(type).inc(n);
-    this.events.emit("added");
+    this.added.emit();
     return jobs;
-  }
-
-  private readonly addOne: (r: NormalizedAdd, now: number) => Job;
-  private readonly addBatch: (rows: NormalizedAdd[], now: number) => Job[];
-
-  private insertBatch(rows: NormalizedAdd[], now: number): Job[] {
-    const jobs = new Array<Job>(rows.length);
-    const keyless: number[] = [];
-    rows.forEach((r, i) => {
-      if (r.key === null) keyless.push(i);
-      else jobs[i] = this.insert(r, now);
-    });
-    // Keyless rows go in INSERT statements of BULK_ROWS rows each (~3x the rate of
-    // one statement per row); RETURNING ids ascend in the order of the VALUES.
-    let k = 0;
-    for (; k + BULK_ROWS <= keyless.length; k += BULK_ROWS) {
-      const chunk = keyless.slice(k, k + BULK_ROWS);
-      const args: unknown[] = [];
-      for (const i of chunk) {
-        const r = rows[i]!;
-        args.push(
-          this.name,
-          r.type,
-          r.payload,
-          r.priority,
-          r.runAt,
-          r.maxAttempts,
-          r.backoff,
-          r.timeoutMs,
-          now,
-          r.trace,
-        );
-      }
-      const ids = (this.sql.insertBulk.all(args) as Array<{ id: number }>)
-        .map((r) => r.id)
-        .sort((a, b) => a - b);
-      chunk.forEach((i, n) => {
-        jobs[i] = this.newJob(ids[n]!, rows[i]!, now);
-      });
-    }
-    for (; k < keyless.length; k++) jobs[keyless[k]!] = this.insert(rows[keyless[k]!]!, now);
-    return jobs;
-  }
-
-  /** Inside a write transaction. A taken dedup key yields the existing job. */
-  private insert(r: NormalizedAdd, now: number): Job {
-    // Look the key up first: an INSERT that loses on the unique key still spends an AUTOINCREMENT id.
-    if (r.key !== null) {
-      const existing = this.sql.byKey.get(this.name, r.key) as JobRow | undefined;
-      if (existing) return toJob(existing);
-    }
-    const info = this.sql.insert.run(
-      this.name,
-      r.type,
-      r.payload,
-      r.priority,
-      r.runAt,
-      r.maxAttempts,
-      r.backoff,
-      r.key,
-      r.timeoutMs,
-      now,
-      r.trace,
-    );
-    return this.newJob(Number(info.lastInsertRowid), r, now);
-  }
-
-  private newJob(id: number, r: NormalizedAdd, now: number): Job {
-    return pendingJob(id, this.name, r, now, r.value);
   }
 
   get(id: number): Job | undefined {
@@ -307,19 +211,22 @@ export class Queue implements JobQueue {
     return (rows as JobRow[]).map(toJob);
   }
 
+  /**
+   * Moves a job along the state machine (states.ts): false when it is missing, already
+   * in `to`, not in `from`, or its key is held; IllegalTransitionError for a move its state forbids.
+   */
   moveToState(id: number, to: JobState, options: { from?: JobState | JobState[] } = {}): boolean {
     checkId(id);
-    checkState("to", to);
-    if (to === "running") throw new InvalidArgumentError("to", "a job enters running only through a claim");
-    const from = checkFrom(options.from);
-    const changed = this.store.write(
-      () =>
-        this.sql.move.run({ to, now: this.now(), id, queue: this.name, from: from && JSON.stringify(from) })
-          .changes,
-      "queue.admin",
-    );
-    if (changed > 0 && to === "pending") this.events.emit("added");
-    return changed > 0;
+    const move = checkMove(to, options.from);
+    const from = JSON.stringify(move.from);
+    const moved = this.store.write(() => {
+      if (this.sql.move.run({ to: move.to, now: this.now(), id, queue: this.name, from }).changes > 0)
+        return true;
+      // Only a move that did not happen reads the state, to tell a refusal from a miss.
+      return refuseMove(id, this.sql.stateOf.get(id, this.name), move);
+    }, "queue.admin");
+    if (moved && to === "pending") this.added.emit();
+    return moved;
   }
 
   /** A failed or cancelled job runs again with a fresh set of attempts. */
@@ -329,7 +236,7 @@ export class Queue implements JobQueue {
       () => this.sql.retry.run({ now: this.now(), id, queue: this.name }).changes,
       "queue.admin",
     );
-    if (changed > 0) this.events.emit("added");
+    if (changed > 0) this.added.emit();
     return changed > 0;
   }
 
@@ -428,40 +335,11 @@ export class Queue implements JobQueue {
   firePeriodic(): number {
     const types = this.store.write(() => {
       const now = this.now();
-      return this.schedules.fireDue(now, (job) => this.insert(job, now));
+      return this.schedules.fireDue(now, (job) => this.inserts.insert(job, now));
     }, "queue.schedule");
     for (const type of types) jobsAdded.labels(type).inc();
-    if (types.length > 0) this.events.emit("added");
+    if (types.length > 0) this.added.emit();
     return types.length;
-  }
-
-  claim(owner: string, limit: number, leaseMs: number, types?: readonly string[]): Job[] {
-    return this.leases.claim(owner, limit, leaseMs, types);
-  }
-
-  settle(owner: string, settlements: Settlement[]): SettleResult {
-    return this.leases.settle(owner, settlements);
-  }
-
-  extendLeases(owner: string, leaseMs: number): number[] {
-    return this.leases.extendLeases(owner, leaseMs);
-  }
-
-  release(owner: string, jobs: Job[]): number {
-    const n = this.leases.release(owner, jobs);
-    if (n > 0) this.events.emit("added");
-    return n;
-  }
-
-  reapExpired(): number {
-    const n = this.leases.reapExpired();
-    if (n > 0) this.events.emit("added");
-    return n;
-  }
-
-  onAdded(listener: () => void): () => void {
-    this.events.on("added", listener);
-    return () => this.events.off("added", listener);
   }
 
   // The operator's console: search, re-prioritise, re-schedule, delete, bulk actions (admin.ts).
@@ -479,7 +357,7 @@ export class Queue implements JobQueue {
   update(id: number, patch: JobUpdate): boolean {
     checkId(id);
     const changed = this.store.write(() => this.admin.updateRow(id, patch), "queue.admin");
-    if (changed && patch.runAt !== undefined) this.events.emit("added");
+    if (changed && patch.runAt !== undefined) this.added.emit();
     return changed;
   }
 
@@ -492,7 +370,7 @@ export class Queue implements JobQueue {
   /** Applies `action` to every job `filter` matches, in one transaction; returns how many changed. */
   bulk(action: JobAction, filter?: JobFilter, options?: BulkOptions): number {
     const n = this.admin.bulk(action, filter, options);
-    if (n > 0 && (action === "retry" || action === "run")) this.events.emit("added");
+    if (n > 0 && (action === "retry" || action === "run")) this.added.emit();
     return n;
   }
 
@@ -501,7 +379,7 @@ export class Queue implements JobQueue {
     checkId(id);
     const o = normalizeBulk(action, options);
     const changed = this.store.write(() => this.applyOne(o.action, id, o.priority), "queue.admin");
-    if (changed && (action === "retry" || action === "run")) this.events.emit("added");
+    if (changed && (action === "retry" || action === "run")) this.added.emit();
     return changed;
   }
 

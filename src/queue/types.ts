@@ -125,17 +125,10 @@ export interface PeriodicJob {
   pausedAt: number | null;
 }
 
-/** The outcome of one attempt, written back in batches by the worker. */
-export type Settlement = { job: Job; ok: true } | { job: Job; ok: false; error: string; retry: boolean };
-
-export interface SettleResult {
-  /** Settlements that matched a job still leased to the owner. */
-  applied: Array<Settlement & { final: boolean }>;
-  /** Settlements whose lease had been lost (expired and taken or moved); dropped. */
-  stale: Settlement[];
-}
-
-/** What a Worker needs from a queue; both Queue and MemoryQueue provide it. */
+/**
+ * A queue's API, as both Queue and MemoryQueue provide it. The worker's side
+ * (claims, leases, outcomes) is not part of it: see src/queue/source.ts.
+ */
 export interface JobQueue {
   readonly name: string;
   add<P>(type: string, payload?: P, options?: AddOptions): Job<P>;
@@ -170,17 +163,7 @@ export interface JobQueue {
   act(action: JobAction, id: number, options?: { priority?: number }): boolean;
   bulk(action: JobAction, filter?: JobFilter, options?: BulkOptions): number;
 
-  /** Takes up to `limit` due jobs (of `types` only, when given) and leases them to `owner`. */
-  claim(owner: string, limit: number, leaseMs: number, types?: readonly string[]): Job[];
-  settle(owner: string, settlements: Settlement[]): SettleResult;
-  /** Renews every lease `owner` holds; returns the ids of the jobs it still holds. */
-  extendLeases(owner: string, leaseMs: number): number[];
-  /** Returns claimed but unstarted jobs to pending without spending an attempt. */
-  release(owner: string, jobs: Job[]): number;
-  /** Returns jobs whose lease expired to pending (or failed, if out of attempts). */
-  reapExpired(): number;
-  /** Called when a job is added in this process, so an idle worker need not wait for its poll. */
-  onAdded(listener: () => void): () => void;
+  /** The queue's clock, epoch ms (the `clock` option, else Date.now). */
   now(): number;
 }
 

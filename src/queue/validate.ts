@@ -276,13 +276,6 @@ function checkOrder(v: unknown): "asc" | "desc" {
   return v;
 }
 
-export function checkFrom(from: JobState | JobState[] | undefined): JobState[] | null {
-  if (from === undefined) return null;
-  const list = Array.isArray(from) ? from : [from];
-  if (list.length === 0) throw new InvalidArgumentError("from", "must name at least one state");
-  return list.map((s) => checkState("from", s));
-}
-
 const DAY_MS = 86_400_000;
 
 /** cleanup's options: finished states only, 7 days by default. */

@@ -25,21 +25,11 @@ import { hostname } from "node:os";
 import { InvalidArgumentError } from "../errors.js";
 import { jobDuration, jobsCompleted, jobsFailed } from "../metrics.js";
 import { type SpanHandle, startSpan, tracingEnabled } from "../trace.js";
+import { type Handler, type HandlerContext, type Handlers, JobTimeoutError, LazyContext } from "./handler.js";
+import { type Settlement, type WorkerSource, workerSource } from "./source.js";
 import { describeThrown, UnrecoverableError } from "./thrown.js";
-import type { Job, JobQueue, Settlement } from "./types.js";
+import type { Job, JobQueue } from "./types.js";
 import { checkTimeout } from "./validate.js";
-
-export interface HandlerContext {
-  /**
-   * Aborted when the job's lease is lost (the job was cancelled or reaped), when the attempt
-   * timed out, or when `stop({ timeoutMs })` gave up waiting: its outcome will be dropped.
-   */
-  signal: AbortSignal;
-}
-
-export type Handler<P = unknown> = (job: Job<P>, context: HandlerContext) => unknown | Promise<unknown>;
-// biome-ignore lint/suspicious/noExplicitAny: a handler declares its own payload type; any lets Handler<Foo> fit
-export type Handlers = Record<string, Handler<any>>;
 
 export interface WorkerOptions {
   /** Handlers running at once. */
@@ -73,15 +63,7 @@ export interface StopOptions {
   timeoutMs?: number;
 }
 
-/** The error of an attempt that outlived its time limit. */
-export class JobTimeoutError extends Error {
-  override name = "JobTimeoutError";
-  constructor(readonly timeoutMs: number) {
-    super(`timed out after ${timeoutMs} ms`);
-  }
-}
-
-export { UnrecoverableError };
+export { type Handler, type HandlerContext, type Handlers, JobTimeoutError, UnrecoverableError };
 
 export class Worker extends EventEmitter {
   readonly id: string;
@@ -111,6 +93,8 @@ export class Worker extends EventEmitter {
   private unsubscribe: (() => void) | null = null;
   private idleWaiters: Array<() => void> = [];
   private stopping: Promise<void> | null = null;
+  /** The queue's worker side (claims, leases, outcomes), which its public type does not show. */
+  private readonly source: WorkerSource;
 
   constructor(
     readonly queue: JobQueue,
@@ -118,6 +102,7 @@ export class Worker extends EventEmitter {
     options: WorkerOptions = {},
   ) {
     super();
+    this.source = workerSource(queue);
     if (handlers === null || typeof handlers !== "object") {
       throw new InvalidArgumentError("handlers", "must be an object mapping job types to functions");
     }
@@ -155,7 +140,7 @@ export class Worker extends EventEmitter {
     if (this.running) return this;
     this.running = true;
     this.stopping = null;
-    this.unsubscribe = this.queue.onAdded(() => this.wake());
+    this.unsubscribe = this.source.onAdded(() => this.wake());
     this.leaseTimer = setInterval(() => this.renewLeases(), Math.max(10, Math.floor(this.leaseMs / 3)));
     this.leaseTimer.unref();
     this.wake();
@@ -178,7 +163,7 @@ export class Worker extends EventEmitter {
     this.pollTimer = null;
     this.stopping = (async () => {
       const unstarted = this.buffer.splice(0);
-      if (unstarted.length > 0) this.guard(() => this.queue.release(this.id, unstarted));
+      if (unstarted.length > 0) this.guard(() => this.source.release(this.id, unstarted));
       const deadline = limit === null ? null : performance.now() + limit;
       while (this.inFlight > 0) {
         const left = deadline === null ? null : deadline - performance.now();
@@ -227,14 +212,14 @@ export class Worker extends EventEmitter {
   /** Tops up the local buffer; if the queue had nothing, polls again later. */
   private fill(): void {
     if (!this.running || this.buffer.length >= this.concurrency) return;
-    const now = this.queue.now();
+    const now = this.source.now();
     if (now - this.lastReap >= this.reapIntervalMs) {
       this.lastReap = now;
-      this.guard(() => this.queue.reapExpired());
+      this.guard(() => this.source.reapExpired());
     }
     // Whole batches: one claim transaction per batchSize jobs, taken when the buffer runs low.
     const room = this.batchSize;
-    const claimed = this.guard(() => this.queue.claim(this.id, room, this.leaseMs, this.types)) ?? [];
+    const claimed = this.guard(() => this.source.claim(this.id, room, this.leaseMs, this.types)) ?? [];
     for (const job of claimed) this.buffer.push(job);
     this.drained = claimed.length < room;
     if (claimed.length === 0 && this.inFlight === 0 && this.buffer.length === 0) this.schedulePoll();
@@ -250,7 +235,7 @@ export class Worker extends EventEmitter {
 
   private dispatch(): void {
     const lapsed: Job[] = [];
-    const now = this.buffer.length > 0 ? this.queue.now() : 0;
+    const now = this.buffer.length > 0 ? this.source.now() : 0;
     while (this.inFlight < this.concurrency && this.buffer.length > 0) {
       const job = this.buffer.shift()!;
       // A buffered job whose lease may have lapsed may have been reaped and claimed by another
@@ -268,7 +253,7 @@ export class Worker extends EventEmitter {
         }),
       );
     }
-    if (lapsed.length > 0) this.guard(() => this.queue.release(this.id, lapsed));
+    if (lapsed.length > 0) this.guard(() => this.source.release(this.id, lapsed));
   }
 
   private async run(job: Job): Promise<void> {
@@ -359,7 +344,7 @@ export class Worker extends EventEmitter {
   private flush(): void {
     if (this.outcomes.length === 0) return;
     const batch = this.outcomes.splice(0);
-    const result = this.guard(() => this.queue.settle(this.id, batch));
+    const result = this.guard(() => this.source.settle(this.id, batch));
     if (!result) {
       // The write failed (and was already retried): keep the outcomes for the next flush.
       this.outcomes.unshift(...batch);
@@ -389,8 +374,8 @@ export class Worker extends EventEmitter {
 
   private renewLeases(): void {
     if (this.held === 0) return;
-    const from = this.queue.now();
-    const renewed = this.guard(() => this.queue.extendLeases(this.id, this.leaseMs));
+    const from = this.source.now();
+    const renewed = this.guard(() => this.source.extendLeases(this.id, this.leaseMs));
     if (renewed === undefined) return;
     const held = new Set(renewed);
     for (const [job, context] of this.contexts) {
@@ -399,7 +384,7 @@ export class Worker extends EventEmitter {
     }
     // A buffered job whose lease was still valid when the renewal ran cannot have been reaped, so the
     // renewal extended it; any other may be gone, and keeps its old expiry so dispatch drops it.
-    const after = this.queue.now();
+    const after = this.source.now();
     for (const job of this.buffer) {
       if (job.leaseExpiresAt !== null && job.leaseExpiresAt >= after)
         job.leaseExpiresAt = from + this.leaseMs;
@@ -413,29 +398,6 @@ export class Worker extends EventEmitter {
       if (this.listenerCount("error") > 0) this.emit("error", err);
       return undefined;
     }
-  }
-}
-
-/**
- * A handler's context whose AbortController is made only if the handler reads
- * `signal`: most handlers never do, and one controller per job costs a
- * measurable share of a fast queue's throughput.
- */
-class LazyContext implements HandlerContext {
-  private controller: AbortController | undefined;
-  private reason: Error | undefined;
-
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.reason) this.controller.abort(this.reason);
-    }
-    return this.controller.signal;
-  }
-
-  abort(reason: Error): void {
-    this.reason ??= reason;
-    this.controller?.abort(reason);
   }
 }
 

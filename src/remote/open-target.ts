@@ -28,7 +28,10 @@ export function openTarget(url: unknown, options: TargetOptions = {}): RemoteTar
   if (options === null || typeof options !== "object")
     throw new InvalidArgumentError("options", "must be an object");
   if (options.d1 !== undefined && !url.startsWith("d1:")) {
-    throw new InvalidArgumentError("target", "--local, --remote and --config apply to d1:NAME targets only");
+    throw new InvalidArgumentError(
+      "target",
+      "its options (local, remote, config) apply to d1:NAME targets only",
+    );
   }
   if (url.startsWith("sqlite:")) return new SqliteTarget(url.slice("sqlite:".length));
   if (url.startsWith("postgres://") || url.startsWith("postgresql://")) return new PostgresTarget(url);

@@ -38,7 +38,7 @@ function splitOnce(s: string, sep: string): [string, string | undefined] {
   return at < 0 ? [s, undefined] : [s.slice(0, at), s.slice(at + 1)];
 }
 
-/** D1 runs wrangler in the configuration's folder: without --config the daemon would use its own. */
+/** D1 runs wrangler in the configuration's folder: without d1.config the daemon would use its own. */
 export function checkD1(url: unknown, d1: D1Options | undefined): D1Options | null {
   const isD1 = typeof url === "string" && url.startsWith("d1:");
   if (!isD1) {
@@ -48,9 +48,9 @@ export function checkD1(url: unknown, d1: D1Options | undefined): D1Options | nu
   if (d1 === null || typeof d1 !== "object" || typeof d1.config !== "string" || d1.config === "")
     throw new InvalidArgumentError(
       "config",
-      "a registered d1:NAME target needs the wrangler configuration file (--config)",
+      "a registered d1:NAME target needs the wrangler configuration file (d1.config; --d1-config on the command line)",
     );
-  if (d1.local && d1.remote) throw new InvalidArgumentError("d1", "--local and --remote exclude each other");
+  if (d1.local && d1.remote) throw new InvalidArgumentError("d1", "local and remote exclude each other");
   return { ...(d1.remote ? { remote: true } : { local: true }), config: resolve(d1.config) };
 }
 

@@ -36,10 +36,10 @@ import type { Clock } from "./hlc.js";
 import { isNodeId } from "./hlc.js";
 import { type Authorizer, Checker, type Incoming, NotTrackedHereError } from "./incoming.js";
 import { type ChangeLog, decodeRowValues, type Entry, encodeRowValues } from "./log.js";
+import { Materializer } from "./materialize.js";
 import {
   ALIVE_N,
   type Cell,
-  isLive,
   liveValues,
   mergeOne,
   newState,
@@ -96,6 +96,7 @@ export class Applier {
   private readonly checker: Checker;
   private readonly resolver: Resolver;
   private readonly retrier: Retrier;
+  private readonly materializer: Materializer;
 
   constructor(
     private readonly store: Store,
@@ -106,6 +107,7 @@ export class Applier {
   ) {
     this.checker = new Checker(store.db, clock, catalog, relay);
     this.conflicts = new Conflicts(store.db);
+    this.materializer = new Materializer(store.db);
     this.resolver = new Resolver(store.db, catalog, log, clock, this.conflicts, new ForeignKeys(store.db));
     this.retrier = new Retrier(store.db, this.conflicts, (changes, from) => this.applyIn(changes, from));
   }
@@ -291,8 +293,7 @@ export class Applier {
     const db = this.store.db;
     const both = (states: RowState[]) =>
       db.transaction(() => {
-        this.writeLog(states, from);
-        this.materialize(states);
+        this.writeLog(states, from, this.materializer.write(states));
       })();
     try {
       both(live);
@@ -407,18 +408,30 @@ export class Applier {
 
   /**
    * Drops what the new row entries made dead, then writes the winners: with
-   * no value where the table will hold it, with their value where it will not.
+   * no value where the table will hold it, with their value where it will not;
+   * a live row entry with the fingerprint of what its table row now holds
+   * (`fps`, from the Materializer), read back from the table where unknown,
+   * or ingest and reconciliation would take the row for a local write.
    */
-  private writeLog(rows: RowState[], from: string | null): void {
+  private writeLog(rows: RowState[], from: string | null, fps: Map<RowState, Buffer | null>): void {
     const flat: unknown[] = [];
-    const put = (s: RowState, e: Entry, val: SqlValue, src: string | null, vals: string | null = null) =>
-      flat.push(s.t.id, s.key, e.col, val, e.hlc, e.origin, e.seq, src, vals);
+    const readBack: RowState[] = [];
+    const put = (
+      s: RowState,
+      e: Entry,
+      val: SqlValue,
+      src: string | null,
+      vals: string | null = null,
+      fp: Buffer | null = null,
+    ) => flat.push(s.t.id, s.key, e.col, val, e.hlc, e.origin, e.seq, src, vals, fp);
     for (const s of rows) {
       if (s.dropped && s.row) this.log.prune(s.t.id, s.key, s.row.hlc, s.row.origin);
       const alive = s.row?.val === ALIVE_N;
       const inTable = alive && !s.t.relayed;
+      const fp = inTable && s.won.size > 0 ? (fps.get(s) ?? null) : null;
+      if (inTable && s.won.size > 0 && (fp === null || !s.won.has(ROW))) readBack.push(s);
       for (const e of s.won.values()) {
-        if (e.col === ROW) put(s, e, e.val, from, alive && s.t.relayed ? implicitValues(s) : null);
+        if (e.col === ROW) put(s, e, e.val, from, alive && s.t.relayed ? implicitValues(s) : null, fp);
         else put(s, e, inTable && s.t.columnSet.has(e.col) ? null : e.val, from);
       }
       if (s.wasAlive && !alive && !s.t.relayed) {
@@ -428,76 +441,7 @@ export class Applier {
       }
     }
     this.log.putMany(flat);
-  }
-
-  /**
-   * Writes each touched row as the merged log says it is: a new or re-inserted
-   * row whole, many rows per statement; a change to some columns of an
-   * existing row as an UPDATE of those columns (an insert of them would meet
-   * NOT NULL before ON CONFLICT); a row the table turns out to lack, whole.
-   */
-  private materialize(rows: RowState[]): void {
-    const db = this.store.db;
-    const groups = new Map<TrackedTable, SqlValue[]>();
-    const partial = new Map<
-      string,
-      { t: TrackedTable; names: string[]; states: RowState[]; flat: SqlValue[] }
-    >();
-    const whole = (s: RowState) => {
-      let flat = groups.get(s.t);
-      if (!flat) {
-        flat = [];
-        groups.set(s.t, flat);
-      }
-      for (const p of s.parts) flat.push(p);
-      const row = s.row as Entry;
-      for (const c of s.t.columns) {
-        const e = s.cols.get(c);
-        flat.push(isLive(e, row) ? e.val : rowsOf(db, s.t).defaultOf(c));
-      }
-    };
-    for (const s of rows) {
-      if (s.t.relayed) continue;
-      const alive = s.row?.val === ALIVE_N;
-      if (!alive) {
-        if (s.rowChanged && s.wasAlive) rowsOf(db, s.t).remove(s.parts);
-        continue;
-      }
-      if (s.rowChanged || !s.wasAlive) {
-        whole(s);
-        continue;
-      }
-      const names = s.t.columns.filter((c) => s.won.has(c));
-      if (names.length === 0) continue;
-      const id = `${s.t.id}\u0000${names.join("\u0000")}`;
-      let g = partial.get(id);
-      if (!g) {
-        g = { t: s.t, names, states: [], flat: [] };
-        partial.set(id, g);
-      }
-      g.states.push(s);
-      const row = s.row as Entry;
-      for (const p of s.parts) g.flat.push(p);
-      for (const c of names) {
-        const e = s.cols.get(c);
-        g.flat.push(isLive(e, row) ? e.val : rowsOf(db, s.t).defaultOf(c));
-      }
-    }
-    for (const g of partial.values()) {
-      const rowWriter = rowsOf(db, g.t);
-      if (rowWriter.updateMany(g.names, g.flat) === g.states.length) continue;
-      // Some row is missing from the table although the log has it: find which, and insert it whole.
-      for (const s of g.states) {
-        if (rowWriter.read(s.parts) === null) whole(s);
-      }
-    }
-    for (const [t, flat] of groups) rowsOf(db, t).upsert(t.columns, flat);
-    // The rows written here get fingerprints of what they hold now (fingerprint.ts),
-    // or ingest and reconciliation would take them for local writes.
-    refreshFingerprints(
-      db,
-      rows.filter((s) => s.won.size > 0 && s.row?.val === ALIVE_N),
-    );
+    refreshFingerprints(this.store.db, readBack);
   }
 }
 

@@ -83,7 +83,7 @@ export interface LogStats {
 const DEFAULT_LIMIT = 1000;
 const LOAD_CHUNK = 256;
 const PUT_CHUNK = 64;
-const PUT_WIDTH = 9;
+const PUT_WIDTH = 10;
 const LOCAL_WIDTH = 8;
 const CURSOR = /^(0|[1-9][0-9]{0,17})$/;
 
@@ -239,9 +239,9 @@ export class ChangeLog {
   }
 
   /**
-   * Upserts many entries, PUT_CHUNK per statement, given flat: 9 values per
-   * entry (tbl, pk, col, val, hlc, origin, seq, src, vals). Each (table, key,
-   * column) at most once.
+   * Upserts many entries, PUT_CHUNK per statement, given flat: 10 values per
+   * entry (tbl, pk, col, val, hlc, origin, seq, src, vals, fp). Each (table,
+   * key, column) at most once.
    */
   putMany(flat: unknown[]): void {
     const per = PUT_CHUNK * PUT_WIDTH;
@@ -255,11 +255,11 @@ export class ChangeLog {
     let st = this.puts.get(rows);
     if (!st) {
       st = this.db.prepare(
-        `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq, src, vals)
-         VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}
+        `INSERT INTO tw_log (tbl, pk, col, val, hlc, origin, seq, src, vals, fp)
+         VALUES ${Array.from({ length: rows }, () => "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}
          ON CONFLICT (tbl, pk, col) DO UPDATE SET
            val = excluded.val, hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq,
-           src = excluded.src, vals = excluded.vals`,
+           src = excluded.src, vals = excluded.vals, fp = excluded.fp`,
       );
       this.puts.set(rows, st);
     }

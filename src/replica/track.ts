@@ -188,7 +188,7 @@ export class Tracker {
       if (e.col !== ROW || !e.vals) continue;
       for (const [col, val] of decodeRowValues(e.vals)) {
         if (own.has(`${keyString(e.pk)}\u0000${col}`)) continue;
-        flat.push(t.id, e.pk, col, val, e.hlc, e.origin, e.seq, e.src ?? null, null);
+        flat.push(t.id, e.pk, col, val, e.hlc, e.origin, e.seq, e.src ?? null, null, null);
       }
     }
     this.log.putMany(flat);

@@ -182,6 +182,9 @@ export const liveMessage = z.strictObject({
   buckets: z.array(bucket),
 });
 
+/** A subscription to the hub's notices on its WebSocket endpoint (GET /v1/ws), answered with the same. */
+export const subscribeRequest = z.strictObject({ buckets });
+
 /** An error answer from the hub. */
 export const errorResponse = z.object({
   error: z.object({ code: z.string(), message: z.string() }),

@@ -24,16 +24,21 @@
  * once (logger, "warning" event), and says so when a cycle succeeds again
  * ("recovered"). Events: "synced" (a CycleResult), "failed" (the error, and
  * the delay before the next try), "warning", "recovered", "progress", "status".
+ * The parts it composes: the handshake's terms (handshake.ts), the loop and
+ * its timer (sync-loop.ts, sync-schedule.ts), the legs (transfer.ts), the
+ * warning after a streak of failures (failure-streak.ts).
  */
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { type CursorKey, CursorStore } from "../cursor-store.js";
-import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { InvalidArgumentError } from "../errors.js";
 import { syncChanges, syncCycleDuration, syncCycles, syncLastSuccess } from "../metrics.js";
 import type { Replica } from "../replica/replica.js";
-import { detached, inSpan } from "../trace.js";
+import { inSpan } from "../trace.js";
 import { FailureStreak } from "./failure-streak.js";
-import { CAPABILITIES, DEFAULT_LIMITS, PROTOCOL_VERSION, ProtocolError } from "./protocol.js";
+import { shakeHands } from "./handshake.js";
+import { DEFAULT_LIMITS } from "./protocol.js";
+import { SyncLoop } from "./sync-loop.js";
 import {
   type CycleResult,
   type InitialSyncOptions,
@@ -81,25 +86,19 @@ export class SyncManager extends EventEmitter<Events> {
   readonly pullIntervalMs: number;
   readonly warnAfterFailures: number;
   readonly retry: Required<RetryOptions>;
-  private readonly schedule: SyncSchedule;
   private batchSize: number;
   private readonly cursors: CursorStore;
   private hubNodeId: string | null = null;
   /** The hub's last sequence number at the last handshake, if it said. */
   private hubHead: string | undefined;
   private live = false;
-  private unsubscribe: (() => void) | null = null;
   private running: Promise<CycleResult> | null = null;
   private queued: Promise<CycleResult> | null = null;
   /** The legs the queued cycle will run: those of every call that joined it. */
   private readonly wanted = new Set<LegName>();
-  /** `start`'s promise, until the loop's first handshake settles it. */
-  private starting: { resolve: () => void; reject: (error: Error) => void } | null = null;
   private limits = DEFAULT_LIMITS;
   private retryIn = 0;
-  private timer: NodeJS.Timeout | null = null;
-  private keepAlive: NodeJS.Timeout | null = null;
-  private started = false;
+  private readonly loop: SyncLoop;
   private readonly streak: FailureStreak;
   private current: SyncStatus = { state: "idle", failures: 0 };
 
@@ -126,7 +125,16 @@ export class SyncManager extends EventEmitter<Events> {
     });
     this.cursors = options.cursors ?? new CursorStore(replica.store, { flushIntervalMs: 0 });
     const legs = BOTH.filter((l) => this.direction === "both" || this.direction === l);
-    this.schedule = new SyncSchedule(legs, { push: this.pushIntervalMs, pull: this.pullIntervalMs });
+    const schedule = new SyncSchedule(legs, { push: this.pushIntervalMs, pull: this.pullIntervalMs });
+    this.loop = new SyncLoop(schedule, {
+      run: (l) => this.run(l),
+      retryIn: () => this.retryIn,
+      subscribe: () =>
+        this.transport.subscribe?.(this.buckets, () => {
+          if (this.loop.started && this.direction !== "push") this.loop.kick(["pull"]);
+        }) ?? null,
+      armed: (at) => this.setStatus({ ...this.current, nextAt: at }),
+    });
   }
 
   get status(): SyncStatus {
@@ -190,82 +198,15 @@ export class SyncManager extends EventEmitter<Events> {
    * loop is stopped again; a manager already started rejects at once.
    */
   start(): Promise<void> {
-    if (this.started)
-      return Promise.reject(
-        new TidewireError("the sync loop is already started; stop() it first", "ERR_ALREADY_STARTED"),
-      );
-    this.started = true;
-    // A started loop keeps its process alive even while a call waits on a socket Node does not count.
-    this.keepAlive = setInterval(() => {}, 60_000);
-    const first = new Promise<void>((resolve, reject) => {
-      this.starting = { resolve, reject };
-    });
-    this.schedule.restart(Date.now());
-    this.kick(this.schedule.legs);
-    return first;
+    return this.loop.start();
   }
 
   /** Stops the loop, waits for the cycle in flight, flushes cursors. Idempotent. */
   async stop(): Promise<void> {
-    this.halt();
+    this.loop.halt();
     while (this.running || this.queued) await (this.queued ?? this.running)?.catch(() => {});
     this.cursors.flushDirty();
     this.setStatus({ ...this.current, nextAt: undefined });
-  }
-
-  /** Drops the loop's timer, handle and subscription: nothing more starts, the cycle in flight runs on. */
-  private halt(): void {
-    this.started = false;
-    if (this.keepAlive) clearInterval(this.keepAlive);
-    this.keepAlive = null;
-    this.unsubscribe?.();
-    this.unsubscribe = null;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-  }
-
-  /** Settles `start`'s promise once: an accepted first handshake subscribes, a failed one stops the loop. */
-  private settleStart(error: Error | null): void {
-    const starting = this.starting;
-    if (!starting) return;
-    this.starting = null;
-    if (error) {
-      this.halt();
-      starting.reject(error);
-      return;
-    }
-    if (this.started && this.transport.subscribe) {
-      this.unsubscribe = this.transport.subscribe(this.buckets, () => {
-        if (this.started && this.direction !== "push") this.kick(["pull"]);
-      });
-    }
-    starting.resolve();
-  }
-
-  /** Runs `legs` now, then re-arms the timer whatever happened. */
-  private kick(legs: readonly LegName[]): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    detached(() => this.run(legs))
-      .then(
-        () => this.schedule.ran(legs, Date.now()),
-        () => this.schedule.failed(Date.now(), this.retryIn),
-      )
-      .then(() => this.arm())
-      .catch(() => {});
-  }
-
-  /**
-   * Sets the timer for the next leg due, even while another cycle runs (its
-   * firing then queues one more): a loop whose timer was skipped would leave
-   * nothing to wake it, and a CLI process with no timer exits.
-   */
-  private arm(): void {
-    if (!this.started) return;
-    if (this.timer) clearTimeout(this.timer);
-    const at = this.schedule.nextAt();
-    this.timer = setTimeout(() => this.kick(this.schedule.due(Date.now())), Math.max(0, at - Date.now()));
-    this.setStatus({ ...this.current, nextAt: at });
   }
 
   /** A cycle in a span of its own (when tracing is on), with its push and pull legs as children. */
@@ -306,7 +247,7 @@ export class SyncManager extends EventEmitter<Events> {
     try {
       const hub = await this.handshake();
       shook = true;
-      this.settleStart(null);
+      this.loop.settleStart(null);
       const leg = {
         replica: this.replica,
         transport: this.transport,
@@ -367,8 +308,8 @@ export class SyncManager extends EventEmitter<Events> {
           ? this.retry.maxMs
           : this.streak.backoff(this.retry);
       // A first handshake that failed stops the loop before anyone hears of a next try.
-      if (!shook) this.settleStart(error);
-      this.emit("failed", error, this.started ? this.retryIn : undefined);
+      if (!shook) this.loop.settleStart(error);
+      this.emit("failed", error, this.loop.started ? this.retryIn : undefined);
       if (warn) this.streak.warn(error);
       throw error;
     } finally {
@@ -380,39 +321,13 @@ export class SyncManager extends EventEmitter<Events> {
 
   private async handshake(): Promise<string> {
     if (this.hubNodeId) return this.hubNodeId;
-    let answer: Awaited<ReturnType<Transport["handshake"]>>;
-    try {
-      answer = await this.transport.handshake({
-        nodeId: this.replica.nodeId,
-        protocolVersion: PROTOCOL_VERSION,
-        buckets: this.buckets,
-        capabilities: [...CAPABILITIES],
-      });
-    } catch (err) {
-      if (err instanceof HubRefusedError && err.code === "ERR_PROTOCOL_VERSION") {
-        throw new ProtocolError(`the hub refused the handshake: ${err.message}`, err.code);
-      }
-      throw err;
-    }
-    if (answer.protocolVersion !== PROTOCOL_VERSION) {
-      throw new ProtocolError(
-        `the hub refused the handshake: ${answer.reason ?? `it speaks protocol version ${answer.protocolVersion}, this client ${PROTOCOL_VERSION}`}`,
-        "ERR_PROTOCOL_VERSION",
-      );
-    }
-    // Our version, refused all the same (a hub of another make): its reason, not a version's code.
-    if (!answer.accepted) {
-      throw new ProtocolError(
-        `the hub refused the handshake: ${answer.reason ?? "it gave no reason"}`,
-        "ERR_HANDSHAKE_REFUSED",
-      );
-    }
-    this.batchSize = Math.min(this.batchSize, answer.limits.maxRows);
-    this.limits = answer.limits;
-    this.live = answer.capabilities.includes("live");
-    this.hubHead = answer.head;
-    this.hubNodeId = answer.hubNodeId;
-    return answer.hubNodeId;
+    const terms = await shakeHands(this.transport, this.replica, this.buckets);
+    this.batchSize = Math.min(this.batchSize, terms.limits.maxRows);
+    this.limits = terms.limits;
+    this.live = terms.live;
+    this.hubHead = terms.head;
+    this.hubNodeId = terms.hubNodeId;
+    return terms.hubNodeId;
   }
 
   private key(hub: string, direction: "push" | "pull"): CursorKey {

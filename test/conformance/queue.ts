@@ -8,6 +8,7 @@
 import { describe } from "vitest";
 import { addingCases } from "./queue/adding.js";
 import { badInputCases } from "./queue/bad-input.js";
+import { movingCases } from "./queue/moving.js";
 import { periodicCases } from "./queue/periodic.js";
 import { readingCases } from "./queue/reading.js";
 import { settlingCases } from "./queue/settling.js";
@@ -21,6 +22,7 @@ export function queueSuite(impl: QueueImpl): void {
     addingCases(impl);
     readingCases(impl);
     settlingCases(impl);
+    movingCases(impl);
     periodicCases(impl);
     badInputCases(impl);
   });

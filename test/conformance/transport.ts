@@ -2,29 +2,78 @@
  * Contract: one suite of SyncManager behaviour every Transport passes (the
  * River/Litestream way: written once, run per backend). A backend is one
  * `TransportBackend`: how to reach a given Hub through it, and whether it
- * carries live notices. The suite shows two replicas converge through the
- * hub (conflicting edits, a delete, no echo), the push cursor moves only on
+ * carries live notices. The suite shows a cycle counts what it moved and
+ * never echoes what it pulled (convergence itself is link.ts's), the push cursor moves only on
  * acknowledgement, a push whose answer is lost is sent again and applied
  * once, an initial sync cut mid-way resumes in a reopened replica, a refused
- * handshake fails with the refusal's class and changes nothing, and (live
- * transports) a notice makes a client pull at once. A new transport is one
- * more line in test/sync.transports.test.ts.
+ * handshake fails with the refusal's class and changes nothing, another
+ * protocol version is refused on both sides, the hub's head reaches a client
+ * that asks, a manager backs off while the link is down and recovers, (wire
+ * transports) a wrong token is a HubAuthError and a body over the hub's limit
+ * a 413, and (live transports) a notice makes a client pull at once.
+ * `transportLink` makes a backend a SyncLink, so the convergence suite
+ * (link.ts) runs over it too. A new transport is one more line in
+ * test/sync.transports.test.ts.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { CursorStore } from "../../src/cursor-store.js";
-import type { Hub } from "../../src/hub/hub.js";
+import { Hub } from "../../src/hub/hub.js";
 import type { Replica } from "../../src/replica/replica.js";
+import { ProtocolError } from "../../src/sync/protocol.js";
 import { SyncManager, type SyncPosition } from "../../src/sync/sync-manager.js";
-import { HubBucketError, type Transport } from "../../src/sync/transport.js";
+import { HubAuthError, HubBucketError, HubRefusedError, type Transport } from "../../src/sync/transport.js";
 import { useTempDirs, waitFor } from "../helpers.js";
 import { hubOn, openItems, rows } from "../sync-helpers.js";
+import { forgetCursors, type JoinOptions, type SyncLink } from "./link.js";
 
 export interface TransportBackend {
   name: string;
-  /** A new transport to `hub`; what it opened is handed to `defer` to be closed after the test. */
-  connect(hub: Hub, defer: (close: () => unknown) => void): Promise<Transport>;
+  /**
+   * A new transport to `hub` (with `token` instead of the right one, when
+   * given); what it opened is handed to `defer` to be closed after the test.
+   */
+  connect(hub: Hub, defer: (close: () => unknown) => void, token?: string): Promise<Transport>;
   /** The transport offers `subscribe` (the hub's live notices). */
   live: boolean;
+  /** The hub checks a bearer token and a body limit on this transport (a wire, not a function call). */
+  wire: boolean;
+}
+
+/** A SyncLink (test/conformance/link.ts) of SyncManagers over `backend`, through one hub. */
+export function transportLink(backend: TransportBackend): SyncLink {
+  return {
+    name: `SyncManager + ${backend.name}`,
+    available: async () => true,
+    async network(_dir, open, defer) {
+      const hub = new Hub(open("hub"));
+      const members = new Map<Replica, { m: SyncManager; options: JoinOptions }>();
+      const join = async (r: Replica, options: JoinOptions = {}) => {
+        const m = new SyncManager(r, await backend.connect(hub, defer), options);
+        defer(() => m.stop());
+        members.set(r, { m, options });
+      };
+      return {
+        join,
+        async settle(done, what) {
+          for (let round = 0; round < 30; round++) {
+            let moved = 0;
+            for (const { m } of members.values()) {
+              const r = await m.syncOnce();
+              moved += r.pushed + r.pulled;
+            }
+            if (moved === 0 && done()) return;
+          }
+          throw new Error(`${what}: not after 30 rounds of syncOnce`);
+        },
+        async rejoin(r) {
+          const { m, options } = members.get(r)!;
+          await m.stop();
+          forgetCursors(r);
+          await join(r, options);
+        },
+      };
+    },
+  };
 }
 
 type ManagerOptions = ConstructorParameters<typeof SyncManager>[2];
@@ -43,7 +92,7 @@ export function transportSuite(backend: TransportBackend): void {
       defer(() => r.close());
       return r;
     }
-    function hub(dir: string, limits?: { maxRows?: number }): Hub {
+    function hub(dir: string, limits?: { maxRows?: number; maxBytes?: number }): Hub {
       const h = hubOn(dir, "hub", limits);
       defer(() => h.replica.close());
       return h;
@@ -55,7 +104,7 @@ export function transportSuite(backend: TransportBackend): void {
       return { m, transport };
     }
 
-    it("converges two replicas through the hub, conflicting edits and a delete included, with no echo", async () => {
+    it("counts what it pushed and pulled, keeps the hub's copy, and never echoes what it pulled", async () => {
       const dir = tempDir();
       const h = hub(dir);
       const [a, b] = [replica(dir, "a"), replica(dir, "b")];
@@ -64,28 +113,11 @@ export function transportSuite(backend: TransportBackend): void {
       a.store.db.exec("INSERT INTO items VALUES (1, 'pen', 1), (2, 'cup', 2)");
       expect(await ma.syncOnce()).toMatchObject({ pushed: 2, pulled: 0 });
       expect(await mb.syncOnce()).toMatchObject({ pushed: 0, pulled: 2, applied: 2 });
-      // What b pulled from the hub is not pushed back to it.
+      // What b pulled from the hub is not pushed back to it, nor pulled again by a.
       expect(await mb.syncOnce()).toMatchObject({ pushed: 0, pulled: 0 });
-      a.store.db.exec(
-        "UPDATE items SET name = 'red pen' WHERE id = 1; UPDATE items SET qty = 10 WHERE id = 2",
-      );
-      // b's edits come later on the wall clock, so they win the conflicts.
-      const after = Date.now();
-      await waitFor(() => Date.now() > after, "the clock to move");
-      b.store.db.exec(
-        "UPDATE items SET name = 'blue pen', qty = 7 WHERE id = 1; DELETE FROM items WHERE id = 2",
-      );
-      b.store.db.exec("INSERT INTO items VALUES (3, 'ink', 3)");
-      for (let i = 0; i < 2; i++) {
-        await ma.syncOnce();
-        await mb.syncOnce();
-      }
-      expect(rows(a)).toEqual([
-        { id: 1, name: "blue pen", qty: 7 },
-        { id: 3, name: "ink", qty: 3 },
-      ]);
-      expect(rows(b)).toEqual(rows(a));
+      expect(await ma.syncOnce()).toMatchObject({ pushed: 0, pulled: 0 });
       expect(rows(h.replica)).toEqual(rows(a));
+      expect(rows(b)).toEqual(rows(a));
       expect(ma.status).toMatchObject({ state: "idle", failures: 0 });
     });
 
@@ -206,6 +238,141 @@ export function transportSuite(backend: TransportBackend): void {
       expect(
         new CursorStore(a.store).get({ peer: "hub", bucket: "nope", direction: "push" }),
       ).toBeUndefined();
+    });
+
+    it("refuses another protocol version, on both sides", async () => {
+      const dir = tempDir();
+      const h = hub(dir);
+      const a = replica(dir, "a");
+      const { m, transport } = await manager(a, h);
+      const err = await transport
+        .handshake({ nodeId: "a", protocolVersion: 2, buckets: ["default"] })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(HubRefusedError);
+      expect(err).toMatchObject({
+        status: 400,
+        code: "ERR_PROTOCOL_VERSION",
+        message: "protocol version 2 is not supported: this hub speaks version 1",
+      });
+      // A hub of another version, as this client meets it: a ProtocolError with the hub's reason.
+      transport.handshake = async () => ({
+        accepted: false,
+        reason: "protocol version 1 is not supported: this hub speaks version 2",
+        hubNodeId: "hub",
+        protocolVersion: 2,
+        capabilities: [],
+        limits: { maxRows: 10, maxBytes: 1000 },
+      });
+      const refused = await m.syncOnce().catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(ProtocolError);
+      expect((refused as Error).message).toBe(
+        "the hub refused the handshake: protocol version 1 is not supported: this hub speaks version 2",
+      );
+    });
+
+    it("tells the hub's head to a client that asks, and a hub that does not tell leaves the position without one", async () => {
+      const dir = tempDir();
+      const h = hub(dir);
+      h.replica.store.db.prepare("INSERT INTO items VALUES (1, 'one', 1)").run();
+      const a = replica(dir, "a");
+      const { m, transport } = await manager(a, h, { direction: "pull" });
+      const asked = await transport.handshake({
+        nodeId: "a",
+        protocolVersion: 1,
+        buckets: ["default"],
+        capabilities: ["head"],
+      });
+      expect(asked).toMatchObject({ capabilities: ["head"], head: h.replica.head() });
+      // As an older hub would answer: no capability "head", no head.
+      const handshake = transport.handshake.bind(transport);
+      transport.handshake = async (req) => {
+        const { head: _, ...answer } = await handshake(req);
+        return { ...answer, capabilities: answer.capabilities.filter((c) => c !== "head") };
+      };
+      const positions: SyncPosition[] = [];
+      await m.initialSync({ onProgress: (_n, _t, _more, p) => positions.push(p) });
+      expect(positions.length).toBeGreaterThan(0);
+      for (const p of positions) expect(p.head).toBeUndefined();
+      expect(rows(a)).toHaveLength(1);
+    });
+
+    it.runIf(backend.wire)("refuses a wrong token with HubAuthError and changes nothing", async () => {
+      const dir = tempDir();
+      const h = hub(dir);
+      const a = replica(dir, "a");
+      a.store.db.exec("INSERT INTO items VALUES (1, 'pen', 1)");
+      const m = new SyncManager(a, await backend.connect(h, defer, "not-the-token-0000"));
+      defer(() => m.stop());
+      const err = await m.syncOnce().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(HubAuthError);
+      expect(err).toMatchObject({ status: 401, code: "ERR_UNAUTHORIZED" });
+      expect(rows(h.replica)).toEqual([]);
+      expect(new CursorStore(a.store).getAll()).toEqual([]);
+    });
+
+    it.runIf(backend.wire)(
+      "refuses a body over the hub's limit with 413, applies nothing, and works on",
+      async () => {
+        const dir = tempDir();
+        const h = hub(dir, { maxBytes: 16 * 1024 });
+        const a = replica(dir, "a");
+        const { transport } = await manager(a, h);
+        a.store.db.prepare("INSERT INTO items VALUES (1, ?, 1)").run("x".repeat(200 * 1024));
+        const err = await transport
+          .push({ nodeId: "a", changes: a.changesSince(0).changes, cursor: "1" })
+          .catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(HubRefusedError);
+        expect(err).toMatchObject({ status: 413, code: "ERR_BODY_TOO_LARGE" });
+        expect(h.replica.stats().entries).toBe(0);
+        // The link is still good for calls within the limit.
+        expect(
+          await transport.handshake({ nodeId: "a", protocolVersion: 1, buckets: ["default"] }),
+        ).toMatchObject({
+          accepted: true,
+        });
+      },
+    );
+
+    it("backs off exponentially while the link is down, always re-arms, and recovers", async () => {
+      const dir = tempDir();
+      const h = hub(dir);
+      const a = replica(dir, "a");
+      // The interval is past every backoff, so the recovered loop's next try tells the two apart.
+      const { m, transport } = await manager(a, h, {
+        intervalMs: 1_000,
+        retry: { initialMs: 20, maxMs: 160, multiplier: 2, jitter: 0.1 },
+      });
+      let down = false;
+      for (const call of ["handshake", "pull", "push"] as const) {
+        const real = transport[call].bind(transport) as (req: unknown) => Promise<never>;
+        (transport as unknown as Record<string, unknown>)[call] = (req: unknown) =>
+          down
+            ? Promise.reject(
+                Object.assign(new Error("connect ECONNREFUSED (link down)"), { code: "ECONNREFUSED" }),
+              )
+            : real(req);
+      }
+      await m.start();
+      down = true;
+      const delays: number[] = [];
+      m.on("failed", (_err, retryIn) => delays.push(retryIn!));
+      await waitFor(() => delays.length >= 6, "six failed cycles", { timeoutMs: 5_000 });
+      const expected = [20, 40, 80, 160, 160, 160];
+      delays.slice(0, 6).forEach((d, i) => {
+        expect(d).toBeGreaterThanOrEqual(expected[i]! * 0.9 - 1);
+        expect(d).toBeLessThanOrEqual(expected[i]! * 1.1 + 1);
+      });
+      expect(m.status.state).toBe("error");
+      a.store.db.exec("INSERT INTO items VALUES (1, 'pen', 1)");
+      const back = new Promise<number>((r) => m.once("synced", () => r(Date.now())));
+      down = false;
+      const backAt = await back;
+      await waitFor(() => m.status.state === "idle", "recovery", { timeoutMs: 5_000 });
+      expect(rows(h.replica)).toEqual(rows(a));
+      expect(m.status.failures).toBe(0);
+      // Next try is the interval again (from the recovering cycle; a live notice's pull may follow), not a backoff.
+      await waitFor(() => m.status.state === "idle" && (m.status.nextAt ?? 0) > backAt, "the re-armed loop");
+      expect(m.status.nextAt! - backAt).toBeGreaterThanOrEqual(1_000);
     });
 
     it.runIf(backend.live)("pulls at once when the hub says a bucket has new changes", async () => {

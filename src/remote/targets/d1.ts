@@ -72,7 +72,7 @@ export class D1Target implements RemoteTarget {
     if (options === null || typeof options !== "object")
       throw new InvalidArgumentError("d1", "must be an object");
     if (options.local && options.remote)
-      throw new InvalidArgumentError("d1", "--local and --remote exclude each other");
+      throw new InvalidArgumentError("d1", "local and remote exclude each other");
     this.flags = [options.remote ? "--remote" : "--local"];
     let config: string | null = null;
     if (options.config !== undefined) {

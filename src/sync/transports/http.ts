@@ -8,14 +8,15 @@
  * or loses its connection (refused, reset, closed early) is retried up to
  * `retries` times with a doubling pause: every call is safe to repeat, since
  * applying a batch twice changes nothing. A 503 (the hub's database locked by
- * another program) is retried as often, after its Retry-After (10 s at most). An answer is parsed with the
+ * another program) is retried as often, after its Retry-After (10 s at most;
+ * see call-policy.ts, shared with WebSocketTransport). An answer is parsed with the
  * protocol's schemas; a hub refusal becomes a HubRefusedError with the hub's
  * code and message. `subscribe` keeps a WebSocket open, reconnecting with
  * backoff, and reports a change notice (and every reconnection, since a
  * notice may have been missed while it was down).
  */
 import type WebSocket from "ws";
-import { InvalidArgumentError, TidewireError } from "../../errors.js";
+import type { TidewireError } from "../../errors.js";
 import { loadOptional } from "../../optional-deps.js";
 import { injectHeaders } from "../../trace.js";
 import {
@@ -34,67 +35,33 @@ import {
   pushResponse,
 } from "../protocol.js";
 import { HubRefusedError, hubRefusal, type Transport } from "../transport.js";
+import {
+  bearer,
+  type CallOptions,
+  type CallSettings,
+  callSettings,
+  describe,
+  errorCode,
+  hubBase,
+  isConnectionError,
+  retryPauseMs,
+  TransportError,
+} from "./call-policy.js";
 
-export interface HttpTransportOptions {
-  /** Bearer token for the hub. */
-  token?: string;
-  /** Abort a call that has not been answered after this long, ms (default 30 000). */
-  timeoutMs?: number;
-  /** Retries after a connection error (default 3). */
-  retries?: number;
-  /** Pause before the first retry, ms, doubled each time (default 100). */
-  retryDelayMs?: number;
-}
+export type HttpTransportOptions = CallOptions;
 
-/** A call could not be carried to the hub and back. */
-export class TransportError extends TidewireError {
-  constructor(message: string, code = "ERR_TRANSPORT") {
-    super(message, code);
-    this.name = "TransportError";
-  }
-}
-
-const CONNECTION_ERRORS = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "UND_ERR_SOCKET",
-  "UND_ERR_CLOSED",
-]);
+export { TransportError };
 
 export class HttpTransport implements Transport {
   readonly peer: string;
   private readonly base: URL;
-  private readonly token: string | undefined;
-  private readonly timeoutMs: number;
-  private readonly retries: number;
-  private readonly retryDelayMs: number;
+  private readonly settings: CallSettings;
   private readonly sockets = new Set<{ close(): void }>();
 
   constructor(url: string | URL, options: HttpTransportOptions = {}) {
-    let base: URL;
-    try {
-      base = new URL(url);
-    } catch {
-      throw new InvalidArgumentError("url", `is not a URL: ${JSON.stringify(String(url))}`);
-    }
-    if (base.protocol !== "http:" && base.protocol !== "https:") {
-      throw new InvalidArgumentError("url", `must be http: or https:, got ${base.protocol}`);
-    }
-    if (!base.pathname.endsWith("/")) base.pathname += "/";
-    this.base = base;
-    this.peer = base.origin;
-    if (options.token !== undefined && (typeof options.token !== "string" || options.token === "")) {
-      throw new InvalidArgumentError("token", "must be a non-empty string");
-    }
-    this.token = options.token;
-    this.timeoutMs = count("timeoutMs", options.timeoutMs ?? 30_000, 1);
-    this.retries = count("retries", options.retries ?? 3, 0);
-    this.retryDelayMs = count("retryDelayMs", options.retryDelayMs ?? 100, 0);
+    this.base = hubBase(url);
+    this.peer = this.base.origin;
+    this.settings = callSettings(options);
   }
 
   handshake(request: HandshakeRequest): Promise<HandshakeResponse> {
@@ -129,8 +96,8 @@ export class HttpTransport implements Transport {
     const open = (Socket: typeof WebSocket) => {
       if (closed) return;
       const ws = new Socket(url, {
-        headers: this.token ? { authorization: `Bearer ${this.token}` } : {},
-        handshakeTimeout: this.timeoutMs,
+        headers: bearer(this.settings.token),
+        handshakeTimeout: this.settings.timeoutMs,
       });
       socket = ws;
       ws.on("open", () => {
@@ -175,7 +142,7 @@ export class HttpTransport implements Transport {
     const payload = JSON.stringify(body);
     const headers: Record<string, string> = {
       "content-type": "application/json",
-      ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+      ...bearer(this.settings.token),
     };
     // The hub's request span joins this cycle's trace (a no-op while tracing is off).
     injectHeaders(headers);
@@ -187,19 +154,19 @@ export class HttpTransport implements Transport {
           method: "POST",
           headers,
           body: payload,
-          signal: AbortSignal.timeout(this.timeoutMs),
+          signal: AbortSignal.timeout(this.settings.timeoutMs),
         });
         text = await res.text();
       } catch (err) {
         const code = errorCode(err);
         if (code === "TimeoutError") {
           throw new TransportError(
-            `${url.pathname}: no answer from ${this.peer} in ${this.timeoutMs} ms`,
+            `${url.pathname}: no answer from ${this.peer} in ${this.settings.timeoutMs} ms`,
             "ERR_TIMEOUT",
           );
         }
-        if (attempt < this.retries && code !== null && CONNECTION_ERRORS.has(code)) {
-          await new Promise((r) => setTimeout(r, this.retryDelayMs * 2 ** attempt));
+        if (attempt < this.settings.retries && isConnectionError(code)) {
+          await new Promise((r) => setTimeout(r, retryPauseMs(this.settings, attempt)));
           continue;
         }
         throw new TransportError(
@@ -215,9 +182,10 @@ export class HttpTransport implements Transport {
           `${url.pathname}: ${this.peer} answered ${res.status} with a body that is not JSON`,
         );
       }
-      if (res.status === 503 && attempt < this.retries) {
+      if (res.status === 503 && attempt < this.settings.retries) {
         // The hub is up but cannot write now (another program holds its lock): wait as it asks, briefly.
-        await new Promise((r) => setTimeout(r, retryAfterMs(res, this.retryDelayMs * 2 ** attempt)));
+        const asked = Number(res.headers.get("retry-after"));
+        await new Promise((r) => setTimeout(r, retryPauseMs(this.settings, attempt, asked)));
         continue;
       }
       if (!res.ok) {
@@ -233,29 +201,4 @@ export class HttpTransport implements Transport {
       return parse(schema, doc, what) as T;
     }
   }
-}
-
-/** A 503's Retry-After in ms (seconds form only), at least `floorMs`, at most 10 s so a call never stalls long. */
-function retryAfterMs(res: Response, floorMs: number): number {
-  const seconds = Number(res.headers.get("retry-after"));
-  const asked = Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0;
-  return Math.min(10_000, Math.max(floorMs, asked));
-}
-
-function errorCode(err: unknown): string | null {
-  const e = err as { name?: string; code?: string; cause?: { code?: string; name?: string } };
-  if (e?.name === "TimeoutError") return "TimeoutError";
-  return e?.cause?.code ?? e?.code ?? null;
-}
-
-function describe(err: unknown): string {
-  const e = err as Error & { cause?: Error };
-  return e.cause?.message ? `${e.message} (${e.cause.message})` : e.message;
-}
-
-function count(name: string, v: unknown, min: number): number {
-  if (typeof v !== "number" || !Number.isFinite(v) || v < min) {
-    throw new InvalidArgumentError(name, `must be a number >= ${min}, got ${String(v)}`);
-  }
-  return v;
 }

@@ -2,6 +2,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { Job } from "../../../src/index.js";
+import { workerSource } from "../../../src/queue/source.js";
 import type { QueueImpl } from "../queue-impls.js";
 import { claimOne, claimOrder, complete, failFinal, OWNER, queueSetup } from "./kit.js";
 
@@ -72,7 +73,7 @@ export function addingCases(impl: QueueImpl): void {
       const got = q.get(job.id)!;
       (got.payload as { inner: { n: number } }).inner.n = 99;
       got.state = "completed";
-      const [claimed] = q.claim(OWNER, 1, 1000);
+      const [claimed] = workerSource(q).claim(OWNER, 1, 1000);
       (claimed!.payload as { list: number[] }).list.length = 0;
       expect(q.get(job.id)!.payload).toEqual({ list: [1, 2], inner: { n: 1 } });
       expect(q.get(job.id)!.state).toBe("running");
@@ -123,7 +124,7 @@ export function addingCases(impl: QueueImpl): void {
       const d = q.add("d", null, { priority: -1 });
       const e = q.add("e", null, { priority: 0 });
       const f = q.add("f", null, { priority: 5, runAt: t0 - 20 });
-      const claimed = [...q.claim(OWNER, 2, 1000), ...q.claim(OWNER, 10, 1000)];
+      const claimed = [...workerSource(q).claim(OWNER, 2, 1000), ...workerSource(q).claim(OWNER, 10, 1000)];
       expect(claimed.map((j) => j.id)).toEqual([c.id, f.id, b.id, a.id, e.id, d.id]);
     });
 
@@ -139,7 +140,7 @@ export function addingCases(impl: QueueImpl): void {
         startedAt: clock.t,
       });
       expect(q.get(job.id)).toEqual(job);
-      expect(q.claim(OWNER, 10, 5000)).toEqual([]);
+      expect(workerSource(q).claim(OWNER, 10, 5000)).toEqual([]);
     });
 
     it("does not hand out a delayed job before its time", () => {
@@ -150,15 +151,27 @@ export function addingCases(impl: QueueImpl): void {
       const epoch = q.add("epoch", null, { runAt: t0 + 3000 });
       expect(delayed.runAt).toBe(t0 + 1000);
       expect(dated.runAt).toBe(t0 + 2000);
-      expect(q.claim(OWNER, 10, 1000)).toEqual([]);
+      expect(workerSource(q).claim(OWNER, 10, 1000)).toEqual([]);
       clock.advance(999);
-      expect(q.claim(OWNER, 10, 1000)).toEqual([]);
+      expect(workerSource(q).claim(OWNER, 10, 1000)).toEqual([]);
       clock.advance(1);
-      expect(q.claim(OWNER, 10, 1000).map((j) => j.id)).toEqual([delayed.id]);
+      expect(
+        workerSource(q)
+          .claim(OWNER, 10, 1000)
+          .map((j) => j.id),
+      ).toEqual([delayed.id]);
       clock.advance(1500);
-      expect(q.claim(OWNER, 10, 1000).map((j) => j.id)).toEqual([dated.id]);
+      expect(
+        workerSource(q)
+          .claim(OWNER, 10, 1000)
+          .map((j) => j.id),
+      ).toEqual([dated.id]);
       clock.advance(500);
-      expect(q.claim(OWNER, 10, 1000).map((j) => j.id)).toEqual([epoch.id]);
+      expect(
+        workerSource(q)
+          .claim(OWNER, 10, 1000)
+          .map((j) => j.id),
+      ).toEqual([epoch.id]);
     });
 
     it("for any jobs, claims follow (priority desc, runAt, id) over the due ones only", () => {
@@ -199,7 +212,7 @@ export function addingCases(impl: QueueImpl): void {
             const due = added.filter((j) => j.runAt <= clock.t).sort(claimOrder);
             const claimed: Job[] = [];
             for (const n of batches) {
-              const batch = q.claim(OWNER, n, 60_000);
+              const batch = workerSource(q).claim(OWNER, n, 60_000);
               expect(batch.length).toBeLessThanOrEqual(n);
               claimed.push(...batch);
             }

@@ -1,11 +1,14 @@
 /**
  * Contract: the differential property of the queue conformance suite: for
  * any sequence of operations, every queue answers as the first one in the
- * list does and holds the same jobs.
+ * list does and holds the same jobs, and every state a job leaves it for is a
+ * move the state machine (src/queue/states.ts) gives the operation that made it.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { JOB_STATES, type Job, type JobQueue, type JobState, type Settlement } from "../../../src/index.js";
+import { JOB_STATES, type Job, type JobQueue, type JobState } from "../../../src/index.js";
+import { type Settlement, workerSource } from "../../../src/queue/source.js";
+import { isJobMove, type JobMover } from "../../../src/queue/states.js";
 import { ManualClock } from "../../helpers.js";
 import type { QueueImpl } from "../queue-impls.js";
 import { OWNER } from "./kit.js";
@@ -31,6 +34,7 @@ export function queuesAgree(impls: QueueImpl[]): void {
       | { op: "move"; pick: number; to: JobState; from: JobState | null }
       | { op: "retry"; pick: number }
       | { op: "cancel"; pick: number }
+      | { op: "release"; pick: number }
       | { op: "reap" }
       | { op: "cleanup"; olderThanMs: number }
       | {
@@ -93,6 +97,7 @@ export function queuesAgree(impls: QueueImpl[]): void {
       ),
       w(2, fc.record({ op: fc.constant("retry" as const), pick })),
       w(1, fc.record({ op: fc.constant("cancel" as const), pick })),
+      w(1, fc.record({ op: fc.constant("release" as const), pick })),
       w(1, fc.record({ op: fc.constant("reap" as const) })),
       w(1, fc.record({ op: fc.constant("cleanup" as const), olderThanMs: fc.constantFrom(0, 100, 5000) })),
       w(
@@ -132,7 +137,7 @@ export function queuesAgree(impls: QueueImpl[]): void {
           case "advance":
             return clock.advance(o.ms);
           case "claim": {
-            const got = q.claim(OWNER, o.limit, o.leaseMs);
+            const got = workerSource(q).claim(OWNER, o.limit, o.leaseMs);
             held.push(...got);
             return got;
           }
@@ -143,7 +148,7 @@ export function queuesAgree(impls: QueueImpl[]): void {
               o.outcome === "ok"
                 ? { job: job!, ok: true }
                 : { job: job!, ok: false, error: `e${clock.t}`, retry: o.outcome === "retry" };
-            return q.settle(OWNER, [s]);
+            return workerSource(q).settle(OWNER, [s]);
           }
           case "move":
             return q.moveToState(1 + o.pick, o.to, o.from ? { from: o.from } : {});
@@ -151,8 +156,12 @@ export function queuesAgree(impls: QueueImpl[]): void {
             return q.retry(1 + o.pick);
           case "cancel":
             return q.cancel(1 + o.pick);
+          case "release": {
+            if (held.length === 0) return null;
+            return workerSource(q).release(OWNER, held.splice(o.pick % held.length, 1));
+          }
           case "reap":
-            return q.reapExpired();
+            return workerSource(q).reapExpired();
           case "cleanup":
             return q.cleanup({ olderThanMs: o.olderThanMs });
           case "list":
@@ -168,6 +177,31 @@ export function queuesAgree(impls: QueueImpl[]): void {
       }
     }
 
+    /** The operation of the state machine each step is; the others move no job. */
+    const MOVER: Partial<Record<Op["op"], JobMover>> = {
+      claim: "claim",
+      settle: "settle",
+      release: "release",
+      reap: "reapExpired",
+      move: "moveToState",
+      retry: "retry",
+      cancel: "cancel",
+    };
+
+    /** Every job's state, by id. */
+    const states = (q: JobQueue) => new Map(q.list({ limit: 1000 }).map((j) => [j.id, j.state]));
+
+    /** The moves step `o` made on `q` that the state machine does not give its operation. */
+    function strayMoves(before: Map<number, JobState>, after: Map<number, JobState>, o: Op): string[] {
+      const stray: string[] = [];
+      for (const [id, to] of after) {
+        const from = before.get(id);
+        if (from === undefined ? to !== "pending" : from !== to && !isJobMove(from, to, MOVER[o.op]!))
+          stray.push(`job ${id}: ${from ?? "new"} -> ${to} by ${o.op}`);
+      }
+      return stray;
+    }
+
     it("for any sequence of operations, it gives the same answers and holds the same jobs", () => {
       fc.assert(
         fc.property(fc.array(opArb, { minLength: 10, maxLength: 60 }), (ops) => {
@@ -178,10 +212,15 @@ export function queuesAgree(impls: QueueImpl[]): void {
           const a = reference.fresh({ backoff, clock: ref.clock.now });
           const b = impl.fresh({ backoff, clock: other.clock.now });
           try {
+            let before = [states(a.queue), states(b.queue)] as const;
             ops.forEach((o, step) => {
               const want = apply(a.queue, ref.clock, ref.held, o);
               const got = apply(b.queue, other.clock, other.held, o);
               expect(got, `step ${step}: ${JSON.stringify(o)}`).toEqual(want);
+              const after = [states(a.queue), states(b.queue)] as const;
+              expect(strayMoves(before[0], after[0], o), `${reference.name}, step ${step}`).toEqual([]);
+              expect(strayMoves(before[1], after[1], o), `${impl.name}, step ${step}`).toEqual([]);
+              before = after;
             });
             expect(b.queue.list({ limit: 1000 })).toEqual(a.queue.list({ limit: 1000 }));
             expect(b.queue.stats()).toEqual(a.queue.stats());

@@ -5,6 +5,7 @@
  */
 import { expect } from "vitest";
 import type { BackoffOptions, Job, JobQueue } from "../../../src/index.js";
+import { workerSource } from "../../../src/queue/source.js";
 import { ManualClock } from "../../helpers.js";
 import type { QueueImpl } from "../queue-impls.js";
 
@@ -16,17 +17,17 @@ export const OWNER = "test-owner";
 export const claimOrder = (a: Job, b: Job) => b.priority - a.priority || a.runAt - b.runAt || a.id - b.id;
 
 export function claimOne(q: JobQueue, leaseMs = 30_000): Job {
-  const [job] = q.claim(OWNER, 1, leaseMs);
+  const [job] = workerSource(q).claim(OWNER, 1, leaseMs);
   if (!job) throw new Error("nothing to claim");
   return job;
 }
 
 export function complete(q: JobQueue, job: Job): void {
-  expect(q.settle(OWNER, [{ job, ok: true }]).applied).toHaveLength(1);
+  expect(workerSource(q).settle(OWNER, [{ job, ok: true }]).applied).toHaveLength(1);
 }
 
 export function failFinal(q: JobQueue, job: Job, error = "boom"): void {
-  expect(q.settle(OWNER, [{ job, ok: false, error, retry: false }]).applied).toHaveLength(1);
+  expect(workerSource(q).settle(OWNER, [{ job, ok: false, error, retry: false }]).applied).toHaveLength(1);
 }
 
 /** A new queue of `impl` on a manual clock of its own. */

@@ -1,6 +1,7 @@
 /** Contract: queue conformance cases — settle, stats, stuck and cleanup — on one implementation. */
 import { describe, expect, it } from "vitest";
 import type { Job, JobState } from "../../../src/index.js";
+import { workerSource } from "../../../src/queue/source.js";
 import { invalidArgument } from "../../helpers.js";
 import type { QueueImpl } from "../queue-impls.js";
 import { claimOne, complete, DAY, failFinal, OWNER, queueSetup } from "./kit.js";
@@ -12,7 +13,7 @@ export function settlingCases(impl: QueueImpl): void {
       const { q, clock } = setup({ backoff: { baseMs: 100, factor: 3, jitter: 0 } });
       const job = q.add("a", null, { maxAttempts: 3 });
       const settle = (s: { ok: false; error: string; retry: boolean }, j: Job) =>
-        q.settle(OWNER, [{ job: j, ...s }]);
+        workerSource(q).settle(OWNER, [{ job: j, ...s }]);
       const t1 = clock.t;
       expect(settle({ ok: false, error: "e1", retry: true }, claimOne(q)).applied[0]!.final).toBe(false);
       expect(q.get(job.id)).toMatchObject({
@@ -22,7 +23,7 @@ export function settlingCases(impl: QueueImpl): void {
         runAt: t1 + 100,
       });
       clock.advance(99);
-      expect(q.claim(OWNER, 1, 1000)).toEqual([]);
+      expect(workerSource(q).claim(OWNER, 1, 1000)).toEqual([]);
       clock.advance(1);
       const t2 = clock.t;
       settle({ ok: false, error: "e2", retry: true }, claimOne(q));
@@ -47,7 +48,7 @@ export function settlingCases(impl: QueueImpl): void {
       const { q, clock } = setup({ backoff: { baseMs: 100, jitter: 0 } });
       const job = q.add("a", null, { backoff: { baseMs: 7000 } });
       const t = clock.t;
-      q.settle(OWNER, [{ job: claimOne(q), ok: false, error: "x", retry: true }]);
+      workerSource(q).settle(OWNER, [{ job: claimOne(q), ok: false, error: "x", retry: true }]);
       expect(q.get(job.id)!.runAt).toBe(t + 7000);
     });
 
@@ -55,19 +56,32 @@ export function settlingCases(impl: QueueImpl): void {
       const { q } = setup();
       q.add("a");
       const held = claimOne(q);
-      const other = q.settle("someone-else", [{ job: held, ok: true }]);
+      const other = workerSource(q).settle("someone-else", [{ job: held, ok: true }]);
       expect(other.stale).toHaveLength(1);
       expect(q.get(held.id)!.state).toBe("running");
-      expect(q.settle(OWNER, [{ job: { ...held, attempts: 2 }, ok: true }]).stale).toHaveLength(1);
+      expect(workerSource(q).settle(OWNER, [{ job: { ...held, attempts: 2 }, ok: true }]).stale).toHaveLength(
+        1,
+      );
       complete(q, held);
-      expect(q.settle(OWNER, [{ job: held, ok: true }]).stale).toHaveLength(1);
+      expect(workerSource(q).settle(OWNER, [{ job: held, ok: true }]).stale).toHaveLength(1);
+    });
+
+    it("keeps the worker's side out of the queue's public type: workerSource reaches it", () => {
+      const { q } = setup();
+      for (const name of ["claim", "settle", "extendLeases", "release", "reapExpired", "onAdded"]) {
+        expect(name in q, name).toBe(false);
+        expect(typeof (workerSource(q) as unknown as Record<string, unknown>)[name], name).toBe("function");
+      }
+      // @ts-expect-error claims are the worker's, not part of JobQueue
+      expect(q.claim).toBeUndefined();
+      expect(workerSource(q).now()).toBe(q.now());
     });
 
     it("release returns unstarted jobs without spending their attempt", () => {
       const { q } = setup();
       q.addMany([{ type: "a" }, { type: "b" }]);
-      const held = q.claim(OWNER, 2, 1000);
-      expect(q.release(OWNER, held)).toBe(2);
+      const held = workerSource(q).claim(OWNER, 2, 1000);
+      expect(workerSource(q).release(OWNER, held)).toBe(2);
       for (const j of held) {
         expect(q.get(j.id)).toMatchObject({
           state: "pending",
@@ -76,7 +90,7 @@ export function settlingCases(impl: QueueImpl): void {
           startedAt: null,
         });
       }
-      expect(q.release(OWNER, held)).toBe(0);
+      expect(workerSource(q).release(OWNER, held)).toBe(0);
     });
 
     it("stats counts per state, attempts per state, average attempts and the oldest due pending job's age", () => {
@@ -146,7 +160,7 @@ export function settlingCases(impl: QueueImpl): void {
       expect(claimOne(q, 2_000).id).toBe(long.id);
       for (let i = 0; i < 10; i++) {
         clock.advance(1_000);
-        expect(q.extendLeases(OWNER, 2_000)).toEqual([long.id]);
+        expect(workerSource(q).extendLeases(OWNER, 2_000)).toEqual([long.id]);
       }
       expect(q.stuck()).toEqual([]);
       expect(q.stuck({ olderThanMs: 10_001 })).toEqual([]);
