@@ -247,6 +247,8 @@ describe("docs/product.md", () => {
         ),
         // the hub's protocol calls go through one helper that registers a POST
         ...[...text.matchAll(/\broute\(\s*"(\/v1\/[^"]*)"/g)].map((m) => `POST ${m[1]}`),
+        // a WebSocket endpoint is an upgrade of a GET on its path
+        ...[...text.matchAll(/\bpath: "(\/v1\/[^"]*)"/g)].map((m) => `GET ${m[1]}`),
       ]
         .filter((route) => !product.includes(route))
         .map((route) => `route ${route} (${file}) is not in docs/product.md ("HTTP")`),
