@@ -7,7 +7,8 @@
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
-import { CursorStore, idFromAddress, openStore, Peers, type Store } from "../src/index.js";
+import { CursorStore, openStore, type Store } from "../src/index.js";
+import { idFromAddress, Peers } from "../src/sync/index.js";
 import { invalidArgument, useTempDirs } from "./helpers.js";
 
 const tempDir = useTempDirs("tidewire-peers-");

@@ -11,16 +11,8 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import {
-  InvalidArgumentError,
-  metricsRegistry,
-  openTarget,
-  type PushProgress,
-  RemoteError,
-  RemoteSync,
-  Replica,
-  sqlLiteral,
-} from "../src/index.js";
+import { InvalidArgumentError, metricsRegistry, Replica } from "../src/index.js";
+import { openTarget, type PushProgress, RemoteError, RemoteSync, sqlLiteral } from "../src/remote/index.js";
 import { makePayload, type Payload, type TableSchema } from "../src/remote/payload.js";
 import type { Value } from "../src/remote/values.js";
 import { invalidArgument, useTempDirs } from "./helpers.js";

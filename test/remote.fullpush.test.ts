@@ -14,7 +14,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type Database from "better-sqlite3";
 import { beforeAll, describe, expect, it } from "vitest";
-import { RemoteSync, Replica } from "../src/index.js";
+import { Replica } from "../src/index.js";
+import { RemoteSync } from "../src/remote/index.js";
 import { runNode, useTempDirs, waitFor } from "./helpers.js";
 import {
   addRows,

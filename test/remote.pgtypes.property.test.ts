@@ -7,7 +7,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type RemoteError, RemoteSync } from "../src/index.js";
+import { type RemoteError, RemoteSync } from "../src/remote/index.js";
 import { MISFIT, parsePgType, renderPgType, toPgValue } from "../src/remote/targets/postgres-types.js";
 import { useTempDirs } from "./helpers.js";
 import {

@@ -8,7 +8,8 @@
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { InvalidArgumentError, RemoteError, RemoteSync, type Replica } from "../src/index.js";
+import { InvalidArgumentError, type Replica } from "../src/index.js";
+import { RemoteError, RemoteSync } from "../src/remote/index.js";
 import { parseOverride } from "../src/remote/targets/postgres-types.js";
 import { useTempDirs } from "./helpers.js";
 import { DATABASE_URL, pgAndSqlite, pgColumnTypes, trackedReplica, usePostgres } from "./remote-helpers.js";

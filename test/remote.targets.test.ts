@@ -7,7 +7,7 @@ import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { RemoteSync } from "../src/index.js";
+import { RemoteSync } from "../src/remote/index.js";
 import { findWrangler } from "../src/remote/targets/d1.js";
 import { useTempDirs } from "./helpers.js";
 import { sourceReplica } from "./remote-helpers.js";

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { beforeAll, describe, expect, it } from "vitest";
-import { RemoteSync } from "../src/index.js";
+import { RemoteSync } from "../src/remote/index.js";
 import { runNode, useTempDirs } from "./helpers.js";
 import { addRows, DATABASE_URL, sourceReplica, usePostgres } from "./remote-helpers.js";
 

@@ -18,7 +18,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { parseArgs } from "node:util";
-import { PinStore } from "../../src/index.js";
+import { PinStore } from "../../src/pins/index.js";
 
 const { values: args } = parseArgs({
   options: { mib: { type: "string", default: "64" }, rounds: { type: "string", default: "4" } },

@@ -30,7 +30,7 @@ import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
-import { RemoteSync } from "../../src/index.js";
+import { RemoteSync } from "../../src/remote/index.js";
 import { itemsReplica, machine } from "./source.js";
 
 const { values: args } = parseArgs({

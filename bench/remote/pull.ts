@@ -21,7 +21,8 @@ import { parseArgs } from "node:util";
 import { createClient } from "@libsql/client";
 import Database from "better-sqlite3";
 import pg from "pg";
-import { RemoteSync, Replica } from "../../src/index.js";
+import { Replica } from "../../src/index.js";
+import { RemoteSync } from "../../src/remote/index.js";
 
 const { values: args } = parseArgs({
   options: {

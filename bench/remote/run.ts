@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import pg from "pg";
-import { RemoteSync } from "../../src/index.js";
+import { RemoteSync } from "../../src/remote/index.js";
 import { itemsReplica, machine } from "./source.js";
 
 const { values: args } = parseArgs({

@@ -4,7 +4,8 @@
  * CLI error (exit 1), a bad option like any usage error (exit 2).
  */
 import { type Command, Option } from "commander";
-import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT, startDaemon, stopOnSignals } from "../daemon/daemon.js";
+import { startDaemon, stopOnSignals } from "../daemon/daemon.js";
+import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT } from "../daemon/daemon-options.js";
 import { TidewireError } from "../errors.js";
 import { LOG_LEVELS, type LogLevel } from "../log.js";
 import { enableTracing } from "../trace.js";

@@ -25,25 +25,15 @@ import { checkNodeId, isNodeId } from "../replica/hlc.js";
 import type { Replica } from "../replica/replica.js";
 import { MemberRegistry } from "./member-registry.js";
 import { type MeshLogger, type MeshMemberOptions, type MeshSettings, meshSettings } from "./mesh-options.js";
-import { Publisher, type PublishState } from "./publisher.js";
+import type { MeshState, MeshStatus } from "./mesh-status.js";
+import { Publisher } from "./publisher.js";
 import { RedisLink } from "./redis-link.js";
 import { membersKey, parsePosition, type RawFields, START_ID, streamKey } from "./stream-entry.js";
 import { type AppliedEntry, type Gap, type RefusedEntry, StreamReader, type Tail } from "./stream-reader.js";
 import { Wants } from "./wants.js";
 
 export type { MeshLogger, MeshMemberOptions } from "./mesh-options.js";
-
-export type MeshState = "stopped" | "running" | "stopping";
-
-export interface MeshStatus {
-  state: MeshState;
-  nodeId: string;
-  buckets: string[];
-  published: PublishState[];
-  peers: Array<{ nodeId: string; bucket: string; streamId: string; cursor: string; gap: boolean }>;
-  counts: { published: number; received: number; applied: number; gaps: number; refused: number };
-  lastError?: string;
-}
+export type { MeshState, MeshStatus } from "./mesh-status.js";
 
 type Events = {
   published: [bucket: string, changes: number];

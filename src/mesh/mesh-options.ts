@@ -6,7 +6,6 @@
  * defaults. Buckets and the prefix become parts of Redis keys, so they must
  * not hold white space.
  */
-import type { Redis } from "ioredis";
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -17,9 +16,20 @@ import { DEFAULT_BUCKET } from "../replica/track.js";
 
 export type MeshLogger = Pick<Logger, "debug" | "info" | "warn" | "error">;
 
+/**
+ * An ioredis client as the public types name it: naming ioredis's own `Redis`
+ * would make them fail to compile wherever ioredis (an optional peer
+ * dependency) is not installed. The methods are those `meshSettings` checks.
+ */
+export interface RedisClient {
+  duplicate(...args: never[]): unknown;
+  xadd(...args: never[]): unknown;
+  client(...args: never[]): unknown;
+}
+
 export interface MeshMemberOptions {
   /** A Redis URL (redis://host:port/db) or an ioredis client (left open by `stop`). */
-  redis: string | Redis;
+  redis: string | RedisClient;
   /** Buckets to publish and read (default: every bucket the replica tracks, or "default"). */
   buckets?: string[];
   /** First part of every key (default "tidewire"). */
@@ -48,7 +58,7 @@ export interface MeshMemberOptions {
 }
 
 export interface MeshSettings {
-  redis: string | Redis;
+  redis: string | RedisClient;
   buckets: string[];
   prefix: string;
   maxLen: number;
@@ -111,7 +121,7 @@ function checkKeyPart(argument: string, value: unknown): string {
  * An ioredis client, told by the calls the mesh makes on it: `instanceof Redis` would load
  * ioredis for every mesh, even one given a URL it has not connected yet.
  */
-function isRedisClient(r: unknown): r is Redis {
+function isRedisClient(r: unknown): r is RedisClient {
   const c = r as Partial<Record<"duplicate" | "xadd" | "client", unknown>> | null;
   return (
     typeof c === "object" &&

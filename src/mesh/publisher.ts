@@ -19,15 +19,8 @@ import type { Redis } from "ioredis";
 import type { CursorStore } from "../cursor-store.js";
 import { meshPublished } from "../metrics.js";
 import type { Replica } from "../replica/replica.js";
+import type { PublishState } from "./mesh-status.js";
 import { encodeEntry, streamKey } from "./stream-entry.js";
-
-export interface PublishState {
-  bucket: string;
-  /** The log cursor the last entry published ends at (0 before any). */
-  cursor: string;
-  /** The last page read found nothing of this replica's own left to publish. */
-  idle: boolean;
-}
 
 interface BucketState {
   bucket: string;

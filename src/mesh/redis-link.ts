@@ -12,7 +12,7 @@
 import type { Redis } from "ioredis";
 import { TidewireError } from "../errors.js";
 import { loadOptional } from "../optional-deps.js";
-import type { MeshLogger } from "./mesh-options.js";
+import type { MeshLogger, RedisClient } from "./mesh-options.js";
 
 export class RedisLink {
   private blockingId: number | null = null;
@@ -23,9 +23,10 @@ export class RedisLink {
     private readonly ownsCommand: boolean,
   ) {}
 
-  static async open(redis: string | Redis, log: MeshLogger): Promise<RedisLink> {
+  static async open(redis: string | RedisClient, log: MeshLogger): Promise<RedisLink> {
     const owns = typeof redis === "string";
-    const command = typeof redis === "string" ? await newClient(redis) : redis;
+    // A given client is an ioredis one: meshSettings checked it has the methods used here.
+    const command = typeof redis === "string" ? await newClient(redis) : (redis as Redis);
     // ioredis reconnects by itself and the loops report failed calls: the events only go to debug.
     if (owns) command.on("error", (err) => log.debug({ err: err.message }, "mesh: Redis connection"));
     const blocking = command.duplicate({ lazyConnect: true, maxRetriesPerRequest: null });

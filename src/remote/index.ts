@@ -1,4 +1,4 @@
-/** The remote push and pull's public surface, re-exported by the package entry point. */
+/** `tidewire/remote`: pushing a replica to, and pulling from, a remote database (SQLite, libSQL, PostgreSQL, D1); its backend packages load on first use. */
 export type { Capture, CapturedChange } from "./capture.js";
 export { CHANGES_TABLE, remoteOrigin } from "./capture.js";
 export type { CopyJob, IndexSpec, RunSql, SwapHook, ViewSpec } from "./copy-job.js";

@@ -21,7 +21,7 @@ import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
-import { from as copyFrom } from "pg-copy-streams";
+import { loadOptional } from "../../optional-deps.js";
 import { type CopyJob, missingColumns, pgIndexSql, viewBody } from "../copy-job.js";
 import type { TableSchema } from "../payload.js";
 import { anyComments, createTableSql, historySql, pgColumnType, type Renderer } from "../sql.js";
@@ -120,6 +120,12 @@ async function build(client: pg.Client, inShadow: Renderer, t: TableSchema, job:
 
 /** COPY … FROM STDIN of every row, one text chunk per batch the source reads. */
 async function load(client: pg.Client, table: string, t: TableSchema, job: CopyJob): Promise<void> {
+  // An optional peer dependency like pg: loaded on the first full push, not when the module is.
+  const { from: copyFrom } = await loadOptional(
+    "pg-copy-streams",
+    "A full push to PostgreSQL",
+    () => import("pg-copy-streams"),
+  );
   const types = t.columns.map(pgColumnType);
   const cols = t.columns.map((c) => quoteIdent(c.name)).join(", ");
   function* chunks(): Generator<string> {
