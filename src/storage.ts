@@ -26,8 +26,8 @@ import { statSync } from "node:fs";
 import { setTimeout as wait } from "node:timers/promises";
 import { InvalidArgumentError, StoreError } from "./errors.js";
 import { pagesReclaimed } from "./metrics.js";
-import { checkInteger } from "./queue/validate.js";
 import { isBusy, type Store } from "./store.js";
+import { checkInteger } from "./validate.js";
 
 export type AutoVacuumMode = "none" | "full" | "incremental";
 const MODES: readonly AutoVacuumMode[] = ["none", "full", "incremental"];

@@ -27,12 +27,12 @@ import { DOWNLOAD_PINS, downloadPinsHandler, type PinSource } from "../pins/down
 import { Pins } from "../pins/pins.js";
 import { Queue } from "../queue/queue.js";
 import { Scheduler } from "../queue/scheduler.js";
-import { checkInteger } from "../queue/validate.js";
 import { type Handlers, Worker } from "../queue/worker.js";
 import { Replica } from "../replica/replica.js";
 import { reclaimFreePages, storageStats } from "../storage.js";
 import { isBusy, openStore, type Store } from "../store.js";
 import type { BatchLimits } from "../sync/protocol.js";
+import { checkInteger } from "../validate.js";
 import { type RemoteJobOptions, type RemoteJobs, remoteJobOptions, remoteJobs } from "./remote-jobs.js";
 import type * as Server from "./server.js";
 import {

@@ -11,9 +11,9 @@ import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Peers } from "../peers/peers.js";
-import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
+import { checkInteger, checkName } from "../validate.js";
 
 export type MeshLogger = Pick<Logger, "debug" | "info" | "warn" | "error">;
 

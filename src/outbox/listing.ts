@@ -10,7 +10,7 @@
  */
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
-import { checkInteger, checkOneOf } from "../queue/validate.js";
+import { checkInteger, checkOneOf } from "../validate.js";
 import { META_COLUMNS, type MetaRow, toMeta } from "./rows.js";
 import { checkState } from "./states.js";
 import type { OutboxListOptions, OutboxSortBy, StoreMeta } from "./types.js";

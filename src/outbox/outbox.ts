@@ -29,8 +29,8 @@
 import { InvalidArgumentError } from "../errors.js";
 import { backoffDelay, resolveBackoff, validateBackoff } from "../queue/backoff.js";
 import type { BackoffOptions } from "../queue/types.js";
-import { checkDuration, checkInteger, checkName } from "../queue/validate.js";
 import type { Store } from "../store.js";
+import { checkDuration, checkInteger, checkName } from "../validate.js";
 import { emptyCounts } from "./counts.js";
 import { Listing } from "./listing.js";
 import {

@@ -14,10 +14,10 @@
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import { peerRtt, peerUp } from "../metrics.js";
-import { checkName } from "../queue/validate.js";
 import { checkNodeId } from "../replica/hlc.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
 import type { Store } from "../store.js";
+import { checkInteger, checkName, checkNumber } from "../validate.js";
 
 export type PeerState = "up" | "down" | "unknown";
 
@@ -122,8 +122,7 @@ export class Peers {
   /** The peer answered in `rttMs`; false when there is no such peer (it may have been removed). */
   markUp(id: string, rttMs: number, at: number = Date.now()): boolean {
     const peer = checkPeerId(id);
-    if (typeof rttMs !== "number" || !Number.isFinite(rttMs) || rttMs < 0)
-      throw new InvalidArgumentError("rttMs", `must be a finite number >= 0, got ${String(rttMs)}`);
+    checkNumber("rttMs", rttMs, 0);
     const when = checkTime(at);
     const changed = this.store.write(
       () => this.sql.up.run({ rttMs, at: when, id: peer }).changes > 0,
@@ -256,9 +255,7 @@ function checkToken(token: unknown): string {
 }
 
 function checkTime(at: unknown): number {
-  if (typeof at !== "number" || !Number.isSafeInteger(at) || at < 0)
-    throw new InvalidArgumentError("at", `must be epoch ms, got ${String(at)}`);
-  return at;
+  return checkInteger("at", at, 0);
 }
 
 interface PeerRow {

@@ -6,6 +6,7 @@
 import { EventEmitter } from "node:events";
 import { InvalidArgumentError } from "../errors.js";
 import { jobsAdded } from "../metrics.js";
+import { checkName } from "../validate.js";
 import { CountChangedError } from "./admin.js";
 import { backoffDelay, resolveBackoff, validateBackoff } from "./backoff.js";
 import { matchesFilter } from "./filter.js";
@@ -37,7 +38,6 @@ import {
 import {
   checkFrom,
   checkId,
-  checkName,
   checkState,
   type NormalizedAdd,
   normalizeAdd,

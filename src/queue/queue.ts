@@ -14,6 +14,7 @@ import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { jobsAdded } from "../metrics.js";
 import type { Store } from "../store.js";
+import { checkName } from "../validate.js";
 import { QueueAdmin } from "./admin.js";
 import { resolveBackoff, validateBackoff } from "./backoff.js";
 import { Leases } from "./leases.js";
@@ -47,7 +48,6 @@ import {
 import {
   checkFrom,
   checkId,
-  checkName,
   checkState,
   type NormalizedAdd,
   normalizeAdd,

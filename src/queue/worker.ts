@@ -25,9 +25,9 @@ import { hostname } from "node:os";
 import { InvalidArgumentError } from "../errors.js";
 import { jobDuration, jobsCompleted, jobsFailed } from "../metrics.js";
 import { type SpanHandle, startSpan, tracingEnabled } from "../trace.js";
+import { checkTimeout } from "../validate.js";
 import { describeThrown, UnrecoverableError } from "./thrown.js";
 import type { Job, JobQueue, Settlement } from "./types.js";
-import { checkTimeout } from "./validate.js";
 
 export interface HandlerContext {
   /**

@@ -15,8 +15,8 @@
  */
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
-import { checkInteger } from "../queue/validate.js";
 import type { Store } from "../store.js";
+import { checkBoolean, checkInteger } from "../validate.js";
 import { openTarget } from "./open-target.js";
 import { checkDirection, DIRECTIONS, type SyncDirection } from "./push-options.js";
 import { checkD1, checkNames, checkRemoteId, deriveId, normalizeUrl } from "./remote-input.js";
@@ -177,7 +177,7 @@ export class Remotes {
   /** Pauses or resumes the target's jobs; false when there is no such target. */
   setPaused(id: string, paused: boolean): boolean {
     const key = checkRemoteId(id);
-    if (typeof paused !== "boolean") throw new InvalidArgumentError("paused", "must be a boolean");
+    checkBoolean("paused", paused);
     return this.store.write(() => this.sql.paused.run(paused ? 1 : 0, key).changes > 0, "remotes");
   }
 

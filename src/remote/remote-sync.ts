@@ -27,9 +27,9 @@
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import { remoteSyncDuration, remoteSyncLastSuccess, remoteSyncTotal } from "../metrics.js";
-import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
 import { detached, inSpan } from "../trace.js";
+import { checkFlag, checkInteger, checkName } from "../validate.js";
 import { CHANGES_TABLE } from "./capture.js";
 import { Catalog } from "./catalog.js";
 import { type CopyStat, FullPush } from "./full-push.js";
@@ -42,7 +42,6 @@ import {
   checkBuckets,
   checkCycleOptions,
   checkDirection,
-  checkFlag,
   checkTarget,
   type PushResult,
   type RemoteSyncOptions,

@@ -19,7 +19,7 @@
  */
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
-import { checkInteger, checkName } from "../queue/validate.js";
+import { checkInteger, checkName } from "../validate.js";
 import type { Catalog } from "./catalog.js";
 import type { ChangeSet } from "./change.js";
 import { isNodeId } from "./hlc.js";

@@ -16,6 +16,7 @@
  */
 import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { openStore, type Store, type StoreOptions } from "../store.js";
+import { checkDuration, checkFlag, checkInteger, checkObject } from "../validate.js";
 import { Applier, type ApplyOptions, type ApplyResult } from "./apply.js";
 import { Catalog } from "./catalog.js";
 import type { ChangeSet } from "./change.js";
@@ -239,7 +240,7 @@ export class Replica {
 
   /** One conflict or quarantined change by id, or null. */
   conflict(id: number): Conflict | QuarantinedChange | null {
-    checkConflictId(id);
+    checkInteger("id", id, 1);
     return this.applier.conflicts.get(id);
   }
 
@@ -266,7 +267,7 @@ export class Replica {
     id: number,
     options: { replace?: boolean } = {},
   ): { id: number; restored: boolean; reason?: string } {
-    checkConflictId(id);
+    checkInteger("id", id, 1);
     return this.store.write(() => {
       this.ingester.ingest();
       const c = this.applier.conflicts.get(id);
@@ -328,12 +329,9 @@ export class Replica {
    * stamped beyond the drift window and sets the clock back (see clock-reset.ts).
    */
   resetClock(options: ClockResetOptions = {}): ClockResetResult {
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
-    const drift = options.maxDriftMs ?? this.clock.maxDriftMs;
-    checkMs("maxDriftMs", drift);
-    const now = options.now ?? Date.now();
-    checkMs("now", now);
+    checkObject("options", options);
+    const drift = checkDuration("maxDriftMs", options.maxDriftMs ?? this.clock.maxDriftMs);
+    const now = checkDuration("now", options.now ?? Date.now());
     return this.store.write(() => {
       this.ingester.ingest();
       return resetClock(this.store.db, this.clock, drift, now);
@@ -368,33 +366,11 @@ export class Replica {
   }
 }
 
-function checkConflictId(id: unknown): void {
-  if (!Number.isSafeInteger(id) || (id as number) < 1)
-    throw new InvalidArgumentError("id", `must be a conflict id (a whole number >= 1), got ${String(id)}`);
-}
-
 function checkOptions(options: ReplicaOptions): void {
-  if (options === null || typeof options !== "object")
-    throw new InvalidArgumentError("options", "must be an object");
+  checkObject("options", options);
   if (options.nodeId !== undefined) checkNodeId("nodeId", options.nodeId);
-  if (options.relay !== undefined && typeof options.relay !== "boolean")
-    throw new InvalidArgumentError("relay", `must be a boolean, got ${String(options.relay)}`);
-  const every = options.ingestIntervalMs;
-  if (every !== undefined && (typeof every !== "number" || !Number.isFinite(every) || every < 0)) {
-    throw new InvalidArgumentError(
-      "ingestIntervalMs",
-      `must be a finite number of ms >= 0, got ${String(every)}`,
-    );
-  }
-  const chunk = options.ingestChunk;
-  if (chunk !== undefined && (!Number.isSafeInteger(chunk) || chunk < 1)) {
-    throw new InvalidArgumentError("ingestChunk", `must be a whole number >= 1, got ${String(chunk)}`);
-  }
-  if (options.maxDriftMs !== undefined) checkMs("maxDriftMs", options.maxDriftMs);
-}
-
-function checkMs(argument: string, d: unknown): void {
-  if (typeof d !== "number" || !Number.isFinite(d) || d < 0) {
-    throw new InvalidArgumentError(argument, `must be a finite number of ms >= 0, got ${String(d)}`);
-  }
+  checkFlag("relay", options.relay);
+  if (options.ingestIntervalMs !== undefined) checkDuration("ingestIntervalMs", options.ingestIntervalMs);
+  if (options.ingestChunk !== undefined) checkInteger("ingestChunk", options.ingestChunk, 1);
+  if (options.maxDriftMs !== undefined) checkDuration("maxDriftMs", options.maxDriftMs);
 }

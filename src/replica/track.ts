@@ -16,8 +16,8 @@
  */
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
-import { checkName } from "../queue/validate.js";
 import type { Store } from "../store.js";
+import { checkName } from "../validate.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
 import { columnHash, fingerprint } from "./fingerprint.js";
 import type { Clock } from "./hlc.js";

@@ -18,6 +18,7 @@ import type WebSocket from "ws";
 import { InvalidArgumentError, TidewireError } from "../../errors.js";
 import { loadOptional } from "../../optional-deps.js";
 import { injectHeaders } from "../../trace.js";
+import { checkNumber } from "../../validate.js";
 import {
   errorResponse,
   type HandshakeRequest,
@@ -92,9 +93,9 @@ export class HttpTransport implements Transport {
       throw new InvalidArgumentError("token", "must be a non-empty string");
     }
     this.token = options.token;
-    this.timeoutMs = count("timeoutMs", options.timeoutMs ?? 30_000, 1);
-    this.retries = count("retries", options.retries ?? 3, 0);
-    this.retryDelayMs = count("retryDelayMs", options.retryDelayMs ?? 100, 0);
+    this.timeoutMs = checkNumber("timeoutMs", options.timeoutMs ?? 30_000, 1);
+    this.retries = checkNumber("retries", options.retries ?? 3, 0);
+    this.retryDelayMs = checkNumber("retryDelayMs", options.retryDelayMs ?? 100, 0);
   }
 
   handshake(request: HandshakeRequest): Promise<HandshakeResponse> {
@@ -251,11 +252,4 @@ function errorCode(err: unknown): string | null {
 function describe(err: unknown): string {
   const e = err as Error & { cause?: Error };
   return e.cause?.message ? `${e.message} (${e.cause.message})` : e.message;
-}
-
-function count(name: string, v: unknown, min: number): number {
-  if (typeof v !== "number" || !Number.isFinite(v) || v < min) {
-    throw new InvalidArgumentError(name, `must be a number >= ${min}, got ${String(v)}`);
-  }
-  return v;
 }
