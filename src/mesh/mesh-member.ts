@@ -21,7 +21,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { meshGaps } from "../metrics.js";
-import { checkNodeId, isNodeId } from "../replica/hlc.js";
+import { checkNodeId, isNodeId } from "../node-id.js";
 import type { Replica } from "../replica/replica.js";
 import { MemberRegistry } from "./member-registry.js";
 import { type MeshLogger, type MeshMemberOptions, type MeshSettings, meshSettings } from "./mesh-options.js";

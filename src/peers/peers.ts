@@ -14,7 +14,7 @@
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import { peerRtt, peerUp } from "../metrics.js";
-import { checkNodeId } from "../replica/hlc.js";
+import { checkNodeId, toNodeId } from "../node-id.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
 import type { Store } from "../store.js";
 import { checkInteger, checkName, checkNumber } from "../validate.js";
@@ -212,12 +212,7 @@ export function cursorNames(peer: Pick<Peer, "id" | "nodeId" | "address">): stri
 export function idFromAddress(address: string): string {
   const url = new URL(normalizeAddress(address));
   const raw = `${url.host}${url.pathname === "/" ? "" : url.pathname}`;
-  return checkPeerId(
-    raw
-      .replace(/[^A-Za-z0-9._:-]+/g, "-")
-      .replace(/^-+|-+$/g, "")
-      .slice(0, 64),
-  );
+  return toNodeId("id", raw);
 }
 
 /** A peer id is a node id: 1 to 64 of A-Z a-z 0-9 . _ : - (so never a "/", which job keys rely on). */

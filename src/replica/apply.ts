@@ -27,6 +27,7 @@
  */
 import Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
+import { isNodeId } from "../node-id.js";
 import type { Store } from "../store.js";
 import { checkFlag, checkObject } from "../validate.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
@@ -34,7 +35,6 @@ import { Conflicts } from "./conflicts.js";
 import { refreshFingerprints } from "./fingerprint.js";
 import { ForeignKeys } from "./foreign-keys.js";
 import type { Clock } from "./hlc.js";
-import { isNodeId } from "./hlc.js";
 import { type Authorizer, Checker, type Incoming, NotTrackedHereError } from "./incoming.js";
 import { type ChangeLog, decodeRowValues, type Entry, encodeRowValues } from "./log.js";
 import {

@@ -19,10 +19,10 @@
  */
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
+import { isNodeId } from "../node-id.js";
 import { checkInteger, checkName } from "../validate.js";
 import type { Catalog } from "./catalog.js";
 import type { ChangeSet } from "./change.js";
-import { isNodeId } from "./hlc.js";
 import { type PageQuery, Pager } from "./pager.js";
 import { fromWire, keyString, type SqlValue, setColumn, toWire, type WireValue } from "./values.js";
 

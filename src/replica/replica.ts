@@ -15,6 +15,7 @@
  * when nobody reads.
  */
 import { InvalidArgumentError, TidewireError } from "../errors.js";
+import { checkNodeId } from "../node-id.js";
 import { openStore, type Store, type StoreOptions } from "../store.js";
 import { checkDuration, checkFlag, checkInteger, checkObject } from "../validate.js";
 import { Applier, type ApplyOptions, type ApplyResult } from "./apply.js";
@@ -29,7 +30,7 @@ import {
   type QuarantinedChange,
 } from "./conflicts.js";
 import { type CaptureStatus, inspectCapture, SchemaWatch } from "./evolve.js";
-import { Clock, checkNodeId, DEFAULT_MAX_DRIFT_MS, formatHlc } from "./hlc.js";
+import { Clock, DEFAULT_MAX_DRIFT_MS, formatHlc } from "./hlc.js";
 import { Ingester } from "./ingest.js";
 import { ChangeLog, type ChangesSinceOptions, type LogStats } from "./log.js";
 import { versionOf } from "./merge.js";

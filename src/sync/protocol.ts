@@ -12,6 +12,7 @@
  */
 import { z } from "zod";
 import { TidewireError } from "../errors.js";
+import { isNodeId, NODE_ID, NODE_ID_RULE } from "../node-id.js";
 import type { Change } from "../replica/change.js";
 import type { WireValue } from "../replica/values.js";
 
@@ -43,7 +44,7 @@ export class ProtocolError extends TidewireError {
   }
 }
 
-const nodeId = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, "must be a node id (1-64 of A-Z a-z 0-9 . _ : -)");
+const nodeId = z.string().regex(NODE_ID, `must be a node id (${NODE_ID_RULE})`);
 const bucket = z
   .string()
   .min(1)
@@ -88,7 +89,6 @@ export const changeSchema = z.strictObject({
 
 const CHANGE_KEYS = new Set(["table", "bucket", "pk", "op", "columns", "hlc", "origin", "seq"]);
 const HLC = /^[0-9a-f]{16}$/;
-const NODE_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /**
  * Whether `v` passes `changeSchema`, checked by hand. It may say no to a
@@ -111,7 +111,7 @@ export function isChange(v: unknown): boolean {
   if (proto !== Object.prototype && proto !== null) return false;
   for (const k in columns) if (!isWireValue((columns as Record<string, unknown>)[k])) return false;
   if (typeof hlc !== "string" || !HLC.test(hlc)) return false;
-  if (typeof origin !== "string" || !NODE_ID.test(origin)) return false;
+  if (!isNodeId(origin)) return false;
   return typeof seq === "number" && Number.isSafeInteger(seq) && seq >= 0;
 }
 
