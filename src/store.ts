@@ -13,6 +13,7 @@
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
+import { exponentialDelay } from "./backoff.js";
 import { InvalidArgumentError, StoreError } from "./errors.js";
 import { type BusyOperation, sqliteBusyRetries } from "./metrics.js";
 import { migrate } from "./migrations.js";
@@ -143,7 +144,7 @@ export class Store {
         if (!isBusy(err) || attempt >= this.retry.attempts) throw err;
         this.busyRetries++;
         sqliteBusyRetries.labels(op).inc();
-        sleepSync(Math.min(this.retry.maxMs, this.retry.baseMs * 2 ** attempt));
+        sleepSync(exponentialDelay(attempt, this.retry));
       }
     }
   }

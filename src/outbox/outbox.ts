@@ -26,8 +26,10 @@
  * src/outbox/spool.ts). A string id is resolved inside the same transaction
  * as the move it names.
  */
+
+import { exponentialDelay } from "../backoff.js";
 import { InvalidArgumentError } from "../errors.js";
-import { backoffDelay, resolveBackoff, validateBackoff } from "../queue/backoff.js";
+import { resolveBackoff, validateBackoff } from "../queue/backoff.js";
 import type { BackoffOptions } from "../queue/types.js";
 import type { Store } from "../store.js";
 import { checkDuration, checkInteger, checkName } from "../validate.js";
@@ -286,7 +288,7 @@ export class Outbox {
             `it has spent all ${cur.max_attempts} attempts, so it can only be bounced`,
           );
         }
-        next = now + backoffDelay(cur.attempts, this.backoff);
+        next = now + exponentialDelay(cur.attempts - 1, this.backoff);
       }
       const params = { to, next, error: null, now, id, spool: this.name, from: cur.state };
       return this.sql.move.get(params) !== undefined;
@@ -341,7 +343,7 @@ export class Outbox {
       const bounce = cur.attempts >= cur.max_attempts;
       const row = this.sql.move.get({
         to: bounce ? "bounced" : "deferred",
-        next: bounce ? null : now + backoffDelay(cur.attempts, this.backoff),
+        next: bounce ? null : now + exponentialDelay(cur.attempts - 1, this.backoff),
         error: text,
         now,
         id,

@@ -11,8 +11,9 @@
  * pending as a spent attempt, or to failed when none is left.
  */
 import type Database from "better-sqlite3";
+import { exponentialDelay } from "../backoff.js";
 import type { Store } from "../store.js";
-import { backoffDelay, resolveBackoff } from "./backoff.js";
+import { resolveBackoff } from "./backoff.js";
 import type { JobRow } from "./rows.js";
 import type { BackoffOptions, Job, Settlement, SettleResult } from "./types.js";
 
@@ -192,7 +193,7 @@ export class Leases {
         final = false;
         const backoff = job.backoff ? resolveBackoff(this.backoff, job.backoff) : this.backoff;
         changes = this.sql.retryLater.run(
-          now + backoffDelay(job.attempts, backoff),
+          now + exponentialDelay(job.attempts - 1, backoff),
           s.error,
           job.id,
           owner,

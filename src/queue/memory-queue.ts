@@ -4,11 +4,12 @@
  * backoff, dedup keys and periodic jobs behave as in the SQLite Queue.
  */
 import { EventEmitter } from "node:events";
+import { exponentialDelay } from "../backoff.js";
 import { InvalidArgumentError } from "../errors.js";
 import { jobsAdded } from "../metrics.js";
 import { checkName } from "../validate.js";
 import { CountChangedError } from "./admin.js";
-import { backoffDelay, resolveBackoff, validateBackoff } from "./backoff.js";
+import { resolveBackoff, validateBackoff } from "./backoff.js";
 import { matchesFilter } from "./filter.js";
 import { cronSpec, everySpec, nextPeriodicRun, type PeriodicSpec, periodicJob } from "./periodic.js";
 import {
@@ -323,7 +324,7 @@ export class MemoryQueue implements JobQueue {
         const backoff = j.backoff ? resolveBackoff(this.backoff, j.backoff) : this.backoff;
         Object.assign(j, {
           state: "pending",
-          runAt: now + backoffDelay(j.attempts, backoff),
+          runAt: now + exponentialDelay(j.attempts - 1, backoff),
           lastError: s.error,
         });
         result.applied.push({ ...s, final: false });

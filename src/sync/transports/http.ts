@@ -15,6 +15,7 @@
  * notice may have been missed while it was down).
  */
 import type WebSocket from "ws";
+import { exponentialDelay } from "../../backoff.js";
 import { InvalidArgumentError, TidewireError } from "../../errors.js";
 import { loadOptional } from "../../optional-deps.js";
 import { injectHeaders } from "../../trace.js";
@@ -117,7 +118,8 @@ export class HttpTransport implements Transport {
     let closed = false;
     let socket: WebSocket | null = null;
     let timer: NodeJS.Timeout | null = null;
-    let delay = 250;
+    // Reconnections since the socket was last open: 250 ms, doubling to 10 s.
+    let failures = 0;
     const connect = () => {
       if (closed) return;
       // ws is imported on the first subscribe, not when tidewire loads. Without it the live
@@ -135,7 +137,7 @@ export class HttpTransport implements Transport {
       });
       socket = ws;
       ws.on("open", () => {
-        delay = 250;
+        failures = 0;
         onChanges(buckets);
       });
       ws.on("message", (data) => {
@@ -149,9 +151,8 @@ export class HttpTransport implements Transport {
       ws.on("error", () => {});
       ws.on("close", () => {
         if (closed) return;
-        timer = setTimeout(connect, delay);
+        timer = setTimeout(connect, exponentialDelay(failures++, { baseMs: 250, maxMs: 10_000 }));
         timer.unref();
-        delay = Math.min(delay * 2, 10_000);
       });
     };
     const handle = {
@@ -200,7 +201,7 @@ export class HttpTransport implements Transport {
           );
         }
         if (attempt < this.retries && code !== null && CONNECTION_ERRORS.has(code)) {
-          await new Promise((r) => setTimeout(r, this.retryDelayMs * 2 ** attempt));
+          await new Promise((r) => setTimeout(r, exponentialDelay(attempt, { baseMs: this.retryDelayMs })));
           continue;
         }
         throw new TransportError(
@@ -218,7 +219,9 @@ export class HttpTransport implements Transport {
       }
       if (res.status === 503 && attempt < this.retries) {
         // The hub is up but cannot write now (another program holds its lock): wait as it asks, briefly.
-        await new Promise((r) => setTimeout(r, retryAfterMs(res, this.retryDelayMs * 2 ** attempt)));
+        await new Promise((r) =>
+          setTimeout(r, retryAfterMs(res, exponentialDelay(attempt, { baseMs: this.retryDelayMs }))),
+        );
         continue;
       }
       if (!res.ok) {
