@@ -28,6 +28,7 @@ import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import { remoteSyncDuration, remoteSyncLastSuccess, remoteSyncTotal } from "../metrics.js";
 import type { Replica } from "../replica/replica.js";
+import { fromWire, type SqlValue } from "../replica/values.js";
 import { detached, inSpan } from "../trace.js";
 import { checkFlag, checkInteger, checkName } from "../validate.js";
 import { CHANGES_TABLE } from "./capture.js";
@@ -59,7 +60,7 @@ import {
   type PgOverrides,
   parseOverrides,
 } from "./targets/postgres-plan.js";
-import { encodeValue, fromWire, type Value } from "./values.js";
+import { encodeValue } from "./values.js";
 
 export type { PullResult } from "./pull.js";
 export type {
@@ -322,7 +323,7 @@ export class RemoteSync {
         buckets: this.buckets,
         excludeSource: this.puller?.origin,
       });
-      const keys = new Map<string, Map<string, Value[]>>();
+      const keys = new Map<string, Map<string, SqlValue[]>>();
       for (const c of cs.changes) {
         if (!byName.has(c.table)) continue;
         const pk = c.pk.map(fromWire);

@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { finished } from "node:stream/promises";
 import { InvalidArgumentError } from "../../errors.js";
+import { quoteIdent } from "../../replica/schema.js";
 import type { Capture } from "../capture.js";
 import { type CopyJob, missingColumns, sqliteIndexSql } from "../copy-job.js";
 import type { Payload } from "../payload.js";
@@ -32,7 +33,7 @@ import {
   renderPayload,
 } from "../sql.js";
 import { type ApplyOutcome, RemoteError, type RemoteTarget } from "../target.js";
-import { quoteIdent, sqlLiteral } from "../values.js";
+import { sqlLiteral } from "../values.js";
 import { SqliteCapture } from "./sqlite-capture.js";
 
 export interface D1Options {
