@@ -13,7 +13,7 @@ import type { Logger } from "../log.js";
 import { Peers } from "../peers/peers.js";
 import type { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
-import { checkInteger, checkName } from "../validate.js";
+import { checkInteger, checkName, checkObject } from "../validate.js";
 
 export type MeshLogger = Pick<Logger, "debug" | "info" | "warn" | "error">;
 
@@ -66,8 +66,7 @@ const NOOP = () => {};
 const SILENT = { debug: NOOP, info: NOOP, warn: NOOP, error: NOOP } as unknown as MeshLogger;
 
 export function meshSettings(replica: Replica, options: MeshMemberOptions): MeshSettings {
-  if (options === null || typeof options !== "object")
-    throw new InvalidArgumentError("options", "must be an object");
+  checkObject("options", options);
   const r = options.redis;
   if (!isRedisClient(r) && !(typeof r === "string" && /^rediss?:\/\/\S*$/.test(r)))
     throw new InvalidArgumentError("redis", "must be a redis:// or rediss:// URL or an ioredis client");

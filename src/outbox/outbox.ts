@@ -32,7 +32,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { resolveBackoff, validateBackoff } from "../queue/backoff.js";
 import type { BackoffOptions } from "../queue/types.js";
 import type { Store } from "../store.js";
-import { checkDuration, checkInteger, checkName } from "../validate.js";
+import { checkDuration, checkInteger, checkName, checkObject } from "../validate.js";
 import { emptyCounts } from "./counts.js";
 import { Listing } from "./listing.js";
 import {
@@ -99,7 +99,7 @@ export class Outbox {
   ) {
     this.name = checkName("name", name);
     const o = options ?? {};
-    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    checkObject("options", o);
     this.maxAttempts =
       o.maxAttempts === undefined ? DEFAULT_MAX_ATTEMPTS : checkInteger("maxAttempts", o.maxAttempts, 1);
     this.defaultPriority =
@@ -191,7 +191,7 @@ export class Outbox {
   store(body: MessageBody, options?: StoreMessageOptions): StoreMeta {
     const { bytes, kind } = encodeBody(body);
     const o = options ?? {};
-    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    checkObject("options", o);
     const msg = normalizeStore(o, { priority: this.defaultPriority, maxAttempts: this.maxAttempts });
     try {
       const row = this.database.write(() => {
@@ -269,7 +269,7 @@ export class Outbox {
       );
     }
     const o = options ?? {};
-    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    checkObject("options", o);
     const from = checkFrom(o.from, to);
     return this.database.write(() => {
       const id = this.rowId(checked);
@@ -366,7 +366,7 @@ export class Outbox {
   /** Deletes final messages whose last move is older than `olderThanMs`; returns how many. */
   purge(options?: PurgeOptions): number {
     const o = options ?? {};
-    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    checkObject("options", o);
     const olderThan = o.olderThanMs === undefined ? 7 * DAY_MS : checkDuration("olderThanMs", o.olderThanMs);
     const states = o.states ?? FINAL_STATES;
     if (!Array.isArray(states) || states.length === 0) {

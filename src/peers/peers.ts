@@ -17,7 +17,7 @@ import { peerRtt, peerUp } from "../metrics.js";
 import { checkNodeId, toNodeId } from "../node-id.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
 import type { Store } from "../store.js";
-import { checkInteger, checkName, checkNumber } from "../validate.js";
+import { checkInteger, checkName, checkNumber, checkObject } from "../validate.js";
 
 export type PeerState = "up" | "down" | "unknown";
 
@@ -70,8 +70,7 @@ export class Peers {
 
   /** Adds the peer, or updates the fields given of the one with that id; returns it as stored. */
   upsert(input: PeerInput): Peer {
-    if (input === null || typeof input !== "object")
-      throw new InvalidArgumentError("peer", "must be an object");
+    checkObject("peer", input);
     const address =
       input.address === undefined || input.address === null ? input.address : normalizeAddress(input.address);
     if (input.id === undefined && !address)

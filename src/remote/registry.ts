@@ -16,7 +16,7 @@
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { Store } from "../store.js";
-import { checkBoolean, checkInteger } from "../validate.js";
+import { checkBoolean, checkInteger, checkObject } from "../validate.js";
 import { openTarget } from "./open-target.js";
 import { checkDirection, DIRECTIONS, type SyncDirection } from "./push-options.js";
 import { checkD1, checkNames, checkRemoteId, deriveId, normalizeUrl } from "./remote-input.js";
@@ -98,8 +98,7 @@ export class Remotes {
 
   /** Registers a target; refuses a target (or an id) already registered. Returns it as stored. */
   add(input: RemoteInput): Remote {
-    if (input === null || typeof input !== "object")
-      throw new InvalidArgumentError("remote", "must be an object");
+    checkObject("remote", input);
     const d1 = checkD1(input.url, input.d1);
     const url = normalizeUrl(input.url);
     const target = openTarget(url, { d1: d1 ?? undefined });
@@ -191,13 +190,8 @@ export class Remotes {
   /** A cycle succeeded, having pushed and/or pulled. */
   noteSuccess(id: string, did: { push: boolean; pull: boolean }, at = Date.now()): void {
     const key = checkRemoteId(id);
-    if (
-      did === null ||
-      typeof did !== "object" ||
-      typeof did.push !== "boolean" ||
-      typeof did.pull !== "boolean"
-    )
-      throw new InvalidArgumentError("did", "must be { push: boolean, pull: boolean }");
+    checkBoolean("did.push", checkObject("did", did).push);
+    checkBoolean("did.pull", did.pull);
     const when = checkInteger("at", at, 0);
     this.store.write(() =>
       this.sql.success.run({ id: key, at: when, push: did.push ? 1 : 0, pull: did.pull ? 1 : 0 }),
