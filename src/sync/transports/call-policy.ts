@@ -12,7 +12,7 @@
  * applying a batch twice changes nothing.
  */
 
-import { exponentialDelay } from "../../backoff.js";
+import { type BackoffCurve, exponentialDelay } from "../../backoff.js";
 import { InvalidArgumentError, TidewireError } from "../../errors.js";
 import { checkNumber } from "../../validate.js";
 
@@ -111,3 +111,6 @@ export function describe(err: unknown): string {
   const e = err as Error & { cause?: Error };
   return e.cause?.message ? `${e.message} (${e.cause.message})` : e.message;
 }
+
+/** The pause before reopening a dropped live subscription, HTTP's or the WebSocket's: 250 ms doubling to 10 s. */
+export const LIVE_RECONNECT: BackoffCurve = { baseMs: 250, maxMs: 10_000 };

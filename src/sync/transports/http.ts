@@ -46,6 +46,7 @@ import {
   errorCode,
   hubBase,
   isConnectionError,
+  LIVE_RECONNECT,
   retryPauseMs,
   TransportError,
 } from "./call-policy.js";
@@ -118,7 +119,7 @@ export class HttpTransport implements Transport {
       ws.on("error", () => {});
       ws.on("close", () => {
         if (closed) return;
-        timer = setTimeout(connect, exponentialDelay(failures++, { baseMs: 250, maxMs: 10_000 }));
+        timer = setTimeout(connect, exponentialDelay(failures++, LIVE_RECONNECT));
         timer.unref();
       });
     };
