@@ -15,8 +15,8 @@
  */
 import { InvalidArgumentError, StoreError } from "./errors.js";
 import { cursorFlushErrors, cursorFlushes, cursorRowsFlushed } from "./metrics.js";
-import { checkName } from "./queue/validate.js";
 import type { Store } from "./store.js";
+import { checkDuration, checkName } from "./validate.js";
 
 export type Direction = "push" | "pull";
 
@@ -57,13 +57,7 @@ export class CursorStore {
     private readonly store: Store,
     options: CursorStoreOptions = {},
   ) {
-    const ms = options.flushIntervalMs ?? 1000;
-    if (typeof ms !== "number" || !Number.isFinite(ms) || ms < 0) {
-      throw new InvalidArgumentError(
-        "flushIntervalMs",
-        `must be a finite number of ms >= 0, got ${String(ms)}`,
-      );
-    }
+    const ms = checkDuration("flushIntervalMs", options.flushIntervalMs ?? 1000);
     this.flushIntervalMs = ms;
     this.sql = prepare(store);
     this.reload();

@@ -26,8 +26,8 @@ import { statSync } from "node:fs";
 import { setTimeout as wait } from "node:timers/promises";
 import { InvalidArgumentError, StoreError } from "./errors.js";
 import { pagesReclaimed } from "./metrics.js";
-import { checkInteger } from "./queue/validate.js";
 import { isBusy, type Store } from "./store.js";
+import { checkInteger, checkObject } from "./validate.js";
 
 export type AutoVacuumMode = "none" | "full" | "incremental";
 const MODES: readonly AutoVacuumMode[] = ["none", "full", "incremental"];
@@ -149,7 +149,7 @@ function freelist(store: Store): number {
 function normalizeReclaim(o: ReclaimOptions): Required<Omit<ReclaimOptions, "signal">> & {
   signal?: AbortSignal;
 } {
-  if (o === null || typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+  checkObject("options", o);
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal))
     throw new InvalidArgumentError("signal", "must be an AbortSignal");
   return {

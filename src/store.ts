@@ -13,9 +13,11 @@
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
+import { exponentialDelay } from "./backoff.js";
 import { InvalidArgumentError, StoreError } from "./errors.js";
 import { type BusyOperation, sqliteBusyRetries } from "./metrics.js";
 import { migrate } from "./migrations.js";
+import { checkBoolean, checkInteger, checkNumber } from "./validate.js";
 
 export type JournalMode = "WAL" | "DELETE" | "TRUNCATE" | "PERSIST" | "MEMORY" | "OFF";
 export type Synchronous = "OFF" | "NORMAL" | "FULL" | "EXTRA";
@@ -142,7 +144,7 @@ export class Store {
         if (!isBusy(err) || attempt >= this.retry.attempts) throw err;
         this.busyRetries++;
         sqliteBusyRetries.labels(op).inc();
-        sleepSync(Math.min(this.retry.maxMs, this.retry.baseMs * 2 ** attempt));
+        sleepSync(exponentialDelay(attempt, this.retry));
       }
     }
   }
@@ -295,15 +297,9 @@ function definedOnly<T extends object>(o: T | undefined): Partial<T> {
 
 /** A NaN attempt count would retry a busy error for ever. */
 function validateRetry(r: RetryOptions): void {
-  if (!Number.isInteger(r.attempts) || r.attempts < 0)
-    throw new InvalidArgumentError(
-      "retry.attempts",
-      `must be a non-negative integer, got ${String(r.attempts)}`,
-    );
-  if (!Number.isFinite(r.baseMs) || r.baseMs < 0)
-    throw new InvalidArgumentError("retry.baseMs", `must be a finite number >= 0, got ${String(r.baseMs)}`);
-  if (!Number.isFinite(r.maxMs) || r.maxMs < 0)
-    throw new InvalidArgumentError("retry.maxMs", `must be a finite number >= 0, got ${String(r.maxMs)}`);
+  checkInteger("retry.attempts", r.attempts, 0);
+  checkNumber("retry.baseMs", r.baseMs, 0);
+  checkNumber("retry.maxMs", r.maxMs, 0);
 }
 
 function validateOptions(o: Required<Omit<StoreOptions, "retry">>): void {
@@ -313,10 +309,7 @@ function validateOptions(o: Required<Omit<StoreOptions, "retry">>): void {
     throw new InvalidArgumentError("synchronous", `unknown level ${String(o.synchronous)}`);
   if (!AUTO_VACUUM.has(o.autoVacuum))
     throw new InvalidArgumentError("autoVacuum", `unknown mode ${String(o.autoVacuum)}`);
-  if (!Number.isInteger(o.busyTimeoutMs) || o.busyTimeoutMs < 0)
-    throw new InvalidArgumentError("busyTimeoutMs", "must be a non-negative integer");
-  if (typeof o.allowEmptyFile !== "boolean")
-    throw new InvalidArgumentError("allowEmptyFile", `must be a boolean, got ${String(o.allowEmptyFile)}`);
-  if (!Number.isInteger(o.cacheSizeKiB) || o.cacheSizeKiB <= 0)
-    throw new InvalidArgumentError("cacheSizeKiB", "must be a positive integer");
+  checkInteger("busyTimeoutMs", o.busyTimeoutMs, 0);
+  checkBoolean("allowEmptyFile", o.allowEmptyFile);
+  checkInteger("cacheSizeKiB", o.cacheSizeKiB, 1);
 }

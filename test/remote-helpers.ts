@@ -13,8 +13,8 @@ import fc from "fast-check";
 import pg from "pg";
 import { afterAll, beforeAll } from "vitest";
 import { Replica } from "../src/index.js";
-import { encodeValue, type Value } from "../src/remote/values.js";
-import { fromWire as fromWireValue } from "../src/replica/values.js";
+import { encodeValue } from "../src/remote/values.js";
+import { fromWire as fromWireValue, type SqlValue } from "../src/replica/values.js";
 import { serviceReachable } from "./helpers.js";
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -100,7 +100,7 @@ export function runOps(db: Database.Database, ops: Op[]): void {
 
 export type Dump = Record<string, string[]>;
 
-function line(values: Value[]): string {
+function line(values: SqlValue[]): string {
   return JSON.stringify(values.map(encodeValue));
 }
 
@@ -117,7 +117,7 @@ export function dumpSqlite(db: Database.Database): Dump {
       .prepare(`SELECT ${t.columns.map((c) => `"${c}"`).join(", ")} FROM "${t.name}"`)
       .raw(true)
       .safeIntegers(true)
-      .all() as Value[][];
+      .all() as SqlValue[][];
     out[t.name] = rows.map(line);
   }
   return finish(out);
@@ -142,7 +142,7 @@ export async function dumpLibsql(url: string): Promise<Dump> {
         line(
           t.columns.map((_, i) => {
             const v = r[i];
-            return v instanceof ArrayBuffer ? Buffer.from(v) : (v as Value);
+            return v instanceof ArrayBuffer ? Buffer.from(v) : (v as SqlValue);
           }),
         ),
       );
@@ -168,7 +168,7 @@ export async function dumpPostgres(client: pg.Client, schema: string): Promise<D
           if (v === null) return null;
           if (types[i] === 20) return BigInt(v as string);
           if (types[i] === 701) return Number(v);
-          return v as Value;
+          return v as SqlValue;
         }),
       ),
     );
@@ -263,7 +263,7 @@ export async function pgAndSqlite(
     .prepare(`SELECT ${cols.map(q).join(", ")} FROM ${q(table)} ORDER BY ${q(key)}`)
     .raw(true)
     .safeIntegers(true)
-    .all() as Value[][];
+    .all() as SqlValue[][];
   // Sorted by their compared form: a key of any type orders differently on the two sides.
   const sorted = (rows: string[][]) =>
     rows
@@ -293,7 +293,7 @@ export function pgForm(v: string | null, type: string): string {
   return v;
 }
 
-export function sqliteForm(v: Value, type: string): string {
+export function sqliteForm(v: SqlValue, type: string): string {
   if (v === null) return "null";
   if (type === "any") return line([v]);
   if (type === "bytea") return Buffer.from(v as Uint8Array).toString("hex");

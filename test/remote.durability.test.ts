@@ -14,7 +14,7 @@ import { describe, expect, it } from "vitest";
 import { InvalidArgumentError, metricsRegistry, Replica } from "../src/index.js";
 import { openTarget, type PushProgress, RemoteError, RemoteSync, sqlLiteral } from "../src/remote/index.js";
 import { makePayload, type Payload, type TableSchema } from "../src/remote/payload.js";
-import type { Value } from "../src/remote/values.js";
+import type { SqlValue } from "../src/replica/values.js";
 import { invalidArgument, useTempDirs } from "./helpers.js";
 import { dumpSqlite, dumpSqliteFile, historyRows, runOps, sourceReplica } from "./remote-helpers.js";
 
@@ -109,7 +109,7 @@ describe("exactly once", () => {
           scope: "s",
           reset: [],
           tables: [t],
-          mutations: [{ op: "upsert", table: "t", row: [1n, v as Value] }],
+          mutations: [{ op: "upsert", table: "t", row: [1n, v as SqlValue] }],
           cursor: null,
         }).key,
     );
@@ -280,7 +280,7 @@ async function metricValue(name: string, labels: Record<string, string>): Promis
 describe("sqlLiteral", () => {
   const db = new Database(":memory:");
   const read = db.prepare("SELECT typeof(v) AS t, quote(v) AS q, hex(v) AS h FROM (SELECT ? AS v)");
-  const value: fc.Arbitrary<Value> = fc.oneof(
+  const value: fc.Arbitrary<SqlValue> = fc.oneof(
     fc.constant(null),
     fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
     fc.double({ noNaN: true }),

@@ -5,13 +5,11 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { Change } from "../src/replica/change.js";
+import { type Change, changeSchema, isChange } from "../src/replica/change.js";
 import {
-  changeSchema,
   checkLimits,
   fitBatch,
   handshakeRequest,
-  isChange,
   PROTOCOL_VERSION,
   ProtocolError,
   parse,

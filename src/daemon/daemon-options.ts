@@ -13,9 +13,9 @@ import { checkAuthOptions } from "../hub/auth.js";
 import { DAEMON_BUSY_TIMEOUT_MS, DEFAULT_LOCK_WAIT_MS } from "../hub/write-gate.js";
 import type { Logger, LogLevel } from "../log.js";
 import type { PinSource } from "../pins/download.js";
-import { checkInteger } from "../queue/validate.js";
 import type { Handlers } from "../queue/worker.js";
 import type { BatchLimits } from "../sync/protocol.js";
+import { checkInteger } from "../validate.js";
 import { type RemoteJobOptions, remoteJobOptions } from "./remote-jobs.js";
 import { type PeerJobOptions, peerJobOptions } from "./sync-jobs.js";
 

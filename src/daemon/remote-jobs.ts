@@ -32,13 +32,13 @@ import { validateBackoff } from "../queue/backoff.js";
 import { Queue } from "../queue/queue.js";
 import { Scheduler } from "../queue/scheduler.js";
 import type { BackoffOptions, Job } from "../queue/types.js";
-import { checkInteger } from "../queue/validate.js";
 import { type Handlers, UnrecoverableError, Worker } from "../queue/worker.js";
 import { checkRemoteId, type Remote, Remotes } from "../remote/registry.js";
 import { type PushResult, RemoteSync } from "../remote/remote-sync.js";
 import { describeError, RemoteError } from "../remote/target.js";
 import type { Replica } from "../replica/replica.js";
 import type { Store } from "../store.js";
+import { checkInteger } from "../validate.js";
 import { checkPayload } from "./sync-jobs.js";
 
 export const REMOTE_QUEUE = "remote";

@@ -20,12 +20,12 @@ import { checkPeerId, cursorNames, type Peer, type Peers } from "../peers/peers.
 import { validateBackoff } from "../queue/backoff.js";
 import type { Queue } from "../queue/queue.js";
 import type { BackoffOptions, Job } from "../queue/types.js";
-import { checkInteger, checkName } from "../queue/validate.js";
 import { type Handlers, UnrecoverableError } from "../queue/worker.js";
 import type { Replica } from "../replica/replica.js";
 import { type CycleResult, SyncManager } from "../sync/sync-manager.js";
 import { HubRefusedError } from "../sync/transport.js";
 import { HttpTransport } from "../sync/transports/http.js";
+import { checkInteger, checkName } from "../validate.js";
 
 export const PING_PEER = "PingPeer";
 export const SYNC_BUCKET = "SyncBucket";

@@ -18,10 +18,11 @@
  */
 import { EventEmitter } from "node:events";
 import { setTimeout as delay } from "node:timers/promises";
+import { exponentialDelay } from "../backoff.js";
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
 import { meshGaps } from "../metrics.js";
-import { checkNodeId, isNodeId } from "../replica/hlc.js";
+import { checkNodeId, isNodeId } from "../node-id.js";
 import type { Replica } from "../replica/replica.js";
 import { MemberRegistry } from "./member-registry.js";
 import { type MeshLogger, type MeshMemberOptions, type MeshSettings, meshSettings } from "./mesh-options.js";
@@ -365,7 +366,7 @@ export class MeshMember extends EventEmitter<Events> {
     this.lastError = e.message;
     this.log.warn({ err: e.message }, "mesh: Redis call failed; retrying");
     this.emit("failed", e);
-    return Math.min(5000, 50 * 2 ** Math.min(failures, 7));
+    return exponentialDelay(failures, { baseMs: 50, maxMs: 5000 });
   }
 
   private async pause(ms: number): Promise<void> {

@@ -10,9 +10,9 @@ import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Peers } from "../peers/peers.js";
-import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
+import { checkInteger, checkName, checkObject } from "../validate.js";
 
 export type MeshLogger = Pick<Logger, "debug" | "info" | "warn" | "error">;
 
@@ -76,8 +76,7 @@ const NOOP = () => {};
 const SILENT = { debug: NOOP, info: NOOP, warn: NOOP, error: NOOP } as unknown as MeshLogger;
 
 export function meshSettings(replica: Replica, options: MeshMemberOptions): MeshSettings {
-  if (options === null || typeof options !== "object")
-    throw new InvalidArgumentError("options", "must be an object");
+  checkObject("options", options);
   const r = options.redis;
   if (!isRedisClient(r) && !(typeof r === "string" && /^rediss?:\/\/\S*$/.test(r)))
     throw new InvalidArgumentError("redis", "must be a redis:// or rediss:// URL or an ioredis client");

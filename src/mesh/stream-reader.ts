@@ -15,6 +15,8 @@
  * one the replica refuses, is logged, counted and passed over; nothing of it
  * is applied.
  */
+
+import { exponentialDelay } from "../backoff.js";
 import type { CursorStore } from "../cursor-store.js";
 import { meshApplied, meshGaps, meshRefused } from "../metrics.js";
 import type { Replica } from "../replica/replica.js";
@@ -200,7 +202,11 @@ export class StreamReader {
   retryGaps(now: number): void {
     for (const t of this.tails.values()) {
       if (!t.gap) continue;
-      const wait = this.deps.gapRetryMs * 2 ** Math.min(t.gap.retries, MAX_BACKOFF_DOUBLINGS);
+      const base = this.deps.gapRetryMs;
+      const wait = exponentialDelay(t.gap.retries, {
+        baseMs: base,
+        maxMs: base * 2 ** MAX_BACKOFF_DOUBLINGS,
+      });
       if (now - Math.max(t.gap.requestedAt, t.gap.progressAt) < wait) continue;
       t.gap.requestedAt = now;
       t.gap.retries++;

@@ -9,8 +9,7 @@
  * reverse, so the state index serves both without a sort.
  */
 import type Database from "better-sqlite3";
-import { InvalidArgumentError } from "../errors.js";
-import { checkInteger, checkOneOf } from "../queue/validate.js";
+import { checkInteger, checkObject, checkOneOf } from "../validate.js";
 import { META_COLUMNS, type MetaRow, toMeta } from "./rows.js";
 import { checkState } from "./states.js";
 import type { OutboxListOptions, OutboxSortBy, StoreMeta } from "./types.js";
@@ -43,7 +42,7 @@ export class Listing {
 
   list(options?: OutboxListOptions): StoreMeta[] {
     const o = options ?? {};
-    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    checkObject("options", o);
     const state = o.state === undefined ? null : checkState("state", o.state);
     const sortBy = checkOneOf("sortBy", o.sortBy ?? "created", SORTS);
     const order = checkOneOf("order", o.order ?? "asc", ORDERS);

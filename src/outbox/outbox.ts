@@ -26,11 +26,13 @@
  * src/outbox/spool.ts). A string id is resolved inside the same transaction
  * as the move it names.
  */
+
+import { exponentialDelay } from "../backoff.js";
 import { InvalidArgumentError } from "../errors.js";
-import { backoffDelay, resolveBackoff, validateBackoff } from "../queue/backoff.js";
+import { resolveBackoff, validateBackoff } from "../queue/backoff.js";
 import type { BackoffOptions } from "../queue/types.js";
-import { checkDuration, checkInteger, checkName } from "../queue/validate.js";
 import type { Store } from "../store.js";
+import { checkDuration, checkInteger, checkName, checkObject } from "../validate.js";
 import { emptyCounts } from "./counts.js";
 import { Listing } from "./listing.js";
 import {
@@ -97,7 +99,7 @@ export class Outbox {
   ) {
     this.name = checkName("name", name);
     const o = options ?? {};
-    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    checkObject("options", o);
     this.maxAttempts =
       o.maxAttempts === undefined ? DEFAULT_MAX_ATTEMPTS : checkInteger("maxAttempts", o.maxAttempts, 1);
     this.defaultPriority =
@@ -189,7 +191,7 @@ export class Outbox {
   store(body: MessageBody, options?: StoreMessageOptions): StoreMeta {
     const { bytes, kind } = encodeBody(body);
     const o = options ?? {};
-    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    checkObject("options", o);
     const msg = normalizeStore(o, { priority: this.defaultPriority, maxAttempts: this.maxAttempts });
     try {
       const row = this.database.write(() => {
@@ -267,7 +269,7 @@ export class Outbox {
       );
     }
     const o = options ?? {};
-    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    checkObject("options", o);
     const from = checkFrom(o.from, to);
     return this.database.write(() => {
       const id = this.rowId(checked);
@@ -287,7 +289,7 @@ export class Outbox {
             `it has spent all ${cur.max_attempts} attempts, so it can only be bounced`,
           );
         }
-        next = now + backoffDelay(cur.attempts, this.backoff);
+        next = now + exponentialDelay(cur.attempts - 1, this.backoff);
       }
       const params = { to, next, error: null, now, id, spool: this.name, from: cur.state };
       return this.sql.move.get(params) !== undefined;
@@ -342,7 +344,7 @@ export class Outbox {
       const bounce = cur.attempts >= cur.max_attempts;
       const row = this.sql.move.get({
         to: bounce ? "bounced" : "deferred",
-        next: bounce ? null : now + backoffDelay(cur.attempts, this.backoff),
+        next: bounce ? null : now + exponentialDelay(cur.attempts - 1, this.backoff),
         error: text,
         now,
         id,
@@ -365,7 +367,7 @@ export class Outbox {
   /** Deletes final messages whose last move is older than `olderThanMs`; returns how many. */
   purge(options?: PurgeOptions): number {
     const o = options ?? {};
-    if (typeof o !== "object") throw new InvalidArgumentError("options", "must be an object");
+    checkObject("options", o);
     const olderThan = o.olderThanMs === undefined ? 7 * DAY_MS : checkDuration("olderThanMs", o.olderThanMs);
     const states = o.states ?? FINAL_STATES;
     if (!Array.isArray(states) || states.length === 0) {

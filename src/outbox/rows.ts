@@ -4,7 +4,7 @@
  * becomes a StoreMeta or an OutboxMessage on the way out.
  */
 import { InvalidArgumentError } from "../errors.js";
-import { serializePayload } from "../queue/validate.js";
+import { serializePayload } from "../json-payload.js";
 import type { OutboxMessage, OutboxState, StoreMeta } from "./types.js";
 
 export interface MetaRow {

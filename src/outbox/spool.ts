@@ -12,7 +12,7 @@
  * is a non-empty string of at most 200 characters, unique within its outbox.
  */
 import { InvalidArgumentError, TidewireError } from "../errors.js";
-import { checkInteger, checkName } from "../queue/validate.js";
+import { checkInteger, checkName, checkTime } from "../validate.js";
 import { describe, type MetaRow, serializeHeaders } from "./rows.js";
 import { checkState } from "./states.js";
 import type { MessageRef, MetaPatch, OutboxState, StoreMessageOptions } from "./types.js";
@@ -158,11 +158,4 @@ function checkLastError(value: unknown): string | null {
 
 function checkPriority(argument: string, value: unknown): number {
   return checkInteger(argument, value, -(2 ** 31));
-}
-
-function checkTime(argument: string, value: unknown): number {
-  const t = value instanceof Date ? value.getTime() : value;
-  if (typeof t !== "number" || !Number.isFinite(t) || t < 0)
-    throw new InvalidArgumentError(argument, `must be a Date or epoch ms, got ${describe(value)}`);
-  return Math.round(t);
 }

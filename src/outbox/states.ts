@@ -3,7 +3,7 @@
  * other, and the error a refused move throws (nothing is written then).
  */
 import { InvalidArgumentError } from "../errors.js";
-import { checkOneOf } from "../queue/validate.js";
+import { checkOneOf } from "../validate.js";
 import { OUTBOX_STATES, OUTBOX_TRANSITIONS, type OutboxState } from "./types.js";
 
 export const FINAL_STATES: readonly OutboxState[] = ["delivered", "bounced"];

@@ -14,10 +14,10 @@
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import { peerRtt, peerUp } from "../metrics.js";
-import { checkName } from "../queue/validate.js";
-import { checkNodeId } from "../replica/hlc.js";
+import { checkNodeId, toNodeId } from "../node-id.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
 import type { Store } from "../store.js";
+import { checkInteger, checkName, checkNumber, checkObject } from "../validate.js";
 
 export type PeerState = "up" | "down" | "unknown";
 
@@ -75,8 +75,7 @@ export class Peers {
 
   /** Adds the peer, or updates the fields given of the one with that id; returns it as stored. */
   upsert(input: PeerInput): Peer {
-    if (input === null || typeof input !== "object")
-      throw new InvalidArgumentError("peer", "must be an object");
+    checkObject("peer", input);
     const address =
       input.address === undefined || input.address === null ? input.address : normalizeAddress(input.address);
     if (input.id === undefined && !address)
@@ -127,8 +126,7 @@ export class Peers {
   /** The peer answered in `rttMs`; false when there is no such peer (it may have been removed). */
   markUp(id: string, rttMs: number, at: number = Date.now()): boolean {
     const peer = checkPeerId(id);
-    if (typeof rttMs !== "number" || !Number.isFinite(rttMs) || rttMs < 0)
-      throw new InvalidArgumentError("rttMs", `must be a finite number >= 0, got ${String(rttMs)}`);
+    checkNumber("rttMs", rttMs, 0);
     const when = checkTime(at);
     const changed = this.store.write(
       () => this.sql.up.run({ rttMs, at: when, id: peer }).changes > 0,
@@ -218,12 +216,7 @@ export function cursorNames(peer: Pick<Peer, "id" | "nodeId" | "address">): stri
 export function idFromAddress(address: string): string {
   const url = new URL(normalizeAddress(address));
   const raw = `${url.host}${url.pathname === "/" ? "" : url.pathname}`;
-  return checkPeerId(
-    raw
-      .replace(/[^A-Za-z0-9._:-]+/g, "-")
-      .replace(/^-+|-+$/g, "")
-      .slice(0, 64),
-  );
+  return toNodeId("id", raw);
 }
 
 /** A peer id is a node id: 1 to 64 of A-Z a-z 0-9 . _ : - (so never a "/", which job keys rely on). */
@@ -261,9 +254,7 @@ function checkToken(token: unknown): string {
 }
 
 function checkTime(at: unknown): number {
-  if (typeof at !== "number" || !Number.isSafeInteger(at) || at < 0)
-    throw new InvalidArgumentError("at", `must be epoch ms, got ${String(at)}`);
-  return at;
+  return checkInteger("at", at, 0);
 }
 
 interface PeerRow {

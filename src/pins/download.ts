@@ -17,8 +17,8 @@ import { Readable } from "node:stream";
 import type { ReadableStream } from "node:stream/web";
 import { InvalidArgumentError } from "../errors.js";
 import { pinBytesDownloaded, pinMismatches, pinsDownloaded } from "../metrics.js";
-import { checkInteger } from "../queue/validate.js";
 import { type Handler, UnrecoverableError } from "../queue/worker.js";
+import { checkInteger } from "../validate.js";
 import { checkPinHash, PinMismatchError } from "./errors.js";
 import type { Pins } from "./pins.js";
 

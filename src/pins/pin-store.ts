@@ -19,7 +19,7 @@ import { type FileHandle, mkdir, open, readdir, rename, stat, unlink } from "nod
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { InvalidArgumentError } from "../errors.js";
-import { checkInteger } from "../queue/validate.js";
+import { checkInteger } from "../validate.js";
 import { checkPinHash, PIN_HASH, PinMismatchError, PinNotFoundError, PinTooLargeError } from "./errors.js";
 
 export const DEFAULT_MAX_PIN_BYTES = 1024 ** 3;

@@ -14,8 +14,8 @@
  * transaction, so no reference to an old pin is committed in between.
  */
 
-import { checkDuration } from "../queue/validate.js";
 import type { Store } from "../store.js";
+import { checkDuration } from "../validate.js";
 import { PinStore, type PinStoreOptions } from "./pin-store.js";
 import { PinReferences } from "./references.js";
 

@@ -13,9 +13,9 @@
  */
 import type Database from "better-sqlite3";
 import { InvalidArgumentError, TidewireError } from "../errors.js";
-import { checkName } from "../queue/validate.js";
 import { quoteIdent } from "../replica/schema.js";
 import type { Store } from "../store.js";
+import { checkName } from "../validate.js";
 import { isPinHash } from "./errors.js";
 
 export interface PinColumn {

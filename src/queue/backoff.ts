@@ -1,6 +1,7 @@
 /**
- * Retry delays: exponential, capped, with jitter so that jobs that failed
- * together do not retry together.
+ * A job's retry backoff as options: the defaults, a job's own options layered
+ * over its queue's, and their checks. The delay itself is src/backoff.ts's
+ * `exponentialDelay`, after attempt n waiting n - 1 retries' worth.
  */
 import { InvalidArgumentError } from "../errors.js";
 import type { BackoffOptions } from "./types.js";
@@ -11,17 +12,6 @@ export const DEFAULT_BACKOFF: Required<BackoffOptions> = {
   factor: 2,
   jitter: 0.2,
 };
-
-/** Delay before the retry that follows failed attempt number `attempt` (1-based). */
-export function backoffDelay(
-  attempt: number,
-  options: Required<BackoffOptions>,
-  random = Math.random,
-): number {
-  const raw = Math.min(options.maxMs, options.baseMs * options.factor ** Math.max(0, attempt - 1));
-  const spread = raw * options.jitter;
-  return Math.max(0, Math.round(raw - spread + random() * 2 * spread));
-}
 
 export function resolveBackoff(
   ...layers: Array<BackoffOptions | null | undefined>

@@ -12,8 +12,9 @@
  * pending as a spent attempt, or to failed when none is left.
  */
 import type Database from "better-sqlite3";
+import { exponentialDelay } from "../backoff.js";
 import type { Store } from "../store.js";
-import { backoffDelay, resolveBackoff } from "./backoff.js";
+import { resolveBackoff } from "./backoff.js";
 import type { JobRow } from "./rows.js";
 import type { AddedSignal, Settlement, SettleResult, WorkerSource } from "./source.js";
 import type { BackoffOptions, Job } from "./types.js";
@@ -203,7 +204,7 @@ export class Leases implements WorkerSource {
         final = false;
         const backoff = job.backoff ? resolveBackoff(this.backoff, job.backoff) : this.backoff;
         changes = this.sql.retryLater.run(
-          now + backoffDelay(job.attempts, backoff),
+          now + exponentialDelay(job.attempts - 1, backoff),
           s.error,
           job.id,
           owner,

@@ -5,7 +5,8 @@
  * and an outcome or a release lands only while its lease holds (same owner,
  * same attempt); a lapsed lease is a spent attempt.
  */
-import { backoffDelay, resolveBackoff } from "./backoff.js";
+import { exponentialDelay } from "../backoff.js";
+import { resolveBackoff } from "./backoff.js";
 import type { AddedSignal, Settlement, SettleResult, WorkerSource } from "./source.js";
 import type { BackoffOptions, Job } from "./types.js";
 
@@ -61,7 +62,7 @@ export class MemoryLeases implements WorkerSource {
         const backoff = j.backoff ? resolveBackoff(this.backoff, j.backoff) : this.backoff;
         Object.assign(j, {
           state: "pending",
-          runAt: now + backoffDelay(j.attempts, backoff),
+          runAt: now + exponentialDelay(j.attempts - 1, backoff),
           lastError: s.error,
         });
         result.applied.push({ ...s, final: false });

@@ -5,6 +5,7 @@
  */
 import { InvalidArgumentError } from "../errors.js";
 import { jobsAdded } from "../metrics.js";
+import { checkName } from "../validate.js";
 import { CountChangedError } from "./admin.js";
 import { resolveBackoff, validateBackoff } from "./backoff.js";
 import { matchesFilter } from "./filter.js";
@@ -37,7 +38,6 @@ import {
 } from "./types.js";
 import {
   checkId,
-  checkName,
   type NormalizedAdd,
   normalizeAdd,
   normalizeBulk,

@@ -6,14 +6,10 @@
  */
 import { Cron } from "croner";
 import { InvalidArgumentError } from "../errors.js";
+import { serializePayload } from "../json-payload.js";
+import { checkInteger, checkName } from "../validate.js";
 import type { PeriodicOptions } from "./types.js";
-import {
-  checkInteger,
-  checkName,
-  DEFAULT_MAX_ATTEMPTS,
-  type NormalizedAdd,
-  serializePayload,
-} from "./validate.js";
+import { DEFAULT_MAX_ATTEMPTS, type NormalizedAdd } from "./validate.js";
 
 export function nextIntervalRun(scheduledAt: number, everyMs: number, now: number): number {
   if (scheduledAt > now) return scheduledAt;

@@ -18,6 +18,7 @@ import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { jobsAdded } from "../metrics.js";
 import type { Store } from "../store.js";
+import { checkName } from "../validate.js";
 import { QueueAdmin } from "./admin.js";
 import { resolveBackoff, validateBackoff } from "./backoff.js";
 import { Inserts } from "./inserts.js";
@@ -51,7 +52,6 @@ import {
 } from "./types.js";
 import {
   checkId,
-  checkName,
   normalizeAdd,
   normalizeBulk,
   normalizeCleanup,

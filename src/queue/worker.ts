@@ -25,11 +25,11 @@ import { hostname } from "node:os";
 import { InvalidArgumentError } from "../errors.js";
 import { jobDuration, jobsCompleted, jobsFailed } from "../metrics.js";
 import { type SpanHandle, startSpan, tracingEnabled } from "../trace.js";
+import { checkTimeout } from "../validate.js";
 import { type Handler, type HandlerContext, type Handlers, JobTimeoutError, LazyContext } from "./handler.js";
 import { type Settlement, type WorkerSource, workerSource } from "./source.js";
 import { describeThrown, UnrecoverableError } from "./thrown.js";
 import type { Job, JobQueue } from "./types.js";
-import { checkTimeout } from "./validate.js";
 
 export interface WorkerOptions {
   /** Handlers running at once. */

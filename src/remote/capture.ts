@@ -17,15 +17,16 @@
  */
 import { createHash } from "node:crypto";
 import { formatHlc } from "../replica/hlc.js";
+import type { SqlValue } from "../replica/values.js";
 import type { TableSchema } from "./payload.js";
-import { encodeValue, type Value } from "./values.js";
+import { encodeValue } from "./values.js";
 
 export const CHANGES_TABLE = "_tidewire_changes";
 
 export interface CapturedChange {
   seq: bigint;
   table: string;
-  key: Value[];
+  key: SqlValue[];
   op: "insert" | "update" | "delete";
   /** The columns an update changed; null for an insert or a delete. */
   columns: string[] | null;
@@ -42,7 +43,7 @@ export interface Capture {
   /** Up to `limit` entries with a sequence above `after`, in sequence order. */
   read(after: bigint, limit: number): Promise<CapturedChange[]>;
   /** The current values of `columns` for each key (null where the row is gone), in the keys' order. */
-  rows(t: TableSchema, columns: string[], keys: Value[][]): Promise<Array<Value[] | null>>;
+  rows(t: TableSchema, columns: string[], keys: SqlValue[][]): Promise<Array<SqlValue[] | null>>;
   /** Deletes the entries up to and including `upto` (they are pulled). */
   prune(upto: bigint): Promise<void>;
 }
@@ -64,7 +65,7 @@ export function entryHlc(c: Pick<CapturedChange, "at" | "seq">): string {
  * libSQL, D1 through wrangler's JSON) hand back every value with its storage
  * class, whatever their driver does with numbers.
  */
-export function fromQuoted(text: unknown): Value {
+export function fromQuoted(text: unknown): SqlValue {
   if (typeof text !== "string") throw new Error(`expected quote() text, got ${JSON.stringify(text)}`);
   if (text === "NULL") return null;
   if (/^-?\d+$/.test(text)) return BigInt(text);
@@ -79,6 +80,6 @@ export function fromQuoted(text: unknown): Value {
 }
 
 /** A key's canonical text, to group entries and match rows read back by key. */
-export function keyText(key: Value[]): string {
+export function keyText(key: SqlValue[]): string {
   return JSON.stringify(key.map(encodeValue));
 }

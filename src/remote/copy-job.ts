@@ -17,8 +17,10 @@
  * as their SELECT text, which it may refuse (docs/architecture.md, "Remote
  * full push").
  */
+
+import { quoteIdent } from "../replica/schema.js";
+import type { SqlValue } from "../replica/values.js";
 import type { TableSchema } from "./payload.js";
-import { quoteIdent, type Value } from "./values.js";
 
 export interface IndexColumn {
   name: string;
@@ -68,7 +70,7 @@ export interface CopyJob {
   indexes: IndexSpec[];
   views: ViewSpec[];
   /** The table's rows (in the schema's column order) in batches of at most `size`; progress is reported as they are taken. */
-  rows(t: TableSchema, size: number): Iterable<Value[][]>;
+  rows(t: TableSchema, size: number): Iterable<SqlValue[][]>;
   /**
    * The local database file, for a target that can read it itself (a
    * `sqlite:` file ATTACHes it and copies by INSERT … SELECT); null for an

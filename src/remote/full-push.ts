@@ -19,6 +19,7 @@
  */
 import { createHash } from "node:crypto";
 import { ulid } from "ulid";
+import type { SqlValue } from "../replica/values.js";
 import type { Store } from "../store.js";
 import type { Catalog } from "./catalog.js";
 import type { CopyJob, IndexSpec, SwapHook, ViewSpec } from "./copy-job.js";
@@ -27,7 +28,6 @@ import type { PushProgress } from "./push-options.js";
 import { Snapshot } from "./snapshot.js";
 import type { ApplyOutcome, RemoteTarget } from "./target.js";
 import { type Fallback, type PgOverrides, planPgTypes } from "./targets/postgres-plan.js";
-import type { Value } from "./values.js";
 
 export interface FullPushOptions {
   /** Also copy tables nobody tracks (a snapshot at each full push; never pushed incrementally). */
@@ -154,9 +154,9 @@ export class FullPush {
   /** The batches, with a progress report before the first and after each. */
   private *reported(
     t: TableSchema,
-    batches: Iterable<Value[][]>,
+    batches: Iterable<SqlValue[][]>,
     progress: (t: TableSchema, rows: number) => void,
-  ): Generator<Value[][]> {
+  ): Generator<SqlValue[][]> {
     let rows = 0;
     progress(t, rows);
     for (const batch of batches) {

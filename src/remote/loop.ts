@@ -8,6 +8,7 @@
  * only. `stop` cancels the next cycle; the owner waits for the one in flight.
  */
 import { InvalidArgumentError } from "../errors.js";
+import { checkNumber, checkObject } from "../validate.js";
 import type { SyncResult } from "./push-options.js";
 
 export interface LoopOptions {
@@ -29,12 +30,7 @@ export class SyncLoop {
 
   /** Checks the options, then calls `before` and starts; throws when already running. */
   start(options: LoopOptions, before: () => void): void {
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
-    const s = options.intervalSeconds;
-    if (typeof s !== "number" || !Number.isFinite(s) || s < 0) {
-      throw new InvalidArgumentError("intervalSeconds", `must be a number of seconds >= 0, got ${String(s)}`);
-    }
+    const s = checkNumber("intervalSeconds", checkObject("options", options).intervalSeconds, 0);
     if (!this.stopped) throw new InvalidArgumentError("start", "the sync loop is already running");
     let seconds = s;
     if (seconds < 1) {

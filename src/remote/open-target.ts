@@ -7,6 +7,7 @@
  * others through the interface's module.
  */
 import { InvalidArgumentError } from "../errors.js";
+import { checkObject } from "../validate.js";
 import type { RemoteTarget } from "./target.js";
 import { type D1Options, D1Target } from "./targets/d1.js";
 import { LibsqlTarget } from "./targets/libsql.js";
@@ -25,8 +26,7 @@ export function openTarget(url: unknown, options: TargetOptions = {}): RemoteTar
       "must be a URL: sqlite:PATH, postgres://…, libsql://…, file:PATH or d1:NAME",
     );
   }
-  if (options === null || typeof options !== "object")
-    throw new InvalidArgumentError("options", "must be an object");
+  checkObject("options", options);
   if (options.d1 !== undefined && !url.startsWith("d1:")) {
     throw new InvalidArgumentError(
       "target",

@@ -15,7 +15,8 @@
  */
 import { createHash } from "node:crypto";
 import { ulid } from "ulid";
-import { decodeValue, type Encoded, encodeValue, type Value } from "./values.js";
+import type { SqlValue } from "../replica/values.js";
+import { decodeValue, type Encoded, encodeValue } from "./values.js";
 
 export type Affinity = "INTEGER" | "REAL" | "TEXT" | "BLOB" | "NUMERIC";
 
@@ -41,8 +42,8 @@ export interface TableSchema {
 }
 
 export type Mutation =
-  | { op: "upsert"; table: string /** In the table schema's column order. */; row: Value[] }
-  | { op: "delete"; table: string /** In key order. */; key: Value[] };
+  | { op: "upsert"; table: string /** In the table schema's column order. */; row: SqlValue[] }
+  | { op: "delete"; table: string /** In key order. */; key: SqlValue[] };
 
 export type SyncMode = "full" | "incremental";
 

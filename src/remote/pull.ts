@@ -23,11 +23,10 @@ import { TidewireError } from "../errors.js";
 import { remotePullChanges, remotePullTotal } from "../metrics.js";
 import type { Change } from "../replica/change.js";
 import type { Replica } from "../replica/replica.js";
-import { toWire, type WireValue } from "../replica/values.js";
+import { type SqlValue, toWire, type WireValue } from "../replica/values.js";
 import { type Capture, type CapturedChange, entryHlc, keyText, remoteOrigin } from "./capture.js";
 import type { TableSchema } from "./payload.js";
 import { type Backend, describeError, RemoteError, type RemoteTarget } from "./target.js";
-import type { Value } from "./values.js";
 
 export interface PullResult {
   target: string;
@@ -146,7 +145,7 @@ export class Puller {
           continue;
         }
         const live = [...keys.values()].filter((l) => l[l.length - 1]!.op !== "delete").map((l) => l[0]!.key);
-        const rows = new Map<string, Value[]>();
+        const rows = new Map<string, SqlValue[]>();
         (await this.capture.rows(t, cols, live)).forEach((row, i) => {
           if (row) rows.set(keyText(live[i]!), row);
         });
@@ -197,7 +196,7 @@ function toChanges(
   t: TableSchema,
   cols: string[],
   list: CapturedChange[],
-  row: Value[] | null,
+  row: SqlValue[] | null,
   origin: string,
 ): Change[] {
   const last = list[list.length - 1]!;

@@ -7,7 +7,7 @@
  * the option, before anything is opened or sent.
  */
 import { InvalidArgumentError } from "../errors.js";
-import { checkName } from "../queue/validate.js";
+import { checkFlag, checkName, checkObject } from "../validate.js";
 import type { TargetOptions } from "./open-target.js";
 import type { PullResult } from "./pull.js";
 import type { Backend, RemoteTarget } from "./target.js";
@@ -86,15 +86,7 @@ export interface CycleOptions {
 
 /** The options of one cycle (`push`, `sync`); returns `resync`. */
 export function checkCycleOptions(options: unknown): boolean {
-  if (options === null || typeof options !== "object")
-    throw new InvalidArgumentError("options", "must be an object");
-  return checkFlag("resync", (options as CycleOptions).resync);
-}
-
-/** An optional boolean option: absent is false. */
-export function checkFlag(name: string, v: unknown): boolean {
-  if (v !== undefined && typeof v !== "boolean") throw new InvalidArgumentError(name, "must be a boolean");
-  return v === true;
+  return checkFlag("resync", checkObject("options", options as CycleOptions).resync);
 }
 
 export const DIRECTIONS: readonly SyncDirection[] = ["push", "pull", "both"];

@@ -15,9 +15,9 @@
  */
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
-import { checkInteger } from "../queue/validate.js";
 import { trackedTableNames } from "../replica/report.js";
 import type { Store } from "../store.js";
+import { checkBoolean, checkInteger, checkObject } from "../validate.js";
 import { openTarget } from "./open-target.js";
 import { checkDirection, DIRECTIONS, type SyncDirection } from "./push-options.js";
 import { checkD1, checkNames, checkRemoteId, deriveId, normalizeUrl } from "./remote-input.js";
@@ -104,8 +104,7 @@ export class Remotes {
 
   /** Registers a target; refuses a target (or an id) already registered. Returns it as stored. */
   add(input: RemoteInput): Remote {
-    if (input === null || typeof input !== "object")
-      throw new InvalidArgumentError("remote", "must be an object");
+    checkObject("remote", input);
     const d1 = checkD1(input.url, input.d1);
     const url = normalizeUrl(input.url);
     const target = openTarget(url, { d1: d1 ?? undefined });
@@ -183,7 +182,7 @@ export class Remotes {
   /** Pauses or resumes the target's jobs; false when there is no such target. */
   setPaused(id: string, paused: boolean): boolean {
     const key = checkRemoteId(id);
-    if (typeof paused !== "boolean") throw new InvalidArgumentError("paused", "must be a boolean");
+    checkBoolean("paused", paused);
     return this.store.write(() => this.sql.paused.run(paused ? 1 : 0, key).changes > 0, "remotes");
   }
 
@@ -197,13 +196,8 @@ export class Remotes {
   /** A cycle succeeded, having pushed and/or pulled. */
   noteSuccess(id: string, did: { push: boolean; pull: boolean }, at = Date.now()): void {
     const key = checkRemoteId(id);
-    if (
-      did === null ||
-      typeof did !== "object" ||
-      typeof did.push !== "boolean" ||
-      typeof did.pull !== "boolean"
-    )
-      throw new InvalidArgumentError("did", "must be { push: boolean, pull: boolean }");
+    checkBoolean("did.push", checkObject("did", did).push);
+    checkBoolean("did.pull", did.pull);
     const when = checkInteger("at", at, 0);
     this.store.write(() =>
       this.sql.success.run({ id: key, at: when, push: did.push ? 1 : 0, pull: did.pull ? 1 : 0 }),

@@ -8,7 +8,7 @@
  */
 import { basename, extname, resolve } from "node:path";
 import { InvalidArgumentError } from "../errors.js";
-import { checkNodeId } from "../replica/hlc.js";
+import { checkNodeId, toNodeId } from "../node-id.js";
 import { checkBuckets } from "./push-options.js";
 import type { Backend } from "./target.js";
 import type { D1Options } from "./targets/d1.js";
@@ -78,12 +78,7 @@ export function deriveId(backend: Backend, target: string): string {
   }
   // A name of no usable characters leaves the backend alone.
   const raw = `${backend === "postgres" ? "pg" : backend}-${name}`;
-  return checkRemoteId(
-    raw
-      .replace(/[^A-Za-z0-9._:-]+/g, "-")
-      .replace(/-+$/g, "")
-      .slice(0, 64),
-  );
+  return toNodeId("id", raw);
 }
 
 function stem(path: string): string {

@@ -12,7 +12,8 @@
  * carry whole current rows (or deletes) for the keys the change log names,
  * so they are idempotent and never depend on rows the target may lack.
  * A full push spools only its decision and copies the rows from the local
- * file in one target transaction (full-push.ts). The cursor value is
+ * file in one target transaction (full-push.ts); spooling, sending and
+ * moving the cursor are delivery.ts's. The cursor value is
  * `<sequence>@<shape>`: a tracked table gaining a column, a changed
  * declared type, a changed `--pg-type` override or a changed index changes
  * the shape, and the next push is a full one. A payload the target refused
@@ -27,12 +28,14 @@
 import { CursorStore } from "../cursor-store.js";
 import { InvalidArgumentError } from "../errors.js";
 import { remoteSyncDuration, remoteSyncLastSuccess, remoteSyncTotal } from "../metrics.js";
-import { checkInteger, checkName } from "../queue/validate.js";
 import type { Replica } from "../replica/replica.js";
+import { fromWire, type SqlValue } from "../replica/values.js";
 import { detached, inSpan } from "../trace.js";
+import { checkFlag, checkInteger, checkName, checkObject } from "../validate.js";
 import { CHANGES_TABLE } from "./capture.js";
 import { Catalog } from "./catalog.js";
-import { type CopyStat, FullPush } from "./full-push.js";
+import { Delivery, type PushCursor, type Stat } from "./delivery.js";
+import { FullPush } from "./full-push.js";
 import { type LoopOptions, SyncLoop } from "./loop.js";
 import { openTarget } from "./open-target.js";
 import { makePayload, type Payload, type TableSchema } from "./payload.js";
@@ -42,7 +45,6 @@ import {
   checkBuckets,
   checkCycleOptions,
   checkDirection,
-  checkFlag,
   checkTarget,
   type PushResult,
   type RemoteSyncOptions,
@@ -52,7 +54,7 @@ import {
 import { Source } from "./source.js";
 import { PayloadSpool } from "./spool.js";
 import { APPLYING_TABLE, HISTORY_TABLE } from "./sql.js";
-import { DATA_REFUSED, describeError, RemoteError, type RemoteTarget } from "./target.js";
+import { RemoteError, type RemoteTarget } from "./target.js";
 import {
   checkOverrides,
   type Fallback,
@@ -60,7 +62,7 @@ import {
   type PgOverrides,
   parseOverrides,
 } from "./targets/postgres-plan.js";
-import { encodeValue, fromWire, type Value } from "./values.js";
+import { encodeValue } from "./values.js";
 
 export type { PullResult } from "./pull.js";
 export type {
@@ -74,19 +76,14 @@ export type {
 /** The target's own tables: history, and the pull's change table and apply marker. */
 const RESERVED = new Set([HISTORY_TABLE, CHANGES_TABLE, APPLYING_TABLE]);
 
-interface Stat extends CopyStat {
-  mode: "full" | "incremental";
-  payloads: number;
-  duplicates: number;
-  retried: number;
-}
-
 export class RemoteSync {
   readonly target: RemoteTarget;
   readonly direction: SyncDirection;
   private readonly puller: Puller | null;
   private readonly source: Source;
   private readonly spool: PayloadSpool;
+  private readonly delivery: Delivery;
+  private readonly pushCursor: PushCursor;
   private readonly full: FullPush;
   private readonly cursors: CursorStore;
   private readonly cursorKey: { peer: string; bucket: string; direction: "push" };
@@ -106,8 +103,7 @@ export class RemoteSync {
     private readonly replica: Replica,
     options: RemoteSyncOptions,
   ) {
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
+    checkObject("options", options);
     const o = options;
     this.buckets = o.buckets === undefined ? undefined : checkBuckets(o.buckets);
     this.tables = o.tables === undefined ? undefined : checkBuckets(o.tables, "tables");
@@ -142,6 +138,16 @@ export class RemoteSync {
     });
     this.spool = new PayloadSpool(replica.store, outboxName, this.target.id);
     this.cursors = new CursorStore(replica.store, { flushIntervalMs: 0 });
+    this.pushCursor = {
+      set: (cursor) => {
+        this.cursors.set(this.cursorKey, cursor);
+        this.cursors.flushDirty();
+      },
+      drop: () => {
+        if (this.cursors.get(this.cursorKey) !== undefined) this.cursors.delete(this.cursorKey);
+      },
+    };
+    this.delivery = new Delivery(this.target, this.spool, this.full, this.pushCursor, this.keepHistory);
     const canPull = typeof this.target.capture === "function";
     this.direction = o.direction === undefined ? (canPull ? "both" : "push") : checkDirection(o.direction);
     if (this.direction !== "push" && !canPull)
@@ -265,7 +271,7 @@ export class RemoteSync {
       const shape = this.full.shape(schemas, overridesText(this.pgTypes));
       if (resync)
         for (const id of this.spool.pending()) this.spool.abandon(id, "replaced by a full push (resync)");
-      else await this.sendPending(stat, shape);
+      else await this.delivery.sendPending(stat, shape);
       const cursor = this.cursors.get(this.cursorKey);
       const at = cursor?.split("@");
       if (resync || !at || at[1] !== shape) await this.fullPush(schemas, shape, stat);
@@ -308,9 +314,9 @@ export class RemoteSync {
   /** Deletes the cursor (until the copy is in, any cycle must copy again), then spools and sends the decision. */
   private async fullPush(schemas: TableSchema[], shape: string, stat: Stat): Promise<void> {
     stat.mode = "full";
-    if (this.cursors.get(this.cursorKey) !== undefined) this.cursors.delete(this.cursorKey);
+    this.pushCursor.drop();
     const upto = String(this.replica.lastSeq());
-    await this.deliver(this.full.decision(schemas, shape, upto), stat);
+    await this.delivery.deliver(this.full.decision(schemas, shape, upto), stat);
   }
 
   private async incremental(schemas: TableSchema[], shape: string, from: string, stat: Stat): Promise<void> {
@@ -323,7 +329,7 @@ export class RemoteSync {
         buckets: this.buckets,
         excludeSource: this.puller?.origin,
       });
-      const keys = new Map<string, Map<string, Value[]>>();
+      const keys = new Map<string, Map<string, SqlValue[]>>();
       for (const c of cs.changes) {
         if (!byName.has(c.table)) continue;
         const pk = c.pk.map(fromWire);
@@ -349,79 +355,15 @@ export class RemoteSync {
       const cursor = `${cs.cursor}@${shape}`;
       if (mutations.length > 0) {
         const scope = `${this.replica.nodeId}:${seq}-${cs.cursor}`;
-        await this.deliver(
+        await this.delivery.deliver(
           makePayload({ mode: "incremental", scope, reset: [], tables, mutations, cursor }),
           stat,
         );
       } else if (cs.cursor !== seq) {
-        this.cursors.set(this.cursorKey, cursor);
-        this.cursors.flushDirty();
+        this.pushCursor.set(cursor);
       }
       seq = cs.cursor;
       if (!cs.hasMore) break;
-    }
-  }
-
-  /** Spools the payload, then sends it. */
-  private async deliver(p: Payload, stat: Stat): Promise<void> {
-    await this.send(this.spool.put(p), p, stat);
-  }
-
-  private async send(id: number, p: Payload, stat: Stat): Promise<void> {
-    this.spool.sending(id);
-    let outcome: "applied" | "duplicate";
-    try {
-      outcome = p.copy ? await this.full.copy(p, stat) : await this.target.apply(p, this.keepHistory);
-    } catch (err) {
-      const e =
-        err instanceof RemoteError ? err : new RemoteError(`${this.target.id}: ${describeError(err)}`);
-      if (e.code === DATA_REFUSED) throw this.refused(e, p.copy === true);
-      const fate = this.spool.failed(id, e)
-        ? "the payload has spent its attempts and is dropped; the next cycle rebuilds it from the change log"
-        : "the payload stays in the outbox for the next cycle";
-      throw new RemoteError(`${e.message}; the cursor did not move and ${fate}`);
-    }
-    // Cursor before `accepted`: a crash between the two re-sends a payload the target already has, which is harmless.
-    if (p.cursor !== null) {
-      this.cursors.set(this.cursorKey, p.cursor);
-      this.cursors.flushDirty();
-    }
-    this.spool.accepted(id);
-    stat.payloads++;
-    stat.mutations += p.mutations.length;
-    if (p.copy) stat.mode = "full";
-    if (outcome === "duplicate") stat.duplicates++;
-  }
-
-  /**
-   * Resending a payload the target refused for its data would fail forever:
-   * it (and whatever is spooled behind it) is dropped, and the cursor goes,
-   * so the next cycle pushes the current rows in full.
-   */
-  private refused(e: RemoteError, copy: boolean): RemoteError {
-    for (const id of this.spool.pending()) this.spool.abandon(id, `refused for its data: ${e.message}`);
-    if (this.cursors.get(this.cursorKey) !== undefined) this.cursors.delete(this.cursorKey);
-    // A copy read the current rows already: its own message says what to fix.
-    if (copy) return e;
-    return new RemoteError(
-      `${e.message}; the payload was dropped and the next cycle pushes every table again from the current rows, ` +
-        "creating a column whose values do not fit its type as text or any (see docs/architecture.md, Remote push) " +
-        "unless --pg-type sets it; fix the row first if the value is wrong",
-      DATA_REFUSED,
-    );
-  }
-
-  /** Sends spooled payloads left by an earlier cycle, oldest first; stops at the first failure. */
-  private async sendPending(stat: Stat, shape: string): Promise<void> {
-    for (const id of this.spool.pending()) {
-      const p = this.spool.read(id);
-      if (!p) continue;
-      if (p.copy && !this.full.current(p, shape)) {
-        this.spool.abandon(id, "the tables changed shape; a new full push replaces this one");
-        continue;
-      }
-      await this.send(id, p, stat);
-      stat.retried++;
     }
   }
 }

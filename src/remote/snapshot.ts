@@ -16,10 +16,11 @@
  * statements).
  */
 import Database from "better-sqlite3";
+import { quoteIdent } from "../replica/schema.js";
+import type { SqlValue } from "../replica/values.js";
 import type { Store } from "../store.js";
 import { Catalog } from "./catalog.js";
 import type { TableSchema } from "./payload.js";
-import { quoteIdent, type Value } from "./values.js";
 
 export class Snapshot {
   readonly catalog: Catalog;
@@ -39,18 +40,18 @@ export class Snapshot {
   }
 
   /** Every row of `t` (schema column order, storage classes kept), in batches of at most `size`. */
-  *rows(t: TableSchema, size: number): Generator<Value[][]> {
+  *rows(t: TableSchema, size: number): Generator<SqlValue[][]> {
     const st = this.db
       .prepare(`SELECT ${t.columns.map((c) => quoteIdent(c.name)).join(", ")} FROM ${quoteIdent(t.name)}`)
       .raw(true)
       .safeIntegers(true);
     if (!this.own) {
-      const all = st.all() as Value[][];
+      const all = st.all() as SqlValue[][];
       for (let i = 0; i < all.length; i += size) yield all.slice(i, i + size);
       return;
     }
-    let batch: Value[][] = [];
-    for (const row of st.iterate() as IterableIterator<Value[]>) {
+    let batch: SqlValue[][] = [];
+    for (const row of st.iterate() as IterableIterator<SqlValue[]>) {
       batch.push(row);
       if (batch.length >= size) {
         yield batch;
@@ -71,7 +72,7 @@ export class Snapshot {
   }
 
   /** Every row of `t`, one by one (for choosing PostgreSQL's column types). */
-  *scan(t: TableSchema): Generator<Value[]> {
+  *scan(t: TableSchema): Generator<SqlValue[]> {
     for (const batch of this.rows(t, 4096)) yield* batch;
   }
 

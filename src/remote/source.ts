@@ -10,11 +10,12 @@
  * is FullPush.shape's).
  */
 import type Database from "better-sqlite3";
+import { quoteIdent } from "../replica/schema.js";
 import type { TrackedTableInfo } from "../replica/track.js";
+import type { SqlValue } from "../replica/values.js";
 import type { Store } from "../store.js";
 import type { TableSchema } from "./payload.js";
 import { affinityOf } from "./sql.js";
-import { quoteIdent, type Value } from "./values.js";
 
 interface TableStatements {
   all: Database.Statement;
@@ -58,20 +59,22 @@ export class Source {
   }
 
   /** Every row, in no order, read as the push reads them (for choosing a target's column types). */
-  scan(t: TableSchema): IterableIterator<Value[]> {
-    return this.statements(t).all.iterate() as IterableIterator<Value[]>;
+  scan(t: TableSchema): IterableIterator<SqlValue[]> {
+    return this.statements(t).all.iterate() as IterableIterator<SqlValue[]>;
   }
 
   /** The current row for each key (in the schema's column order), or null where it is gone. */
-  rows(t: TableSchema, keys: Value[][]): Array<Value[] | null> {
+  rows(t: TableSchema, keys: SqlValue[][]): Array<SqlValue[] | null> {
     const st = this.statements(t).byKey;
-    return this.store.db.transaction(() => keys.map((k) => (st.get(...k) as Value[] | undefined) ?? null))();
+    return this.store.db.transaction(() =>
+      keys.map((k) => (st.get(...k) as SqlValue[] | undefined) ?? null),
+    )();
   }
 
   /** Up to `limit` rows after `after` (a key, or null for the start) in key order. */
-  page(t: TableSchema, after: Value[] | null, limit: number): Value[][] {
+  page(t: TableSchema, after: SqlValue[] | null, limit: number): SqlValue[][] {
     const s = this.statements(t);
-    return (after === null ? s.first.all(limit) : s.after.all(...after, limit)) as Value[][];
+    return (after === null ? s.first.all(limit) : s.after.all(...after, limit)) as SqlValue[][];
   }
 
   count(t: TableSchema): number {
@@ -79,7 +82,7 @@ export class Source {
   }
 
   /** The key of a row read by `rows` or `page`. */
-  keyOf(t: TableSchema, row: Value[]): Value[] {
+  keyOf(t: TableSchema, row: SqlValue[]): SqlValue[] {
     return t.key.map((k) => row[t.columns.findIndex((c) => c.name === k)] ?? null);
   }
 

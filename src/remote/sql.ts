@@ -11,6 +11,9 @@
  * column's affinity (SQLite) or parsed into targets/postgres-types.ts's grammar and
  * rendered from it (PostgreSQL), never copied from a declaration.
  */
+
+import { quoteIdent } from "../replica/schema.js";
+import type { SqlValue } from "../replica/values.js";
 import type { Affinity, ColumnSchema, Payload, TableSchema } from "./payload.js";
 import {
   ANY_COMMENT,
@@ -19,26 +22,26 @@ import {
   parsePgType,
   renderPgType,
 } from "./targets/postgres-types.js";
-import { quoteIdent, sqlLiteral, type Value } from "./values.js";
+import { sqlLiteral } from "./values.js";
 
 export type Dialect = "sqlite" | "postgres";
 
 export const HISTORY_TABLE = "_tidewire_sync_history";
 
 /** Returns the text that stands for `value` in the statement being built. */
-export type Bind = (value: Value) => string;
+export type Bind = (value: SqlValue) => string;
 
 export interface Renderer {
   dialect: Dialect;
   /** A table's qualified, quoted name. */
   table(name: string): string;
   /** A fresh binder per statement (placeholders number from 1 in each). */
-  binder(): { bind: Bind; params: Value[] };
+  binder(): { bind: Bind; params: SqlValue[] };
 }
 
 export interface Statement {
   sql: string;
-  params: Value[];
+  params: SqlValue[];
   /** The table a row statement writes, and how: its parameters are whole rows or keys. */
   table?: string;
   kind: "ddl" | "upsert" | "delete";
@@ -112,7 +115,7 @@ export function renderPayload(p: Payload, r: Renderer): Statement[] {
     out.push({ sql: createTableSql(t, r), params: [], kind: "ddl" });
     for (const sql of anyComments(t, r)) out.push({ sql, params: [], kind: "ddl" });
   }
-  const byTable = new Map<string, { upserts: Value[][]; deletes: Value[][] }>();
+  const byTable = new Map<string, { upserts: SqlValue[][]; deletes: SqlValue[][] }>();
   for (const m of p.mutations) {
     let g = byTable.get(m.table);
     if (!g) {
@@ -159,7 +162,7 @@ function conflictAction(t: TableSchema): string {
   return `ON CONFLICT (${t.key.map(quoteIdent).join(", ")}) ${action}`;
 }
 
-function upsertSql(t: TableSchema, rows: Value[][], r: Renderer): Statement {
+function upsertSql(t: TableSchema, rows: SqlValue[][], r: Renderer): Statement {
   const { bind, params } = r.binder();
   const values = rows.map((row) => `(${t.columns.map((_, i) => bind(row[i] ?? null)).join(", ")})`);
   const sql =
@@ -168,7 +171,7 @@ function upsertSql(t: TableSchema, rows: Value[][], r: Renderer): Statement {
   return { sql, params, table: t.name, kind: "upsert" };
 }
 
-function deleteSql(t: TableSchema, keys: Value[][], r: Renderer): Statement {
+function deleteSql(t: TableSchema, keys: SqlValue[][], r: Renderer): Statement {
   const { bind, params } = r.binder();
   const match = keys.map(
     (key) => `(${t.key.map((k, i) => `${quoteIdent(k)} = ${bind(key[i] ?? null)}`).join(" AND ")})`,
@@ -206,7 +209,7 @@ export function sqliteRenderer(options: { inlineInfinities?: boolean } = {}): Re
     dialect: "sqlite",
     table: quoteIdent,
     binder() {
-      const params: Value[] = [];
+      const params: SqlValue[] = [];
       return {
         params,
         bind: (v) => {

@@ -27,13 +27,14 @@
  */
 import Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
+import { isNodeId } from "../node-id.js";
 import type { Store } from "../store.js";
+import { checkFlag, checkObject } from "../validate.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
 import { Conflicts } from "./conflicts.js";
 import { refreshFingerprints } from "./fingerprint.js";
 import { ForeignKeys } from "./foreign-keys.js";
 import type { Clock } from "./hlc.js";
-import { isNodeId } from "./hlc.js";
 import { type Authorizer, Checker, type Incoming, NotTrackedHereError } from "./incoming.js";
 import { type ChangeLog, decodeRowValues, type Entry, encodeRowValues } from "./log.js";
 import { Materializer } from "./materialize.js";
@@ -114,15 +115,13 @@ export class Applier {
 
   apply(changes: unknown, options: ApplyOptions = {}): ApplyResult {
     if (!Array.isArray(changes)) throw new InvalidArgumentError("changes", "must be an array of changes");
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
+    checkObject("options", options);
     const from = options.from ?? null;
     if (from !== null && !isNodeId(from))
       throw new InvalidArgumentError("from", `is not a node id: ${JSON.stringify(from)}`);
     if (options.authorize !== undefined && typeof options.authorize !== "function")
       throw new InvalidArgumentError("authorize", "must be a function (table, bucket, isNew, index)");
-    if (options.refuseUnknownTables !== undefined && typeof options.refuseUnknownTables !== "boolean")
-      throw new InvalidArgumentError("refuseUnknownTables", "must be a boolean");
+    checkFlag("refuseUnknownTables", options.refuseUnknownTables);
     const state = { recorded: false };
     try {
       return this.store.write(() => {

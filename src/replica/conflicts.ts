@@ -16,7 +16,7 @@
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { changesQuarantined, conflictsRecorded } from "../metrics.js";
-import { checkInteger, checkOneOf } from "../queue/validate.js";
+import { checkInteger, checkOneOf } from "../validate.js";
 import type { Change } from "./change.js";
 import type { WireValue } from "./values.js";
 

@@ -20,7 +20,6 @@ import { InvalidArgumentError, StoreError } from "../errors.js";
 export const COUNTER_BITS = 16n;
 export const DEFAULT_MAX_DRIFT_MS = 60_000;
 const HLC_TEXT = /^[0-9a-f]{16}$/;
-const NODE_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /**
  * The time of a write, as a capture trigger records it: SQLite's own clock,
@@ -55,20 +54,6 @@ export function hlcMillis(hlc: bigint): number {
 export function compareClocks(aHlc: bigint, aOrigin: string, bHlc: bigint, bOrigin: string): number {
   if (aHlc !== bHlc) return aHlc < bHlc ? -1 : 1;
   return aOrigin === bOrigin ? 0 : aOrigin < bOrigin ? -1 : 1;
-}
-
-export function isNodeId(v: unknown): v is string {
-  return typeof v === "string" && NODE_ID.test(v);
-}
-
-export function checkNodeId(argument: string, v: unknown): string {
-  if (!isNodeId(v)) {
-    throw new InvalidArgumentError(
-      argument,
-      `must be 1 to 64 of A-Z a-z 0-9 . _ : -, got ${JSON.stringify(v)}`,
-    );
-  }
-  return v;
 }
 
 export class Clock {

@@ -17,9 +17,10 @@
  */
 import type Database from "better-sqlite3";
 import { TidewireError } from "../errors.js";
+import { isNodeId } from "../node-id.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
 import type { Clock } from "./hlc.js";
-import { COUNTER_BITS, isNodeId, parseHlc } from "./hlc.js";
+import { COUNTER_BITS, parseHlc } from "./hlc.js";
 import { ROW } from "./triggers.js";
 import { compositeKeyProblem, describeValue, encodeKey, fromWire, type SqlValue } from "./values.js";
 

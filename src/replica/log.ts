@@ -19,10 +19,10 @@
  */
 import type Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
-import { checkInteger, checkName } from "../queue/validate.js";
+import { isNodeId } from "../node-id.js";
+import { checkInteger, checkName, checkObject } from "../validate.js";
 import type { Catalog } from "./catalog.js";
 import type { ChangeSet } from "./change.js";
-import { isNodeId } from "./hlc.js";
 import { type PageQuery, Pager } from "./pager.js";
 import { fromWire, keyString, type SqlValue, setColumn, toWire, type WireValue } from "./values.js";
 
@@ -129,8 +129,7 @@ export class ChangeLog {
   }
 
   since(cursor: unknown, options: ChangesSinceOptions = {}): ChangeSet {
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
+    checkObject("options", options);
     const after = parseCursor(cursor);
     const limit = options.limit === undefined ? DEFAULT_LIMIT : checkInteger("limit", options.limit, 1);
     const exclude = nodeOption("excludeOrigin", options.excludeOrigin);

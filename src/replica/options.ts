@@ -3,12 +3,12 @@
  * checks that refuse a bad value before anything is opened.
  *
  * Contract: `checkOptions` throws an InvalidArgumentError naming the first
- * bad option; `checkMs` and `checkConflictId` check the arguments of the
- * replica's methods the same way.
+ * bad option; `checkConflictId` checks the replica's conflict ids the same way.
  */
-import { InvalidArgumentError } from "../errors.js";
+
+import { checkNodeId } from "../node-id.js";
 import type { StoreOptions } from "../store.js";
-import { checkNodeId } from "./hlc.js";
+import { checkDuration, checkFlag, checkInteger, checkObject } from "../validate.js";
 
 export interface ReplicaOptions {
   /** This database's node id, the first time it is opened as a replica (default: random). */
@@ -37,32 +37,15 @@ export interface ReplicaOptions {
 }
 
 export function checkOptions(options: ReplicaOptions): void {
-  if (options === null || typeof options !== "object")
-    throw new InvalidArgumentError("options", "must be an object");
+  checkObject("options", options);
   if (options.nodeId !== undefined) checkNodeId("nodeId", options.nodeId);
-  if (options.relay !== undefined && typeof options.relay !== "boolean")
-    throw new InvalidArgumentError("relay", `must be a boolean, got ${String(options.relay)}`);
-  const every = options.ingestIntervalMs;
-  if (every !== undefined && (typeof every !== "number" || !Number.isFinite(every) || every < 0)) {
-    throw new InvalidArgumentError(
-      "ingestIntervalMs",
-      `must be a finite number of ms >= 0, got ${String(every)}`,
-    );
-  }
-  const chunk = options.ingestChunk;
-  if (chunk !== undefined && (!Number.isSafeInteger(chunk) || chunk < 1)) {
-    throw new InvalidArgumentError("ingestChunk", `must be a whole number >= 1, got ${String(chunk)}`);
-  }
-  if (options.maxDriftMs !== undefined) checkMs("maxDriftMs", options.maxDriftMs);
+  checkFlag("relay", options.relay);
+  if (options.ingestIntervalMs !== undefined) checkDuration("ingestIntervalMs", options.ingestIntervalMs);
+  if (options.ingestChunk !== undefined) checkInteger("ingestChunk", options.ingestChunk, 1);
+  if (options.maxDriftMs !== undefined) checkDuration("maxDriftMs", options.maxDriftMs);
 }
 
-export function checkMs(argument: string, d: unknown): void {
-  if (typeof d !== "number" || !Number.isFinite(d) || d < 0) {
-    throw new InvalidArgumentError(argument, `must be a finite number of ms >= 0, got ${String(d)}`);
-  }
-}
-
+/** A conflict id as the replica's conflict methods take it: a whole number >= 1. */
 export function checkConflictId(id: unknown): void {
-  if (!Number.isSafeInteger(id) || (id as number) < 1)
-    throw new InvalidArgumentError("id", `must be a conflict id (a whole number >= 1), got ${String(id)}`);
+  checkInteger("id", id, 1);
 }

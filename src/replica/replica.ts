@@ -20,6 +20,7 @@
 import { InvalidArgumentError, TidewireError } from "../errors.js";
 import type { BusyOperation } from "../metrics.js";
 import { openStore, type Store } from "../store.js";
+import { checkDuration, checkObject } from "../validate.js";
 import { Applier, type ApplyOptions, type ApplyResult } from "./apply.js";
 import { Catalog } from "./catalog.js";
 import type { ChangeSet } from "./change.js";
@@ -35,7 +36,7 @@ import { type CaptureStatus, inspectCapture, SchemaWatch } from "./evolve.js";
 import { Clock, DEFAULT_MAX_DRIFT_MS, formatHlc } from "./hlc.js";
 import { Ingester } from "./ingest.js";
 import { ChangeLog, type ChangesSinceOptions, type LogStats } from "./log.js";
-import { checkConflictId, checkMs, checkOptions, type ReplicaOptions } from "./options.js";
+import { checkConflictId, checkOptions, type ReplicaOptions } from "./options.js";
 import { type RestoreResult, restoreConflict } from "./restore.js";
 import { describeTracked, type TrackedTableInfo, Tracker, type TrackOptions } from "./track.js";
 import { legacyCaptureTables } from "./triggers.js";
@@ -284,12 +285,9 @@ export class Replica {
    * stamped beyond the drift window and sets the clock back (see clock-reset.ts).
    */
   resetClock(options: ClockResetOptions = {}): ClockResetResult {
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
-    const drift = options.maxDriftMs ?? this.clock.maxDriftMs;
-    checkMs("maxDriftMs", drift);
-    const now = options.now ?? Date.now();
-    checkMs("now", now);
+    checkObject("options", options);
+    const drift = checkDuration("maxDriftMs", options.maxDriftMs ?? this.clock.maxDriftMs);
+    const now = checkDuration("now", options.now ?? Date.now());
     return this.caughtUp(() => resetClock(this.store.db, this.clock, drift, now), "replica.clock");
   }
 

@@ -15,9 +15,8 @@
  * drops the triggers and the table's log entries.
  */
 import type Database from "better-sqlite3";
-import { InvalidArgumentError } from "../errors.js";
-import { checkName } from "../queue/validate.js";
 import type { Store } from "../store.js";
+import { checkName, checkObject } from "../validate.js";
 import type { Catalog, TrackedTable } from "./catalog.js";
 import { columnHash, fingerprint } from "./fingerprint.js";
 import type { Clock } from "./hlc.js";
@@ -63,8 +62,7 @@ export class Tracker {
 
   track(table: unknown, options: TrackOptions = {}): TrackedTableInfo {
     const name = checkName("table", table);
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
+    checkObject("options", options);
     const given = options.bucket === undefined ? undefined : checkName("bucket", options.bucket);
     return this.store.write(() => this.install(name, given), "replica.track");
   }

@@ -88,6 +88,24 @@ export function fromWire(w: unknown): SqlValue {
   throw new Error(`${describe(w)} must have exactly one of int, real, blob`);
 }
 
+/**
+ * Whether `v` has a wire value's shape, checked by hand: a zod union of
+ * tagged objects cost about as much per change as applying it. `fromWire`
+ * decodes (and refuses) every value again before anything is written.
+ */
+export function isWireValue(v: unknown): boolean {
+  if (v === null || typeof v === "string") return true;
+  if (typeof v === "number") return Number.isSafeInteger(v);
+  if (typeof v !== "object" || Array.isArray(v)) return false;
+  const o = v as Record<string, unknown>;
+  let keys = 0;
+  for (const _ in o) keys++;
+  if (keys !== 1) return false;
+  if (typeof o.int === "string" || typeof o.blob === "string") return true;
+  const r = o.real;
+  return (typeof r === "number" && !Number.isNaN(r)) || r === "Infinity" || r === "-Infinity" || r === "-0";
+}
+
 export function typeName(v: SqlValue): "null" | "integer" | "real" | "text" | "blob" {
   if (v === null) return "null";
   if (typeof v === "bigint") return "integer";

@@ -7,10 +7,11 @@
  * warning and tells `onWarning`. `succeed` ends the streak, and only when
  * the streak had warned logs the recovery and tells `onRecovered` how many
  * failed and for how long, so a recovery is told exactly when a warning
- * was. `backoff`
- * (and `backoffDelay`) is min(max, initial * multiplier^(failures-1)) with
- * +-jitter.
+ * was. `backoff` (and `backoffDelay`) is src/backoff.ts's curve with the
+ * retry options' names: initialMs × multiplier^(failures-1), at most maxMs,
+ * ± jitter.
  */
+import { exponentialDelay } from "../backoff.js";
 import type { RetryOptions, SyncLogger } from "./sync-options.js";
 
 export interface StreakReports {
@@ -71,6 +72,5 @@ export class FailureStreak {
 /** The pause after `failures` failures in a row, for a caller that retries what the loop does not (a first handshake). */
 export function backoffDelay(retry: Required<RetryOptions>, failures: number): number {
   const { initialMs, maxMs, multiplier, jitter } = retry;
-  const base = Math.min(maxMs, initialMs * multiplier ** Math.max(0, failures - 1));
-  return Math.max(0, Math.round(base * (1 + jitter * (2 * Math.random() - 1))));
+  return exponentialDelay(failures - 1, { baseMs: initialMs, maxMs, factor: multiplier, jitter });
 }

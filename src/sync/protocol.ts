@@ -12,7 +12,8 @@
  */
 import { z } from "zod";
 import { TidewireError } from "../errors.js";
-import type { Change } from "../replica/change.js";
+import { bucketSchema, type Change, changeSchema, isChange, nodeIdSchema } from "../replica/change.js";
+
 import type { WireValue } from "../replica/values.js";
 
 export const PROTOCOL_VERSION = 1;
@@ -43,77 +44,9 @@ export class ProtocolError extends TidewireError {
   }
 }
 
-const nodeId = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, "must be a node id (1-64 of A-Z a-z 0-9 . _ : -)");
-const bucket = z
-  .string()
-  .min(1)
-  .max(200)
-  .refine((s) => s.trim().length > 0, "must not be blank");
-const buckets = z.array(bucket).min(1).max(256);
+const nodeId = nodeIdSchema;
+const buckets = z.array(bucketSchema).min(1).max(256);
 const cursor = z.string().regex(/^(0|[1-9][0-9]{0,17})$/, "must be a sequence number");
-
-/**
- * A value's wire form, checked by hand: a zod union of tagged objects cost
- * about as much per change as applying it. The Replica decodes every value
- * again (and refuses the batch whole) before anything is written.
- */
-function isWireValue(v: unknown): boolean {
-  if (v === null || typeof v === "string") return true;
-  if (typeof v === "number") return Number.isSafeInteger(v);
-  if (typeof v !== "object" || Array.isArray(v)) return false;
-  const o = v as Record<string, unknown>;
-  let keys = 0;
-  for (const _ in o) keys++;
-  if (keys !== 1) return false;
-  if (typeof o.int === "string" || typeof o.blob === "string") return true;
-  const r = o.real;
-  return (typeof r === "number" && !Number.isNaN(r)) || r === "Infinity" || r === "-Infinity" || r === "-0";
-}
-
-const wireValue = z.custom<WireValue>(isWireValue, {
-  message: "must be a wire value: null, a string, a safe integer, {int}, {real} or {blob}",
-});
-
-export const changeSchema = z.strictObject({
-  table: z.string().min(1).max(200),
-  /** The table's bucket at the sender: how a relay that lacks the table files it. */
-  bucket: bucket.optional(),
-  pk: z.array(wireValue).min(1).max(64),
-  op: z.enum(["insert", "update", "delete"]),
-  columns: z.record(z.string(), wireValue),
-  hlc: z.string().regex(/^[0-9a-f]{16}$/, "must be 16 hex digits"),
-  origin: nodeId,
-  seq: z.number().int().nonnegative(),
-});
-
-const CHANGE_KEYS = new Set(["table", "bucket", "pk", "op", "columns", "hlc", "origin", "seq"]);
-const HLC = /^[0-9a-f]{16}$/;
-const NODE_ID = /^[A-Za-z0-9._:-]{1,64}$/;
-
-/**
- * Whether `v` passes `changeSchema`, checked by hand. It may say no to a
- * change the schema accepts (which then goes through the schema), never yes
- * to one it refuses: a property test holds the two together.
- */
-export function isChange(v: unknown): boolean {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
-  const c = v as Record<string, unknown>;
-  for (const k in c) if (!CHANGE_KEYS.has(k)) return false;
-  const { table, bucket: b, pk, op, columns, hlc, origin, seq } = c;
-  if (typeof table !== "string" || table.length < 1 || table.length > 200) return false;
-  if (b !== undefined && (typeof b !== "string" || b.length < 1 || b.length > 200 || b.trim().length === 0))
-    return false;
-  if (!Array.isArray(pk) || pk.length < 1 || pk.length > 64) return false;
-  for (let i = 0; i < pk.length; i++) if (!isWireValue(pk[i])) return false;
-  if (op !== "insert" && op !== "update" && op !== "delete") return false;
-  if (typeof columns !== "object" || columns === null || Array.isArray(columns)) return false;
-  const proto = Object.getPrototypeOf(columns);
-  if (proto !== Object.prototype && proto !== null) return false;
-  for (const k in columns) if (!isWireValue((columns as Record<string, unknown>)[k])) return false;
-  if (typeof hlc !== "string" || !HLC.test(hlc)) return false;
-  if (typeof origin !== "string" || !NODE_ID.test(origin)) return false;
-  return typeof seq === "number" && Number.isSafeInteger(seq) && seq >= 0;
-}
 
 /**
  * A batch of changes: each checked by `isChange`, and only one that fails it
@@ -130,7 +63,7 @@ export const changesSchema = z
       for (const issue of r.error.issues)
         ctx.addIssue({ code: "custom", message: issue.message, path: [i, ...issue.path] });
     }
-  }) as unknown as z.ZodType<z.output<typeof changeSchema>[]>;
+  }) as unknown as z.ZodType<Change[]>;
 
 export const handshakeRequest = z.strictObject({
   nodeId,
@@ -179,7 +112,7 @@ export const pushResponse = z.strictObject({
 /** The hub's notice on GET /v1/live that buckets have new changes. */
 export const liveMessage = z.strictObject({
   type: z.literal("changes"),
-  buckets: z.array(bucket),
+  buckets: z.array(bucketSchema),
 });
 
 /** A subscription to the hub's notices on its WebSocket endpoint (GET /v1/ws), answered with the same. */

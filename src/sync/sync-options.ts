@@ -13,6 +13,7 @@ import { InvalidArgumentError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Replica } from "../replica/replica.js";
 import { DEFAULT_BUCKET } from "../replica/track.js";
+import { checkInteger, checkObject, checkPositive } from "../validate.js";
 import { DEFAULT_LIMITS } from "./protocol.js";
 
 export type SyncDirection = "push" | "pull" | "both";
@@ -109,8 +110,7 @@ const NOOP = () => {};
 const SILENT = { warn: NOOP, info: NOOP } as unknown as SyncLogger;
 
 export function syncSettings(replica: Replica, options: SyncManagerOptions): SyncSettings {
-  if (options === null || typeof options !== "object")
-    throw new InvalidArgumentError("options", "must be an object");
+  checkObject("options", options);
   const direction = options.direction ?? "both";
   if (!["push", "pull", "both"].includes(direction)) {
     throw new InvalidArgumentError(
@@ -118,13 +118,9 @@ export function syncSettings(replica: Replica, options: SyncManagerOptions): Syn
       `must be push, pull or both, got ${JSON.stringify(direction)}`,
     );
   }
-  const intervalMs = positive("intervalMs", options.intervalMs ?? 5000);
-  const warnAfterFailures = options.warnAfterFailures ?? 5;
-  if (!Number.isSafeInteger(warnAfterFailures) || warnAfterFailures < 0)
-    throw new InvalidArgumentError(
-      "warnAfterFailures",
-      `must be an integer >= 0 (0: never warn), got ${String(warnAfterFailures)}`,
-    );
+  const intervalMs = checkPositive("intervalMs", options.intervalMs ?? 5000);
+  // 0: never warn.
+  const warnAfterFailures = checkInteger("warnAfterFailures", options.warnAfterFailures ?? 5, 0);
   const logger = options.logger ?? SILENT;
   if (
     typeof logger !== "object" ||
@@ -134,8 +130,8 @@ export function syncSettings(replica: Replica, options: SyncManagerOptions): Syn
   )
     throw new InvalidArgumentError("logger", "must have warn and info methods");
   const retry = { ...RETRY_DEFAULTS, ...options.retry };
-  positive("retry.initialMs", retry.initialMs);
-  positive("retry.maxMs", retry.maxMs);
+  checkPositive("retry.initialMs", retry.initialMs);
+  checkPositive("retry.maxMs", retry.maxMs);
   if (!(retry.multiplier >= 1)) throw new InvalidArgumentError("retry.multiplier", "must be >= 1");
   if (!(retry.jitter >= 0 && retry.jitter < 1))
     throw new InvalidArgumentError("retry.jitter", "must be in [0, 1)");
@@ -145,20 +141,13 @@ export function syncSettings(replica: Replica, options: SyncManagerOptions): Syn
   }
   return {
     direction,
-    batchSize: positive("batchSize", options.batchSize ?? DEFAULT_LIMITS.maxRows),
+    batchSize: checkPositive("batchSize", options.batchSize ?? DEFAULT_LIMITS.maxRows),
     buckets: buckets.length ? [...new Set(buckets)].sort() : [DEFAULT_BUCKET],
     intervalMs,
-    pushIntervalMs: positive("pushIntervalMs", options.pushIntervalMs ?? intervalMs),
-    pullIntervalMs: positive("pullIntervalMs", options.pullIntervalMs ?? intervalMs),
+    pushIntervalMs: checkPositive("pushIntervalMs", options.pushIntervalMs ?? intervalMs),
+    pullIntervalMs: checkPositive("pullIntervalMs", options.pullIntervalMs ?? intervalMs),
     retry,
     warnAfterFailures,
     logger,
   };
-}
-
-function positive(name: string, v: unknown): number {
-  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
-    throw new InvalidArgumentError(name, `must be a positive number, got ${String(v)}`);
-  }
-  return v;
 }

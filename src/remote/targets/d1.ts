@@ -19,6 +19,8 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { finished } from "node:stream/promises";
 import { InvalidArgumentError } from "../../errors.js";
+import { quoteIdent } from "../../replica/schema.js";
+import { checkObject } from "../../validate.js";
 import type { Capture } from "../capture.js";
 import { type CopyJob, missingColumns, sqliteIndexSql } from "../copy-job.js";
 import type { Payload } from "../payload.js";
@@ -32,7 +34,7 @@ import {
   renderPayload,
 } from "../sql.js";
 import { type ApplyOutcome, RemoteError, type RemoteTarget } from "../target.js";
-import { quoteIdent, sqlLiteral } from "../values.js";
+import { sqlLiteral } from "../values.js";
 import { SqliteCapture } from "./sqlite-capture.js";
 
 export interface D1Options {
@@ -69,8 +71,7 @@ export class D1Target implements RemoteTarget {
         `d1: needs a database name (letters, digits, _ and -), got ${JSON.stringify(name)}`,
       );
     }
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("d1", "must be an object");
+    checkObject("d1", options);
     if (options.local && options.remote)
       throw new InvalidArgumentError("d1", "local and remote exclude each other");
     this.flags = [options.remote ? "--remote" : "--local"];

@@ -10,6 +10,8 @@ import { resolve } from "node:path";
 import type { Client, InValue } from "@libsql/client";
 import { InvalidArgumentError } from "../../errors.js";
 import { loadOptional } from "../../optional-deps.js";
+import { quoteIdent } from "../../replica/schema.js";
+import type { SqlValue } from "../../replica/values.js";
 import type { Capture } from "../capture.js";
 import { type CopyJob, insertSql, missingColumns, rowsPerInsert, sqliteIndexSql } from "../copy-job.js";
 import type { Payload } from "../payload.js";
@@ -22,7 +24,7 @@ import {
   sqliteRenderer,
 } from "../sql.js";
 import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "../target.js";
-import { quoteIdent, sqlLiteral, type Value } from "../values.js";
+import { sqlLiteral } from "../values.js";
 import { SqliteCapture } from "./sqlite-capture.js";
 
 type Tx = Awaited<ReturnType<Client["transaction"]>>;
@@ -172,7 +174,7 @@ export class LibsqlTarget implements RemoteTarget {
   }
 }
 
-function toArg(v: Value): InValue {
+function toArg(v: SqlValue): InValue {
   return v;
 }
 
@@ -205,7 +207,7 @@ async function fill(tx: Tx, job: CopyJob, t: CopyJob["tables"][number]): Promise
   }
 }
 
-function infinite(v: Value): boolean {
+function infinite(v: SqlValue): boolean {
   return typeof v === "number" && !Number.isFinite(v);
 }
 

@@ -16,11 +16,12 @@
  * `renderPgType`, values only as parameters.
  */
 import { InvalidArgumentError } from "../../errors.js";
-import { fromWire } from "../../replica/values.js";
+import { quoteIdent } from "../../replica/schema.js";
+import { fromWire, type SqlValue } from "../../replica/values.js";
 import type { Capture, CapturedChange } from "../capture.js";
 import { CHANGES_TABLE, keyText } from "../capture.js";
 import type { TableSchema } from "../payload.js";
-import { quoteIdent, sqlLiteral, type Value } from "../values.js";
+import { sqlLiteral } from "../values.js";
 import { ANY_COMMENT, type PgType, parsePgType, renderPgType } from "./postgres-types.js";
 
 export interface PgRunner {
@@ -159,7 +160,7 @@ export class PostgresCapture implements Capture {
     });
   }
 
-  async rows(t: TableSchema, columns: string[], keys: Value[][]): Promise<Array<Value[] | null>> {
+  async rows(t: TableSchema, columns: string[], keys: SqlValue[][]): Promise<Array<SqlValue[] | null>> {
     const types = this.types.get(t.name);
     if (!types) return keys.map(() => null);
     const type = (c: string) => {
@@ -167,7 +168,7 @@ export class PostgresCapture implements Capture {
       if (!x) throw new InvalidArgumentError("table", `${t.name}.${c} is missing on the target`);
       return x;
     };
-    const found = new Map<string, Value[]>();
+    const found = new Map<string, SqlValue[]>();
     const all = [...t.key, ...columns];
     const list = t.key.map((_, i) => `$${i + 1}::text[]`).join(", ");
     const on = t.key.map((k, i) => `t.${quoteIdent(k)} = k.k${i}::${castType(type(k))}`).join(" AND ");
@@ -195,7 +196,7 @@ function castType(t: PgType): string {
 }
 
 /** A key part as the text its column's type reads back (the inverse of `fromPgText`). */
-function pgKeyText(v: Value): string | null {
+function pgKeyText(v: SqlValue): string | null {
   if (v === null) return null;
   if (v instanceof Uint8Array) return `\\x${Buffer.from(v).toString("hex")}`;
   return String(v);
@@ -207,7 +208,7 @@ function pgKeyText(v: Value): string | null {
  * INTEGER (else REAL), boolean as 1/0, bytea as BLOB, `any` as the wire
  * value it holds, everything else as TEXT.
  */
-export function fromPgText(text: string | null, t: PgType): Value {
+export function fromPgText(text: string | null, t: PgType): SqlValue {
   if (text === null) return null;
   switch (t.kind) {
     case "smallint":

@@ -22,11 +22,13 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { loadOptional } from "../../optional-deps.js";
+import { quoteIdent } from "../../replica/schema.js";
+import { type SqlValue, typeName } from "../../replica/values.js";
 import { type CopyJob, missingColumns, pgIndexSql, viewBody } from "../copy-job.js";
 import type { TableSchema } from "../payload.js";
 import { anyComments, createTableSql, historySql, pgColumnType, type Renderer } from "../sql.js";
 import { type ApplyOutcome, DATA_REFUSED, RemoteError } from "../target.js";
-import { describeValue, quoteIdent, storageClass, type Value } from "../values.js";
+import { describeValue } from "../values.js";
 import { MISFIT, type PgParam, type PgType, pgTypeName, toPgValue } from "./postgres-types.js";
 
 export interface PgPlace {
@@ -171,11 +173,11 @@ async function attempt(client: pg.Client, sql: string, refused: (why: string) =>
 const misfits = new WeakSet<Error>();
 
 /** The value as the column's type takes it, or a DATA_REFUSED error naming table, column and value. */
-export function convert(t: TableSchema, column: string, type: PgType, v: Value): PgParam {
+export function convert(t: TableSchema, column: string, type: PgType, v: SqlValue): PgParam {
   const out = toPgValue(v, type);
   if (out !== MISFIT) return out;
   const err = new RemoteError(
-    `column ${JSON.stringify(column)} of table ${JSON.stringify(t.name)} is ${pgTypeName(type)} on PostgreSQL and cannot hold the ${storageClass(v).toUpperCase()} value ${describeValue(v)}`,
+    `column ${JSON.stringify(column)} of table ${JSON.stringify(t.name)} is ${pgTypeName(type)} on PostgreSQL and cannot hold the ${typeName(v).toUpperCase()} value ${describeValue(v)}`,
     DATA_REFUSED,
   );
   misfits.add(err);

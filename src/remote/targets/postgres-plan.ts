@@ -14,9 +14,10 @@
  * column's first candidate failed.
  */
 import { InvalidArgumentError } from "../../errors.js";
+import { type SqlValue, typeName } from "../../replica/values.js";
 import type { TableSchema } from "../payload.js";
 import { DATA_REFUSED, RemoteError } from "../target.js";
-import { describeValue, storageClass, type Value } from "../values.js";
+import { describeValue } from "../values.js";
 import {
   candidateTypes,
   MISFIT,
@@ -100,7 +101,7 @@ export function checkOverrides(o: PgOverrides, tables: TableSchema[]): void {
 
 export function planPgTypes(
   tables: TableSchema[],
-  rows: (t: TableSchema) => Iterable<Value[]>,
+  rows: (t: TableSchema) => Iterable<SqlValue[]>,
   overrides: PgOverrides,
 ): { tables: TableSchema[]; fallbacks: Fallback[] } {
   const fallbacks: Fallback[] = [];
@@ -125,7 +126,7 @@ export function planPgTypes(
             declared: c.declared ?? "",
             mapped: pgTypeName(candidates[i]![0]!),
             type: pgTypeName(pick.type),
-            value: `${storageClass(pick.misfit).toUpperCase()} ${describeValue(pick.misfit)}`,
+            value: `${typeName(pick.misfit).toUpperCase()} ${describeValue(pick.misfit)}`,
           });
         }
         return { ...c, pg: pgTypeName(pick.type) };
@@ -138,10 +139,14 @@ export function planPgTypes(
 interface Pick {
   type: PgType | null;
   /** The first value the first candidate refused. */
-  misfit: Value;
+  misfit: SqlValue;
 }
 
-function choose(t: TableSchema, rows: (t: TableSchema) => Iterable<Value[]>, candidates: PgType[][]): Pick[] {
+function choose(
+  t: TableSchema,
+  rows: (t: TableSchema) => Iterable<SqlValue[]>,
+  candidates: PgType[][],
+): Pick[] {
   const picks: Pick[] = candidates.map((c) => ({ type: c[0]!, misfit: null }));
   const failed = new Set<number>();
   for (const row of rows(t)) {
@@ -176,14 +181,20 @@ function choose(t: TableSchema, rows: (t: TableSchema) => Iterable<Value[]>, can
 }
 
 /** `any` holds all but text with U+0000: checked without building its JSON. */
-function fits(v: Value, t: PgType): boolean {
+function fits(v: SqlValue, t: PgType): boolean {
   if (t.kind === "any") return !(typeof v === "string" && v.includes("\u0000"));
   return toPgValue(v, t) !== MISFIT;
 }
 
-function noType(t: TableSchema, column: string, types: PgType[], override: boolean, v: Value): RemoteError {
+function noType(
+  t: TableSchema,
+  column: string,
+  types: PgType[],
+  override: boolean,
+  v: SqlValue,
+): RemoteError {
   const where = `column ${JSON.stringify(column)} of table ${JSON.stringify(t.name)}`;
-  const value = `the ${storageClass(v).toUpperCase()} value ${describeValue(v)}`;
+  const value = `the ${typeName(v).toUpperCase()} value ${describeValue(v)}`;
   const name = pgTypeName(types[0]!);
   return new RemoteError(
     override

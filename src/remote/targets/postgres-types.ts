@@ -13,9 +13,8 @@
  * holding the replica protocol's wire form of the value, so every storage
  * class comes back as it was (docs/architecture.md, "Remote push").
  */
-import { toWire } from "../../replica/values.js";
+import { type SqlValue, toWire } from "../../replica/values.js";
 import type { ColumnSchema } from "../payload.js";
-import type { Value } from "../values.js";
 
 export type PgKind =
   | "smallint"
@@ -231,7 +230,7 @@ const DECIMAL_INPUT = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?$/;
 const UUID = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})$/i;
 
 /** The value as `t` takes it (a pg parameter), or MISFIT. NULL fits every type. */
-export function toPgValue(v: Value, t: PgType): PgParam | typeof MISFIT {
+export function toPgValue(v: SqlValue, t: PgType): PgParam | typeof MISFIT {
   if (v === null) return null;
   switch (t.kind) {
     case "smallint":
@@ -295,7 +294,7 @@ function codePoints(s: string, max: number): boolean {
   return true;
 }
 
-function numeric(v: Value, t: PgType): PgParam | typeof MISFIT {
+function numeric(v: SqlValue, t: PgType): PgParam | typeof MISFIT {
   let text: string;
   if (typeof v === "bigint") text = v.toString();
   else if (typeof v === "number") {
@@ -326,7 +325,7 @@ function fitsDigits(text: string, p: number, s: number): boolean {
   return intDigits <= p - s && fracDigits <= s;
 }
 
-function json(v: Value, binary: boolean): PgParam | typeof MISFIT {
+function json(v: SqlValue, binary: boolean): PgParam | typeof MISFIT {
   if (typeof v === "bigint") return v.toString();
   if (typeof v === "number") return Number.isFinite(v) ? String(v) : MISFIT;
   if (typeof v !== "string" || v.includes("\u0000")) return MISFIT;

@@ -17,12 +17,13 @@ import { createHash } from "node:crypto";
 import type pg from "pg";
 import { InvalidArgumentError } from "../../errors.js";
 import { loadOptional } from "../../optional-deps.js";
+import { quoteIdent } from "../../replica/schema.js";
+import type { SqlValue } from "../../replica/values.js";
 import type { Capture } from "../capture.js";
 import type { CopyJob } from "../copy-job.js";
 import type { Payload, TableSchema } from "../payload.js";
 import { historySql, type Renderer, renderPayload, type Statement, unnestUpsertSql } from "../sql.js";
 import { type ApplyOutcome, DATA_REFUSED, describeError, RemoteError, type RemoteTarget } from "../target.js";
-import { quoteIdent, type Value } from "../values.js";
 import { PostgresCapture } from "./postgres-capture.js";
 import { convert, pgCopy } from "./postgres-copy.js";
 import { ANY_COMMENT, type PgParam, type PgType, parsePgType } from "./postgres-types.js";
@@ -61,7 +62,7 @@ export class PostgresTarget implements RemoteTarget {
       dialect: "postgres",
       table: (name) => `${quoteIdent(schema)}.${quoteIdent(name)}`,
       binder() {
-        const params: Value[] = [];
+        const params: SqlValue[] = [];
         return {
           params,
           bind: (v) => {

@@ -15,11 +15,14 @@
  * through `quoteIdent`, so one text works for runners that bind nothing
  * (wrangler's --command).
  */
+
+import { quoteIdent } from "../../replica/schema.js";
+import type { SqlValue } from "../../replica/values.js";
 import type { Capture, CapturedChange } from "../capture.js";
 import { CHANGES_TABLE, fromQuoted, keyText } from "../capture.js";
 import type { TableSchema } from "../payload.js";
 import { APPLYING_TABLE, applyingSql } from "../sql.js";
-import { quoteIdent, sqlLiteral, type Value } from "../values.js";
+import { sqlLiteral } from "../values.js";
 
 /**
  * One connection's way to run SQL text: reads (each statement's rows as
@@ -123,8 +126,8 @@ export class SqliteCapture implements Capture {
     }));
   }
 
-  async rows(t: TableSchema, columns: string[], keys: Value[][]): Promise<Array<Value[] | null>> {
-    const found = new Map<string, Value[]>();
+  async rows(t: TableSchema, columns: string[], keys: SqlValue[][]): Promise<Array<SqlValue[] | null>> {
+    const found = new Map<string, SqlValue[]>();
     const keyCols = `(${t.key.map(quoteIdent).join(", ")})`;
     // Aliased: a key column is also among `columns`, and D1 returns rows as objects by name.
     const select = [...t.key, ...columns].map((c, i) => `quote(${quoteIdent(c)}) AS c${i}`).join(", ");

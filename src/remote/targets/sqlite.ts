@@ -16,6 +16,8 @@ import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { InvalidArgumentError } from "../../errors.js";
+import { quoteIdent } from "../../replica/schema.js";
+import type { SqlValue } from "../../replica/values.js";
 import type { Capture } from "../capture.js";
 import { type CopyJob, insertSql, missingColumns, rowsPerInsert, sqliteIndexSql } from "../copy-job.js";
 import type { Payload } from "../payload.js";
@@ -28,7 +30,6 @@ import {
   sqliteRenderer,
 } from "../sql.js";
 import { type ApplyOutcome, describeError, RemoteError, type RemoteTarget } from "../target.js";
-import { quoteIdent, type Value } from "../values.js";
 import { SqliteCapture } from "./sqlite-capture.js";
 
 /** Rows written between two yields to the event loop. */
@@ -202,7 +203,7 @@ export class SqliteTarget implements RemoteTarget {
     };
     const n = t.columns.length;
     // One parameter array, refilled: better-sqlite3 copies the values when it binds them.
-    const params: Value[] = new Array(per * n);
+    const params: SqlValue[] = new Array(per * n);
     let since = 0;
     for (const batch of job.rows(t, per * 64)) {
       for (let i = 0; i < batch.length; i += per) {
@@ -272,7 +273,7 @@ export class SqliteTarget implements RemoteTarget {
     }
   }
 
-  private run(sql: string, params: Value[]): void {
+  private run(sql: string, params: SqlValue[]): void {
     // DDL changes the schema, after which a statement prepared before must not be cached.
     if (params.length === 0 && /^(CREATE|DROP) /.test(sql)) {
       this.db!.exec(sql);

@@ -11,7 +11,10 @@
  * its Retry-After, 10 s at most): every call is safe to repeat, since
  * applying a batch twice changes nothing.
  */
+
+import { type BackoffCurve, exponentialDelay } from "../../backoff.js";
 import { InvalidArgumentError, TidewireError } from "../../errors.js";
+import { checkNumber } from "../../validate.js";
 
 export interface CallOptions {
   /** Bearer token for the hub. */
@@ -58,9 +61,9 @@ export function callSettings(options: CallOptions): CallSettings {
   }
   return {
     token: options.token,
-    timeoutMs: count("timeoutMs", options.timeoutMs ?? 30_000, 1),
-    retries: count("retries", options.retries ?? 3, 0),
-    retryDelayMs: count("retryDelayMs", options.retryDelayMs ?? 100, 0),
+    timeoutMs: checkNumber("timeoutMs", options.timeoutMs ?? 30_000, 1),
+    retries: checkNumber("retries", options.retries ?? 3, 0),
+    retryDelayMs: checkNumber("retryDelayMs", options.retryDelayMs ?? 100, 0),
   };
 }
 
@@ -90,7 +93,7 @@ export function isConnectionError(code: string | null): boolean {
 
 /** The pause before retry number `attempt` (from 0); a 503's Retry-After (seconds) raises it, to 10 s at most. */
 export function retryPauseMs(settings: CallSettings, attempt: number, retryAfterSeconds?: number): number {
-  const floor = settings.retryDelayMs * 2 ** attempt;
+  const floor = exponentialDelay(attempt, { baseMs: settings.retryDelayMs });
   const asked =
     retryAfterSeconds !== undefined && Number.isFinite(retryAfterSeconds) && retryAfterSeconds > 0
       ? retryAfterSeconds * 1000
@@ -109,9 +112,5 @@ export function describe(err: unknown): string {
   return e.cause?.message ? `${e.message} (${e.cause.message})` : e.message;
 }
 
-function count(name: string, v: unknown, min: number): number {
-  if (typeof v !== "number" || !Number.isFinite(v) || v < min) {
-    throw new InvalidArgumentError(name, `must be a number >= ${min}, got ${String(v)}`);
-  }
-  return v;
-}
+/** The pause before reopening a dropped live subscription, HTTP's or the WebSocket's: 250 ms doubling to 10 s. */
+export const LIVE_RECONNECT: BackoffCurve = { baseMs: 250, maxMs: 10_000 };

@@ -16,9 +16,11 @@
  * notice may have been missed while it was down).
  */
 import type WebSocket from "ws";
+import { exponentialDelay } from "../../backoff.js";
 import type { TidewireError } from "../../errors.js";
 import { loadOptional } from "../../optional-deps.js";
 import { injectHeaders } from "../../trace.js";
+import { checkNumber } from "../../validate.js";
 import {
   errorResponse,
   type HandshakeRequest,
@@ -44,6 +46,7 @@ import {
   errorCode,
   hubBase,
   isConnectionError,
+  LIVE_RECONNECT,
   retryPauseMs,
   TransportError,
 } from "./call-policy.js";
@@ -83,7 +86,8 @@ export class HttpTransport implements Transport {
     let closed = false;
     let socket: WebSocket | null = null;
     let timer: NodeJS.Timeout | null = null;
-    let delay = 250;
+    // Reconnections since the socket was last open: 250 ms, doubling to 10 s.
+    let failures = 0;
     const connect = () => {
       if (closed) return;
       // ws is imported on the first subscribe, not when tidewire loads. Without it the live
@@ -101,7 +105,7 @@ export class HttpTransport implements Transport {
       });
       socket = ws;
       ws.on("open", () => {
-        delay = 250;
+        failures = 0;
         onChanges(buckets);
       });
       ws.on("message", (data) => {
@@ -115,9 +119,8 @@ export class HttpTransport implements Transport {
       ws.on("error", () => {});
       ws.on("close", () => {
         if (closed) return;
-        timer = setTimeout(connect, delay);
+        timer = setTimeout(connect, exponentialDelay(failures++, LIVE_RECONNECT));
         timer.unref();
-        delay = Math.min(delay * 2, 10_000);
       });
     };
     const handle = {

@@ -20,6 +20,7 @@
  */
 import type { Socket as NetSocket } from "node:net";
 import type WebSocket from "ws";
+import { exponentialDelay } from "../../backoff.js";
 import { loadOptional } from "../../optional-deps.js";
 import { type AnswerFrame, answerFrame, type FrameType } from "../frames.js";
 import {
@@ -47,6 +48,7 @@ import {
   errorCode,
   hubBase,
   isConnectionError,
+  LIVE_RECONNECT,
   retryPauseMs,
   TransportError,
 } from "./call-policy.js";
@@ -73,7 +75,8 @@ export class WebSocketTransport implements Transport {
   private current: Connection | null = null;
   private readonly subscriptions = new Set<Subscription>();
   private reconnect: NodeJS.Timeout | null = null;
-  private reconnectDelay = 250;
+  /** Reopens failed in a row, for the backoff (the same curve as the HTTP live reconnect). */
+  private reconnects = 0;
   private closed = false;
 
   /** `url` is the hub's, as for HttpTransport (http: or https:); the socket goes to its /v1/ws. */
@@ -164,7 +167,7 @@ export class WebSocketTransport implements Transport {
     connecting.then(
       (c) => {
         if (this.connecting === connecting) this.current = c;
-        this.reconnectDelay = 250;
+        this.reconnects = 0;
         for (const sub of this.subscriptions) this.subscribeOn(c, sub);
       },
       () => {
@@ -182,12 +185,14 @@ export class WebSocketTransport implements Transport {
       this.current = null;
     }
     if (this.closed || this.subscriptions.size === 0 || this.reconnect) return;
-    this.reconnect = setTimeout(() => {
-      this.reconnect = null;
-      if (!this.connecting && this.subscriptions.size > 0) this.open().catch(() => {});
-    }, this.reconnectDelay);
+    this.reconnect = setTimeout(
+      () => {
+        this.reconnect = null;
+        if (!this.connecting && this.subscriptions.size > 0) this.open().catch(() => {});
+      },
+      exponentialDelay(this.reconnects++, LIVE_RECONNECT),
+    );
     this.reconnect.unref();
-    this.reconnectDelay = Math.min(this.reconnectDelay * 2, 10_000);
   }
 
   private subscribeOn(c: Connection, sub: Subscription): void {
