@@ -25,6 +25,8 @@ const CLI = join(ROOT, "dist/cli/main.js");
 const TOKEN = "e2e-token-0123456789abcdef";
 /** May use bucket "other" only, which the hub serves because this token names it. */
 const OTHER = "e2e-other-bucket-0123456789";
+/** Reads GET /v1/status (it needs every bucket), so a test can wait for what the hub has seen. */
+const WATCHER = "e2e-status-reader-0123456789";
 const tempDir = useTempDirs("tidewire-cli-sync-");
 
 const children: ChildProcess[] = [];
@@ -62,6 +64,7 @@ async function startHub(
       tokens: [
         { token: TOKEN, buckets: ["default"], access: "read-write" },
         { token: OTHER, buckets: ["other"], access: "read-write" },
+        { token: WATCHER, buckets: "*", access: "read" },
       ],
     }),
   );
@@ -176,7 +179,22 @@ describe("tidewire sync, end to end", { timeout: 180_000 }, () => {
       "150ms",
       "--json",
     ]);
-    await new Promise((r) => setTimeout(r, 500));
+    // b writes only once A has finished a first pull and listens: then only a notice brings the row.
+    const nodeA = nodeIdOf(a);
+    await waitFor(
+      async () => {
+        const res = await fetch(`${hub.url}/v1/status`, { headers: { authorization: `Bearer ${WATCHER}` } });
+        const status = (await res.json()) as {
+          hub: { liveSubscribers: number };
+          clients: Array<{ nodeId: string; lastAction: string }>;
+        };
+        const seen = status.clients.find((c) => c.nodeId === nodeA);
+        // Both watchers listen (A and B), and the last thing A did was a pull.
+        return status.hub.liveSubscribers >= 2 && seen?.lastAction === "pull";
+      },
+      "A's first pull and both live subscriptions",
+      { timeoutMs: 30_000, intervalMs: 50 },
+    );
     sql(b, "INSERT INTO items VALUES (1, 'from b', 1);");
     // A polls once an hour: only the live notice can bring the row this fast. The 30 s include b's
     // own start-up and first push, which a loaded machine can stretch to several seconds.
