@@ -18,7 +18,7 @@ import {
   type WorkerOptions,
 } from "../src/index.js";
 import { workerSource } from "../src/queue/source.js";
-import type { Handlers } from "../src/queue/worker.js";
+import type { Handlers, StopOptions } from "../src/queue/worker.js";
 import { openStore, type Store } from "../src/store.js";
 import { deferred, invalidArgument, ManualClock, sleep, useTempDirs, waitFor } from "./helpers.js";
 
@@ -651,6 +651,8 @@ describe("Worker arguments", () => {
     ["timeouts.send", () => new Worker(q(), {}, { timeouts: { send: -5 } })],
     ["timeouts", () => new Worker(q(), {}, { timeouts: 5 as unknown as Record<string, number> })],
     ["timeoutMs", () => new Worker(q(), {}).stop({ timeoutMs: Number.NaN })],
+    ["options", () => new Worker(q(), {}, null as unknown as WorkerOptions)],
+    ["options", () => new Worker(q(), {}).stop(null as unknown as StopOptions)],
     ["handlers", () => new Worker(q(), null as unknown as Handlers)],
     ["handlers.send", () => new Worker(q(), { send: "not a function" as unknown as () => void })],
     ["handlers.other", () => new Worker(q(), { ok: () => {}, other: undefined as unknown as () => void })],

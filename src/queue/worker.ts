@@ -19,50 +19,16 @@
  * written), "error" (err: the queue itself failed; the worker keeps polling).
  */
 
-import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { hostname } from "node:os";
-import { InvalidArgumentError } from "../errors.js";
 import { jobDuration, jobsCompleted, jobsFailed } from "../metrics.js";
 import { type SpanHandle, startSpan, tracingEnabled } from "../trace.js";
-import { checkTimeout } from "../validate.js";
 import { type Handler, type HandlerContext, type Handlers, JobTimeoutError, LazyContext } from "./handler.js";
 import { type Settlement, type WorkerSource, workerSource } from "./source.js";
 import { describeThrown, UnrecoverableError } from "./thrown.js";
 import type { Job, JobQueue } from "./types.js";
+import { type StopOptions, stopLimit, type WorkerOptions, workerSettings } from "./worker-options.js";
 
-export interface WorkerOptions {
-  /** Handlers running at once. */
-  concurrency?: number;
-  /** Wait between claims when the queue had nothing due. */
-  pollIntervalMs?: number;
-  /** Lease taken on each claimed job, renewed every leaseMs / 3 while held. */
-  leaseMs?: number;
-  /** Jobs claimed per transaction, and outcomes written per transaction at most; default max(concurrency, 100). */
-  batchSize?: number;
-  /** How often expired leases are returned to pending. */
-  reapIntervalMs?: number;
-  id?: string;
-  /**
-   * Claim only jobs whose type has a handler here, leaving the rest to other workers
-   * (default false: every job is claimed, and one with no handler fails at once).
-   */
-  handledTypesOnly?: boolean;
-  /** Time limit of one attempt of any job, ms (default: none). A job's own timeoutMs wins. */
-  timeoutMs?: number;
-  /** Time limit of one attempt per job type, ms; wins over `timeoutMs`, loses to the job's own. */
-  timeouts?: Record<string, number>;
-}
-
-export interface StopOptions {
-  /**
-   * Wait at most this long for running handlers (default: for ever). Those still running are
-   * aborted and abandoned: their leases are no longer renewed, so they return to pending
-   * (an attempt spent) when the lease expires, and their outcome is never written.
-   */
-  timeoutMs?: number;
-}
-
+export type { StopOptions, WorkerOptions } from "./worker-options.js";
 export { type Handler, type HandlerContext, type Handlers, JobTimeoutError, UnrecoverableError };
 
 export class Worker extends EventEmitter {
@@ -103,28 +69,16 @@ export class Worker extends EventEmitter {
   ) {
     super();
     this.source = workerSource(queue);
-    if (handlers === null || typeof handlers !== "object") {
-      throw new InvalidArgumentError("handlers", "must be an object mapping job types to functions");
-    }
-    for (const [type, fn] of Object.entries(handlers)) {
-      if (typeof fn !== "function") throw new InvalidArgumentError(`handlers.${type}`, "must be a function");
-    }
-    this.concurrency = positiveInt("concurrency", options.concurrency ?? 10);
-    this.pollIntervalMs = positiveInt("pollIntervalMs", options.pollIntervalMs ?? 500);
-    this.leaseMs = positiveInt("leaseMs", options.leaseMs ?? 30_000);
-    this.batchSize = positiveInt("batchSize", options.batchSize ?? Math.max(this.concurrency, 100));
-    this.reapIntervalMs = positiveInt(
-      "reapIntervalMs",
-      options.reapIntervalMs ?? Math.min(5_000, this.leaseMs),
-    );
-    this.types = options.handledTypesOnly ? Object.keys(handlers) : undefined;
-    this.timeoutMs = options.timeoutMs === undefined ? null : checkTimeout("timeoutMs", options.timeoutMs);
-    if (options.timeouts !== undefined && (options.timeouts === null || typeof options.timeouts !== "object"))
-      throw new InvalidArgumentError("timeouts", "must be an object mapping job types to ms");
-    this.timeouts = new Map(
-      Object.entries(options.timeouts ?? {}).map(([type, t]) => [type, checkTimeout(`timeouts.${type}`, t)]),
-    );
-    this.id = options.id ?? `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+    const settings = workerSettings(handlers, options);
+    this.id = settings.id;
+    this.concurrency = settings.concurrency;
+    this.pollIntervalMs = settings.pollIntervalMs;
+    this.leaseMs = settings.leaseMs;
+    this.batchSize = settings.batchSize;
+    this.reapIntervalMs = settings.reapIntervalMs;
+    this.types = settings.types;
+    this.timeoutMs = settings.timeoutMs;
+    this.timeouts = settings.timeouts;
   }
 
   get isRunning(): boolean {
@@ -152,9 +106,7 @@ export class Worker extends EventEmitter {
    * `timeoutMs`, when given), writes their outcomes.
    */
   stop(options: StopOptions = {}): Promise<void> {
-    if (options === null || typeof options !== "object")
-      throw new InvalidArgumentError("options", "must be an object");
-    const limit = options.timeoutMs === undefined ? null : checkTimeout("timeoutMs", options.timeoutMs);
+    const limit = stopLimit(options);
     if (this.stopping) return this.stopping;
     this.running = false;
     this.unsubscribe?.();
@@ -399,11 +351,4 @@ export class Worker extends EventEmitter {
       return undefined;
     }
   }
-}
-
-function positiveInt(argument: string, value: unknown): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
-    throw new InvalidArgumentError(argument, `must be a positive integer, got ${String(value)}`);
-  }
-  return value;
 }

@@ -24,36 +24,30 @@
  * schema changes or its parent arrives. A write the rows refuse is found by
  * writing them one by one, and the batch is merged again from the start with
  * what that taught (a round), so every rule sees the whole batch.
+ *
+ * The parts a round runs through: row-states.ts loads the keys' current
+ * cells, merge.ts merges, resolve.ts plans the rules, materialize.ts writes
+ * the table rows and winners.ts the log rows.
  */
 import Database from "better-sqlite3";
 import { InvalidArgumentError } from "../errors.js";
 import { isNodeId } from "../node-id.js";
 import type { Store } from "../store.js";
 import { checkFlag, checkObject } from "../validate.js";
-import type { Catalog, TrackedTable } from "./catalog.js";
+import type { Catalog } from "./catalog.js";
 import { Conflicts } from "./conflicts.js";
-import { refreshFingerprints } from "./fingerprint.js";
 import { ForeignKeys } from "./foreign-keys.js";
 import type { Clock } from "./hlc.js";
 import { type Authorizer, Checker, type Incoming, NotTrackedHereError } from "./incoming.js";
-import { type ChangeLog, decodeRowValues, type Entry, encodeRowValues } from "./log.js";
+import type { ChangeLog, Entry } from "./log.js";
 import { Materializer } from "./materialize.js";
-import {
-  ALIVE_N,
-  type Cell,
-  liveValues,
-  mergeOne,
-  newState,
-  type RowState,
-  rowId,
-  versionOf,
-} from "./merge.js";
+import { ALIVE_N, liveValues, mergeOne, type RowState, rowId, versionOf } from "./merge.js";
 import { type Decision, Resolver, Round } from "./resolve.js";
 import { Retrier, touchedKeys } from "./retry.js";
-import { rowsOf } from "./rows.js";
+import { loadRowStates } from "./row-states.js";
 import { schemaVersion } from "./schema.js";
-import { ROW } from "./triggers.js";
 import { type SqlValue, toWire } from "./values.js";
+import { writeWinners } from "./winners.js";
 
 export { type Authorizer, ClockDriftError, InvalidChangeError, NotTrackedHereError } from "./incoming.js";
 
@@ -222,7 +216,7 @@ export class Applier {
     if (this.catalog.foreignKeys) this.store.db.prepare("PRAGMA defer_foreign_keys = ON");
     this.clock.suppress(true);
     let { hlc: maxHlc, seq } = this.clock.read();
-    const { rows, of } = this.load(batch);
+    const { rows, of } = loadRowStates(this.store.db, this.log, batch);
     const round = new Round(rows);
     for (let i = 0; i < batch.length; i++) {
       const inc = batch[i] as Incoming;
@@ -292,7 +286,7 @@ export class Applier {
     const db = this.store.db;
     const both = (states: RowState[]) =>
       db.transaction(() => {
-        this.writeLog(states, from, this.materializer.write(states));
+        writeWinners(db, this.log, states, from, this.materializer.write(states));
       })();
     try {
       both(live);
@@ -350,118 +344,6 @@ export class Applier {
     }
     return out;
   }
-
-  /**
-   * The current cells of every key the batch touches (`of[i]` is change i's):
-   * stored entries, one query per table per 256 keys, and for an existing row
-   * its values.
-   */
-  private load(batch: Incoming[]): { rows: Map<string, RowState>; of: RowState[] } {
-    const rows = new Map<string, RowState>();
-    const of: RowState[] = [];
-    const byTable = new Map<TrackedTable, RowState[]>();
-    for (const inc of batch) {
-      const id = rowId(inc.t, inc.key);
-      let s = rows.get(id);
-      if (!s) {
-        s = newState(inc.t, inc.key, inc.parts);
-        rows.set(id, s);
-        const states = byTable.get(inc.t);
-        if (states) states.push(s);
-        else byTable.set(inc.t, [s]);
-      }
-      of.push(s);
-    }
-    for (const [t, states] of byTable) {
-      const entries = this.log.loadMany(
-        t.id,
-        states.map((s) => s.key),
-      );
-      for (const e of entries) {
-        const s = rows.get(rowId(t, e.pk));
-        if (!s) continue;
-        const { pk: _, ...entry } = e;
-        if (e.col === ROW) {
-          s.row = entry;
-          s.wasAlive = e.val === ALIVE_N;
-        } else s.cols.set(e.col, entry);
-      }
-      if (t.relayed) for (const s of states) relayedValues(s);
-      else if (entries.length > 0) for (const s of states) this.readValues(s);
-    }
-    return { rows, of };
-  }
-
-  /** An existing row's values: its columns' entries hold none, and a column without one has the row's clock. */
-  private readValues(s: RowState): void {
-    if (!s.wasAlive || !s.row) return;
-    const values = rowsOf(this.store.db, s.t).read(s.parts);
-    if (!values) return;
-    const row = s.row;
-    for (const [col, val] of values) {
-      const cell = s.cols.get(col);
-      if (cell) cell.val = val;
-      else s.cols.set(col, { col, val, hlc: row.hlc, origin: row.origin, seq: row.seq, implicit: true });
-    }
-  }
-
-  /**
-   * Drops what the new row entries made dead, then writes the winners: with
-   * no value where the table will hold it, with their value where it will not;
-   * a live row entry with the fingerprint of what its table row now holds
-   * (`fps`, from the Materializer), read back from the table where unknown,
-   * or ingest and reconciliation would take the row for a local write.
-   */
-  private writeLog(rows: RowState[], from: string | null, fps: Map<RowState, Buffer | null>): void {
-    const flat: unknown[] = [];
-    const readBack: RowState[] = [];
-    const put = (
-      s: RowState,
-      e: Entry,
-      val: SqlValue,
-      src: string | null,
-      vals: string | null = null,
-      fp: Buffer | null = null,
-    ) => flat.push(s.t.id, s.key, e.col, val, e.hlc, e.origin, e.seq, src, vals, fp);
-    for (const s of rows) {
-      if (s.dropped && s.row) this.log.prune(s.t.id, s.key, s.row.hlc, s.row.origin);
-      const alive = s.row?.val === ALIVE_N;
-      const inTable = alive && !s.t.relayed;
-      const fp = inTable && s.won.size > 0 ? (fps.get(s) ?? null) : null;
-      if (inTable && s.won.size > 0 && (fp === null || !s.won.has(ROW))) readBack.push(s);
-      for (const e of s.won.values()) {
-        if (e.col === ROW) put(s, e, e.val, from, alive && s.t.relayed ? implicitValues(s) : null, fp);
-        else put(s, e, inTable && s.t.columnSet.has(e.col) ? null : e.val, from);
-      }
-      if (s.wasAlive && !alive && !s.t.relayed) {
-        // The row leaves the table: entries that outlive it keep their value (and source) in the log.
-        for (const e of s.cols.values())
-          if (!e.implicit && !s.won.has(e.col)) put(s, e, e.val, e.src ?? null);
-      }
-    }
-    this.log.putMany(flat);
-    refreshFingerprints(this.store.db, readBack);
-  }
-}
-
-/**
- * A relayed live row's implicit cells, from its row entry's values (columns
- * with entries of their own keep those: they are newer).
- */
-function relayedValues(s: RowState): void {
-  const row = s.row;
-  if (!s.wasAlive || !row?.vals) return;
-  for (const [col, val] of decodeRowValues(row.vals)) {
-    if (s.cols.has(col)) continue;
-    s.cols.set(col, { col, val, hlc: row.hlc, origin: row.origin, seq: row.seq, implicit: true });
-  }
-}
-
-/** What a relayed row entry keeps: its implicit cells' values. */
-function implicitValues(s: RowState): string {
-  const cells: Array<[string, SqlValue]> = [];
-  for (const [col, e] of s.cols) if ((e as Cell).implicit) cells.push([col, e.val]);
-  return encodeRowValues(cells);
 }
 
 /** A failure caused by the data, not by the database: a constraint, a type, a size. */
