@@ -459,6 +459,22 @@ describe("busy retry", () => {
     );
     expect(store.busyRetries).toBe(0);
   });
+
+  // A keyless add is one autocommit INSERT, not a transaction of its own: inside the
+  // caller's transaction it must still land or vanish with it, and its id must be the row's.
+  it("a keyless add inside the caller's transaction commits and rolls back with it", () => {
+    const store = track(openStore(dbPath(), { retry: fastRetry }));
+    const queue = new Queue(store);
+    expect(() =>
+      store.write(() => {
+        queue.add("gone", { n: 1 });
+        throw new Error("the caller changes its mind");
+      }),
+    ).toThrow(/changes its mind/);
+    expect(queue.list()).toEqual([]);
+    const kept = store.write(() => queue.add("kept", { n: 2 }));
+    expect(queue.list()).toEqual([kept]);
+  });
 });
 
 describe("setBusyWait", () => {

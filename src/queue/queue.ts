@@ -86,6 +86,8 @@ export class Queue implements JobQueue {
   private readonly inserts: Inserts;
   private readonly schedules: Schedules;
   private readonly admin: QueueAdmin;
+  /** jobsAdded's child per job type: prom-client's labels() builds a new one each call. */
+  private readonly addedCounters = new Map<string, { inc(n?: number): void }>();
 
   constructor(
     readonly store: Store,
@@ -155,7 +157,7 @@ export class Queue implements JobQueue {
     const now = this.now();
     const row = normalizeAdd(type, payload, options, now);
     const job = this.inserts.one(row, now);
-    jobsAdded.labels(row.type).inc();
+    this.countAdded(row.type, 1);
     this.added.emit();
     return job as Job<P>;
   }
@@ -176,9 +178,18 @@ export class Queue implements JobQueue {
     const jobs = this.inserts.batch(rows, now);
     const counts = new Map<string, number>();
     for (const row of rows) counts.set(row.type, (counts.get(row.type) ?? 0) + 1);
-    for (const [type, n] of counts) jobsAdded.labels(type).inc(n);
+    for (const [type, n] of counts) this.countAdded(type, n);
     this.added.emit();
     return jobs;
+  }
+
+  private countAdded(type: string, n: number): void {
+    let counter = this.addedCounters.get(type);
+    if (counter === undefined) {
+      counter = jobsAdded.labels(type);
+      this.addedCounters.set(type, counter);
+    }
+    counter.inc(n);
   }
 
   get(id: number): Job | undefined {
@@ -337,7 +348,7 @@ export class Queue implements JobQueue {
       const now = this.now();
       return this.schedules.fireDue(now, (job) => this.inserts.insert(job, now));
     }, "queue.schedule");
-    for (const type of types) jobsAdded.labels(type).inc();
+    for (const type of types) this.countAdded(type, 1);
     if (types.length > 0) this.added.emit();
     return types.length;
   }
