@@ -152,6 +152,26 @@ describe("tidewire serve", () => {
     expect(daemon.lines.map((l) => l.msg)).toContain("stopped");
   });
 
+  it("stops cleanly on a SIGTERM sent the moment it says it is listening, before start-up has returned", async () => {
+    // "listening" is logged inside startDaemon, before serve hooks its signal handler: a signal in that
+    // window used to kill the process outright. Sent from the first byte of output, it lands there.
+    const child = spawn(process.execPath, [CLI, "serve", "--db", join(dir, "early.db"), "--port", "0"], {
+      cwd: dir,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    running.push(child);
+    let signalled = false;
+    child.stdout.on("data", () => {
+      if (!signalled) child.kill("SIGTERM");
+      signalled = true;
+    });
+    child.stderr.resume();
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+      child.once("exit", (code, signal) => r({ code, signal })),
+    );
+    expect(await within(exited, 20_000, "stopping on an early SIGTERM")).toEqual({ code: 0, signal: null });
+  });
+
   it("waits for a job in flight on the first signal and exits at once on the second", async () => {
     // A daemon with a handler that never finishes, started through the library.
     const db = join(dir, "force.db");

@@ -205,6 +205,15 @@ export function registerServe(program: Command): void {
       const mesh = flags.redis ? { redis: flags.redis, buckets: flags.meshBucket } : undefined;
       const tls =
         flags.tlsCert && flags.tlsKey ? { certFile: flags.tlsCert, keyFile: flags.tlsKey } : undefined;
+      // A signal while the daemon starts (it may be listening, and have said so) must stop it
+      // cleanly too, not kill it: keep it until stopOnSignals is in place, then hand it on. A
+      // second one exits at once, as it does later, so a start that hangs can still be stopped.
+      const early: NodeJS.Signals[] = [];
+      const keep = (signal: NodeJS.Signals) => {
+        if (early.length > 0) process.exit(1);
+        early.push(signal);
+      };
+      for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, keep);
       const daemon = await startDaemon({
         dbPath: flags.db,
         host: flags.host,
@@ -230,7 +239,14 @@ export function registerServe(program: Command): void {
         tls,
         mesh,
         maxDriftMs: flags.maxDrift,
+      }).catch((err: unknown) => {
+        for (const signal of ["SIGINT", "SIGTERM"] as const) process.off(signal, keep);
+        throw err;
       });
+      // The real handler goes on before `keep` comes off: a signal's listeners dropping to none
+      // closes Node's watcher, and a signal pending in it then is lost.
       stopOnSignals(daemon);
+      for (const signal of ["SIGINT", "SIGTERM"] as const) process.off(signal, keep);
+      for (const signal of early) process.emit(signal, signal);
     });
 }
