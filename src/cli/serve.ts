@@ -4,7 +4,7 @@
  * CLI error (exit 1), a bad option like any usage error (exit 2).
  */
 import { type Command, Option } from "commander";
-import { startDaemon, stopOnSignals } from "../daemon/daemon.js";
+import { SIGNALS, startDaemon, stopOnSignals } from "../daemon/daemon.js";
 import { DEFAULT_DB_PATH, DEFAULT_HOST, DEFAULT_PORT } from "../daemon/daemon-options.js";
 import { TidewireError } from "../errors.js";
 import { LOG_LEVELS, type LogLevel } from "../log.js";
@@ -213,7 +213,7 @@ export function registerServe(program: Command): void {
         if (early.length > 0) process.exit(1);
         early.push(signal);
       };
-      for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, keep);
+      for (const signal of SIGNALS) process.on(signal, keep);
       const daemon = await startDaemon({
         dbPath: flags.db,
         host: flags.host,
@@ -240,13 +240,13 @@ export function registerServe(program: Command): void {
         mesh,
         maxDriftMs: flags.maxDrift,
       }).catch((err: unknown) => {
-        for (const signal of ["SIGINT", "SIGTERM"] as const) process.off(signal, keep);
+        for (const signal of SIGNALS) process.off(signal, keep);
         throw err;
       });
       // The real handler goes on before `keep` comes off: a signal's listeners dropping to none
       // closes Node's watcher, and a signal pending in it then is lost.
       stopOnSignals(daemon);
-      for (const signal of ["SIGINT", "SIGTERM"] as const) process.off(signal, keep);
+      for (const signal of SIGNALS) process.off(signal, keep);
       for (const signal of early) process.emit(signal, signal);
     });
 }

@@ -251,7 +251,8 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   }
 }
 
-const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+/** The signals a daemon stops on (stopOnSignals), and that `tidewire serve` holds while it starts. */
+export const SIGNALS = ["SIGINT", "SIGTERM"] as const;
 
 /** Stops the daemon on SIGINT or SIGTERM and then exits; returns a function that unhooks the signals. */
 export function stopOnSignals(daemon: Daemon, exit: (code: number) => void = (code) => process.exit(code)) {
